@@ -1,0 +1,185 @@
+//! Time sources. Everything that reads the time or waits takes a [`Clock`] so
+//! tests can drive time deterministically with [`SimulatedClock`] instead of
+//! sleeping.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::frame::CaptureTime;
+
+pub const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+pub trait Clock: Send + Sync {
+    /// CLOCK_MONOTONIC in nanoseconds.
+    fn mono_ns(&self) -> u64;
+    /// Wall clock in nanoseconds since the Unix epoch.
+    fn wall_ns(&self) -> i64;
+    /// Blocks until the monotonic clock reaches `deadline_ns` (returns at once if past).
+    fn sleep_until(&self, deadline_ns: u64);
+
+    fn now(&self) -> CaptureTime {
+        CaptureTime {
+            mono_ns: self.mono_ns(),
+            wall_ns: self.wall_ns(),
+        }
+    }
+}
+
+/// The real clocks of this machine.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn mono_ns(&self) -> u64 {
+        match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
+            Ok(ts) => ts.tv_sec() as u64 * NANOS_PER_SEC + ts.tv_nsec() as u64,
+            // CLOCK_MONOTONIC cannot fail on Linux; keep going rather than panic.
+            Err(_) => 0,
+        }
+    }
+
+    fn wall_ns(&self) -> i64 {
+        match SystemTime::now().duration_since(UNIX_EPOCH) {
+            Ok(d) => d.as_nanos() as i64,
+            Err(e) => -(e.duration().as_nanos() as i64),
+        }
+    }
+
+    fn sleep_until(&self, deadline_ns: u64) {
+        let now = self.mono_ns();
+        if deadline_ns > now {
+            std::thread::sleep(Duration::from_nanos(deadline_ns - now));
+        }
+    }
+}
+
+/// A clock that only moves when a test advances it. `sleep_until` blocks until
+/// another thread advances time far enough, so threaded code can be tested
+/// without real waiting.
+#[derive(Clone, Debug)]
+pub struct SimulatedClock {
+    inner: Arc<(Mutex<(u64, i64)>, Condvar)>,
+}
+
+impl SimulatedClock {
+    pub fn new(mono_ns: u64, wall_ns: i64) -> SimulatedClock {
+        SimulatedClock {
+            inner: Arc::new((Mutex::new((mono_ns, wall_ns)), Condvar::new())),
+        }
+    }
+
+    pub fn advance(&self, d: Duration) {
+        let (lock, cv) = &*self.inner;
+        let mut t = lock.lock().unwrap_or_else(|e| e.into_inner());
+        t.0 += d.as_nanos() as u64;
+        t.1 += d.as_nanos() as i64;
+        cv.notify_all();
+    }
+
+    /// Moves the wall clock only, as a clock step (NTP, user setting the time) would.
+    pub fn step_wall(&self, delta_ns: i64) {
+        let (lock, _) = &*self.inner;
+        let mut t = lock.lock().unwrap_or_else(|e| e.into_inner());
+        t.1 += delta_ns;
+    }
+}
+
+impl Clock for SimulatedClock {
+    fn mono_ns(&self) -> u64 {
+        self.inner.0.lock().unwrap_or_else(|e| e.into_inner()).0
+    }
+
+    fn wall_ns(&self) -> i64 {
+        self.inner.0.lock().unwrap_or_else(|e| e.into_inner()).1
+    }
+
+    fn sleep_until(&self, deadline_ns: u64) {
+        let (lock, cv) = &*self.inner;
+        let mut t = lock.lock().unwrap_or_else(|e| e.into_inner());
+        while t.0 < deadline_ns {
+            t = cv.wait(t).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for a wall time in nanoseconds (UTC).
+pub fn format_rfc3339(wall_ns: i64) -> String {
+    humantime::format_rfc3339_seconds(system_time(wall_ns)).to_string()
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC`, the burned-in timestamp text.
+pub fn format_overlay(wall_ns: i64) -> String {
+    let s = format_rfc3339(wall_ns);
+    // "2026-11-21T10:00:00Z" -> "2026-11-21 10:00:00 UTC"
+    format!("{} {} UTC", &s[..10], &s[11..19])
+}
+
+/// Compact form used in segment file names: `YYYYMMDDTHHMMSSZ`.
+pub fn format_compact(wall_ns: i64) -> String {
+    format_rfc3339(wall_ns)
+        .chars()
+        .filter(|c| *c != '-' && *c != ':')
+        .collect()
+}
+
+/// Parses an RFC 3339 time (`2026-11-20T10:00:00Z`, fractions allowed) to wall nanoseconds.
+pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
+    let t = humantime::parse_rfc3339_weak(s.trim())
+        .map_err(|e| format!("'{s}' is not a UTC time like 2026-11-20T10:00:00Z: {e}"))?;
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => Ok(d.as_nanos() as i64),
+        Err(_) => Err(format!("'{s}' is before 1970")),
+    }
+}
+
+fn system_time(wall_ns: i64) -> SystemTime {
+    if wall_ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(wall_ns as u64)
+    } else {
+        UNIX_EPOCH
+    }
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`) as 16 bytes; monotonic
+/// times are only comparable between frames with the same boot id.
+pub fn boot_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    if let Ok(s) = std::fs::read_to_string("/proc/sys/kernel/random/boot_id") {
+        let hex: Vec<u8> = s.bytes().filter(|b| b.is_ascii_hexdigit()).collect();
+        for (i, pair) in hex.chunks(2).take(16).enumerate() {
+            let text = std::str::from_utf8(pair).unwrap_or("0");
+            id[i] = u8::from_str_radix(text, 16).unwrap_or(0);
+        }
+    }
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_and_parses_utc() {
+        let ns = 1_763_719_200_500_000_000; // 2025-11-21T10:00:00.5Z
+        assert_eq!(format_rfc3339(ns), "2025-11-21T10:00:00Z");
+        assert_eq!(format_overlay(ns), "2025-11-21 10:00:00 UTC");
+        assert_eq!(format_compact(ns), "20251121T100000Z");
+        assert_eq!(parse_rfc3339("2025-11-21T10:00:00Z").unwrap(), 1_763_719_200 * 1_000_000_000);
+        assert!(parse_rfc3339("yesterday").unwrap_err().contains("yesterday"));
+    }
+
+    #[test]
+    fn simulated_clock_wakes_sleepers() {
+        let clock = SimulatedClock::new(0, 0);
+        let c2 = clock.clone();
+        let t = std::thread::spawn(move || {
+            c2.sleep_until(5_000);
+            c2.mono_ns()
+        });
+        for _ in 0..5 {
+            std::thread::sleep(Duration::from_millis(2));
+            clock.advance(Duration::from_nanos(1_000));
+        }
+        assert!(t.join().unwrap() >= 5_000);
+    }
+}

@@ -1,0 +1,24 @@
+//! dashvault: a dash cam recorder whose footage survives the power being cut
+//! at any instant.
+//!
+//! The crate is layered the way data flows:
+//! - [`clock`] and [`frame`] are the base: time sources and the in-memory
+//!   picture types every other layer speaks.
+//! - [`camera`] produces frames (synthetic test pattern, V4L2 webcams, and a
+//!   slot for the Pi camera).
+//! - [`encode`] turns raw frames into JPEG (rotation, burned-in timestamp).
+//! - [`store`] owns the segment format and every durability rule; nothing
+//!   outside it opens a segment file.
+//! - [`recorder`] wires cameras, encoder pools and segment writers together
+//!   with bounded queues and counts everything in [`status`].
+//! - [`cli`] holds one module per subcommand; `main.rs` only dispatches.
+
+pub mod camera;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod encode;
+pub mod frame;
+pub mod recorder;
+pub mod status;
+pub mod store;
