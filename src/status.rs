@@ -1,1 +1,236 @@
-//! (to be written)
+//! Counters and health of the recorder, kept in one place: the recorder
+//! threads update them, the `status` command and the HTTP API read
+//! [`StatusSnapshot`]s of them.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+/// Why a frame was dropped instead of stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// Encoders were all busy and their queue full.
+    EncoderBusy,
+    /// The writer's queue was full (storage slower than the camera).
+    WriterBusy,
+    /// The encoder rejected the frame (corrupt camera data).
+    EncodeError,
+    /// Storage failed (disk full or I/O error) and the frame could not be written.
+    StorageError,
+}
+
+/// What start-up recovery did to one segment that was not closed cleanly.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryReport {
+    pub segment: String,
+    pub frames: u64,
+    pub seconds: f64,
+    /// Bytes after the last valid record that were not zero (a torn write).
+    pub torn_bytes: u64,
+    /// Zero-filled preallocated bytes trimmed away.
+    pub trimmed_bytes: u64,
+    pub action: String,
+}
+
+#[derive(Debug, Default)]
+pub struct CameraStatus {
+    pub id: String,
+    pub captured: AtomicU64,
+    pub encoded: AtomicU64,
+    pub passthrough: AtomicU64,
+    pub written: AtomicU64,
+    pub written_bytes: AtomicU64,
+    pub dropped_encoder_busy: AtomicU64,
+    pub dropped_writer_busy: AtomicU64,
+    pub dropped_encode_error: AtomicU64,
+    pub dropped_storage_error: AtomicU64,
+    pub camera_errors: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub storage_errors: AtomicU64,
+    pub segments_closed: AtomicU64,
+    pub syncs: AtomicU64,
+    /// Monotonic ns of the last completed fdatasync (0: never).
+    pub last_sync_mono_ns: AtomicU64,
+    pub direct_io: AtomicBool,
+    pub connected: AtomicBool,
+    pub detail: Mutex<CameraDetail>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CameraDetail {
+    pub source: String,
+    pub format: String,
+    pub current_segment: Option<String>,
+    pub last_error: Option<String>,
+    pub recovery: Vec<RecoveryReport>,
+}
+
+impl CameraStatus {
+    pub fn new(id: &str) -> Arc<CameraStatus> {
+        Arc::new(CameraStatus {
+            id: id.to_string(),
+            ..CameraStatus::default()
+        })
+    }
+
+    pub fn count_drop(&self, reason: DropReason) {
+        let c = match reason {
+            DropReason::EncoderBusy => &self.dropped_encoder_busy,
+            DropReason::WriterBusy => &self.dropped_writer_busy,
+            DropReason::EncodeError => &self.dropped_encode_error,
+            DropReason::StorageError => &self.dropped_storage_error,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn set_error(&self, message: String) {
+        self.detail().last_error = Some(message);
+    }
+
+    pub fn detail(&self) -> std::sync::MutexGuard<'_, CameraDetail> {
+        self.detail.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn snapshot(&self, now_mono_ns: u64) -> CameraSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let last_sync = get(&self.last_sync_mono_ns);
+        let d = self.detail().clone();
+        CameraSnapshot {
+            id: self.id.clone(),
+            source: d.source,
+            format: d.format,
+            connected: self.connected.load(Ordering::Relaxed),
+            captured: get(&self.captured),
+            encoded: get(&self.encoded),
+            passthrough: get(&self.passthrough),
+            written: get(&self.written),
+            written_bytes: get(&self.written_bytes),
+            dropped: DroppedSnapshot {
+                encoder_busy: get(&self.dropped_encoder_busy),
+                writer_busy: get(&self.dropped_writer_busy),
+                encode_error: get(&self.dropped_encode_error),
+                storage_error: get(&self.dropped_storage_error),
+            },
+            camera_errors: get(&self.camera_errors),
+            reconnects: get(&self.reconnects),
+            storage_errors: get(&self.storage_errors),
+            segments_closed: get(&self.segments_closed),
+            syncs: get(&self.syncs),
+            last_sync_age_ms: (last_sync > 0)
+                .then(|| now_mono_ns.saturating_sub(last_sync) / 1_000_000),
+            io_mode: if self.direct_io.load(Ordering::Relaxed) {
+                "direct".into()
+            } else {
+                "buffered".into()
+            },
+            current_segment: d.current_segment,
+            last_error: d.last_error,
+            recovery: d.recovery,
+        }
+    }
+}
+
+/// Store-wide counters (retention is global across cameras).
+#[derive(Debug, Default)]
+pub struct StoreStatus {
+    pub retention_deleted_segments: AtomicU64,
+    pub retention_deleted_bytes: AtomicU64,
+    pub retention_failures: AtomicU64,
+    pub used_bytes: AtomicU64,
+    pub free_bytes: AtomicU64,
+    pub last_retention_error: Mutex<Option<String>>,
+    /// Set when the cap cannot be met (everything left is protected or open).
+    pub cap_unreachable: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+pub struct Status {
+    pub cameras: Vec<Arc<CameraStatus>>,
+    pub store: StoreStatus,
+    pub config_problem: Mutex<Option<String>>,
+}
+
+impl Status {
+    pub fn camera(&self, id: &str) -> Option<&Arc<CameraStatus>> {
+        self.cameras.iter().find(|c| c.id == id)
+    }
+
+    pub fn snapshot(&self, now_mono_ns: u64, wall_ns: i64) -> StatusSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let s = &self.store;
+        StatusSnapshot {
+            time: crate::clock::format_rfc3339(wall_ns),
+            cameras: self.cameras.iter().map(|c| c.snapshot(now_mono_ns)).collect(),
+            storage: StorageSnapshot {
+                used_bytes: get(&s.used_bytes),
+                free_bytes: get(&s.free_bytes),
+                retention_deleted_segments: get(&s.retention_deleted_segments),
+                retention_deleted_bytes: get(&s.retention_deleted_bytes),
+                retention_failures: get(&s.retention_failures),
+                cap_unreachable: s.cap_unreachable.load(Ordering::Relaxed),
+                last_retention_error: s
+                    .last_retention_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone(),
+            },
+            config_problem: self
+                .config_problem
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatusSnapshot {
+    pub time: String,
+    pub cameras: Vec<CameraSnapshot>,
+    pub storage: StorageSnapshot,
+    pub config_problem: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CameraSnapshot {
+    pub id: String,
+    pub source: String,
+    pub format: String,
+    pub connected: bool,
+    pub captured: u64,
+    pub encoded: u64,
+    pub passthrough: u64,
+    pub written: u64,
+    pub written_bytes: u64,
+    pub dropped: DroppedSnapshot,
+    pub camera_errors: u64,
+    pub reconnects: u64,
+    pub storage_errors: u64,
+    pub segments_closed: u64,
+    pub syncs: u64,
+    pub last_sync_age_ms: Option<u64>,
+    pub io_mode: String,
+    pub current_segment: Option<String>,
+    pub last_error: Option<String>,
+    pub recovery: Vec<RecoveryReport>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DroppedSnapshot {
+    pub encoder_busy: u64,
+    pub writer_busy: u64,
+    pub encode_error: u64,
+    pub storage_error: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StorageSnapshot {
+    pub used_bytes: u64,
+    pub free_bytes: u64,
+    pub retention_deleted_segments: u64,
+    pub retention_deleted_bytes: u64,
+    pub retention_failures: u64,
+    pub cap_unreachable: bool,
+    pub last_retention_error: Option<String>,
+}

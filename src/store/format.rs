@@ -1,0 +1,563 @@
+//! Byte layout of segment files: CRC-framed records and the closing trailer.
+//! `docs/storage.md` has the same tables with the reasoning behind them.
+//!
+//! Every record is a 48-byte little-endian header followed by its payload:
+//!
+//! | offset | size | field |
+//! |-------:|-----:|-------|
+//! | 0 | 4 | magic `DVR1` |
+//! | 4 | 1 | kind (1 stream header, 2 frame, 3 padding, 4 index) |
+//! | 5 | 1 | flags (frame: bit 0 = wall time estimated) |
+//! | 6 | 2 | format version (1) |
+//! | 8 | 4 | payload length |
+//! | 12 | 4 | CRC32 of the payload |
+//! | 16 | 8 | frame sequence number (per camera) |
+//! | 24 | 8 | monotonic capture time, ns |
+//! | 32 | 8 | wall-clock capture time, ns since the Unix epoch (UTC) |
+//! | 40 | 4 | reserved, zero |
+//! | 44 | 4 | CRC32 of bytes 0..44 |
+//!
+//! A cleanly closed segment ends with a 32-byte [`Trailer`] that points at its
+//! index record.
+
+use crate::frame::CaptureTime;
+
+pub const RECORD_MAGIC: [u8; 4] = *b"DVR1";
+pub const TRAILER_MAGIC: [u8; 4] = *b"DVTR";
+pub const FORMAT_VERSION: u16 = 1;
+pub const HEADER_LEN: usize = 48;
+pub const TRAILER_LEN: usize = 32;
+/// Alignment of every sync: data is written in whole blocks of this size.
+pub const BLOCK_BYTES: usize = 4096;
+/// No single record may be larger; a header claiming more is treated as corrupt.
+pub const PAYLOAD_BYTES_MAX: u32 = 64 << 20;
+pub const INDEX_ENTRY_LEN: usize = 32;
+pub const CAMERA_ID_BYTES_MAX: usize = 64;
+
+/// Frame flag: the wall-clock time was estimated (clock not yet trusted).
+pub const FLAG_WALL_ESTIMATED: u8 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordKind {
+    StreamHeader = 1,
+    Frame = 2,
+    Padding = 3,
+    Index = 4,
+}
+
+impl RecordKind {
+    fn from_u8(v: u8) -> Option<RecordKind> {
+        match v {
+            1 => Some(RecordKind::StreamHeader),
+            2 => Some(RecordKind::Frame),
+            3 => Some(RecordKind::Padding),
+            4 => Some(RecordKind::Index),
+            _ => None,
+        }
+    }
+}
+
+/// Why bytes are not a valid record or trailer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error("bad magic {0:02x?}")]
+    BadMagic([u8; 4]),
+    #[error("header CRC mismatch (stored {stored:08x}, computed {computed:08x})")]
+    HeaderCrc { stored: u32, computed: u32 },
+    #[error("payload CRC mismatch (stored {stored:08x}, computed {computed:08x})")]
+    PayloadCrc { stored: u32, computed: u32 },
+    #[error("unknown record kind {0}")]
+    UnknownKind(u8),
+    #[error("unsupported format version {0}")]
+    Version(u16),
+    #[error("payload length {0} exceeds the {PAYLOAD_BYTES_MAX}-byte limit")]
+    TooLong(u32),
+    #[error("truncated: need {needed} bytes, have {have}")]
+    Truncated { needed: usize, have: usize },
+    #[error("malformed {what}: {why}")]
+    Malformed { what: &'static str, why: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordHeader {
+    pub kind: RecordKind,
+    pub flags: u8,
+    pub payload_len: u32,
+    pub payload_crc: u32,
+    pub seq: u64,
+    pub mono_ns: u64,
+    pub wall_ns: i64,
+}
+
+impl RecordHeader {
+    pub fn new(kind: RecordKind, payload: &[u8], seq: u64, time: CaptureTime) -> RecordHeader {
+        RecordHeader {
+            kind,
+            flags: 0,
+            payload_len: payload.len() as u32,
+            payload_crc: crc32fast::hash(payload),
+            seq,
+            mono_ns: time.mono_ns,
+            wall_ns: time.wall_ns,
+        }
+    }
+
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0..4].copy_from_slice(&RECORD_MAGIC);
+        b[4] = self.kind as u8;
+        b[5] = self.flags;
+        b[6..8].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[8..12].copy_from_slice(&self.payload_len.to_le_bytes());
+        b[12..16].copy_from_slice(&self.payload_crc.to_le_bytes());
+        b[16..24].copy_from_slice(&self.seq.to_le_bytes());
+        b[24..32].copy_from_slice(&self.mono_ns.to_le_bytes());
+        b[32..40].copy_from_slice(&self.wall_ns.to_le_bytes());
+        let crc = crc32fast::hash(&b[0..44]);
+        b[44..48].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks a header (magic, header CRC, kind, version, length).
+    pub fn decode(b: &[u8]) -> Result<RecordHeader, FormatError> {
+        if b.len() < HEADER_LEN {
+            return Err(FormatError::Truncated {
+                needed: HEADER_LEN,
+                have: b.len(),
+            });
+        }
+        let magic = [b[0], b[1], b[2], b[3]];
+        if magic != RECORD_MAGIC {
+            return Err(FormatError::BadMagic(magic));
+        }
+        let stored = le_u32(&b[44..48]);
+        let computed = crc32fast::hash(&b[0..44]);
+        if stored != computed {
+            return Err(FormatError::HeaderCrc { stored, computed });
+        }
+        let version = u16::from_le_bytes([b[6], b[7]]);
+        if version != FORMAT_VERSION {
+            return Err(FormatError::Version(version));
+        }
+        let kind = RecordKind::from_u8(b[4]).ok_or(FormatError::UnknownKind(b[4]))?;
+        let payload_len = le_u32(&b[8..12]);
+        if payload_len > PAYLOAD_BYTES_MAX {
+            return Err(FormatError::TooLong(payload_len));
+        }
+        Ok(RecordHeader {
+            kind,
+            flags: b[5],
+            payload_len,
+            payload_crc: le_u32(&b[12..16]),
+            seq: le_u64(&b[16..24]),
+            mono_ns: le_u64(&b[24..32]),
+            wall_ns: le_u64(&b[32..40]) as i64,
+        })
+    }
+
+    pub fn check_payload(&self, payload: &[u8]) -> Result<(), FormatError> {
+        if payload.len() != self.payload_len as usize {
+            return Err(FormatError::Truncated {
+                needed: self.payload_len as usize,
+                have: payload.len(),
+            });
+        }
+        let computed = crc32fast::hash(payload);
+        if computed != self.payload_crc {
+            return Err(FormatError::PayloadCrc {
+                stored: self.payload_crc,
+                computed,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn record_len(&self) -> u64 {
+        HEADER_LEN as u64 + self.payload_len as u64
+    }
+
+    pub fn time(&self) -> CaptureTime {
+        CaptureTime {
+            mono_ns: self.mono_ns,
+            wall_ns: self.wall_ns,
+        }
+    }
+}
+
+/// What the stream-header record (always the first record) says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamHeader {
+    pub codec: Codec,
+    pub width: u32,
+    pub height: u32,
+    pub fps_milli: u32,
+    pub boot_id: [u8; 16],
+    /// Per-camera segment sequence number; the same number is in the file name.
+    pub segment_seq: u64,
+    pub camera_id: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    Jpeg = 1,
+    /// Reserved so a hardware H.264 path can share the format.
+    H264 = 2,
+}
+
+impl StreamHeader {
+    const FIXED_LEN: usize = 2 + 1 + 1 + 4 + 4 + 4 + 16 + 8 + 1;
+
+    pub fn encode(&self) -> Vec<u8> {
+        let id = self.camera_id.as_bytes();
+        let id = &id[..id.len().min(CAMERA_ID_BYTES_MAX)];
+        let mut b = Vec::with_capacity(Self::FIXED_LEN + id.len());
+        b.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b.push(self.codec as u8);
+        b.push(0);
+        b.extend_from_slice(&self.width.to_le_bytes());
+        b.extend_from_slice(&self.height.to_le_bytes());
+        b.extend_from_slice(&self.fps_milli.to_le_bytes());
+        b.extend_from_slice(&self.boot_id);
+        b.extend_from_slice(&self.segment_seq.to_le_bytes());
+        b.push(id.len() as u8);
+        b.extend_from_slice(id);
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Result<StreamHeader, FormatError> {
+        let bad = |why: String| FormatError::Malformed {
+            what: "stream header",
+            why,
+        };
+        if b.len() < Self::FIXED_LEN {
+            return Err(bad(format!("{} bytes, need at least {}", b.len(), Self::FIXED_LEN)));
+        }
+        let codec = match b[2] {
+            1 => Codec::Jpeg,
+            2 => Codec::H264,
+            other => return Err(bad(format!("unknown codec {other}"))),
+        };
+        let id_len = b[Self::FIXED_LEN - 1] as usize;
+        if b.len() != Self::FIXED_LEN + id_len {
+            return Err(bad(format!("camera id length {id_len} does not match payload")));
+        }
+        let camera_id = String::from_utf8(b[Self::FIXED_LEN..].to_vec())
+            .map_err(|_| bad("camera id is not UTF-8".into()))?;
+        let mut boot_id = [0u8; 16];
+        boot_id.copy_from_slice(&b[16..32]);
+        Ok(StreamHeader {
+            codec,
+            width: le_u32(&b[4..8]),
+            height: le_u32(&b[8..12]),
+            fps_milli: le_u32(&b[12..16]),
+            boot_id,
+            segment_seq: le_u64(&b[32..40]),
+            camera_id,
+        })
+    }
+}
+
+/// Where one frame is and when it was captured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// File offset of the frame's record header.
+    pub offset: u64,
+    pub payload_len: u32,
+    pub flags: u8,
+    pub seq: u64,
+    pub mono_ns: u64,
+    pub wall_ns: i64,
+}
+
+impl IndexEntry {
+    pub fn time(&self) -> CaptureTime {
+        CaptureTime {
+            mono_ns: self.mono_ns,
+            wall_ns: self.wall_ns,
+        }
+    }
+}
+
+/// Index payload: entry count (u32), the first frame's sequence number (u64),
+/// then per frame 32 bytes: record offset u64, payload length u32, flags u8,
+/// 3 reserved bytes, monotonic ns u64, wall ns i64. Sequence numbers are
+/// consecutive within a segment, so only the first is stored.
+pub fn encode_index(entries: &[IndexEntry]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(12 + entries.len() * INDEX_ENTRY_LEN);
+    b.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    b.extend_from_slice(&entries.first().map_or(0, |e| e.seq).to_le_bytes());
+    for e in entries {
+        b.extend_from_slice(&e.offset.to_le_bytes());
+        b.extend_from_slice(&e.payload_len.to_le_bytes());
+        b.push(e.flags);
+        b.extend_from_slice(&[0u8; 3]);
+        b.extend_from_slice(&e.mono_ns.to_le_bytes());
+        b.extend_from_slice(&e.wall_ns.to_le_bytes());
+    }
+    b
+}
+
+/// Decodes an index payload. Sequence numbers are rebuilt from the first one;
+/// the writer stores consecutive numbers within a segment.
+pub fn decode_index(b: &[u8]) -> Result<Vec<IndexEntry>, FormatError> {
+    let bad = |why: String| FormatError::Malformed { what: "index", why };
+    if b.len() < 12 {
+        return Err(bad(format!("{} bytes, need at least 12", b.len())));
+    }
+    let count = le_u32(&b[0..4]) as usize;
+    let first_seq = le_u64(&b[4..12]);
+    if b.len() != 12 + count * INDEX_ENTRY_LEN {
+        return Err(bad(format!("{count} entries do not fit {} bytes", b.len())));
+    }
+    let mut out = Vec::with_capacity(count);
+    for (i, e) in b[12..].chunks_exact(INDEX_ENTRY_LEN).enumerate() {
+        out.push(IndexEntry {
+            offset: le_u64(&e[0..8]),
+            payload_len: le_u32(&e[8..12]),
+            flags: e[12],
+            seq: first_seq + i as u64,
+            mono_ns: le_u64(&e[16..24]),
+            wall_ns: le_u64(&e[24..32]) as i64,
+        });
+    }
+    Ok(out)
+}
+
+/// The last 32 bytes of a cleanly closed segment.
+///
+/// | offset | size | field |
+/// |-------:|-----:|-------|
+/// | 0 | 4 | magic `DVTR` |
+/// | 4 | 2 | format version |
+/// | 6 | 2 | reserved |
+/// | 8 | 8 | offset of the index record |
+/// | 16 | 4 | length of the index record (header + payload) |
+/// | 20 | 4 | frame count |
+/// | 24 | 4 | reserved |
+/// | 28 | 4 | CRC32 of bytes 0..28 |
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trailer {
+    pub index_offset: u64,
+    pub index_record_len: u32,
+    pub frame_count: u32,
+}
+
+impl Trailer {
+    pub fn encode(&self) -> [u8; TRAILER_LEN] {
+        let mut b = [0u8; TRAILER_LEN];
+        b[0..4].copy_from_slice(&TRAILER_MAGIC);
+        b[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[8..16].copy_from_slice(&self.index_offset.to_le_bytes());
+        b[16..20].copy_from_slice(&self.index_record_len.to_le_bytes());
+        b[20..24].copy_from_slice(&self.frame_count.to_le_bytes());
+        let crc = crc32fast::hash(&b[0..28]);
+        b[28..32].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Trailer, FormatError> {
+        if b.len() != TRAILER_LEN {
+            return Err(FormatError::Truncated {
+                needed: TRAILER_LEN,
+                have: b.len(),
+            });
+        }
+        let magic = [b[0], b[1], b[2], b[3]];
+        if magic != TRAILER_MAGIC {
+            return Err(FormatError::BadMagic(magic));
+        }
+        let stored = le_u32(&b[28..32]);
+        let computed = crc32fast::hash(&b[0..28]);
+        if stored != computed {
+            return Err(FormatError::HeaderCrc { stored, computed });
+        }
+        let version = u16::from_le_bytes([b[4], b[5]]);
+        if version != FORMAT_VERSION {
+            return Err(FormatError::Version(version));
+        }
+        Ok(Trailer {
+            index_offset: le_u64(&b[8..16]),
+            index_record_len: le_u32(&b[16..20]),
+            frame_count: le_u32(&b[20..24]),
+        })
+    }
+}
+
+/// A padding record that makes room for `tail` more bytes to end exactly on
+/// an `align` boundary, when placed at file offset `pos`. Empty when no
+/// padding is needed; otherwise at least one header long.
+pub fn padding_record(pos: u64, align: usize, tail: usize) -> Vec<u8> {
+    let align = align as u64;
+    let mut gap = (align - (pos + tail as u64) % align) % align;
+    if gap == 0 {
+        return Vec::new();
+    }
+    while gap < HEADER_LEN as u64 {
+        gap += align;
+    }
+    let payload = vec![0u8; gap as usize - HEADER_LEN];
+    let header = RecordHeader::new(RecordKind::Padding, &payload, 0, CaptureTime::default());
+    let mut out = Vec::with_capacity(gap as usize);
+    out.extend_from_slice(&header.encode());
+    out.extend_from_slice(&payload);
+    out
+}
+
+fn le_u32(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn le_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_header(kind: RecordKind, payload: &[u8]) -> RecordHeader {
+        let mut h = RecordHeader::new(
+            kind,
+            payload,
+            42,
+            CaptureTime {
+                mono_ns: 123_456_789,
+                wall_ns: 1_763_719_200_000_000_000,
+            },
+        );
+        h.flags = FLAG_WALL_ESTIMATED;
+        h
+    }
+
+    fn stream_header() -> StreamHeader {
+        StreamHeader {
+            codec: Codec::Jpeg,
+            width: 1280,
+            height: 720,
+            fps_milli: 30_000,
+            boot_id: [7; 16],
+            segment_seq: 9,
+            camera_id: "front".into(),
+        }
+    }
+
+    fn entries() -> Vec<IndexEntry> {
+        (0..5)
+            .map(|i| IndexEntry {
+                offset: 4096 + i * 1000,
+                payload_len: 900 + i as u32,
+                flags: (i % 2) as u8,
+                seq: 100 + i,
+                mono_ns: 1_000_000 * i,
+                wall_ns: -5 + i as i64,
+            })
+            .collect()
+    }
+
+    /// Every record kind as (header bytes + payload bytes).
+    fn all_records() -> Vec<(RecordKind, Vec<u8>)> {
+        vec![
+            (RecordKind::StreamHeader, stream_header().encode()),
+            (RecordKind::Frame, b"\xff\xd8jpeg bytes\xff\xd9".to_vec()),
+            (RecordKind::Padding, vec![0u8; 100]),
+            (RecordKind::Index, encode_index(&entries())),
+        ]
+    }
+
+    #[test]
+    fn every_record_kind_round_trips() {
+        for (kind, payload) in all_records() {
+            let h = sample_header(kind, &payload);
+            let decoded = RecordHeader::decode(&h.encode()).unwrap();
+            assert_eq!(decoded, h);
+            decoded.check_payload(&payload).unwrap();
+        }
+        assert_eq!(StreamHeader::decode(&stream_header().encode()).unwrap(), stream_header());
+        assert_eq!(decode_index(&encode_index(&entries())).unwrap(), entries());
+        let t = Trailer {
+            index_offset: 1 << 40,
+            index_record_len: 5000,
+            frame_count: 1800,
+        };
+        assert_eq!(Trailer::decode(&t.encode()).unwrap(), t);
+    }
+
+    #[test]
+    fn every_single_byte_corruption_is_detected() {
+        for (kind, payload) in all_records() {
+            let h = sample_header(kind, &payload);
+            let mut record = h.encode().to_vec();
+            record.extend_from_slice(&payload);
+            for pos in 0..record.len() {
+                for flip in [0x01u8, 0x80, 0xff] {
+                    let mut bad = record.clone();
+                    bad[pos] ^= flip;
+                    let detected = match RecordHeader::decode(&bad[..HEADER_LEN]) {
+                        Err(_) => true,
+                        Ok(h2) => h2
+                            .check_payload(&bad[HEADER_LEN..HEADER_LEN + payload.len()])
+                            .is_err(),
+                    };
+                    assert!(detected, "{kind:?}: flipping {flip:#x} at byte {pos} went unnoticed");
+                }
+            }
+        }
+        let trailer = Trailer {
+            index_offset: 8192,
+            index_record_len: 300,
+            frame_count: 7,
+        }
+        .encode();
+        for pos in 0..TRAILER_LEN {
+            let mut bad = trailer;
+            bad[pos] ^= 0x10;
+            assert!(Trailer::decode(&bad).is_err(), "trailer byte {pos}");
+        }
+    }
+
+    #[test]
+    fn zeros_and_short_input_are_not_records() {
+        assert!(matches!(
+            RecordHeader::decode(&[0u8; HEADER_LEN]),
+            Err(FormatError::BadMagic(_))
+        ));
+        assert!(matches!(
+            RecordHeader::decode(&[0u8; 10]),
+            Err(FormatError::Truncated { .. })
+        ));
+        assert!(Trailer::decode(&[0u8; TRAILER_LEN]).is_err());
+    }
+
+    #[test]
+    fn oversized_length_is_rejected_even_with_valid_crc() {
+        let mut h = sample_header(RecordKind::Frame, b"x");
+        h.payload_len = PAYLOAD_BYTES_MAX + 1;
+        assert_eq!(
+            RecordHeader::decode(&h.encode()),
+            Err(FormatError::TooLong(PAYLOAD_BYTES_MAX + 1))
+        );
+    }
+
+    #[test]
+    fn padding_lands_on_the_boundary() {
+        for start in [0u64, 4096, 8192] {
+            for used in [0usize, 1, 47, 48, 100, 4000, 4049, 4050, 4095, 4096] {
+                for tail in [0usize, 32, 500] {
+                    let mut out = vec![1u8; used];
+                    let pad = padding_record(start + used as u64, BLOCK_BYTES, tail);
+                    let added = pad.len();
+                    out.extend_from_slice(&pad);
+                    assert_eq!((start + (out.len() + tail) as u64) % BLOCK_BYTES as u64, 0);
+                    assert!(added == 0 || added >= HEADER_LEN);
+                    if added > 0 {
+                        let h = RecordHeader::decode(&out[used..used + HEADER_LEN]).unwrap();
+                        assert_eq!(h.kind, RecordKind::Padding);
+                        h.check_payload(&out[used + HEADER_LEN..]).unwrap();
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! Reading segments: the index from a valid trailer (one read), else a scan
+//! that stops at the first record whose header or payload CRC fails. Every
+//! frame handed out has had both CRCs checked, so nothing torn or corrupt is
+//! ever served as video.
+
+use std::path::{Path, PathBuf};
+
+use super::format::{
+    decode_index, IndexEntry, RecordHeader, RecordKind, StreamHeader, Trailer, HEADER_LEN,
+    TRAILER_LEN,
+};
+use super::io::{SegmentFile, StorageIo};
+use super::StoreError;
+
+/// Bytes read per call while scanning.
+const SCAN_CHUNK_BYTES: usize = 4 << 20;
+
+/// What a scan from the start of a segment found.
+#[derive(Clone, Debug, Default)]
+pub struct ScanResult {
+    pub stream: Option<StreamHeader>,
+    pub frames: Vec<IndexEntry>,
+    /// End of the last valid record (frame, padding or stream header).
+    pub valid_end: u64,
+    pub file_len: u64,
+    /// Why the scan stopped before the end of the file, if it did.
+    pub stop: Option<String>,
+    /// A valid index record was reached (the segment was being closed).
+    pub reached_index: bool,
+    /// Whether every byte after `valid_end` is zero (a preallocated tail).
+    pub tail_is_zero: bool,
+}
+
+/// Walks records from offset 0, checking every CRC.
+pub fn scan(file: &dyn SegmentFile, path: &Path) -> Result<ScanResult, StoreError> {
+    let file_len = file
+        .len()
+        .map_err(|e| StoreError::io(path, "reading size", e))?;
+    let mut out = ScanResult {
+        file_len,
+        ..ScanResult::default()
+    };
+    let mut buf: Vec<u8> = Vec::new();
+    let mut buf_start = 0u64; // file offset of buf[0]
+    let mut pos = 0u64;
+    loop {
+        if pos + HEADER_LEN as u64 > file_len {
+            if pos < file_len {
+                out.stop = Some(format!("{} stray bytes at the end", file_len - pos));
+            }
+            break;
+        }
+        let hdr = read_span(file, path, &mut buf, &mut buf_start, pos, HEADER_LEN, file_len)?;
+        let header = match RecordHeader::decode(hdr) {
+            Ok(h) => h,
+            Err(e) => {
+                out.stop = Some(format!("byte {pos}: {e}"));
+                break;
+            }
+        };
+        let end = pos + header.record_len();
+        if end > file_len {
+            out.stop = Some(format!("byte {pos}: record runs past the end of the file"));
+            break;
+        }
+        let payload = read_span(
+            file,
+            path,
+            &mut buf,
+            &mut buf_start,
+            pos + HEADER_LEN as u64,
+            header.payload_len as usize,
+            file_len,
+        )?;
+        if let Err(e) = header.check_payload(payload) {
+            out.stop = Some(format!("byte {pos}: {e}"));
+            break;
+        }
+        match header.kind {
+            RecordKind::StreamHeader if pos == 0 => match StreamHeader::decode(payload) {
+                Ok(s) => out.stream = Some(s),
+                Err(e) => {
+                    out.stop = Some(format!("byte 0: {e}"));
+                    break;
+                }
+            },
+            _ if pos == 0 => {
+                out.stop = Some("byte 0: first record is not a stream header".into());
+                break;
+            }
+            RecordKind::StreamHeader => {
+                out.stop = Some(format!("byte {pos}: second stream header"));
+                break;
+            }
+            RecordKind::Frame => out.frames.push(IndexEntry {
+                offset: pos,
+                payload_len: header.payload_len,
+                flags: header.flags,
+                seq: header.seq,
+                mono_ns: header.mono_ns,
+                wall_ns: header.wall_ns,
+            }),
+            RecordKind::Padding => {}
+            RecordKind::Index => {
+                out.reached_index = true;
+                break;
+            }
+        }
+        pos = end;
+        out.valid_end = end;
+    }
+    out.tail_is_zero = tail_is_zero(file, path, out.valid_end, file_len)?;
+    Ok(out)
+}
+
+/// Returns `len` bytes at `pos`, refilling `buf` in large chunks.
+fn read_span<'a>(
+    file: &dyn SegmentFile,
+    path: &Path,
+    buf: &'a mut Vec<u8>,
+    buf_start: &mut u64,
+    pos: u64,
+    len: usize,
+    file_len: u64,
+) -> Result<&'a [u8], StoreError> {
+    let have = pos >= *buf_start && pos + len as u64 <= *buf_start + buf.len() as u64;
+    if !have {
+        let want = (len.max(SCAN_CHUNK_BYTES) as u64).min(file_len - pos) as usize;
+        buf.resize(want, 0);
+        file.read_exact_at(buf, pos)
+            .map_err(|e| StoreError::io(path, "reading records", e))?;
+        *buf_start = pos;
+    }
+    let at = (pos - *buf_start) as usize;
+    Ok(&buf[at..at + len])
+}
+
+fn tail_is_zero(
+    file: &dyn SegmentFile,
+    path: &Path,
+    from: u64,
+    file_len: u64,
+) -> Result<bool, StoreError> {
+    let mut pos = from;
+    let mut chunk = vec![0u8; 1 << 20];
+    while pos < file_len {
+        let n = ((file_len - pos) as usize).min(chunk.len());
+        file.read_exact_at(&mut chunk[..n], pos)
+            .map_err(|e| StoreError::io(path, "reading tail", e))?;
+        if chunk[..n].iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+        pos += n as u64;
+    }
+    Ok(true)
+}
+
+/// Reads and checks the trailer and the index it points to.
+pub fn read_closed_index(
+    file: &dyn SegmentFile,
+    path: &Path,
+) -> Result<Option<(StreamHeader, Vec<IndexEntry>, Trailer)>, StoreError> {
+    let len = file
+        .len()
+        .map_err(|e| StoreError::io(path, "reading size", e))?;
+    if len < (HEADER_LEN + TRAILER_LEN) as u64 {
+        return Ok(None);
+    }
+    let mut tb = [0u8; TRAILER_LEN];
+    file.read_exact_at(&mut tb, len - TRAILER_LEN as u64)
+        .map_err(|e| StoreError::io(path, "reading trailer", e))?;
+    let Ok(trailer) = Trailer::decode(&tb) else {
+        return Ok(None);
+    };
+    let idx_end = trailer.index_offset + trailer.index_record_len as u64;
+    if idx_end + TRAILER_LEN as u64 != len || (trailer.index_record_len as usize) < HEADER_LEN {
+        return Ok(None);
+    }
+    let mut rec = vec![0u8; trailer.index_record_len as usize];
+    file.read_exact_at(&mut rec, trailer.index_offset)
+        .map_err(|e| StoreError::io(path, "reading index", e))?;
+    let Ok(h) = RecordHeader::decode(&rec[..HEADER_LEN]) else {
+        return Ok(None);
+    };
+    if h.kind != RecordKind::Index || h.check_payload(&rec[HEADER_LEN..]).is_err() {
+        return Ok(None);
+    }
+    let Ok(frames) = decode_index(&rec[HEADER_LEN..]) else {
+        return Ok(None);
+    };
+    if frames.len() != trailer.frame_count as usize {
+        return Ok(None);
+    }
+    // The stream header is the first record.
+    let mut hb = [0u8; HEADER_LEN];
+    file.read_exact_at(&mut hb, 0)
+        .map_err(|e| StoreError::io(path, "reading stream header", e))?;
+    let Ok(sh) = RecordHeader::decode(&hb) else {
+        return Ok(None);
+    };
+    if sh.kind != RecordKind::StreamHeader {
+        return Ok(None);
+    }
+    let mut payload = vec![0u8; sh.payload_len as usize];
+    file.read_exact_at(&mut payload, HEADER_LEN as u64)
+        .map_err(|e| StoreError::io(path, "reading stream header", e))?;
+    if sh.check_payload(&payload).is_err() {
+        return Ok(None);
+    }
+    let Ok(stream) = StreamHeader::decode(&payload) else {
+        return Ok(None);
+    };
+    Ok(Some((stream, frames, trailer)))
+}
+
+/// An opened segment: its stream description and frame index.
+pub struct SegmentReader {
+    pub path: PathBuf,
+    pub stream: StreamHeader,
+    pub frames: Vec<IndexEntry>,
+    /// Whether the index came from a valid trailer (false: it was scanned).
+    pub closed: bool,
+    file: Box<dyn SegmentFile>,
+}
+
+impl SegmentReader {
+    pub fn open(io: &dyn StorageIo, path: &Path) -> Result<SegmentReader, StoreError> {
+        let file = io
+            .open_read(path)
+            .map_err(|e| StoreError::io(path, "opening segment", e))?;
+        if let Some((stream, frames, _)) = read_closed_index(file.as_ref(), path)? {
+            return Ok(SegmentReader {
+                path: path.to_path_buf(),
+                stream,
+                frames,
+                closed: true,
+                file,
+            });
+        }
+        let scanned = scan(file.as_ref(), path)?;
+        let Some(stream) = scanned.stream else {
+            return Err(StoreError::Invalid {
+                path: path.to_path_buf(),
+                message: format!(
+                    "no valid stream header ({})",
+                    scanned.stop.unwrap_or_else(|| "empty file".into())
+                ),
+            });
+        };
+        Ok(SegmentReader {
+            path: path.to_path_buf(),
+            stream,
+            frames: scanned.frames,
+            closed: false,
+            file,
+        })
+    }
+
+    /// The JPEG of frame `i`, after checking both CRCs again.
+    pub fn read_frame(&self, i: usize) -> Result<Vec<u8>, StoreError> {
+        let entry = self.frames.get(i).ok_or_else(|| StoreError::Invalid {
+            path: self.path.clone(),
+            message: format!("frame {i} out of range ({} frames)", self.frames.len()),
+        })?;
+        let mut rec = vec![0u8; HEADER_LEN + entry.payload_len as usize];
+        self.file
+            .read_exact_at(&mut rec, entry.offset)
+            .map_err(|e| StoreError::io(&self.path, "reading frame", e))?;
+        let bad = |source| StoreError::Format {
+            path: self.path.clone(),
+            offset: entry.offset,
+            source,
+        };
+        let h = RecordHeader::decode(&rec[..HEADER_LEN]).map_err(bad)?;
+        if h.kind != RecordKind::Frame || h.payload_len != entry.payload_len {
+            return Err(StoreError::Invalid {
+                path: self.path.clone(),
+                message: format!("index entry {i} does not point at a frame record"),
+            });
+        }
+        h.check_payload(&rec[HEADER_LEN..]).map_err(bad)?;
+        rec.drain(..HEADER_LEN);
+        Ok(rec)
+    }
+}

@@ -1,0 +1,454 @@
+//! An in-memory [`StorageIo`] that knows which bytes a power cut would keep.
+//!
+//! It follows the model in `docs/storage.md`: a write is volatile until
+//! `sync_data` of its file; a created, renamed or removed directory entry is
+//! volatile until `sync_dir` of its folder. [`SimIo::crash_image`] builds
+//! the state a power cut could leave: everything synced, plus any prefix of
+//! the later writes in the order they were issued, the last of them torn at
+//! any byte, with unsynced directory changes kept or lost.
+//!
+//! Faults can be injected (`fail_writes_with`) to test full or failing disks.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::io::{DirEntryInfo, FsSpace, IoCounters, SegmentFile, StorageIo};
+
+#[derive(Clone, Debug, Default)]
+struct SimFile {
+    /// What a reader sees now.
+    live: Vec<u8>,
+    /// What survives a power cut.
+    durable: Vec<u8>,
+    /// The directory entry exists now / survives a power cut.
+    entry_live: bool,
+    entry_durable: bool,
+}
+
+#[derive(Clone, Debug)]
+struct PendingWrite {
+    path: PathBuf,
+    offset: u64,
+    data: Vec<u8>,
+}
+
+#[derive(Default)]
+struct SimState {
+    files: BTreeMap<PathBuf, SimFile>,
+    /// Writes not yet covered by a sync, in issue order.
+    pending: Vec<PendingWrite>,
+    capacity_bytes: u64,
+    fail_writes: Option<io::ErrorKind>,
+    fail_syncs: Option<io::ErrorKind>,
+    /// Number of `sync_data` calls so far (crash points for tests).
+    syncs: u64,
+}
+
+/// How much of the volatile state a simulated power cut keeps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CrashCut {
+    /// Bytes of unsynced writes kept, counted through the writes in issue
+    /// order; the write this count ends inside is torn at that byte.
+    pub keep_unsynced_bytes: u64,
+    /// Whether unsynced directory changes (creations, removals) survived.
+    pub keep_unsynced_entries: bool,
+}
+
+#[derive(Clone)]
+pub struct SimIo {
+    state: Arc<Mutex<SimState>>,
+    counters: Arc<IoCounters>,
+}
+
+impl Default for SimIo {
+    fn default() -> SimIo {
+        SimIo::new(u64::MAX / 4)
+    }
+}
+
+impl SimIo {
+    pub fn new(capacity_bytes: u64) -> SimIo {
+        SimIo {
+            state: Arc::new(Mutex::new(SimState {
+                capacity_bytes,
+                ..SimState::default()
+            })),
+            counters: Arc::new(IoCounters::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SimState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes every later write fail with `kind` (None: writes work again).
+    pub fn fail_writes_with(&self, kind: Option<io::ErrorKind>) {
+        self.lock().fail_writes = kind;
+    }
+
+    pub fn fail_syncs_with(&self, kind: Option<io::ErrorKind>) {
+        self.lock().fail_syncs = kind;
+    }
+
+    pub fn sync_count(&self) -> u64 {
+        self.lock().syncs
+    }
+
+    /// Total bytes of writes not yet covered by a sync.
+    pub fn unsynced_bytes(&self) -> u64 {
+        self.lock().pending.iter().map(|w| w.data.len() as u64).sum()
+    }
+
+    /// The live content of a file, if it exists.
+    pub fn contents(&self, path: &Path) -> Option<Vec<u8>> {
+        let st = self.lock();
+        st.files
+            .get(path)
+            .filter(|f| f.entry_live)
+            .map(|f| f.live.clone())
+    }
+
+    /// Replaces a file's content as if it had been written and synced
+    /// (fixtures: corrupted files, files from elsewhere).
+    pub fn put_durable(&self, path: &Path, content: Vec<u8>) {
+        let mut st = self.lock();
+        st.files.insert(
+            path.to_path_buf(),
+            SimFile {
+                live: content.clone(),
+                durable: content,
+                entry_live: true,
+                entry_durable: true,
+            },
+        );
+    }
+
+    /// Paths of live files, sorted.
+    pub fn live_files(&self) -> Vec<PathBuf> {
+        let st = self.lock();
+        st.files
+            .iter()
+            .filter(|(_, f)| f.entry_live)
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    /// The storage a power cut at this instant could leave, per `cut`.
+    pub fn crash_image(&self, cut: CrashCut) -> SimIo {
+        let st = self.lock();
+        let mut files: BTreeMap<PathBuf, SimFile> = BTreeMap::new();
+        for (path, f) in &st.files {
+            let exists = if cut.keep_unsynced_entries {
+                f.entry_live
+            } else {
+                f.entry_durable
+            };
+            if exists {
+                files.insert(
+                    path.clone(),
+                    SimFile {
+                        live: f.durable.clone(),
+                        durable: f.durable.clone(),
+                        entry_live: true,
+                        entry_durable: true,
+                    },
+                );
+            }
+        }
+        let mut budget = cut.keep_unsynced_bytes;
+        for w in &st.pending {
+            if budget == 0 {
+                break;
+            }
+            let take = (w.data.len() as u64).min(budget) as usize;
+            budget -= take as u64;
+            if let Some(f) = files.get_mut(&w.path) {
+                write_into(&mut f.live, w.offset, &w.data[..take]);
+                f.durable = f.live.clone();
+            }
+        }
+        SimIo {
+            state: Arc::new(Mutex::new(SimState {
+                files,
+                capacity_bytes: st.capacity_bytes,
+                ..SimState::default()
+            })),
+            counters: Arc::new(IoCounters::default()),
+        }
+    }
+
+    fn used_bytes(st: &SimState) -> u64 {
+        st.files
+            .values()
+            .filter(|f| f.entry_live)
+            .map(|f| f.live.len() as u64)
+            .sum()
+    }
+}
+
+fn write_into(dst: &mut Vec<u8>, offset: u64, data: &[u8]) {
+    let end = offset as usize + data.len();
+    if dst.len() < end {
+        dst.resize(end, 0);
+    }
+    dst[offset as usize..end].copy_from_slice(data);
+}
+
+fn not_found(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{}: no such file", path.display()),
+    )
+}
+
+impl StorageIo for SimIo {
+    fn create_dir_all(&self, _dir: &Path) -> io::Result<()> {
+        Ok(()) // folders are implicit in paths
+    }
+
+    fn create_new(&self, path: &Path, _want_direct: bool) -> io::Result<Box<dyn SegmentFile>> {
+        let mut st = self.lock();
+        if let Some(kind) = st.fail_writes {
+            return Err(io::Error::new(kind, "injected fault on create"));
+        }
+        let f = st.files.entry(path.to_path_buf()).or_default();
+        if f.entry_live {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists", path.display()),
+            ));
+        }
+        *f = SimFile {
+            entry_live: true,
+            entry_durable: f.entry_durable,
+            durable: if f.entry_durable {
+                std::mem::take(&mut f.durable)
+            } else {
+                Vec::new()
+            },
+            live: Vec::new(),
+        };
+        Ok(Box::new(SimHandle {
+            io: self.clone(),
+            path: path.to_path_buf(),
+        }))
+    }
+
+    fn open_rw(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
+        self.open_read(path)
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
+        let st = self.lock();
+        match st.files.get(path) {
+            Some(f) if f.entry_live => Ok(Box::new(SimHandle {
+                io: self.clone(),
+                path: path.to_path_buf(),
+            })),
+            _ => Err(not_found(path)),
+        }
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut st = self.lock();
+        if let Some(kind) = st.fail_syncs {
+            return Err(io::Error::new(kind, "injected fault on directory sync"));
+        }
+        st.files.retain(|p, f| {
+            if p.parent() == Some(dir) {
+                f.entry_durable = f.entry_live;
+            }
+            f.entry_live || f.entry_durable
+        });
+        self.counters.dir_syncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<DirEntryInfo>> {
+        let st = self.lock();
+        let mut names: BTreeMap<String, DirEntryInfo> = BTreeMap::new();
+        for (p, f) in &st.files {
+            if !f.entry_live {
+                continue;
+            }
+            let Ok(rest) = p.strip_prefix(dir) else {
+                continue;
+            };
+            let mut parts = rest.components();
+            let Some(first) = parts.next() else { continue };
+            let name = first.as_os_str().to_string_lossy().into_owned();
+            let is_dir = parts.next().is_some();
+            names.entry(name.clone()).or_insert(DirEntryInfo {
+                name,
+                len: if is_dir { 0 } else { f.live.len() as u64 },
+                is_dir,
+            });
+        }
+        Ok(names.into_values().collect())
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let mut st = self.lock();
+        match st.files.get_mut(path) {
+            Some(f) if f.entry_live => {
+                f.entry_live = false;
+                Ok(())
+            }
+            _ => Err(not_found(path)),
+        }
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut st = self.lock();
+        let Some(src) = st.files.get_mut(from).filter(|f| f.entry_live) else {
+            return Err(not_found(from));
+        };
+        src.entry_live = false;
+        let moved = SimFile {
+            live: src.live.clone(),
+            // A rename moves the inode: its synced data goes with it, but the
+            // new name itself is durable only after the folder is synced.
+            durable: src.durable.clone(),
+            entry_live: true,
+            entry_durable: false,
+        };
+        st.files.insert(to.to_path_buf(), moved);
+        Ok(())
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        let st = self.lock();
+        st.files.get(path).is_some_and(|f| f.entry_live)
+            || st
+                .files
+                .iter()
+                .any(|(p, f)| f.entry_live && p.starts_with(path) && p != path)
+    }
+
+    fn space(&self, _dir: &Path) -> io::Result<FsSpace> {
+        let st = self.lock();
+        let used = SimIo::used_bytes(&st);
+        Ok(FsSpace {
+            total_bytes: st.capacity_bytes,
+            free_bytes: st.capacity_bytes.saturating_sub(used),
+        })
+    }
+
+    fn counters(&self) -> &IoCounters {
+        &self.counters
+    }
+}
+
+/// An open file of a [`SimIo`].
+struct SimHandle {
+    io: SimIo,
+    path: PathBuf,
+}
+
+impl SimHandle {
+    fn with_file<T>(&self, f: impl FnOnce(&mut SimState) -> io::Result<T>) -> io::Result<T> {
+        let mut st = self.io.lock();
+        if !st.files.contains_key(&self.path) {
+            return Err(not_found(&self.path));
+        }
+        f(&mut st)
+    }
+}
+
+impl SegmentFile for SimHandle {
+    fn len(&self) -> io::Result<u64> {
+        self.with_file(|st| Ok(st.files[&self.path].live.len() as u64))
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.with_file(|st| {
+            let live = &st.files[&self.path].live;
+            if offset >= live.len() as u64 {
+                return Ok(0);
+            }
+            let n = buf.len().min(live.len() - offset as usize);
+            buf[..n].copy_from_slice(&live[offset as usize..offset as usize + n]);
+            Ok(n)
+        })
+    }
+
+    fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
+        let path = self.path.clone();
+        self.with_file(|st| {
+            if let Some(kind) = st.fail_writes {
+                return Err(io::Error::new(kind, "injected fault on write"));
+            }
+            let current = st.files[&path].live.len() as u64;
+            let grows = (offset + buf.len() as u64).saturating_sub(current);
+            if grows > 0 && SimIo::used_bytes(st) + grows > st.capacity_bytes {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            if let Some(f) = st.files.get_mut(&path) {
+                write_into(&mut f.live, offset, buf);
+            }
+            st.pending.push(PendingWrite {
+                path: path.clone(),
+                offset,
+                data: buf.to_vec(),
+            });
+            Ok(())
+        })?;
+        self.io
+            .counters
+            .bytes_written
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn sync_data(&mut self) -> io::Result<()> {
+        let path = self.path.clone();
+        self.with_file(|st| {
+            if let Some(kind) = st.fail_syncs {
+                return Err(io::Error::new(kind, "injected fault on sync"));
+            }
+            if let Some(f) = st.files.get_mut(&path) {
+                f.durable = f.live.clone();
+            }
+            st.pending.retain(|w| w.path != path);
+            st.syncs += 1;
+            Ok(())
+        })?;
+        self.io.counters.data_syncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn preallocate(&mut self, len: u64) -> io::Result<()> {
+        let path = self.path.clone();
+        self.with_file(|st| {
+            let current = st.files[&path].live.len() as u64;
+            if len > current && SimIo::used_bytes(st) + (len - current) > st.capacity_bytes {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            if let Some(f) = st.files.get_mut(&path) {
+                if f.live.len() < len as usize {
+                    f.live.resize(len as usize, 0);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        let path = self.path.clone();
+        self.with_file(|st| {
+            if let Some(f) = st.files.get_mut(&path) {
+                f.live.resize(len as usize, 0);
+            }
+            Ok(())
+        })
+    }
+
+    fn drop_cache(&self, _offset: u64, _len: u64) {}
+
+    fn is_direct(&self) -> bool {
+        true
+    }
+}

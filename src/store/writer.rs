@@ -1,0 +1,467 @@
+//! Appending frames to segments with bounded data at risk.
+//!
+//! Order of operations (the argument for each step is in `docs/storage.md`):
+//! 1. create the segment with O_CREAT|O_EXCL, preallocate it, fsync its folder;
+//! 2. append records into a block-aligned memory buffer;
+//! 3. every `sync_interval` pad the buffer to a whole block, write it at the
+//!    next block offset (O_DIRECT when allowed) and `fdatasync`;
+//! 4. on close, pad so index + trailer end on a block boundary, write them,
+//!    trim the preallocation and `fdatasync`.
+
+use std::alloc::{self, Layout};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use super::format::{
+    encode_index, padding_record, Codec, IndexEntry, RecordHeader, RecordKind, StreamHeader,
+    Trailer, BLOCK_BYTES, HEADER_LEN, TRAILER_LEN,
+};
+use super::io::{SegmentFile, StorageIo};
+use super::{parse_segment_name, segment_file_name, StoreError};
+use crate::frame::CaptureTime;
+use crate::status::CameraStatus;
+
+/// Sync early when this much is buffered, whatever the cadence says.
+pub const BUFFER_BYTES_MAX: usize = 16 << 20;
+/// Preallocation bounds for a new segment.
+const PREALLOCATE_BYTES_MIN: u64 = 1 << 20;
+const PREALLOCATE_BYTES_MAX: u64 = 1 << 30;
+
+/// One encoded picture on its way to disk.
+#[derive(Clone, Debug)]
+pub struct EncodedFrame {
+    pub jpeg: Arc<[u8]>,
+    pub width: u32,
+    pub height: u32,
+    pub captured: CaptureTime,
+    pub flags: u8,
+}
+
+/// Segments being written right now; retention must never delete them.
+pub type OpenSegments = Arc<Mutex<HashSet<PathBuf>>>;
+
+/// Called before each new segment is created, so space can be freed first.
+pub type BeforeNewSegment = Arc<dyn Fn() + Send + Sync>;
+
+#[derive(Clone)]
+pub struct WriterSettings {
+    pub camera_id: String,
+    pub camera_dir: PathBuf,
+    pub fps_milli: u32,
+    pub segment_length_ns: u64,
+    /// Length of the first segment: shorter for later cameras so that
+    /// segment boundaries (and their close-time syncs) are staggered.
+    pub first_segment_length_ns: u64,
+    pub sync_interval_ns: u64,
+    pub want_direct: bool,
+    pub boot_id: [u8; 16],
+}
+
+/// A heap buffer aligned for O_DIRECT.
+struct AlignedBuf {
+    ptr: *mut u8,
+    cap: usize,
+    len: usize,
+}
+
+// The buffer is plain owned memory.
+unsafe impl Send for AlignedBuf {}
+
+impl AlignedBuf {
+    fn with_capacity(cap: usize) -> AlignedBuf {
+        let cap = cap.max(BLOCK_BYTES).next_multiple_of(BLOCK_BYTES);
+        let layout = Layout::from_size_align(cap, BLOCK_BYTES).expect("valid layout");
+        // SAFETY: layout has non-zero size.
+        let ptr = unsafe { alloc::alloc(layout) };
+        if ptr.is_null() {
+            alloc::handle_alloc_error(layout);
+        }
+        AlignedBuf { ptr, cap, len: 0 }
+    }
+
+    fn extend(&mut self, bytes: &[u8]) {
+        if self.len + bytes.len() > self.cap {
+            let mut bigger = AlignedBuf::with_capacity((self.len + bytes.len()) * 2);
+            bigger.extend(self.as_slice());
+            std::mem::swap(self, &mut bigger);
+        }
+        // SAFETY: capacity checked above; regions do not overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.add(self.len), bytes.len());
+        }
+        self.len += bytes.len();
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        // SAFETY: the first `len` bytes are initialised.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        let layout = Layout::from_size_align(self.cap, BLOCK_BYTES).expect("valid layout");
+        // SAFETY: allocated with this layout.
+        unsafe { alloc::dealloc(self.ptr, layout) }
+    }
+}
+
+struct OpenSegment {
+    path: PathBuf,
+    file: Box<dyn SegmentFile>,
+    /// File offset of `buf[0]`; always a multiple of BLOCK_BYTES.
+    buf_start: u64,
+    frames: Vec<IndexEntry>,
+    width: u32,
+    height: u32,
+    first_mono_ns: u64,
+    target_length_ns: u64,
+    last_sync_mono_ns: u64,
+}
+
+pub struct SegmentWriter {
+    io: Arc<dyn StorageIo>,
+    settings: WriterSettings,
+    status: Arc<CameraStatus>,
+    open_segments: OpenSegments,
+    before_new_segment: Option<BeforeNewSegment>,
+    current: Option<OpenSegment>,
+    buf: AlignedBuf,
+    next_segment_seq: u64,
+    next_frame_seq: u64,
+    segments_started: u64,
+    last_segment_bytes: Option<u64>,
+    warned_no_prealloc: bool,
+}
+
+impl SegmentWriter {
+    pub fn new(
+        io: Arc<dyn StorageIo>,
+        settings: WriterSettings,
+        status: Arc<CameraStatus>,
+        open_segments: OpenSegments,
+    ) -> Result<SegmentWriter, StoreError> {
+        io.create_dir_all(&settings.camera_dir)
+            .map_err(|e| StoreError::io(&settings.camera_dir, "creating camera folder", e))?;
+        let next_segment_seq = next_sequence(io.as_ref(), &settings.camera_dir)?;
+        Ok(SegmentWriter {
+            io,
+            settings,
+            status,
+            open_segments,
+            before_new_segment: None,
+            current: None,
+            buf: AlignedBuf::with_capacity(1 << 20),
+            next_segment_seq,
+            next_frame_seq: 0,
+            segments_started: 0,
+            last_segment_bytes: None,
+            warned_no_prealloc: false,
+        })
+    }
+
+    pub fn set_before_new_segment(&mut self, hook: BeforeNewSegment) {
+        self.before_new_segment = Some(hook);
+    }
+
+    pub fn current_path(&self) -> Option<&Path> {
+        self.current.as_ref().map(|s| s.path.as_path())
+    }
+
+    /// Appends one frame; rotates and syncs as the policy says. `now_mono_ns`
+    /// is the writer's clock (the sync cadence runs on it).
+    pub fn append(&mut self, frame: &EncodedFrame, now_mono_ns: u64) -> Result<(), StoreError> {
+        if let Some(seg) = &self.current {
+            let too_long = frame.captured.mono_ns.saturating_sub(seg.first_mono_ns)
+                >= seg.target_length_ns;
+            let new_size = frame.width != seg.width || frame.height != seg.height;
+            if too_long || new_size {
+                self.close()?;
+            }
+        }
+        if self.current.is_none() {
+            self.open_segment(frame, now_mono_ns)?;
+        }
+        let seg = self.current.as_mut().expect("segment opened above");
+        let offset = seg.buf_start + self.buf.len as u64;
+        let mut header = RecordHeader::new(
+            RecordKind::Frame,
+            &frame.jpeg,
+            self.next_frame_seq,
+            frame.captured,
+        );
+        header.flags = frame.flags;
+        self.buf.extend(&header.encode());
+        self.buf.extend(&frame.jpeg);
+        seg.frames.push(IndexEntry {
+            offset,
+            payload_len: frame.jpeg.len() as u32,
+            flags: frame.flags,
+            seq: self.next_frame_seq,
+            mono_ns: frame.captured.mono_ns,
+            wall_ns: frame.captured.wall_ns,
+        });
+        self.next_frame_seq += 1;
+        self.status.written.fetch_add(1, Ordering::Relaxed);
+        self.status
+            .written_bytes
+            .fetch_add(frame.jpeg.len() as u64, Ordering::Relaxed);
+        self.tick(now_mono_ns)
+    }
+
+    /// Syncs if the cadence says so. Call this when idle too.
+    pub fn tick(&mut self, now_mono_ns: u64) -> Result<(), StoreError> {
+        let due = match &self.current {
+            Some(seg) => {
+                now_mono_ns.saturating_sub(seg.last_sync_mono_ns) >= self.settings.sync_interval_ns
+                    || self.buf.len >= BUFFER_BYTES_MAX
+            }
+            None => false,
+        };
+        if due {
+            self.sync(now_mono_ns)?;
+        }
+        Ok(())
+    }
+
+    /// Pads the buffered records to a block, writes and fdatasyncs them.
+    pub fn sync(&mut self, now_mono_ns: u64) -> Result<(), StoreError> {
+        let Some(seg) = self.current.as_mut() else {
+            return Ok(());
+        };
+        if self.buf.len > 0 {
+            let pad = padding_record(seg.buf_start + self.buf.len as u64, BLOCK_BYTES, 0);
+            self.buf.extend(&pad);
+            write_buffer(seg, &self.buf)?;
+            seg.file
+                .sync_data()
+                .map_err(|e| StoreError::io(&seg.path, "fdatasync", e))?;
+            if !seg.file.is_direct() {
+                seg.file.drop_cache(seg.buf_start, self.buf.len as u64);
+            }
+            seg.buf_start += self.buf.len as u64;
+            self.buf.clear();
+            self.status.syncs.fetch_add(1, Ordering::Relaxed);
+            self.status
+                .last_sync_mono_ns
+                .store(now_mono_ns.max(1), Ordering::Relaxed);
+        }
+        seg.last_sync_mono_ns = now_mono_ns;
+        Ok(())
+    }
+
+    /// Writes index and trailer, trims the preallocation and syncs.
+    pub fn close(&mut self) -> Result<(), StoreError> {
+        let Some(mut seg) = self.current.take() else {
+            return Ok(());
+        };
+        let result = self.finish_segment(&mut seg);
+        self.buf.clear();
+        self.forget_open(&seg.path);
+        result
+    }
+
+    /// Drops the current segment without closing it (after an I/O error):
+    /// what was synced stays readable and recovery closes it on next start.
+    pub fn abandon(&mut self) {
+        if let Some(seg) = self.current.take() {
+            self.buf.clear();
+            self.forget_open(&seg.path);
+        }
+    }
+
+    fn forget_open(&self, path: &Path) {
+        self.open_segments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(path);
+        self.status.detail().current_segment = None;
+    }
+
+    fn finish_segment(&mut self, seg: &mut OpenSegment) -> Result<(), StoreError> {
+        if seg.frames.is_empty() {
+            // Nothing worth keeping: remove rather than leave an empty file.
+            self.io
+                .remove_file(&seg.path)
+                .map_err(|e| StoreError::io(&seg.path, "removing empty segment", e))?;
+            return self
+                .io
+                .sync_dir(&self.settings.camera_dir)
+                .map_err(|e| StoreError::io(&self.settings.camera_dir, "fsync folder", e));
+        }
+        let index = encode_index(&seg.frames);
+        let index_header = RecordHeader::new(
+            RecordKind::Index,
+            &index,
+            self.next_frame_seq,
+            CaptureTime::default(),
+        );
+        let index_record_len = HEADER_LEN + index.len();
+        let pos = seg.buf_start + self.buf.len as u64;
+        let pad = padding_record(pos, BLOCK_BYTES, index_record_len + TRAILER_LEN);
+        self.buf.extend(&pad);
+        let index_offset = seg.buf_start + self.buf.len as u64;
+        self.buf.extend(&index_header.encode());
+        self.buf.extend(&index);
+        let trailer = Trailer {
+            index_offset,
+            index_record_len: index_record_len as u32,
+            frame_count: seg.frames.len() as u32,
+        };
+        self.buf.extend(&trailer.encode());
+        write_buffer(seg, &self.buf)?;
+        let end = seg.buf_start + self.buf.len as u64;
+        seg.file
+            .set_len(end)
+            .map_err(|e| StoreError::io(&seg.path, "trimming preallocation", e))?;
+        seg.file
+            .sync_data()
+            .map_err(|e| StoreError::io(&seg.path, "fdatasync on close", e))?;
+        if !seg.file.is_direct() {
+            seg.file.drop_cache(0, end);
+        }
+        self.last_segment_bytes = Some(end);
+        self.status.segments_closed.fetch_add(1, Ordering::Relaxed);
+        self.status.syncs.fetch_add(1, Ordering::Relaxed);
+        log::debug!(
+            "[{}] closed {} ({} frames, {} bytes)",
+            self.settings.camera_id,
+            seg.path.display(),
+            seg.frames.len(),
+            end
+        );
+        Ok(())
+    }
+
+    fn open_segment(&mut self, frame: &EncodedFrame, now_mono_ns: u64) -> Result<(), StoreError> {
+        if let Some(hook) = &self.before_new_segment {
+            hook();
+        }
+        let seq = self.next_segment_seq;
+        let name = segment_file_name(seq, frame.captured.wall_ns);
+        let path = self.settings.camera_dir.join(&name);
+        let mut file = self
+            .io
+            .create_new(&path, self.settings.want_direct)
+            .map_err(|e| StoreError::io(&path, "creating segment", e))?;
+        self.next_segment_seq += 1;
+        let expected = self.expected_segment_bytes(frame);
+        if let Err(e) = file.preallocate(expected) {
+            if e.raw_os_error() == Some(libc::ENOSPC) {
+                let _ = self.io.remove_file(&path);
+                return Err(StoreError::io(&path, "preallocating segment", e));
+            }
+            if !self.warned_no_prealloc {
+                log::info!(
+                    "[{}] filesystem cannot preallocate ({e}); segments grow as written",
+                    self.settings.camera_id
+                );
+                self.warned_no_prealloc = true;
+            }
+        }
+        self.io
+            .sync_dir(&self.settings.camera_dir)
+            .map_err(|e| StoreError::io(&self.settings.camera_dir, "fsync folder", e))?;
+        let direct = file.is_direct();
+        if self.segments_started == 0 {
+            log::info!(
+                "[{}] writing with {}",
+                self.settings.camera_id,
+                if direct {
+                    "O_DIRECT (page cache bypassed)"
+                } else {
+                    "buffered I/O + fdatasync (filesystem refused O_DIRECT)"
+                }
+            );
+        }
+        self.status.direct_io.store(direct, Ordering::Relaxed);
+        let stream = StreamHeader {
+            codec: Codec::Jpeg,
+            width: frame.width,
+            height: frame.height,
+            fps_milli: self.settings.fps_milli,
+            boot_id: self.settings.boot_id,
+            segment_seq: seq,
+            camera_id: self.settings.camera_id.clone(),
+        };
+        let payload = stream.encode();
+        let header = RecordHeader::new(RecordKind::StreamHeader, &payload, 0, frame.captured);
+        self.buf.clear();
+        self.buf.extend(&header.encode());
+        self.buf.extend(&payload);
+        let target_length_ns = if self.segments_started == 0 {
+            self.settings.first_segment_length_ns
+        } else {
+            self.settings.segment_length_ns
+        };
+        self.segments_started += 1;
+        self.open_segments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path.clone());
+        self.status.detail().current_segment = Some(name);
+        self.current = Some(OpenSegment {
+            path,
+            file,
+            buf_start: 0,
+            frames: Vec::new(),
+            width: frame.width,
+            height: frame.height,
+            first_mono_ns: frame.captured.mono_ns,
+            target_length_ns,
+            last_sync_mono_ns: now_mono_ns,
+        });
+        Ok(())
+    }
+
+    fn expected_segment_bytes(&self, frame: &EncodedFrame) -> u64 {
+        let estimate = self.last_segment_bytes.unwrap_or_else(|| {
+            let seconds = self.settings.segment_length_ns / 1_000_000_000;
+            let fps = (self.settings.fps_milli as u64).div_ceil(1000);
+            // Room for frames 25% larger than the first one.
+            (frame.jpeg.len() as u64 + HEADER_LEN as u64) * fps * seconds * 5 / 4
+        });
+        estimate
+            .clamp(PREALLOCATE_BYTES_MIN, PREALLOCATE_BYTES_MAX)
+            .next_multiple_of(BLOCK_BYTES as u64)
+    }
+}
+
+impl Drop for SegmentWriter {
+    fn drop(&mut self) {
+        if let Some(seg) = &self.current {
+            let path = seg.path.clone();
+            if let Err(e) = self.close() {
+                log::error!("closing {} failed: {e}", path.display());
+            }
+        }
+    }
+}
+
+fn write_buffer(seg: &mut OpenSegment, buf: &AlignedBuf) -> Result<(), StoreError> {
+    seg.file
+        .write_all_at(buf.as_slice(), seg.buf_start)
+        .map_err(|e| StoreError::io(&seg.path, "writing records", e))
+}
+
+/// One past the highest segment sequence number in `dir` (also counting
+/// quarantined files, so a number is never reused).
+fn next_sequence(io: &dyn StorageIo, dir: &Path) -> Result<u64, StoreError> {
+    let entries = io
+        .list_dir(dir)
+        .map_err(|e| StoreError::io(dir, "listing camera folder", e))?;
+    Ok(entries
+        .iter()
+        .filter_map(|e| {
+            let name = e.name.strip_suffix(super::QUARANTINE_SUFFIX).unwrap_or(&e.name);
+            parse_segment_name(name)
+        })
+        .max()
+        .map_or(0, |s| s + 1))
+}
