@@ -164,8 +164,13 @@ mod tests {
         assert_eq!(format_rfc3339(ns), "2025-11-21T10:00:00Z");
         assert_eq!(format_overlay(ns), "2025-11-21 10:00:00 UTC");
         assert_eq!(format_compact(ns), "20251121T100000Z");
-        assert_eq!(parse_rfc3339("2025-11-21T10:00:00Z").unwrap(), 1_763_719_200 * 1_000_000_000);
-        assert!(parse_rfc3339("yesterday").unwrap_err().contains("yesterday"));
+        assert_eq!(
+            parse_rfc3339("2025-11-21T10:00:00Z").unwrap(),
+            1_763_719_200 * 1_000_000_000
+        );
+        assert!(parse_rfc3339("yesterday")
+            .unwrap_err()
+            .contains("yesterday"));
     }
 
     #[test]

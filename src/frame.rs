@@ -82,15 +82,33 @@ impl VideoFrame {
         let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
         let planes = match format {
             PixelFormat::I420 => vec![
-                Plane { offset: 0, stride: w },
-                Plane { offset: w * h, stride: cw },
-                Plane { offset: w * h + cw * ch, stride: cw },
+                Plane {
+                    offset: 0,
+                    stride: w,
+                },
+                Plane {
+                    offset: w * h,
+                    stride: cw,
+                },
+                Plane {
+                    offset: w * h + cw * ch,
+                    stride: cw,
+                },
             ],
             PixelFormat::Nv12 => vec![
-                Plane { offset: 0, stride: w },
-                Plane { offset: w * h, stride: cw * 2 },
+                Plane {
+                    offset: 0,
+                    stride: w,
+                },
+                Plane {
+                    offset: w * h,
+                    stride: cw * 2,
+                },
             ],
-            PixelFormat::Yuyv => vec![Plane { offset: 0, stride: w * 2 }],
+            PixelFormat::Yuyv => vec![Plane {
+                offset: 0,
+                stride: w * 2,
+            }],
             PixelFormat::Jpeg => Vec::new(),
         };
         VideoFrame {

@@ -161,7 +161,11 @@ impl Status {
         let s = &self.store;
         StatusSnapshot {
             time: crate::clock::format_rfc3339(wall_ns),
-            cameras: self.cameras.iter().map(|c| c.snapshot(now_mono_ns)).collect(),
+            cameras: self
+                .cameras
+                .iter()
+                .map(|c| c.snapshot(now_mono_ns))
+                .collect(),
             storage: StorageSnapshot {
                 used_bytes: get(&s.used_bytes),
                 free_bytes: get(&s.free_bytes),

@@ -230,7 +230,11 @@ impl StreamHeader {
             why,
         };
         if b.len() < Self::FIXED_LEN {
-            return Err(bad(format!("{} bytes, need at least {}", b.len(), Self::FIXED_LEN)));
+            return Err(bad(format!(
+                "{} bytes, need at least {}",
+                b.len(),
+                Self::FIXED_LEN
+            )));
         }
         let codec = match b[2] {
             1 => Codec::Jpeg,
@@ -239,7 +243,9 @@ impl StreamHeader {
         };
         let id_len = b[Self::FIXED_LEN - 1] as usize;
         if b.len() != Self::FIXED_LEN + id_len {
-            return Err(bad(format!("camera id length {id_len} does not match payload")));
+            return Err(bad(format!(
+                "camera id length {id_len} does not match payload"
+            )));
         }
         let camera_id = String::from_utf8(b[Self::FIXED_LEN..].to_vec())
             .map_err(|_| bad("camera id is not UTF-8".into()))?;
@@ -474,7 +480,10 @@ mod tests {
             assert_eq!(decoded, h);
             decoded.check_payload(&payload).unwrap();
         }
-        assert_eq!(StreamHeader::decode(&stream_header().encode()).unwrap(), stream_header());
+        assert_eq!(
+            StreamHeader::decode(&stream_header().encode()).unwrap(),
+            stream_header()
+        );
         assert_eq!(decode_index(&encode_index(&entries())).unwrap(), entries());
         let t = Trailer {
             index_offset: 1 << 40,
@@ -500,7 +509,10 @@ mod tests {
                             .check_payload(&bad[HEADER_LEN..HEADER_LEN + payload.len()])
                             .is_err(),
                     };
-                    assert!(detected, "{kind:?}: flipping {flip:#x} at byte {pos} went unnoticed");
+                    assert!(
+                        detected,
+                        "{kind:?}: flipping {flip:#x} at byte {pos} went unnoticed"
+                    );
                 }
             }
         }

@@ -50,7 +50,15 @@ pub fn scan(file: &dyn SegmentFile, path: &Path) -> Result<ScanResult, StoreErro
             }
             break;
         }
-        let hdr = read_span(file, path, &mut buf, &mut buf_start, pos, HEADER_LEN, file_len)?;
+        let hdr = read_span(
+            file,
+            path,
+            &mut buf,
+            &mut buf_start,
+            pos,
+            HEADER_LEN,
+            file_len,
+        )?;
         let header = match RecordHeader::decode(hdr) {
             Ok(h) => h,
             Err(e) => {

@@ -215,7 +215,11 @@ mod tests {
             min_free_bytes: 0,
         };
         let p = plan(&segs, 1 << 30, policy, &HashSet::new());
-        let names: Vec<_> = p.delete.iter().map(|s| (s.camera.as_str(), s.seq)).collect();
+        let names: Vec<_> = p
+            .delete
+            .iter()
+            .map(|s| (s.camera.as_str(), s.seq))
+            .collect();
         assert_eq!(names, vec![("front", 0), ("rear", 0)]);
         assert_eq!(p.shortfall_bytes, 0);
     }

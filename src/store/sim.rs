@@ -99,7 +99,11 @@ impl SimIo {
 
     /// Total bytes of writes not yet covered by a sync.
     pub fn unsynced_bytes(&self) -> u64 {
-        self.lock().pending.iter().map(|w| w.data.len() as u64).sum()
+        self.lock()
+            .pending
+            .iter()
+            .map(|w| w.data.len() as u64)
+            .sum()
     }
 
     /// The live content of a file, if it exists.

@@ -150,6 +150,8 @@ impl SegmentWriter {
         io.create_dir_all(&settings.camera_dir)
             .map_err(|e| StoreError::io(&settings.camera_dir, "creating camera folder", e))?;
         let next_segment_seq = next_sequence(io.as_ref(), &settings.camera_dir)?;
+        let next_frame_seq =
+            last_frame_seq(io.as_ref(), &settings.camera_dir)?.map_or(0, |s| s + 1);
         Ok(SegmentWriter {
             io,
             settings,
@@ -159,7 +161,7 @@ impl SegmentWriter {
             current: None,
             buf: AlignedBuf::with_capacity(1 << 20),
             next_segment_seq,
-            next_frame_seq: 0,
+            next_frame_seq,
             segments_started: 0,
             last_segment_bytes: None,
             warned_no_prealloc: false,
@@ -170,6 +172,11 @@ impl SegmentWriter {
         self.before_new_segment = Some(hook);
     }
 
+    /// Bytes appended but not yet written and synced (at risk in a power cut).
+    pub fn unsynced_bytes(&self) -> usize {
+        self.buf.len
+    }
+
     pub fn current_path(&self) -> Option<&Path> {
         self.current.as_ref().map(|s| s.path.as_path())
     }
@@ -178,8 +185,8 @@ impl SegmentWriter {
     /// is the writer's clock (the sync cadence runs on it).
     pub fn append(&mut self, frame: &EncodedFrame, now_mono_ns: u64) -> Result<(), StoreError> {
         if let Some(seg) = &self.current {
-            let too_long = frame.captured.mono_ns.saturating_sub(seg.first_mono_ns)
-                >= seg.target_length_ns;
+            let too_long =
+                frame.captured.mono_ns.saturating_sub(seg.first_mono_ns) >= seg.target_length_ns;
             let new_size = frame.width != seg.width || frame.height != seg.height;
             if too_long || new_size {
                 self.close()?;
@@ -459,9 +466,31 @@ fn next_sequence(io: &dyn StorageIo, dir: &Path) -> Result<u64, StoreError> {
     Ok(entries
         .iter()
         .filter_map(|e| {
-            let name = e.name.strip_suffix(super::QUARANTINE_SUFFIX).unwrap_or(&e.name);
+            let name = e
+                .name
+                .strip_suffix(super::QUARANTINE_SUFFIX)
+                .unwrap_or(&e.name);
             parse_segment_name(name)
         })
         .max()
         .map_or(0, |s| s + 1))
+}
+
+/// The sequence number of the newest stored frame, so numbering continues
+/// across restarts.
+fn last_frame_seq(io: &dyn StorageIo, dir: &Path) -> Result<Option<u64>, StoreError> {
+    let entries = io
+        .list_dir(dir)
+        .map_err(|e| StoreError::io(dir, "listing camera folder", e))?;
+    let newest = entries
+        .iter()
+        .filter_map(|e| parse_segment_name(&e.name).map(|seq| (seq, &e.name)))
+        .max_by_key(|(seq, _)| *seq);
+    let Some((_, name)) = newest else {
+        return Ok(None);
+    };
+    match super::reader::SegmentReader::open(io, &dir.join(name)) {
+        Ok(r) => Ok(r.frames.last().map(|f| f.seq)),
+        Err(_) => Ok(None),
+    }
 }
