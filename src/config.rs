@@ -1,8 +1,30 @@
 //! Configuration: JSON, a superset of Dash of Pi's `config.json`.
 //!
-//! (Loading, validation, legacy migration and the last-good copy are filled in below.)
+//! This module owns the config file: parsing, defaults, validation, the
+//! migration of Dash of Pi's legacy single-camera form, atomic saving and the
+//! last-good copy that lets the recorder start even after a bad edit.
+//!
+//! Invariants:
+//! - A [`Config`] returned by [`load`] has passed [`Config::validate`]; every
+//!   camera has a unique, non-empty id of `[a-z0-9_-]`.
+//! - Every field in the file is optional; missing fields take the defaults
+//!   below. Unknown fields are rejected, so a typo is never silently ignored.
+//! - Problems are collected, not returned one at a time: a [`ConfigError`]
+//!   lists every field that is wrong and what it accepts. (A file that is not
+//!   JSON, or has a value of the wrong type, stops parsing at that spot, so it
+//!   reports that one problem.)
+//! - Files are only ever replaced atomically (write `<name>.tmp`, fsync,
+//!   rename, fsync the folder), so a power cut leaves the old or the new file,
+//!   never half of one.
+//! - A file that fails to load is never overwritten.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +35,14 @@ pub const DEFAULT_SYNC_INTERVAL_MS: u32 = 1000;
 pub const DEFAULT_MIN_FREE_MB: u64 = 256;
 pub const DEFAULT_JPEG_QUALITY: u8 = 75;
 pub const DEFAULT_ENCODER_THREADS: u8 = 2;
+pub const DEFAULT_BIND: &str = "127.0.0.1";
+pub const DEFAULT_DATA_DIR: &str = "data";
+pub const DEFAULT_RES_WIDTH: u32 = 1280;
+pub const DEFAULT_RES_HEIGHT: u32 = 720;
+pub const DEFAULT_FPS: u32 = 30;
+/// Id and name of the camera a legacy single-camera config migrates to.
+pub const LEGACY_CAMERA_ID: &str = "default";
+pub const LEGACY_CAMERA_NAME: &str = "Default Camera";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -60,18 +90,22 @@ pub struct CameraConfig {
     pub embed_timestamp: bool,
     pub enabled: bool,
     pub encoder_threads: u8,
+    /// Dash of Pi's capture format hint (e.g. `mjpeg`, `yuyv`); kept for the
+    /// capture layer, which may ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pixel_format: Option<String>,
 }
 
 impl Default for Config {
     fn default() -> Config {
         Config {
             port: DEFAULT_PORT,
-            bind: "127.0.0.1".into(),
+            bind: DEFAULT_BIND.into(),
             storage_cap_gb: DEFAULT_STORAGE_CAP_GB,
             segment_length_s: DEFAULT_SEGMENT_LENGTH_S,
             sync_interval_ms: DEFAULT_SYNC_INTERVAL_MS,
             min_free_mb: DEFAULT_MIN_FREE_MB,
-            data_dir: PathBuf::from("data"),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             auth_token: None,
             cameras: vec![CameraConfig::synthetic("front")],
         }
@@ -86,15 +120,970 @@ impl CameraConfig {
             source: SourceKind::Synthetic,
             device: String::new(),
             rotation: 0,
-            res_width: 1280,
-            res_height: 720,
-            fps: 30,
+            res_width: DEFAULT_RES_WIDTH,
+            res_height: DEFAULT_RES_HEIGHT,
+            fps: DEFAULT_FPS,
             jpeg_quality: DEFAULT_JPEG_QUALITY,
             mjpeg_quality: None,
             bitrate: None,
             embed_timestamp: true,
             enabled: true,
             encoder_threads: DEFAULT_ENCODER_THREADS,
+            pixel_format: None,
         }
+    }
+}
+
+impl Config {
+    /// Where recordings live. A relative `data_dir` is taken relative to the
+    /// folder holding the config file, so the service does not depend on the
+    /// working directory it was started from.
+    pub fn resolved_data_dir(&self, config_path: &Path) -> PathBuf {
+        if self.data_dir.is_absolute() {
+            return self.data_dir.clone();
+        }
+        match config_path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.join(&self.data_dir),
+            _ => self.data_dir.clone(),
+        }
+    }
+
+    /// Checks every field against its allowed values and returns every
+    /// problem found. [`load`] runs this; call it again after changing a
+    /// config in memory (for example from the dashboard) before saving it.
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errs = Vec::new();
+        check_rule(&mut errs, "port", self.port.into(), PORT);
+        if self.bind.parse::<IpAddr>().is_err() {
+            errs.push(FieldError::new(
+                "bind",
+                format!(
+                    "{:?} is not an IP address; use e.g. 127.0.0.1, 0.0.0.0 or ::",
+                    self.bind
+                ),
+            ));
+        }
+        if !(self.storage_cap_gb.is_finite() && self.storage_cap_gb > 0.0) {
+            errs.push(FieldError::new(
+                "storage_cap_gb",
+                format!(
+                    "{} is not allowed; use a number of gigabytes greater than 0",
+                    self.storage_cap_gb
+                ),
+            ));
+        }
+        check_rule(
+            &mut errs,
+            "segment_length_s",
+            self.segment_length_s.into(),
+            SEGMENT_LENGTH_S,
+        );
+        check_rule(
+            &mut errs,
+            "sync_interval_ms",
+            self.sync_interval_ms.into(),
+            SYNC_INTERVAL_MS,
+        );
+        check_rule(
+            &mut errs,
+            "min_free_mb",
+            self.min_free_mb.into(),
+            MIN_FREE_MB,
+        );
+        if self.data_dir.as_os_str().is_empty() {
+            errs.push(FieldError::new(
+                "data_dir",
+                "must not be empty; use a folder such as \"data\" or \"/var/lib/dashvault\"",
+            ));
+        }
+        if self.cameras.is_empty() {
+            errs.push(FieldError::new(
+                "cameras",
+                "no cameras; add at least one camera (a camera with no device records a synthetic test pattern)",
+            ));
+        }
+        let mut first_use: HashMap<&str, usize> = HashMap::new();
+        for (i, cam) in self.cameras.iter().enumerate() {
+            cam.validate_into(&format!("cameras[{i}]"), &mut errs);
+            if let Some(first) = first_use.get(cam.id.as_str()) {
+                errs.push(FieldError::new(
+                    format!("cameras[{i}].id"),
+                    format!(
+                        "{:?} is already used by cameras[{first}]; camera ids must be unique",
+                        cam.id
+                    ),
+                ));
+            } else {
+                first_use.insert(&cam.id, i);
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(errs)
+        }
+    }
+}
+
+impl CameraConfig {
+    /// Validates one camera; `prefix` is how the camera is named in messages
+    /// (`cameras[1]`).
+    fn validate_into(&self, prefix: &str, errs: &mut Vec<FieldError>) {
+        let field = |name: &str| format!("{prefix}.{name}");
+        if let Some(message) = id_problem(&self.id) {
+            errs.push(FieldError::new(field("id"), message));
+        }
+        if self.source == SourceKind::V4l2 && self.device.is_empty() {
+            errs.push(FieldError::new(
+                field("device"),
+                "is required when source is \"v4l2\"; use a device such as \"/dev/video0\"",
+            ));
+        }
+        check_rule(errs, &field("rotation"), self.rotation.into(), ROTATION);
+        check_rule(errs, &field("res_width"), self.res_width.into(), RES_WIDTH);
+        check_rule(
+            errs,
+            &field("res_height"),
+            self.res_height.into(),
+            RES_HEIGHT,
+        );
+        check_rule(errs, &field("fps"), self.fps.into(), FPS);
+        check_rule(
+            errs,
+            &field("jpeg_quality"),
+            self.jpeg_quality.into(),
+            JPEG_QUALITY,
+        );
+        if let Some(q) = self.mjpeg_quality {
+            check_rule(errs, &field("mjpeg_quality"), q.into(), MJPEG_QUALITY);
+        }
+        check_rule(
+            errs,
+            &field("encoder_threads"),
+            self.encoder_threads.into(),
+            ENCODER_THREADS,
+        );
+    }
+}
+
+/// Maps Dash of Pi's `mjpeg_quality` (ffmpeg's `-q:v` scale, 2-31, lower is
+/// better) to a JPEG quality (1-100, higher is better).
+///
+/// The mapping is linear and rounds to the nearest integer: 2 → 95, 5 → 87,
+/// 8 → 79, 31 → 20; it never increases as `q` grows. Values outside 2-31 are
+/// clamped first. It is used only when a camera gives `mjpeg_quality` and no
+/// `jpeg_quality`; when both are given, `jpeg_quality` wins.
+pub fn jpeg_quality_from_mjpeg(q: u8) -> u8 {
+    let steps = u32::from(q.clamp(2, 31)) - 2; // 0..=29
+    let drop = (75 * steps + 14) / 29; // round(75 * steps / 29)
+    (95 - drop) as u8
+}
+
+// ---------------------------------------------------------------------------
+// Allowed values, shared by parsing (values that do not even fit the field's
+// type) and by `Config::validate`, so both say the same thing.
+
+#[derive(Clone, Copy, Debug)]
+enum Rule {
+    Range(i128, i128),
+    EvenRange(i128, i128),
+    OneOf(&'static [i128]),
+}
+
+const PORT: Rule = Rule::Range(1, 65535);
+const SEGMENT_LENGTH_S: Rule = Rule::Range(10, 3600);
+const SYNC_INTERVAL_MS: Rule = Rule::Range(100, 60_000);
+const MIN_FREE_MB: Rule = Rule::Range(0, 1_048_576);
+const ROTATION: Rule = Rule::OneOf(&[0, 90, 180, 270]);
+const RES_WIDTH: Rule = Rule::EvenRange(16, 7680);
+const RES_HEIGHT: Rule = Rule::EvenRange(16, 4320);
+const FPS: Rule = Rule::Range(1, 120);
+const JPEG_QUALITY: Rule = Rule::Range(1, 100);
+const MJPEG_QUALITY: Rule = Rule::Range(2, 31);
+const ENCODER_THREADS: Rule = Rule::Range(1, 8);
+const BITRATE_KBPS: Rule = Rule::Range(0, u32::MAX as i128);
+const CAMERA_ID_MAX_CHARS: usize = 32;
+
+impl Rule {
+    fn allows(self, v: i128) -> bool {
+        match self {
+            Rule::Range(lo, hi) => (lo..=hi).contains(&v),
+            Rule::EvenRange(lo, hi) => (lo..=hi).contains(&v) && v % 2 == 0,
+            Rule::OneOf(set) => set.contains(&v),
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Rule::Range(lo, hi) => format!("use {lo}-{hi}"),
+            Rule::EvenRange(lo, hi) => format!("use an even number from {lo} to {hi}"),
+            Rule::OneOf(set) => {
+                let names: Vec<String> = set.iter().map(|v| v.to_string()).collect();
+                match names.split_last() {
+                    Some((last, rest)) if !rest.is_empty() => {
+                        format!("use {} or {last}", rest.join(", "))
+                    }
+                    _ => format!("use {}", names.join("")),
+                }
+            }
+        }
+    }
+}
+
+fn check_rule(errs: &mut Vec<FieldError>, field: &str, v: i128, rule: Rule) {
+    if !rule.allows(v) {
+        errs.push(FieldError::new(
+            field,
+            format!("{v} is not allowed; {}", rule.describe()),
+        ));
+    }
+}
+
+/// Converts a number from the file into the field's type, reporting values
+/// that do not fit it with the field's allowed values. Returns `default` after
+/// reporting, so the caller can carry on and find more problems.
+fn fit<T: TryFrom<i128>>(
+    errs: &mut Vec<FieldError>,
+    field: &str,
+    v: Option<Int>,
+    rule: Rule,
+    default: T,
+) -> T {
+    match v {
+        None => default,
+        Some(Int(n)) => match T::try_from(n) {
+            Ok(t) => t,
+            Err(_) => {
+                check_rule(errs, field, n, rule);
+                default
+            }
+        },
+    }
+}
+
+fn id_problem(id: &str) -> Option<String> {
+    let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-';
+    let allowed = "use 1-32 characters from a-z, 0-9, _ and -";
+    if id.is_empty() {
+        return Some(format!("must not be empty; {allowed}"));
+    }
+    if id.chars().count() > CAMERA_ID_MAX_CHARS {
+        return Some(format!(
+            "{id:?} has {} characters; {allowed}",
+            id.chars().count()
+        ));
+    }
+    if id.chars().all(valid_char) {
+        return None;
+    }
+    let lower = id.to_ascii_lowercase();
+    if lower.chars().all(valid_char) {
+        return Some(format!(
+            "{id:?} has uppercase letters; ids are lowercase, use {lower:?}"
+        ));
+    }
+    Some(format!("{id:?} is not allowed; {allowed}"))
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+
+/// One thing wrong with a config, named by its path in the file
+/// (`cameras[1].fps`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigErrorKind {
+    /// The file could not be read (missing, permissions, I/O error).
+    Unreadable(io::ErrorKind),
+    /// The file is not JSON; the problem's field names the line and column.
+    Syntax,
+    /// The file is JSON but has unknown keys, wrong types or bad values.
+    Invalid,
+}
+
+/// Everything wrong with one config file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub kind: ConfigErrorKind,
+    pub problems: Vec<FieldError>,
+}
+
+impl ConfigError {
+    /// The file does not exist (as opposed to existing and being wrong).
+    pub fn is_not_found(&self) -> bool {
+        self.kind == ConfigErrorKind::Unreadable(io::ErrorKind::NotFound)
+    }
+
+    fn unreadable(path: &Path, e: &io::Error) -> ConfigError {
+        ConfigError {
+            path: path.to_owned(),
+            kind: ConfigErrorKind::Unreadable(e.kind()),
+            problems: vec![FieldError::new("file", format!("cannot read it: {e}"))],
+        }
+    }
+
+    /// `at` is where in the document the error happened (`cameras[1].fps`,
+    /// `.` for the top level).
+    fn from_json(path: &Path, at: &str, inner: &serde_json::Error) -> ConfigError {
+        let (line, column) = (inner.line(), inner.column());
+        let text = inner.to_string();
+        let message = text
+            .strip_suffix(&format!(" at line {line} column {column}"))
+            .unwrap_or(&text)
+            .to_string();
+        let (kind, problem) = if inner.is_syntax() || inner.is_eof() || inner.is_io() {
+            (
+                ConfigErrorKind::Syntax,
+                FieldError::new(format!("line {line}, column {column}"), message),
+            )
+        } else {
+            let field = match at {
+                "." => "(top level)".to_string(),
+                p => p.to_string(),
+            };
+            (
+                ConfigErrorKind::Invalid,
+                FieldError::new(
+                    field,
+                    format!("{} (line {line}, column {column})", suggest_field(&message)),
+                ),
+            )
+        };
+        ConfigError {
+            path: path.to_owned(),
+            kind,
+            problems: vec![problem],
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "config {}: {n} problem{}:",
+            self.path.display(),
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// serde reports an unknown key as "unknown field `fsp`, expected one of
+/// `id`, `fps`, ..."; add the closest known key when one is near.
+fn suggest_field(message: &str) -> String {
+    if !message.starts_with("unknown field `") {
+        return message.to_string();
+    }
+    let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
+    let Some((unknown, known)) = quoted.split_first() else {
+        return message.to_string();
+    };
+    let best = known
+        .iter()
+        .map(|k| (edit_distance(unknown, k), *k))
+        .min_by_key(|(d, _)| *d);
+    match best {
+        Some((d, k)) if d <= 2.max(unknown.len() / 3) => {
+            format!("{message}; did you mean `{k}`?")
+        }
+        _ => message.to_string(),
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = substitute.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+// ---------------------------------------------------------------------------
+// The file as written: every field optional, unknown fields rejected.
+
+/// An integer from the file, kept wide so that out-of-range values get the
+/// field's allowed range in the message instead of "expected u16".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Int(i128);
+
+impl<'de> Deserialize<'de> for Int {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Int, D::Error> {
+        struct IntVisitor;
+        impl serde::de::Visitor<'_> for IntVisitor {
+            type Value = Int;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an integer")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Int, E> {
+                Ok(Int(v.into()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Int, E> {
+                Ok(Int(v.into()))
+            }
+        }
+        d.deserialize_any(IntVisitor)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a JSON object of settings")]
+struct FileConfig {
+    port: Option<Int>,
+    bind: Option<String>,
+    storage_cap_gb: Option<f64>,
+    segment_length_s: Option<Int>,
+    sync_interval_ms: Option<Int>,
+    min_free_mb: Option<Int>,
+    data_dir: Option<PathBuf>,
+    /// Dash of Pi's name for `data_dir`.
+    video_dir: Option<PathBuf>,
+    auth_token: Option<String>,
+    cameras: Option<Vec<FileCamera>>,
+    // Dash of Pi's legacy single-camera keys.
+    video_res_width: Option<Int>,
+    video_res_height: Option<Int>,
+    video_fps: Option<Int>,
+    video_bitrate: Option<Int>,
+    camera_device: Option<String>,
+    mjpeg_quality: Option<Int>,
+    enable_timestamp: Option<bool>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a JSON object describing one camera")]
+struct FileCamera {
+    id: Option<String>,
+    name: Option<String>,
+    source: Option<SourceKind>,
+    device: Option<String>,
+    rotation: Option<Int>,
+    res_width: Option<Int>,
+    res_height: Option<Int>,
+    fps: Option<Int>,
+    jpeg_quality: Option<Int>,
+    mjpeg_quality: Option<Int>,
+    bitrate: Option<Int>,
+    embed_timestamp: Option<bool>,
+    enabled: Option<bool>,
+    encoder_threads: Option<Int>,
+    pixel_format: Option<String>,
+}
+
+/// Legacy key → the camera field it became, so problems in a legacy file are
+/// reported under the key the user actually wrote.
+const LEGACY_KEYS: [(&str, &str); 7] = [
+    ("video_res_width", "res_width"),
+    ("video_res_height", "res_height"),
+    ("video_fps", "fps"),
+    ("video_bitrate", "bitrate"),
+    ("camera_device", "device"),
+    ("mjpeg_quality", "mjpeg_quality"),
+    ("enable_timestamp", "embed_timestamp"),
+];
+
+impl FileConfig {
+    fn legacy_keys_present(&self) -> Vec<&'static str> {
+        let present = [
+            self.video_res_width.is_some(),
+            self.video_res_height.is_some(),
+            self.video_fps.is_some(),
+            self.video_bitrate.is_some(),
+            self.camera_device.is_some(),
+            self.mjpeg_quality.is_some(),
+            self.enable_timestamp.is_some(),
+        ];
+        LEGACY_KEYS
+            .iter()
+            .zip(present)
+            .filter(|(_, p)| *p)
+            .map(|((k, _), _)| *k)
+            .collect()
+    }
+
+    /// Converts to a `Config` and validates it. Returns the config and whether
+    /// it was migrated from the legacy single-camera form.
+    fn into_config(self) -> Result<(Config, bool), Vec<FieldError>> {
+        let mut errs = Vec::new();
+        let legacy = self.legacy_keys_present();
+        let data_dir = match (self.data_dir, self.video_dir) {
+            (Some(d), Some(v)) if d != v => {
+                errs.push(FieldError::new(
+                    "data_dir",
+                    format!(
+                        "{} conflicts with video_dir {} (the same setting under its Dash of Pi name); keep one of them",
+                        d.display(),
+                        v.display()
+                    ),
+                ));
+                d
+            }
+            (Some(d), _) => d,
+            (None, Some(v)) => v,
+            (None, None) => PathBuf::from(DEFAULT_DATA_DIR),
+        };
+        let mut migrated = false;
+        let cameras = match self.cameras {
+            Some(cams) => {
+                if !legacy.is_empty() {
+                    let keys: Vec<String> = legacy.iter().map(|k| format!("`{k}`")).collect();
+                    errs.push(FieldError::new(
+                        "cameras",
+                        format!(
+                            "cannot be combined with the legacy single-camera key{} {}; move {} into a camera entry or remove `cameras`",
+                            if keys.len() == 1 { "" } else { "s" },
+                            keys.join(", "),
+                            if keys.len() == 1 { "it" } else { "them" },
+                        ),
+                    ));
+                }
+                cams.into_iter()
+                    .enumerate()
+                    .map(|(i, c)| c.into_camera(i, &format!("cameras[{i}]"), &mut errs))
+                    .collect()
+            }
+            None if !legacy.is_empty() => {
+                migrated = true;
+                let legacy_cam = FileCamera {
+                    id: Some(LEGACY_CAMERA_ID.into()),
+                    name: Some(LEGACY_CAMERA_NAME.into()),
+                    device: self.camera_device,
+                    res_width: self.video_res_width,
+                    res_height: self.video_res_height,
+                    fps: self.video_fps,
+                    bitrate: self.video_bitrate,
+                    mjpeg_quality: self.mjpeg_quality,
+                    embed_timestamp: self.enable_timestamp,
+                    ..FileCamera::default()
+                };
+                let mut cam_errs = Vec::new();
+                let cam = legacy_cam.into_camera(0, "cameras[0]", &mut cam_errs);
+                errs.extend(cam_errs.into_iter().map(legacy_field_name));
+                vec![cam]
+            }
+            None => Config::default().cameras,
+        };
+        let config = Config {
+            port: fit(&mut errs, "port", self.port, PORT, DEFAULT_PORT),
+            bind: self.bind.unwrap_or_else(|| DEFAULT_BIND.into()),
+            storage_cap_gb: self.storage_cap_gb.unwrap_or(DEFAULT_STORAGE_CAP_GB),
+            segment_length_s: fit(
+                &mut errs,
+                "segment_length_s",
+                self.segment_length_s,
+                SEGMENT_LENGTH_S,
+                DEFAULT_SEGMENT_LENGTH_S,
+            ),
+            sync_interval_ms: fit(
+                &mut errs,
+                "sync_interval_ms",
+                self.sync_interval_ms,
+                SYNC_INTERVAL_MS,
+                DEFAULT_SYNC_INTERVAL_MS,
+            ),
+            min_free_mb: fit(
+                &mut errs,
+                "min_free_mb",
+                self.min_free_mb,
+                MIN_FREE_MB,
+                DEFAULT_MIN_FREE_MB,
+            ),
+            data_dir,
+            // Dash of Pi writes "" when it has no token yet.
+            auth_token: self.auth_token.filter(|t| !t.is_empty()),
+            cameras,
+        };
+        if let Err(more) = config.validate() {
+            if migrated {
+                errs.extend(more.into_iter().map(legacy_field_name));
+            } else {
+                errs.extend(more);
+            }
+        }
+        if errs.is_empty() {
+            Ok((config, migrated))
+        } else {
+            Err(errs)
+        }
+    }
+}
+
+fn legacy_field_name(mut e: FieldError) -> FieldError {
+    if let Some(rest) = e.field.strip_prefix("cameras[0].") {
+        if let Some((legacy, _)) = LEGACY_KEYS.iter().find(|(_, new)| *new == rest) {
+            e.field = (*legacy).to_string();
+        }
+    }
+    e
+}
+
+/// Which capture source a camera uses when the file does not say: no device
+/// means the synthetic test pattern, a `/dev/...` path is a V4L2 device
+/// (`/dev/video0`, or a stable `/dev/v4l/by-id/...` link), anything else is a
+/// libcamera camera id.
+fn infer_source(device: &str) -> SourceKind {
+    if device.is_empty() {
+        SourceKind::Synthetic
+    } else if device.starts_with("/dev/") {
+        SourceKind::V4l2
+    } else {
+        SourceKind::Libcamera
+    }
+}
+
+impl FileCamera {
+    fn into_camera(self, index: usize, prefix: &str, errs: &mut Vec<FieldError>) -> CameraConfig {
+        let field = |name: &str| format!("{prefix}.{name}");
+        // Dash of Pi names cameras without an id "camera_<index>".
+        let id = self
+            .id
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| format!("camera_{index}"));
+        let name = self.name.filter(|s| !s.is_empty()).unwrap_or(id.clone());
+        let device = self.device.unwrap_or_default();
+        let source = self.source.unwrap_or_else(|| infer_source(&device));
+        let mjpeg_quality: Option<u8> = self
+            .mjpeg_quality
+            .map(|q| fit(errs, &field("mjpeg_quality"), Some(q), MJPEG_QUALITY, 2));
+        let jpeg_quality = match (self.jpeg_quality, mjpeg_quality) {
+            (Some(q), _) => fit(
+                errs,
+                &field("jpeg_quality"),
+                Some(q),
+                JPEG_QUALITY,
+                DEFAULT_JPEG_QUALITY,
+            ),
+            (None, Some(m)) => jpeg_quality_from_mjpeg(m),
+            (None, None) => DEFAULT_JPEG_QUALITY,
+        };
+        CameraConfig {
+            id,
+            name,
+            source,
+            device,
+            rotation: fit(errs, &field("rotation"), self.rotation, ROTATION, 0),
+            res_width: fit(
+                errs,
+                &field("res_width"),
+                self.res_width,
+                RES_WIDTH,
+                DEFAULT_RES_WIDTH,
+            ),
+            res_height: fit(
+                errs,
+                &field("res_height"),
+                self.res_height,
+                RES_HEIGHT,
+                DEFAULT_RES_HEIGHT,
+            ),
+            fps: fit(errs, &field("fps"), self.fps, FPS, DEFAULT_FPS),
+            jpeg_quality,
+            mjpeg_quality,
+            bitrate: self
+                .bitrate
+                .map(|b| fit(errs, &field("bitrate"), Some(b), BITRATE_KBPS, 0)),
+            embed_timestamp: self.embed_timestamp.unwrap_or(true),
+            enabled: self.enabled.unwrap_or(true),
+            encoder_threads: fit(
+                errs,
+                &field("encoder_threads"),
+                self.encoder_threads,
+                ENCODER_THREADS,
+                DEFAULT_ENCODER_THREADS,
+            ),
+            pixel_format: self.pixel_format.filter(|s| !s.is_empty()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Files
+
+/// A config read from a file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadedConfig {
+    pub config: Config,
+    /// The file was in Dash of Pi's legacy single-camera form and was
+    /// converted in memory; see [`rewrite_migrated`] to store the new form.
+    pub migrated_legacy: bool,
+}
+
+impl LoadedConfig {
+    pub fn migrated(&self) -> bool {
+        self.migrated_legacy
+    }
+}
+
+/// Parses a config from JSON text; `path` only names the file in errors.
+pub fn parse(path: &Path, json: &[u8]) -> Result<LoadedConfig, ConfigError> {
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let file: FileConfig = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| ConfigError::from_json(path, &e.path().to_string(), e.inner()))?;
+    de.end()
+        .map_err(|e| ConfigError::from_json(path, ".", &e))?;
+    let (config, migrated_legacy) = file.into_config().map_err(|problems| ConfigError {
+        path: path.to_owned(),
+        kind: ConfigErrorKind::Invalid,
+        problems,
+    })?;
+    Ok(LoadedConfig {
+        config,
+        migrated_legacy,
+    })
+}
+
+/// Reads, parses and validates a config file.
+pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    load_with_bytes(path).map(|(loaded, _)| loaded)
+}
+
+/// What `dashvault config check` runs: exactly [`load`], named for intent, so
+/// the check and the service can never disagree about a file.
+pub fn check(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    load(path)
+}
+
+fn load_with_bytes(path: &Path) -> Result<(LoadedConfig, Vec<u8>), ConfigError> {
+    let bytes = fs::read(path).map_err(|e| ConfigError::unreadable(path, &e))?;
+    let loaded = parse(path, &bytes)?;
+    Ok((loaded, bytes))
+}
+
+/// The JSON [`save`] writes: pretty-printed, ending in a newline.
+pub fn to_json(config: &Config) -> Vec<u8> {
+    // Serializing these plain structs cannot fail: every map key is a string
+    // and `data_dir` came from JSON text, so it is valid UTF-8.
+    let mut out = serde_json::to_vec_pretty(config).unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+/// Writes `config` to `path` atomically.
+pub fn save(path: &Path, config: &Config) -> io::Result<()> {
+    write_atomic(path, &to_json(config))
+}
+
+/// Stores a config that [`load`] migrated from the legacy form back to its
+/// file in the new form. The original is kept as `<name>.legacy` (only the
+/// first time, so a second migration never replaces the true original).
+/// Returns the backup's path.
+pub fn rewrite_migrated(path: &Path, config: &Config) -> io::Result<PathBuf> {
+    let backup = with_suffix(path, ".legacy");
+    if !backup.exists() {
+        write_atomic(&backup, &fs::read(path)?)?;
+    }
+    save(path, config)?;
+    Ok(backup)
+}
+
+/// `<path>.last-good`: the newest file content that loaded.
+pub fn last_good_path(path: &Path) -> PathBuf {
+    with_suffix(path, ".last-good")
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Write `<path>.tmp`, fsync it, rename it over `path`, fsync the folder.
+/// The file is created `0600`: it can hold the dashboard's token.
+fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = with_suffix(path, ".tmp");
+    let written = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+        return written;
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
+}
+
+/// Where the config the service runs with came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigOrigin {
+    /// There was no file; a default one was written.
+    Created,
+    /// The file loaded.
+    File,
+    /// The file failed to load; `<path>.last-good` was used instead.
+    LastGood,
+    /// Neither loaded; built-in defaults with the synthetic camera.
+    Defaults,
+}
+
+/// The config `dashvault run` starts with, and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunConfig {
+    pub config: Config,
+    pub origin: ConfigOrigin,
+    /// Why the file was not used (origin `LastGood` or `Defaults`).
+    pub problem: Option<ConfigError>,
+    /// The file was in the legacy form and has been rewritten in the new one.
+    pub migrated_legacy: bool,
+}
+
+/// Loads the config for the recorder, which must start whatever the file
+/// says: a dash cam with a typo in its config should still record.
+///
+/// - No file: write a default one whose cameras are `discover()`, or the
+///   synthetic test camera when that finds none (origin `Created`).
+/// - The file loads: use it and refresh `<path>.last-good` when its content
+///   changed (origin `File`). A legacy file is rewritten in the new form, the
+///   original kept as `<path>.legacy`.
+/// - The file fails but `<path>.last-good` loads: use that (origin
+///   `LastGood`, `problem` says what is wrong with the file).
+/// - Both fail: built-in defaults with the synthetic camera (origin
+///   `Defaults`). The broken file is left as it is for the user to fix.
+///
+/// Failures to write (a read-only card) are logged and do not stop the start.
+pub fn load_for_run(path: &Path, discover: impl FnOnce() -> Vec<CameraConfig>) -> RunConfig {
+    match load_with_bytes(path) {
+        Ok((loaded, mut bytes)) => {
+            let config = loaded.config;
+            if loaded.migrated_legacy {
+                match rewrite_migrated(path, &config) {
+                    Ok(backup) => {
+                        log::info!(
+                            "config {}: migrated legacy config to the multi-camera form; original kept as {}",
+                            path.display(),
+                            backup.display()
+                        );
+                        bytes = to_json(&config);
+                    }
+                    Err(e) => log::warn!(
+                        "config {}: migrated legacy config in memory but could not rewrite the file: {e}",
+                        path.display()
+                    ),
+                }
+            }
+            if let Err(e) = refresh_last_good(path, &bytes) {
+                log::warn!(
+                    "config {}: cannot write {}: {e}",
+                    path.display(),
+                    last_good_path(path).display()
+                );
+            }
+            RunConfig {
+                config,
+                origin: ConfigOrigin::File,
+                problem: None,
+                migrated_legacy: loaded.migrated_legacy,
+            }
+        }
+        Err(e) if e.is_not_found() => {
+            let mut cameras = discover();
+            if cameras.is_empty() {
+                cameras = vec![CameraConfig::synthetic("front")];
+            }
+            let config = Config {
+                cameras,
+                ..Config::default()
+            };
+            let written = match path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => fs::create_dir_all(dir),
+                _ => Ok(()),
+            }
+            .and_then(|()| save(path, &config));
+            match written {
+                Ok(()) => log::info!("config {}: created a default config", path.display()),
+                Err(e) => log::warn!(
+                    "config {}: no config and cannot write a default one: {e}",
+                    path.display()
+                ),
+            }
+            RunConfig {
+                config,
+                origin: ConfigOrigin::Created,
+                problem: None,
+                migrated_legacy: false,
+            }
+        }
+        Err(problem) => {
+            let last_good = last_good_path(path);
+            let fallback = if last_good.exists() {
+                load(&last_good).map_err(|lg| {
+                    log::warn!("{lg}");
+                })
+            } else {
+                Err(())
+            };
+            match fallback {
+                Ok(loaded) => {
+                    log::warn!("{problem}\nusing {}", last_good.display());
+                    RunConfig {
+                        config: loaded.config,
+                        origin: ConfigOrigin::LastGood,
+                        problem: Some(problem),
+                        migrated_legacy: false,
+                    }
+                }
+                Err(()) => {
+                    log::warn!("{problem}\nusing built-in defaults");
+                    RunConfig {
+                        config: Config::default(),
+                        origin: ConfigOrigin::Defaults,
+                        problem: Some(problem),
+                        migrated_legacy: false,
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn refresh_last_good(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let last_good = last_good_path(path);
+    match fs::read(&last_good) {
+        Ok(old) if old == bytes => Ok(()),
+        _ => write_atomic(&last_good, bytes),
     }
 }
