@@ -497,7 +497,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// serde reports an unknown key as "unknown field `fsp`, expected one of
-/// `id`, `fps`, ..."; add the closest known key when one is near.
+/// `id`, `fps`, ..."; name the closest known key first when one is near.
 fn suggest_field(message: &str) -> String {
     if !message.starts_with("unknown field `") {
         return message.to_string();
@@ -512,7 +512,10 @@ fn suggest_field(message: &str) -> String {
         .min_by_key(|(d, _)| *d);
     match best {
         Some((d, k)) if d <= 2.max(unknown.len() / 3) => {
-            format!("{message}; did you mean `{k}`?")
+            // Put the guess before serde's long list of every known key.
+            let head = format!("unknown field `{unknown}`");
+            let rest = message.strip_prefix(&head).unwrap_or_default();
+            format!("{head} (did you mean `{k}`?){rest}")
         }
         _ => message.to_string(),
     }
@@ -559,8 +562,31 @@ impl<'de> Deserialize<'de> for Int {
     }
 }
 
+/// Accepts `T` only as a JSON object. serde's derived structs also accept an
+/// array of the field values in order, which nobody means in a config file.
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Object<T>, D::Error> {
+        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectVisitor<T> {
+            type Value = Object<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Object<T>, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Object)
+            }
+        }
+        d.deserialize_map(ObjectVisitor(std::marker::PhantomData))
+    }
+}
+
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a JSON object of settings")]
+#[serde(deny_unknown_fields)]
 struct FileConfig {
     port: Option<Int>,
     bind: Option<String>,
@@ -572,7 +598,7 @@ struct FileConfig {
     /// Dash of Pi's name for `data_dir`.
     video_dir: Option<PathBuf>,
     auth_token: Option<String>,
-    cameras: Option<Vec<FileCamera>>,
+    cameras: Option<Vec<Object<FileCamera>>>,
     // Dash of Pi's legacy single-camera keys.
     video_res_width: Option<Int>,
     video_res_height: Option<Int>,
@@ -584,7 +610,7 @@ struct FileConfig {
 }
 
 #[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a JSON object describing one camera")]
+#[serde(deny_unknown_fields)]
 struct FileCamera {
     id: Option<String>,
     name: Option<String>,
@@ -672,7 +698,7 @@ impl FileConfig {
                 }
                 cams.into_iter()
                     .enumerate()
-                    .map(|(i, c)| c.into_camera(i, &format!("cameras[{i}]"), &mut errs))
+                    .map(|(i, Object(c))| c.into_camera(i, &format!("cameras[{i}]"), &mut errs))
                     .collect()
             }
             None if !legacy.is_empty() => {
@@ -850,7 +876,7 @@ impl LoadedConfig {
 /// Parses a config from JSON text; `path` only names the file in errors.
 pub fn parse(path: &Path, json: &[u8]) -> Result<LoadedConfig, ConfigError> {
     let mut de = serde_json::Deserializer::from_slice(json);
-    let file: FileConfig = serde_path_to_error::deserialize(&mut de)
+    let Object::<FileConfig>(file) = serde_path_to_error::deserialize(&mut de)
         .map_err(|e| ConfigError::from_json(path, &e.path().to_string(), e.inner()))?;
     de.end()
         .map_err(|e| ConfigError::from_json(path, ".", &e))?;
@@ -1085,5 +1111,756 @@ fn refresh_last_good(path: &Path, bytes: &[u8]) -> io::Result<()> {
     match fs::read(&last_good) {
         Ok(old) if old == bytes => Ok(()),
         _ => write_atomic(&last_good, bytes),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The multi-camera example from Dash of Pi's README.
+    const DASH_OF_PI_EXAMPLE: &str = r#"{
+  "port": 8080,
+  "storage_cap_gb": 20,
+  "segment_length_s": 60,
+  "cameras": [
+    {
+      "id": "front",
+      "name": "Front Camera",
+      "device": "/dev/video0",
+      "rotation": 0,
+      "res_width": 1920,
+      "res_height": 1080,
+      "bitrate": 2048,
+      "fps": 30,
+      "mjpeg_quality": 5,
+      "embed_timestamp": true,
+      "enabled": true
+    },
+    {
+      "id": "rear",
+      "name": "Rear Camera",
+      "device": "/dev/video1",
+      "rotation": 180,
+      "res_width": 1280,
+      "res_height": 720,
+      "bitrate": 1024,
+      "fps": 24,
+      "mjpeg_quality": 8,
+      "embed_timestamp": true,
+      "enabled": true
+    }
+  ]
+}"#;
+
+    const LEGACY_EXAMPLE: &str = r#"{
+  "port": 8081,
+  "video_dir": "/home/pi/.local/state/dash-of-pi/videos",
+  "storage_cap_gb": 5,
+  "auth_token": "abc123",
+  "segment_length_s": 120,
+  "video_res_width": 1640,
+  "video_res_height": 1232,
+  "video_fps": 15,
+  "video_bitrate": 4096,
+  "camera_device": "/dev/video0",
+  "mjpeg_quality": 2,
+  "enable_timestamp": false
+}"#;
+
+    fn p() -> &'static Path {
+        Path::new("/etc/dashvault/config.json")
+    }
+
+    fn parse_str(json: &str) -> Result<LoadedConfig, ConfigError> {
+        parse(p(), json.as_bytes())
+    }
+
+    fn problems(json: &str) -> Vec<FieldError> {
+        let err = parse_str(json).expect_err("config should be rejected");
+        assert_eq!(err.path, p());
+        err.problems
+    }
+
+    /// The single problem reported for `json`, as "field: message".
+    fn only_problem(json: &str) -> String {
+        let ps = problems(json);
+        assert_eq!(ps.len(), 1, "expected one problem, got {ps:#?}");
+        ps[0].to_string()
+    }
+
+    fn one_camera(fields: &str) -> String {
+        format!(r#"{{"cameras": [{{"id": "front"{fields}}}]}}"#)
+    }
+
+    #[test]
+    fn dash_of_pi_readme_example_loads_into_the_right_fields() {
+        let loaded = parse_str(DASH_OF_PI_EXAMPLE).unwrap();
+        assert!(!loaded.migrated());
+        let c = &loaded.config;
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.storage_cap_gb, 20.0);
+        assert_eq!(c.segment_length_s, 60);
+        assert_eq!(c.bind, "127.0.0.1");
+        assert_eq!(c.sync_interval_ms, DEFAULT_SYNC_INTERVAL_MS);
+        assert_eq!(c.min_free_mb, DEFAULT_MIN_FREE_MB);
+        assert_eq!(c.data_dir, PathBuf::from("data"));
+        assert_eq!(c.cameras.len(), 2);
+
+        let front = &c.cameras[0];
+        assert_eq!(front.id, "front");
+        assert_eq!(front.name, "Front Camera");
+        assert_eq!(front.source, SourceKind::V4l2);
+        assert_eq!(front.device, "/dev/video0");
+        assert_eq!(front.rotation, 0);
+        assert_eq!((front.res_width, front.res_height), (1920, 1080));
+        assert_eq!(front.bitrate, Some(2048));
+        assert_eq!(front.fps, 30);
+        assert_eq!(front.mjpeg_quality, Some(5));
+        assert_eq!(front.jpeg_quality, 87);
+        assert_eq!(front.jpeg_quality, jpeg_quality_from_mjpeg(5));
+        assert!(front.embed_timestamp);
+        assert!(front.enabled);
+        assert_eq!(front.encoder_threads, DEFAULT_ENCODER_THREADS);
+
+        let rear = &c.cameras[1];
+        assert_eq!(rear.id, "rear");
+        assert_eq!(rear.device, "/dev/video1");
+        assert_eq!(rear.rotation, 180);
+        assert_eq!((rear.res_width, rear.res_height), (1280, 720));
+        assert_eq!(rear.bitrate, Some(1024));
+        assert_eq!(rear.fps, 24);
+        assert_eq!(rear.jpeg_quality, 79);
+    }
+
+    #[test]
+    fn empty_object_is_all_defaults() {
+        let loaded = parse_str("{}").unwrap();
+        assert_eq!(loaded.config, Config::default());
+        assert!(!loaded.migrated());
+    }
+
+    #[test]
+    fn camera_defaults_and_source_inference() {
+        let loaded = parse_str(
+            r#"{"cameras": [
+                {"id": "a"},
+                {"id": "b", "device": "/dev/video2"},
+                {"id": "c", "device": "/dev/v4l/by-id/usb-cam-video-index0"},
+                {"id": "d", "device": "/base/soc/i2c0mux/i2c@1/imx219@10", "pixel_format": "yuyv"},
+                {"id": "e", "device": "/dev/video3", "source": "synthetic"},
+                {"name": "Unnamed"},
+                {"id": ""}
+            ]}"#,
+        )
+        .unwrap();
+        let cams = &loaded.config.cameras;
+        let a = &cams[0];
+        assert_eq!(a.name, "a", "name defaults to the id");
+        assert_eq!(a.source, SourceKind::Synthetic);
+        assert_eq!(a.rotation, 0);
+        assert_eq!((a.res_width, a.res_height, a.fps), (1280, 720, 30));
+        assert_eq!(a.jpeg_quality, 75);
+        assert_eq!(a.mjpeg_quality, None);
+        assert_eq!(a.bitrate, None);
+        assert!(a.embed_timestamp && a.enabled);
+        assert_eq!(a.encoder_threads, 2);
+        assert_eq!(a.pixel_format, None);
+        assert_eq!(cams[1].source, SourceKind::V4l2);
+        assert_eq!(cams[2].source, SourceKind::V4l2);
+        assert_eq!(cams[3].source, SourceKind::Libcamera);
+        assert_eq!(cams[3].pixel_format.as_deref(), Some("yuyv"));
+        assert_eq!(
+            cams[4].source,
+            SourceKind::Synthetic,
+            "explicit source wins"
+        );
+        // Dash of Pi numbers cameras without an id by their position.
+        assert_eq!(cams[5].id, "camera_5");
+        assert_eq!(cams[5].name, "Unnamed");
+        assert_eq!(cams[6].id, "camera_6");
+        assert_eq!(cams[6].name, "camera_6");
+    }
+
+    #[test]
+    fn global_settings_and_storage_cap_as_float() {
+        let c = parse_str(
+            r#"{"port": 9000, "bind": "0.0.0.0", "storage_cap_gb": 2.5,
+                "segment_length_s": 300, "sync_interval_ms": 250, "min_free_mb": 0,
+                "data_dir": "/var/lib/dashvault", "auth_token": "t0k"}"#,
+        )
+        .unwrap()
+        .config;
+        assert_eq!(c.port, 9000);
+        assert_eq!(c.bind, "0.0.0.0");
+        assert_eq!(c.storage_cap_gb, 2.5);
+        assert_eq!(c.segment_length_s, 300);
+        assert_eq!(c.sync_interval_ms, 250);
+        assert_eq!(c.min_free_mb, 0);
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/dashvault"));
+        assert_eq!(c.auth_token.as_deref(), Some("t0k"));
+        assert_eq!(c.cameras, Config::default().cameras);
+    }
+
+    #[test]
+    fn empty_auth_token_is_no_token() {
+        let c = parse_str(r#"{"auth_token": ""}"#).unwrap().config;
+        assert_eq!(c.auth_token, None);
+    }
+
+    #[test]
+    fn video_dir_is_data_dir_and_conflicting_values_are_rejected() {
+        let c = parse_str(r#"{"video_dir": "videos"}"#).unwrap().config;
+        assert_eq!(c.data_dir, PathBuf::from("videos"));
+        let same = parse_str(r#"{"video_dir": "v", "data_dir": "v"}"#).unwrap();
+        assert_eq!(same.config.data_dir, PathBuf::from("v"));
+        let msg = only_problem(r#"{"video_dir": "a", "data_dir": "b"}"#);
+        assert!(msg.starts_with("data_dir: "), "{msg}");
+        assert!(msg.contains("video_dir"), "{msg}");
+    }
+
+    #[test]
+    fn legacy_single_camera_form_migrates_to_one_default_camera() {
+        let loaded = parse_str(LEGACY_EXAMPLE).unwrap();
+        assert!(loaded.migrated());
+        let c = &loaded.config;
+        assert_eq!(c.port, 8081);
+        assert_eq!(
+            c.data_dir,
+            PathBuf::from("/home/pi/.local/state/dash-of-pi/videos")
+        );
+        assert_eq!(c.storage_cap_gb, 5.0);
+        assert_eq!(c.auth_token.as_deref(), Some("abc123"));
+        assert_eq!(c.segment_length_s, 120);
+        assert_eq!(c.cameras.len(), 1);
+        let cam = &c.cameras[0];
+        assert_eq!(cam.id, "default");
+        assert_eq!(cam.name, "Default Camera");
+        assert_eq!(cam.device, "/dev/video0");
+        assert_eq!(cam.source, SourceKind::V4l2);
+        assert_eq!((cam.res_width, cam.res_height), (1640, 1232));
+        assert_eq!(cam.fps, 15);
+        assert_eq!(cam.bitrate, Some(4096));
+        assert_eq!(cam.mjpeg_quality, Some(2));
+        assert_eq!(cam.jpeg_quality, 95);
+        assert!(!cam.embed_timestamp);
+        assert!(cam.enabled);
+    }
+
+    #[test]
+    fn legacy_problems_name_the_legacy_key() {
+        let ps = problems(r#"{"video_fps": 0, "video_res_width": 641, "mjpeg_quality": 40}"#);
+        let fields: Vec<&str> = ps.iter().map(|p| p.field.as_str()).collect();
+        assert!(fields.contains(&"video_fps"), "{ps:#?}");
+        assert!(fields.contains(&"video_res_width"), "{ps:#?}");
+        assert!(fields.contains(&"mjpeg_quality"), "{ps:#?}");
+        assert_eq!(ps.len(), 3, "{ps:#?}");
+    }
+
+    #[test]
+    fn legacy_keys_with_cameras_is_an_error_naming_the_keys() {
+        let msg = only_problem(
+            r#"{"video_fps": 15, "camera_device": "/dev/video0",
+                "cameras": [{"id": "front"}]}"#,
+        );
+        assert!(msg.starts_with("cameras: "), "{msg}");
+        assert!(msg.contains("`video_fps`"), "{msg}");
+        assert!(msg.contains("`camera_device`"), "{msg}");
+        assert!(msg.contains("legacy"), "{msg}");
+    }
+
+    #[test]
+    fn mjpeg_quality_mapping_is_documented_and_monotonic() {
+        assert_eq!(jpeg_quality_from_mjpeg(2), 95);
+        assert_eq!(jpeg_quality_from_mjpeg(5), 87);
+        assert_eq!(jpeg_quality_from_mjpeg(8), 79);
+        assert_eq!(jpeg_quality_from_mjpeg(31), 20);
+        assert_eq!(jpeg_quality_from_mjpeg(0), 95, "clamped to 2");
+        assert_eq!(jpeg_quality_from_mjpeg(255), 20, "clamped to 31");
+        for q in 2..31 {
+            assert!(jpeg_quality_from_mjpeg(q) > jpeg_quality_from_mjpeg(q + 1));
+        }
+    }
+
+    #[test]
+    fn jpeg_quality_wins_over_mjpeg_quality() {
+        let c = parse_str(&one_camera(r#", "jpeg_quality": 60, "mjpeg_quality": 2"#)).unwrap();
+        let cam = &c.config.cameras[0];
+        assert_eq!(cam.jpeg_quality, 60);
+        assert_eq!(cam.mjpeg_quality, Some(2));
+    }
+
+    #[test]
+    fn bad_rotation() {
+        let msg = only_problem(&one_camera(r#", "rotation": 45"#));
+        assert_eq!(
+            msg,
+            "cameras[0].rotation: 45 is not allowed; use 0, 90, 180 or 270"
+        );
+        let msg = only_problem(&one_camera(r#", "rotation": -90"#));
+        assert_eq!(
+            msg,
+            "cameras[0].rotation: -90 is not allowed; use 0, 90, 180 or 270"
+        );
+    }
+
+    #[test]
+    fn fps_zero() {
+        let msg = only_problem(&one_camera(r#", "fps": 0"#));
+        assert_eq!(msg, "cameras[0].fps: 0 is not allowed; use 1-120");
+    }
+
+    #[test]
+    fn jpeg_quality_zero_and_101() {
+        let msg = only_problem(&one_camera(r#", "jpeg_quality": 0"#));
+        assert_eq!(msg, "cameras[0].jpeg_quality: 0 is not allowed; use 1-100");
+        let msg = only_problem(&one_camera(r#", "jpeg_quality": 101"#));
+        assert_eq!(
+            msg,
+            "cameras[0].jpeg_quality: 101 is not allowed; use 1-100"
+        );
+        // Far beyond u8 still gets the range, not a type error.
+        let msg = only_problem(&one_camera(r#", "jpeg_quality": 100000"#));
+        assert_eq!(
+            msg,
+            "cameras[0].jpeg_quality: 100000 is not allowed; use 1-100"
+        );
+    }
+
+    #[test]
+    fn mjpeg_quality_out_of_range() {
+        let msg = only_problem(&one_camera(r#", "mjpeg_quality": 1"#));
+        assert_eq!(msg, "cameras[0].mjpeg_quality: 1 is not allowed; use 2-31");
+        let msg = only_problem(&one_camera(r#", "mjpeg_quality": 32"#));
+        assert_eq!(msg, "cameras[0].mjpeg_quality: 32 is not allowed; use 2-31");
+    }
+
+    #[test]
+    fn odd_width() {
+        let msg = only_problem(&one_camera(r#", "res_width": 1281"#));
+        assert_eq!(
+            msg,
+            "cameras[0].res_width: 1281 is not allowed; use an even number from 16 to 7680"
+        );
+        let msg = only_problem(&one_camera(r#", "res_height": 4322"#));
+        assert_eq!(
+            msg,
+            "cameras[0].res_height: 4322 is not allowed; use an even number from 16 to 4320"
+        );
+    }
+
+    #[test]
+    fn encoder_threads_out_of_range() {
+        let msg = only_problem(&one_camera(r#", "encoder_threads": 9"#));
+        assert_eq!(msg, "cameras[0].encoder_threads: 9 is not allowed; use 1-8");
+    }
+
+    #[test]
+    fn duplicate_ids() {
+        let msg = only_problem(r#"{"cameras": [{"id": "cam"}, {"id": "rear"}, {"id": "cam"}]}"#);
+        assert!(msg.starts_with("cameras[2].id: \"cam\""), "{msg}");
+        assert!(msg.contains("cameras[0]"), "{msg}");
+        assert!(msg.contains("unique"), "{msg}");
+    }
+
+    #[test]
+    fn bad_id_chars() {
+        let msg = only_problem(r#"{"cameras": [{"id": "front cam!"}]}"#);
+        assert_eq!(
+            msg,
+            "cameras[0].id: \"front cam!\" is not allowed; use 1-32 characters from a-z, 0-9, _ and -"
+        );
+        let long = "a".repeat(33);
+        let msg = only_problem(&format!(r#"{{"cameras": [{{"id": "{long}"}}]}}"#));
+        assert!(msg.contains("33 characters"), "{msg}");
+        assert!(msg.contains("1-32 characters"), "{msg}");
+    }
+
+    #[test]
+    fn uppercase_id_suggests_lowercase() {
+        let msg = only_problem(r#"{"cameras": [{"id": "Front_Cam"}]}"#);
+        assert_eq!(
+            msg,
+            "cameras[0].id: \"Front_Cam\" has uppercase letters; ids are lowercase, use \"front_cam\""
+        );
+    }
+
+    #[test]
+    fn unknown_key_lists_known_keys_and_suggests_the_closest() {
+        let msg = only_problem(&one_camera(r#", "fsp": 30"#));
+        assert!(msg.starts_with("cameras[0]"), "{msg}");
+        assert!(msg.contains("unknown field `fsp`"), "{msg}");
+        assert!(msg.contains("`res_width`"), "lists the known keys: {msg}");
+        assert!(
+            msg.starts_with(
+                "cameras[0].fsp: unknown field `fsp` (did you mean `fps`?), expected one of `id`"
+            ),
+            "{msg}"
+        );
+
+        let msg = only_problem(r#"{"storage_cap": 3}"#);
+        assert!(msg.contains("unknown field `storage_cap`"), "{msg}");
+        assert!(msg.contains("did you mean `storage_cap_gb`?"), "{msg}");
+
+        let msg = only_problem(r#"{"zzzzzzzz": 3}"#);
+        assert!(!msg.contains("did you mean"), "nothing close: {msg}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_path() {
+        let json = r#"{"cameras": [{"id": "front"}, {"id": "rear", "fps": "x"}]}"#;
+        let err = parse_str(json).unwrap_err();
+        assert_eq!(err.kind, ConfigErrorKind::Invalid);
+        let msg = err.problems[0].to_string();
+        assert!(
+            msg.starts_with(r#"cameras[1].fps: invalid type: string "x", expected an integer"#),
+            "{msg}"
+        );
+        assert!(msg.contains("line 1"), "{msg}");
+
+        let msg = only_problem(r#"{"storage_cap_gb": "lots"}"#);
+        assert!(
+            msg.starts_with("storage_cap_gb: invalid type: string"),
+            "{msg}"
+        );
+        let msg = only_problem(&one_camera(r#", "enabled": "yes""#));
+        assert!(msg.starts_with("cameras[0].enabled: invalid type"), "{msg}");
+        let msg = only_problem(&one_camera(r#", "source": "usb""#));
+        assert!(
+            msg.starts_with("cameras[0].source: unknown variant `usb`"),
+            "{msg}"
+        );
+        assert!(msg.contains("`v4l2`"), "{msg}");
+        let msg = only_problem(r#"[1, 2]"#);
+        assert!(
+            msg.starts_with("(top level): invalid type: sequence"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn malformed_json_gives_line_and_column() {
+        let err = parse_str("{\n  \"port\": 8080,\n  \"cameras\": [\n}").unwrap_err();
+        assert_eq!(err.kind, ConfigErrorKind::Syntax);
+        assert_eq!(err.problems.len(), 1);
+        assert_eq!(err.problems[0].field, "line 4, column 1");
+        assert!(!err.problems[0].message.contains(" at line "));
+
+        let err = parse_str(r#"{"port": 8080} trailing"#).unwrap_err();
+        assert_eq!(err.kind, ConfigErrorKind::Syntax);
+        assert!(err.problems[0].field.starts_with("line 1, column"));
+
+        let err = parse_str("").unwrap_err();
+        assert_eq!(err.kind, ConfigErrorKind::Syntax);
+    }
+
+    #[test]
+    fn empty_cameras() {
+        let msg = only_problem(r#"{"cameras": []}"#);
+        assert!(msg.starts_with("cameras: "), "{msg}");
+        assert!(msg.contains("at least one camera"), "{msg}");
+    }
+
+    #[test]
+    fn no_enabled_camera_is_allowed() {
+        let c = parse_str(r#"{"cameras": [{"id": "a", "enabled": false}]}"#).unwrap();
+        assert!(!c.config.cameras[0].enabled);
+    }
+
+    #[test]
+    fn segment_length_out_of_range() {
+        assert_eq!(
+            only_problem(r#"{"segment_length_s": 5}"#),
+            "segment_length_s: 5 is not allowed; use 10-3600"
+        );
+        assert_eq!(
+            only_problem(r#"{"segment_length_s": 3601}"#),
+            "segment_length_s: 3601 is not allowed; use 10-3600"
+        );
+    }
+
+    #[test]
+    fn negative_storage_cap() {
+        assert_eq!(
+            only_problem(r#"{"storage_cap_gb": -5}"#),
+            "storage_cap_gb: -5 is not allowed; use a number of gigabytes greater than 0"
+        );
+        assert!(only_problem(r#"{"storage_cap_gb": 0}"#).starts_with("storage_cap_gb: 0 "));
+    }
+
+    #[test]
+    fn port_sync_interval_min_free_and_bind() {
+        assert_eq!(
+            only_problem(r#"{"port": 0}"#),
+            "port: 0 is not allowed; use 1-65535"
+        );
+        assert_eq!(
+            only_problem(r#"{"port": 70000}"#),
+            "port: 70000 is not allowed; use 1-65535"
+        );
+        assert_eq!(
+            only_problem(r#"{"sync_interval_ms": 50}"#),
+            "sync_interval_ms: 50 is not allowed; use 100-60000"
+        );
+        assert_eq!(
+            only_problem(r#"{"min_free_mb": -1}"#),
+            "min_free_mb: -1 is not allowed; use 0-1048576"
+        );
+        let msg = only_problem(r#"{"bind": "localhost"}"#);
+        assert!(
+            msg.starts_with("bind: \"localhost\" is not an IP address"),
+            "{msg}"
+        );
+        assert!(parse_str(r#"{"bind": "::"}"#).is_ok());
+    }
+
+    #[test]
+    fn v4l2_source_needs_a_device() {
+        let msg = only_problem(&one_camera(r#", "source": "v4l2""#));
+        assert!(msg.starts_with("cameras[0].device: is required"), "{msg}");
+    }
+
+    #[test]
+    fn several_errors_are_all_reported() {
+        let json = r#"{
+            "port": 0,
+            "segment_length_s": 1,
+            "storage_cap_gb": -1,
+            "bind": "nowhere",
+            "cameras": [
+                {"id": "Front", "rotation": 45, "fps": 0},
+                {"id": "rear", "res_width": 1281, "jpeg_quality": 101},
+                {"id": "rear", "mjpeg_quality": 1, "encoder_threads": 0}
+            ]
+        }"#;
+        let err = parse_str(json).unwrap_err();
+        assert_eq!(err.kind, ConfigErrorKind::Invalid);
+        let fields: Vec<&str> = err.problems.iter().map(|p| p.field.as_str()).collect();
+        for expected in [
+            "port",
+            "segment_length_s",
+            "storage_cap_gb",
+            "bind",
+            "cameras[0].id",
+            "cameras[0].rotation",
+            "cameras[0].fps",
+            "cameras[1].res_width",
+            "cameras[1].jpeg_quality",
+            "cameras[2].id",
+            "cameras[2].mjpeg_quality",
+            "cameras[2].encoder_threads",
+        ] {
+            assert!(fields.contains(&expected), "{expected} missing: {fields:?}");
+        }
+        assert_eq!(fields.len(), 12, "{fields:?}");
+
+        let shown = err.to_string();
+        assert!(
+            shown.starts_with("config /etc/dashvault/config.json: 12 problems:\n  - "),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("\n  - cameras[0].rotation: 45 is not allowed; use 0, 90, 180 or 270"),
+            "{shown}"
+        );
+        assert_eq!(shown.lines().count(), 13);
+    }
+
+    #[test]
+    fn single_problem_display() {
+        let err = parse_str(r#"{"port": 0}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config /etc/dashvault/config.json: 1 problem:\n  - port: 0 is not allowed; use 1-65535"
+        );
+    }
+
+    #[test]
+    fn missing_file_is_unreadable_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = load(&dir.path().join("nope.json")).unwrap_err();
+        assert!(err.is_not_found());
+        assert_eq!(err.problems[0].field, "file");
+    }
+
+    #[test]
+    fn save_load_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        let mut rear = CameraConfig::synthetic("rear");
+        rear.source = SourceKind::V4l2;
+        rear.device = "/dev/video1".into();
+        rear.rotation = 180;
+        rear.mjpeg_quality = Some(8);
+        rear.jpeg_quality = 70;
+        rear.bitrate = Some(1024);
+        rear.pixel_format = Some("mjpeg".into());
+        rear.enabled = false;
+        let config = Config {
+            port: 9999,
+            bind: "0.0.0.0".into(),
+            storage_cap_gb: 1.5,
+            data_dir: PathBuf::from("/srv/cam"),
+            auth_token: Some("secret".into()),
+            cameras: vec![CameraConfig::synthetic("front"), rear],
+            ..Config::default()
+        };
+        save(&path, &config).unwrap();
+        assert!(!with_suffix(&path, ".tmp").exists());
+        let loaded = load(&path).unwrap();
+        assert_eq!(loaded.config, config);
+        assert!(!loaded.migrated());
+        assert_eq!(check(&path).unwrap().config, config);
+        // The file is pretty JSON ending in a newline.
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("{\n  \"port\": 9999,"), "{text}");
+        assert!(text.ends_with("}\n"));
+        // Saving again replaces the file.
+        save(&path, &Config::default()).unwrap();
+        assert_eq!(load(&path).unwrap().config, Config::default());
+    }
+
+    #[test]
+    fn resolved_data_dir_is_relative_to_the_config_folder() {
+        let mut c = Config::default();
+        let cfg = Path::new("/etc/dashvault/config.json");
+        assert_eq!(
+            c.resolved_data_dir(cfg),
+            PathBuf::from("/etc/dashvault/data")
+        );
+        assert_eq!(
+            c.resolved_data_dir(Path::new("config.json")),
+            PathBuf::from("data")
+        );
+        c.data_dir = PathBuf::from("/var/lib/dashvault");
+        assert_eq!(
+            c.resolved_data_dir(cfg),
+            PathBuf::from("/var/lib/dashvault")
+        );
+    }
+
+    fn discovered() -> Vec<CameraConfig> {
+        let mut cam = CameraConfig::synthetic("usb0");
+        cam.name = "USB camera".into();
+        cam.source = SourceKind::V4l2;
+        cam.device = "/dev/video0".into();
+        vec![cam]
+    }
+
+    #[test]
+    fn load_for_run_creates_a_config_with_discovered_cameras() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("etc").join("config.json");
+        let run = load_for_run(&path, discovered);
+        assert_eq!(run.origin, ConfigOrigin::Created);
+        assert!(run.problem.is_none());
+        assert_eq!(run.config.cameras, discovered());
+        assert_eq!(load(&path).unwrap().config, run.config);
+    }
+
+    #[test]
+    fn load_for_run_creates_a_synthetic_camera_when_none_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        let run = load_for_run(&path, Vec::new);
+        assert_eq!(run.origin, ConfigOrigin::Created);
+        assert_eq!(run.config.cameras, vec![CameraConfig::synthetic("front")]);
+        assert_eq!(load(&path).unwrap().config, run.config);
+    }
+
+    #[test]
+    fn load_for_run_uses_a_good_file_and_writes_last_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        fs::write(&path, DASH_OF_PI_EXAMPLE).unwrap();
+        let run = load_for_run(&path, || panic!("no discovery for an existing file"));
+        assert_eq!(run.origin, ConfigOrigin::File);
+        assert!(run.problem.is_none());
+        assert!(!run.migrated_legacy);
+        assert_eq!(run.config.cameras.len(), 2);
+        let last_good = last_good_path(&path);
+        assert_eq!(last_good, dir.path().join("config.json.last-good"));
+        assert_eq!(fs::read_to_string(&last_good).unwrap(), DASH_OF_PI_EXAMPLE);
+        // An edit that loads replaces the last-good copy.
+        let edited = DASH_OF_PI_EXAMPLE.replace("\"port\": 8080", "\"port\": 8090");
+        fs::write(&path, &edited).unwrap();
+        let run = load_for_run(&path, Vec::new);
+        assert_eq!(run.config.port, 8090);
+        assert_eq!(fs::read_to_string(&last_good).unwrap(), edited);
+    }
+
+    #[test]
+    fn load_for_run_falls_back_to_last_good_and_leaves_the_broken_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        fs::write(&path, DASH_OF_PI_EXAMPLE).unwrap();
+        let good = load_for_run(&path, Vec::new).config;
+
+        let broken = "{\"port\": 8080,, }";
+        fs::write(&path, broken).unwrap();
+        let run = load_for_run(&path, || panic!("no discovery for an existing file"));
+        assert_eq!(run.origin, ConfigOrigin::LastGood);
+        assert_eq!(run.config, good);
+        let problem = run.problem.expect("the broken file is reported");
+        assert_eq!(problem.path, path);
+        assert_eq!(problem.kind, ConfigErrorKind::Syntax);
+        assert_eq!(fs::read_to_string(&path).unwrap(), broken);
+        assert_eq!(
+            fs::read_to_string(last_good_path(&path)).unwrap(),
+            DASH_OF_PI_EXAMPLE
+        );
+    }
+
+    #[test]
+    fn load_for_run_uses_defaults_when_nothing_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        let broken = r#"{"cameras": [{"id": "front", "fps": 0}]}"#;
+        fs::write(&path, broken).unwrap();
+        let run = load_for_run(&path, || panic!("no discovery for an existing file"));
+        assert_eq!(run.origin, ConfigOrigin::Defaults);
+        assert_eq!(run.config, Config::default());
+        assert_eq!(run.config.cameras[0].source, SourceKind::Synthetic);
+        let problem = run.problem.expect("the broken file is reported");
+        assert_eq!(problem.problems[0].field, "cameras[0].fps");
+        assert_eq!(fs::read_to_string(&path).unwrap(), broken);
+        assert!(!last_good_path(&path).exists());
+
+        // A broken last-good copy also ends in the defaults.
+        fs::write(last_good_path(&path), "not json").unwrap();
+        let run = load_for_run(&path, Vec::new);
+        assert_eq!(run.origin, ConfigOrigin::Defaults);
+        assert!(run.problem.is_some());
+        assert_eq!(fs::read_to_string(&path).unwrap(), broken);
+    }
+
+    #[test]
+    fn load_for_run_rewrites_a_legacy_file_and_keeps_the_original() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        fs::write(&path, LEGACY_EXAMPLE).unwrap();
+        let run = load_for_run(&path, Vec::new);
+        assert_eq!(run.origin, ConfigOrigin::File);
+        assert!(run.migrated_legacy);
+        assert_eq!(run.config.cameras[0].id, "default");
+        let backup = dir.path().join("config.json.legacy");
+        assert_eq!(fs::read_to_string(&backup).unwrap(), LEGACY_EXAMPLE);
+        let rewritten = load(&path).unwrap();
+        assert!(!rewritten.migrated(), "the file is now in the new form");
+        assert_eq!(rewritten.config, run.config);
+        assert_eq!(
+            fs::read(last_good_path(&path)).unwrap(),
+            to_json(&run.config)
+        );
+        // Loading again changes nothing and keeps the true original backup.
+        let again = load_for_run(&path, Vec::new);
+        assert!(!again.migrated_legacy);
+        assert_eq!(again.config, run.config);
+        assert_eq!(fs::read_to_string(&backup).unwrap(), LEGACY_EXAMPLE);
+    }
+
+    #[test]
+    fn default_config_is_valid() {
+        assert_eq!(Config::default().validate(), Ok(()));
     }
 }
