@@ -90,8 +90,9 @@ pub struct CameraConfig {
     pub embed_timestamp: bool,
     pub enabled: bool,
     pub encoder_threads: u8,
-    /// Dash of Pi's capture format hint (e.g. `mjpeg`, `yuyv`); kept for the
-    /// capture layer, which may ignore it.
+    /// Dash of Pi's capture format hint (e.g. `mjpeg`, `yuyv`; `auto` or
+    /// absent means no preference); kept for the capture layer, which may
+    /// ignore it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pixel_format: Option<String>,
 }
@@ -908,18 +909,19 @@ fn load_with_bytes(path: &Path) -> Result<(LoadedConfig, Vec<u8>), ConfigError> 
     Ok((loaded, bytes))
 }
 
-/// The JSON [`save`] writes: pretty-printed, ending in a newline.
-pub fn to_json(config: &Config) -> Vec<u8> {
-    // Serializing these plain structs cannot fail: every map key is a string
-    // and `data_dir` came from JSON text, so it is valid UTF-8.
-    let mut out = serde_json::to_vec_pretty(config).unwrap_or_default();
+/// The JSON [`save`] writes: pretty-printed, ending in a newline. Fails only
+/// for a `data_dir` that is not valid UTF-8.
+pub fn to_json(config: &Config) -> io::Result<Vec<u8>> {
+    let mut out = serde_json::to_vec_pretty(config)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     out.push(b'\n');
-    out
+    Ok(out)
 }
 
-/// Writes `config` to `path` atomically.
+/// Writes `config` to `path` atomically. It does not validate: check
+/// [`Config::validate`] first when the config did not come from [`load`].
 pub fn save(path: &Path, config: &Config) -> io::Result<()> {
-    write_atomic(path, &to_json(config))
+    write_atomic(path, &to_json(config)?)
 }
 
 /// Stores a config that [`load`] migrated from the legacy form back to its
@@ -1016,14 +1018,14 @@ pub fn load_for_run(path: &Path, discover: impl FnOnce() -> Vec<CameraConfig>) -
         Ok((loaded, mut bytes)) => {
             let config = loaded.config;
             if loaded.migrated_legacy {
-                match rewrite_migrated(path, &config) {
-                    Ok(backup) => {
+                match rewrite_migrated(path, &config).and_then(|b| Ok((b, to_json(&config)?))) {
+                    Ok((backup, new_bytes)) => {
                         log::info!(
                             "config {}: migrated legacy config to the multi-camera form; original kept as {}",
                             path.display(),
                             backup.display()
                         );
-                        bytes = to_json(&config);
+                        bytes = new_bytes;
                     }
                     Err(e) => log::warn!(
                         "config {}: migrated legacy config in memory but could not rewrite the file: {e}",
@@ -1046,14 +1048,20 @@ pub fn load_for_run(path: &Path, discover: impl FnOnce() -> Vec<CameraConfig>) -
             }
         }
         Err(e) if e.is_not_found() => {
-            let mut cameras = discover();
-            if cameras.is_empty() {
-                cameras = vec![CameraConfig::synthetic("front")];
-            }
-            let config = Config {
-                cameras,
+            let mut config = Config {
+                cameras: discover(),
                 ..Config::default()
             };
+            if let Err(problems) = config.validate() {
+                // Never write a config that would not load again.
+                for p in &problems {
+                    log::warn!("config {}: discovered camera rejected: {p}", path.display());
+                }
+                config.cameras.clear();
+            }
+            if config.cameras.is_empty() {
+                config.cameras = vec![CameraConfig::synthetic("front")];
+            }
             let written = match path.parent() {
                 Some(dir) if !dir.as_os_str().is_empty() => fs::create_dir_all(dir),
                 _ => Ok(()),
@@ -1231,6 +1239,30 @@ mod tests {
         assert_eq!(rear.bitrate, Some(1024));
         assert_eq!(rear.fps, 24);
         assert_eq!(rear.jpeg_quality, 79);
+    }
+
+    /// Dash of Pi's `config.json.example`: its README example plus
+    /// `video_dir`, `auth_token` and `pixel_format`.
+    #[test]
+    fn dash_of_pi_example_file_with_video_dir_token_and_pixel_format_loads() {
+        let json = DASH_OF_PI_EXAMPLE
+            .replacen(
+                "\"port\": 8080,",
+                "\"port\": 8080,\n  \"video_dir\": \"/home/user/.local/state/dash-of-pi\",\n  \"auth_token\": \"your-secure-token-here\",",
+                1,
+            )
+            .replace(
+                "\"device\": \"/dev/video0\",",
+                "\"device\": \"/dev/video0\",\n      \"pixel_format\": \"auto\",",
+            );
+        let c = parse_str(&json).unwrap().config;
+        assert_eq!(
+            c.data_dir,
+            PathBuf::from("/home/user/.local/state/dash-of-pi")
+        );
+        assert_eq!(c.auth_token.as_deref(), Some("your-secure-token-here"));
+        assert_eq!(c.cameras[0].pixel_format.as_deref(), Some("auto"));
+        assert_eq!(c.cameras[1].pixel_format, None);
     }
 
     #[test]
@@ -1769,6 +1801,16 @@ mod tests {
     }
 
     #[test]
+    fn load_for_run_never_writes_invalid_discovered_cameras() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        let run = load_for_run(&path, || vec![CameraConfig::synthetic("Bad Id")]);
+        assert_eq!(run.origin, ConfigOrigin::Created);
+        assert_eq!(run.config.cameras, vec![CameraConfig::synthetic("front")]);
+        assert_eq!(load(&path).unwrap().config, run.config);
+    }
+
+    #[test]
     fn load_for_run_uses_a_good_file_and_writes_last_good() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.json");
@@ -1850,7 +1892,7 @@ mod tests {
         assert_eq!(rewritten.config, run.config);
         assert_eq!(
             fs::read(last_good_path(&path)).unwrap(),
-            to_json(&run.config)
+            to_json(&run.config).unwrap()
         );
         // Loading again changes nothing and keeps the true original backup.
         let again = load_for_run(&path, Vec::new);
