@@ -1,1 +1,443 @@
-//! (to be written)
+//! Wires cameras to storage: per camera one capture thread, a pool of
+//! encoder threads and one writer thread, joined by bounded queues.
+//!
+//! Backpressure flows backwards: a slow disk fills the writer queue, which
+//! blocks the encoders, which fills the encode queue, and then the capture
+//! thread drops frames (counted by reason) instead of queueing them. Memory
+//! never grows with a slow disk or a slow encoder.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::camera::CameraSource;
+use crate::clock::Clock;
+use crate::config::{CameraConfig, Config};
+use crate::encode::{EncoderSettings, JpegEncoder};
+use crate::frame::VideoFrame;
+use crate::status::{CameraStatus, DropReason, Status};
+use crate::store::io::StorageIo;
+use crate::store::recovery::recover_camera;
+use crate::store::retention::{Retention, RetentionPolicy};
+use crate::store::writer::{EncodedFrame, OpenSegments, SegmentWriter, WriterSettings};
+use crate::store::{camera_dir, catalog, StoreError};
+
+/// Frames waiting for an encoder, per encoder thread.
+const ENCODE_QUEUE_PER_THREAD: usize = 2;
+/// Encoded frames waiting for the writer.
+const WRITER_QUEUE_FRAMES: usize = 8;
+const BACKOFF_MIN_MS: u64 = 500;
+const BACKOFF_MAX_MS: u64 = 30_000;
+/// How often retention and the status file are refreshed.
+const HOUSEKEEPING_INTERVAL_MS: u64 = 5_000;
+pub const STATUS_FILE_NAME: &str = "status.json";
+
+struct EncodeJob {
+    seq: u64,
+    frame: VideoFrame,
+}
+
+enum Encoded {
+    Frame(u64, EncodedFrame),
+    /// The encoder could not use this frame; the writer must not wait for it.
+    Skipped(u64),
+}
+
+pub struct Recorder {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    pub status: Arc<Status>,
+}
+
+/// Everything a recorder needs from outside, so tests can substitute any part.
+pub struct RecorderParts {
+    pub io: Arc<dyn StorageIo>,
+    pub clock: Arc<dyn Clock>,
+    pub data_dir: PathBuf,
+    /// One source per enabled camera, in the order of `config.cameras`.
+    pub sources: Vec<(CameraConfig, Box<dyn CameraSource>)>,
+    pub want_direct: bool,
+    pub boot_id: [u8; 16],
+}
+
+impl Recorder {
+    /// Recovers unfinished segments, applies retention once, then starts
+    /// recording every camera.
+    pub fn start(config: &Config, parts: RecorderParts) -> Result<Recorder, StoreError> {
+        let RecorderParts {
+            io,
+            clock,
+            data_dir,
+            sources,
+            want_direct,
+            boot_id,
+        } = parts;
+        let status = Arc::new(Status {
+            cameras: sources.iter().map(|(c, _)| CameraStatus::new(&c.id)).collect(),
+            ..Status::default()
+        });
+        io.create_dir_all(&crate::store::recordings_dir(&data_dir))
+            .map_err(|e| StoreError::io(&data_dir, "creating the data folder", e))?;
+        // Every camera folder is recovered, including cameras no longer configured.
+        for camera in catalog::list_cameras(io.as_ref(), &data_dir)? {
+            let reports = recover_camera(io.as_ref(), &data_dir, &camera)?;
+            if let Some(cs) = status.camera(&camera) {
+                cs.detail().recovery = reports;
+            }
+        }
+        let open_segments: OpenSegments = Arc::default();
+        let retention = Arc::new(Retention::new(
+            io.clone(),
+            &data_dir,
+            RetentionPolicy {
+                cap_bytes: (config.storage_cap_gb * 1e9) as u64,
+                min_free_bytes: config.min_free_mb * 1_000_000,
+            },
+            open_segments.clone(),
+            status.clone(),
+        ));
+        retention.enforce();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        let n = sources.len().max(1) as u64;
+        let segment_ns = config.segment_length_s as u64 * 1_000_000_000;
+        for (i, (cam, source)) in sources.into_iter().enumerate() {
+            let cs = status.cameras[i].clone();
+            cs.detail().source = source.describe();
+            let mut writer = SegmentWriter::new(
+                io.clone(),
+                WriterSettings {
+                    camera_id: cam.id.clone(),
+                    camera_dir: camera_dir(&data_dir, &cam.id),
+                    fps_milli: cam.fps * 1000,
+                    segment_length_ns: segment_ns,
+                    // Stagger boundaries so cameras do not close segments together.
+                    first_segment_length_ns: segment_ns * (n - i as u64) / n,
+                    sync_interval_ns: config.sync_interval_ms as u64 * 1_000_000,
+                    want_direct,
+                    boot_id,
+                },
+                cs.clone(),
+                open_segments.clone(),
+            )?;
+            let r = retention.clone();
+            writer.set_before_new_segment(Arc::new(move || {
+                r.enforce();
+            }));
+            threads.extend(spawn_camera(
+                &cam,
+                source,
+                writer,
+                cs,
+                clock.clone(),
+                stop.clone(),
+                retention.clone(),
+            ));
+        }
+        threads.push(spawn_housekeeping(
+            retention,
+            status.clone(),
+            clock,
+            stop.clone(),
+            data_dir,
+        ));
+        Ok(Recorder {
+            stop,
+            threads,
+            status,
+        })
+    }
+
+    /// Stops capture, lets queued frames drain, closes every segment.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            let name = t.thread().name().unwrap_or("?").to_string();
+            if t.join().is_err() {
+                log::error!("thread {name} panicked while stopping");
+            }
+        }
+    }
+}
+
+fn spawn_named(name: String, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(f)
+        .unwrap_or_else(|e| panic!("cannot start thread {name}: {e}"))
+}
+
+fn spawn_camera(
+    cam: &CameraConfig,
+    source: Box<dyn CameraSource>,
+    writer: SegmentWriter,
+    status: Arc<CameraStatus>,
+    clock: Arc<dyn Clock>,
+    stop: Arc<AtomicBool>,
+    retention: Arc<Retention>,
+) -> Vec<JoinHandle<()>> {
+    let pool = cam.encoder_threads.max(1) as usize;
+    let (job_tx, job_rx) = mpsc::sync_channel::<EncodeJob>(pool * ENCODE_QUEUE_PER_THREAD);
+    let (enc_tx, enc_rx) = mpsc::sync_channel::<Encoded>(WRITER_QUEUE_FRAMES);
+    let writer_depth = Arc::new(AtomicUsize::new(0));
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    let mut threads = Vec::new();
+    let id = &cam.id;
+    {
+        let (status, stop, depth) = (status.clone(), stop.clone(), writer_depth.clone());
+        threads.push(spawn_named(format!("cam-{id}-capture"), move || {
+            capture_loop(source, job_tx, status, stop, depth)
+        }));
+    }
+    for k in 0..pool {
+        let settings = EncoderSettings::from_camera(cam);
+        let (rx, tx, status, depth) = (
+            job_rx.clone(),
+            enc_tx.clone(),
+            status.clone(),
+            writer_depth.clone(),
+        );
+        threads.push(spawn_named(format!("cam-{id}-enc{k}"), move || {
+            encode_loop(settings, rx, tx, status, depth)
+        }));
+    }
+    drop(enc_tx);
+    threads.push(spawn_named(format!("cam-{id}-writer"), move || {
+        write_loop(writer, enc_rx, status, clock, retention, writer_depth)
+    }));
+    threads
+}
+
+/// Sleeps up to `ms`, waking early when asked to stop. Returns false if stopping.
+fn pause(stop: &AtomicBool, ms: u64) -> bool {
+    let mut left = ms;
+    while left > 0 && !stop.load(Ordering::Relaxed) {
+        let step = left.min(50);
+        std::thread::sleep(Duration::from_millis(step));
+        left -= step;
+    }
+    !stop.load(Ordering::Relaxed)
+}
+
+fn capture_loop(
+    mut source: Box<dyn CameraSource>,
+    jobs: SyncSender<EncodeJob>,
+    status: Arc<CameraStatus>,
+    stop: Arc<AtomicBool>,
+    writer_depth: Arc<AtomicUsize>,
+) {
+    let id = status.id.clone();
+    let mut backoff_ms = BACKOFF_MIN_MS;
+    let mut is_open = false;
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        if !is_open {
+            match source.open() {
+                Ok(fmt) => {
+                    log::info!(
+                        "[{id}] {} open: {} {}x{} @ {:.2} fps",
+                        source.describe(),
+                        fmt.format,
+                        fmt.width,
+                        fmt.height,
+                        fmt.fps_milli as f64 / 1000.0
+                    );
+                    status.detail().format =
+                        format!("{} {}x{}", fmt.format, fmt.width, fmt.height);
+                    status.connected.store(true, Ordering::Relaxed);
+                    is_open = true;
+                    backoff_ms = BACKOFF_MIN_MS;
+                }
+                Err(e) => {
+                    status.camera_errors.fetch_add(1, Ordering::Relaxed);
+                    log::warn!("[{id}] {e}; retrying in {} ms", backoff_ms);
+                    status.set_error(e.to_string());
+                    if !pause(&stop, backoff_ms) {
+                        break;
+                    }
+                    backoff_ms = (backoff_ms * 2).min(BACKOFF_MAX_MS);
+                    continue;
+                }
+            }
+        }
+        match source.next_frame() {
+            Ok(frame) => {
+                status.captured.fetch_add(1, Ordering::Relaxed);
+                match jobs.try_send(EncodeJob { seq, frame }) {
+                    Ok(()) => seq += 1,
+                    Err(TrySendError::Full(_)) => {
+                        let reason = if writer_depth.load(Ordering::Relaxed) >= WRITER_QUEUE_FRAMES {
+                            DropReason::WriterBusy
+                        } else {
+                            DropReason::EncoderBusy
+                        };
+                        status.count_drop(reason);
+                    }
+                    Err(TrySendError::Disconnected(_)) => break,
+                }
+            }
+            Err(e) => {
+                status.camera_errors.fetch_add(1, Ordering::Relaxed);
+                status.reconnects.fetch_add(1, Ordering::Relaxed);
+                status.connected.store(false, Ordering::Relaxed);
+                log::warn!("[{id}] {e}; reopening in {} ms", backoff_ms);
+                status.set_error(e.to_string());
+                source.close();
+                is_open = false;
+                if !pause(&stop, backoff_ms) {
+                    break;
+                }
+                backoff_ms = (backoff_ms * 2).min(BACKOFF_MAX_MS);
+            }
+        }
+    }
+    source.close();
+    status.connected.store(false, Ordering::Relaxed);
+}
+
+fn encode_loop(
+    settings: EncoderSettings,
+    jobs: Arc<Mutex<Receiver<EncodeJob>>>,
+    out: SyncSender<Encoded>,
+    status: Arc<CameraStatus>,
+    writer_depth: Arc<AtomicUsize>,
+) {
+    let mut encoder = JpegEncoder::new(settings);
+    loop {
+        let job = {
+            let rx = jobs.lock().unwrap_or_else(|e| e.into_inner());
+            rx.recv()
+        };
+        let Ok(job) = job else { break };
+        let msg = match encoder.encode(&job.frame) {
+            Ok(img) => {
+                let counter = if img.passthrough {
+                    &status.passthrough
+                } else {
+                    &status.encoded
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                Encoded::Frame(
+                    job.seq,
+                    EncodedFrame {
+                        jpeg: img.jpeg.into(),
+                        width: img.width,
+                        height: img.height,
+                        captured: job.frame.captured,
+                        flags: 0,
+                    },
+                )
+            }
+            Err(e) => {
+                status.count_drop(DropReason::EncodeError);
+                log::warn!("[{}] frame dropped: {e}", status.id);
+                status.set_error(e.to_string());
+                Encoded::Skipped(job.seq)
+            }
+        };
+        drop(job.frame); // hand a borrowed camera buffer back before blocking
+        writer_depth.fetch_add(1, Ordering::Relaxed);
+        if out.send(msg).is_err() {
+            break;
+        }
+    }
+}
+
+fn write_loop(
+    mut writer: SegmentWriter,
+    input: Receiver<Encoded>,
+    status: Arc<CameraStatus>,
+    clock: Arc<dyn Clock>,
+    retention: Arc<Retention>,
+    writer_depth: Arc<AtomicUsize>,
+) {
+    let id = status.id.clone();
+    let mut pending: BTreeMap<u64, Option<EncodedFrame>> = BTreeMap::new();
+    let mut next = 0u64;
+    let mut retry_at_ns = 0u64;
+    let mut backoff_ms = BACKOFF_MIN_MS;
+    let mut store_error = |e: StoreError, writer: &mut SegmentWriter, now: u64, backoff: &mut u64| {
+        status.storage_errors.fetch_add(1, Ordering::Relaxed);
+        log::error!("[{id}] storage error: {e}; retrying in {} ms", *backoff);
+        status.set_error(e.to_string());
+        writer.abandon();
+        if e.is_no_space() {
+            retention.enforce();
+        }
+        let at = now + *backoff * 1_000_000;
+        *backoff = (*backoff * 2).min(BACKOFF_MAX_MS);
+        at
+    };
+    loop {
+        let msg = input.recv_timeout(Duration::from_millis(100));
+        let now = clock.mono_ns();
+        match msg {
+            Ok(m) => {
+                writer_depth.fetch_sub(1, Ordering::Relaxed);
+                match m {
+                    Encoded::Frame(seq, f) => pending.insert(seq, Some(f)),
+                    Encoded::Skipped(seq) => pending.insert(seq, None),
+                };
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        // Encoders finish out of order; write in capture order.
+        while let Some(slot) = pending.remove(&next) {
+            next += 1;
+            let Some(frame) = slot else { continue };
+            if now < retry_at_ns {
+                status.count_drop(DropReason::StorageError);
+                continue;
+            }
+            match writer.append(&frame, now) {
+                Ok(()) => backoff_ms = BACKOFF_MIN_MS,
+                Err(e) => {
+                    status.count_drop(DropReason::StorageError);
+                    retry_at_ns = store_error(e, &mut writer, now, &mut backoff_ms);
+                }
+            }
+        }
+        if let Err(e) = writer.tick(now) {
+            retry_at_ns = store_error(e, &mut writer, now, &mut backoff_ms);
+        }
+    }
+    if let Err(e) = writer.close() {
+        log::error!("[{}] closing the last segment failed: {e}", status.id);
+    }
+}
+
+fn spawn_housekeeping(
+    retention: Arc<Retention>,
+    status: Arc<Status>,
+    clock: Arc<dyn Clock>,
+    stop: Arc<AtomicBool>,
+    data_dir: PathBuf,
+) -> JoinHandle<()> {
+    spawn_named("housekeeping".into(), move || loop {
+        retention.enforce();
+        write_status_file(&data_dir, &status, clock.as_ref());
+        if !pause(&stop, HOUSEKEEPING_INTERVAL_MS) {
+            write_status_file(&data_dir, &status, clock.as_ref());
+            break;
+        }
+    })
+}
+
+/// Writes `status.json` (temp file + rename) for `dashvault status`.
+fn write_status_file(data_dir: &Path, status: &Status, clock: &dyn Clock) {
+    let snap = status.snapshot(clock.mono_ns(), clock.wall_ns());
+    let path = data_dir.join(STATUS_FILE_NAME);
+    let tmp = data_dir.join(format!("{STATUS_FILE_NAME}.tmp"));
+    let result = serde_json::to_vec_pretty(&snap)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(&tmp, bytes))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = result {
+        log::debug!("cannot write {}: {e}", path.display());
+    }
+}

@@ -64,3 +64,82 @@ impl fmt::Debug for dyn CameraSource {
         write!(f, "CameraSource({})", self.describe())
     }
 }
+
+/// Builds the source a camera's config asks for.
+pub fn source_for(
+    cam: &crate::config::CameraConfig,
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+) -> Box<dyn CameraSource> {
+    use crate::config::SourceKind;
+    match cam.source {
+        SourceKind::Synthetic => Box::new(synthetic::SyntheticCamera::new(
+            cam.res_width,
+            cam.res_height,
+            cam.fps,
+            clock,
+        )),
+        SourceKind::V4l2 => Box::new(v4l2::V4l2Camera::new(
+            cam.device.clone(),
+            cam.res_width,
+            cam.res_height,
+            cam.fps,
+            clock,
+        )),
+        SourceKind::Libcamera => Box::new(Unavailable {
+            device: cam.device.clone(),
+            reason: "this build has no libcamera support".into(),
+        }),
+    }
+}
+
+/// A camera this build cannot drive: every open fails with the reason, so
+/// the recorder retries with backoff and status shows why.
+struct Unavailable {
+    device: String,
+    reason: String,
+}
+
+impl CameraSource for Unavailable {
+    fn describe(&self) -> String {
+        format!("libcamera {}", self.device)
+    }
+
+    fn open(&mut self) -> Result<StreamFormat, CameraError> {
+        Err(CameraError::Unsupported {
+            device: self.device.clone(),
+            reason: self.reason.clone(),
+        })
+    }
+
+    fn next_frame(&mut self) -> Result<VideoFrame, CameraError> {
+        Err(CameraError::Unsupported {
+            device: self.device.clone(),
+            reason: self.reason.clone(),
+        })
+    }
+
+    fn close(&mut self) {}
+}
+
+/// Config entries for the cameras attached to this machine (V4L2 for now),
+/// used to write a default config. Webcams that deliver MJPEG are stored as
+/// is, so their burned-in timestamp is off by default (it would cost a
+/// decode and re-encode of every frame).
+pub fn discover_cameras() -> Vec<crate::config::CameraConfig> {
+    v4l2::discover()
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let mut cam = crate::config::CameraConfig::synthetic(if i == 0 { "front" } else { "" });
+            if i > 0 {
+                cam.id = format!("cam{i}");
+            }
+            cam.name = d.card.clone();
+            cam.source = crate::config::SourceKind::V4l2;
+            cam.device = d.device.clone();
+            let mjpeg = d.formats.first().is_some_and(|(f, _)| *f == PixelFormat::Jpeg);
+            cam.embed_timestamp = !mjpeg;
+            cam
+        })
+        .collect()
+}

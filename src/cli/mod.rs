@@ -1,1 +1,65 @@
-//! (to be written)
+//! Command-line interface: one module per subcommand. `main.rs` parses the
+//! arguments into [`Command`] and calls [`dispatch`].
+
+pub mod config_check;
+pub mod run;
+pub mod status;
+pub mod verify;
+
+use std::path::{Path, PathBuf};
+
+use argh::FromArgs;
+
+/// Default config file, relative to the working folder.
+pub const DEFAULT_CONFIG_PATH: &str = "dashvault.json";
+
+#[derive(FromArgs, Debug)]
+/// dashvault: a dash cam recorder whose footage survives power cuts.
+pub struct Cli {
+    /// config file (default: $DASHVAULT_CONFIG or ./dashvault.json)
+    #[argh(option, short = 'c')]
+    pub config: Option<PathBuf>,
+    #[argh(subcommand)]
+    pub command: Command,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum Command {
+    Run(run::RunArgs),
+    Verify(verify::VerifyArgs),
+    Status(status::StatusArgs),
+    Config(config_check::ConfigArgs),
+}
+
+/// Runs a command; returns the process exit code.
+pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let config_path = cli
+        .config
+        .or_else(|| std::env::var_os("DASHVAULT_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    match cli.command {
+        Command::Run(args) => run::run(&config_path, args),
+        Command::Verify(args) => verify::run(&config_path, args),
+        Command::Status(args) => status::run(&config_path, args),
+        Command::Config(args) => config_check::run(&config_path, args),
+    }
+}
+
+/// The data folder for commands that only read: `--data-dir`, else the
+/// config's (or the default config's when the file cannot be loaded).
+pub fn data_dir_for(config_path: &Path, explicit: Option<PathBuf>) -> PathBuf {
+    if let Some(d) = explicit {
+        return d;
+    }
+    let config = match crate::config::load(config_path) {
+        Ok(loaded) => loaded.config,
+        Err(e) => {
+            if !e.is_not_found() {
+                log::warn!("{e}");
+            }
+            crate::config::Config::default()
+        }
+    };
+    config.resolved_data_dir(config_path)
+}

@@ -1,0 +1,128 @@
+//! `dashvault run`: load the config (falling back to the last good one),
+//! recover, record until SIGINT/SIGTERM, close every segment cleanly.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use argh::FromArgs;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{self, ConfigOrigin};
+use crate::recorder::{Recorder, RecorderParts};
+use crate::store::io::{RealIo, StorageIo};
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "run")]
+/// record every enabled camera until stopped
+pub struct RunArgs {
+    /// record here instead of the config's data_dir
+    #[argh(option)]
+    pub data_dir: Option<PathBuf>,
+    /// stop by itself after this many seconds (tests, demos)
+    #[argh(option)]
+    pub duration_s: Option<f64>,
+    /// write through the page cache even where O_DIRECT works
+    #[argh(switch)]
+    pub no_direct: bool,
+}
+
+static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    STOP_REQUESTED.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(on_stop_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic.
+        if let Err(e) = unsafe { sigaction(sig, &action) } {
+            log::warn!("cannot handle {sig}: {e}");
+        }
+    }
+}
+
+pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let loaded = config::load_for_run(config_path, || {
+        crate::camera::discover_cameras()
+    });
+    let config = loaded.config;
+    match (&loaded.origin, &loaded.problem) {
+        (ConfigOrigin::Created, _) => {
+            println!("created config {}", config_path.display())
+        }
+        (ConfigOrigin::LastGood, Some(e)) => {
+            log::error!("CONFIG ERROR, recording with the last good config instead: {e}")
+        }
+        (ConfigOrigin::Defaults, Some(e)) => {
+            log::error!("CONFIG ERROR, recording with built-in defaults instead: {e}")
+        }
+        _ => {}
+    }
+    let data_dir = args
+        .data_dir
+        .unwrap_or_else(|| config.resolved_data_dir(config_path));
+    println!("config: {}", config_path.display());
+    println!("data:   {}", data_dir.display());
+    let io: Arc<dyn StorageIo> = Arc::new(RealIo::new());
+    let sources = config
+        .cameras
+        .iter()
+        .filter(|c| c.enabled)
+        .map(|c| (c.clone(), crate::camera::source_for(c, clock.clone())))
+        .collect::<Vec<_>>();
+    if sources.is_empty() {
+        log::warn!("no camera is enabled in {}: nothing to record", config_path.display());
+    }
+    for (c, s) in &sources {
+        println!("camera {}: {} ({}x{} @ {} fps)", c.id, s.describe(), c.res_width, c.res_height, c.fps);
+    }
+    install_signal_handlers();
+    let recorder = Recorder::start(
+        &config,
+        RecorderParts {
+            io,
+            clock: clock.clone(),
+            data_dir,
+            sources,
+            want_direct: !args.no_direct,
+            boot_id: crate::clock::boot_id(),
+        },
+    )?;
+    if let Some(problem) = &loaded.problem {
+        *recorder
+            .status
+            .config_problem
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(problem.to_string());
+    }
+    for cam in &recorder.status.cameras {
+        for r in &cam.detail().recovery {
+            println!(
+                "recovered {}/{}: {} frames ({:.1} s), {} torn bytes cut: {}",
+                cam.id, r.segment, r.frames, r.seconds, r.torn_bytes, r.action
+            );
+        }
+    }
+    println!("recording; stop with Ctrl-C");
+    let deadline = args
+        .duration_s
+        .map(|s| clock.mono_ns() + (s * 1e9) as u64);
+    while !STOP_REQUESTED.load(Ordering::SeqCst) {
+        if deadline.is_some_and(|d| clock.mono_ns() >= d) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    log::info!("stopping: closing segments");
+    recorder.stop();
+    Ok(0)
+}

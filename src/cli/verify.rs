@@ -1,0 +1,60 @@
+//! `dashvault verify`: checks stored segments; changes nothing.
+
+use std::path::{Path, PathBuf};
+
+use argh::FromArgs;
+
+use crate::store::io::RealIo;
+use crate::store::verify::verify;
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "verify")]
+/// check stored recordings (presence, sizes; --deep: every CRC)
+pub struct VerifyArgs {
+    /// check every record's CRCs and that each index matches its segment
+    #[argh(switch)]
+    pub deep: bool,
+    /// print one JSON object instead of text
+    #[argh(switch)]
+    pub json: bool,
+    /// data folder (default: the config's data_dir)
+    #[argh(option)]
+    pub data_dir: Option<PathBuf>,
+}
+
+pub fn run(config_path: &Path, args: VerifyArgs) -> anyhow::Result<i32> {
+    let data_dir = super::data_dir_for(config_path, args.data_dir);
+    let report = verify(&RealIo::new(), &data_dir, args.deep)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{} ({}): {}",
+            data_dir.display(),
+            if args.deep { "deep" } else { "quick" },
+            if report.ok { "OK" } else { "PROBLEMS FOUND" }
+        );
+        for c in &report.cameras {
+            println!(
+                "  {}: {} segments, {} frames, {} bytes, {} bad records, {} .. {}",
+                c.camera,
+                c.segments,
+                c.frames,
+                c.bytes,
+                c.bad_records,
+                c.first_time.as_deref().unwrap_or("-"),
+                c.last_time.as_deref().unwrap_or("-"),
+            );
+            for u in &c.unclosed {
+                println!("    {u}: open (being written, or recovered at next start)");
+            }
+            for p in &c.problems {
+                println!("    {}: {}", p.segment, p.problem);
+            }
+        }
+        if report.cameras.is_empty() {
+            println!("  no recordings");
+        }
+    }
+    Ok(if report.ok { 0 } else { 1 })
+}
