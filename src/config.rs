@@ -1048,8 +1048,13 @@ pub fn load_for_run(path: &Path, discover: impl FnOnce() -> Vec<CameraConfig>) -
             }
         }
         Err(e) if e.is_not_found() => {
+            let found = discover();
             let mut config = Config {
-                cameras: discover(),
+                cameras: if found.is_empty() {
+                    Config::default().cameras
+                } else {
+                    found
+                },
                 ..Config::default()
             };
             if let Err(problems) = config.validate() {

@@ -77,7 +77,10 @@ impl Recorder {
             boot_id,
         } = parts;
         let status = Arc::new(Status {
-            cameras: sources.iter().map(|(c, _)| CameraStatus::new(&c.id)).collect(),
+            cameras: sources
+                .iter()
+                .map(|(c, _)| CameraStatus::new(&c.id))
+                .collect(),
             ..Status::default()
         });
         io.create_dir_all(&crate::store::recordings_dir(&data_dir))
@@ -246,8 +249,7 @@ fn capture_loop(
                         fmt.height,
                         fmt.fps_milli as f64 / 1000.0
                     );
-                    status.detail().format =
-                        format!("{} {}x{}", fmt.format, fmt.width, fmt.height);
+                    status.detail().format = format!("{} {}x{}", fmt.format, fmt.width, fmt.height);
                     status.connected.store(true, Ordering::Relaxed);
                     is_open = true;
                     backoff_ms = BACKOFF_MIN_MS;
@@ -270,7 +272,8 @@ fn capture_loop(
                 match jobs.try_send(EncodeJob { seq, frame }) {
                     Ok(()) => seq += 1,
                     Err(TrySendError::Full(_)) => {
-                        let reason = if writer_depth.load(Ordering::Relaxed) >= WRITER_QUEUE_FRAMES {
+                        let reason = if writer_depth.load(Ordering::Relaxed) >= WRITER_QUEUE_FRAMES
+                        {
                             DropReason::WriterBusy
                         } else {
                             DropReason::EncoderBusy
@@ -360,7 +363,7 @@ fn write_loop(
     let mut next = 0u64;
     let mut retry_at_ns = 0u64;
     let mut backoff_ms = BACKOFF_MIN_MS;
-    let mut store_error = |e: StoreError, writer: &mut SegmentWriter, now: u64, backoff: &mut u64| {
+    let store_error = |e: StoreError, writer: &mut SegmentWriter, now: u64, backoff: &mut u64| {
         status.storage_errors.fetch_add(1, Ordering::Relaxed);
         log::error!("[{id}] storage error: {e}; retrying in {} ms", *backoff);
         status.set_error(e.to_string());

@@ -137,7 +137,10 @@ pub fn discover_cameras() -> Vec<crate::config::CameraConfig> {
             cam.name = d.card.clone();
             cam.source = crate::config::SourceKind::V4l2;
             cam.device = d.device.clone();
-            let mjpeg = d.formats.first().is_some_and(|(f, _)| *f == PixelFormat::Jpeg);
+            let mjpeg = d
+                .formats
+                .first()
+                .is_some_and(|(f, _)| *f == PixelFormat::Jpeg);
             cam.embed_timestamp = !mjpeg;
             cam
         })

@@ -51,9 +51,7 @@ fn install_signal_handlers() {
 
 pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let loaded = config::load_for_run(config_path, || {
-        crate::camera::discover_cameras()
-    });
+    let loaded = config::load_for_run(config_path, || crate::camera::discover_cameras());
     let config = loaded.config;
     match (&loaded.origin, &loaded.problem) {
         (ConfigOrigin::Created, _) => {
@@ -80,10 +78,20 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
         .map(|c| (c.clone(), crate::camera::source_for(c, clock.clone())))
         .collect::<Vec<_>>();
     if sources.is_empty() {
-        log::warn!("no camera is enabled in {}: nothing to record", config_path.display());
+        log::warn!(
+            "no camera is enabled in {}: nothing to record",
+            config_path.display()
+        );
     }
     for (c, s) in &sources {
-        println!("camera {}: {} ({}x{} @ {} fps)", c.id, s.describe(), c.res_width, c.res_height, c.fps);
+        println!(
+            "camera {}: {} ({}x{} @ {} fps)",
+            c.id,
+            s.describe(),
+            c.res_width,
+            c.res_height,
+            c.fps
+        );
     }
     install_signal_handlers();
     let recorder = Recorder::start(
@@ -113,9 +121,7 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
         }
     }
     println!("recording; stop with Ctrl-C");
-    let deadline = args
-        .duration_s
-        .map(|s| clock.mono_ns() + (s * 1e9) as u64);
+    let deadline = args.duration_s.map(|s| clock.mono_ns() + (s * 1e9) as u64);
     while !STOP_REQUESTED.load(Ordering::SeqCst) {
         if deadline.is_some_and(|d| clock.mono_ns() >= d) {
             break;

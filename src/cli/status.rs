@@ -25,7 +25,10 @@ pub fn run(config_path: &Path, args: StatusArgs) -> anyhow::Result<i32> {
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("no status at {} ({e}): is `dashvault run` running?", path.display());
+            eprintln!(
+                "no status at {} ({e}): is `dashvault run` running?",
+                path.display()
+            );
             return Ok(1);
         }
     };
@@ -39,7 +42,11 @@ pub fn run(config_path: &Path, args: StatusArgs) -> anyhow::Result<i32> {
         .ok()
         .and_then(|t| t.elapsed().ok())
         .map_or(String::from("?"), |d| format!("{} s", d.as_secs()));
-    println!("status of {} (written {age} ago, at {})", data_dir.display(), s.time);
+    println!(
+        "status of {} (written {age} ago, at {})",
+        data_dir.display(),
+        s.time
+    );
     if let Some(p) = &s.config_problem {
         println!("CONFIG PROBLEM: {p}");
     }
@@ -49,7 +56,11 @@ pub fn run(config_path: &Path, args: StatusArgs) -> anyhow::Result<i32> {
             "  {} [{}] {}: captured {}, written {} ({} MB), dropped {}/{}/{}/{} \
              (encoder busy/writer busy/encode error/storage error), last sync {} ms ago, {} I/O",
             c.id,
-            if c.connected { "connected" } else { "DISCONNECTED" },
+            if c.connected {
+                "connected"
+            } else {
+                "DISCONNECTED"
+            },
             c.format,
             c.captured,
             c.written,
@@ -65,7 +76,10 @@ pub fn run(config_path: &Path, args: StatusArgs) -> anyhow::Result<i32> {
             println!("    last error: {e}");
         }
         for r in &c.recovery {
-            println!("    recovered {}: {} frames, {}", r.segment, r.frames, r.action);
+            println!(
+                "    recovered {}: {} frames, {}",
+                r.segment, r.frames, r.action
+            );
         }
     }
     let st = &s.storage;
@@ -75,7 +89,11 @@ pub fn run(config_path: &Path, args: StatusArgs) -> anyhow::Result<i32> {
         st.free_bytes / 1_000_000,
         st.retention_deleted_segments,
         st.retention_failures,
-        if st.cap_unreachable { ", CAP CANNOT BE MET" } else { "" }
+        if st.cap_unreachable {
+            ", CAP CANNOT BE MET"
+        } else {
+            ""
+        }
     );
     Ok(0)
 }
