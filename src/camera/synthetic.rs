@@ -28,7 +28,11 @@ impl SyntheticCamera {
             .map(|x| {
                 // Triangle wave 16..235 with a period of the frame width.
                 let phase = (x % w) as f32 / w as f32;
-                let tri = if phase < 0.5 { phase * 2.0 } else { 2.0 - phase * 2.0 };
+                let tri = if phase < 0.5 {
+                    phase * 2.0
+                } else {
+                    2.0 - phase * 2.0
+                };
                 (16.0 + tri * 219.0) as u8
             })
             .collect();
@@ -166,7 +170,10 @@ mod tests {
         let clock = SimulatedClock::new(1_000_000_000, 0);
         let mut cam = SyntheticCamera::new(64, 48, 10, Arc::new(clock.clone()));
         let fmt = cam.open().unwrap();
-        assert_eq!((fmt.width, fmt.height, fmt.format), (64, 48, PixelFormat::I420));
+        assert_eq!(
+            (fmt.width, fmt.height, fmt.format),
+            (64, 48, PixelFormat::I420)
+        );
         let ticker = {
             let clock = clock.clone();
             std::thread::spawn(move || {
