@@ -471,3 +471,53 @@ impl Drop for RealV4l2Device {
         self.close();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::camera::v4l2::V4l2Camera;
+    use crate::camera::{CameraError, CameraSource};
+    use crate::clock::SystemClock;
+
+    #[test]
+    fn missing_node_opens_as_disconnected() {
+        let mut cam = V4l2Camera::new(
+            "/dev/video-not-here".into(),
+            640,
+            480,
+            30,
+            Arc::new(SystemClock),
+        );
+        match cam.open() {
+            Err(CameraError::Disconnected { device, reason }) => {
+                assert_eq!(device, "/dev/video-not-here");
+                assert!(reason.contains("ENOENT"), "{reason}");
+            }
+            other => panic!("expected Disconnected, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn non_v4l2_node_fails_querycap_cleanly() {
+        // /dev/null opens but knows no V4L2 ioctl: exercises the real ioctl path.
+        let mut dev = RealV4l2Device::new();
+        dev.open("/dev/null").unwrap();
+        let err = dev.capabilities().unwrap_err();
+        assert_eq!(err, DeviceError::new("VIDIOC_QUERYCAP", Errno::ENOTTY));
+        assert!(dev.start(4).is_err());
+        assert_eq!(dev.dequeue(0).unwrap_err().op, "VIDIOC_DQBUF");
+        dev.close();
+        assert_eq!(dev.capabilities().unwrap_err().errno, Errno::EBADF);
+
+        let mut cam = V4l2Camera::new("/dev/null".into(), 640, 480, 30, Arc::new(SystemClock));
+        match cam.open() {
+            Err(CameraError::Io { context, .. }) => assert_eq!(context, "VIDIOC_QUERYCAP"),
+            other => panic!("expected Io, got {other:?}"),
+        }
+        // Reopening after a failure starts from scratch.
+        assert!(cam.open().is_err());
+        cam.close();
+    }
+}

@@ -892,3 +892,872 @@ impl<D: V4l2Device> Drop for V4l2Camera<D> {
         self.close();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::mjpeg::tests::{decode_rgb, fixture, strip_dht};
+    use super::*;
+    use crate::clock::SimulatedClock;
+    use crate::frame::CaptureTime;
+
+    enum FakeEvent {
+        Frame(Vec<u8>),
+        /// A buffer the driver flagged with V4L2_BUF_FLAG_ERROR.
+        CorruptFrame(Vec<u8>),
+        Fail(Errno),
+        Timeout,
+    }
+
+    struct FakeState {
+        plugged: bool,
+        caps: DeviceCaps,
+        formats: Vec<FormatDesc>,
+        /// Extra bytes at the end of each raw row.
+        row_padding: u32,
+        /// What S_PARM reports back; `None` = no frame-rate control.
+        interval_reply: Option<FrameInterval>,
+        events: VecDeque<FakeEvent>,
+        open: bool,
+        streaming: bool,
+        buffer_count: u32,
+        next_index: u32,
+        /// Dequeued and not yet requeued.
+        outstanding: Vec<u32>,
+        opens: u32,
+        set_formats: Vec<(FourCc, u32, u32)>,
+    }
+
+    /// A scripted V4L2 device; the test keeps a handle to its state to
+    /// unplug it, plug it back and queue more frames.
+    struct FakeV4l2Device {
+        state: Arc<Mutex<FakeState>>,
+        current: Vec<u8>,
+    }
+
+    fn capture_caps() -> DeviceCaps {
+        DeviceCaps {
+            driver: "uvcvideo".into(),
+            card: "Fake Webcam".into(),
+            bus_info: "usb-0000:00:14.0-1".into(),
+            caps: V4L2_CAP_VIDEO_CAPTURE | V4L2_CAP_STREAMING,
+        }
+    }
+
+    fn fmt(code: &[u8; 4], sizes: &[(u32, u32)], fps: &[u32]) -> FormatDesc {
+        FormatDesc {
+            fourcc: FourCc::new(code),
+            description: String::new(),
+            sizes: sizes
+                .iter()
+                .map(|&(width, height)| FrameSize {
+                    width,
+                    height,
+                    intervals: fps.iter().map(|&f| FrameInterval::from_fps(f)).collect(),
+                })
+                .collect(),
+        }
+    }
+
+    impl FakeV4l2Device {
+        fn new(formats: Vec<FormatDesc>) -> (FakeV4l2Device, Arc<Mutex<FakeState>>) {
+            let state = Arc::new(Mutex::new(FakeState {
+                plugged: true,
+                caps: capture_caps(),
+                formats,
+                row_padding: 0,
+                interval_reply: Some(FrameInterval::from_fps(30)),
+                events: VecDeque::new(),
+                open: false,
+                streaming: false,
+                buffer_count: 0,
+                next_index: 0,
+                outstanding: Vec::new(),
+                opens: 0,
+                set_formats: Vec::new(),
+            }));
+            let dev = FakeV4l2Device {
+                state: state.clone(),
+                current: Vec::new(),
+            };
+            (dev, state)
+        }
+
+        fn st(&self) -> std::sync::MutexGuard<'_, FakeState> {
+            self.state.lock().unwrap()
+        }
+
+        fn check(&self, op: &'static str) -> Result<(), DeviceError> {
+            let st = self.st();
+            if !st.plugged {
+                return Err(DeviceError::new(op, Errno::ENODEV));
+            }
+            if !st.open {
+                return Err(DeviceError::new(op, Errno::EBADF));
+            }
+            Ok(())
+        }
+    }
+
+    impl V4l2Device for FakeV4l2Device {
+        fn open(&mut self, _path: &str) -> Result<(), DeviceError> {
+            let mut st = self.st();
+            assert!(!st.open, "opened twice without close");
+            if !st.plugged {
+                return Err(DeviceError::new("open", Errno::ENOENT));
+            }
+            st.open = true;
+            st.opens += 1;
+            Ok(())
+        }
+
+        fn capabilities(&mut self) -> Result<DeviceCaps, DeviceError> {
+            self.check("VIDIOC_QUERYCAP")?;
+            Ok(self.st().caps.clone())
+        }
+
+        fn formats(&mut self) -> Result<Vec<FormatDesc>, DeviceError> {
+            self.check("VIDIOC_ENUM_FMT")?;
+            Ok(self.st().formats.clone())
+        }
+
+        fn set_format(
+            &mut self,
+            fourcc: FourCc,
+            width: u32,
+            height: u32,
+        ) -> Result<ActiveFormat, DeviceError> {
+            self.check("VIDIOC_S_FMT")?;
+            let mut st = self.st();
+            st.set_formats.push((fourcc, width, height));
+            let desc = st
+                .formats
+                .iter()
+                .find(|d| d.fourcc == fourcc)
+                .or(st.formats.first())
+                .cloned()
+                .ok_or(DeviceError::new("VIDIOC_S_FMT", Errno::EINVAL))?;
+            // Like a driver: an unknown size snaps to the first listed one.
+            let (w, h) = if desc.sizes.is_empty()
+                || desc
+                    .sizes
+                    .iter()
+                    .any(|s| (s.width, s.height) == (width, height))
+            {
+                (width, height)
+            } else {
+                (desc.sizes[0].width, desc.sizes[0].height)
+            };
+            let bytes_per_line = match desc.fourcc.pixel_format() {
+                Some(PixelFormat::Yuyv) => w * 2 + st.row_padding,
+                Some(PixelFormat::Nv12) | Some(PixelFormat::I420) => w + st.row_padding,
+                _ => 0,
+            };
+            Ok(ActiveFormat {
+                fourcc: desc.fourcc,
+                width: w,
+                height: h,
+                bytes_per_line,
+                size_image: bytes_per_line * h * 2,
+            })
+        }
+
+        fn set_frame_interval(
+            &mut self,
+            _interval: FrameInterval,
+        ) -> Result<Option<FrameInterval>, DeviceError> {
+            self.check("VIDIOC_S_PARM")?;
+            Ok(self.st().interval_reply)
+        }
+
+        fn start(&mut self, buffers: u32) -> Result<u32, DeviceError> {
+            self.check("VIDIOC_STREAMON")?;
+            let mut st = self.st();
+            st.streaming = true;
+            st.buffer_count = buffers;
+            st.next_index = 0;
+            st.outstanding.clear();
+            Ok(buffers)
+        }
+
+        fn dequeue(&mut self, _timeout_ms: u32) -> Result<Option<FilledBuffer<'_>>, DeviceError> {
+            self.check("VIDIOC_DQBUF")?;
+            let mut st = self.st();
+            assert!(st.streaming, "dequeue before start");
+            assert!(
+                st.outstanding.len() < st.buffer_count as usize,
+                "all buffers dequeued and none requeued"
+            );
+            let (bytes, flags) = match st.events.pop_front() {
+                None | Some(FakeEvent::Timeout) => return Ok(None),
+                Some(FakeEvent::Fail(errno)) => {
+                    return Err(DeviceError::new("VIDIOC_DQBUF", errno))
+                }
+                Some(FakeEvent::Frame(b)) => (b, 0),
+                Some(FakeEvent::CorruptFrame(b)) => (b, V4L2_BUF_FLAG_ERROR),
+            };
+            let index = st.next_index;
+            st.next_index = (index + 1) % st.buffer_count;
+            st.outstanding.push(index);
+            drop(st);
+            self.current = bytes;
+            Ok(Some(FilledBuffer {
+                index,
+                data: &self.current,
+                flags,
+                sequence: 0,
+            }))
+        }
+
+        fn requeue(&mut self, index: u32) -> Result<(), DeviceError> {
+            self.check("VIDIOC_QBUF")?;
+            let mut st = self.st();
+            let at = st
+                .outstanding
+                .iter()
+                .position(|&i| i == index)
+                .expect("requeue of a buffer not dequeued");
+            st.outstanding.remove(at);
+            Ok(())
+        }
+
+        fn stop(&mut self) -> Result<(), DeviceError> {
+            let mut st = self.st();
+            st.streaming = false;
+            st.outstanding.clear();
+            if !st.plugged {
+                return Err(DeviceError::new("VIDIOC_STREAMOFF", Errno::ENODEV));
+            }
+            Ok(())
+        }
+
+        fn close(&mut self) {
+            let mut st = self.st();
+            st.streaming = false;
+            st.open = false;
+        }
+    }
+
+    fn clock() -> (SimulatedClock, Arc<dyn Clock>) {
+        let c = SimulatedClock::new(1_000_000_000, 1_763_719_200_000_000_000);
+        (c.clone(), Arc::new(c))
+    }
+
+    fn camera(
+        dev: FakeV4l2Device,
+        w: u32,
+        h: u32,
+        fps: u32,
+    ) -> (V4l2Camera<FakeV4l2Device>, SimulatedClock) {
+        let (sim, clock) = clock();
+        (
+            V4l2Camera::with_device(dev, "/dev/video0".into(), w, h, fps, clock),
+            sim,
+        )
+    }
+
+    fn mjpeg_320() -> Vec<FormatDesc> {
+        vec![fmt(b"MJPG", &[(320, 240), (640, 480)], &[30, 15])]
+    }
+
+    fn expect_disconnected(r: Result<impl fmt::Debug, CameraError>) -> String {
+        match r {
+            Err(CameraError::Disconnected { device, reason }) => {
+                assert_eq!(device, "/dev/video0");
+                reason
+            }
+            other => panic!("expected Disconnected, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn format_choice_table() {
+        struct Case {
+            name: &'static str,
+            offered: Vec<FormatDesc>,
+            want: (u32, u32, u32),
+            expect: (&'static [u8; 4], u32, u32, Option<u32>),
+        }
+        let cases = [
+            Case {
+                name: "only YUYV offered",
+                offered: vec![fmt(b"YUYV", &[(640, 480), (1280, 720)], &[30, 10])],
+                want: (1280, 720, 30),
+                expect: (b"YUYV", 1280, 720, Some(30)),
+            },
+            Case {
+                name: "MJPEG beats YUYV at the same size",
+                offered: vec![
+                    fmt(b"YUYV", &[(1280, 720)], &[10]),
+                    fmt(b"MJPG", &[(1280, 720)], &[30]),
+                ],
+                want: (1280, 720, 30),
+                expect: (b"MJPG", 1280, 720, Some(30)),
+            },
+            Case {
+                name: "YUYV beats NV12 beats YU12",
+                offered: vec![
+                    fmt(b"YU12", &[(640, 480)], &[30]),
+                    fmt(b"NV12", &[(640, 480)], &[30]),
+                    fmt(b"YUYV", &[(640, 480)], &[30]),
+                ],
+                want: (640, 480, 30),
+                expect: (b"YUYV", 640, 480, Some(30)),
+            },
+            Case {
+                name: "NV12 beats YU12",
+                offered: vec![
+                    fmt(b"YU12", &[(640, 480)], &[30]),
+                    fmt(b"NV12", &[(640, 480)], &[30]),
+                ],
+                want: (640, 480, 30),
+                expect: (b"NV12", 640, 480, Some(30)),
+            },
+            Case {
+                name: "no exact size: smallest covering size",
+                offered: vec![fmt(
+                    b"MJPG",
+                    &[(1920, 1080), (640, 480), (1280, 720), (800, 600)],
+                    &[30],
+                )],
+                want: (1024, 576, 30),
+                expect: (b"MJPG", 1280, 720, Some(30)),
+            },
+            Case {
+                name: "request larger than anything: largest size",
+                offered: vec![fmt(
+                    b"MJPG",
+                    &[(640, 480), (1920, 1080), (1280, 720)],
+                    &[30],
+                )],
+                want: (3840, 2160, 30),
+                expect: (b"MJPG", 1920, 1080, Some(30)),
+            },
+            Case {
+                name: "wider but shorter does not count as covering",
+                offered: vec![fmt(b"MJPG", &[(1280, 400), (1280, 1024)], &[30])],
+                want: (1280, 720, 30),
+                expect: (b"MJPG", 1280, 1024, Some(30)),
+            },
+            Case {
+                name: "exact YUYV beats MJPEG at another size",
+                offered: vec![
+                    fmt(b"MJPG", &[(1920, 1080)], &[30]),
+                    fmt(b"YUYV", &[(640, 480)], &[30]),
+                ],
+                want: (640, 480, 30),
+                expect: (b"YUYV", 640, 480, Some(30)),
+            },
+            Case {
+                name: "unusable formats are ignored",
+                offered: vec![
+                    fmt(b"H264", &[(640, 480)], &[30]),
+                    fmt(b"YUYV", &[(320, 240)], &[30]),
+                ],
+                want: (640, 480, 30),
+                expect: (b"YUYV", 320, 240, Some(30)),
+            },
+            Case {
+                name: "closest frame rate",
+                offered: vec![fmt(b"MJPG", &[(640, 480)], &[30, 15, 5])],
+                want: (640, 480, 20),
+                expect: (b"MJPG", 640, 480, Some(15)),
+            },
+            Case {
+                name: "frame rate tie goes to the faster",
+                offered: vec![fmt(b"MJPG", &[(640, 480)], &[20, 30])],
+                want: (640, 480, 25),
+                expect: (b"MJPG", 640, 480, Some(30)),
+            },
+            Case {
+                name: "sizes not enumerated: ask for the request",
+                offered: vec![fmt(b"YUYV", &[], &[])],
+                want: (800, 600, 30),
+                expect: (b"YUYV", 800, 600, None),
+            },
+            Case {
+                name: "the JPEG fourcc counts as MJPEG",
+                offered: vec![
+                    fmt(b"YUYV", &[(640, 480)], &[30]),
+                    fmt(b"JPEG", &[(640, 480)], &[30]),
+                ],
+                want: (640, 480, 30),
+                expect: (b"JPEG", 640, 480, Some(30)),
+            },
+        ];
+        for c in cases {
+            let got = choose_format("/dev/video0", &c.offered, c.want.0, c.want.1, c.want.2)
+                .unwrap_or_else(|e| panic!("{}: {e}", c.name));
+            let (code, w, h, fps) = c.expect;
+            assert_eq!(got.fourcc, FourCc::new(code), "{}", c.name);
+            assert_eq!(
+                Some(got.format),
+                FourCc::new(code).pixel_format(),
+                "{}",
+                c.name
+            );
+            assert_eq!((got.width, got.height), (w, h), "{}", c.name);
+            assert_eq!(
+                got.interval.map(|i| i.fps_milli() / 1000),
+                fps,
+                "{}",
+                c.name
+            );
+        }
+    }
+
+    #[test]
+    fn nothing_usable_is_unsupported_and_lists_the_offer() {
+        let offered = vec![
+            fmt(b"H264", &[(1920, 1080), (1280, 720)], &[30]),
+            FormatDesc {
+                description: "16-bit RGB 5-6-5".into(),
+                ..fmt(b"RGBP", &[(640, 480)], &[30])
+            },
+        ];
+        let err = choose_format("/dev/video7", &offered, 1280, 720, 30).unwrap_err();
+        let CameraError::Unsupported {
+            ref device,
+            ref reason,
+        } = err
+        else {
+            panic!("expected Unsupported, got {err:?}");
+        };
+        assert_eq!(device, "/dev/video7");
+        for part in [
+            "H264 1920x1080 1280x720",
+            "RGBP (16-bit RGB 5-6-5) 640x480",
+            "MJPEG",
+        ] {
+            assert!(reason.contains(part), "{part:?} missing from {reason:?}");
+        }
+        assert!(err.to_string().contains("/dev/video7"));
+
+        let err = choose_format("/dev/video7", &[], 1280, 720, 30).unwrap_err();
+        assert!(err.to_string().contains("offers: nothing"), "{err}");
+    }
+
+    #[test]
+    fn frame_interval_rates() {
+        let ntsc = FrameInterval {
+            numerator: 1001,
+            denominator: 30000,
+        };
+        assert_eq!(ntsc.fps_milli(), 29970);
+        assert_eq!(FrameInterval::from_fps(0).fps_milli(), 1000);
+        assert_eq!(
+            FrameInterval {
+                numerator: 0,
+                denominator: 0
+            }
+            .fps_milli(),
+            0
+        );
+        assert_eq!(FourCc::MJPG.to_string(), "MJPG");
+        assert_eq!(FourCc(0x0000_3436).to_string(), "64??");
+    }
+
+    #[test]
+    fn disconnect_errnos() {
+        for errno in [Errno::ENODEV, Errno::ENXIO, Errno::ENOENT] {
+            assert!(is_disconnect(errno, false), "{errno}");
+            assert!(is_disconnect(errno, true), "{errno}");
+        }
+        assert!(is_disconnect(Errno::EIO, true));
+        assert!(!is_disconnect(Errno::EIO, false));
+        assert!(!is_disconnect(Errno::EBUSY, true));
+        assert!(!is_disconnect(Errno::EACCES, false));
+        let e = camera_error(
+            "/dev/video0",
+            DeviceError::new("open", Errno::EACCES),
+            false,
+        );
+        assert!(matches!(e, CameraError::Io { .. }), "{e:?}");
+        assert!(e.to_string().contains("/dev/video0"), "{e}");
+    }
+
+    #[test]
+    fn mjpeg_frames_pass_through_byte_identical() {
+        let (dev, state) = FakeV4l2Device::new(mjpeg_320());
+        let fixtures: Vec<Vec<u8>> = (1..=3).map(|i| fixture(&format!("uvc_{i}.jpg"))).collect();
+        state
+            .lock()
+            .unwrap()
+            .events
+            .extend(fixtures.iter().cloned().map(FakeEvent::Frame));
+        let (mut cam, sim) = camera(dev, 320, 240, 30);
+        let format = cam.open().unwrap();
+        assert_eq!(
+            format,
+            StreamFormat {
+                format: PixelFormat::Jpeg,
+                width: 320,
+                height: 240,
+                fps_milli: 30_000
+            }
+        );
+        assert_eq!(
+            state.lock().unwrap().set_formats,
+            vec![(FourCc::MJPG, 320, 240)]
+        );
+        for (i, want) in fixtures.iter().enumerate() {
+            sim.advance(Duration::from_millis(33));
+            let before = sim.now();
+            let frame = cam.next_frame().unwrap();
+            assert_eq!(frame.format, PixelFormat::Jpeg);
+            assert_eq!((frame.width, frame.height), (320, 240));
+            assert!(frame.planes.is_empty());
+            assert_eq!(frame.bytes(), &want[..], "frame {i}");
+            assert_eq!(frame.captured, before);
+        }
+        assert_eq!(cam.skipped_frames(), 0);
+        assert_eq!(cam.dht_inserted_frames(), 0);
+        assert!(
+            state.lock().unwrap().outstanding.is_empty(),
+            "every buffer went back"
+        );
+        cam.close();
+        assert!(!state.lock().unwrap().open);
+    }
+
+    #[test]
+    fn uvc_frames_without_huffman_tables_come_out_decodable() {
+        let (dev, state) = FakeV4l2Device::new(mjpeg_320());
+        let original = fixture("uvc_1.jpg");
+        let mut from_camera = strip_dht(&original);
+        // And padded past EOI, as many cameras deliver it.
+        from_camera.resize(from_camera.len() + 700, 0);
+        state
+            .lock()
+            .unwrap()
+            .events
+            .push_back(FakeEvent::Frame(from_camera));
+        let (mut cam, _) = camera(dev, 320, 240, 30);
+        cam.open().unwrap();
+        let frame = cam.next_frame().unwrap();
+        assert_eq!(frame.bytes().len(), original.len());
+        assert_eq!(decode_rgb(frame.bytes()), decode_rgb(&original));
+        assert_eq!(cam.dht_inserted_frames(), 1);
+    }
+
+    #[test]
+    fn garbage_buffers_are_skipped_and_counted() {
+        let (dev, state) = FakeV4l2Device::new(mjpeg_320());
+        let (a, b) = (fixture("uvc_1.jpg"), fixture("uvc_2.jpg"));
+        let truncated = a[..a.len() / 3].to_vec();
+        state.lock().unwrap().events.extend([
+            FakeEvent::Frame(vec![0u8; 4096]),
+            FakeEvent::Frame(b"hello".to_vec()),
+            FakeEvent::Frame(a.clone()),
+            FakeEvent::Frame(truncated),
+            FakeEvent::Frame(Vec::new()),
+            // The error flag alone does not drop a JPEG that parses completely.
+            FakeEvent::CorruptFrame(b.clone()),
+        ]);
+        let (mut cam, _) = camera(dev, 320, 240, 30);
+        cam.open().unwrap();
+        assert_eq!(cam.next_frame().unwrap().bytes(), &a[..]);
+        assert_eq!(cam.skipped_frames(), 2);
+        assert_eq!(cam.next_frame().unwrap().bytes(), &b[..]);
+        assert_eq!(cam.skipped_frames(), 4);
+        assert!(state.lock().unwrap().outstanding.is_empty());
+    }
+
+    #[test]
+    fn endless_garbage_ends_in_an_error_instead_of_spinning() {
+        let (dev, state) = FakeV4l2Device::new(mjpeg_320());
+        state
+            .lock()
+            .unwrap()
+            .events
+            .extend((0..200).map(|_| FakeEvent::Frame(vec![0x55; 1000])));
+        let (mut cam, _) = camera(dev, 320, 240, 30);
+        cam.open().unwrap();
+        let err = cam.next_frame().unwrap_err();
+        let CameraError::Io { context, .. } = &err else {
+            panic!("expected Io, got {err:?}");
+        };
+        assert!(
+            context.contains("60 unusable buffers in a row"),
+            "{context}"
+        );
+        assert!(context.contains("55 55"), "{context}");
+        assert_eq!(cam.skipped_frames(), u64::from(MAX_CONSECUTIVE_BAD_FRAMES));
+    }
+
+    #[test]
+    fn unplug_mid_stream_is_disconnected_and_replug_resumes() {
+        let (dev, state) = FakeV4l2Device::new(mjpeg_320());
+        let jpeg = fixture("uvc_3.jpg");
+        state.lock().unwrap().events.extend([
+            FakeEvent::Frame(jpeg.clone()),
+            FakeEvent::Fail(Errno::ENODEV),
+        ]);
+        let (mut cam, _) = camera(dev, 320, 240, 30);
+        cam.open().unwrap();
+        assert_eq!(cam.next_frame().unwrap().bytes(), &jpeg[..]);
+        let reason = expect_disconnected(cam.next_frame());
+        assert!(reason.contains("ENODEV"), "{reason}");
+
+        // The caller's reconnect loop: close, then open until the camera is back.
+        state.lock().unwrap().plugged = false;
+        cam.close();
+        assert!(!state.lock().unwrap().open);
+        let reason = expect_disconnected(cam.open());
+        assert!(reason.contains("ENOENT"), "{reason}");
+        cam.close();
+
+        {
+            let mut st = state.lock().unwrap();
+            st.plugged = true;
+            st.events.push_back(FakeEvent::Frame(jpeg.clone()));
+            st.events.push_back(FakeEvent::Fail(Errno::EIO));
+        }
+        cam.open().unwrap();
+        assert_eq!(cam.next_frame().unwrap().bytes(), &jpeg[..]);
+        // EIO while streaming also means the camera fell off the bus.
+        expect_disconnected(cam.next_frame());
+        assert_eq!(state.lock().unwrap().opens, 2);
+    }
+
+    #[test]
+    fn vanished_device_fails_every_call_with_disconnected() {
+        let (dev, state) = FakeV4l2Device::new(mjpeg_320());
+        let (mut cam, _) = camera(dev, 320, 240, 30);
+        cam.open().unwrap();
+        state.lock().unwrap().plugged = false;
+        expect_disconnected(cam.next_frame());
+        // close() on a vanished device must not panic or leak state.
+        cam.close();
+        assert!(!state.lock().unwrap().open);
+        expect_disconnected(cam.next_frame());
+    }
+
+    #[test]
+    fn no_frame_in_time_is_a_timeout() {
+        let (dev, state) = FakeV4l2Device::new(mjpeg_320());
+        state.lock().unwrap().events.extend([
+            FakeEvent::Timeout,
+            FakeEvent::Frame(fixture("uvc_1.jpg")),
+            FakeEvent::Timeout,
+        ]);
+        let (mut cam, _) = camera(dev, 320, 240, 30);
+        cam.open().unwrap();
+        match cam.next_frame() {
+            Err(CameraError::Timeout { waited_ms, .. }) => {
+                assert_eq!(waited_ms, u64::from(FIRST_FRAME_TIMEOUT_MS))
+            }
+            other => panic!("expected Timeout, got {other:?}"),
+        }
+        cam.next_frame().unwrap();
+        match cam.next_frame() {
+            Err(CameraError::Timeout { waited_ms, .. }) => {
+                assert_eq!(waited_ms, u64::from(FRAME_TIMEOUT_MIN_MS))
+            }
+            other => panic!("expected Timeout, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn next_frame_before_open_is_disconnected() {
+        let (dev, _) = FakeV4l2Device::new(mjpeg_320());
+        let (mut cam, _) = camera(dev, 320, 240, 30);
+        expect_disconnected(cam.next_frame());
+    }
+
+    #[test]
+    fn non_capture_device_is_unsupported_and_left_closed() {
+        let (dev, state) = FakeV4l2Device::new(mjpeg_320());
+        state.lock().unwrap().caps.caps = 0x0080_0000 | V4L2_CAP_STREAMING; // META_CAPTURE
+        let (mut cam, _) = camera(dev, 320, 240, 30);
+        let err = cam.open().unwrap_err();
+        assert!(matches!(err, CameraError::Unsupported { .. }), "{err:?}");
+        assert!(err.to_string().contains("Fake Webcam"), "{err}");
+        assert!(!state.lock().unwrap().open);
+
+        let (dev, state) = FakeV4l2Device::new(vec![fmt(b"H264", &[(1280, 720)], &[30])]);
+        let (mut cam, _) = camera(dev, 1280, 720, 30);
+        let err = cam.open().unwrap_err();
+        assert!(err.to_string().contains("H264 1280x720"), "{err}");
+        assert!(!state.lock().unwrap().open);
+    }
+
+    #[test]
+    fn driver_size_and_rate_are_reported_as_chosen() {
+        let (dev, state) = FakeV4l2Device::new(mjpeg_320());
+        state.lock().unwrap().interval_reply = Some(FrameInterval {
+            numerator: 1001,
+            denominator: 15000,
+        });
+        let (mut cam, _) = camera(dev, 1920, 1080, 30);
+        let f = cam.open().unwrap();
+        assert_eq!((f.width, f.height, f.fps_milli), (640, 480, 14985));
+
+        // No frame-rate control: report the rate we asked for.
+        let (dev, state) = FakeV4l2Device::new(mjpeg_320());
+        state.lock().unwrap().interval_reply = None;
+        let (mut cam, _) = camera(dev, 320, 240, 15);
+        assert_eq!(cam.open().unwrap().fps_milli, 15_000);
+    }
+
+    /// A raw frame whose byte at (plane, row, col) encodes its position.
+    fn raw_frame(planes: &[(usize, usize, usize)]) -> Vec<u8> {
+        // (stride, rows, used bytes per row)
+        let mut out = Vec::new();
+        for (p, &(stride, rows, used)) in planes.iter().enumerate() {
+            for r in 0..rows {
+                for c in 0..stride {
+                    out.push(if c < used {
+                        (p * 100 + r * 7 + c) as u8
+                    } else {
+                        0xEE
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn raw_yuyv_keeps_the_driver_stride() {
+        let (dev, state) = FakeV4l2Device::new(vec![fmt(b"YUYV", &[(6, 4)], &[30])]);
+        state.lock().unwrap().row_padding = 4;
+        let data = raw_frame(&[(16, 4, 12)]);
+        let mut long = data.clone();
+        long.extend_from_slice(&[1, 2, 3]); // sizeimage slack past the frame
+        state
+            .lock()
+            .unwrap()
+            .events
+            .push_back(FakeEvent::Frame(long));
+        let (mut cam, _) = camera(dev, 6, 4, 30);
+        assert_eq!(cam.open().unwrap().format, PixelFormat::Yuyv);
+        let frame = cam.next_frame().unwrap();
+        assert_eq!(frame.format, PixelFormat::Yuyv);
+        assert_eq!(
+            frame.planes,
+            vec![Plane {
+                offset: 0,
+                stride: 16
+            }]
+        );
+        assert_eq!(frame.bytes(), &data[..]);
+    }
+
+    #[test]
+    fn raw_nv12_and_i420_planes() {
+        // NV12 6x4, 2 bytes of row padding: Y 8x4, CbCr 8x2.
+        let (dev, state) = FakeV4l2Device::new(vec![fmt(b"NV12", &[(6, 4)], &[30])]);
+        state.lock().unwrap().row_padding = 2;
+        let nv12 = raw_frame(&[(8, 4, 6), (8, 2, 6)]);
+        state
+            .lock()
+            .unwrap()
+            .events
+            .push_back(FakeEvent::Frame(nv12.clone()));
+        let (mut cam, _) = camera(dev, 6, 4, 30);
+        cam.open().unwrap();
+        let f = cam.next_frame().unwrap();
+        assert_eq!(f.format, PixelFormat::Nv12);
+        assert_eq!(
+            f.planes,
+            vec![
+                Plane {
+                    offset: 0,
+                    stride: 8
+                },
+                Plane {
+                    offset: 32,
+                    stride: 8
+                }
+            ]
+        );
+        assert_eq!(f.bytes(), &nv12[..]);
+
+        // YU12 6x4 tightly packed: Y 6x4, Cb 3x2, Cr 3x2; matches VideoFrame::packed.
+        let (dev, state) = FakeV4l2Device::new(vec![fmt(b"YU12", &[(6, 4)], &[30])]);
+        let i420 = raw_frame(&[(6, 4, 6), (3, 2, 3), (3, 2, 3)]);
+        state
+            .lock()
+            .unwrap()
+            .events
+            .push_back(FakeEvent::Frame(i420.clone()));
+        let (mut cam, _) = camera(dev, 6, 4, 30);
+        cam.open().unwrap();
+        let f = cam.next_frame().unwrap();
+        let packed = VideoFrame::packed(
+            PixelFormat::I420,
+            6,
+            4,
+            i420.clone(),
+            CaptureTime::default(),
+        );
+        assert_eq!(f.planes, packed.planes);
+        assert_eq!(f.bytes(), &i420[..]);
+    }
+
+    #[test]
+    fn short_or_flagged_raw_buffers_are_skipped() {
+        let (dev, state) = FakeV4l2Device::new(vec![fmt(b"YUYV", &[(4, 2)], &[30])]);
+        let good = raw_frame(&[(8, 2, 8)]);
+        state.lock().unwrap().events.extend([
+            FakeEvent::Frame(good[..10].to_vec()),
+            FakeEvent::CorruptFrame(good.clone()),
+            FakeEvent::Frame(good.clone()),
+        ]);
+        let (mut cam, _) = camera(dev, 4, 2, 30);
+        cam.open().unwrap();
+        assert_eq!(cam.next_frame().unwrap().bytes(), &good[..]);
+        assert_eq!(cam.skipped_frames(), 2);
+    }
+
+    #[test]
+    fn discover_keeps_streaming_capture_nodes_with_usable_formats() {
+        let mut devices = VecDeque::new();
+        // /dev/video0: a webcam.
+        let (webcam, _) = FakeV4l2Device::new(vec![
+            fmt(b"YUYV", &[(640, 480)], &[30]),
+            fmt(b"MJPG", &[(1280, 720), (640, 480)], &[30]),
+        ]);
+        devices.push_back(webcam);
+        // /dev/video1: the same webcam's metadata node.
+        let (meta, st) = FakeV4l2Device::new(vec![]);
+        st.lock().unwrap().caps.caps = 0x0080_0000 | V4L2_CAP_STREAMING;
+        devices.push_back(meta);
+        // /dev/video2: an H.264-only camera.
+        let (h264, _) = FakeV4l2Device::new(vec![fmt(b"H264", &[(1920, 1080)], &[30])]);
+        devices.push_back(h264);
+        // /dev/video3: unplugged between listing and opening.
+        let (gone, st) = FakeV4l2Device::new(mjpeg_320());
+        st.lock().unwrap().plugged = false;
+        devices.push_back(gone);
+
+        let paths: Vec<String> = (0..4).map(|n| format!("/dev/video{n}")).collect();
+        let found = discover_on(&paths, || devices.pop_front().unwrap());
+        assert_eq!(
+            found,
+            vec![DiscoveredCamera {
+                device: "/dev/video0".into(),
+                driver: "uvcvideo".into(),
+                card: "Fake Webcam".into(),
+                bus_info: "usb-0000:00:14.0-1".into(),
+                formats: vec![
+                    (PixelFormat::Jpeg, vec![(1280, 720), (640, 480)]),
+                    (PixelFormat::Yuyv, vec![(640, 480)]),
+                ],
+            }]
+        );
+    }
+
+    #[test]
+    fn discover_on_this_machine_does_not_fail() {
+        // No /dev/video* here; with a camera plugged in this lists it.
+        for cam in discover() {
+            assert!(cam.device.starts_with("/dev/video"));
+            assert!(!cam.formats.is_empty());
+        }
+    }
+}
