@@ -35,9 +35,9 @@ deps: rust
 
 rust:
 	@command -v $(CARGO) >/dev/null 2>&1 || { \
-	  echo "installing Rust (Debian's cargo)"; \
+	  echo "installing Rust (Debian bookworm's rustc-web, new enough for our crates)"; \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends cargo rustc; }
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends cargo-web rustc-web; }
 
 clean:
 	$(CARGO) clean

@@ -51,7 +51,7 @@ fn install_signal_handlers() {
 
 pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let loaded = config::load_for_run(config_path, || crate::camera::discover_cameras());
+    let loaded = config::load_for_run(config_path, crate::camera::discover_cameras);
     let config = loaded.config;
     match (&loaded.origin, &loaded.problem) {
         (ConfigOrigin::Created, _) => {

@@ -58,7 +58,7 @@ pub trait StorageIo: Send + Sync {
 }
 
 pub trait SegmentFile: Send {
-    fn len(&self) -> io::Result<u64>;
+    fn file_len(&self) -> io::Result<u64>;
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
     fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()>;
     /// fdatasync: the bytes written so far, and the file size, survive a power cut.
@@ -209,7 +209,7 @@ struct RealSegmentFile {
 }
 
 impl SegmentFile for RealSegmentFile {
-    fn len(&self) -> io::Result<u64> {
+    fn file_len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
     }
 

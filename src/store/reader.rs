@@ -34,7 +34,7 @@ pub struct ScanResult {
 /// Walks records from offset 0, checking every CRC.
 pub fn scan(file: &dyn SegmentFile, path: &Path) -> Result<ScanResult, StoreError> {
     let file_len = file
-        .len()
+        .file_len()
         .map_err(|e| StoreError::io(path, "reading size", e))?;
     let mut out = ScanResult {
         file_len,
@@ -169,7 +169,7 @@ pub fn read_closed_index(
     path: &Path,
 ) -> Result<Option<(StreamHeader, Vec<IndexEntry>, Trailer)>, StoreError> {
     let len = file
-        .len()
+        .file_len()
         .map_err(|e| StoreError::io(path, "reading size", e))?;
     if len < (HEADER_LEN + TRAILER_LEN) as u64 {
         return Ok(None);

@@ -363,7 +363,7 @@ impl SimHandle {
 }
 
 impl SegmentFile for SimHandle {
-    fn len(&self) -> io::Result<u64> {
+    fn file_len(&self) -> io::Result<u64> {
         self.with_file(|st| Ok(st.files[&self.path].live.len() as u64))
     }
 
