@@ -360,11 +360,14 @@ impl SegmentWriter {
         self.next_segment_seq += 1;
         let expected = self.expected_segment_bytes(frame);
         if let Err(e) = file.preallocate(expected) {
+            // Not fatal: without preallocation the file grows as written, and
+            // a disk that is really full fails the first write instead.
             if e.raw_os_error() == Some(libc::ENOSPC) {
-                let _ = self.io.remove_file(&path);
-                return Err(StoreError::io(&path, "preallocating segment", e));
-            }
-            if !self.warned_no_prealloc {
+                log::warn!(
+                    "[{}] no room to preallocate {expected} bytes; writing without",
+                    self.settings.camera_id
+                );
+            } else if !self.warned_no_prealloc {
                 log::info!(
                     "[{}] filesystem cannot preallocate ({e}); segments grow as written",
                     self.settings.camera_id

@@ -1,0 +1,217 @@
+//! Retention under a tiny cap and a full or failing disk, through the
+//! simulated I/O.
+
+use std::io::ErrorKind;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use dashvault::frame::CaptureTime;
+use dashvault::status::{CameraStatus, Status};
+use dashvault::store::catalog::list_all;
+use dashvault::store::io::StorageIo;
+use dashvault::store::reader::SegmentReader;
+use dashvault::store::retention::{Retention, RetentionPolicy};
+use dashvault::store::sim::SimIo;
+use dashvault::store::writer::{EncodedFrame, OpenSegments, SegmentWriter, WriterSettings};
+
+const FRAME_NS: u64 = 100_000_000;
+
+fn data_dir() -> PathBuf {
+    PathBuf::from("/data")
+}
+
+fn frame(n: u64) -> EncodedFrame {
+    EncodedFrame {
+        jpeg: vec![(n % 251) as u8; 10_000].into(),
+        width: 64,
+        height: 48,
+        captured: CaptureTime {
+            mono_ns: n * FRAME_NS,
+            wall_ns: 1_800_000_000_000_000_000 + (n * FRAME_NS) as i64,
+        },
+        flags: 0,
+    }
+}
+
+struct Rig {
+    sim: SimIo,
+    writer: SegmentWriter,
+    status: Arc<Status>,
+    retention: Arc<Retention>,
+}
+
+fn rig(capacity: u64, cap_bytes: u64, min_free_bytes: u64) -> Rig {
+    let sim = SimIo::new(capacity);
+    let io: Arc<dyn StorageIo> = Arc::new(sim.clone());
+    let cam = CameraStatus::new("front");
+    let status = Arc::new(Status {
+        cameras: vec![cam.clone()],
+        ..Status::default()
+    });
+    let open: OpenSegments = Arc::default();
+    let retention = Arc::new(Retention::new(
+        io.clone(),
+        &data_dir(),
+        RetentionPolicy {
+            cap_bytes,
+            min_free_bytes,
+        },
+        open.clone(),
+        status.clone(),
+    ));
+    let mut writer = SegmentWriter::new(
+        io,
+        WriterSettings {
+            camera_id: "front".into(),
+            camera_dir: data_dir().join("recordings/front"),
+            fps_milli: 10_000,
+            segment_length_ns: 1_000_000_000,
+            first_segment_length_ns: 1_000_000_000,
+            sync_interval_ns: 300_000_000,
+            want_direct: false,
+            boot_id: [0; 16],
+        },
+        cam,
+        open,
+    )
+    .unwrap();
+    let r = retention.clone();
+    writer.set_before_new_segment(Arc::new(move || {
+        r.enforce();
+    }));
+    Rig {
+        sim,
+        writer,
+        status,
+        retention,
+    }
+}
+
+fn usage(sim: &SimIo) -> u64 {
+    list_all(sim, &data_dir())
+        .unwrap()
+        .iter()
+        .map(|s| s.len)
+        .sum()
+}
+
+#[test]
+fn tiny_cap_keeps_the_newest_segments_and_counts_deletions() {
+    let mut rig = rig(u64::MAX / 4, 400_000, 0);
+    for n in 0..200 {
+        rig.writer.append(&frame(n), n * FRAME_NS).unwrap();
+    }
+    rig.writer.close().unwrap();
+    rig.retention.enforce();
+    let segs = list_all(&rig.sim, &data_dir()).unwrap();
+    assert!(usage(&rig.sim) <= 400_000, "usage {}", usage(&rig.sim));
+    // The newest footage is kept: the last frame written is still readable.
+    let newest = SegmentReader::open(&rig.sim, &segs.last().unwrap().path).unwrap();
+    assert_eq!(newest.frames.last().unwrap().seq, 199);
+    // Survivors are the newest, contiguous by sequence.
+    let seqs: Vec<u64> = segs.iter().map(|s| s.seq).collect();
+    assert_eq!(
+        seqs,
+        (seqs[0]..seqs[0] + seqs.len() as u64).collect::<Vec<_>>()
+    );
+    let deleted = rig
+        .status
+        .store
+        .retention_deleted_segments
+        .load(Ordering::Relaxed);
+    assert_eq!(
+        deleted,
+        20 - segs.len() as u64,
+        "20 segments of 10 frames were written"
+    );
+    assert_eq!(
+        rig.status.store.retention_failures.load(Ordering::Relaxed),
+        0
+    );
+}
+
+#[test]
+fn protected_segments_survive_and_an_unreachable_cap_is_reported() {
+    let mut rig = rig(u64::MAX / 4, 1, 0);
+    for n in 0..35 {
+        rig.writer.append(&frame(n), n * FRAME_NS).unwrap();
+    }
+    let first = list_all(&rig.sim, &data_dir()).unwrap()[0].clone();
+    assert_eq!(first.seq, 3, "a cap of 1 byte deletes every closed segment");
+    // Protect the segment being written, close it, and enforce again.
+    let open = rig.writer.current_path().unwrap().to_path_buf();
+    rig.sim.put_durable(
+        &PathBuf::from(format!("{}.lock", open.display())),
+        Vec::new(),
+    );
+    rig.writer.close().unwrap();
+    rig.retention.enforce();
+    let left = list_all(&rig.sim, &data_dir()).unwrap();
+    assert_eq!(left.len(), 1);
+    assert!(left[0].protected);
+    assert!(rig.status.store.cap_unreachable.load(Ordering::Relaxed));
+}
+
+#[test]
+fn full_disk_frees_space_through_retention_and_recording_continues() {
+    // 1 MB disk, 256 KB must stay free: retention has to delete to make room.
+    let mut rig = rig(1_000_000, u64::MAX, 256_000);
+    let mut failures = 0;
+    for n in 0..400 {
+        match rig.writer.append(&frame(n), n * FRAME_NS) {
+            Ok(()) => {}
+            Err(e) => {
+                assert!(e.is_no_space(), "unexpected error {e}");
+                failures += 1;
+                rig.writer.abandon();
+                rig.retention.enforce();
+            }
+        }
+    }
+    rig.writer.close().unwrap();
+    let segs = list_all(&rig.sim, &data_dir()).unwrap();
+    let newest = SegmentReader::open(&rig.sim, &segs.last().unwrap().path).unwrap();
+    assert!(
+        newest.frames.last().unwrap().seq >= 390,
+        "recording stopped"
+    );
+    assert!(
+        rig.status
+            .store
+            .retention_deleted_segments
+            .load(Ordering::Relaxed)
+            > 10
+    );
+    println!("ENOSPC errors while filling a 1 MB disk 40 times over: {failures}");
+}
+
+#[test]
+fn failing_writes_keep_synced_frames_and_recording_resumes_in_a_new_segment() {
+    let mut rig = rig(u64::MAX / 4, u64::MAX, 0);
+    for n in 0..5 {
+        rig.writer.append(&frame(n), n * FRAME_NS).unwrap();
+    }
+    rig.writer.sync(5 * FRAME_NS).unwrap();
+    rig.sim.fail_writes_with(Some(ErrorKind::Other));
+    rig.writer.append(&frame(5), 5 * FRAME_NS).unwrap(); // buffered only
+    let err = rig.writer.sync(6 * FRAME_NS).unwrap_err();
+    assert!(err.to_string().contains("writing records"), "{err}");
+    rig.writer.abandon();
+    rig.sim.fail_writes_with(None);
+    for n in 6..9 {
+        rig.writer.append(&frame(n), n * FRAME_NS).unwrap();
+    }
+    rig.writer.close().unwrap();
+    let segs = list_all(&rig.sim, &data_dir()).unwrap();
+    assert_eq!(segs.len(), 2, "a fresh segment after the error");
+    let old = SegmentReader::open(&rig.sim, &segs[0].path).unwrap();
+    assert_eq!(
+        old.frames.len(),
+        5,
+        "synced frames of the failed segment stay readable"
+    );
+    assert!(!old.closed, "left for recovery to close");
+    let new = SegmentReader::open(&rig.sim, &segs[1].path).unwrap();
+    assert_eq!(new.frames.len(), 3);
+}
