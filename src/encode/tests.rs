@@ -521,8 +521,22 @@ fn scratch_planes_are_reused_across_sizes() {
 fn mjpeg_scale_maps_monotonically_into_range() {
     assert_eq!(quality_from_mjpeg_scale(2), 95);
     assert_eq!(quality_from_mjpeg_scale(31), 20);
-    assert_eq!(quality_from_mjpeg_scale(5), 87);
-    assert_eq!(quality_from_mjpeg_scale(10), 74);
+    // The table in the doc comment.
+    for (mjpeg, quality) in [
+        (3, 92),
+        (5, 87),
+        (8, 79),
+        (10, 74),
+        (15, 61),
+        (20, 48),
+        (25, 36),
+    ] {
+        assert_eq!(
+            quality_from_mjpeg_scale(mjpeg),
+            quality,
+            "mjpeg_quality {mjpeg}"
+        );
+    }
     // Out-of-range values clamp to the ends.
     assert_eq!(quality_from_mjpeg_scale(0), 95);
     assert_eq!(quality_from_mjpeg_scale(255), 20);

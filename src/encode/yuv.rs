@@ -134,6 +134,9 @@ impl PaddedI420 {
         let (ocw, och) = (ow.div_ceil(2), oh.div_ceil(2));
         let (ys, cs) = (self.y_stride, self.c_stride);
 
+        // Whole planes (and single channels of interleaved ones) go through
+        // `rotate_samples`, which reads source rows sequentially whatever the
+        // rotation; only resampled chroma needs the per-sample path.
         match src.layout {
             Layout::Planar {
                 y,
@@ -142,14 +145,10 @@ impl PaddedI420 {
                 sub_x,
                 sub_y,
             } => {
-                if rot == Rotation::R0 {
-                    copy_rows(&mut self.y, ys, y, ow, oh);
-                } else {
-                    fill_rotated(&mut self.y, ys, ow, oh, rot, |x, yy| y.at(x, yy));
-                }
-                if rot == Rotation::R0 && sub_x == 2 && sub_y == 2 {
-                    copy_rows(&mut self.cb, cs, cb, ocw, och);
-                    copy_rows(&mut self.cr, cs, cr, ocw, och);
+                rotate_samples(&mut self.y, ys, ow, oh, rot, Samples::plane(y));
+                if sub_x == 2 && sub_y == 2 {
+                    rotate_samples(&mut self.cb, cs, ocw, och, rot, Samples::plane(cb));
+                    rotate_samples(&mut self.cr, cs, ocw, och, rot, Samples::plane(cr));
                 } else {
                     let (fb, fr) = (
                         subsampled_fetch(cb, sub_x, sub_y, w, h),
@@ -160,17 +159,14 @@ impl PaddedI420 {
                 }
             }
             Layout::Gray { y } => {
-                if rot == Rotation::R0 {
-                    copy_rows(&mut self.y, ys, y, ow, oh);
-                } else {
-                    fill_rotated(&mut self.y, ys, ow, oh, rot, |x, yy| y.at(x, yy));
-                }
+                rotate_samples(&mut self.y, ys, ow, oh, rot, Samples::plane(y));
                 self.cb.fill(128);
                 self.cr.fill(128);
             }
             Layout::Nv12 { y, uv } => {
+                rotate_samples(&mut self.y, ys, ow, oh, rot, Samples::plane(y));
                 if rot == Rotation::R0 {
-                    copy_rows(&mut self.y, ys, y, ow, oh);
+                    // One pass over each CbCr row fills both planes.
                     for r in 0..och {
                         let src_row = uv.row(r, 2 * ocw);
                         let (db, dr) = (
@@ -187,11 +183,9 @@ impl PaddedI420 {
                         }
                     }
                 } else {
-                    fill_rotated(&mut self.y, ys, ow, oh, rot, |x, yy| y.at(x, yy));
-                    fill_rotated(&mut self.cb, cs, ocw, och, rot, |x, yy| uv.at(2 * x, yy));
-                    fill_rotated(&mut self.cr, cs, ocw, och, rot, |x, yy| {
-                        uv.at(2 * x + 1, yy)
-                    });
+                    let (cb, cr) = (Samples::channel(uv, 2, 0), Samples::channel(uv, 2, 1));
+                    rotate_samples(&mut self.cb, cs, ocw, och, rot, cb);
+                    rotate_samples(&mut self.cr, cs, ocw, och, rot, cr);
                 }
             }
             Layout::Yuyv { packed } => {
@@ -212,14 +206,9 @@ impl PaddedI420 {
                     }
                 };
                 let avg = |a: u8, b: u8| ((a as u16 + b as u16 + 1) >> 1) as u8;
+                let luma = Samples::channel(packed, 2, 0);
+                rotate_samples(&mut self.y, ys, ow, oh, rot, luma);
                 if rot == Rotation::R0 {
-                    for r in 0..oh {
-                        let src_row = packed.row(r, row_bytes);
-                        let dst = &mut self.y[r * ys..r * ys + ow];
-                        for (d, pair) in dst.iter_mut().zip(src_row.chunks(2)) {
-                            *d = pair[0];
-                        }
-                    }
                     for r in 0..och {
                         let (r0, r1) = (2 * r, (2 * r + 1).min(last_row));
                         let (a, b) = (packed.row(r0, row_bytes), packed.row(r1, row_bytes));
@@ -242,7 +231,6 @@ impl PaddedI420 {
                         }
                     }
                 } else {
-                    fill_rotated(&mut self.y, ys, ow, oh, rot, |x, yy| packed.at(2 * x, yy));
                     let fetch_b = |cx: usize, cy: usize| {
                         avg(cb_at(cx, 2 * cy), cb_at(cx, (2 * cy + 1).min(last_row)))
                     };
@@ -260,11 +248,175 @@ impl PaddedI420 {
     }
 }
 
-/// Row-by-row copy for the unrotated, already-planar case.
-fn copy_rows(dst: &mut [u8], dst_stride: usize, src: PlaneView<'_>, w: usize, h: usize) {
-    for r in 0..h {
-        dst[r * dst_stride..r * dst_stride + w].copy_from_slice(src.row(r, w));
+/// Samples of one source channel: `data[y * stride + x * step + first]`.
+/// A whole plane has step 1; NV12's Cb is step 2 from 0, YUYV's Y step 2
+/// from 0.
+#[derive(Clone, Copy, Debug)]
+struct Samples<'a> {
+    plane: PlaneView<'a>,
+    step: usize,
+    first: usize,
+}
+
+impl<'a> Samples<'a> {
+    fn plane(plane: PlaneView<'a>) -> Samples<'a> {
+        Samples {
+            plane,
+            step: 1,
+            first: 0,
+        }
     }
+
+    fn channel(plane: PlaneView<'a>, step: usize, first: usize) -> Samples<'a> {
+        Samples { plane, step, first }
+    }
+
+    /// The bytes holding samples `x0..x1` of row `y`: every `step`th byte,
+    /// starting with the first.
+    #[inline(always)]
+    fn run(&self, y: usize, x0: usize, x1: usize) -> &'a [u8] {
+        let start = y * self.plane.stride + self.first + x0 * self.step;
+        let len = (x1 - x0 - 1) * self.step + 1;
+        &self.plane.data[start..start + len]
+    }
+
+    /// The 8x8 samples whose top-left is (`x`, `y`): one little-endian
+    /// word per row, byte `c` of word `r` being sample (`x + c`, `y + r`).
+    #[inline(always)]
+    fn block8(&self, x: usize, y: usize) -> [u64; 8] {
+        std::array::from_fn(|r| {
+            let run = self.run(y + r, x, x + 8);
+            let mut bytes = [0u8; 8];
+            if self.step == 1 {
+                bytes.copy_from_slice(&run[..8]);
+            } else {
+                for (o, c) in bytes.iter_mut().zip(run.chunks(self.step)) {
+                    *o = c[0];
+                }
+            }
+            u64::from_le_bytes(bytes)
+        })
+    }
+}
+
+/// Copies a `src_w` x `src_h` channel into `dst` rotated by `rot`, so the
+/// `out_w` x `out_h` output is the source turned clockwise. Source rows are
+/// always read front to back; for 90 and 270 degrees the writes go down
+/// output columns one cache-sized tile at a time.
+fn rotate_samples(
+    dst: &mut [u8],
+    dst_stride: usize,
+    out_w: usize,
+    out_h: usize,
+    rot: Rotation,
+    src: Samples<'_>,
+) {
+    if out_w == 0 || out_h == 0 {
+        return;
+    }
+    let (src_w, src_h) = if rot.swaps_axes() {
+        (out_h, out_w)
+    } else {
+        (out_w, out_h)
+    };
+    match rot {
+        Rotation::R0 | Rotation::R180 => {
+            for oy in 0..out_h {
+                let row = &mut dst[oy * dst_stride..oy * dst_stride + out_w];
+                let sy = if rot == Rotation::R0 {
+                    oy
+                } else {
+                    src_h - 1 - oy
+                };
+                let run = src.run(sy, 0, src_w);
+                // Plain slice iterators (never `step_by`, never reversing a
+                // strided iterator) keep these loops vectorised. `chunks`
+                // never yields an empty chunk, so `c[0]` exists.
+                match (src.step, rot) {
+                    (1, Rotation::R0) => row.copy_from_slice(run),
+                    (1, _) => row
+                        .iter_mut()
+                        .zip(run.iter().rev())
+                        .for_each(|(d, s)| *d = *s),
+                    (step, Rotation::R0) => row
+                        .iter_mut()
+                        .zip(run.chunks(step))
+                        .for_each(|(d, c)| *d = c[0]),
+                    (step, _) => row
+                        .iter_mut()
+                        .rev()
+                        .zip(run.chunks(step))
+                        .for_each(|(d, c)| *d = c[0]),
+                }
+            }
+        }
+        Rotation::R90 | Rotation::R270 => {
+            let cw = rot == Rotation::R90;
+            // Whole 8x8 blocks, transposed in registers, walked tile by tile
+            // so the output rows a tile writes stay in L1 until complete.
+            let (bw, bh) = (src_w / 8 * 8, src_h / 8 * 8);
+            for ty in (0..bh).step_by(TILE_PX) {
+                for tx in (0..bw).step_by(TILE_PX) {
+                    for by in (ty..(ty + TILE_PX).min(bh)).step_by(8) {
+                        for bx in (tx..(tx + TILE_PX).min(bw)).step_by(8) {
+                            // columns[c] byte k = source (bx + c, by + k).
+                            let columns = transpose8(src.block8(bx, by));
+                            for (c, col) in columns.into_iter().enumerate() {
+                                let (o, out) = if cw {
+                                    // Source (sx, sy) lands at (src_h - 1 - sy, sx).
+                                    ((bx + c) * dst_stride + src_h - 8 - by, col.swap_bytes())
+                                } else {
+                                    // Source (sx, sy) lands at (sy, src_w - 1 - sx).
+                                    ((src_w - 1 - bx - c) * dst_stride + by, col)
+                                };
+                                dst[o..o + 8].copy_from_slice(&out.to_le_bytes());
+                            }
+                        }
+                    }
+                }
+            }
+            // The right and bottom strips that do not fill a block.
+            let mut put = |sx: usize, sy: usize, v: u8| {
+                let (ox, oy) = if cw {
+                    (src_h - 1 - sy, sx)
+                } else {
+                    (sy, src_w - 1 - sx)
+                };
+                dst[oy * dst_stride + ox] = v;
+            };
+            for sy in 0..src_h {
+                let from = if sy < bh { bw } else { 0 };
+                if from < src_w {
+                    for (i, c) in src.run(sy, from, src_w).chunks(src.step).enumerate() {
+                        put(from + i, sy, c[0]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Transposes an 8x8 byte matrix held as one little-endian word per row:
+/// afterwards byte `k` of word `c` is what byte `c` of word `k` was.
+/// Three rounds swap 1-, 2- and 4-byte sub-blocks across the diagonal.
+#[inline(always)]
+fn transpose8(mut m: [u64; 8]) -> [u64; 8] {
+    for (shift, mask, pairs) in [
+        (
+            8,
+            0x00FF_00FF_00FF_00FFu64,
+            [(0, 1), (2, 3), (4, 5), (6, 7)],
+        ),
+        (16, 0x0000_FFFF_0000_FFFF, [(0, 2), (1, 3), (4, 6), (5, 7)]),
+        (32, 0x0000_0000_FFFF_FFFF, [(0, 4), (1, 5), (2, 6), (3, 7)]),
+    ] {
+        for (a, b) in pairs {
+            let t = ((m[a] >> shift) ^ m[b]) & mask;
+            m[b] ^= t;
+            m[a] ^= t << shift;
+        }
+    }
+    m
 }
 
 /// A fetch function over a chroma plane subsampled `sub_x` x `sub_y` that
@@ -423,6 +575,54 @@ mod tests {
         assert_eq!((p.width, p.height), (3, 5));
         assert_eq!(luma_at(&p, 0, 0), 4);
         assert_eq!(luma_at(&p, 0, 4), 0);
+    }
+
+    #[test]
+    fn transpose8_swaps_rows_and_columns() {
+        let m: [u64; 8] = std::array::from_fn(|r| {
+            u64::from_le_bytes(std::array::from_fn(|c| (10 * r + c) as u8))
+        });
+        let t = transpose8(m);
+        for (c, word) in t.iter().enumerate() {
+            let expected: [u8; 8] = std::array::from_fn(|k| (10 * k + c) as u8);
+            assert_eq!(word.to_le_bytes(), expected, "column {c}");
+        }
+    }
+
+    #[test]
+    fn rotating_large_planes_matches_per_pixel_mapping() {
+        // Big enough for whole 8x8 blocks plus ragged right and bottom
+        // strips; every pixel must land where the clockwise turn puts it.
+        let (w, h) = (45, 21);
+        let luma: Vec<u8> = (0..w * h).map(|i| (i * 7 % 251) as u8).collect();
+        let src = Source {
+            width: w,
+            height: h,
+            layout: Layout::Gray {
+                y: PlaneView {
+                    data: &luma,
+                    stride: w,
+                },
+            },
+        };
+        for rot in [Rotation::R90, Rotation::R180, Rotation::R270] {
+            let mut p = PaddedI420::default();
+            p.fill(&src, rot);
+            for oy in 0..p.height {
+                for ox in 0..p.width {
+                    let (sx, sy) = match rot {
+                        Rotation::R90 => (oy, h - 1 - ox),
+                        Rotation::R180 => (w - 1 - ox, h - 1 - oy),
+                        _ => (w - 1 - oy, ox),
+                    };
+                    assert_eq!(
+                        luma_at(&p, ox, oy),
+                        luma[sy * w + sx],
+                        "{rot:?} at ({ox}, {oy})"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
