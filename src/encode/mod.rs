@@ -68,14 +68,8 @@ impl EncoderSettings {
 /// Each step of the ffmpeg scale lowers the quality by about 2.6, so the
 /// mapping is strictly decreasing and keeps every distinct setting distinct.
 pub fn quality_from_mjpeg_scale(q: u8) -> u8 {
-    const MJPEG_BEST: u32 = 2;
-    const MJPEG_WORST: u32 = 31;
-    const QUALITY_BEST: u32 = 95;
-    const QUALITY_WORST: u32 = 20;
-    let steps = q.clamp(MJPEG_BEST as u8, MJPEG_WORST as u8) as u32 - MJPEG_BEST;
-    let span = MJPEG_WORST - MJPEG_BEST;
-    let drop = (steps * (QUALITY_BEST - QUALITY_WORST) + span / 2) / span;
-    (QUALITY_BEST - drop) as u8
+    // One mapping for the whole program: the config loader owns it.
+    crate::config::jpeg_quality_from_mjpeg(q)
 }
 
 /// Size of the encoded picture for a `width` x `height` frame under
