@@ -1,0 +1,293 @@
+//! Storage and pipeline figures, each beside a peer measured in the same run
+//! (these machines are noisy, so ratios mean more than absolute numbers):
+//! - pipeline fps (camera -> encoder pool -> writer) with 1 and 2 encoder
+//!   threads, against the encoder alone on one thread;
+//! - bytes written per payload byte at the default 1 s sync cadence;
+//! - recovery time of a torn 60 s 720p segment, against reading the same
+//!   file once;
+//! - peak RSS of `dashvault run` recording 720p30, against ffmpeg encoding
+//!   the same size and rate to MJPEG.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashvault::camera::synthetic::SyntheticCamera;
+use dashvault::camera::CameraSource;
+use dashvault::clock::{Clock, SystemClock};
+use dashvault::config::{CameraConfig, Config};
+use dashvault::encode::{EncoderSettings, JpegEncoder};
+use dashvault::frame::CaptureTime;
+use dashvault::recorder::{Recorder, RecorderParts};
+use dashvault::status::CameraStatus;
+use dashvault::store::io::{RealIo, StorageIo};
+use dashvault::store::recovery::recover_segment;
+use dashvault::store::writer::{EncodedFrame, SegmentWriter, WriterSettings};
+
+const W: u32 = 1280;
+const H: u32 = 720;
+
+fn synthetic_jpegs(count: u64) -> Vec<Arc<[u8]>> {
+    let mut cam = SyntheticCamera::new(W, H, 1_000_000, Arc::new(SystemClock));
+    cam.open().unwrap();
+    let mut enc = JpegEncoder::new(EncoderSettings {
+        quality: 75,
+        rotation: 0,
+        embed_timestamp: true,
+    });
+    (0..count)
+        .map(|_| enc.encode(&cam.next_frame().unwrap()).unwrap().jpeg.into())
+        .collect()
+}
+
+fn writer(dir: &Path, io: Arc<dyn StorageIo>, segment_s: u64) -> SegmentWriter {
+    SegmentWriter::new(
+        io,
+        WriterSettings {
+            camera_id: "front".into(),
+            camera_dir: dir.join("recordings/front"),
+            fps_milli: 30_000,
+            segment_length_ns: segment_s * 1_000_000_000,
+            first_segment_length_ns: segment_s * 1_000_000_000,
+            sync_interval_ns: 1_000_000_000,
+            want_direct: true,
+            boot_id: [0; 16],
+        },
+        CameraStatus::new("front"),
+        Default::default(),
+    )
+    .unwrap()
+}
+
+fn pipeline_fps(threads: u8) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cam = CameraConfig::synthetic("front");
+    cam.fps = 1000; // faster than the pipeline: the pipeline is the limit
+    cam.encoder_threads = threads;
+    let config = Config {
+        cameras: vec![cam.clone()],
+        ..Config::default()
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let source = Box::new(SyntheticCamera::new(W, H, 1000, clock.clone()));
+    let rec = Recorder::start(
+        &config,
+        RecorderParts {
+            io: Arc::new(RealIo::new()),
+            clock,
+            data_dir: dir.path().to_path_buf(),
+            sources: vec![(cam, source)],
+            want_direct: true,
+            boot_id: [0; 16],
+        },
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let cs = rec.status.cameras[0].clone();
+    let start = (Instant::now(), cs.written.load(Ordering::Relaxed));
+    std::thread::sleep(Duration::from_secs(3));
+    let written = cs.written.load(Ordering::Relaxed) - start.1;
+    let fps = written as f64 / start.0.elapsed().as_secs_f64();
+    rec.stop();
+    fps
+}
+
+fn encoder_alone_fps() -> f64 {
+    let mut cam = SyntheticCamera::new(W, H, 1_000_000, Arc::new(SystemClock));
+    cam.open().unwrap();
+    let frames: Vec<_> = (0..8).map(|_| cam.next_frame().unwrap()).collect();
+    let mut enc = JpegEncoder::new(EncoderSettings {
+        quality: 75,
+        rotation: 0,
+        embed_timestamp: true,
+    });
+    let start = Instant::now();
+    let mut n = 0;
+    while start.elapsed() < Duration::from_secs(2) {
+        enc.encode(&frames[n % frames.len()]).unwrap();
+        n += 1;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn write_amplification(jpegs: &[Arc<[u8]>]) -> (f64, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let io = Arc::new(RealIo::new());
+    let mut w = writer(dir.path(), io.clone(), 60);
+    let mut payload = 0u64;
+    // 120 s of 720p30 on a simulated clock: two full segments.
+    for n in 0..3600u64 {
+        let jpeg = jpegs[n as usize % jpegs.len()].clone();
+        payload += jpeg.len() as u64;
+        let t = n * 33_333_333;
+        let f = EncodedFrame {
+            jpeg,
+            width: W,
+            height: H,
+            captured: CaptureTime {
+                mono_ns: t,
+                wall_ns: t as i64,
+            },
+            flags: 0,
+        };
+        w.append(&f, t).unwrap();
+    }
+    w.close().unwrap();
+    let written = io.counters().bytes_written();
+    (written as f64 / payload as f64, payload / 3600)
+}
+
+fn recovery_vs_read(jpegs: &[Arc<[u8]>]) -> (Duration, Duration, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let io = Arc::new(RealIo::new());
+    let mut w = writer(dir.path(), io.clone(), 61);
+    for n in 0..1800u64 {
+        let t = n * 33_333_333;
+        let f = EncodedFrame {
+            jpeg: jpegs[n as usize % jpegs.len()].clone(),
+            width: W,
+            height: H,
+            captured: CaptureTime {
+                mono_ns: t,
+                wall_ns: t as i64,
+            },
+            flags: 0,
+        };
+        w.append(&f, t).unwrap();
+    }
+    w.sync(u64::MAX / 2).unwrap();
+    let path = w.current_path().unwrap().to_path_buf();
+    w.abandon();
+    drop(w);
+    // A torn tail: half a block of garbage after the last sync.
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let len = std::fs::metadata(&path).unwrap().len();
+    use std::os::unix::fs::FileExt;
+    let end = len.min(
+        dashvault::store::reader::SegmentReader::open(&RealIo::new(), &path)
+            .unwrap()
+            .frames
+            .last()
+            .map(|f| f.offset + 48 + f.payload_len as u64 + 4096)
+            .unwrap(),
+    );
+    file.write_all_at(&[0x5a; 2048], end).unwrap();
+    drop(file);
+    let size = std::fs::metadata(&path).unwrap().len();
+    // Peer: read the file once, warm (the first read fills the page cache,
+    // which O_DIRECT writing left empty), so both sides read from memory.
+    drop(std::fs::read(&path).unwrap());
+    let start = Instant::now();
+    let bytes = std::fs::read(&path).unwrap();
+    let read = start.elapsed();
+    drop(bytes);
+    let start = Instant::now();
+    let report = recover_segment(io.as_ref(), &path).unwrap().unwrap();
+    let recovery = start.elapsed();
+    assert_eq!(report.frames, 1800);
+    (recovery, read, size)
+}
+
+/// Peak RSS in KiB of a child: its VmHWM, sampled until it exits (the
+/// high-water mark belongs to the exec'd image, not to this process).
+fn peak_rss_kib(mut cmd: Command) -> Option<i64> {
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = None;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(&status_path) {
+            if let Some(kib) = s
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+            {
+                peak = Some(peak.map_or(kib, |p: i64| p.max(kib)));
+            }
+        }
+        if child.try_wait().ok()?.is_some() {
+            return peak;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn main() {
+    println!("dashvault storage and pipeline benchmark ({W}x{H})");
+    let jpegs = synthetic_jpegs(30);
+
+    let alone = encoder_alone_fps();
+    for threads in [1u8, 2] {
+        let fps = pipeline_fps(threads);
+        println!(
+            "pipeline, {threads} encoder thread(s): {fps:7.1} fps written  \
+             (encoder alone on 1 thread: {alone:.1} fps; ratio {:.2})",
+            fps / alone
+        );
+    }
+
+    let (amp, frame_bytes) = write_amplification(&jpegs);
+    println!(
+        "bytes written per payload byte at 1 s sync, 720p30 (~{} KB frames): {amp:.4} (target <= 1.05)",
+        frame_bytes / 1000
+    );
+
+    let (recovery, read, size) = recovery_vs_read(&jpegs);
+    println!(
+        "recovery of a torn 60 s 720p segment ({} MB): {:.1} ms (target < 100 ms); \
+         reading the file once: {:.1} ms; ratio {:.2}",
+        size / 1_000_000,
+        recovery.as_secs_f64() * 1e3,
+        read.as_secs_f64() * 1e3,
+        recovery.as_secs_f64() / read.as_secs_f64()
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("dashvault.json"),
+        r#"{"cameras":[{"id":"front","res_width":1280,"res_height":720,"fps":30}]}"#,
+    )
+    .unwrap();
+    let mut ours = Command::new(env!("CARGO_BIN_EXE_dashvault"));
+    ours.current_dir(dir.path())
+        .args(["run", "--duration-s", "10"]);
+    let ours_kib = peak_rss_kib(ours);
+    let mut ffmpeg = Command::new("ffmpeg");
+    ffmpeg.args([
+        "-nostdin",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=1280x720:rate=30",
+        "-t",
+        "10",
+        "-c:v",
+        "mjpeg",
+        "-q:v",
+        "5",
+        "-f",
+        "null",
+        "-",
+    ]);
+    let ffmpeg_kib = peak_rss_kib(ffmpeg);
+    match (ours_kib, ffmpeg_kib) {
+        (Some(o), Some(f)) => println!(
+            "peak RSS recording 720p30 for 10 s: {:.1} MB (target <= 24 MB); \
+             ffmpeg encoding 720p30 to MJPEG: {:.1} MB; ratio {:.2}",
+            o as f64 / 1024.0,
+            f as f64 / 1024.0,
+            o as f64 / f as f64
+        ),
+        (Some(o), None) => println!(
+            "peak RSS recording 720p30 for 10 s: {:.1} MB (ffmpeg not available)",
+            o as f64 / 1024.0
+        ),
+        _ => println!("peak RSS: could not run the recorder"),
+    }
+}
