@@ -142,55 +142,101 @@ fn check_image(image: SimIo, durable_frames: u64, written_frames: u64, what: &st
     assert_eq!(after.len(), frames.len() + 1, "{what}");
 }
 
-/// Records `total` frames, calling `at_step` after each append with the
-/// live I/O and how many frames are known durable.
-fn record(total: u64, mut at_step: impl FnMut(&SimIo, u64, u64)) {
+/// Records `total` frames and checks crash images at two kinds of moments:
+/// after each append (`check_after_append`) and in the middle of every sync,
+/// after its write was issued and before `fdatasync` returned
+/// (`check_mid_sync`), where torn and lost writes really exist.
+fn record(total: u64, check: Arc<dyn Fn(&SimIo, u64, u64, &str) + Send + Sync>) {
+    use std::sync::atomic::{AtomicU64, Ordering};
     let sim = SimIo::default();
+    let durable = Arc::new(AtomicU64::new(0));
+    let written = Arc::new(AtomicU64::new(0));
+    {
+        let (durable, written, check) = (durable.clone(), written.clone(), check.clone());
+        sim.on_write(Some(Arc::new(move |io: &SimIo| {
+            check(
+                io,
+                durable.load(Ordering::SeqCst),
+                written.load(Ordering::SeqCst),
+                "mid-sync",
+            )
+        })));
+    }
     let io: Arc<dyn StorageIo> = Arc::new(sim.clone());
     let status = CameraStatus::new("front");
     let mut w = SegmentWriter::new(io, settings(0.5), status, Default::default()).unwrap();
-    let mut durable = 0;
     let mut syncs = sim.sync_count();
     for n in 0..total {
         let f = frame(n);
+        written.store(n + 1, Ordering::SeqCst);
         w.append(&f, f.captured.mono_ns).unwrap();
         // A sync after this frame was buffered leaves nothing unsynced; a
         // sync only from closing the previous segment covers earlier frames.
         if w.unsynced_bytes() == 0 && sim.unsynced_bytes() == 0 {
-            durable = n + 1;
+            durable.store(n + 1, Ordering::SeqCst);
         } else if sim.sync_count() != syncs {
-            durable = n;
+            durable.store(n, Ordering::SeqCst);
         }
         syncs = sim.sync_count();
-        at_step(&sim, durable, n + 1);
+        check(&sim, durable.load(Ordering::SeqCst), n + 1, "after append");
     }
     w.close().unwrap();
-    at_step(&sim, total, total);
+    sim.on_write(None);
+    check(&sim, total, total, "after close");
+}
+
+/// Crash images per moment: nothing unsynced kept, all of it, a random
+/// torn prefix, half of it; each with unsynced folder changes kept or lost.
+fn crash_states(sim: &SimIo, rng: &mut u64) -> Vec<CrashCut> {
+    let unsynced = sim.unsynced_bytes();
+    let mut keeps = vec![0, unsynced, unsynced / 2 + 1];
+    // Inside a sync, tear the write at many random bytes.
+    let random_cuts = if unsynced > 0 { 8 } else { 1 };
+    for _ in 0..random_cuts {
+        *rng ^= *rng << 13;
+        *rng ^= *rng >> 7;
+        *rng ^= *rng << 17;
+        keeps.push(*rng % (unsynced + 1));
+    }
+    let mut cuts = Vec::new();
+    for keep in keeps {
+        for entries in [false, true] {
+            cuts.push(CrashCut {
+                keep_unsynced_bytes: keep.min(unsynced),
+                keep_unsynced_entries: entries,
+            });
+        }
+    }
+    cuts
 }
 
 #[test]
-fn every_synced_frame_survives_a_cut_at_every_append() {
-    let mut images = 0;
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-    record(110, |sim, durable, written| {
-        let unsynced = sim.unsynced_bytes();
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let cuts = [0, unsynced, rng % (unsynced + 1), unsynced / 2 + 1];
-        for keep in cuts {
-            for entries in [false, true] {
-                let cut = CrashCut {
-                    keep_unsynced_bytes: keep,
-                    keep_unsynced_entries: entries,
-                };
-                let what = format!("after frame {written}, {cut:?}");
+fn every_synced_frame_survives_a_cut_at_every_append_and_inside_every_sync() {
+    use std::sync::Mutex;
+    let counts = Arc::new(Mutex::new((0u64, 0u64, 0x9e37_79b9_7f4a_7c15u64)));
+    let c = counts.clone();
+    record(
+        200,
+        Arc::new(move |sim: &SimIo, durable, written, phase: &str| {
+            let mut g = c.lock().unwrap();
+            let torn = sim.unsynced_bytes() > 0;
+            for cut in crash_states(sim, &mut g.2) {
+                let what = format!("{phase}, frame {written}, {cut:?}");
                 check_image(sim.crash_image(cut), durable, written, &what);
-                images += 1;
+                g.0 += 1;
+                if torn && cut.keep_unsynced_bytes > 0 {
+                    g.1 += 1;
+                }
             }
-        }
-    });
-    assert!(images >= 800, "only {images} crash images");
+        }),
+    );
+    let (images, with_torn_writes, _) = *counts.lock().unwrap();
+    println!("crash images checked: {images}, with partial unsynced writes: {with_torn_writes}");
+    assert!(images >= 2000, "only {images} crash images");
+    assert!(
+        with_torn_writes >= 500,
+        "only {with_torn_writes} images had torn writes"
+    );
 }
 
 #[test]

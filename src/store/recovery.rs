@@ -10,7 +10,7 @@ use std::path::Path;
 use super::catalog::list_segments;
 use super::format::{
     encode_index, padding_record, RecordHeader, RecordKind, Trailer, BLOCK_BYTES, HEADER_LEN,
-    TRAILER_LEN,
+    RECORD_MAGIC, TRAILER_LEN,
 };
 use super::io::StorageIo;
 use super::reader::{read_closed_index, scan};
@@ -87,20 +87,29 @@ pub fn recover_segment(
         action: String::new(),
     };
     let dir = path.parent().unwrap_or(Path::new("."));
-    if scanned.stream.is_none() && !(scanned.valid_end == 0 && scanned.tail_is_zero) {
-        // Bytes that are not a segment we wrote: keep them for inspection,
-        // out of the way of readers.
-        let bad = dir.join(format!("{name}{QUARANTINE_SUFFIX}"));
-        drop(file);
-        io.rename(path, &bad)
-            .map_err(|e| StoreError::io(path, "quarantining unreadable segment", e))?;
-        io.sync_dir(dir)
-            .map_err(|e| StoreError::io(dir, "fsync folder", e))?;
-        report.action = format!(
-            "unreadable ({}); moved aside as {name}{QUARANTINE_SUFFIX}",
-            scanned.stop.unwrap_or_default()
-        );
-        return Ok(Some(report));
+    if scanned.stream.is_none() {
+        let mut first = [0u8; 4];
+        let starts_like_ours = scanned.file_len < 4
+            || (file.read_exact_at(&mut first, 0).is_ok()
+                && (first == RECORD_MAGIC || first == [0; 4]));
+        if !starts_like_ours {
+            // Not a segment we wrote: keep the bytes for inspection, out of
+            // the way of readers.
+            let bad = dir.join(format!("{name}{QUARANTINE_SUFFIX}"));
+            drop(file);
+            io.rename(path, &bad)
+                .map_err(|e| StoreError::io(path, "quarantining unreadable segment", e))?;
+            io.sync_dir(dir)
+                .map_err(|e| StoreError::io(dir, "fsync folder", e))?;
+            report.action = format!(
+                "unreadable ({}); moved aside as {name}{QUARANTINE_SUFFIX}",
+                scanned.stop.unwrap_or_default()
+            );
+            return Ok(Some(report));
+        }
+        // The stream header goes out in the first sync together with the
+        // first frames, so without a valid one no frame was ever durable:
+        // the first sync was cut short.
     }
     if scanned.frames.is_empty() {
         drop(file);
@@ -108,7 +117,11 @@ pub fn recover_segment(
             .map_err(|e| StoreError::io(path, "removing empty segment", e))?;
         io.sync_dir(dir)
             .map_err(|e| StoreError::io(dir, "fsync folder", e))?;
-        report.action = "removed: no frame had been synced".into();
+        report.action = if scanned.stream.is_none() {
+            "removed: cut during its first sync, before any frame was durable".into()
+        } else {
+            "removed: no frame had been synced".into()
+        };
         return Ok(Some(report));
     }
     let index = encode_index(&scanned.frames);

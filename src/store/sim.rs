@@ -45,7 +45,13 @@ struct SimState {
     fail_syncs: Option<io::ErrorKind>,
     /// Number of `sync_data` calls so far (crash points for tests).
     syncs: u64,
+    /// Called after every write, before any sync covers it: the moment a
+    /// power cut can tear that write.
+    on_write: Option<WriteObserver>,
 }
+
+/// See [`SimIo::on_write`].
+pub type WriteObserver = Arc<dyn Fn(&SimIo) + Send + Sync>;
 
 /// How much of the volatile state a simulated power cut keeps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -91,6 +97,12 @@ impl SimIo {
 
     pub fn fail_syncs_with(&self, kind: Option<io::ErrorKind>) {
         self.lock().fail_syncs = kind;
+    }
+
+    /// Calls `observer` after every write (while it is still unsynced), so
+    /// tests can cut the power in the middle of a sync.
+    pub fn on_write(&self, observer: Option<WriteObserver>) {
+        self.lock().on_write = observer;
     }
 
     pub fn sync_count(&self) -> u64 {
@@ -404,6 +416,10 @@ impl SegmentFile for SimHandle {
             .counters
             .bytes_written
             .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        let observer = self.io.lock().on_write.clone();
+        if let Some(observe) = observer {
+            observe(&self.io);
+        }
         Ok(())
     }
 

@@ -138,6 +138,8 @@ pub struct SegmentWriter {
     segments_started: u64,
     last_segment_bytes: Option<u64>,
     warned_no_prealloc: bool,
+    /// Segments dropped after an I/O error, to be closed when I/O works.
+    abandoned: Vec<PathBuf>,
 }
 
 impl SegmentWriter {
@@ -149,6 +151,11 @@ impl SegmentWriter {
     ) -> Result<SegmentWriter, StoreError> {
         io.create_dir_all(&settings.camera_dir)
             .map_err(|e| StoreError::io(&settings.camera_dir, "creating camera folder", e))?;
+        // The folders themselves must survive a power cut too.
+        for dir in settings.camera_dir.ancestors().skip(1).take(2) {
+            io.sync_dir(dir)
+                .map_err(|e| StoreError::io(dir, "fsync folder", e))?;
+        }
         let next_segment_seq = next_sequence(io.as_ref(), &settings.camera_dir)?;
         let next_frame_seq =
             last_frame_seq(io.as_ref(), &settings.camera_dir)?.map_or(0, |s| s + 1);
@@ -165,6 +172,7 @@ impl SegmentWriter {
             segments_started: 0,
             last_segment_bytes: None,
             warned_no_prealloc: false,
+            abandoned: Vec::new(),
         })
     }
 
@@ -280,6 +288,28 @@ impl SegmentWriter {
         if let Some(seg) = self.current.take() {
             self.buf.clear();
             self.forget_open(&seg.path);
+            self.abandoned.push(seg.path);
+        }
+    }
+
+    /// Closes segments abandoned after I/O errors once storage works again,
+    /// so they do not wait for the next start.
+    fn close_abandoned(&mut self) {
+        for path in std::mem::take(&mut self.abandoned) {
+            match super::recovery::recover_segment(self.io.as_ref(), &path) {
+                Ok(Some(r)) => log::info!(
+                    "[{}] closed {} left open by an I/O error: {}",
+                    self.settings.camera_id,
+                    r.segment,
+                    r.action
+                ),
+                Ok(None) => {}
+                Err(e) => log::warn!(
+                    "[{}] {} stays open until the next start: {e}",
+                    self.settings.camera_id,
+                    path.display()
+                ),
+            }
         }
     }
 
@@ -301,6 +331,19 @@ impl SegmentWriter {
                 .io
                 .sync_dir(&self.settings.camera_dir)
                 .map_err(|e| StoreError::io(&self.settings.camera_dir, "fsync folder", e));
+        }
+        // Frames first, index and trailer after: a device that reorders
+        // writes within one flush could otherwise keep a valid trailer over
+        // frame blocks that never landed.
+        if self.buf.len > 0 {
+            let pad = padding_record(seg.buf_start + self.buf.len as u64, BLOCK_BYTES, 0);
+            self.buf.extend(&pad);
+            write_buffer(seg, &self.buf)?;
+            seg.file
+                .sync_data()
+                .map_err(|e| StoreError::io(&seg.path, "fdatasync", e))?;
+            seg.buf_start += self.buf.len as u64;
+            self.buf.clear();
         }
         let index = encode_index(&seg.frames);
         let index_header = RecordHeader::new(
@@ -353,10 +396,18 @@ impl SegmentWriter {
         let seq = self.next_segment_seq;
         let name = segment_file_name(seq, frame.captured.wall_ns);
         let path = self.settings.camera_dir.join(&name);
-        let mut file = self
-            .io
-            .create_new(&path, self.settings.want_direct)
-            .map_err(|e| StoreError::io(&path, "creating segment", e))?;
+        // Registered before it exists, so retention can never see it unlisted.
+        self.open_segments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path.clone());
+        let mut file = match self.io.create_new(&path, self.settings.want_direct) {
+            Ok(f) => f,
+            Err(e) => {
+                self.forget_open(&path);
+                return Err(StoreError::io(&path, "creating segment", e));
+            }
+        };
         self.next_segment_seq += 1;
         let expected = self.expected_segment_bytes(frame);
         if let Err(e) = file.preallocate(expected) {
@@ -411,10 +462,6 @@ impl SegmentWriter {
             self.settings.segment_length_ns
         };
         self.segments_started += 1;
-        self.open_segments
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(path.clone());
         self.status.detail().current_segment = Some(name);
         self.current = Some(OpenSegment {
             path,
@@ -427,6 +474,7 @@ impl SegmentWriter {
             target_length_ns,
             last_sync_mono_ns: now_mono_ns,
         });
+        self.close_abandoned();
         Ok(())
     }
 
