@@ -146,7 +146,10 @@ fn check_image(image: SimIo, durable_frames: u64, written_frames: u64, what: &st
 /// after each append (`check_after_append`) and in the middle of every sync,
 /// after its write was issued and before `fdatasync` returned
 /// (`check_mid_sync`), where torn and lost writes really exist.
-fn record(total: u64, check: Arc<dyn Fn(&SimIo, u64, u64, &str) + Send + Sync>) {
+/// Checks one moment: (live I/O, frames known durable, frames written, phase).
+type MomentCheck = Arc<dyn Fn(&SimIo, u64, u64, &str) + Send + Sync>;
+
+fn record(total: u64, check: MomentCheck) {
     use std::sync::atomic::{AtomicU64, Ordering};
     let sim = SimIo::default();
     let durable = Arc::new(AtomicU64::new(0));
