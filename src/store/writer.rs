@@ -251,17 +251,7 @@ impl SegmentWriter {
             return Ok(());
         };
         if self.buf.len > 0 {
-            let pad = padding_record(seg.buf_start + self.buf.len as u64, BLOCK_BYTES, 0);
-            self.buf.extend(&pad);
-            write_buffer(seg, &self.buf)?;
-            seg.file
-                .sync_data()
-                .map_err(|e| StoreError::io(&seg.path, "fdatasync", e))?;
-            if !seg.file.is_direct() {
-                seg.file.drop_cache(seg.buf_start, self.buf.len as u64);
-            }
-            seg.buf_start += self.buf.len as u64;
-            self.buf.clear();
+            sync_buffer(seg, &mut self.buf)?;
             self.status.syncs.fetch_add(1, Ordering::Relaxed);
             self.status
                 .last_sync_mono_ns
@@ -336,14 +326,7 @@ impl SegmentWriter {
         // writes within one flush could otherwise keep a valid trailer over
         // frame blocks that never landed.
         if self.buf.len > 0 {
-            let pad = padding_record(seg.buf_start + self.buf.len as u64, BLOCK_BYTES, 0);
-            self.buf.extend(&pad);
-            write_buffer(seg, &self.buf)?;
-            seg.file
-                .sync_data()
-                .map_err(|e| StoreError::io(&seg.path, "fdatasync", e))?;
-            seg.buf_start += self.buf.len as u64;
-            self.buf.clear();
+            sync_buffer(seg, &mut self.buf)?;
         }
         let index = encode_index(&seg.frames);
         let index_header = RecordHeader::new(
@@ -500,6 +483,23 @@ impl Drop for SegmentWriter {
             }
         }
     }
+}
+
+/// Pads the buffered records to a whole block, writes them at `buf_start`,
+/// fdatasyncs, and moves `buf_start` past them.
+fn sync_buffer(seg: &mut OpenSegment, buf: &mut AlignedBuf) -> Result<(), StoreError> {
+    let pad = padding_record(seg.buf_start + buf.len as u64, BLOCK_BYTES, 0);
+    buf.extend(&pad);
+    write_buffer(seg, buf)?;
+    seg.file
+        .sync_data()
+        .map_err(|e| StoreError::io(&seg.path, "fdatasync", e))?;
+    if !seg.file.is_direct() {
+        seg.file.drop_cache(seg.buf_start, buf.len as u64);
+    }
+    seg.buf_start += buf.len as u64;
+    buf.clear();
+    Ok(())
 }
 
 fn write_buffer(seg: &mut OpenSegment, buf: &AlignedBuf) -> Result<(), StoreError> {
