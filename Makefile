@@ -1,6 +1,8 @@
 # dashvault: build, run and test. `make run` records the built-in test camera
 # and `make test` runs every test; both install what a fresh Debian lacks.
 
+SHELL := /bin/bash
+
 CARGO ?= cargo
 APT_PACKAGES := build-essential pkg-config nasm ffmpeg libjpeg-turbo-progs
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -11,7 +13,8 @@ run: deps
 	$(CARGO) run --release -- run
 
 test: deps
-	$(CARGO) test --release
+	@mkdir -p target
+	$(CARGO) test --release --lib --bins --tests 2>&1 | tee target/test-output.txt; exit $${PIPESTATUS[0]}
 
 bench: deps
 	$(CARGO) bench --bench encode
