@@ -61,6 +61,28 @@ fn writer(dir: &Path, io: Arc<dyn StorageIo>, segment_s: u64) -> SegmentWriter {
     .unwrap()
 }
 
+/// Appends `count` frames at 30 fps on a simulated clock; returns payload bytes.
+fn append_frames(w: &mut SegmentWriter, jpegs: &[Arc<[u8]>], count: u64) -> u64 {
+    let mut payload = 0;
+    for n in 0..count {
+        let jpeg = jpegs[n as usize % jpegs.len()].clone();
+        payload += jpeg.len() as u64;
+        let t = n * 33_333_333;
+        let f = EncodedFrame {
+            jpeg,
+            width: W,
+            height: H,
+            captured: CaptureTime {
+                mono_ns: t,
+                wall_ns: t as i64,
+            },
+            flags: 0,
+        };
+        w.append(&f, t).unwrap();
+    }
+    payload
+}
+
 fn pipeline_fps(threads: u8) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let mut cam = CameraConfig::synthetic("front");
@@ -116,24 +138,8 @@ fn write_amplification(jpegs: &[Arc<[u8]>]) -> (f64, u64) {
     let dir = tempfile::tempdir().unwrap();
     let io = Arc::new(RealIo::new());
     let mut w = writer(dir.path(), io.clone(), 60);
-    let mut payload = 0u64;
     // 120 s of 720p30 on a simulated clock: two full segments.
-    for n in 0..3600u64 {
-        let jpeg = jpegs[n as usize % jpegs.len()].clone();
-        payload += jpeg.len() as u64;
-        let t = n * 33_333_333;
-        let f = EncodedFrame {
-            jpeg,
-            width: W,
-            height: H,
-            captured: CaptureTime {
-                mono_ns: t,
-                wall_ns: t as i64,
-            },
-            flags: 0,
-        };
-        w.append(&f, t).unwrap();
-    }
+    let payload = append_frames(&mut w, jpegs, 3600);
     w.close().unwrap();
     let written = io.counters().bytes_written();
     (written as f64 / payload as f64, payload / 3600)
@@ -143,20 +149,7 @@ fn recovery_vs_read(jpegs: &[Arc<[u8]>]) -> (Duration, Duration, u64) {
     let dir = tempfile::tempdir().unwrap();
     let io = Arc::new(RealIo::new());
     let mut w = writer(dir.path(), io.clone(), 61);
-    for n in 0..1800u64 {
-        let t = n * 33_333_333;
-        let f = EncodedFrame {
-            jpeg: jpegs[n as usize % jpegs.len()].clone(),
-            width: W,
-            height: H,
-            captured: CaptureTime {
-                mono_ns: t,
-                wall_ns: t as i64,
-            },
-            flags: 0,
-        };
-        w.append(&f, t).unwrap();
-    }
+    append_frames(&mut w, jpegs, 1800);
     w.sync(u64::MAX / 2).unwrap();
     let path = w.current_path().unwrap().to_path_buf();
     w.abandon();

@@ -242,8 +242,8 @@ fn every_synced_frame_survives_a_cut_at_every_append_and_inside_every_sync() {
     );
 }
 
-#[test]
-fn zero_filled_preallocated_tail_is_trimmed_not_served() {
+/// A segment of `frames` frames, all synced, still open.
+fn synced_segment(frames: u64) -> (SimIo, SegmentWriter) {
     let sim = SimIo::default();
     let io: Arc<dyn StorageIo> = Arc::new(sim.clone());
     let mut w = SegmentWriter::new(
@@ -253,11 +253,17 @@ fn zero_filled_preallocated_tail_is_trimmed_not_served() {
         Default::default(),
     )
     .unwrap();
-    for n in 0..20 {
+    for n in 0..frames {
         let f = frame(n);
         w.append(&f, f.captured.mono_ns).unwrap();
     }
     w.sync(u64::MAX / 2).unwrap();
+    (sim, w)
+}
+
+#[test]
+fn zero_filled_preallocated_tail_is_trimmed_not_served() {
+    let (sim, _writer) = synced_segment(20);
     let image = sim.crash_image(CrashCut::default());
     let len_before = list_all(&image, &data_dir()).unwrap()[0].len;
     let reports = recover_camera(&image, &data_dir(), "front").unwrap();
@@ -272,20 +278,7 @@ fn zero_filled_preallocated_tail_is_trimmed_not_served() {
 
 #[test]
 fn garbage_after_the_last_record_is_cut_and_reported() {
-    let sim = SimIo::default();
-    let io: Arc<dyn StorageIo> = Arc::new(sim.clone());
-    let mut w = SegmentWriter::new(
-        io,
-        settings(10.0),
-        CameraStatus::new("front"),
-        Default::default(),
-    )
-    .unwrap();
-    for n in 0..10 {
-        let f = frame(n);
-        w.append(&f, f.captured.mono_ns).unwrap();
-    }
-    w.sync(u64::MAX / 2).unwrap();
+    let (sim, mut w) = synced_segment(10);
     let path = w.current_path().unwrap().to_path_buf();
     w.abandon();
     drop(w);
