@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod format;
 pub mod io;
+pub mod query;
 pub mod reader;
 pub mod recovery;
 pub mod retention;

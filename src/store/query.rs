@@ -1,0 +1,239 @@
+//! Finding stored frames by wall-clock time, for the timeline, playback and
+//! export.
+//!
+//! Segment names carry the wall time of their first frame (to the second), so
+//! only segments whose name could overlap a range are opened. A segment that
+//! cannot be read is reported in `problems` and skipped, never served.
+//! Readers keep their file open, so a segment that retention deletes while it
+//! is being streamed stays readable until the reader is dropped.
+
+use std::ops::Range;
+use std::path::Path;
+
+use super::catalog::{list_segments, SegmentEntry};
+use super::format::IndexEntry;
+use super::io::StorageIo;
+use super::reader::SegmentReader;
+use super::StoreError;
+
+const NS_PER_S: i64 = 1_000_000_000;
+
+/// A segment opened for a query, and which of its frames fall in the range.
+pub struct RangeSegment {
+    pub entry: SegmentEntry,
+    pub reader: SegmentReader,
+    /// Indexes into `reader.frames`.
+    pub frames: Range<usize>,
+}
+
+impl RangeSegment {
+    pub fn entries(&self) -> &[IndexEntry] {
+        &self.reader.frames[self.frames.clone()]
+    }
+}
+
+/// The frames of one camera in a wall-clock range, oldest segment first.
+pub struct FrameRange {
+    pub camera: String,
+    pub segments: Vec<RangeSegment>,
+    /// One line per segment that was skipped because it could not be read.
+    pub problems: Vec<String>,
+}
+
+impl FrameRange {
+    pub fn frame_count(&self) -> usize {
+        self.segments.iter().map(|s| s.frames.len()).sum()
+    }
+
+    /// Every frame in order, with the segment it lives in.
+    pub fn frames(&self) -> impl Iterator<Item = (&RangeSegment, usize, &IndexEntry)> {
+        self.segments
+            .iter()
+            .flat_map(|s| s.frames.clone().map(move |i| (s, i, &s.reader.frames[i])))
+    }
+}
+
+/// Wall time of the first frame as written in the name, in ns (whole seconds).
+pub fn label_start_ns(entry: &SegmentEntry) -> Option<i64> {
+    let l = entry.start_label();
+    if l.len() != 16 {
+        return None;
+    }
+    let rfc = format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &l[0..4],
+        &l[4..6],
+        &l[6..8],
+        &l[9..11],
+        &l[11..13],
+        &l[13..15]
+    );
+    crate::clock::parse_rfc3339(&rfc).ok()
+}
+
+/// Segments whose name says they may hold frames in `[from_ns, to_ns)`.
+/// A segment runs until the next one starts; names are rounded down to the
+/// second, hence the one-second slack. Unparseable names are kept (opened to
+/// find out).
+pub fn candidate_segments(segments: &[SegmentEntry], from_ns: i64, to_ns: i64) -> Vec<usize> {
+    let starts: Vec<Option<i64>> = segments.iter().map(label_start_ns).collect();
+    (0..segments.len())
+        .filter(|&i| {
+            let starts_before_end = starts[i].map_or(true, |s| s < to_ns);
+            let next_start = starts.get(i + 1).copied().flatten();
+            let ends_after_start = next_start.map_or(true, |n| n + NS_PER_S > from_ns);
+            starts_before_end && ends_after_start
+        })
+        .collect()
+}
+
+/// Indexes of the frames with `from_ns <= wall < to_ns`. Frames are in capture
+/// order; if the wall clock was stepped inside a segment, the span from the
+/// first to the last matching frame is taken.
+fn frames_in(frames: &[IndexEntry], from_ns: i64, to_ns: i64) -> Range<usize> {
+    let inside = |f: &IndexEntry| f.wall_ns >= from_ns && f.wall_ns < to_ns;
+    match (
+        frames.iter().position(inside),
+        frames.iter().rposition(inside),
+    ) {
+        (Some(a), Some(b)) => a..b + 1,
+        _ => 0..0,
+    }
+}
+
+/// Opens the frames of `camera` with wall time in `[from_ns, to_ns)`.
+pub fn open_range(
+    io: &dyn StorageIo,
+    data_dir: &Path,
+    camera: &str,
+    from_ns: i64,
+    to_ns: i64,
+) -> Result<FrameRange, StoreError> {
+    let (segments, _) = list_segments(io, data_dir, camera)?;
+    let mut out = FrameRange {
+        camera: camera.to_string(),
+        segments: Vec::new(),
+        problems: Vec::new(),
+    };
+    for i in candidate_segments(&segments, from_ns, to_ns) {
+        let entry = segments[i].clone();
+        let reader = match SegmentReader::open(io, &entry.path) {
+            Ok(r) => r,
+            Err(e) => {
+                log::warn!("[{camera}] skipping unreadable segment: {e}");
+                out.problems.push(e.to_string());
+                continue;
+            }
+        };
+        let frames = frames_in(&reader.frames, from_ns, to_ns);
+        if !frames.is_empty() {
+            out.segments.push(RangeSegment {
+                entry,
+                reader,
+                frames,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The stored frame of `camera` whose wall time is nearest `at_ns`, looking
+/// at most `window_ns` either side.
+pub fn nearest_frame(
+    io: &dyn StorageIo,
+    data_dir: &Path,
+    camera: &str,
+    at_ns: i64,
+    window_ns: i64,
+) -> Result<Option<(RangeSegment, usize)>, StoreError> {
+    let range = open_range(
+        io,
+        data_dir,
+        camera,
+        at_ns.saturating_sub(window_ns),
+        at_ns.saturating_add(window_ns),
+    )?;
+    let best = range
+        .frames()
+        .min_by_key(|(_, _, f)| f.wall_ns.abs_diff(at_ns))
+        .map(|(s, i, _)| (s.entry.clone(), i));
+    let Some((entry, index)) = best else {
+        return Ok(None);
+    };
+    let seg = range
+        .segments
+        .into_iter()
+        .find(|s| s.entry == entry)
+        .expect("the best frame came from one of these segments");
+    Ok(Some((seg, index)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::parse_rfc3339;
+
+    fn entry(seq: u64, label: &str) -> SegmentEntry {
+        SegmentEntry {
+            camera: "c".into(),
+            seq,
+            name: format!("{seq:012}_{label}.dvr"),
+            path: format!("/x/{seq:012}_{label}.dvr").into(),
+            len: 1,
+            protected: false,
+        }
+    }
+
+    fn t(s: &str) -> i64 {
+        parse_rfc3339(s).unwrap()
+    }
+
+    #[test]
+    fn label_parses_to_the_named_second() {
+        let e = entry(1, "20261120T100000Z");
+        assert_eq!(label_start_ns(&e), Some(t("2026-11-20T10:00:00Z")));
+        assert_eq!(label_start_ns(&entry(1, "garbage")), None);
+    }
+
+    #[test]
+    fn candidates_are_the_segments_overlapping_the_range() {
+        let segs = vec![
+            entry(1, "20261120T100000Z"),
+            entry(2, "20261120T100100Z"),
+            entry(3, "20261120T100200Z"),
+            entry(4, "20261120T100300Z"),
+        ];
+        // Inside the second segment only.
+        let c = candidate_segments(&segs, t("2026-11-20T10:01:10Z"), t("2026-11-20T10:01:20Z"));
+        assert_eq!(c, vec![1]);
+        // Spanning two boundaries.
+        let c = candidate_segments(&segs, t("2026-11-20T10:00:30Z"), t("2026-11-20T10:02:30Z"));
+        assert_eq!(c, vec![0, 1, 2]);
+        // The last segment has no known end.
+        let c = candidate_segments(&segs, t("2026-11-20T11:00:00Z"), t("2026-11-20T12:00:00Z"));
+        assert_eq!(c, vec![3]);
+        // Before everything.
+        let c = candidate_segments(&segs, t("2026-11-20T09:00:00Z"), t("2026-11-20T09:30:00Z"));
+        assert!(c.is_empty());
+        // A start within the second a name was rounded down to keeps the segment before it.
+        let from = t("2026-11-20T10:01:00.5Z");
+        let c = candidate_segments(&segs, from, from + NS_PER_S);
+        assert_eq!(c, vec![0, 1]);
+    }
+
+    #[test]
+    fn frames_in_range_are_half_open() {
+        let f = |wall_ns| IndexEntry {
+            offset: 0,
+            payload_len: 1,
+            flags: 0,
+            seq: 0,
+            mono_ns: 0,
+            wall_ns,
+        };
+        let frames: Vec<_> = [10, 20, 30, 40].into_iter().map(f).collect();
+        assert_eq!(frames_in(&frames, 20, 40), 1..3);
+        assert_eq!(frames_in(&frames, 0, 100), 0..4);
+        assert_eq!(frames_in(&frames, 41, 100), 0..0);
+    }
+}
