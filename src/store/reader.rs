@@ -3,6 +3,7 @@
 //! frame handed out has had both CRCs checked, so nothing torn or corrupt is
 //! ever served as video.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use super::format::{
@@ -289,5 +290,135 @@ impl SegmentReader {
         h.check_payload(&rec[HEADER_LEN..]).map_err(bad)?;
         rec.drain(..HEADER_LEN);
         Ok(rec)
+    }
+
+    /// Bytes from the start of the first record of `frames` to the end of
+    /// the last: what [`read_run`](SegmentReader::read_run) reads for them.
+    pub fn run_bytes(&self, frames: Range<usize>) -> u64 {
+        match (
+            self.frames.get(frames.start),
+            frames.end.checked_sub(1).and_then(|l| self.frames.get(l)),
+        ) {
+            (Some(first), Some(last)) if frames.start < frames.end => {
+                (last.offset + HEADER_LEN as u64 + last.payload_len as u64)
+                    .saturating_sub(first.offset)
+            }
+            _ => 0,
+        }
+    }
+
+    /// Reads the records of frames `frames` (consecutive indexes) with one
+    /// positional read into `buf`, and checks each one as [`read_frame`]
+    /// does, plus that its frame number matches the index. Nothing of the
+    /// run is returned unless every frame in it checks.
+    ///
+    /// [`read_frame`]: SegmentReader::read_frame
+    pub fn read_run<'a>(
+        &'a self,
+        frames: Range<usize>,
+        buf: &'a mut Vec<u8>,
+    ) -> Result<FrameRun<'a>, StoreError> {
+        let entries = self
+            .frames
+            .get(frames.clone())
+            .ok_or_else(|| StoreError::Invalid {
+                path: self.path.clone(),
+                message: format!(
+                    "frames {}..{} out of range ({} frames)",
+                    frames.start,
+                    frames.end,
+                    self.frames.len()
+                ),
+            })?;
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            buf.clear();
+            return Ok(FrameRun {
+                entries,
+                base: 0,
+                bytes: buf,
+            });
+        };
+        let base = first.offset;
+        let end = last.offset + HEADER_LEN as u64 + last.payload_len as u64;
+        if end < base {
+            return Err(StoreError::Invalid {
+                path: self.path.clone(),
+                message: format!(
+                    "index entries {}..{} are out of order",
+                    frames.start, frames.end
+                ),
+            });
+        }
+        buf.resize((end - base) as usize, 0);
+        self.file
+            .read_exact_at(buf, base)
+            .map_err(|e| StoreError::io(&self.path, "reading frames", e))?;
+        for (k, entry) in entries.iter().enumerate() {
+            let bad = |source| StoreError::Format {
+                path: self.path.clone(),
+                offset: entry.offset,
+                source,
+            };
+            let at = entry
+                .offset
+                .checked_sub(base)
+                .map(|a| a as usize)
+                .filter(|a| a + HEADER_LEN + entry.payload_len as usize <= buf.len())
+                .ok_or_else(|| StoreError::Invalid {
+                    path: self.path.clone(),
+                    message: format!(
+                        "index entry {} (byte {}) is out of order",
+                        frames.start + k,
+                        entry.offset
+                    ),
+                })?;
+            let h = RecordHeader::decode(&buf[at..at + HEADER_LEN]).map_err(bad)?;
+            if h.kind != RecordKind::Frame
+                || h.payload_len != entry.payload_len
+                || h.seq != entry.seq
+            {
+                return Err(StoreError::Invalid {
+                    path: self.path.clone(),
+                    message: format!(
+                        "byte {}: record does not match index entry {} (frame {})",
+                        entry.offset,
+                        frames.start + k,
+                        entry.seq
+                    ),
+                });
+            }
+            let payload = &buf[at + HEADER_LEN..at + HEADER_LEN + entry.payload_len as usize];
+            h.check_payload(payload).map_err(bad)?;
+        }
+        Ok(FrameRun {
+            entries,
+            base,
+            bytes: buf,
+        })
+    }
+}
+
+/// Frames read by [`SegmentReader::read_run`], every CRC checked.
+pub struct FrameRun<'a> {
+    entries: &'a [IndexEntry],
+    /// File offset of `bytes[0]`.
+    base: u64,
+    bytes: &'a [u8],
+}
+
+impl FrameRun<'_> {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The JPEG of the `k`-th frame of the run.
+    pub fn payload(&self, k: usize) -> &[u8] {
+        let e = &self.entries[k];
+        let at = (e.offset - self.base) as usize + HEADER_LEN;
+        &self.bytes[at..at + e.payload_len as usize]
     }
 }
