@@ -422,3 +422,101 @@ impl FrameRun<'_> {
         &self.bytes[at..at + e.payload_len as usize]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::frame::CaptureTime;
+    use crate::status::CameraStatus;
+    use crate::store::sim::SimIo;
+    use crate::store::writer::{EncodedFrame, SegmentWriter, WriterSettings};
+    use crate::store::FormatError;
+
+    const INTERVAL_NS: u64 = 33_333_333;
+
+    fn payload(n: u64) -> Vec<u8> {
+        (0..100 + n as usize * 37)
+            .map(|i| (i as u64 * 7 + n) as u8)
+            .collect()
+    }
+
+    /// One closed segment of `frames` frames on simulated storage.
+    fn segment(frames: u64) -> (SimIo, PathBuf) {
+        let sim = SimIo::default();
+        let io: Arc<dyn StorageIo> = Arc::new(sim.clone());
+        let settings = WriterSettings {
+            camera_id: "c".into(),
+            camera_dir: PathBuf::from("/d/recordings/c"),
+            fps_milli: 30_000,
+            segment_length_ns: 60_000_000_000,
+            first_segment_length_ns: 60_000_000_000,
+            sync_interval_ns: 100_000_000,
+            want_direct: true,
+            boot_id: [1; 16],
+        };
+        let mut w =
+            SegmentWriter::new(io, settings, CameraStatus::new("c"), Default::default()).unwrap();
+        for n in 0..frames {
+            let t = n * INTERVAL_NS;
+            let frame = EncodedFrame {
+                jpeg: payload(n).into(),
+                width: 8,
+                height: 8,
+                captured: CaptureTime {
+                    mono_ns: t,
+                    wall_ns: t as i64,
+                },
+                flags: 0,
+            };
+            w.append(&frame, t).unwrap();
+        }
+        w.close().unwrap();
+        let path = sim
+            .live_files()
+            .into_iter()
+            .find(|p| p.extension().is_some_and(|e| e == "dvr"))
+            .unwrap();
+        (sim, path)
+    }
+
+    #[test]
+    fn a_run_reads_the_same_payloads_as_single_frames() {
+        let (sim, path) = segment(40);
+        let reader = SegmentReader::open(&sim, &path).unwrap();
+        let mut buf = Vec::new();
+        let run = reader.read_run(3..17, &mut buf).unwrap();
+        assert_eq!(run.len(), 14);
+        for k in 0..run.len() {
+            assert_eq!(run.payload(k), reader.read_frame(3 + k).unwrap());
+            assert_eq!(run.payload(k), payload(3 + k as u64));
+        }
+        assert_eq!(buf.len() as u64, reader.run_bytes(3..17));
+        assert!(reader.read_run(5..5, &mut buf).unwrap().is_empty());
+        assert_eq!(reader.run_bytes(5..5), 0);
+        assert!(reader.read_run(30..41, &mut buf).is_err());
+    }
+
+    #[test]
+    fn a_damaged_frame_fails_its_run_naming_the_offset() {
+        let (sim, path) = segment(20);
+        let offset = SegmentReader::open(&sim, &path).unwrap().frames[10].offset;
+        let mut bytes = sim.contents(&path).unwrap();
+        bytes[offset as usize + HEADER_LEN + 50] ^= 0x01;
+        sim.put_durable(&path, bytes);
+        let reader = SegmentReader::open(&sim, &path).unwrap();
+        let mut buf = Vec::new();
+        match reader.read_run(5..15, &mut buf) {
+            Err(StoreError::Format {
+                offset: at,
+                source: FormatError::PayloadCrc { .. },
+                ..
+            }) => assert_eq!(at, offset),
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("a damaged frame was served"),
+        }
+        // Runs that do not include it still read.
+        assert_eq!(reader.read_run(11..20, &mut buf).unwrap().len(), 9);
+    }
+}
