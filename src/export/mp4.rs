@@ -589,4 +589,47 @@ mod tests {
         assert_eq!(be32(&mdhd[12..16]), TIMESCALE);
         assert_eq!(be32(&mdhd[16..20]), 8999);
     }
+
+    #[test]
+    fn long_movies_use_version_1_times() {
+        let track = |durations: Vec<u32>| Track {
+            id: 1,
+            media: TrackMedia::Jpeg {
+                sizes: vec![(64, 48)],
+            },
+            sizes: vec![1; durations.len()],
+            chunks: vec![Chunk {
+                samples: durations.len() as u32,
+                description: 1,
+                body_offset: 0,
+            }],
+            durations,
+        };
+        let version = |durations: Vec<u32>, path: &[&[u8; 4]]| {
+            let mut w = BoxWriter::default();
+            write_moov(
+                &mut w,
+                &Movie {
+                    tracks: &[track(durations)],
+                    start_wall_ns: 1_800_000_000_000_000_000,
+                    body_start: 0,
+                    co64: false,
+                },
+            );
+            let body = find_boxes(&w.buf, path)[0].clone();
+            (w.buf[body.start], w.buf[body.clone()].to_vec())
+        };
+        let mvhd: &[&[u8; 4]] = &[b"moov", b"mvhd"];
+        let mdhd: &[&[u8; 4]] = &[b"moov", b"trak", b"mdia", b"mdhd"];
+        assert_eq!(version(vec![3000; 10], mvhd).0, 0);
+        let (v, body) = version(vec![u32::MAX, 2], mvhd);
+        assert_eq!(v, 1);
+        // version/flags, creation, modification, timescale, then 64-bit duration.
+        assert_eq!(&body[24..32], &(u32::MAX as u64 + 2).to_be_bytes());
+        assert_eq!(version(vec![u32::MAX, 2], mdhd).0, 1);
+        assert_eq!(
+            version(vec![u32::MAX, 2], &[b"moov", b"trak", b"tkhd"]).0,
+            1
+        );
+    }
 }
