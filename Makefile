@@ -19,6 +19,7 @@ test: deps
 bench: deps
 	$(CARGO) bench --bench encode
 	$(CARGO) bench --bench store
+	$(CARGO) bench --bench export
 
 lint:
 	$(CARGO) fmt --all -- --check
