@@ -40,6 +40,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         .config
         .or_else(|| std::env::var_os("DASHVAULT_CONFIG").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    raise_open_file_limit();
     match cli.command {
         Command::Run(args) => run::run(&config_path, args),
         Command::Verify(args) => verify::run(&config_path, args),
@@ -65,4 +66,23 @@ pub fn data_dir_for(config_path: &Path, explicit: Option<PathBuf>) -> PathBuf {
         }
     };
     config.resolved_data_dir(config_path)
+}
+
+/// Long exports and timelines keep one descriptor per segment open (so
+/// retention cannot pull a file from under a download); the soft limit of
+/// 1024 is too low for a day of one-minute segments, so take the hard limit.
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write `lim`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                log::debug!("cannot raise the open-file limit");
+            }
+        }
+    }
 }

@@ -143,6 +143,12 @@ pub const ROUTES: &[Route] = &[
     ),
     route("GET", "/api/frame", Access::Token, stream::recorded_frame),
     route("GET", "/api/playback", Access::Token, stream::playback),
+    route(
+        "GET",
+        "/api/export.mp4",
+        Access::Token,
+        super::export::export_mp4,
+    ),
     route("GET", "/api/config", Access::Token, config),
     route("GET", "/api/auth/token", Access::Token, token),
 ];

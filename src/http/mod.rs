@@ -1,10 +1,12 @@
 //! The dashboard and JSON API: a bounded HTTP server (`server`), token and
 //! session checks (`auth`), the routes (`api`), live and playback streams
-//! (`stream`), and the embedded dashboard files (`assets`).
+//! (`stream`), MP4 export with byte ranges (`export`), and the embedded
+//! dashboard files (`assets`).
 
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod export;
 pub mod server;
 pub mod stream;
 

@@ -1,0 +1,140 @@
+//! `GET`/`HEAD /api/export.mp4?camera=&from=&to=`: an MP4 built on the fly
+//! from stored frames, with its length known up front, byte ranges, a strong
+//! ETag and a file name naming camera and range.
+
+use crate::export::{ExportError, ExportOptions, Mp4Export};
+
+use super::api::{time_param, ApiContext, ApiError};
+use super::server::{Body, Request, Response};
+
+/// A byte range asked for with `Range:`, resolved against the length.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ByteRange {
+    /// No usable range: send everything.
+    Whole,
+    /// `[start, end)`.
+    Part(u64, u64),
+    Unsatisfiable,
+}
+
+/// Parses a single `bytes=` range (`a-b`, `a-`, `-n`). Several ranges, or
+/// other units, are answered with the whole body, which HTTP allows.
+pub fn parse_range(header: Option<&str>, len: u64) -> ByteRange {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return ByteRange::Whole;
+    };
+    if spec.contains(',') {
+        return ByteRange::Whole;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return ByteRange::Whole;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let number = |s: &str| s.parse::<u64>().ok();
+    let (start, end) = match (a.is_empty(), b.is_empty()) {
+        // Suffix: the last n bytes.
+        (true, false) => match number(b) {
+            Some(0) => return ByteRange::Unsatisfiable,
+            Some(n) => (len.saturating_sub(n), len),
+            None => return ByteRange::Whole,
+        },
+        (false, true) => match number(a) {
+            Some(s) => (s, len),
+            None => return ByteRange::Whole,
+        },
+        (false, false) => match (number(a), number(b)) {
+            (Some(s), Some(e)) if e >= s => (s, (e + 1).min(len)),
+            _ => return ByteRange::Whole,
+        },
+        (true, true) => return ByteRange::Whole,
+    };
+    if start >= len {
+        ByteRange::Unsatisfiable
+    } else {
+        ByteRange::Part(start, end)
+    }
+}
+
+fn export_error(e: ExportError) -> ApiError {
+    match e {
+        ExportError::NoFootage { .. } => ApiError::NotFound(e.to_string()),
+        ExportError::BadTimeRange { .. } | ExportError::TooManyFrames { .. } => {
+            ApiError::BadRequest(e.to_string())
+        }
+        ExportError::BadByteRange { len, .. } => ApiError::RangeNotSatisfiable { len },
+        other => {
+            log::error!("export: {other}");
+            ApiError::Internal(other.to_string())
+        }
+    }
+}
+
+pub fn export_mp4(ctx: &ApiContext, req: &Request) -> Result<Response, ApiError> {
+    let camera = ctx.camera_param(req, false)?;
+    let from =
+        time_param(req, "from")?.ok_or_else(|| ApiError::BadRequest("from: missing".into()))?;
+    let to = time_param(req, "to")?.ok_or_else(|| ApiError::BadRequest("to: missing".into()))?;
+    let options = ExportOptions {
+        time_track: req.param("time_track") != Some("0"),
+    };
+    let export = Mp4Export::open(ctx.io.as_ref(), &ctx.data_dir, &camera, from, to, options)
+        .map_err(export_error)?;
+    let len = export.len();
+    let etag = export.etag();
+    let disposition = format!("attachment; filename=\"{}\"", export.file_name());
+    if req
+        .header("if-none-match")
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
+    {
+        return Ok(Response::new(304, "video/mp4", Body::Empty).with_header("ETag", etag));
+    }
+    // A resumed download whose file has changed gets the whole new file.
+    let range_header = match req.header("if-range") {
+        Some(v) if v.trim() != etag => None,
+        _ => req.header("range"),
+    };
+    let (status, start, end) = match parse_range(range_header, len) {
+        ByteRange::Whole => (200, 0, len),
+        ByteRange::Part(s, e) => (206, s, e),
+        ByteRange::Unsatisfiable => return Err(ApiError::RangeNotSatisfiable { len }),
+    };
+    let body = Body::Sized {
+        len: end - start,
+        write: Box::new(move |out| {
+            export
+                .write_range(start, end, out)
+                .map_err(std::io::Error::other)
+        }),
+    };
+    let mut r = Response::new(status, "video/mp4", body)
+        .with_header("Accept-Ranges", "bytes")
+        .with_header("ETag", etag)
+        .with_header("Content-Disposition", disposition)
+        .with_header("Cache-Control", "private, no-transform");
+    if status == 206 {
+        r = r.with_header("Content-Range", format!("bytes {start}-{}/{len}", end - 1));
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_resolve_against_the_length() {
+        let p = |h: &str| parse_range(Some(h), 1000);
+        assert_eq!(parse_range(None, 1000), ByteRange::Whole);
+        assert_eq!(p("bytes=0-99"), ByteRange::Part(0, 100));
+        assert_eq!(p("bytes=900-"), ByteRange::Part(900, 1000));
+        assert_eq!(p("bytes=-100"), ByteRange::Part(900, 1000));
+        assert_eq!(p("bytes=-5000"), ByteRange::Part(0, 1000));
+        assert_eq!(p("bytes=990-5000"), ByteRange::Part(990, 1000));
+        assert_eq!(p("bytes=1000-"), ByteRange::Unsatisfiable);
+        assert_eq!(p("bytes=-0"), ByteRange::Unsatisfiable);
+        assert_eq!(p("bytes=5-1"), ByteRange::Whole);
+        assert_eq!(p("bytes=0-1,5-9"), ByteRange::Whole);
+        assert_eq!(p("items=0-1"), ByteRange::Whole);
+        assert_eq!(p("bytes=x-y"), ByteRange::Whole);
+    }
+}
