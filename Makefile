@@ -20,6 +20,7 @@ bench: deps
 	$(CARGO) bench --bench encode
 	$(CARGO) bench --bench store
 	$(CARGO) bench --bench export
+	$(CARGO) bench --bench http
 
 lint:
 	$(CARGO) fmt --all -- --check
