@@ -1162,10 +1162,9 @@
     const shown = segs.slice(0, SEGMENT_LIST_MAX);
     list.replaceChildren(...shown.map((s) => {
       const okTimes = Number.isFinite(s.startMs) && Number.isFinite(s.endMs);
-      const when = okTimes
-        ? fmtDate(s.startMs) + ' ' + fmtHMS(s.startMs) + '–' + fmtHMS(s.endMs) + ' UTC'
-        : s.name;
+      const when = okTimes ? fmtHMS(s.startMs) + '–' + fmtHMS(s.endMs) + ' UTC' : s.name;
       const meta = [
+        okTimes ? fmtDate(s.startMs) : null,
         okTimes ? fmtDuration(s.endMs - s.startMs) : null,
         num(s.frames) !== null ? s.frames + ' frames' : null,
         num(s.bytes) !== null ? fmtBytes(s.bytes) : null,
@@ -1175,7 +1174,8 @@
           h('div', { class: 'seg-time' }, when,
             s.closed === false ? h('span', { class: 'badge rec' }, 'recording') : null,
             s.protected ? h('span', { class: 'badge lock' }, 'protected') : null),
-          h('div', { class: 'seg-meta' }, meta, meta ? ' · ' : '', h('span', { class: 'mono' }, s.name))),
+          h('div', { class: 'seg-meta' }, meta),
+          h('div', { class: 'seg-meta mono' }, s.name)),
         okTimes ? h('button', { type: 'button', class: 'button small', 'aria-label': 'Play segment from ' + fmtHMS(s.startMs) + ' UTC',
           onclick: () => { openPlayer(camera); play(s.startMs); $('player').scrollIntoView({ behavior: 'smooth', block: 'start' }); } }, 'Play') : null,
         h('a', { class: 'button small', href: '/api/video/download?camera=' + enc(camera) + '&name=' + enc(s.name),
