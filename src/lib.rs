@@ -19,6 +19,8 @@ pub mod clock;
 pub mod config;
 pub mod encode;
 pub mod frame;
+pub mod http;
+pub mod live;
 pub mod recorder;
 pub mod status;
 pub mod store;

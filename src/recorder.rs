@@ -19,6 +19,7 @@ use crate::clock::Clock;
 use crate::config::{CameraConfig, Config};
 use crate::encode::{EncoderSettings, JpegEncoder};
 use crate::frame::VideoFrame;
+use crate::live::{LiveHub, LiveSlot};
 use crate::status::{CameraStatus, DropReason, Status};
 use crate::store::io::StorageIo;
 use crate::store::recovery::recover_camera;
@@ -51,6 +52,8 @@ pub struct Recorder {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     pub status: Arc<Status>,
+    /// The newest frame of every camera, for live viewers.
+    pub live: Arc<LiveHub>,
 }
 
 /// Everything a recorder needs from outside, so tests can substitute any part.
@@ -83,6 +86,7 @@ impl Recorder {
                 .collect(),
             ..Status::default()
         });
+        let live = Arc::new(LiveHub::new(sources.iter().map(|(c, _)| c.id.as_str())));
         io.create_dir_all(&crate::store::recordings_dir(&data_dir))
             .map_err(|e| StoreError::io(&data_dir, "creating the data folder", e))?;
         // Every camera folder is recovered, including cameras no longer configured.
@@ -92,13 +96,23 @@ impl Recorder {
                 cs.detail().recovery = reports;
             }
         }
+        status
+            .started_mono_ns
+            .store(clock.mono_ns(), Ordering::Relaxed);
+        let cap_bytes = (config.storage_cap_gb * 1e9) as u64;
+        let min_free_bytes = config.min_free_mb * 1_000_000;
+        status.store.cap_bytes.store(cap_bytes, Ordering::Relaxed);
+        status
+            .store
+            .min_free_bytes
+            .store(min_free_bytes, Ordering::Relaxed);
         let open_segments: OpenSegments = Arc::default();
         let retention = Arc::new(Retention::new(
             io.clone(),
             &data_dir,
             RetentionPolicy {
-                cap_bytes: (config.storage_cap_gb * 1e9) as u64,
-                min_free_bytes: config.min_free_mb * 1_000_000,
+                cap_bytes,
+                min_free_bytes,
             },
             open_segments.clone(),
             status.clone(),
@@ -131,10 +145,11 @@ impl Recorder {
             writer.set_before_new_segment(Arc::new(move || {
                 r.enforce();
             }));
+            let slot = live.slot(&cam.id).expect("one slot per camera").clone();
             threads.extend(spawn_camera(
                 &cam,
                 source,
-                writer,
+                (writer, slot),
                 cs,
                 clock.clone(),
                 stop.clone(),
@@ -152,6 +167,7 @@ impl Recorder {
             stop,
             threads,
             status,
+            live,
         })
     }
 
@@ -177,7 +193,7 @@ fn spawn_named(name: String, f: impl FnOnce() + Send + 'static) -> JoinHandle<()
 fn spawn_camera(
     cam: &CameraConfig,
     source: Box<dyn CameraSource>,
-    writer: SegmentWriter,
+    (writer, live): (SegmentWriter, Arc<LiveSlot>),
     status: Arc<CameraStatus>,
     clock: Arc<dyn Clock>,
     stop: Arc<AtomicBool>,
@@ -210,7 +226,7 @@ fn spawn_camera(
     }
     drop(enc_tx);
     threads.push(spawn_named(format!("cam-{id}-writer"), move || {
-        write_loop(writer, enc_rx, status, clock, retention, writer_depth)
+        write_loop(writer, live, enc_rx, status, clock, retention, writer_depth)
     }));
     threads
 }
@@ -352,6 +368,7 @@ fn encode_loop(
 
 fn write_loop(
     mut writer: SegmentWriter,
+    live: Arc<LiveSlot>,
     input: Receiver<Encoded>,
     status: Arc<CameraStatus>,
     clock: Arc<dyn Clock>,
@@ -363,6 +380,7 @@ fn write_loop(
     let mut next = 0u64;
     let mut retry_at_ns = 0u64;
     let mut backoff_ms = BACKOFF_MIN_MS;
+    let mut rate = FrameRate::default();
     let store_error = |e: StoreError, writer: &mut SegmentWriter, now: u64, backoff: &mut u64| {
         status.storage_errors.fetch_add(1, Ordering::Relaxed);
         log::error!("[{id}] storage error: {e}; retrying in {} ms", *backoff);
@@ -390,15 +408,26 @@ fn write_loop(
             Err(RecvTimeoutError::Disconnected) => break,
         }
         // Encoders finish out of order; write in capture order.
-        while let Some(slot) = pending.remove(&next) {
+        while let Some(done) = pending.remove(&next) {
             next += 1;
-            let Some(frame) = slot else { continue };
+            let Some(frame) = done else { continue };
+            // Viewers see every frame, even while the disk is failing.
+            live.publish(
+                frame.jpeg.clone(),
+                frame.width,
+                frame.height,
+                frame.captured,
+            );
+            rate.count(now, &status);
             if now < retry_at_ns {
                 status.count_drop(DropReason::StorageError);
                 continue;
             }
             match writer.append(&frame, now) {
-                Ok(()) => backoff_ms = BACKOFF_MIN_MS,
+                Ok(()) => {
+                    backoff_ms = BACKOFF_MIN_MS;
+                    track_open_span(&writer, &status, frame.captured.wall_ns);
+                }
                 Err(e) => {
                     status.count_drop(DropReason::StorageError);
                     retry_at_ns = store_error(e, &mut writer, now, &mut backoff_ms);
@@ -411,6 +440,45 @@ fn write_loop(
     }
     if let Err(e) = writer.close() {
         log::error!("[{}] closing the last segment failed: {e}", status.id);
+    }
+}
+
+/// Keeps the spans of the open segment in status for the timeline.
+fn track_open_span(writer: &SegmentWriter, status: &CameraStatus, wall_ns: i64) {
+    let name = writer
+        .current_path()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned());
+    let mut open = status.open_spans.lock().unwrap_or_else(|e| e.into_inner());
+    if open.0 != name {
+        *open = (name, Default::default());
+    }
+    open.1.push(wall_ns);
+}
+
+/// Frames per second delivered to the writer, measured over windows of about
+/// a second and stored in status.
+#[derive(Default)]
+struct FrameRate {
+    window_start_ns: u64,
+    frames: u64,
+}
+
+impl FrameRate {
+    const WINDOW_NS: u64 = 1_000_000_000;
+
+    fn count(&mut self, now_ns: u64, status: &CameraStatus) {
+        self.frames += 1;
+        let elapsed = now_ns.saturating_sub(self.window_start_ns);
+        if self.window_start_ns == 0 {
+            self.window_start_ns = now_ns;
+            self.frames = 0;
+        } else if elapsed >= Self::WINDOW_NS {
+            let fps_milli = self.frames * 1_000_000_000_000 / elapsed;
+            status.fps_milli.store(fps_milli, Ordering::Relaxed);
+            self.window_start_ns = now_ns;
+            self.frames = 0;
+        }
     }
 }
 

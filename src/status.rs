@@ -54,6 +54,13 @@ pub struct CameraStatus {
     pub last_sync_mono_ns: AtomicU64,
     pub direct_io: AtomicBool,
     pub connected: AtomicBool,
+    /// Frames per second reaching the writer, times 1000.
+    pub fps_milli: AtomicU64,
+    /// Live and playback streams open right now.
+    pub live_viewers: AtomicU64,
+    /// The segment being written and the spans of what went into it, so the
+    /// timeline need not rescan a file that is still growing.
+    pub open_spans: Mutex<(Option<String>, crate::store::query::SpanBuilder)>,
     pub detail: Mutex<CameraDetail>,
 }
 
@@ -101,6 +108,8 @@ impl CameraStatus {
             source: d.source,
             format: d.format,
             connected: self.connected.load(Ordering::Relaxed),
+            fps: get(&self.fps_milli) as f64 / 1000.0,
+            live_viewers: get(&self.live_viewers),
             captured: get(&self.captured),
             encoded: get(&self.encoded),
             passthrough: get(&self.passthrough),
@@ -139,6 +148,9 @@ pub struct StoreStatus {
     pub retention_failures: AtomicU64,
     pub used_bytes: AtomicU64,
     pub free_bytes: AtomicU64,
+    /// The configured cap and free-space floor, for gauges.
+    pub cap_bytes: AtomicU64,
+    pub min_free_bytes: AtomicU64,
     pub last_retention_error: Mutex<Option<String>>,
     /// Set when the cap cannot be met (everything left is protected or open).
     pub cap_unreachable: AtomicBool,
@@ -146,6 +158,8 @@ pub struct StoreStatus {
 
 #[derive(Debug, Default)]
 pub struct Status {
+    /// Monotonic time the recorder started, for uptime.
+    pub started_mono_ns: AtomicU64,
     pub cameras: Vec<Arc<CameraStatus>>,
     pub store: StoreStatus,
     pub config_problem: Mutex<Option<String>>,
@@ -161,6 +175,8 @@ impl Status {
         let s = &self.store;
         StatusSnapshot {
             time: crate::clock::format_rfc3339(wall_ns),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_s: now_mono_ns.saturating_sub(get(&self.started_mono_ns)) as f64 / 1e9,
             cameras: self
                 .cameras
                 .iter()
@@ -169,6 +185,8 @@ impl Status {
             storage: StorageSnapshot {
                 used_bytes: get(&s.used_bytes),
                 free_bytes: get(&s.free_bytes),
+                cap_bytes: get(&s.cap_bytes),
+                min_free_bytes: get(&s.min_free_bytes),
                 retention_deleted_segments: get(&s.retention_deleted_segments),
                 retention_deleted_bytes: get(&s.retention_deleted_bytes),
                 retention_failures: get(&s.retention_failures),
@@ -191,6 +209,10 @@ impl Status {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StatusSnapshot {
     pub time: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub uptime_s: f64,
     pub cameras: Vec<CameraSnapshot>,
     pub storage: StorageSnapshot,
     pub config_problem: Option<String>,
@@ -202,6 +224,11 @@ pub struct CameraSnapshot {
     pub source: String,
     pub format: String,
     pub connected: bool,
+    /// Frames per second being stored, measured.
+    #[serde(default)]
+    pub fps: f64,
+    #[serde(default)]
+    pub live_viewers: u64,
     pub captured: u64,
     pub encoded: u64,
     pub passthrough: u64,
@@ -232,6 +259,10 @@ pub struct DroppedSnapshot {
 pub struct StorageSnapshot {
     pub used_bytes: u64,
     pub free_bytes: u64,
+    #[serde(default)]
+    pub cap_bytes: u64,
+    #[serde(default)]
+    pub min_free_bytes: u64,
     pub retention_deleted_segments: u64,
     pub retention_deleted_bytes: u64,
     pub retention_failures: u64,

@@ -10,8 +10,13 @@ use argh::FromArgs;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, ConfigOrigin};
+use crate::http::api::ApiContext;
+use crate::http::auth::{load_or_create_token, Auth, TokenSource};
+use crate::http::server::Limits;
+use crate::http::HttpService;
 use crate::recorder::{Recorder, RecorderParts};
 use crate::store::io::{RealIo, StorageIo};
+use std::net::{IpAddr, SocketAddr};
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "run")]
@@ -71,6 +76,7 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
     println!("config: {}", config_path.display());
     println!("data:   {}", data_dir.display());
     let io: Arc<dyn StorageIo> = Arc::new(RealIo::new());
+    let io_for_http = io.clone();
     let sources = config
         .cameras
         .iter()
@@ -99,7 +105,7 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
         RecorderParts {
             io,
             clock: clock.clone(),
-            data_dir,
+            data_dir: data_dir.clone(),
             sources,
             want_direct: !args.no_direct,
             boot_id: crate::clock::boot_id(),
@@ -120,6 +126,14 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
             );
         }
     }
+    let http = start_http(
+        config_path,
+        &config,
+        &data_dir,
+        io_for_http,
+        &recorder,
+        clock.clone(),
+    );
     println!("recording; stop with Ctrl-C");
     let deadline = args.duration_s.map(|s| clock.mono_ns() + (s * 1e9) as u64);
     while !STOP_REQUESTED.load(Ordering::SeqCst) {
@@ -129,6 +143,74 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
         std::thread::sleep(Duration::from_millis(100));
     }
     log::info!("stopping: closing segments");
+    if let Some(h) = http {
+        h.stop();
+    }
     recorder.stop();
     Ok(0)
+}
+
+/// Starts the dashboard. Recording goes on without it if it cannot start
+/// (port taken, bad address), with a loud log line.
+fn start_http(
+    config_path: &Path,
+    config: &config::Config,
+    data_dir: &Path,
+    io: Arc<dyn StorageIo>,
+    recorder: &Recorder,
+    clock: Arc<dyn Clock>,
+) -> Option<HttpService> {
+    let config_dir = config_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let token = match load_or_create_token(config_dir, config.auth_token.as_deref()) {
+        Ok((token, source)) => {
+            match source {
+                TokenSource::Config => println!("token:  from {}", config_path.display()),
+                TokenSource::File(p) => println!("token:  {} (from {})", token, p.display()),
+                TokenSource::Created(p) => {
+                    println!("token:  {} (new, saved in {})", token, p.display())
+                }
+                TokenSource::Ephemeral(why) => {
+                    log::error!("{why}; this token lasts until restart");
+                    println!("token:  {token} (until restart)");
+                }
+            }
+            token
+        }
+        Err(e) => {
+            log::error!("DASHBOARD OFF: cannot read or create the access token: {e}");
+            return None;
+        }
+    };
+    let ctx = ApiContext::new(
+        config.clone(),
+        data_dir.to_path_buf(),
+        io,
+        recorder.status.clone(),
+        recorder.live.clone(),
+        clock.clone(),
+        Auth::new(token, clock),
+    );
+    let addr = match config.bind.parse::<IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, config.port),
+        Err(e) => {
+            log::error!(
+                "DASHBOARD OFF: bind '{}' is not an address: {e}",
+                config.bind
+            );
+            return None;
+        }
+    };
+    match HttpService::start(ctx, addr, Limits::default()) {
+        Ok(h) => {
+            println!("dashboard: http://{}/", h.local_addr());
+            Some(h)
+        }
+        Err(e) => {
+            log::error!("DASHBOARD OFF: cannot listen on {addr}: {e}; recording goes on");
+            None
+        }
+    }
 }

@@ -168,6 +168,60 @@ pub fn nearest_frame(
     Ok(Some((seg, index)))
 }
 
+/// Frames further apart than this split the timeline: a visible gap.
+pub const GAP_NS: i64 = 2_000_000_000;
+
+/// A stretch of continuous recording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Span {
+    pub start_ns: i64,
+    /// Wall time of the last frame.
+    pub end_ns: i64,
+    pub frames: u64,
+}
+
+/// Builds spans from frame times given in order.
+#[derive(Clone, Debug, Default)]
+pub struct SpanBuilder {
+    pub spans: Vec<Span>,
+}
+
+impl SpanBuilder {
+    pub fn push(&mut self, wall_ns: i64) {
+        match self.spans.last_mut() {
+            Some(s) if wall_ns >= s.end_ns && wall_ns - s.end_ns <= GAP_NS => {
+                s.end_ns = wall_ns;
+                s.frames += 1;
+            }
+            _ => self.spans.push(Span {
+                start_ns: wall_ns,
+                end_ns: wall_ns,
+                frames: 1,
+            }),
+        }
+    }
+
+    /// Adds a span built elsewhere, joining it to the last one if they touch.
+    pub fn extend(&mut self, span: Span) {
+        match self.spans.last_mut() {
+            Some(s) if span.start_ns >= s.end_ns && span.start_ns - s.end_ns <= GAP_NS => {
+                s.end_ns = s.end_ns.max(span.end_ns);
+                s.frames += span.frames;
+            }
+            _ => self.spans.push(span),
+        }
+    }
+}
+
+/// The spans of a list of frames.
+pub fn spans_of(frames: &[IndexEntry]) -> Vec<Span> {
+    let mut b = SpanBuilder::default();
+    for f in frames {
+        b.push(f.wall_ns);
+    }
+    b.spans
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +273,28 @@ mod tests {
         let from = t("2026-11-20T10:01:00.5Z");
         let c = candidate_segments(&segs, from, from + NS_PER_S);
         assert_eq!(c, vec![0, 1]);
+    }
+
+    #[test]
+    fn spans_split_at_gaps_and_join_across_segments() {
+        let mut b = SpanBuilder::default();
+        for t in [0, 100, 200, 5_000_000_000, 5_000_000_100] {
+            b.push(t);
+        }
+        assert_eq!(b.spans.len(), 2);
+        assert_eq!((b.spans[0].frames, b.spans[0].end_ns), (3, 200));
+        b.extend(Span {
+            start_ns: 5_500_000_000,
+            end_ns: 6_000_000_000,
+            frames: 7,
+        });
+        b.extend(Span {
+            start_ns: 60_000_000_000,
+            end_ns: 61_000_000_000,
+            frames: 2,
+        });
+        assert_eq!(b.spans.len(), 3);
+        assert_eq!(b.spans[1].frames, 9);
     }
 
     #[test]

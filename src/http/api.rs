@@ -1,0 +1,614 @@
+//! The routes: one table says which handler answers, and whether it needs
+//! authentication; errors become JSON in one place (`ApiError::response`).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+
+use crate::clock::{format_rfc3339, parse_rfc3339, Clock};
+use crate::config::Config;
+use crate::live::LiveHub;
+use crate::status::Status;
+use crate::store::catalog::{self, SegmentEntry};
+use crate::store::io::StorageIo;
+use crate::store::query::{self, Span, SpanBuilder};
+use crate::store::reader::SegmentReader;
+use crate::store::StoreError;
+
+use super::assets;
+use super::auth::{self, Auth, Verdict};
+use super::server::{Body, Handler, Request, Response, ServerStats};
+use super::stream;
+
+/// Everything the handlers read.
+pub struct ApiContext {
+    pub config: Config,
+    pub data_dir: PathBuf,
+    pub io: Arc<dyn StorageIo>,
+    pub status: Arc<Status>,
+    pub live: Arc<LiveHub>,
+    pub clock: Arc<dyn Clock>,
+    pub auth: Auth,
+    /// Set when the service stops; streams watch it.
+    pub stop: Arc<AtomicBool>,
+    pub server_stats: Mutex<Option<Arc<ServerStats>>>,
+    /// Timeline summaries of segments that no longer change, by path and size.
+    summaries: Mutex<HashMap<PathBuf, (u64, SegmentSummary)>>,
+}
+
+#[derive(Clone, Debug)]
+struct SegmentSummary {
+    frames: usize,
+    spans: Vec<Span>,
+    closed: bool,
+}
+
+/// Errors a route can answer with; the status code is chosen here only.
+#[derive(Debug)]
+pub enum ApiError {
+    BadRequest(String),
+    Unauthorized(String),
+    NotFound(String),
+    MethodNotAllowed(String),
+    RangeNotSatisfiable { len: u64 },
+    SlowDown(u64),
+    Unavailable(String),
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn response(&self) -> Response {
+        let (status, message) = match self {
+            ApiError::BadRequest(m) => (400, m.clone()),
+            ApiError::Unauthorized(m) => (401, m.clone()),
+            ApiError::NotFound(m) => (404, m.clone()),
+            ApiError::MethodNotAllowed(m) => (405, m.clone()),
+            ApiError::RangeNotSatisfiable { len } => (
+                416,
+                format!("the range is outside the {len} bytes of this file"),
+            ),
+            ApiError::SlowDown(s) => (
+                429,
+                format!("too many wrong tokens from this address; wait {s} s"),
+            ),
+            ApiError::Unavailable(m) => (503, m.clone()),
+            ApiError::Internal(m) => (500, m.clone()),
+        };
+        let mut r = Response::json(status, &json!({ "error": message }));
+        match self {
+            ApiError::SlowDown(s) => r = r.with_header("Retry-After", s.to_string()),
+            ApiError::Unauthorized(_) => r = r.with_header("WWW-Authenticate", "Bearer"),
+            ApiError::RangeNotSatisfiable { len } => {
+                r = r.with_header("Content-Range", format!("bytes */{len}"))
+            }
+            _ => {}
+        }
+        r
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        log::error!("http: {e}");
+        ApiError::Internal(e.to_string())
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    /// Needs the token or a session.
+    Token,
+}
+
+pub struct Route {
+    pub method: &'static str,
+    /// Exact path, or a prefix when it ends with `/*`.
+    pub path: &'static str,
+    pub access: Access,
+    pub handler: fn(&ApiContext, &Request) -> ApiResult,
+}
+
+/// Every route the service answers. `GET` routes also answer `HEAD`.
+pub const ROUTES: &[Route] = &[
+    route("GET", "/health", Access::Public, health),
+    route("GET", "/login", Access::Public, login_page),
+    route("POST", "/api/login", Access::Public, login),
+    route("POST", "/api/logout", Access::Token, logout),
+    route("GET", "/", Access::Token, dashboard),
+    route("GET", "/assets/*", Access::Token, asset),
+    route("GET", "/api/status", Access::Token, status),
+    route("GET", "/api/cameras", Access::Token, cameras),
+    route("GET", "/api/cameras/*", Access::Token, camera),
+    route("GET", "/api/recordings", Access::Token, recordings),
+    route("GET", "/api/videos", Access::Token, videos),
+    route("GET", "/api/video/download", Access::Token, video_download),
+    route(
+        "GET",
+        "/api/stream/frame",
+        Access::Token,
+        stream::live_frame,
+    ),
+    route("GET", "/api/snapshot", Access::Token, stream::snapshot),
+    route(
+        "GET",
+        "/api/stream/mjpeg",
+        Access::Token,
+        stream::live_mjpeg,
+    ),
+    route("GET", "/api/frame", Access::Token, stream::recorded_frame),
+    route("GET", "/api/playback", Access::Token, stream::playback),
+    route("GET", "/api/config", Access::Token, config),
+    route("GET", "/api/auth/token", Access::Token, token),
+];
+
+const fn route(
+    method: &'static str,
+    path: &'static str,
+    access: Access,
+    handler: fn(&ApiContext, &Request) -> ApiResult,
+) -> Route {
+    Route {
+        method,
+        path,
+        access,
+        handler,
+    }
+}
+
+impl Route {
+    fn matches_path(&self, path: &str) -> bool {
+        match self.path.strip_suffix('*') {
+            Some(prefix) => path.len() > prefix.len() && path.starts_with(prefix),
+            None => self.path == path,
+        }
+    }
+}
+
+impl ApiContext {
+    pub fn new(
+        config: Config,
+        data_dir: PathBuf,
+        io: Arc<dyn StorageIo>,
+        status: Arc<Status>,
+        live: Arc<LiveHub>,
+        clock: Arc<dyn Clock>,
+        auth: Auth,
+    ) -> ApiContext {
+        ApiContext {
+            config,
+            data_dir,
+            io,
+            status,
+            live,
+            clock,
+            auth,
+            stop: Arc::default(),
+            server_stats: Mutex::default(),
+            summaries: Mutex::default(),
+        }
+    }
+
+    /// A camera the request names (`camera=`), configured or with recordings.
+    /// Without the parameter, the first configured camera when `default_first`.
+    pub fn camera_param(&self, req: &Request, default_first: bool) -> Result<String, ApiError> {
+        let id = match req.param("camera") {
+            Some(id) if !id.is_empty() => id.to_string(),
+            _ if default_first => {
+                return self
+                    .config
+                    .cameras
+                    .first()
+                    .map(|c| c.id.clone())
+                    .ok_or_else(|| ApiError::NotFound("no camera is configured".into()))
+            }
+            _ => return Err(ApiError::BadRequest("camera: missing".into())),
+        };
+        let known = self.config.cameras.iter().any(|c| c.id == id)
+            || catalog::list_cameras(self.io.as_ref(), &self.data_dir)?.contains(&id);
+        if known {
+            Ok(id)
+        } else {
+            Err(ApiError::NotFound(format!("camera: no camera '{id}'")))
+        }
+    }
+}
+
+/// A time parameter, RFC 3339.
+pub fn time_param(req: &Request, name: &str) -> Result<Option<i64>, ApiError> {
+    req.param(name)
+        .filter(|v| !v.is_empty())
+        .map(|v| parse_rfc3339(v).map_err(|e| ApiError::BadRequest(format!("{name}: {e}"))))
+        .transpose()
+}
+
+pub fn rfc3339_ms(wall_ns: i64) -> String {
+    let secs = format_rfc3339(wall_ns.div_euclid(1_000_000_000) * 1_000_000_000);
+    let ms = wall_ns.rem_euclid(1_000_000_000) / 1_000_000;
+    format!("{}.{ms:03}Z", secs.trim_end_matches('Z'))
+}
+
+impl Handler for ApiContext {
+    fn handle(&self, req: &Request) -> Response {
+        let method = if req.method == "HEAD" {
+            "GET"
+        } else {
+            req.method.as_str()
+        };
+        let on_path: Vec<&Route> = ROUTES
+            .iter()
+            .filter(|r| r.matches_path(&req.path))
+            .collect();
+        let Some(route) = on_path.iter().find(|r| r.method == method) else {
+            let error = if on_path.is_empty() {
+                ApiError::NotFound(format!("no route {}", req.path))
+            } else {
+                ApiError::MethodNotAllowed(format!("{} is not allowed on {}", req.method, req.path))
+            };
+            return error.response();
+        };
+        if route.access == Access::Token {
+            let denied = match self.auth.check(req) {
+                Verdict::Allowed => None,
+                Verdict::SlowDown(s) => Some(ApiError::SlowDown(s)),
+                Verdict::Wrong => Some(ApiError::Unauthorized("wrong token".into())),
+                Verdict::Missing => Some(ApiError::Unauthorized(
+                    "log in, or send Authorization: Bearer <token>".into(),
+                )),
+            };
+            if let Some(e) = denied {
+                // People opening the dashboard are sent to the login page.
+                if req.path == "/" && matches!(e, ApiError::Unauthorized(_)) {
+                    return redirect("/login");
+                }
+                return e.response();
+            }
+        }
+        (route.handler)(self, req).unwrap_or_else(|e| e.response())
+    }
+}
+
+fn redirect(to: &str) -> Response {
+    Response::new(303, "text/plain", Body::Empty).with_header("Location", to)
+}
+
+fn health(ctx: &ApiContext, _: &Request) -> ApiResult {
+    let recording = ctx
+        .status
+        .cameras
+        .iter()
+        .any(|c| c.connected.load(Ordering::Relaxed));
+    Ok(Response::json(
+        200,
+        &json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"), "recording": recording}),
+    ))
+}
+
+fn login_page(_: &ApiContext, _: &Request) -> ApiResult {
+    assets::page("login.html")
+}
+
+fn dashboard(_: &ApiContext, _: &Request) -> ApiResult {
+    assets::page("index.html")
+}
+
+fn asset(_: &ApiContext, req: &Request) -> ApiResult {
+    assets::file(req.path.trim_start_matches("/assets/"))
+}
+
+fn login(ctx: &ApiContext, req: &Request) -> ApiResult {
+    let is_json = req
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("application/json"));
+    let presented = if is_json {
+        serde_json::from_slice::<Value>(&req.body)
+            .ok()
+            .and_then(|v| v.get("token")?.as_str().map(str::to_string))
+    } else {
+        form_urlencoded::parse(&req.body)
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.into_owned())
+    };
+    let Some(presented) = presented else {
+        return Err(ApiError::BadRequest("token: missing".into()));
+    };
+    match ctx.auth.login(req.peer, &presented) {
+        Ok(id) => {
+            let cookie = auth::session_cookie_header(&id);
+            Ok(if is_json {
+                Response::json(200, &json!({"ok": true}))
+            } else {
+                redirect("/")
+            }
+            .with_header("Set-Cookie", cookie))
+        }
+        Err(Verdict::SlowDown(s)) if !is_json => {
+            Ok(redirect("/login?error=slow").with_header("Retry-After", s.to_string()))
+        }
+        Err(Verdict::SlowDown(s)) => Err(ApiError::SlowDown(s)),
+        Err(_) if !is_json => Ok(redirect("/login?error=1")),
+        Err(_) => Err(ApiError::Unauthorized("wrong token".into())),
+    }
+}
+
+fn logout(ctx: &ApiContext, req: &Request) -> ApiResult {
+    ctx.auth.logout(req);
+    Ok(Response::json(200, &json!({"ok": true}))
+        .with_header("Set-Cookie", auth::expired_cookie_header()))
+}
+
+fn status_value(ctx: &ApiContext) -> Value {
+    let snap = ctx
+        .status
+        .snapshot(ctx.clock.mono_ns(), ctx.clock.wall_ns());
+    let mut v = serde_json::to_value(snap).unwrap_or(Value::Null);
+    if let Some(cams) = v.get_mut("cameras").and_then(Value::as_array_mut) {
+        for cam in cams {
+            let id = cam.get("id").and_then(Value::as_str).unwrap_or("");
+            if let Some(c) = ctx.config.cameras.iter().find(|c| c.id == id) {
+                cam["name"] = json!(c.name);
+                cam["target_fps"] = json!(c.fps);
+                cam["width"] = json!(c.res_width);
+                cam["height"] = json!(c.res_height);
+            }
+        }
+    }
+    let stats = ctx
+        .server_stats
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if let Some(s) = stats {
+        v["http"] = json!({
+            "connections": s.connections.load(Ordering::Relaxed),
+            "streams": s.streams.load(Ordering::Relaxed),
+            "rejected_busy": s.rejected_busy.load(Ordering::Relaxed),
+        });
+    }
+    v
+}
+
+fn status(ctx: &ApiContext, _: &Request) -> ApiResult {
+    Ok(Response::json(200, &status_value(ctx)).with_header("Cache-Control", "no-store"))
+}
+
+fn camera_values(ctx: &ApiContext) -> Vec<Value> {
+    let status = status_value(ctx);
+    let live: Vec<Value> = status["cameras"].as_array().cloned().unwrap_or_default();
+    ctx.config
+        .cameras
+        .iter()
+        .map(|c| {
+            json!({
+                "id": c.id,
+                "name": c.name,
+                "source": c.source,
+                "device": c.device,
+                "width": c.res_width,
+                "height": c.res_height,
+                "fps": c.fps,
+                "rotation": c.rotation,
+                "enabled": c.enabled,
+                "status": live.iter().find(|s| s["id"] == json!(c.id)),
+            })
+        })
+        .collect()
+}
+
+fn cameras(ctx: &ApiContext, _: &Request) -> ApiResult {
+    Ok(Response::json(200, &camera_values(ctx)))
+}
+
+fn camera(ctx: &ApiContext, req: &Request) -> ApiResult {
+    let id = req.path.trim_start_matches("/api/cameras/");
+    camera_values(ctx)
+        .into_iter()
+        .find(|c| c["id"] == json!(id))
+        .map(|c| Response::json(200, &c))
+        .ok_or_else(|| ApiError::NotFound(format!("no camera '{id}'")))
+}
+
+const DAY_NS: i64 = 24 * 3600 * 1_000_000_000;
+
+fn recordings(ctx: &ApiContext, req: &Request) -> ApiResult {
+    let camera = ctx.camera_param(req, true)?;
+    let now = ctx.clock.wall_ns();
+    let to = time_param(req, "to")?.unwrap_or(now);
+    let from = time_param(req, "from")?.unwrap_or(to - DAY_NS);
+    if from >= to {
+        return Err(ApiError::BadRequest("from: must be before to".into()));
+    }
+    let (segments, quarantined) = catalog::list_segments(ctx.io.as_ref(), &ctx.data_dir, &camera)?;
+    let mut spans = SpanBuilder::default();
+    let mut listed = Vec::new();
+    let mut problems: Vec<String> = quarantined
+        .iter()
+        .map(|q| format!("{q}: quarantined as unreadable"))
+        .collect();
+    for i in query::candidate_segments(&segments, from, to) {
+        let entry = &segments[i];
+        let summary = match summarize(ctx, &camera, entry) {
+            Ok(s) => s,
+            Err(e) => {
+                problems.push(e.to_string());
+                continue;
+            }
+        };
+        let inside: Vec<Span> = summary
+            .spans
+            .iter()
+            .filter(|s| s.end_ns >= from && s.start_ns < to)
+            .copied()
+            .collect();
+        if inside.is_empty() {
+            continue;
+        }
+        for s in &inside {
+            spans.extend(*s);
+        }
+        listed.push(json!({
+            "name": entry.name,
+            "start": rfc3339_ms(summary.spans.first().map_or(0, |s| s.start_ns)),
+            "end": rfc3339_ms(summary.spans.last().map_or(0, |s| s.end_ns)),
+            "frames": summary.frames,
+            "bytes": entry.len,
+            "closed": summary.closed,
+            "protected": entry.protected,
+        }));
+    }
+    let spans: Vec<Value> = spans
+        .spans
+        .iter()
+        .map(|s| json!({"start": rfc3339_ms(s.start_ns), "end": rfc3339_ms(s.end_ns), "frames": s.frames}))
+        .collect();
+    Ok(Response::json(
+        200,
+        &json!({
+            "camera": camera,
+            "from": rfc3339_ms(from),
+            "to": rfc3339_ms(to),
+            "spans": spans,
+            "segments": listed,
+            "problems": problems,
+        }),
+    ))
+}
+
+/// The spans of one segment: from the writer for the open segment, from a
+/// cache for the others (they no longer change), else by reading its index.
+fn summarize(
+    ctx: &ApiContext,
+    camera: &str,
+    entry: &SegmentEntry,
+) -> Result<SegmentSummary, StoreError> {
+    if let Some(cs) = ctx.status.camera(camera) {
+        let open = cs.open_spans.lock().unwrap_or_else(|e| e.into_inner());
+        if open.0.as_deref() == Some(entry.name.as_str()) {
+            return Ok(SegmentSummary {
+                frames: open.1.spans.iter().map(|s| s.frames as usize).sum(),
+                spans: open.1.spans.clone(),
+                closed: false,
+            });
+        }
+    }
+    let mut cache = ctx.summaries.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((len, s)) = cache.get(&entry.path) {
+        if *len == entry.len {
+            return Ok(s.clone());
+        }
+    }
+    drop(cache);
+    let reader = SegmentReader::open(ctx.io.as_ref(), &entry.path)?;
+    let summary = SegmentSummary {
+        frames: reader.frames.len(),
+        spans: query::spans_of(&reader.frames),
+        closed: reader.closed,
+    };
+    cache = ctx.summaries.lock().unwrap_or_else(|e| e.into_inner());
+    // Forget deleted segments now and then so the cache stays bounded.
+    if cache.len() > 20_000 {
+        cache.retain(|p, _| p.exists());
+    }
+    cache.insert(entry.path.clone(), (entry.len, summary.clone()));
+    Ok(summary)
+}
+
+fn videos(ctx: &ApiContext, _: &Request) -> ApiResult {
+    let all = catalog::list_all(ctx.io.as_ref(), &ctx.data_dir)?;
+    let list: Vec<Value> = all
+        .iter()
+        .map(|s| {
+            json!({
+                "camera": s.camera,
+                "name": s.name,
+                "size": s.len,
+                "start": query::label_start_ns(s).map(format_rfc3339),
+                "protected": s.protected,
+                "download": format!("/api/video/download?camera={}&name={}", s.camera, s.name),
+            })
+        })
+        .collect();
+    Ok(Response::json(200, &json!({ "videos": list })))
+}
+
+/// One segment as concatenated JPEGs (`.mjpeg`), which ffplay and VLC open.
+fn video_download(ctx: &ApiContext, req: &Request) -> ApiResult {
+    let camera = ctx.camera_param(req, false)?;
+    let name = req
+        .param("name")
+        .or_else(|| req.param("file"))
+        .ok_or_else(|| ApiError::BadRequest("name: missing".into()))?;
+    // Only names listed in the camera's folder are served: no path tricks.
+    let (segments, _) = catalog::list_segments(ctx.io.as_ref(), &ctx.data_dir, &camera)?;
+    let entry = segments
+        .into_iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("name: no segment '{name}' for camera '{camera}'"))
+        })?;
+    let reader = SegmentReader::open(ctx.io.as_ref(), &entry.path)?;
+    let len: u64 = reader.frames.iter().map(|f| f.payload_len as u64).sum();
+    let file_name = format!("{camera}_{}.mjpeg", entry.start_label());
+    Ok(Response::new(
+        200,
+        "video/x-motion-jpeg",
+        Body::Sized {
+            len,
+            write: Box::new(move |out| {
+                for i in 0..reader.frames.len() {
+                    let jpeg = reader.read_frame(i).map_err(std::io::Error::other)?;
+                    out.write_all(&jpeg)?;
+                }
+                Ok(())
+            }),
+        },
+    )
+    .with_header(
+        "Content-Disposition",
+        format!("attachment; filename=\"{file_name}\""),
+    ))
+}
+
+fn config(ctx: &ApiContext, _: &Request) -> ApiResult {
+    let mut c = ctx.config.clone();
+    c.auth_token = None;
+    Ok(Response::json(200, &c))
+}
+
+fn token(ctx: &ApiContext, _: &Request) -> ApiResult {
+    Ok(Response::json(200, &json!({ "token": ctx.auth.token() }))
+        .with_header("Cache-Control", "no-store"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_routes_need_something_after_the_prefix() {
+        let r = route("GET", "/assets/*", Access::Token, asset);
+        assert!(r.matches_path("/assets/app.js"));
+        assert!(!r.matches_path("/assets/"));
+        assert!(!r.matches_path("/assetsx"));
+    }
+
+    #[test]
+    fn only_health_and_login_are_public() {
+        let public: Vec<&str> = ROUTES
+            .iter()
+            .filter(|r| r.access == Access::Public)
+            .map(|r| r.path)
+            .collect();
+        assert_eq!(public, ["/health", "/login", "/api/login"]);
+    }
+
+    #[test]
+    fn times_carry_milliseconds() {
+        assert_eq!(rfc3339_ms(1_500_000_000), "1970-01-01T00:00:01.500Z");
+    }
+}

@@ -1,0 +1,55 @@
+//! The dashboard files from `web/`, embedded in the binary so the device
+//! serves them offline.
+
+use super::api::ApiError;
+use super::server::{Body, Response};
+
+/// Name, content type and bytes of every embedded file.
+const FILES: &[(&str, &str, &[u8])] = &[
+    (
+        "index.html",
+        "text/html; charset=utf-8",
+        include_bytes!("../../web/index.html"),
+    ),
+    (
+        "login.html",
+        "text/html; charset=utf-8",
+        include_bytes!("../../web/login.html"),
+    ),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../web/app.js"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../web/style.css"),
+    ),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_bytes!("../../web/favicon.svg"),
+    ),
+];
+
+/// A file under `/assets/`.
+pub fn file(name: &str) -> Result<Response, ApiError> {
+    let (_, content_type, bytes) = FILES
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .ok_or_else(|| ApiError::NotFound(format!("no file '{name}'")))?;
+    Ok(Response::new(200, content_type, Body::Static(bytes))
+        .with_header("Cache-Control", "no-cache")
+        .with_header("X-Content-Type-Options", "nosniff"))
+}
+
+/// An HTML page, not to be framed by other sites.
+pub fn page(name: &str) -> Result<Response, ApiError> {
+    Ok(file(name)?
+        .with_header("X-Frame-Options", "DENY")
+        .with_header(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' blob: data:; style-src 'self' 'unsafe-inline'",
+        ))
+}

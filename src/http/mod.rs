@@ -1,0 +1,46 @@
+//! The dashboard and JSON API: a bounded HTTP server (`server`), token and
+//! session checks (`auth`), the routes (`api`), live and playback streams
+//! (`stream`), and the embedded dashboard files (`assets`).
+
+pub mod api;
+pub mod assets;
+pub mod auth;
+pub mod server;
+pub mod stream;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::ApiContext;
+use server::{HttpServer, Limits};
+
+/// The running dashboard and API.
+pub struct HttpService {
+    pub ctx: Arc<ApiContext>,
+    server: HttpServer,
+}
+
+impl HttpService {
+    pub fn start(
+        ctx: ApiContext,
+        addr: SocketAddr,
+        limits: Limits,
+    ) -> std::io::Result<HttpService> {
+        let ctx = Arc::new(ctx);
+        let server = HttpServer::start(addr, limits, ctx.clone())?;
+        *ctx.server_stats.lock().unwrap_or_else(|e| e.into_inner()) = Some(server.stats.clone());
+        Ok(HttpService { ctx, server })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr
+    }
+
+    /// Ends streams and stops serving.
+    pub fn stop(self) {
+        self.ctx.stop.store(true, Ordering::SeqCst);
+        self.server.stop(Duration::from_secs(3));
+    }
+}

@@ -1,0 +1,750 @@
+//! A small HTTP/1.1 server with fixed limits, built on std sockets and
+//! poll(2); `httparse` parses request heads. Why not tiny_http: docs/http.md.
+//!
+//! Threads are bounded: one poller accepts connections and reads request
+//! heads without blocking, so a slow, idle or hostile client costs a buffer,
+//! never a thread. Complete requests go to a fixed pool of workers. Long
+//! responses (live streams, big downloads) move to a thread of their own,
+//! counted against `max_streams`; beyond it the answer is 503.
+
+use std::io::{self, BufWriter, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+/// Resource limits of the server.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Threads answering ordinary requests.
+    pub workers: usize,
+    /// Open connections (idle, reading, being answered or streaming).
+    pub max_connections: usize,
+    /// Long responses running at once (live views, playback, downloads).
+    pub max_streams: usize,
+    pub head_bytes_max: usize,
+    pub body_bytes_max: usize,
+    /// Time allowed from accepting a connection (or from the end of the
+    /// previous answer on it) until a whole request has arrived.
+    pub request_timeout: Duration,
+    /// Time a keep-alive connection may sit idle.
+    pub idle_timeout: Duration,
+    /// Time one write may block on a client that does not read.
+    pub write_timeout: Duration,
+    /// Bodies larger than this are sent from a stream thread.
+    pub stream_threshold_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            workers: 4,
+            max_connections: 64,
+            max_streams: 8,
+            head_bytes_max: 8 * 1024,
+            body_bytes_max: 16 * 1024,
+            request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(10),
+            stream_threshold_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// A parsed request.
+#[derive(Debug)]
+pub struct Request {
+    pub method: String,
+    /// The path without the query, not percent-decoded.
+    pub path: String,
+    /// Query parameters, percent-decoded, in order.
+    pub query: Vec<(String, String)>,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub peer: IpAddr,
+    /// HTTP/1.0 clients get `Connection: close`.
+    pub http10: bool,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Writes a response body to the client.
+pub type BodyWriter = Box<dyn FnOnce(&mut dyn Write) -> io::Result<()> + Send>;
+
+pub enum Body {
+    Empty,
+    Bytes(Vec<u8>),
+    Static(&'static [u8]),
+    /// Length known up front, bytes produced as they are sent.
+    Sized {
+        len: u64,
+        write: BodyWriter,
+    },
+    /// No length (multipart streams): the connection closes at the end.
+    Endless(BodyWriter),
+}
+
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Body,
+}
+
+impl Response {
+    pub fn new(status: u16, content_type: &str, body: Body) -> Response {
+        Response {
+            status,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body,
+        }
+    }
+
+    pub fn json(status: u16, value: &impl serde::Serialize) -> Response {
+        let body = serde_json::to_vec(value).unwrap_or_else(|e| {
+            format!("{{\"error\":\"cannot encode the answer: {e}\"}}").into_bytes()
+        });
+        Response::new(status, "application/json", Body::Bytes(body))
+    }
+
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Response {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// Answers requests. Runs on worker threads; must not block for long (hand
+/// long work to a `Body::Endless` or `Body::Sized` writer instead).
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, req: &Request) -> Response;
+}
+
+/// Counters the service shows and tests check.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    pub connections: AtomicUsize,
+    pub streams: AtomicUsize,
+    pub rejected_busy: AtomicUsize,
+    pub timed_out: AtomicUsize,
+}
+
+pub struct HttpServer {
+    pub local_addr: SocketAddr,
+    pub stats: Arc<ServerStats>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+struct Conn {
+    stream: TcpStream,
+    peer: IpAddr,
+    buf: Vec<u8>,
+    deadline: Instant,
+    /// Released when the connection is dropped.
+    _slot: ConnSlot,
+}
+
+struct ConnSlot(Arc<ServerStats>);
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+struct StreamSlot(Arc<ServerStats>);
+
+impl StreamSlot {
+    fn take(stats: &Arc<ServerStats>, max: usize) -> Option<StreamSlot> {
+        let taken = stats
+            .streams
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok();
+        taken.then(|| StreamSlot(stats.clone()))
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.streams.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+struct Job {
+    conn: Conn,
+    req: Request,
+}
+
+/// Where workers hand keep-alive connections back to the poller.
+#[derive(Clone)]
+struct ReturnPath {
+    tx: Sender<Conn>,
+    wake: Arc<UnixStream>,
+}
+
+impl ReturnPath {
+    fn give_back(&self, conn: Conn) {
+        if self.tx.send(conn).is_ok() {
+            let _ = (&*self.wake).write(&[1]);
+        }
+    }
+}
+
+impl HttpServer {
+    /// Binds and starts serving. Port 0 picks a free port (see `local_addr`).
+    pub fn start(
+        addr: SocketAddr,
+        limits: Limits,
+        handler: Arc<dyn Handler>,
+    ) -> io::Result<HttpServer> {
+        let listener = TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let local_addr = listener.local_addr()?;
+        let stats = Arc::new(ServerStats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (wake_rx, wake_tx) = UnixStream::pair()?;
+        wake_rx.set_nonblocking(true)?;
+        wake_tx.set_nonblocking(true)?;
+        let (ret_tx, ret_rx) = mpsc::channel();
+        let back = ReturnPath {
+            tx: ret_tx,
+            wake: Arc::new(wake_tx),
+        };
+        let (job_tx, job_rx) = mpsc::sync_channel::<Job>(limits.max_connections);
+        let job_rx = Arc::new(Mutex::new(job_rx));
+        let mut threads = Vec::new();
+        for i in 0..limits.workers.max(1) {
+            let (rx, handler, limits, stats, back) = (
+                job_rx.clone(),
+                handler.clone(),
+                limits.clone(),
+                stats.clone(),
+                back.clone(),
+            );
+            threads.push(spawn(format!("http-worker{i}"), move || {
+                worker_loop(rx, handler, limits, stats, back)
+            })?);
+        }
+        let poller = Poller {
+            listener,
+            wake: wake_rx,
+            returned: ret_rx,
+            jobs: job_tx,
+            conns: Vec::new(),
+            limits,
+            stats: stats.clone(),
+            stop: stop.clone(),
+        };
+        threads.push(spawn("http-poller".into(), move || poller.run())?);
+        Ok(HttpServer {
+            local_addr,
+            stats,
+            stop,
+            threads,
+        })
+    }
+
+    /// Stops accepting, lets workers finish, and waits up to `grace` for
+    /// streams to notice (their writers should watch their own stop flag).
+    pub fn stop(self, grace: Duration) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        let until = Instant::now() + grace;
+        while self.stats.streams.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(name).spawn(f)
+}
+
+struct Poller {
+    listener: TcpListener,
+    wake: UnixStream,
+    returned: Receiver<Conn>,
+    jobs: SyncSender<Job>,
+    conns: Vec<Conn>,
+    limits: Limits,
+    stats: Arc<ServerStats>,
+    stop: Arc<AtomicBool>,
+}
+
+const POLL_INTERVAL_MS: u16 = 200;
+
+impl Poller {
+    fn run(mut self) {
+        while !self.stop.load(Ordering::SeqCst) {
+            let now = Instant::now();
+            while let Ok(mut conn) = self.returned.try_recv() {
+                conn.deadline = now + self.limits.idle_timeout;
+                self.conns.push(conn);
+            }
+            let before = self.conns.len();
+            self.conns.retain(|c| c.deadline > now);
+            let expired = before - self.conns.len();
+            self.stats.timed_out.fetch_add(expired, Ordering::Relaxed);
+            let (listener_ready, wake_ready, ready) = match self.wait() {
+                Ok(r) => r,
+                Err(e) => {
+                    log::error!("http: poll failed: {e}");
+                    std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS.into()));
+                    continue;
+                }
+            };
+            if wake_ready {
+                let mut sink = [0u8; 64];
+                while matches!((&self.wake).read(&mut sink), Ok(n) if n > 0) {}
+            }
+            // Highest index first so removals keep the others in place.
+            for i in ready.into_iter().rev() {
+                self.read_from(i);
+            }
+            if listener_ready {
+                self.accept_all();
+            }
+        }
+    }
+
+    /// Polls the listener, the wake socket and every connection.
+    fn wait(&self) -> nix::Result<(bool, bool, Vec<usize>)> {
+        let mut fds = Vec::with_capacity(self.conns.len() + 2);
+        fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
+        fds.push(PollFd::new(self.wake.as_fd(), PollFlags::POLLIN));
+        for c in &self.conns {
+            fds.push(PollFd::new(c.stream.as_fd(), PollFlags::POLLIN));
+        }
+        poll(&mut fds, PollTimeout::from(POLL_INTERVAL_MS))?;
+        let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+        let conns = fds[2..]
+            .iter()
+            .enumerate()
+            .filter(|(_, fd)| ready(fd))
+            .map(|(i, _)| i)
+            .collect();
+        Ok((ready(&fds[0]), ready(&fds[1]), conns))
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            let (stream, peer) = match self.listener.accept() {
+                Ok(s) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // Out of descriptors and the like: keep serving the others.
+                    log::warn!("http: accept failed: {e}");
+                    return;
+                }
+            };
+            let open = self.stats.connections.fetch_add(1, Ordering::Relaxed);
+            let slot = ConnSlot(self.stats.clone());
+            if open >= self.limits.max_connections {
+                self.stats.rejected_busy.fetch_add(1, Ordering::Relaxed);
+                refuse(stream, 503, "too many connections; try again shortly");
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            self.conns.push(Conn {
+                stream,
+                peer: peer.ip(),
+                buf: Vec::new(),
+                deadline: Instant::now() + self.limits.request_timeout,
+                _slot: slot,
+            });
+        }
+    }
+
+    fn read_from(&mut self, i: usize) {
+        let limit = self.limits.head_bytes_max + self.limits.body_bytes_max;
+        let conn = &mut self.conns[i];
+        let mut chunk = [0u8; 4096];
+        loop {
+            match conn.stream.read(&mut chunk) {
+                Ok(0) => {
+                    self.conns.swap_remove(i);
+                    return;
+                }
+                Ok(n) => {
+                    if conn.buf.is_empty() {
+                        conn.deadline = Instant::now() + self.limits.request_timeout;
+                    }
+                    conn.buf.extend_from_slice(&chunk[..n]);
+                    if conn.buf.len() > limit {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.conns.swap_remove(i);
+                    return;
+                }
+            }
+        }
+        match parse_request(&conn.buf, conn.peer, &self.limits) {
+            Parsed::Incomplete => {}
+            Parsed::Bad(status, message) => {
+                let conn = self.conns.swap_remove(i);
+                refuse(conn.stream, status, &message);
+            }
+            Parsed::Complete(req, used) => {
+                let mut conn = self.conns.swap_remove(i);
+                conn.buf.drain(..used);
+                match self.jobs.try_send(Job { conn, req }) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
+                        self.stats.rejected_busy.fetch_add(1, Ordering::Relaxed);
+                        refuse(
+                            job.conn.stream,
+                            503,
+                            "the server is busy; try again shortly",
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+enum Parsed {
+    Incomplete,
+    Complete(Request, usize),
+    Bad(u16, String),
+}
+
+const HEADERS_MAX: usize = 48;
+
+fn parse_request(buf: &[u8], peer: IpAddr, limits: &Limits) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let head_len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            return if buf.len() > limits.head_bytes_max {
+                Parsed::Bad(
+                    431,
+                    format!(
+                        "request head is larger than {} bytes",
+                        limits.head_bytes_max
+                    ),
+                )
+            } else {
+                Parsed::Incomplete
+            };
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Parsed::Bad(431, format!("more than {HEADERS_MAX} headers"))
+        }
+        Err(e) => return Parsed::Bad(400, format!("malformed request: {e}")),
+    };
+    if head_len > limits.head_bytes_max {
+        return Parsed::Bad(
+            431,
+            format!(
+                "request head is larger than {} bytes",
+                limits.head_bytes_max
+            ),
+        );
+    }
+    let headers: Vec<(String, String)> = parsed
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(h.value).trim().to_string(),
+            )
+        })
+        .collect();
+    let find = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+    if find("transfer-encoding").is_some() {
+        return Parsed::Bad(411, "send request bodies with Content-Length".into());
+    }
+    let body_len = match find("content-length").map(|v| v.parse::<usize>()) {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return Parsed::Bad(400, "Content-Length is not a number".into()),
+    };
+    if body_len > limits.body_bytes_max {
+        return Parsed::Bad(
+            413,
+            format!(
+                "request body is larger than {} bytes",
+                limits.body_bytes_max
+            ),
+        );
+    }
+    if buf.len() < head_len + body_len {
+        return Parsed::Incomplete;
+    }
+    let target = parsed.path.unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    Parsed::Complete(
+        Request {
+            method: parsed.method.unwrap_or("").to_string(),
+            path: path.to_string(),
+            query: form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect(),
+            headers,
+            body: buf[head_len..head_len + body_len].to_vec(),
+            peer,
+            http10: parsed.version == Some(0),
+        },
+        head_len + body_len,
+    )
+}
+
+/// Sends a short JSON error and closes, without ever blocking the poller.
+fn refuse(stream: TcpStream, status: u16, message: &str) {
+    let body = serde_json::json!({ "error": message }).to_string();
+    let head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        reason(status),
+        body.len()
+    );
+    let _ = stream.set_nonblocking(true);
+    let _ = (&stream).write_all(format!("{head}{body}").as_bytes());
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}
+
+fn worker_loop(
+    jobs: Arc<Mutex<Receiver<Job>>>,
+    handler: Arc<dyn Handler>,
+    limits: Limits,
+    stats: Arc<ServerStats>,
+    back: ReturnPath,
+) {
+    loop {
+        let job = {
+            let rx = jobs.lock().unwrap_or_else(|e| e.into_inner());
+            rx.recv()
+        };
+        let Ok(Job { conn, req }) = job else { return };
+        if conn.stream.set_nonblocking(false).is_err()
+            || conn
+                .stream
+                .set_write_timeout(Some(limits.write_timeout))
+                .is_err()
+        {
+            continue;
+        }
+        let response =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.handle(&req)))
+                .unwrap_or_else(|_| {
+                    log::error!("http: handler panicked on {} {}", req.method, req.path);
+                    Response::json(500, &serde_json::json!({"error": "internal error"}))
+                });
+        if let Some(conn) = respond(conn, &req, response, &limits, &stats) {
+            if conn.stream.set_nonblocking(true).is_ok() {
+                back.give_back(conn);
+            }
+        }
+    }
+}
+
+/// Writes the response. Returns the connection if it can be kept alive.
+fn respond(
+    mut conn: Conn,
+    req: &Request,
+    mut response: Response,
+    limits: &Limits,
+    stats: &Arc<ServerStats>,
+) -> Option<Conn> {
+    let head_only = req.method == "HEAD";
+    let client_keeps = !req.http10
+        && !req
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+    let long = match &response.body {
+        Body::Endless(_) => true,
+        Body::Sized { len, .. } => *len > limits.stream_threshold_bytes,
+        _ => false,
+    };
+    let stream_slot = if long && !head_only {
+        match StreamSlot::take(stats, limits.max_streams) {
+            Some(slot) => Some(slot),
+            None => {
+                let message = format!(
+                    "{} streams are already open, the most this device serves at once; close one and retry",
+                    limits.max_streams
+                );
+                response = Response::json(503, &serde_json::json!({ "error": message }))
+                    .with_header("Retry-After", "5");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let keep_alive = client_keeps && stream_slot.is_none();
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\n",
+        response.status,
+        reason(response.status)
+    );
+    for (k, v) in &response.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let length = match &response.body {
+        Body::Empty => Some(0),
+        Body::Bytes(b) => Some(b.len() as u64),
+        Body::Static(b) => Some(b.len() as u64),
+        Body::Sized { len, .. } => Some(*len),
+        Body::Endless(_) => None,
+    };
+    if let Some(len) = length {
+        head.push_str(&format!("Content-Length: {len}\r\n"));
+    }
+    head.push_str(if keep_alive {
+        "Connection: keep-alive\r\n\r\n"
+    } else {
+        "Connection: close\r\n\r\n"
+    });
+    let body = if head_only {
+        Body::Empty
+    } else {
+        response.body
+    };
+    match body {
+        Body::Empty => conn.stream.write_all(head.as_bytes()).ok()?,
+        Body::Bytes(b) => write_small(&mut conn.stream, head, &b).ok()?,
+        Body::Static(b) => write_small(&mut conn.stream, head, b).ok()?,
+        Body::Sized { write, .. } | Body::Endless(write) => match stream_slot {
+            Some(slot) => {
+                let started = spawn("http-stream".into(), move || {
+                    send_streamed(&conn, head, write);
+                    drop(slot);
+                });
+                if let Err(e) = started {
+                    log::error!("http: cannot start a stream thread: {e}");
+                }
+                return None;
+            }
+            None => {
+                if !send_streamed(&conn, head, write) {
+                    return None;
+                }
+            }
+        },
+    }
+    keep_alive.then_some(conn)
+}
+
+/// Sends a head and a produced body; false if the client went away.
+fn send_streamed(conn: &Conn, head: String, write: BodyWriter) -> bool {
+    let mut out = BufWriter::with_capacity(64 * 1024, &conn.stream);
+    let result = out
+        .write_all(head.as_bytes())
+        .and_then(|()| write(&mut out))
+        .and_then(|()| out.flush());
+    if let Err(e) = &result {
+        log::debug!("http: response to {} ended early: {e}", conn.peer);
+    }
+    result.is_ok()
+}
+
+fn write_small(stream: &mut TcpStream, head: String, body: &[u8]) -> io::Result<()> {
+    let mut all = head.into_bytes();
+    all.extend_from_slice(body);
+    stream.write_all(&all)
+}
+
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        204 => "No Content",
+        206 => "Partial Content",
+        303 => "See Other",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        416 => "Range Not Satisfiable",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str) -> Parsed {
+        parse_request(
+            raw.as_bytes(),
+            "127.0.0.1".parse().unwrap(),
+            &Limits::default(),
+        )
+    }
+
+    #[test]
+    fn parses_a_get_with_query_and_leaves_pipelined_bytes() {
+        let raw = "GET /api/frame?camera=front&at=2026-11-20T10%3A00%3A00Z HTTP/1.1\r\nHost: x\r\nX-A: b\r\n\r\nGET /next";
+        let Parsed::Complete(req, used) = parse(raw) else {
+            panic!("should parse")
+        };
+        assert_eq!(req.method, "GET");
+        assert_eq!(req.path, "/api/frame");
+        assert_eq!(req.param("at"), Some("2026-11-20T10:00:00Z"));
+        assert_eq!(req.header("x-a"), Some("b"));
+        assert_eq!(&raw[used..], "GET /next");
+        assert!(!req.http10);
+    }
+
+    #[test]
+    fn waits_for_the_whole_body() {
+        let head = "POST /api/login HTTP/1.1\r\nContent-Length: 10\r\n\r\n";
+        assert!(matches!(parse(&format!("{head}token")), Parsed::Incomplete));
+        let Parsed::Complete(req, _) = parse(&format!("{head}token=abcd")) else {
+            panic!("should parse")
+        };
+        assert_eq!(req.body, b"token=abcd");
+    }
+
+    #[test]
+    fn refuses_oversized_heads_bodies_and_chunked_uploads() {
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(9000));
+        assert!(matches!(parse(&big), Parsed::Bad(431, _)));
+        let body = "POST / HTTP/1.1\r\nContent-Length: 999999\r\n\r\n";
+        assert!(matches!(parse(body), Parsed::Bad(413, _)));
+        let chunked = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(matches!(parse(chunked), Parsed::Bad(411, _)));
+        assert!(matches!(parse("GARBAGE\x01\r\n\r\n"), Parsed::Bad(400, _)));
+    }
+}
