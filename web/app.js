@@ -388,7 +388,7 @@
         num(cam.camera_errors) ? stat('Camera errors', String(cam.camera_errors), 'warn') : null,
         num(cam.storage_errors) ? stat('Storage errors', String(cam.storage_errors), 'bad') : null,
         num(cam.live_viewers) !== null ? stat('Live viewers', String(cam.live_viewers)) : null,
-        cam.current_segment ? stat('Segment', h('span', { class: 'mono' }, cam.current_segment)) : null,
+        cam.current_segment ? h('div', { class: 'wide' }, h('dt', null, 'Writing'), h('dd', { class: 'mono' }, cam.current_segment)) : null,
       );
       const rec = Array.isArray(cam.recovery) ? cam.recovery : [];
       let recovery = null;
@@ -761,6 +761,13 @@
     $('player-msg').textContent = text;
   }
 
+  $('player-img').addEventListener('load', (e) => {
+    const img = e.target;
+    if (img.naturalWidth && img.naturalHeight) {
+      img.parentElement.style.aspectRatio = img.naturalWidth + ' / ' + img.naturalHeight;
+    }
+  });
+
   function showPlayerImage(blob) {
     const url = URL.createObjectURL(blob);
     const old = player.objectUrl;
@@ -834,12 +841,12 @@
     player.lastPartTime = null;
     setPlayButton();
     setPlayerMsg('');
-    renderPlayerTime('▶ ' + speed() + '×');
+    renderPlayerTime('· playing ' + speed() + '×');
     const ctrl = new AbortController();
     player.ctrl = ctrl;
     player.tick = setInterval(() => {
       player.t = estimatedTime();
-      renderPlayerTime('▶ ' + speed() + '×');
+      renderPlayerTime('· playing ' + speed() + '×');
     }, PLAYER_TICK_MS);
     const url = '/api/playback?camera=' + enc(player.camera) + '&from=' + enc(iso(from)) + '&speed=' + enc(String(speed()));
     try {
@@ -858,7 +865,7 @@
           player.lastPartTime = ft;
           player.t = ft;
           player.exact = true;
-          renderPlayerTime('▶ ' + speed() + '×');
+          renderPlayerTime('· playing ' + speed() + '×');
           player.exact = false;
         }
       });
@@ -928,7 +935,7 @@
       const segName = r.headers.get('X-Frame-Segment');
       const index = r.headers.get('X-Frame-Index');
       setPlayerMsg(segName ? 'Segment ' + segName + (index !== null ? ', frame ' + index : '') : '');
-      renderPlayerTime('⏸');
+      renderPlayerTime('· paused');
     } catch (e) {
       if (e.name === 'AbortError') return;
       setPlayerMsg('Could not load the frame: ' + e.message);

@@ -188,7 +188,13 @@ class Checks:
     def new_page(self, ctx):
         page = ctx.new_page()
         page.on("pageerror", lambda e: self.errors.append(f"{page.url}: {e}"))
+        page.on("console", lambda m: self.on_console(page, m))
         return page
+
+    def on_console(self, page, message):
+        # A blocked script or style is a broken page even when nothing throws.
+        if message.type == "error" and "Content Security Policy" in message.text:
+            self.errors.append(f"{page.url}: {message.text}")
 
     def login_page_first(self):
         self.page.goto(self.base + "/")
@@ -351,6 +357,8 @@ def main():
                             print(f"screenshot: {SHOTS / 'failure.png'}")
                         except Exception:  # noqa: BLE001
                             pass
+                        if checks.errors:
+                            print("page errors:\n" + "\n".join(checks.errors))
                         tail = server.log_tail()
                         if tail:
                             print("server log (tail):\n" + tail)
