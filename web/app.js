@@ -236,6 +236,14 @@
       const t1 = Date.now();
       const serverMs = parseTime(s.time);
       if (Number.isFinite(serverMs)) state.serverOffsetMs = serverMs - (t0 + t1) / 2;
+      // Back after an outage or a restart of the recorder: live streams
+      // ended with the old connection (an <img> keeps its last frame and
+      // says nothing), so open them again.
+      const restarted = state.status && num(s.uptime_s) !== null && num(state.status.uptime_s) !== null
+        && s.uptime_s < state.status.uptime_s;
+      if ((state.statusError || restarted) && !document.hidden) {
+        for (const t of tiles.values()) if (t.mode !== 'poll') startStream(t);
+      }
       state.status = s;
       state.statusError = null;
       const cams = Array.isArray(s.cameras) ? s.cameras.filter((c) => c && c.id) : [];
@@ -376,7 +384,8 @@
         .map(([k, v]) => k.replace(/_/g, ' ') + ' ' + v).join(', ');
       const stat = (label, value, cls) => h('div', null, h('dt', null, label), h('dd', { class: cls || null }, value));
       const stats = h('dl', { class: 'stats' },
-        stat('Frame rate', fps === null ? '–' : fps.toFixed(1) + ' fps'),
+        stat('Frame rate', fps === null ? '–' : fps.toFixed(1) + (num(cam.target_fps) ? ' of ' + cam.target_fps : '') + ' fps',
+          fps !== null && num(cam.target_fps) && fps < 0.8 * cam.target_fps ? 'warn' : null),
         stat('Dropped', String(dropped) + (reasonText ? ' (' + reasonText + ')' : ''), rate.droppedRecently > 0 ? 'warn' : null),
         stat('Last sync', fmtAge(age), age === null ? null : age > SYNC_AGE_BAD_S ? 'bad' : age > SYNC_AGE_WARN_S ? 'warn' : null),
         stat('Camera', cam.connected === false ? 'disconnected' : cam.connected ? 'connected' : '?', cam.connected === false ? 'bad' : null),
@@ -388,6 +397,7 @@
         num(cam.camera_errors) ? stat('Camera errors', String(cam.camera_errors), 'warn') : null,
         num(cam.storage_errors) ? stat('Storage errors', String(cam.storage_errors), 'bad') : null,
         num(cam.live_viewers) !== null ? stat('Live viewers', String(cam.live_viewers)) : null,
+        cam.source ? stat('Source', String(cam.source)) : null,
         cam.current_segment ? h('div', { class: 'wide' }, h('dt', null, 'Writing'), h('dd', { class: 'mono' }, cam.current_segment)) : null,
       );
       const rec = Array.isArray(cam.recovery) ? cam.recovery : [];
@@ -618,47 +628,38 @@
       + (fmtDate(to) === fmtDate(from) ? '' : fmtDate(to) + ' ') + fmtHMS(to) + ' UTC'
       + (state.win.endMs === null ? ' (now)' : '');
 
+    // Rows and bars stay in place between refreshes (only their contents
+    // change), so a tap that straddles a refresh still lands on its bar.
+    const ids = state.cameras.map((c) => c.id);
+    if (ids.join('\n') !== [...timelineRows.keys()].join('\n')) {
+      timelineRows.clear();
+      for (const id of ids) timelineRows.set(id, timelineRow(id));
+      box.replaceChildren(...[...timelineRows.values()].map((r) => r.row));
+    }
     const now = serverNow();
-    box.replaceChildren(...state.cameras.map((c) => {
-      const rec = state.recordings[c.id];
+    for (const [id, r] of timelineRows) {
+      const rec = state.recordings[id];
       const spans = rec ? rec.spans.filter((s) => s.end >= from && s.start <= to) : [];
       let stored = 0;
       for (const s of spans) stored += Math.min(s.end, to) - Math.max(s.start, from);
       const gaps = Math.max(0, spans.length - 1);
-      const bar = h('div', {
-        class: 'tl-bar', role: 'button', tabindex: '0', 'data-camera': c.id,
-        'aria-label': cameraName(c.id) + ' recordings ' + fmtHM(from) + ' to ' + fmtHM(to) + ' UTC: '
-          + fmtDuration(stored) + ' stored. Activate to play the latest footage.',
-        onclick: (e) => {
-          const r = e.currentTarget.getBoundingClientRect();
-          const frac = Math.min(1, Math.max(0, (e.clientX - r.left) / r.width));
-          playFromTimeline(c.id, from + frac * span);
-        },
-        onkeydown: (e) => {
-          if (e.key !== 'Enter' && e.key !== ' ') return;
-          e.preventDefault();
-          const last = spans[spans.length - 1];
-          if (last) playFromTimeline(c.id, Math.max(last.start, last.end - 60000));
-        },
-      },
-      ticks.map((t) => h('div', { class: 'tl-grid', style: { left: pct(t) + '%' } })),
-      spans.map((s) => h('div', {
-        class: 'tl-span',
-        title: fmtHMS(s.start) + '–' + fmtHMS(s.end) + ' UTC' + (s.frames !== null ? ', ' + s.frames + ' frames' : ''),
-        'data-start': iso(s.start), 'data-end': iso(s.end),
-        style: { left: Math.max(0, pct(s.start)) + '%', width: Math.max(0, pct(Math.min(s.end, to)) - Math.max(0, pct(s.start))) + '%' },
-      })),
-      now >= from && now <= to ? h('div', { class: 'tl-now', style: { left: 'calc(' + pct(now) + '% - 2px)' } }) : null,
-      player.camera === c.id && player.t >= from && player.t <= to
-        ? h('div', { class: 'tl-head', style: { left: pct(player.t) + '%' } }) : null,
-      rec && rec.error ? h('div', { class: 'tl-empty' }, 'Could not load: ' + rec.error)
-        : rec && !spans.length ? h('div', { class: 'tl-empty' }, 'No footage in this window') : null);
-      return h('div', { class: 'tl-row' },
-        h('div', { class: 'tl-label' },
-          h('span', { class: 'name' }, cameraName(c.id)),
-          h('span', { class: 'muted' }, fmtDuration(stored) + ' stored' + (gaps ? ' · ' + gaps + (gaps === 1 ? ' gap' : ' gaps') : ''))),
-        bar);
-    }));
+      r.name.textContent = cameraName(id);
+      r.stats.textContent = fmtDuration(stored) + ' stored' + (gaps ? ' · ' + gaps + (gaps === 1 ? ' gap' : ' gaps') : '');
+      r.bar.setAttribute('aria-label', cameraName(id) + ' recordings ' + fmtHM(from) + ' to ' + fmtHM(to) + ' UTC: '
+        + fmtDuration(stored) + ' stored' + (gaps ? ' with ' + gaps + (gaps === 1 ? ' gap' : ' gaps') : '')
+        + '. Activate to play the latest footage.');
+      r.bar.replaceChildren(
+        ...ticks.map((t) => h('div', { class: 'tl-grid', style: { left: pct(t) + '%' } })),
+        ...spans.map((s) => h('div', {
+          class: 'tl-span',
+          'data-start': iso(s.start), 'data-end': iso(s.end), 'data-frames': s.frames,
+          style: { left: Math.max(0, pct(s.start)) + '%', width: Math.max(0, pct(Math.min(s.end, to)) - Math.max(0, pct(s.start))) + '%' },
+        })),
+        ...(now >= from && now <= to ? [h('div', { class: 'tl-now', style: { left: 'calc(' + pct(now) + '% - 2px)' } })] : []),
+        ...(rec && rec.error ? [h('div', { class: 'tl-empty' }, 'Could not load: ' + rec.error)]
+          : rec && !spans.length ? [h('div', { class: 'tl-empty' }, 'No footage in this window')] : []));
+    }
+    updateHead();
 
     $('tl-axis').replaceChildren(...ticks.map((t) => {
       const p = pct(t);
@@ -674,6 +675,30 @@
     }
     $('tl-now').setAttribute('aria-pressed', String(state.win.endMs === null));
     updateScrub();
+  }
+
+  const timelineRows = new Map(); // camera id -> {row, name, stats, bar}
+
+  function timelineRow(id) {
+    const name = h('span', { class: 'name' });
+    const stats = h('span', { class: 'muted' });
+    const bar = h('div', {
+      class: 'tl-bar', role: 'button', tabindex: '0', 'data-camera': id,
+      onclick: (e) => {
+        const { from, to } = windowRange();
+        const r = bar.getBoundingClientRect();
+        const frac = Math.min(1, Math.max(0, (e.clientX - r.left) / r.width));
+        playFromTimeline(id, from + frac * (to - from));
+      },
+      onkeydown: (e) => {
+        if (e.key !== 'Enter' && e.key !== ' ') return;
+        e.preventDefault();
+        const spans = (state.recordings[id] || {}).spans || [];
+        const last = spans[spans.length - 1];
+        if (last) playFromTimeline(id, Math.max(last.start, last.end - 60000));
+      },
+    });
+    return { row: h('div', { class: 'tl-row' }, h('div', { class: 'tl-label' }, name, stats), bar), name, stats, bar };
   }
 
   // A tap in a gap plays from the next stored moment (or the last one
