@@ -48,6 +48,21 @@
     return e;
   }
 
+  // A 24x24 single-path icon (no icon font: nothing to download).
+  function icon(path) {
+    const ns = 'http://www.w3.org/2000/svg';
+    const svg = document.createElementNS(ns, 'svg');
+    svg.setAttribute('viewBox', '0 0 24 24');
+    svg.setAttribute('width', '20');
+    svg.setAttribute('height', '20');
+    svg.setAttribute('aria-hidden', 'true');
+    const p = document.createElementNS(ns, 'path');
+    p.setAttribute('d', path);
+    p.setAttribute('fill', 'currentColor');
+    svg.append(p);
+    return svg;
+  }
+
   const num = (v) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
   const pad = (n, w = 2) => String(n).padStart(w, '0');
   const enc = encodeURIComponent;
@@ -1207,11 +1222,12 @@
             s.closed === false ? h('span', { class: 'badge rec' }, 'recording') : null,
             s.protected ? h('span', { class: 'badge lock' }, 'protected') : null),
           h('div', { class: 'seg-meta' }, meta),
-          h('div', { class: 'seg-meta mono' }, s.name)),
+          h('div', { class: 'seg-meta mono seg-name', title: s.name }, s.name)),
         okTimes ? h('button', { type: 'button', class: 'button small', 'aria-label': 'Play segment from ' + fmtHMS(s.startMs) + ' UTC',
-          onclick: () => { openPlayer(camera); play(s.startMs); $('player').scrollIntoView({ behavior: 'smooth', block: 'start' }); } }, 'Play') : null,
+          title: 'Play', onclick: () => { openPlayer(camera); play(s.startMs); $('player').scrollIntoView({ behavior: 'smooth', block: 'start' }); } },
+        icon('M7 5v14l12-7z')) : null,
         h('a', { class: 'button small', href: '/api/video/download?camera=' + enc(camera) + '&name=' + enc(s.name),
-          download: '', 'aria-label': 'Download segment ' + s.name }, 'Download'));
+          download: '', title: 'Download (.mjpeg)', 'aria-label': 'Download segment ' + s.name }, icon('M11 4h2v9l3.5-3.5 1.4 1.4L12 16.8l-5.9-5.9 1.4-1.4L11 13zM5 18h14v2H5z')));
     }), segs.length > shown.length
       ? h('li', { class: 'muted' }, (segs.length - shown.length) + ' older segments not listed: narrow the timeline window.')
       : []);

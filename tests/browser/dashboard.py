@@ -51,7 +51,7 @@ def chromium_path():
     for p in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser"):
         if p and Path(p).exists():
             return p
-    raise SystemExit("no Chromium: install Debian's chromium package (make deps)")
+    raise RuntimeError("no Chromium: install Debian's chromium package (make deps)")
 
 
 def dashvault_binary():
@@ -96,7 +96,7 @@ class Server:
         self.log = open(self.dir / "server.log", "wb")
         binary = dashvault_binary()
         if not binary.exists():
-            raise SystemExit(f"{binary} does not exist: run `cargo build --release` first")
+            raise RuntimeError(f"{binary} does not exist: run `cargo build --release` first")
         self.proc = subprocess.Popen(
             [str(binary), "-c", str(self.dir / "dashvault.json"), "run"],
             cwd=self.dir, stdout=self.log, stderr=subprocess.STDOUT,
@@ -271,7 +271,22 @@ class Checks:
     def export_link_is_built(self):
         self.page.click('[data-preset="last5"]')
         href = self.page.get_attribute("#export-link", "href")
-        assert href and href.startswith("/api/export.mp4?camera=front&from="), f"export link: {href!r}"
+        assert href and href.startswith(f"/api/export.mp4?camera={CAMERA}&from="), f"export link: {href!r}"
+        # "This segment": the segment under the paused player.
+        self.page.click('[data-preset="segment"]')
+        wait_until(lambda: self.page.get_attribute('[data-preset="segment"]', "aria-pressed") == "true",
+                   "the segment preset did not apply: " + self.page.inner_text("#export-summary"))
+        href = self.page.get_attribute("#export-link", "href")
+        assert href and f"camera={CAMERA}&from=" in href and "&to=" in href, f"export link: {href!r}"
+
+    def segment_download_link_works(self):
+        self.page.select_option("#segments-camera", CAMERA)
+        link = self.page.locator('#segment-list a[href^="/api/video/download"]').first
+        link.wait_for()
+        status = self.page.evaluate(
+            "async (href) => { const r = await fetch(href); await r.arrayBuffer(); return r.status; }",
+            link.get_attribute("href"))
+        assert status == 200, f"segment download answered {status}"
 
     def phone_has_no_sideways_scroll(self):
         self.page.evaluate("window.scrollTo(0, 0)")
@@ -313,6 +328,7 @@ STEPS = [
     "tap_timeline_plays_back",
     "pause_and_step_frames",
     "export_link_is_built",
+    "segment_download_link_works",
     "phone_has_no_sideways_scroll",
     "desktop_layout",
     "no_script_errors",
