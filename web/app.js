@@ -380,6 +380,7 @@
     if (free !== null) parts.push(fmtBytes(free) + ' free on disk' + (total ? ' of ' + fmtBytes(total) : ''));
     const deleted = num(st.retention_deleted_segments) ?? num(st.deleted_segments);
     if (deleted) parts.push(deleted + ' old segments deleted to stay under the cap');
+    if (num(st.min_free_bytes)) parts.push('keeps ' + fmtBytes(st.min_free_bytes) + ' free');
     if (st.cap_unreachable) parts.push('cap unreachable');
     parts.push('oldest unprotected footage is deleted first when full');
     $('storage-detail').textContent = parts.join(' · ');
@@ -1005,6 +1006,8 @@
     return from + (Number(scrub.value) / SCRUB_STEPS) * (to - from);
   };
   scrub.addEventListener('pointerdown', () => { player.scrubbing = true; });
+  scrub.addEventListener('pointercancel', () => { player.scrubbing = false; });
+  scrub.addEventListener('pointerup', () => { player.scrubbing = false; });
   scrub.addEventListener('input', () => {
     player.scrubbing = true;
     if (player.playing) stopPlayback();

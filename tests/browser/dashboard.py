@@ -175,6 +175,17 @@ def wait_until(fn, what, timeout_s=STEP_TIMEOUT_MS / 1000, interval_s=0.2):
     raise AssertionError(f"{what} (waited {timeout_s:.0f} s; last saw {last!r})")
 
 
+def tap_latest_span(page):
+    """Zooms the timeline to 10 minutes and taps the middle of the newest span."""
+    page.click('[data-window="600000"]')
+    bar = page.locator(f'.tl-bar[data-camera="{CAMERA}"]')
+    span = bar.locator(".tl-span").last
+    wait_until(lambda: (b := span.bounding_box()) and b["width"] >= 4, "the span is too narrow to tap")
+    bar.scroll_into_view_if_needed()
+    sb, bb = span.bounding_box(), bar.bounding_box()
+    bar.click(position={"x": sb["x"] - bb["x"] + sb["width"] / 2, "y": bb["height"] / 2})
+
+
 class Checks:
     def __init__(self, server, browser):
         self.server = server
@@ -247,12 +258,7 @@ class Checks:
         wait_until(covering, "no timeline span covers the recorded seconds", timeout_s=15)
 
     def tap_timeline_plays_back(self):
-        # Zoom to 10 minutes so the span is wide, then tap inside it.
-        self.page.click('[data-window="600000"]')
-        span = self.page.locator(f'.tl-bar[data-camera="{CAMERA}"] .tl-span').last
-        wait_until(lambda: (b := span.bounding_box()) and b["width"] >= 4, "the span is too narrow to tap")
-        box = span.bounding_box()
-        self.page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        tap_latest_span(self.page)
         self.page.locator("#player-body").wait_for(state="visible")
         player = self.page.locator("#player-img")
         wait_until(lambda: player.evaluate("i => i.complete && i.naturalWidth > 0"), "the player showed no frame")
@@ -306,6 +312,10 @@ class Checks:
         wait_until(lambda: img.evaluate(IMAGE_HASH_JS), "no live frame on the desktop")
         wait_until(lambda: page.locator(f'.tl-bar[data-camera="{CAMERA}"] .tl-span').count() > 0,
                    "no timeline span on the desktop")
+        tap_latest_span(page)
+        player = page.locator("#player-img")
+        wait_until(lambda: player.evaluate("i => i.complete && i.naturalWidth > 0"), "the player showed no frame")
+        page.evaluate("window.scrollTo(0, 0)")
         live = page.locator("#live").bounding_box()
         health = page.locator("#health").bounding_box()
         assert health["x"] >= live["x"] + live["width"], "desktop layout is not two columns"
