@@ -20,6 +20,7 @@ test: deps browser-deps
 bench: deps
 	$(CARGO) bench --bench encode
 	$(CARGO) bench --bench store
+	$(CARGO) bench --bench export
 
 lint:
 	$(CARGO) fmt --all -- --check

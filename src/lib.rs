@@ -9,6 +9,8 @@
 //! - [`encode`] turns raw frames into JPEG (rotation, burned-in timestamp).
 //! - [`store`] owns the segment format and every durability rule; nothing
 //!   outside it opens a segment file.
+//! - [`export`] builds `.mp4` files of stored footage on demand, for the
+//!   CLI and HTTP alike.
 //! - [`recorder`] wires cameras, encoder pools and segment writers together
 //!   with bounded queues and counts everything in [`status`].
 //! - [`cli`] holds one module per subcommand; `main.rs` only dispatches.
@@ -18,6 +20,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod encode;
+pub mod export;
 pub mod frame;
 pub mod http;
 pub mod live;

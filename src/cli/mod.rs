@@ -2,6 +2,7 @@
 //! arguments into [`Command`] and calls [`dispatch`].
 
 pub mod config_check;
+pub mod export;
 pub mod run;
 pub mod status;
 pub mod verify;
@@ -29,6 +30,7 @@ pub enum Command {
     Run(run::RunArgs),
     Verify(verify::VerifyArgs),
     Status(status::StatusArgs),
+    Export(export::ExportArgs),
     Config(config_check::ConfigArgs),
 }
 
@@ -42,6 +44,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(args) => run::run(&config_path, args),
         Command::Verify(args) => verify::run(&config_path, args),
         Command::Status(args) => status::run(&config_path, args),
+        Command::Export(args) => export::run(&config_path, args),
         Command::Config(args) => config_check::run(&config_path, args),
     }
 }

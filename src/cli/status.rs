@@ -1,6 +1,10 @@
-//! `dashvault status`: what the running recorder last reported.
+//! `dashvault status`: asks the running service on this machine; when it is
+//! not answering, reads the status file it left and what is in the store.
 
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use argh::FromArgs;
 
@@ -19,41 +23,136 @@ pub struct StatusArgs {
     pub data_dir: Option<PathBuf>,
 }
 
+const SERVICE_TIMEOUT: Duration = Duration::from_secs(3);
+
 pub fn run(config_path: &Path, args: StatusArgs) -> anyhow::Result<i32> {
-    let data_dir = super::data_dir_for(config_path, args.data_dir);
-    let path = data_dir.join(STATUS_FILE_NAME);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!(
-                "no status at {} ({e}): is `dashvault run` running?",
-                path.display()
+    let data_dir = super::data_dir_for(config_path, args.data_dir.clone());
+    match ask_service(config_path) {
+        Ok((addr, bytes)) => {
+            if args.json {
+                println!("{}", String::from_utf8_lossy(&bytes));
+                return Ok(0);
+            }
+            let s: StatusSnapshot = serde_json::from_slice(&bytes)?;
+            println!(
+                "live status from the service at http://{addr}/ (up {:.0} s, version {})",
+                s.uptime_s, s.version
             );
-            return Ok(1);
+            print_snapshot(&s);
+            return Ok(0);
         }
-    };
-    if args.json {
-        println!("{}", String::from_utf8_lossy(&bytes));
-        return Ok(0);
+        Err(why) => eprintln!("the service is not answering ({why}); reading the store instead"),
     }
-    let s: StatusSnapshot = serde_json::from_slice(&bytes)?;
-    let age = std::fs::metadata(&path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.elapsed().ok())
-        .map_or(String::from("?"), |d| format!("{} s", d.as_secs()));
-    println!(
-        "status of {} (written {age} ago, at {})",
-        data_dir.display(),
-        s.time
-    );
+    let path = data_dir.join(STATUS_FILE_NAME);
+    match std::fs::read(&path) {
+        Ok(bytes) if args.json => {
+            println!("{}", String::from_utf8_lossy(&bytes));
+            return Ok(0);
+        }
+        Ok(bytes) => {
+            let s: StatusSnapshot = serde_json::from_slice(&bytes)?;
+            let age = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .map_or(String::from("?"), |d| format!("{} s", d.as_secs()));
+            println!(
+                "last status the service wrote to {} ({age} ago, at {})",
+                path.display(),
+                s.time
+            );
+            print_snapshot(&s);
+        }
+        Err(e) => println!("no status file at {} ({e})", path.display()),
+    }
+    print_store(&data_dir)
+}
+
+/// The address and token of the local service, from the config.
+fn ask_service(config_path: &Path) -> Result<(SocketAddr, Vec<u8>), String> {
+    let config = crate::config::load(config_path)
+        .map(|l| l.config)
+        .unwrap_or_default();
+    let ip = match config.bind.parse::<IpAddr>() {
+        Ok(ip) if !ip.is_unspecified() => ip,
+        _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+    };
+    let addr = SocketAddr::new(ip, config.port);
+    let dir = config_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let token = match config.auth_token {
+        Some(t) => t,
+        None => std::fs::read_to_string(dir.join(crate::http::auth::TOKEN_FILE_NAME))
+            .map_err(|e| format!("no token file in {}: {e}", dir.display()))?
+            .trim()
+            .to_string(),
+    };
+    let (status, body) =
+        http_get(addr, "/api/status", &token).map_err(|e| format!("{addr}: {e}"))?;
+    if status != 200 {
+        return Err(format!(
+            "{addr} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        ));
+    }
+    Ok((addr, body))
+}
+
+/// A one-shot GET over HTTP/1.1 with `Connection: close`.
+fn http_get(addr: SocketAddr, path: &str, token: &str) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect_timeout(&addr, SERVICE_TIMEOUT)?;
+    s.set_read_timeout(Some(SERVICE_TIMEOUT))?;
+    s.set_write_timeout(Some(SERVICE_TIMEOUT))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut r = httparse::Response::new(&mut headers);
+    match r.parse(&raw) {
+        Ok(httparse::Status::Complete(n)) => Ok((r.code.unwrap_or(0), raw[n..].to_vec())),
+        _ => Err(std::io::Error::other("not an HTTP answer")),
+    }
+}
+
+/// What is stored, per camera, read from the files themselves.
+fn print_store(data_dir: &Path) -> anyhow::Result<i32> {
+    let io = crate::store::io::RealIo::new();
+    let cameras = crate::store::catalog::list_cameras(&io, data_dir)?;
+    if cameras.is_empty() {
+        println!("no recordings in {}", data_dir.display());
+        return Ok(1);
+    }
+    for camera in cameras {
+        let (segments, quarantined) = crate::store::catalog::list_segments(&io, data_dir, &camera)?;
+        let bytes: u64 = segments.iter().map(|s| s.len).sum();
+        println!(
+            "  {camera}: {} segments, {} MB, newest {}{}",
+            segments.len(),
+            bytes / 1_000_000,
+            segments.last().map_or("-", |s| s.name.as_str()),
+            if quarantined.is_empty() {
+                String::new()
+            } else {
+                format!(", {} quarantined", quarantined.len())
+            }
+        );
+    }
+    Ok(0)
+}
+
+fn print_snapshot(s: &StatusSnapshot) {
     if let Some(p) = &s.config_problem {
         println!("CONFIG PROBLEM: {p}");
     }
     for c in &s.cameras {
         let d = &c.dropped;
         println!(
-            "  {} [{}] {}: captured {}, written {} ({} MB), dropped {}/{}/{}/{} \
+            "  {} [{}] {}: {:.1} fps, {} viewers, captured {}, written {} ({} MB), dropped {}/{}/{}/{} \
              (encoder busy/writer busy/encode error/storage error), last sync {} ms ago, {} I/O",
             c.id,
             if c.connected {
@@ -62,6 +161,8 @@ pub fn run(config_path: &Path, args: StatusArgs) -> anyhow::Result<i32> {
                 "DISCONNECTED"
             },
             c.format,
+            c.fps,
+            c.live_viewers,
             c.captured,
             c.written,
             c.written_bytes / 1_000_000,
@@ -95,5 +196,4 @@ pub fn run(config_path: &Path, args: StatusArgs) -> anyhow::Result<i32> {
             ""
         }
     );
-    Ok(0)
 }

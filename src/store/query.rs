@@ -137,6 +137,27 @@ pub fn open_range(
     Ok(out)
 }
 
+/// Wall time of the newest readable frame of `camera`, if any: the last
+/// frame of the newest segment that opens and holds frames.
+pub fn newest_frame_wall_ns(
+    io: &dyn StorageIo,
+    data_dir: &Path,
+    camera: &str,
+) -> Result<Option<i64>, StoreError> {
+    let (segments, _) = list_segments(io, data_dir, camera)?;
+    for entry in segments.iter().rev() {
+        match SegmentReader::open(io, &entry.path) {
+            Ok(r) => {
+                if let Some(f) = r.frames.last() {
+                    return Ok(Some(f.wall_ns));
+                }
+            }
+            Err(e) => log::warn!("[{camera}] skipping unreadable segment: {e}"),
+        }
+    }
+    Ok(None)
+}
+
 /// The stored frame of `camera` whose wall time is nearest `at_ns`, looking
 /// at most `window_ns` either side.
 pub fn nearest_frame(

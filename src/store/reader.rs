@@ -3,6 +3,7 @@
 //! frame handed out has had both CRCs checked, so nothing torn or corrupt is
 //! ever served as video.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use super::format::{
@@ -289,5 +290,233 @@ impl SegmentReader {
         h.check_payload(&rec[HEADER_LEN..]).map_err(bad)?;
         rec.drain(..HEADER_LEN);
         Ok(rec)
+    }
+
+    /// Bytes from the start of the first record of `frames` to the end of
+    /// the last: what [`read_run`](SegmentReader::read_run) reads for them.
+    pub fn run_bytes(&self, frames: Range<usize>) -> u64 {
+        match (
+            self.frames.get(frames.start),
+            frames.end.checked_sub(1).and_then(|l| self.frames.get(l)),
+        ) {
+            (Some(first), Some(last)) if frames.start < frames.end => {
+                (last.offset + HEADER_LEN as u64 + last.payload_len as u64)
+                    .saturating_sub(first.offset)
+            }
+            _ => 0,
+        }
+    }
+
+    /// Reads the records of frames `frames` (consecutive indexes) with one
+    /// positional read into `buf`, and checks each one as [`read_frame`]
+    /// does, plus that its frame number matches the index. Nothing of the
+    /// run is returned unless every frame in it checks.
+    ///
+    /// [`read_frame`]: SegmentReader::read_frame
+    pub fn read_run<'a>(
+        &'a self,
+        frames: Range<usize>,
+        buf: &'a mut Vec<u8>,
+    ) -> Result<FrameRun<'a>, StoreError> {
+        let entries = self
+            .frames
+            .get(frames.clone())
+            .ok_or_else(|| StoreError::Invalid {
+                path: self.path.clone(),
+                message: format!(
+                    "frames {}..{} out of range ({} frames)",
+                    frames.start,
+                    frames.end,
+                    self.frames.len()
+                ),
+            })?;
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            buf.clear();
+            return Ok(FrameRun {
+                entries,
+                base: 0,
+                bytes: buf,
+            });
+        };
+        let base = first.offset;
+        let end = last.offset + HEADER_LEN as u64 + last.payload_len as u64;
+        if end < base {
+            return Err(StoreError::Invalid {
+                path: self.path.clone(),
+                message: format!(
+                    "index entries {}..{} are out of order",
+                    frames.start, frames.end
+                ),
+            });
+        }
+        buf.resize((end - base) as usize, 0);
+        self.file
+            .read_exact_at(buf, base)
+            .map_err(|e| StoreError::io(&self.path, "reading frames", e))?;
+        for (k, entry) in entries.iter().enumerate() {
+            let bad = |source| StoreError::Format {
+                path: self.path.clone(),
+                offset: entry.offset,
+                source,
+            };
+            let at = entry
+                .offset
+                .checked_sub(base)
+                .map(|a| a as usize)
+                .filter(|a| a + HEADER_LEN + entry.payload_len as usize <= buf.len())
+                .ok_or_else(|| StoreError::Invalid {
+                    path: self.path.clone(),
+                    message: format!(
+                        "index entry {} (byte {}) is out of order",
+                        frames.start + k,
+                        entry.offset
+                    ),
+                })?;
+            let h = RecordHeader::decode(&buf[at..at + HEADER_LEN]).map_err(bad)?;
+            if h.kind != RecordKind::Frame
+                || h.payload_len != entry.payload_len
+                || h.seq != entry.seq
+            {
+                return Err(StoreError::Invalid {
+                    path: self.path.clone(),
+                    message: format!(
+                        "byte {}: record does not match index entry {} (frame {})",
+                        entry.offset,
+                        frames.start + k,
+                        entry.seq
+                    ),
+                });
+            }
+            let payload = &buf[at + HEADER_LEN..at + HEADER_LEN + entry.payload_len as usize];
+            h.check_payload(payload).map_err(bad)?;
+        }
+        Ok(FrameRun {
+            entries,
+            base,
+            bytes: buf,
+        })
+    }
+}
+
+/// Frames read by [`SegmentReader::read_run`], every CRC checked.
+pub struct FrameRun<'a> {
+    entries: &'a [IndexEntry],
+    /// File offset of `bytes[0]`.
+    base: u64,
+    bytes: &'a [u8],
+}
+
+impl FrameRun<'_> {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The JPEG of the `k`-th frame of the run.
+    pub fn payload(&self, k: usize) -> &[u8] {
+        let e = &self.entries[k];
+        let at = (e.offset - self.base) as usize + HEADER_LEN;
+        &self.bytes[at..at + e.payload_len as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::frame::CaptureTime;
+    use crate::status::CameraStatus;
+    use crate::store::sim::SimIo;
+    use crate::store::writer::{EncodedFrame, SegmentWriter, WriterSettings};
+    use crate::store::FormatError;
+
+    const INTERVAL_NS: u64 = 33_333_333;
+
+    fn payload(n: u64) -> Vec<u8> {
+        (0..100 + n as usize * 37)
+            .map(|i| (i as u64 * 7 + n) as u8)
+            .collect()
+    }
+
+    /// One closed segment of `frames` frames on simulated storage.
+    fn segment(frames: u64) -> (SimIo, PathBuf) {
+        let sim = SimIo::default();
+        let io: Arc<dyn StorageIo> = Arc::new(sim.clone());
+        let settings = WriterSettings {
+            camera_id: "c".into(),
+            camera_dir: PathBuf::from("/d/recordings/c"),
+            fps_milli: 30_000,
+            segment_length_ns: 60_000_000_000,
+            first_segment_length_ns: 60_000_000_000,
+            sync_interval_ns: 100_000_000,
+            want_direct: true,
+            boot_id: [1; 16],
+        };
+        let mut w =
+            SegmentWriter::new(io, settings, CameraStatus::new("c"), Default::default()).unwrap();
+        for n in 0..frames {
+            let t = n * INTERVAL_NS;
+            let frame = EncodedFrame {
+                jpeg: payload(n).into(),
+                width: 8,
+                height: 8,
+                captured: CaptureTime {
+                    mono_ns: t,
+                    wall_ns: t as i64,
+                },
+                flags: 0,
+            };
+            w.append(&frame, t).unwrap();
+        }
+        w.close().unwrap();
+        let path = sim
+            .live_files()
+            .into_iter()
+            .find(|p| p.extension().is_some_and(|e| e == "dvr"))
+            .unwrap();
+        (sim, path)
+    }
+
+    #[test]
+    fn a_run_reads_the_same_payloads_as_single_frames() {
+        let (sim, path) = segment(40);
+        let reader = SegmentReader::open(&sim, &path).unwrap();
+        let mut buf = Vec::new();
+        let run = reader.read_run(3..17, &mut buf).unwrap();
+        assert_eq!(run.len(), 14);
+        for k in 0..run.len() {
+            assert_eq!(run.payload(k), reader.read_frame(3 + k).unwrap());
+            assert_eq!(run.payload(k), payload(3 + k as u64));
+        }
+        assert_eq!(buf.len() as u64, reader.run_bytes(3..17));
+        assert!(reader.read_run(5..5, &mut buf).unwrap().is_empty());
+        assert_eq!(reader.run_bytes(5..5), 0);
+        assert!(reader.read_run(30..41, &mut buf).is_err());
+    }
+
+    #[test]
+    fn a_damaged_frame_fails_its_run_naming_the_offset() {
+        let (sim, path) = segment(20);
+        let offset = SegmentReader::open(&sim, &path).unwrap().frames[10].offset;
+        let mut bytes = sim.contents(&path).unwrap();
+        bytes[offset as usize + HEADER_LEN + 50] ^= 0x01;
+        sim.put_durable(&path, bytes);
+        let reader = SegmentReader::open(&sim, &path).unwrap();
+        let mut buf = Vec::new();
+        match reader.read_run(5..15, &mut buf) {
+            Err(StoreError::Format {
+                offset: at,
+                source: FormatError::PayloadCrc { .. },
+                ..
+            }) => assert_eq!(at, offset),
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("a damaged frame was served"),
+        }
+        // Runs that do not include it still read.
+        assert_eq!(reader.read_run(11..20, &mut buf).unwrap().len(), 9);
     }
 }

@@ -1,0 +1,257 @@
+//! `dashvault export`: writes stored footage of one camera as an `.mp4`,
+//! the same bytes the HTTP export serves. Reads the store; changes nothing
+//! in it.
+
+use std::fs::OpenOptions;
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use argh::FromArgs;
+
+use crate::clock::{format_rfc3339, parse_rfc3339};
+use crate::export::{ExportError, ExportOptions, Mp4Export};
+use crate::store::catalog::{list_cameras, list_segments};
+use crate::store::io::RealIo;
+use crate::store::query::newest_frame_wall_ns;
+
+/// Output buffer: large writes keep the copy loop cheap.
+const OUTPUT_BUFFER_BYTES: usize = 1 << 20;
+/// How often the progress line is redrawn.
+const PROGRESS_INTERVAL_MS: u64 = 200;
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "export")]
+/// write stored footage of one camera as an .mp4 (nothing is re-encoded)
+pub struct ExportArgs {
+    /// camera id (default: the first camera with recordings)
+    #[argh(option)]
+    pub camera: Option<String>,
+    /// start of the range, UTC, e.g. 2026-11-20T10:00:00Z
+    #[argh(option)]
+    pub from: Option<String>,
+    /// end of the range (excluded), UTC
+    #[argh(option)]
+    pub to: Option<String>,
+    /// the last DURATION of footage (e.g. 5m, 90s), ending at --to or else
+    /// at the newest stored frame
+    #[argh(option)]
+    pub last: Option<String>,
+    /// output file, or - for standard output (default:
+    /// <camera>_<from>_<to>.mp4 in the working folder)
+    #[argh(option, short = 'o')]
+    pub output: Option<String>,
+    /// leave out the text track that shows the capture time
+    #[argh(switch)]
+    pub no_time_track: bool,
+    /// data folder (default: the config's data_dir)
+    #[argh(option)]
+    pub data_dir: Option<PathBuf>,
+}
+
+pub fn run(config_path: &Path, args: ExportArgs) -> anyhow::Result<i32> {
+    let data_dir = super::data_dir_for(config_path, args.data_dir.clone());
+    let io = RealIo::new();
+    let camera = match &args.camera {
+        Some(c) => c.clone(),
+        None => match first_camera_with_recordings(&io, &data_dir)? {
+            Some(c) => c,
+            None => {
+                eprintln!("no recordings in {}", data_dir.display());
+                return Ok(1);
+            }
+        },
+    };
+    let Some((from_ns, to_ns)) = time_range(&io, &data_dir, &camera, &args)? else {
+        eprintln!("no footage of camera '{camera}' in {}", data_dir.display());
+        return Ok(1);
+    };
+    let options = ExportOptions {
+        time_track: !args.no_time_track,
+    };
+    let export = match Mp4Export::open(&io, &data_dir, &camera, from_ns, to_ns, options) {
+        Ok(e) => e,
+        Err(e @ ExportError::NoFootage { .. }) => {
+            eprintln!("{e}");
+            return Ok(1);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let output = args.output.unwrap_or_else(|| export.file_name());
+    let shown = if output == "-" {
+        "standard output".to_string()
+    } else {
+        output.clone()
+    };
+    if output == "-" {
+        let stdout = std::io::stdout();
+        if stdout.is_terminal() {
+            bail!("standard output is a terminal; give a file with -o FILE or redirect it");
+        }
+        let mut w = Progress::new(
+            BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, stdout.lock()),
+            export.len(),
+        );
+        export.write_range(0, export.len(), &mut w)?;
+        w.finish()?;
+    } else {
+        write_file(&export, Path::new(&output))?;
+    }
+    eprintln!(
+        "wrote {} frames of '{camera}', {:.1} s from {}, {:.1} MB, to {shown}",
+        export.frame_count(),
+        export.duration_ns() as f64 / 1e9,
+        format_rfc3339(export.first_last_wall_ns().0),
+        export.len() as f64 / 1e6,
+    );
+    Ok(0)
+}
+
+/// Writes to a hidden temporary name next to `path`, syncs, then renames, so
+/// `path` never holds a partial file.
+fn write_file(export: &Mp4Export, path: &Path) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow!("{} is not a file name", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.part",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| -> anyhow::Result<()> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        let mut w = Progress::new(
+            BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, file),
+            export.len(),
+        );
+        export.write_range(0, export.len(), &mut w)?;
+        let file = w
+            .finish()?
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        file.sync_all()
+            .with_context(|| format!("syncing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn first_camera_with_recordings(io: &RealIo, data_dir: &Path) -> anyhow::Result<Option<String>> {
+    for camera in list_cameras(io, data_dir)? {
+        if !list_segments(io, data_dir, &camera)?.0.is_empty() {
+            return Ok(Some(camera));
+        }
+    }
+    Ok(None)
+}
+
+/// `[from, to)` in wall ns from the arguments; `None` when `--last` needs
+/// the newest frame and the camera has none.
+fn time_range(
+    io: &RealIo,
+    data_dir: &Path,
+    camera: &str,
+    args: &ExportArgs,
+) -> anyhow::Result<Option<(i64, i64)>> {
+    let parse = |s: &str, what: &str| parse_rfc3339(s).map_err(|e| anyhow!("--{what}: {e}"));
+    match (&args.from, &args.to, &args.last) {
+        (Some(from), Some(to), None) => Ok(Some((parse(from, "from")?, parse(to, "to")?))),
+        (None, to, Some(last)) => {
+            let d = humantime::parse_duration(last)
+                .map_err(|e| anyhow!("--last: '{last}' is not a duration like 5m or 90s: {e}"))?;
+            let to_ns = match to {
+                Some(to) => parse(to, "to")?,
+                None => match newest_frame_wall_ns(io, data_dir, camera)? {
+                    Some(newest) => newest + 1,
+                    None => return Ok(None),
+                },
+            };
+            let span = i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+            Ok(Some((to_ns.saturating_sub(span), to_ns)))
+        }
+        _ => bail!("give --from and --to, or --last (optionally with --to)"),
+    }
+}
+
+/// Counts bytes through to `inner` and, when stderr is a terminal, redraws
+/// a one-line progress report there.
+struct Progress<W: Write> {
+    inner: W,
+    total: u64,
+    done: u64,
+    started: Instant,
+    last_draw: Option<Instant>,
+    show: bool,
+}
+
+impl<W: Write> Progress<W> {
+    fn new(inner: W, total: u64) -> Progress<W> {
+        Progress {
+            inner,
+            total,
+            done: 0,
+            started: Instant::now(),
+            last_draw: None,
+            show: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn draw(&mut self) {
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        let pct = if self.total == 0 {
+            100.0
+        } else {
+            self.done as f64 * 100.0 / self.total as f64
+        };
+        eprint!(
+            "\r{pct:5.1}%  {:.1} / {:.1} MB  {:.1} MB/s ",
+            self.done as f64 / 1e6,
+            self.total as f64 / 1e6,
+            self.done as f64 / 1e6 / secs
+        );
+        self.last_draw = Some(Instant::now());
+    }
+
+    fn finish(mut self) -> std::io::Result<W> {
+        self.inner.flush()?;
+        if self.show {
+            self.draw();
+            eprintln!();
+        }
+        Ok(self.inner)
+    }
+}
+
+impl<W: Write> Write for Progress<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.done += n as u64;
+        if self.show
+            && self.last_draw.map_or(true, |t| {
+                t.elapsed() >= Duration::from_millis(PROGRESS_INTERVAL_MS)
+            })
+        {
+            self.draw();
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}

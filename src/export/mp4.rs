@@ -1,0 +1,635 @@
+//! ISO BMFF (`.mp4`) box writing for exports: `ftyp`, the `moov` with its
+//! sample tables, and the `mdat` header. Nothing here reads footage; the
+//! caller describes each track's samples and chunks, and this module turns
+//! that description into bytes. `docs/export.md` has the box layout.
+//!
+//! Every box is written big-endian with a 32-bit size patched in when the box
+//! ends. Only `mdat` can outgrow 32 bits; it gets the 64-bit `largesize`
+//! form in [`mdat_header`].
+
+/// Ticks per second of the movie and of every track.
+pub const TIMESCALE: u32 = 90_000;
+
+/// Seconds from 1904-01-01 (the MP4 epoch) to 1970-01-01.
+const MP4_EPOCH_OFFSET_S: u64 = 2_082_844_800;
+
+/// Identity transform (16.16 and 2.30 fixed point), as every player expects.
+const MATRIX_IDENTITY: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000];
+
+/// `und` (undetermined) packed as three 5-bit letters.
+const LANGUAGE_UND: u16 = 0x55c4;
+
+/// Builds nested boxes in one buffer.
+#[derive(Default)]
+pub struct BoxWriter {
+    pub buf: Vec<u8>,
+    open: Vec<usize>,
+}
+
+impl BoxWriter {
+    pub fn begin(&mut self, fourcc: &[u8; 4]) {
+        self.open.push(self.buf.len());
+        self.buf.extend_from_slice(&[0, 0, 0, 0]);
+        self.buf.extend_from_slice(fourcc);
+    }
+
+    /// A "full box": version and 24-bit flags after the type.
+    pub fn begin_full(&mut self, fourcc: &[u8; 4], version: u8, flags: u32) {
+        self.begin(fourcc);
+        self.u32(((version as u32) << 24) | (flags & 0x00ff_ffff));
+    }
+
+    pub fn end(&mut self) {
+        let start = self.open.pop().expect("end() matches a begin()");
+        let size = self.buf.len() - start;
+        // The caller caps the frame count so that no table reaches 4 GiB.
+        let size = u32::try_from(size).expect("box smaller than 4 GiB");
+        self.buf[start..start + 4].copy_from_slice(&size.to_be_bytes());
+    }
+
+    pub fn u8(&mut self, v: u8) {
+        self.buf.push(v);
+    }
+    pub fn u16(&mut self, v: u16) {
+        self.buf.extend_from_slice(&v.to_be_bytes());
+    }
+    pub fn i16(&mut self, v: i16) {
+        self.buf.extend_from_slice(&v.to_be_bytes());
+    }
+    pub fn u32(&mut self, v: u32) {
+        self.buf.extend_from_slice(&v.to_be_bytes());
+    }
+    pub fn u64(&mut self, v: u64) {
+        self.buf.extend_from_slice(&v.to_be_bytes());
+    }
+    pub fn bytes(&mut self, b: &[u8]) {
+        self.buf.extend_from_slice(b);
+    }
+    pub fn zeros(&mut self, n: usize) {
+        self.buf.resize(self.buf.len() + n, 0);
+    }
+}
+
+/// A run of samples stored back to back in `mdat`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Chunk {
+    pub samples: u32,
+    /// 1-based index into the track's sample descriptions.
+    pub description: u32,
+    /// Offset of the first sample from the start of the `mdat` body.
+    pub body_offset: u64,
+}
+
+/// What a track's samples are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TrackMedia {
+    /// Motion JPEG, one sample description per picture size (a camera can
+    /// change resolution between segments).
+    Jpeg { sizes: Vec<(u32, u32)> },
+    /// 3GPP timed text (`tx3g`) drawn over a video of this size.
+    Text { width: u32, height: u32 },
+}
+
+#[derive(Clone, Debug)]
+pub struct Track {
+    pub id: u32,
+    pub media: TrackMedia,
+    /// Per sample, in ticks of [`TIMESCALE`].
+    pub durations: Vec<u32>,
+    pub sizes: Vec<u32>,
+    pub chunks: Vec<Chunk>,
+}
+
+impl Track {
+    pub fn duration(&self) -> u64 {
+        self.durations.iter().map(|d| *d as u64).sum()
+    }
+}
+
+/// The movie as a whole.
+pub struct Movie<'a> {
+    pub tracks: &'a [Track],
+    /// Wall time of the first frame, for the creation and modification times.
+    pub start_wall_ns: i64,
+    /// Added to every chunk's body offset: where the `mdat` body starts.
+    pub body_start: u64,
+    /// Write `co64` (64-bit chunk offsets) instead of `stco`.
+    pub co64: bool,
+}
+
+pub const FTYP_BRANDS: [&[u8; 4]; 3] = [b"isom", b"iso2", b"mp41"];
+
+pub fn write_ftyp(w: &mut BoxWriter) {
+    w.begin(b"ftyp");
+    w.bytes(b"isom");
+    w.u32(0x200);
+    for b in FTYP_BRANDS {
+        w.bytes(b);
+    }
+    w.end();
+}
+
+/// `mdat` header for a body of `body_len` bytes: 8 bytes, or 16 with a
+/// 64-bit size once the box would not fit in 32 bits.
+pub fn mdat_header(body_len: u64) -> Vec<u8> {
+    let mut h = Vec::with_capacity(16);
+    if body_len + 8 <= u32::MAX as u64 {
+        h.extend_from_slice(&((body_len + 8) as u32).to_be_bytes());
+        h.extend_from_slice(b"mdat");
+    } else {
+        h.extend_from_slice(&1u32.to_be_bytes());
+        h.extend_from_slice(b"mdat");
+        h.extend_from_slice(&(body_len + 16).to_be_bytes());
+    }
+    h
+}
+
+pub fn write_moov(w: &mut BoxWriter, movie: &Movie) {
+    let duration = movie.tracks.iter().map(Track::duration).max().unwrap_or(0);
+    let created = (movie.start_wall_ns.max(0) as u64) / 1_000_000_000 + MP4_EPOCH_OFFSET_S;
+    let long = duration > u32::MAX as u64 || created > u32::MAX as u64;
+    w.begin(b"moov");
+
+    w.begin_full(b"mvhd", long as u8, 0);
+    times(w, long, created, TIMESCALE, duration);
+    w.u32(0x0001_0000); // rate 1.0
+    w.u16(0x0100); // volume 1.0
+    w.zeros(2 + 8);
+    for m in MATRIX_IDENTITY {
+        w.u32(m);
+    }
+    w.zeros(24); // pre_defined
+    w.u32(movie.tracks.iter().map(|t| t.id).max().unwrap_or(0) + 1);
+    w.end();
+
+    for track in movie.tracks {
+        write_trak(w, movie, track, created);
+    }
+    w.end();
+}
+
+/// creation, modification, (track id,) timescale or not, duration: the
+/// version 0 or 1 layout shared by `mvhd` and `mdhd`.
+fn times(w: &mut BoxWriter, long: bool, created: u64, timescale: u32, duration: u64) {
+    if long {
+        w.u64(created);
+        w.u64(created);
+        w.u32(timescale);
+        w.u64(duration);
+    } else {
+        w.u32(created as u32);
+        w.u32(created as u32);
+        w.u32(timescale);
+        w.u32(duration as u32);
+    }
+}
+
+fn write_trak(w: &mut BoxWriter, movie: &Movie, track: &Track, created: u64) {
+    let duration = track.duration();
+    let long = duration > u32::MAX as u64 || created > u32::MAX as u64;
+    let (width, height, layer, text) = match &track.media {
+        TrackMedia::Jpeg { sizes } => {
+            let (w0, h0) = sizes.first().copied().unwrap_or((0, 0));
+            (w0, h0, 0i16, false)
+        }
+        // Text sits above the picture (lower layers are drawn on top).
+        TrackMedia::Text { width, height } => (*width, *height, -1i16, true),
+    };
+    w.begin(b"trak");
+
+    // Flags: enabled, in movie, in preview.
+    w.begin_full(b"tkhd", long as u8, 0x7);
+    if long {
+        w.u64(created);
+        w.u64(created);
+        w.u32(track.id);
+        w.u32(0);
+        w.u64(duration);
+    } else {
+        w.u32(created as u32);
+        w.u32(created as u32);
+        w.u32(track.id);
+        w.u32(0);
+        w.u32(duration as u32);
+    }
+    w.zeros(8);
+    w.i16(layer);
+    w.u16(0); // alternate group
+    w.u16(0); // volume: not audio
+    w.u16(0);
+    for m in MATRIX_IDENTITY {
+        w.u32(m);
+    }
+    w.u32(width << 16);
+    w.u32(height << 16);
+    w.end();
+
+    w.begin(b"mdia");
+    w.begin_full(b"mdhd", long as u8, 0);
+    times(w, long, created, TIMESCALE, duration);
+    w.u16(LANGUAGE_UND);
+    w.u16(0);
+    w.end();
+
+    let (handler, name): (&[u8; 4], &[u8]) = if text {
+        (b"sbtl", b"Capture time (UTC)\0")
+    } else {
+        (b"vide", b"Camera\0")
+    };
+    w.begin_full(b"hdlr", 0, 0);
+    w.u32(0);
+    w.bytes(handler);
+    w.zeros(12);
+    w.bytes(name);
+    w.end();
+
+    w.begin(b"minf");
+    if text {
+        w.begin_full(b"nmhd", 0, 0);
+        w.end();
+    } else {
+        w.begin_full(b"vmhd", 0, 1);
+        w.zeros(8); // graphics mode, opcolor
+        w.end();
+    }
+    w.begin(b"dinf");
+    w.begin_full(b"dref", 0, 0);
+    w.u32(1);
+    w.begin_full(b"url ", 0, 1); // flag 1: data in this file
+    w.end();
+    w.end();
+    w.end();
+
+    write_stbl(w, movie, track);
+    w.end(); // minf
+    w.end(); // mdia
+    w.end(); // trak
+}
+
+fn write_stbl(w: &mut BoxWriter, movie: &Movie, track: &Track) {
+    w.begin(b"stbl");
+
+    w.begin_full(b"stsd", 0, 0);
+    match &track.media {
+        TrackMedia::Jpeg { sizes } => {
+            w.u32(sizes.len() as u32);
+            for (width, height) in sizes {
+                jpeg_sample_entry(w, *width, *height);
+            }
+        }
+        TrackMedia::Text { width, height } => {
+            w.u32(1);
+            text_sample_entry(w, *width, *height);
+        }
+    }
+    w.end();
+
+    // Decoding times, run-length coded.
+    let runs = runs(&track.durations);
+    w.begin_full(b"stts", 0, 0);
+    w.u32(runs.len() as u32);
+    for (count, delta) in runs {
+        w.u32(count);
+        w.u32(delta);
+    }
+    w.end();
+
+    // No `stss`: without it every sample is a sync sample, as every JPEG is.
+
+    // Samples per chunk, run-length coded over chunks.
+    w.begin_full(b"stsc", 0, 0);
+    let mut entries: Vec<(u32, u32, u32)> = Vec::new();
+    for (i, c) in track.chunks.iter().enumerate() {
+        if entries
+            .last()
+            .map_or(true, |(_, n, d)| (*n, *d) != (c.samples, c.description))
+        {
+            entries.push((i as u32 + 1, c.samples, c.description));
+        }
+    }
+    w.u32(entries.len() as u32);
+    for (first, n, d) in entries {
+        w.u32(first);
+        w.u32(n);
+        w.u32(d);
+    }
+    w.end();
+
+    w.begin_full(b"stsz", 0, 0);
+    let uniform = track
+        .sizes
+        .first()
+        .copied()
+        .filter(|first| track.sizes.iter().all(|s| s == first));
+    match uniform {
+        Some(size) => {
+            w.u32(size);
+            w.u32(track.sizes.len() as u32);
+        }
+        None => {
+            w.u32(0);
+            w.u32(track.sizes.len() as u32);
+            for s in &track.sizes {
+                w.u32(*s);
+            }
+        }
+    }
+    w.end();
+
+    if movie.co64 {
+        w.begin_full(b"co64", 0, 0);
+        w.u32(track.chunks.len() as u32);
+        for c in &track.chunks {
+            w.u64(movie.body_start + c.body_offset);
+        }
+    } else {
+        w.begin_full(b"stco", 0, 0);
+        w.u32(track.chunks.len() as u32);
+        for c in &track.chunks {
+            // The caller switches to co64 before any offset passes 32 bits.
+            w.u32((movie.body_start + c.body_offset) as u32);
+        }
+    }
+    w.end();
+
+    w.end(); // stbl
+}
+
+/// `(count, value)` runs of equal values.
+pub fn runs(values: &[u32]) -> Vec<(u32, u32)> {
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    for v in values {
+        match out.last_mut() {
+            Some((n, last)) if last == v => *n += 1,
+            _ => out.push((1, *v)),
+        }
+    }
+    out
+}
+
+/// Visual sample entry `jpeg` (Photo JPEG): every sample is one complete
+/// JPEG image. ffmpeg, VLC and QuickTime all map this type to Motion JPEG.
+fn jpeg_sample_entry(w: &mut BoxWriter, width: u32, height: u32) {
+    w.begin(b"jpeg");
+    w.zeros(6);
+    w.u16(1); // data reference index
+    w.u16(0); // version
+    w.u16(0); // revision level
+    w.zeros(4); // vendor
+    w.u32(0); // temporal quality
+    w.u32(512); // spatial quality: normal
+    w.u16(width.min(u16::MAX as u32) as u16);
+    w.u16(height.min(u16::MAX as u32) as u16);
+    w.u32(0x0048_0000); // 72 dpi
+    w.u32(0x0048_0000);
+    w.u32(0); // data size
+    w.u16(1); // frames per sample
+    let name = b"Photo - JPEG";
+    w.u8(name.len() as u8);
+    w.bytes(name);
+    w.zeros(31 - name.len());
+    w.u16(24); // depth: colour
+    w.i16(-1); // no colour table
+    w.end();
+}
+
+/// Text sample entry `tx3g` (3GPP TS 26.245): white text, centred at the
+/// bottom of the picture on a translucent black band.
+fn text_sample_entry(w: &mut BoxWriter, width: u32, height: u32) {
+    let font_size = (height / 18).clamp(10, 255);
+    let band = (font_size * 2).min(height);
+    let clamp16 = |v: u32| v.min(i16::MAX as u32) as i16;
+    w.begin(b"tx3g");
+    w.zeros(6);
+    w.u16(1); // data reference index
+    w.u32(0); // display flags
+    w.u8(1); // horizontal justification: centre
+    w.u8(0xff); // vertical justification: bottom
+    w.bytes(&[0, 0, 0, 0x99]); // background RGBA
+                               // Default text box: top, left, bottom, right.
+    w.i16(clamp16(height - band));
+    w.i16(0);
+    w.i16(clamp16(height));
+    w.i16(clamp16(width));
+    // Default style: characters 0..0, font 1, plain, size, white.
+    w.u16(0);
+    w.u16(0);
+    w.u16(1);
+    w.u8(0);
+    w.u8(font_size as u8);
+    w.bytes(&[0xff, 0xff, 0xff, 0xff]);
+    w.begin(b"ftab");
+    w.u16(1);
+    w.u16(1);
+    let font = b"Sans-Serif";
+    w.u8(font.len() as u8);
+    w.bytes(font);
+    w.end();
+    w.end();
+}
+
+/// One `tx3g` sample: a 16-bit length and the UTF-8 text.
+pub fn text_sample(text: &str) -> Vec<u8> {
+    let b = text.as_bytes();
+    let b = &b[..b.len().min(u16::MAX as usize)];
+    let mut out = Vec::with_capacity(2 + b.len());
+    out.extend_from_slice(&(b.len() as u16).to_be_bytes());
+    out.extend_from_slice(b);
+    out
+}
+
+/// Finds the boxes of a path like `moov/trak/mdia` in `data` (tests, and
+/// checking our own output). Returns the body ranges of every match.
+pub fn find_boxes(data: &[u8], path: &[&[u8; 4]]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    find_in(data, 0, path, &mut out);
+    out
+}
+
+fn find_in(data: &[u8], base: usize, path: &[&[u8; 4]], out: &mut Vec<std::ops::Range<usize>>) {
+    let Some((want, rest)) = path.split_first() else {
+        return;
+    };
+    let mut pos = 0usize;
+    while pos + 8 <= data.len() {
+        let size32 = u32::from_be_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]);
+        let kind = &data[pos + 4..pos + 8];
+        let (header, size) = match size32 {
+            1 if pos + 16 <= data.len() => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&data[pos + 8..pos + 16]);
+                (16usize, u64::from_be_bytes(b) as usize)
+            }
+            0 => (8, data.len() - pos),
+            n => (8, n as usize),
+        };
+        if size < header {
+            return;
+        }
+        let end = (pos + size).min(data.len());
+        if kind == &want[..] {
+            let body = pos + header..end;
+            if rest.is_empty() {
+                out.push(base + body.start..base + body.end);
+            } else {
+                find_in(&data[body.clone()], base + body.start, rest, out);
+            }
+        }
+        pos += size;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn be32(b: &[u8]) -> u32 {
+        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+    }
+
+    #[test]
+    fn boxes_carry_their_own_size() {
+        let mut w = BoxWriter::default();
+        w.begin(b"moov");
+        w.begin_full(b"mvhd", 1, 0);
+        w.u64(7);
+        w.end();
+        w.end();
+        assert_eq!(be32(&w.buf[0..4]) as usize, w.buf.len());
+        assert_eq!(&w.buf[4..8], b"moov");
+        assert_eq!(be32(&w.buf[8..12]), 20);
+        assert_eq!(w.buf[16], 1); // version
+        let found = find_boxes(&w.buf, &[b"moov", b"mvhd"]);
+        assert_eq!(found, vec![16..28]);
+    }
+
+    #[test]
+    fn mdat_header_switches_to_64_bits_past_4_gib() {
+        assert_eq!(mdat_header(100), [0, 0, 0, 108, b'm', b'd', b'a', b't']);
+        let h = mdat_header(u32::MAX as u64);
+        assert_eq!(h.len(), 16);
+        assert_eq!(be32(&h[0..4]), 1);
+        assert_eq!(&h[8..16], &(u32::MAX as u64 + 16).to_be_bytes());
+    }
+
+    #[test]
+    fn runs_collapse_equal_neighbours() {
+        assert_eq!(runs(&[3, 3, 3, 4, 3]), vec![(3, 3), (1, 4), (1, 3)]);
+        assert!(runs(&[]).is_empty());
+    }
+
+    fn movie_bytes(co64: bool, body_start: u64) -> Vec<u8> {
+        let track = Track {
+            id: 1,
+            media: TrackMedia::Jpeg {
+                sizes: vec![(640, 480)],
+            },
+            durations: vec![3000, 3000, 2999],
+            sizes: vec![10, 20, 30],
+            chunks: vec![
+                Chunk {
+                    samples: 2,
+                    description: 1,
+                    body_offset: 0,
+                },
+                Chunk {
+                    samples: 1,
+                    description: 1,
+                    body_offset: 30,
+                },
+            ],
+        };
+        let mut w = BoxWriter::default();
+        write_moov(
+            &mut w,
+            &Movie {
+                tracks: &[track],
+                start_wall_ns: 1_800_000_000_000_000_000,
+                body_start,
+                co64,
+            },
+        );
+        w.buf
+    }
+
+    #[test]
+    fn chunk_offsets_are_32_or_64_bits_as_asked() {
+        let stbl: &[&[u8; 4]] = &[b"moov", b"trak", b"mdia", b"minf", b"stbl"];
+        let small = movie_bytes(false, 1000);
+        let stco = find_boxes(&small, &[stbl, &[b"stco"]].concat());
+        assert_eq!(stco.len(), 1);
+        let b = &small[stco[0].clone()];
+        assert_eq!(be32(&b[4..8]), 2);
+        assert_eq!(be32(&b[8..12]), 1000);
+        assert_eq!(be32(&b[12..16]), 1030);
+
+        let big = movie_bytes(true, 5 << 30);
+        assert!(find_boxes(&big, &[stbl, &[b"stco"]].concat()).is_empty());
+        let co64 = find_boxes(&big, &[stbl, &[b"co64"]].concat());
+        let b = &big[co64[0].clone()];
+        assert_eq!(be32(&b[4..8]), 2);
+        assert_eq!(&b[8..16], &(5u64 << 30).to_be_bytes());
+        assert_eq!(&b[16..24], &((5u64 << 30) + 30).to_be_bytes());
+        // Only the offsets table grows: 4 more bytes per chunk.
+        assert_eq!(big.len(), small.len() + 8);
+    }
+
+    #[test]
+    fn stts_and_stsz_describe_every_sample() {
+        let m = movie_bytes(false, 0);
+        let stbl: &[&[u8; 4]] = &[b"moov", b"trak", b"mdia", b"minf", b"stbl"];
+        let stts = &m[find_boxes(&m, &[stbl, &[b"stts"]].concat())[0].clone()];
+        assert_eq!(be32(&stts[4..8]), 2);
+        assert_eq!((be32(&stts[8..12]), be32(&stts[12..16])), (2, 3000));
+        assert_eq!((be32(&stts[16..20]), be32(&stts[20..24])), (1, 2999));
+        let stsz = &m[find_boxes(&m, &[stbl, &[b"stsz"]].concat())[0].clone()];
+        assert_eq!(be32(&stsz[4..8]), 0);
+        assert_eq!(be32(&stsz[8..12]), 3);
+        let mdhd = &m[find_boxes(&m, &[b"moov", b"trak", b"mdia", b"mdhd"])[0].clone()];
+        assert_eq!(be32(&mdhd[12..16]), TIMESCALE);
+        assert_eq!(be32(&mdhd[16..20]), 8999);
+    }
+
+    #[test]
+    fn long_movies_use_version_1_times() {
+        let track = |durations: Vec<u32>| Track {
+            id: 1,
+            media: TrackMedia::Jpeg {
+                sizes: vec![(64, 48)],
+            },
+            sizes: vec![1; durations.len()],
+            chunks: vec![Chunk {
+                samples: durations.len() as u32,
+                description: 1,
+                body_offset: 0,
+            }],
+            durations,
+        };
+        let version = |durations: Vec<u32>, path: &[&[u8; 4]]| {
+            let mut w = BoxWriter::default();
+            write_moov(
+                &mut w,
+                &Movie {
+                    tracks: &[track(durations)],
+                    start_wall_ns: 1_800_000_000_000_000_000,
+                    body_start: 0,
+                    co64: false,
+                },
+            );
+            let body = find_boxes(&w.buf, path)[0].clone();
+            (w.buf[body.start], w.buf[body.clone()].to_vec())
+        };
+        let mvhd: &[&[u8; 4]] = &[b"moov", b"mvhd"];
+        let mdhd: &[&[u8; 4]] = &[b"moov", b"trak", b"mdia", b"mdhd"];
+        assert_eq!(version(vec![3000; 10], mvhd).0, 0);
+        let (v, body) = version(vec![u32::MAX, 2], mvhd);
+        assert_eq!(v, 1);
+        // version/flags, creation, modification, timescale, then 64-bit duration.
+        assert_eq!(&body[24..32], &(u32::MAX as u64 + 2).to_be_bytes());
+        assert_eq!(version(vec![u32::MAX, 2], mdhd).0, 1);
+        assert_eq!(
+            version(vec![u32::MAX, 2], &[b"moov", b"trak", b"tkhd"]).0,
+            1
+        );
+    }
+}

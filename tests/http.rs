@@ -1,0 +1,696 @@
+//! The dashboard server end to end: the real recorder with the synthetic
+//! camera, the real server on 127.0.0.1 and a random port, a real HTTP client.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashvault::camera::source_for;
+use dashvault::clock::{parse_rfc3339, Clock, SystemClock};
+use dashvault::config::{CameraConfig, Config};
+use dashvault::http::api::{Access, ApiContext, ROUTES};
+use dashvault::http::auth::Auth;
+use dashvault::http::server::Limits;
+use dashvault::http::HttpService;
+use dashvault::recorder::{Recorder, RecorderParts};
+use dashvault::store::catalog;
+use dashvault::store::io::{RealIo, StorageIo};
+use dashvault::store::reader::SegmentReader;
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+const FPS: u32 = 10;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    data_dir: PathBuf,
+    recorder: Option<Recorder>,
+    http: Option<HttpService>,
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Fixture {
+    fn start(limits: Limits) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let mut cam = CameraConfig::synthetic("front");
+        (cam.res_width, cam.res_height, cam.fps) = (320, 240, FPS);
+        let config = Config {
+            cameras: vec![cam.clone()],
+            segment_length_s: 2,
+            sync_interval_ms: 200,
+            ..Config::default()
+        };
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let io: Arc<dyn StorageIo> = Arc::new(RealIo::new());
+        let recorder = Recorder::start(
+            &config,
+            RecorderParts {
+                io: io.clone(),
+                clock: clock.clone(),
+                data_dir: data_dir.clone(),
+                sources: vec![(cam.clone(), source_for(&cam, clock.clone()))],
+                want_direct: false,
+                boot_id: [7; 16],
+            },
+        )
+        .unwrap();
+        let ctx = ApiContext::new(
+            config,
+            data_dir.clone(),
+            io,
+            recorder.status.clone(),
+            recorder.live.clone(),
+            clock.clone(),
+            Auth::new(TOKEN.into(), clock),
+        );
+        let http = HttpService::start(ctx, "127.0.0.1:0".parse().unwrap(), limits).unwrap();
+        let base = format!("http://{}", http.local_addr());
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(Duration::from_secs(20)))
+            .build()
+            .into();
+        Fixture {
+            _dir: dir,
+            data_dir,
+            recorder: Some(recorder),
+            http: Some(http),
+            base,
+            agent,
+        }
+    }
+
+    fn addr(&self) -> String {
+        self.base.trim_start_matches("http://").to_string()
+    }
+
+    fn get(&self, path: &str) -> Reply {
+        self.get_with(path, &[("Authorization", &format!("Bearer {TOKEN}"))])
+    }
+
+    fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut req = self.agent.get(format!("{}{path}", self.base));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        Reply::from(req.call().unwrap())
+    }
+
+    /// Waits until the recorder has stored `frames` frames.
+    fn wait_written(&self, frames: u64) {
+        let status = &self.recorder.as_ref().unwrap().status;
+        let until = Instant::now() + Duration::from_secs(20);
+        while status.cameras[0].written.load(Ordering::Relaxed) < frames {
+            assert!(
+                Instant::now() < until,
+                "the recorder did not write {frames} frames"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops recording (the store stops changing); the server keeps serving.
+    fn stop_recording(&mut self) {
+        self.recorder.take().unwrap().stop();
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Some(h) = self.http.take() {
+            h.stop();
+        }
+        if let Some(r) = self.recorder.take() {
+            r.stop();
+        }
+    }
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn from(mut r: ureq::http::Response<ureq::Body>) -> Reply {
+        let headers = r
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        Reply {
+            status: r.status().as_u16(),
+            headers,
+            body: r
+                .body_mut()
+                .with_config()
+                .limit(100_000_000)
+                .read_to_vec()
+                .unwrap(),
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    fn error(&self) -> String {
+        self.json()["error"].as_str().unwrap_or("").to_string()
+    }
+}
+
+fn is_jpeg(b: &[u8]) -> bool {
+    b.len() > 4 && b[..2] == [0xFF, 0xD8] && b[b.len() - 2..] == [0xFF, 0xD9]
+}
+
+fn decode_size(jpeg: &[u8]) -> (usize, usize) {
+    let d = mozjpeg::Decompress::new_mem(jpeg).unwrap();
+    let size = d.size();
+    let mut img = d.rgb().unwrap();
+    let pixels: Vec<[u8; 3]> = img.read_scanlines().unwrap();
+    assert_eq!(pixels.len(), size.0 * size.1);
+    size
+}
+
+/// Reads multipart parts from a raw socket: (headers, jpeg) pairs.
+fn read_parts(stream: TcpStream, count: usize, timeout: Duration) -> Vec<(String, Vec<u8>)> {
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    let mut r = BufReader::new(stream);
+    let mut line = String::new();
+    // Response head.
+    loop {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut parts = Vec::new();
+    while parts.len() < count {
+        let mut head = String::new();
+        let mut len = 0usize;
+        loop {
+            line.clear();
+            if r.read_line(&mut line).unwrap() == 0 {
+                return parts;
+            }
+            if line == "\r\n" && len > 0 {
+                break;
+            }
+            if let Some(v) = line.strip_prefix("Content-Length: ") {
+                len = v.trim().parse().unwrap();
+            }
+            head.push_str(&line);
+        }
+        let mut jpeg = vec![0u8; len];
+        r.read_exact(&mut jpeg).unwrap();
+        parts.push((head, jpeg));
+    }
+    parts
+}
+
+fn open_stream(addr: &str, path: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+    )
+    .unwrap();
+    s
+}
+
+fn part_time(head: &str) -> i64 {
+    let t = head
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Frame-Time: "))
+        .expect("each part names its capture time");
+    parse_rfc3339(t).unwrap()
+}
+
+/// A concrete path for each route of the table.
+fn sample_path(route: &str) -> String {
+    match route {
+        "/assets/*" => "/assets/app.js".into(),
+        "/api/cameras/*" => "/api/cameras/front".into(),
+        other => other.into(),
+    }
+}
+
+#[test]
+fn every_route_but_health_and_login_needs_auth() {
+    let f = Fixture::start(Limits::default());
+    f.wait_written(2);
+    for route in ROUTES {
+        let url = format!("{}{}", f.base, sample_path(route.path));
+        let reply = |req: ureq::RequestBuilder<ureq::typestate::WithoutBody>| {
+            Reply::from(req.call().unwrap())
+        };
+        let anonymous = match route.method {
+            "GET" => reply(f.agent.get(&url)),
+            _ => Reply::from(f.agent.post(&url).send("").unwrap()),
+        };
+        let verdict = (route.method, route.path, anonymous.status);
+        match route.access {
+            Access::Public => assert!(anonymous.status != 401, "{verdict:?}"),
+            Access::Token if route.path == "/" => {
+                assert_eq!(anonymous.status, 303, "{verdict:?}");
+                assert_eq!(anonymous.header("location"), Some("/login"));
+            }
+            Access::Token => {
+                assert_eq!(anonymous.status, 401, "{verdict:?}");
+                assert!(anonymous.error().contains("log in"), "{verdict:?}");
+            }
+        }
+        if route.access == Access::Token
+            && route.method == "GET"
+            && !route.path.contains("stream/mjpeg")
+            && !route.path.contains("playback")
+        {
+            let authed = f.get(&sample_path(route.path));
+            assert_ne!(authed.status, 401, "{verdict:?} with the token");
+        }
+    }
+}
+
+#[test]
+fn cookie_login_sets_a_private_session() {
+    let f = Fixture::start(Limits::default());
+    let post = |body: &str| {
+        Reply::from(
+            f.agent
+                .post(format!("{}/api/login", f.base))
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .send(body)
+                .unwrap(),
+        )
+    };
+    let wrong = post("token=nope");
+    assert_eq!(wrong.status, 303);
+    assert_eq!(wrong.header("location"), Some("/login?error=1"));
+    assert!(wrong.header("set-cookie").is_none());
+    let ok = post(&format!("token={TOKEN}"));
+    assert_eq!(ok.status, 303);
+    assert_eq!(ok.header("location"), Some("/"));
+    let cookie = ok.header("set-cookie").unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains(TOKEN),
+        "the cookie is a session id, not the token"
+    );
+    let pair = cookie.split(';').next().unwrap();
+    let status = f.get_with("/api/status", &[("Cookie", pair)]);
+    assert_eq!(status.status, 200);
+    let page = f.get_with("/", &[("Cookie", pair)]);
+    assert_eq!(page.status, 200);
+    assert!(String::from_utf8_lossy(&page.body).contains("<html"));
+    let logout = Reply::from(
+        f.agent
+            .post(format!("{}/api/logout", f.base))
+            .header("Cookie", pair)
+            .send("")
+            .unwrap(),
+    );
+    assert_eq!(logout.status, 200);
+    assert_eq!(f.get_with("/api/status", &[("Cookie", pair)]).status, 401);
+}
+
+#[test]
+fn wrong_tokens_are_slowed_down() {
+    let f = Fixture::start(Limits::default());
+    let wrong = [("Authorization", "Bearer 00000000")];
+    for _ in 0..5 {
+        assert_eq!(f.get_with("/api/status", &wrong).status, 401);
+    }
+    let slowed = f.get("/api/status");
+    assert_eq!(
+        slowed.status, 429,
+        "even the right token waits after 5 misses"
+    );
+    assert!(slowed.header("retry-after").is_some());
+    assert!(slowed.error().contains("wait"));
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(f.get("/api/status").status, 200);
+}
+
+#[test]
+fn live_stream_delivers_whole_jpegs_at_the_camera_rate() {
+    let f = Fixture::start(Limits::default());
+    f.wait_written(2);
+    let started = Instant::now();
+    let parts = read_parts(
+        open_stream(&f.addr(), "/api/stream/mjpeg?camera=front"),
+        21,
+        Duration::from_secs(10),
+    );
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(parts.len(), 21);
+    assert!(parts.iter().all(|(_, j)| is_jpeg(j)));
+    // 20 frame intervals at 10 fps: about 2 s.
+    let rate = 20.0 / seconds;
+    assert!(
+        (6.0..=14.0).contains(&rate),
+        "{rate:.1} frames/s from a {FPS} fps camera"
+    );
+    let times: Vec<i64> = parts.iter().map(|(h, _)| part_time(h)).collect();
+    assert!(
+        times.windows(2).all(|w| w[1] > w[0]),
+        "every part is a newer frame"
+    );
+    assert_eq!(decode_size(&parts[3].1), (320, 240));
+}
+
+#[test]
+fn snapshot_and_dash_of_pi_frame_decode() {
+    let f = Fixture::start(Limits::default());
+    f.wait_written(1);
+    let frame = f.get("/api/stream/frame");
+    assert_eq!(frame.status, 200);
+    assert_eq!(frame.header("content-type"), Some("image/jpeg"));
+    assert_eq!(decode_size(&frame.body), (320, 240));
+    let snap = f.get("/api/snapshot?camera=front");
+    assert!(snap
+        .header("content-disposition")
+        .unwrap()
+        .contains("front_"));
+    assert_eq!(decode_size(&snap.body), (320, 240));
+}
+
+#[test]
+fn timeline_playback_frames_and_downloads_match_the_store() {
+    let mut f = Fixture::start(Limits::default());
+    f.wait_written(45);
+    f.stop_recording();
+    let io = RealIo::new();
+    let (segments, _) = catalog::list_segments(&io, &f.data_dir, "front").unwrap();
+    assert!(segments.len() >= 2, "2 s segments: several of them");
+    let readers: Vec<SegmentReader> = segments
+        .iter()
+        .map(|s| SegmentReader::open(&io, &s.path).unwrap())
+        .collect();
+    let stored: usize = readers.iter().map(|r| r.frames.len()).sum();
+    let all: Vec<_> = readers.iter().flat_map(|r| r.frames.iter()).collect();
+
+    let t = f.get("/api/recordings?camera=front").json();
+    let span_frames: u64 = t["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["frames"].as_u64().unwrap())
+        .sum();
+    assert_eq!(span_frames as usize, stored);
+    assert_eq!(
+        t["spans"].as_array().unwrap().len(),
+        1,
+        "no gaps while recording: {t}"
+    );
+    assert_eq!(t["segments"].as_array().unwrap().len(), segments.len());
+    assert_eq!(
+        parse_rfc3339(t["spans"][0]["start"].as_str().unwrap()).unwrap() / 1_000_000,
+        all[0].wall_ns / 1_000_000
+    );
+
+    // The nearest frame, and stepping from it.
+    let mid = all[stored / 2];
+    let at = dashvault::http::api::rfc3339_ms(mid.wall_ns + 1_000_000);
+    let frame = f.get(&format!("/api/frame?camera=front&at={at}"));
+    assert_eq!(
+        frame.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&frame.body)
+    );
+    assert_eq!(
+        parse_rfc3339(frame.header("x-frame-time").unwrap()).unwrap() / 1_000_000,
+        mid.wall_ns / 1_000_000
+    );
+    let next = f.get(&format!("/api/frame?camera=front&at={at}&step=1"));
+    assert_eq!(
+        parse_rfc3339(next.header("x-frame-time").unwrap()).unwrap() / 1_000_000,
+        all[stored / 2 + 1].wall_ns / 1_000_000
+    );
+    assert!(is_jpeg(&next.body));
+    assert_ne!(frame.body, next.body);
+
+    // Playback starts at the requested time.
+    let parts = read_parts(
+        open_stream(
+            &f.addr(),
+            &format!("/api/playback?camera=front&from={at}&speed=4"),
+        ),
+        5,
+        Duration::from_secs(10),
+    );
+    assert_eq!(parts.len(), 5);
+    let first = part_time(&parts[0].0);
+    assert_eq!(
+        first / 1_000_000,
+        all[stored / 2 + 1].wall_ns / 1_000_000,
+        "first frame at or after from"
+    );
+
+    // A segment downloads as its JPEGs back to back.
+    let seg = &segments[0];
+    let dl = f.get(&format!(
+        "/api/video/download?camera=front&name={}",
+        seg.name
+    ));
+    assert_eq!(dl.status, 200);
+    assert!(dl
+        .header("content-disposition")
+        .unwrap()
+        .ends_with(".mjpeg\""));
+    let mut expected = Vec::new();
+    for i in 0..readers[0].frames.len() {
+        expected.extend(readers[0].read_frame(i).unwrap());
+    }
+    assert_eq!(dl.body, expected);
+    let videos = f.get("/api/videos").json();
+    assert_eq!(videos["videos"].as_array().unwrap().len(), segments.len());
+}
+
+#[test]
+fn errors_are_json_with_the_right_status() {
+    let f = Fixture::start(Limits::default());
+    let cases = [
+        ("/api/nothing", 404, "no route"),
+        ("/api/recordings?camera=side", 404, "camera"),
+        ("/api/frame?camera=front&at=yesterday", 400, "at:"),
+        ("/api/frame?camera=front", 400, "at: missing"),
+        (
+            "/api/playback?camera=front&from=2026-01-01T00:00:00Z&speed=99",
+            400,
+            "speed",
+        ),
+        (
+            "/api/frame?camera=front&at=2001-01-01T00:00:00Z",
+            404,
+            "no frame",
+        ),
+        (
+            "/api/video/download?camera=front&name=000000000000_x.dvr",
+            404,
+            "no segment",
+        ),
+        (
+            "/api/recordings?camera=front&from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z",
+            400,
+            "from",
+        ),
+    ];
+    for (path, status, says) in cases {
+        let r = f.get(path);
+        assert_eq!(r.status, status, "{path}");
+        assert_eq!(r.header("content-type"), Some("application/json"), "{path}");
+        assert!(r.error().contains(says), "{path}: {}", r.error());
+    }
+    let post = Reply::from(
+        f.agent
+            .post(format!("{}/api/status", f.base))
+            .send("")
+            .unwrap(),
+    );
+    assert_eq!(post.status, 405);
+}
+
+#[test]
+fn traversal_attempts_are_refused_in_every_parameter() {
+    let f = Fixture::start(Limits::default());
+    f.wait_written(1);
+    std::fs::write(f.data_dir.join("secret.txt"), "SECRET").unwrap();
+    let attempts = [
+        "/api/video/download?camera=front&name=../../secret.txt",
+        "/api/video/download?camera=..&name=secret.txt",
+        "/api/video/download?camera=front&file=..%2F..%2Fsecret.txt",
+        "/api/recordings?camera=../../",
+        "/api/frame?camera=..%2F..&at=2026-01-01T00:00:00Z",
+        "/api/stream/frame?camera=/etc",
+        "/assets/../../secret.txt",
+        "/assets/..%2F..%2Fsecret.txt",
+        "/api/cameras/..%2F..",
+    ];
+    for path in attempts {
+        let r = f.get(path);
+        assert!(matches!(r.status, 400 | 404), "{path} gave {}", r.status);
+        assert!(
+            !String::from_utf8_lossy(&r.body).contains("SECRET"),
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn a_viewer_that_never_reads_does_not_stop_recording_or_other_viewers() {
+    let limits = Limits {
+        write_timeout: Duration::from_secs(2),
+        ..Limits::default()
+    };
+    let f = Fixture::start(limits);
+    f.wait_written(2);
+    // Stalled viewer: asks for the stream and never reads a byte.
+    let stalled = open_stream(&f.addr(), "/api/stream/mjpeg?camera=front");
+    let status = f.recorder.as_ref().unwrap().status.clone();
+    let before = status.cameras[0].written.load(Ordering::Relaxed);
+    let parts = read_parts(
+        open_stream(&f.addr(), "/api/stream/mjpeg?camera=front"),
+        30,
+        Duration::from_secs(10),
+    );
+    assert_eq!(parts.len(), 30, "the second viewer keeps getting frames");
+    let after = status.cameras[0].written.load(Ordering::Relaxed);
+    assert!(
+        after >= before + 25,
+        "recording went on: {before} -> {after}"
+    );
+    assert_eq!(
+        status.cameras[0]
+            .dropped_writer_busy
+            .load(Ordering::Relaxed),
+        0
+    );
+    assert_eq!(f.get("/api/status").status, 200);
+    drop(stalled);
+}
+
+#[test]
+fn streams_beyond_the_cap_get_503_and_slow_clients_are_cut_off() {
+    let limits = Limits {
+        max_streams: 2,
+        request_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let f = Fixture::start(limits);
+    f.wait_written(2);
+    let stats = f
+        .http
+        .as_ref()
+        .unwrap()
+        .ctx
+        .server_stats
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap();
+    let streams_open = |n: usize| {
+        let until = Instant::now() + Duration::from_secs(5);
+        while stats.streams.load(Ordering::SeqCst) != n {
+            assert!(Instant::now() < until, "expected {n} streams open");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let a = read_parts(
+        open_stream(&f.addr(), "/api/stream/mjpeg"),
+        1,
+        Duration::from_secs(5),
+    );
+    assert_eq!(a.len(), 1);
+    // A viewer that leaves gives its slot back at the next frame.
+    streams_open(0);
+    let _keep_a = open_stream(&f.addr(), "/api/stream/mjpeg");
+    let _keep_b = open_stream(&f.addr(), "/api/stream/mjpeg");
+    streams_open(2);
+    let third = f.get("/api/stream/mjpeg");
+    assert_eq!(third.status, 503);
+    assert!(third.error().contains("streams"), "{}", third.error());
+
+    // Slowloris: half a request head, then silence. Others are still served,
+    // and the connection is closed once the request timeout passes.
+    let mut slow: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut s = TcpStream::connect(f.addr()).unwrap();
+            s.write_all(b"GET /api/status HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .unwrap();
+            s
+        })
+        .collect();
+    let t0 = Instant::now();
+    assert_eq!(f.get("/health").status, 200);
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    std::thread::sleep(Duration::from_millis(1200));
+    let mut buf = [0u8; 16];
+    slow[0]
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    assert_eq!(
+        slow[0].read(&mut buf).unwrap_or(0),
+        0,
+        "closed by the server"
+    );
+    slow.clear();
+
+    // An oversized head is refused, not buffered.
+    let mut big = TcpStream::connect(f.addr()).unwrap();
+    let _ = write!(
+        big,
+        "GET /health HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let mut answer = String::new();
+    let _ = big.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+}
+
+#[test]
+fn keep_alive_connections_serve_several_requests() {
+    let f = Fixture::start(Limits::default());
+    let mut s = TcpStream::connect(f.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    for _ in 0..3 {
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+        let mut len = 0;
+        loop {
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            if let Some(v) = line.strip_prefix("Content-Length: ") {
+                len = v.trim().parse().unwrap();
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; len];
+        r.read_exact(&mut body).unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("\"ok\""));
+    }
+}
