@@ -180,7 +180,7 @@ def tap_latest_span(page):
     page.click('[data-window="600000"]')
     bar = page.locator(f'.tl-bar[data-camera="{CAMERA}"]')
     span = bar.locator(".tl-span").last
-    wait_until(lambda: (b := span.bounding_box()) and b["width"] >= 4, "the span is too narrow to tap")
+    wait_until(lambda: (b := span.bounding_box()) and b["width"] >= 2, "the span is too narrow to tap")
     bar.scroll_into_view_if_needed()
     sb, bb = span.bounding_box(), bar.bounding_box()
     bar.click(position={"x": sb["x"] - bb["x"] + sb["width"] / 2, "y": bb["height"] / 2})
