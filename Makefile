@@ -4,17 +4,18 @@
 SHELL := /bin/bash
 
 CARGO ?= cargo
-APT_PACKAGES := build-essential pkg-config nasm ffmpeg libjpeg-turbo-progs
+APT_PACKAGES := build-essential pkg-config nasm ffmpeg libjpeg-turbo-progs chromium python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test bench deps rust lint clean
+.PHONY: run test bench deps rust lint clean browser-deps browser-test
 
 run: deps
 	$(CARGO) run --release -- run
 
-test: deps
+test: deps browser-deps
 	@mkdir -p target
 	$(CARGO) test --release --lib --bins --tests 2>&1 | tee target/test-output.txt; exit $${PIPESTATUS[0]}
+	{ $(BROWSER_TEST); } 2>&1 | tee -a target/test-output.txt; exit $${PIPESTATUS[0]}
 
 bench: deps
 	$(CARGO) bench --bench encode
@@ -26,9 +27,26 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
+# The dashboard in headless Chromium (Debian's chromium package) driven by
+# playwright, pinned in tests/browser/requirements.txt and installed into a
+# venv under target/; it never downloads a browser. Its result line is
+# counted with the Rust tests in target/test-output.txt.
+BROWSER_VENV := target/browser-venv
+BROWSER_TEST = $(CARGO) build --release --bin dashvault && $(BROWSER_VENV)/bin/python tests/browser/dashboard.py
+
+browser-test: browser-deps
+	$(BROWSER_TEST)
+
+browser-deps: deps
+	@cmp -s tests/browser/requirements.txt $(BROWSER_VENV)/requirements.txt || { \
+	  echo "installing the browser test driver into $(BROWSER_VENV)"; \
+	  python3 -m venv $(BROWSER_VENV) && \
+	  $(BROWSER_VENV)/bin/pip install -q --disable-pip-version-check -r tests/browser/requirements.txt && \
+	  cp tests/browser/requirements.txt $(BROWSER_VENV)/requirements.txt; }
+
 # Debian packages the build and the tests use (nasm: mozjpeg's SIMD;
 # ffmpeg and libjpeg-turbo-progs: reference encoders in benchmarks and
-# decoders in tests).
+# decoders in tests; chromium and python3-venv: the browser test).
 deps: rust
 	@missing=""; for p in $(APT_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -1,1 +1,1280 @@
-// dashboard
+// dashvault dashboard. Plain JS, no build step, no external resources: it
+// is served by the recorder itself, often to a phone on the recorder's own
+// hotspot with no Internet.
+//
+// Times: the API speaks RFC 3339 UTC; everything shown here is UTC and says
+// so. "Now" is the recorder's clock (from /api/status), not the phone's: a
+// Pi without a real-time clock may disagree with the phone, and the
+// timeline and export presets must match what the recorder stored.
+//
+// Every field read from the API is optional: the status shape grows over
+// time and an older or newer recorder must not break the page.
+
+'use strict';
+
+(() => {
+  const STATUS_POLL_MS = 2000;
+  const LIVE_FRAME_POLL_MS = 500;
+  const LIVE_STREAM_RETRY_MS = 30000;
+  const TIMELINE_REFRESH_MS = 5000;
+  const SCRUB_DEBOUNCE_MS = 150;
+  const PLAYER_TICK_MS = 250;
+  const SYNC_AGE_WARN_S = 3;
+  const SYNC_AGE_BAD_S = 10;
+  const CLOCK_SKEW_NOTE_MS = 120000;
+  const EXPORT_LAST_MS = 5 * 60 * 1000;
+  const SEGMENT_LIST_MAX = 200;
+  const SCRUB_STEPS = 10000;
+
+  // ---------------------------------------------------------------- helpers
+
+  const $ = (id) => document.getElementById(id);
+
+  // Builds an element: h('div', {class: 'x', onclick: f}, 'text', child).
+  function h(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+      else if (k === 'class') e.className = v;
+      else if (k === 'style') Object.assign(e.style, v);
+      else if (k === 'dataset') Object.assign(e.dataset, v);
+      else e.setAttribute(k, v === true ? '' : v);
+    }
+    for (const c of children.flat()) {
+      if (c === null || c === undefined || c === false) continue;
+      e.append(c instanceof Node ? c : String(c));
+    }
+    return e;
+  }
+
+  // A 24x24 single-path icon (no icon font: nothing to download).
+  function icon(path) {
+    const ns = 'http://www.w3.org/2000/svg';
+    const svg = document.createElementNS(ns, 'svg');
+    svg.setAttribute('viewBox', '0 0 24 24');
+    svg.setAttribute('width', '20');
+    svg.setAttribute('height', '20');
+    svg.setAttribute('aria-hidden', 'true');
+    const p = document.createElementNS(ns, 'path');
+    p.setAttribute('d', path);
+    p.setAttribute('fill', 'currentColor');
+    svg.append(p);
+    return svg;
+  }
+
+  const num = (v) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+  const pad = (n, w = 2) => String(n).padStart(w, '0');
+  const enc = encodeURIComponent;
+
+  // RFC 3339 to epoch ms. Accepts nanosecond fractions (cut to ms) and offsets.
+  function parseTime(s) {
+    if (typeof s === 'number') return s;
+    if (typeof s !== 'string') return NaN;
+    const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:?\d\d)?$/i.exec(s.trim());
+    if (!m) return Date.parse(s);
+    const frac = m[2] ? '.' + (m[2] + '00').slice(0, 3) : '';
+    return Date.parse(m[1] + frac + (m[3] || 'Z').toUpperCase());
+  }
+
+  const iso = (ms) => new Date(Math.round(ms)).toISOString();
+
+  function fmtHM(ms) {
+    const d = new Date(ms);
+    return pad(d.getUTCHours()) + ':' + pad(d.getUTCMinutes());
+  }
+  function fmtHMS(ms, withMs) {
+    const d = new Date(ms);
+    let s = fmtHM(ms) + ':' + pad(d.getUTCSeconds());
+    if (withMs) s += '.' + pad(d.getUTCMilliseconds(), 3);
+    return s;
+  }
+  function fmtDate(ms) {
+    const d = new Date(ms);
+    return d.getUTCFullYear() + '-' + pad(d.getUTCMonth() + 1) + '-' + pad(d.getUTCDate());
+  }
+  const fmtDateTime = (ms, withMs) => fmtDate(ms) + ' ' + fmtHMS(ms, withMs) + ' UTC';
+
+  function fmtDuration(ms) {
+    const s = Math.round(ms / 1000);
+    if (s < 60) return s + ' s';
+    const m = Math.floor(s / 60);
+    if (m < 60) return m + ' min' + (s % 60 ? ' ' + (s % 60) + ' s' : '');
+    const hr = Math.floor(m / 60);
+    return hr + ' h' + (m % 60 ? ' ' + pad(m % 60) + ' min' : '');
+  }
+
+  function fmtBytes(b) {
+    if (num(b) === null) return '?';
+    const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+    let i = 0;
+    while (b >= 1000 && i < units.length - 1) { b /= 1000; i++; }
+    return (i === 0 ? b : b.toFixed(b < 10 ? 2 : 1)) + ' ' + units[i];
+  }
+
+  function fmtAge(s) {
+    if (s === null) return 'never';
+    if (s < 10) return s.toFixed(1) + ' s ago';
+    return fmtDuration(s * 1000) + ' ago';
+  }
+
+  // datetime-local inputs hold "YYYY-MM-DDTHH:MM[:SS]" with no zone; this
+  // page labels them UTC and reads them as UTC.
+  const toInputValue = (ms) => iso(ms).slice(0, 19);
+  function fromInputValue(v) {
+    if (!v) return NaN;
+    return parseTime(v.length === 16 ? v + ':00Z' : v + 'Z');
+  }
+
+  // -------------------------------------------------------------------- api
+
+  class HttpError extends Error {
+    constructor(status, message) {
+      super(message);
+      this.status = status;
+    }
+  }
+
+  let leaving = false;
+  function toLogin() {
+    if (leaving) return;
+    leaving = true;
+    location.href = '/login';
+  }
+
+  async function api(path, opts) {
+    const r = await fetch(path, Object.assign({ credentials: 'same-origin', cache: 'no-store' }, opts));
+    if (r.status === 401) {
+      toLogin();
+      throw new HttpError(401, 'not logged in');
+    }
+    return r;
+  }
+
+  async function errorOf(r) {
+    try {
+      const j = await r.json();
+      if (j && j.error) return new HttpError(r.status, String(j.error));
+    } catch (_) { /* not JSON */ }
+    return new HttpError(r.status, r.status + ' ' + r.statusText);
+  }
+
+  async function apiJson(path) {
+    const r = await api(path);
+    if (!r.ok) throw await errorOf(r);
+    return r.json();
+  }
+
+  // ------------------------------------------------------------------ state
+
+  const state = {
+    cameras: [], // [{id, name}] in status order
+    names: {}, // id -> display name from /api/cameras
+    status: null,
+    statusError: null,
+    serverOffsetMs: 0, // recorder clock minus this device's clock
+    lastCounters: {}, // id -> {at, captured, written, dropped}
+    rates: {}, // id -> {fps, droppedRecently}
+    configCapBytes: null,
+    recordings: {}, // id -> {from, to, spans, segments, problems, error}
+    win: { spanMs: 86400000, endMs: null }, // endMs null: follows now
+  };
+
+  const serverNow = () => Date.now() + state.serverOffsetMs;
+  const cameraName = (id) => {
+    const c = state.cameras.find((x) => x.id === id);
+    return state.names[id] || (c && c.name) || id;
+  };
+
+  // ----------------------------------------------------------------- status
+
+  function droppedTotal(cam) {
+    if (num(cam.dropped) !== null) return { total: cam.dropped, reasons: cam.dropped_by_reason || {} };
+    const reasons = (cam.dropped && typeof cam.dropped === 'object') ? cam.dropped
+      : (cam.dropped_by_reason || {});
+    let total = 0;
+    for (const v of Object.values(reasons)) total += num(v) || 0;
+    return { total, reasons };
+  }
+
+  function syncAgeS(cam) {
+    if (num(cam.last_sync_age_s) !== null) return cam.last_sync_age_s;
+    if (num(cam.last_sync_age_ms) !== null) return cam.last_sync_age_ms / 1000;
+    return null;
+  }
+
+  // fps and recent drops from counter deltas when the server does not say.
+  function updateRates(cams) {
+    const now = performance.now();
+    for (const cam of cams) {
+      const prev = state.lastCounters[cam.id];
+      const dropped = droppedTotal(cam).total;
+      const cur = { at: now, captured: num(cam.captured), written: num(cam.written), dropped };
+      const rate = state.rates[cam.id] || { fps: null, droppedRecently: 0 };
+      if (prev && now - prev.at > 500) {
+        const dt = (now - prev.at) / 1000;
+        const counter = cur.written !== null ? 'written' : 'captured';
+        if (cur[counter] !== null && prev[counter] !== null && cur[counter] >= prev[counter]) {
+          rate.fps = (cur[counter] - prev[counter]) / dt;
+        }
+        rate.droppedRecently = Math.max(0, dropped - prev.dropped);
+      }
+      state.rates[cam.id] = rate;
+      state.lastCounters[cam.id] = cur;
+    }
+  }
+
+  // ok / warn / bad for one camera, and why.
+  function cameraHealth(cam) {
+    const reasons = [];
+    let level = 'ok';
+    const raise = (l, why) => {
+      if (l === 'bad' || (l === 'warn' && level === 'ok')) level = l;
+      reasons.push(why);
+    };
+    const age = syncAgeS(cam);
+    const uptime = num(state.status && state.status.uptime_s);
+    if (cam.connected === false) raise('bad', 'camera disconnected');
+    if (age !== null && age > SYNC_AGE_BAD_S) raise('bad', 'nothing synced for ' + fmtDuration(age * 1000));
+    else if (age !== null && age > SYNC_AGE_WARN_S) raise('warn', 'last sync ' + age.toFixed(1) + ' s ago');
+    else if (age === null && (uptime === null || uptime > SYNC_AGE_BAD_S)) raise('warn', 'nothing synced yet');
+    const rate = state.rates[cam.id];
+    if (rate && rate.droppedRecently > 0) raise('warn', 'dropping frames');
+    if (cam.last_error) raise('warn', 'last error: ' + cam.last_error);
+    return { level, reasons };
+  }
+
+  async function pollStatus() {
+    try {
+      const t0 = Date.now();
+      const s = await apiJson('/api/status');
+      const t1 = Date.now();
+      const serverMs = parseTime(s.time);
+      if (Number.isFinite(serverMs)) state.serverOffsetMs = serverMs - (t0 + t1) / 2;
+      // Back after an outage or a restart of the recorder: live streams
+      // ended with the old connection (an <img> keeps its last frame and
+      // says nothing), so open them again.
+      const restarted = state.status && num(s.uptime_s) !== null && num(state.status.uptime_s) !== null
+        && s.uptime_s < state.status.uptime_s;
+      if ((state.statusError || restarted) && !document.hidden) {
+        for (const t of tiles.values()) if (t.mode !== 'poll') startStream(t);
+      }
+      state.status = s;
+      state.statusError = null;
+      const cams = Array.isArray(s.cameras) ? s.cameras.filter((c) => c && c.id) : [];
+      updateRates(cams);
+      setCameras(cams.map((c) => ({ id: String(c.id), name: c.name })));
+    } catch (e) {
+      if (e.status === 401) return;
+      state.statusError = e.message || String(e);
+    }
+    renderStatus();
+    renderTimeline();
+  }
+
+  function renderStatus() {
+    const s = state.status;
+    const cams = s && Array.isArray(s.cameras) ? s.cameras.filter((c) => c && c.id) : [];
+    const alerts = [];
+
+    if (state.statusError) {
+      alerts.push(['bad', 'Cannot reach the recorder: ' + state.statusError]);
+    }
+    if (s && s.config_problem) {
+      alerts.push(['warn', h('span', null, h('strong', null, 'Config problem: '), String(s.config_problem))]);
+    }
+    const st = (s && s.storage) || {};
+    if (st.cap_unreachable) {
+      alerts.push(['bad', h('span', null, h('strong', null, 'Storage cap cannot be met. '),
+        'Everything left is protected or still open: recording may stop when the disk fills.')]);
+    }
+    const storageErrors = (num(st.errors) || 0) + (num(st.retention_failures) || 0);
+    if (storageErrors > 0 || st.last_retention_error) {
+      alerts.push(['bad', h('span', null, h('strong', null, 'Storage errors: '),
+        String(storageErrors) + (st.last_retention_error ? ' (last: ' + st.last_retention_error + ')' : ''))]);
+    }
+
+    let worst = s ? 'ok' : 'warn';
+    const problems = [];
+    for (const cam of cams) {
+      const health = cameraHealth(cam);
+      if (health.level === 'bad') {
+        worst = 'bad';
+        alerts.push(['bad', h('span', null, h('strong', null, cameraName(cam.id) + ': '), health.reasons.join(', '))]);
+      } else if (health.level === 'warn' && worst === 'ok') worst = 'warn';
+      if (health.level !== 'ok') problems.push(cameraName(cam.id) + ' ' + health.reasons[0]);
+      if (num(cam.storage_errors) > 0) {
+        alerts.push(['bad', cameraName(cam.id) + ': ' + cam.storage_errors + ' storage errors']);
+      }
+    }
+    if (state.statusError || st.cap_unreachable || storageErrors > 0) worst = 'bad';
+
+    if (s && Math.abs(state.serverOffsetMs) > CLOCK_SKEW_NOTE_MS) {
+      alerts.push(['info', 'The recorder clock reads ' + fmtDateTime(serverNow()) + ', this device '
+        + fmtDateTime(Date.now()) + '. Times shown here are the recorder\'s.']);
+    }
+
+    renderAlerts(alerts);
+
+    // Summary line in the top bar.
+    const summary = $('summary');
+    summary.className = 'summary ' + worst;
+    let text;
+    if (!s) text = state.statusError ? 'Recorder unreachable' : 'Connecting…';
+    else if (state.statusError) text = 'Recorder unreachable';
+    else if (cams.length === 0) { text = 'No cameras'; summary.className = 'summary warn'; }
+    else {
+      const fps = cams.map((c) => fpsOf(c)).filter((f) => f !== null);
+      const fpsText = fps.length ? ' · ' + fps.map((f) => f.toFixed(0)).join('/') + ' fps' : '';
+      const used = usedText(st);
+      if (worst === 'ok') text = 'Recording ' + cams.length + (cams.length === 1 ? ' camera' : ' cameras') + fpsText + used;
+      else text = (worst === 'bad' ? 'Problem: ' : 'Check: ') + problems.concat(state.statusError || []).join('; ');
+      if (worst !== 'ok' && !problems.length) text = worst === 'bad' ? 'Problem: see alerts' : 'Check alerts';
+    }
+    summary.querySelector('.summary-text').textContent = text;
+
+    renderStorage(st);
+    renderCameraHealth(cams);
+    renderLiveBadges(cams);
+  }
+
+  function fpsOf(cam) {
+    if (num(cam.fps) !== null) return cam.fps;
+    const r = state.rates[cam.id];
+    return r && r.fps !== null ? r.fps : null;
+  }
+
+  function capBytesOf(st) {
+    return num(st.cap_bytes) !== null ? st.cap_bytes : state.configCapBytes;
+  }
+
+  function usedText(st) {
+    const cap = capBytesOf(st);
+    if (num(st.used_bytes) === null || !cap) return '';
+    return ' · ' + Math.round((100 * st.used_bytes) / cap) + '% of cap';
+  }
+
+  let lastAlertsKey = '';
+  function renderAlerts(alerts) {
+    const key = alerts.map(([l, m]) => l + ':' + (typeof m === 'string' ? m : m.textContent)).join('\n');
+    if (key === lastAlertsKey) return;
+    lastAlertsKey = key;
+    const box = $('alerts');
+    box.replaceChildren(...alerts.map(([level, msg]) => h('div', { class: 'alert ' + level, role: level === 'info' ? null : 'alert' }, msg)));
+  }
+
+  function renderStorage(st) {
+    const used = num(st.used_bytes);
+    const cap = capBytesOf(st);
+    const free = num(st.free_bytes);
+    const total = num(st.total_bytes);
+    const gauge = $('storage-gauge');
+    const pct = used !== null && cap ? Math.min(100, (100 * used) / cap) : 0;
+    gauge.querySelector('.gauge-fill').style.width = pct.toFixed(1) + '%';
+    gauge.setAttribute('aria-valuenow', pct.toFixed(0));
+    gauge.setAttribute('aria-valuetext', used === null ? 'unknown' : fmtBytes(used) + ' used' + (cap ? ' of ' + fmtBytes(cap) : ''));
+    gauge.className = 'gauge' + (st.cap_unreachable ? ' bad' : '');
+    $('storage-text').textContent = used === null ? '–'
+      : fmtBytes(used) + ' used' + (cap ? ' of ' + fmtBytes(cap) + ' cap' : '');
+    const parts = [];
+    if (free !== null) parts.push(fmtBytes(free) + ' free on disk' + (total ? ' of ' + fmtBytes(total) : ''));
+    const deleted = num(st.retention_deleted_segments) ?? num(st.deleted_segments);
+    if (deleted) parts.push(deleted + ' old segments deleted to stay under the cap');
+    if (num(st.min_free_bytes)) parts.push('keeps ' + fmtBytes(st.min_free_bytes) + ' free');
+    if (st.cap_unreachable) parts.push('cap unreachable');
+    parts.push('oldest unprotected footage is deleted first when full');
+    $('storage-detail').textContent = parts.join(' · ');
+  }
+
+  const openRecovery = new Set();
+
+  function renderCameraHealth(cams) {
+    const box = $('camera-health');
+    box.replaceChildren(...cams.map((cam) => {
+      const health = cameraHealth(cam);
+      const fps = fpsOf(cam);
+      const { total: dropped, reasons } = droppedTotal(cam);
+      const age = syncAgeS(cam);
+      const rate = state.rates[cam.id] || {};
+      const reasonText = Object.entries(reasons).filter(([, v]) => num(v) > 0)
+        .map(([k, v]) => k.replace(/_/g, ' ') + ' ' + v).join(', ');
+      const stat = (label, value, cls) => h('div', null, h('dt', null, label), h('dd', { class: cls || null }, value));
+      const stats = h('dl', { class: 'stats' },
+        stat('Frame rate', fps === null ? '–' : fps.toFixed(1) + (num(cam.target_fps) ? ' of ' + cam.target_fps : '') + ' fps',
+          fps !== null && num(cam.target_fps) && fps < 0.8 * cam.target_fps ? 'warn' : null),
+        stat('Dropped', String(dropped) + (reasonText ? ' (' + reasonText + ')' : ''), rate.droppedRecently > 0 ? 'warn' : null),
+        stat('Last sync', fmtAge(age), age === null ? null : age > SYNC_AGE_BAD_S ? 'bad' : age > SYNC_AGE_WARN_S ? 'warn' : null),
+        stat('Camera', cam.connected === false ? 'disconnected' : cam.connected ? 'connected' : '?', cam.connected === false ? 'bad' : null),
+        num(cam.written) !== null ? stat('Frames stored', String(cam.written)) : null,
+        num(cam.written_bytes) !== null ? stat('Bytes stored', fmtBytes(cam.written_bytes)) : null,
+        (cam.io_mode || typeof cam.direct_io === 'boolean')
+          ? stat('Disk writes', cam.io_mode || (cam.direct_io ? 'direct' : 'buffered')) : null,
+        num(cam.reconnects) ? stat('Reconnects', String(cam.reconnects), 'warn') : null,
+        num(cam.camera_errors) ? stat('Camera errors', String(cam.camera_errors), 'warn') : null,
+        num(cam.storage_errors) ? stat('Storage errors', String(cam.storage_errors), 'bad') : null,
+        num(cam.live_viewers) !== null ? stat('Live viewers', String(cam.live_viewers)) : null,
+        cam.source ? stat('Source', String(cam.source)) : null,
+        cam.current_segment ? h('div', { class: 'wide' }, h('dt', null, 'Writing'), h('dd', { class: 'mono' }, cam.current_segment)) : null,
+      );
+      const rec = Array.isArray(cam.recovery) ? cam.recovery : [];
+      let recovery = null;
+      if (rec.length) {
+        const frames = rec.reduce((a, r) => a + (num(r.frames) || 0), 0);
+        const details = h('details', { class: 'recovery', open: openRecovery.has(cam.id),
+          ontoggle: (e) => (e.target.open ? openRecovery.add(cam.id) : openRecovery.delete(cam.id)) },
+        h('summary', null, 'Recovered after the last power cut: ' + rec.length + ' segment' + (rec.length === 1 ? '' : 's') + ', ' + frames + ' frames kept'),
+        h('ul', null, rec.map((r) => h('li', null,
+          h('span', { class: 'mono' }, r.segment || '?'), ': ',
+          (num(r.frames) ?? '?') + ' frames',
+          num(r.seconds) !== null ? ' (' + r.seconds.toFixed(1) + ' s)' : '',
+          num(r.torn_bytes) ? ', ' + fmtBytes(r.torn_bytes) + ' torn tail cut' : '',
+          num(r.trimmed_bytes) ? ', ' + fmtBytes(r.trimmed_bytes) + ' unused space trimmed' : '',
+          r.action ? ', ' + r.action : ''))));
+        recovery = details;
+      }
+      return h('article', { class: 'cam-card ' + health.level, 'aria-label': cameraName(cam.id) + ' health' },
+        h('h3', null, h('span', { class: 'dot ' + health.level }), cameraName(cam.id),
+          h('span', { class: 'state' }, health.level === 'ok' ? 'recording' : health.reasons[0] || '')),
+        stats,
+        cam.last_error ? h('p', { class: 'cam-error' }, 'Last error: ' + cam.last_error) : null,
+        recovery);
+    }));
+  }
+
+  // ------------------------------------------------------------------- live
+
+  // One tile per camera. The live image is the server's multipart MJPEG
+  // stream; the server caps concurrent streams (503 beyond it), so on an
+  // error the tile polls single frames instead and tries the stream again
+  // later. Hidden pages hold no streams, to leave the cap to others.
+  const tiles = new Map(); // id -> tile
+
+  function setCameras(list) {
+    const ids = list.map((c) => c.id).join('\n');
+    const same = ids === state.cameras.map((c) => c.id).join('\n');
+    state.cameras = list;
+    if (same) return;
+    buildLiveGrid();
+    fillCameraSelects();
+    loadTimeline();
+  }
+
+  function buildLiveGrid() {
+    for (const t of tiles.values()) stopTile(t);
+    tiles.clear();
+    const grid = $('live-grid');
+    if (!state.cameras.length) {
+      grid.replaceChildren(h('p', { class: 'hint' }, 'No cameras are configured.'));
+      return;
+    }
+    grid.replaceChildren(...state.cameras.map((c) => {
+      const img = h('img', { alt: 'Live view of ' + cameraName(c.id), 'data-camera': c.id });
+      const badge = h('span', { class: 'live-badge' }, '…');
+      const tile = { id: c.id, img, badge, mode: 'off', timer: null, retryAt: 0, objectUrl: null, frames: 0, ctrl: null };
+      img.addEventListener('load', () => {
+        tile.frames++;
+        img.dataset.frames = tile.frames;
+        if (img.naturalWidth && img.naturalHeight) {
+          img.parentElement.style.aspectRatio = img.naturalWidth + ' / ' + img.naturalHeight;
+        }
+      });
+      img.addEventListener('error', () => {
+        if (tile.mode === 'stream') startPolling(tile, 'stream refused');
+      });
+      tiles.set(c.id, tile);
+      const fig = h('figure', { class: 'live-tile' },
+        h('div', { class: 'live-view' }, img, badge),
+        h('figcaption', null, h('span', { class: 'dot', 'data-dot': c.id }), h('span', { class: 'name' }, cameraName(c.id)),
+          h('a', { class: 'button small', href: '/api/snapshot?camera=' + enc(c.id), download: '', 'aria-label': 'Snapshot of ' + cameraName(c.id) }, 'Snapshot')));
+      return fig;
+    }));
+    if (!document.hidden) for (const t of tiles.values()) startStream(t);
+  }
+
+  function renderLiveBadges(cams) {
+    for (const cam of cams) {
+      const dot = document.querySelector('[data-dot="' + CSS.escape(cam.id) + '"]');
+      if (dot) dot.className = 'dot ' + cameraHealth(cam).level;
+    }
+  }
+
+  function setBadge(tile, text, live) {
+    tile.badge.textContent = text;
+    tile.badge.className = 'live-badge' + (live ? ' live' : '');
+  }
+
+  function startStream(tile) {
+    stopTile(tile);
+    tile.mode = 'stream';
+    setBadge(tile, 'LIVE', true);
+    tile.img.src = '/api/stream/mjpeg?camera=' + enc(tile.id) + '&t=' + Date.now();
+  }
+
+  function startPolling(tile, why) {
+    stopTile(tile, true);
+    tile.mode = 'poll';
+    tile.retryAt = performance.now() + LIVE_STREAM_RETRY_MS;
+    tile.img.title = 'Live stream unavailable (' + why + '): showing a new frame every half second';
+    setBadge(tile, 'LIVE ½ s', true);
+    pollFrame(tile);
+  }
+
+  async function pollFrame(tile) {
+    if (tile.mode !== 'poll') return;
+    if (performance.now() > tile.retryAt) {
+      startStream(tile);
+      return;
+    }
+    let wait = LIVE_FRAME_POLL_MS;
+    tile.ctrl = new AbortController();
+    try {
+      const r = await api('/api/stream/frame?camera=' + enc(tile.id), { signal: tile.ctrl.signal });
+      if (!r.ok) throw await errorOf(r);
+      const blob = await r.blob();
+      if (tile.mode !== 'poll') return;
+      const url = URL.createObjectURL(blob);
+      const old = tile.objectUrl;
+      tile.objectUrl = url;
+      tile.img.src = url;
+      if (old) setTimeout(() => URL.revokeObjectURL(old), 1000);
+      setBadge(tile, 'LIVE ½ s', true);
+    } catch (e) {
+      if (e.name === 'AbortError' || tile.mode !== 'poll') return;
+      setBadge(tile, 'NO SIGNAL', false);
+      wait = 2000;
+    }
+    tile.timer = setTimeout(() => pollFrame(tile), wait);
+  }
+
+  function stopTile(tile, keepImage) {
+    clearTimeout(tile.timer);
+    tile.timer = null;
+    if (tile.ctrl) tile.ctrl.abort();
+    tile.ctrl = null;
+    if (tile.mode === 'stream' && !keepImage) {
+      // Removing the source closes the connection and frees a stream slot.
+      tile.img.removeAttribute('src');
+    }
+    tile.mode = 'off';
+    setBadge(tile, 'PAUSED', false);
+  }
+
+  document.addEventListener('visibilitychange', () => {
+    if (document.hidden) {
+      for (const t of tiles.values()) stopTile(t);
+      if (player.playing) pause();
+    } else {
+      for (const t of tiles.values()) startStream(t);
+      pollStatus();
+    }
+  });
+
+  // --------------------------------------------------------------- timeline
+
+  let timelineSeq = 0;
+  let timelineTimer = null;
+
+  function windowRange() {
+    const end = state.win.endMs === null ? serverNow() : state.win.endMs;
+    return { from: end - state.win.spanMs, to: end };
+  }
+
+  function parseSpans(list) {
+    return (Array.isArray(list) ? list : [])
+      .map((s) => ({ start: parseTime(s.start), end: parseTime(s.end), frames: num(s.frames) }))
+      .filter((s) => Number.isFinite(s.start) && Number.isFinite(s.end) && s.end >= s.start)
+      .sort((a, b) => a.start - b.start);
+  }
+
+  function parseSegments(list) {
+    return (Array.isArray(list) ? list : [])
+      .map((s) => Object.assign({}, s, { startMs: parseTime(s.start), endMs: parseTime(s.end) }))
+      .filter((s) => s.name);
+  }
+
+  async function fetchRecordings(camera, from, to) {
+    const j = await apiJson('/api/recordings?camera=' + enc(camera) + '&from=' + enc(iso(from)) + '&to=' + enc(iso(to)));
+    return {
+      from, to,
+      spans: parseSpans(j.spans),
+      segments: parseSegments(j.segments),
+      problems: Array.isArray(j.problems) ? j.problems : [],
+      error: null,
+    };
+  }
+
+  async function loadTimeline() {
+    clearTimeout(timelineTimer);
+    const seq = ++timelineSeq;
+    const { from, to } = windowRange();
+    const results = await Promise.all(state.cameras.map(async (c) => {
+      try {
+        return [c.id, await fetchRecordings(c.id, from, to)];
+      } catch (e) {
+        return [c.id, { from, to, spans: [], segments: [], problems: [], error: e.message }];
+      }
+    }));
+    if (seq !== timelineSeq) return;
+    state.recordings = Object.fromEntries(results);
+    renderTimeline();
+    renderSegments();
+    if (state.win.endMs === null && !document.hidden) {
+      timelineTimer = setTimeout(loadTimeline, TIMELINE_REFRESH_MS);
+    }
+  }
+
+  // Tick spacing: the smallest step that leaves room for the labels.
+  const TICK_STEPS_MS = [60e3, 120e3, 300e3, 600e3, 900e3, 1800e3, 3600e3, 7200e3, 10800e3, 21600e3];
+  function tickStep(spanMs, widthPx) {
+    const maxLabels = Math.max(2, Math.floor(widthPx / 58));
+    return TICK_STEPS_MS.find((s) => spanMs / s <= maxLabels) || TICK_STEPS_MS[TICK_STEPS_MS.length - 1];
+  }
+
+  function renderTimeline() {
+    const { from, to } = windowRange();
+    const span = to - from;
+    const pct = (t) => ((t - from) / span) * 100;
+    const box = $('timelines');
+    const width = box.clientWidth || 360;
+    const step = tickStep(span, width);
+    const ticks = [];
+    for (let t = Math.ceil(from / step) * step; t <= to; t += step) ticks.push(t);
+
+    $('tl-range').textContent = fmtDate(from) + ' ' + fmtHMS(from) + ' – '
+      + (fmtDate(to) === fmtDate(from) ? '' : fmtDate(to) + ' ') + fmtHMS(to) + ' UTC'
+      + (state.win.endMs === null ? ' (now)' : '');
+
+    // Rows and bars stay in place between refreshes (only their contents
+    // change), so a tap that straddles a refresh still lands on its bar.
+    const ids = state.cameras.map((c) => c.id);
+    if (ids.join('\n') !== [...timelineRows.keys()].join('\n')) {
+      timelineRows.clear();
+      for (const id of ids) timelineRows.set(id, timelineRow(id));
+      box.replaceChildren(...[...timelineRows.values()].map((r) => r.row));
+    }
+    const now = serverNow();
+    for (const [id, r] of timelineRows) {
+      const rec = state.recordings[id];
+      const spans = rec ? rec.spans.filter((s) => s.end >= from && s.start <= to) : [];
+      let stored = 0;
+      for (const s of spans) stored += Math.min(s.end, to) - Math.max(s.start, from);
+      const gaps = Math.max(0, spans.length - 1);
+      r.name.textContent = cameraName(id);
+      r.stats.textContent = fmtDuration(stored) + ' stored' + (gaps ? ' · ' + gaps + (gaps === 1 ? ' gap' : ' gaps') : '');
+      r.bar.setAttribute('aria-label', cameraName(id) + ' recordings ' + fmtHM(from) + ' to ' + fmtHM(to) + ' UTC: '
+        + fmtDuration(stored) + ' stored' + (gaps ? ' with ' + gaps + (gaps === 1 ? ' gap' : ' gaps') : '')
+        + '. Activate to play the latest footage.');
+      r.bar.replaceChildren(
+        ...ticks.map((t) => h('div', { class: 'tl-grid', style: { left: pct(t) + '%' } })),
+        ...spans.map((s) => h('div', {
+          class: 'tl-span',
+          'data-start': iso(s.start), 'data-end': iso(s.end), 'data-frames': s.frames,
+          style: { left: Math.max(0, pct(s.start)) + '%', width: Math.max(0, pct(Math.min(s.end, to)) - Math.max(0, pct(s.start))) + '%' },
+        })),
+        ...(now >= from && now <= to ? [h('div', { class: 'tl-now', style: { left: 'calc(' + pct(now) + '% - 2px)' } })] : []),
+        ...(rec && rec.error ? [h('div', { class: 'tl-empty' }, 'Could not load: ' + rec.error)]
+          : rec && !spans.length ? [h('div', { class: 'tl-empty' }, 'No footage in this window')] : []));
+    }
+    updateHead();
+
+    $('tl-axis').replaceChildren(...ticks.map((t) => {
+      const p = pct(t);
+      const cls = 'tl-tick' + (p < 4 ? ' edge-left' : p > 96 ? ' edge-right' : '');
+      const d = new Date(t);
+      const label = d.getUTCHours() === 0 && d.getUTCMinutes() === 0 && step >= 3600e3
+        ? fmtDate(t).slice(5) : fmtHM(t);
+      return h('span', { class: cls, style: { left: p + '%' } }, label);
+    }));
+
+    for (const b of document.querySelectorAll('[data-window]')) {
+      b.setAttribute('aria-pressed', String(Number(b.dataset.window) === state.win.spanMs));
+    }
+    $('tl-now').setAttribute('aria-pressed', String(state.win.endMs === null));
+    updateScrub();
+  }
+
+  const timelineRows = new Map(); // camera id -> {row, name, stats, bar}
+
+  function timelineRow(id) {
+    const name = h('span', { class: 'name' });
+    const stats = h('span', { class: 'muted' });
+    const bar = h('div', {
+      class: 'tl-bar', role: 'button', tabindex: '0', 'data-camera': id,
+      onclick: (e) => {
+        const { from, to } = windowRange();
+        const r = bar.getBoundingClientRect();
+        const frac = Math.min(1, Math.max(0, (e.clientX - r.left) / r.width));
+        playFromTimeline(id, from + frac * (to - from));
+      },
+      onkeydown: (e) => {
+        if (e.key !== 'Enter' && e.key !== ' ') return;
+        e.preventDefault();
+        const spans = (state.recordings[id] || {}).spans || [];
+        const last = spans[spans.length - 1];
+        if (last) playFromTimeline(id, Math.max(last.start, last.end - 60000));
+      },
+    });
+    return { row: h('div', { class: 'tl-row' }, h('div', { class: 'tl-label' }, name, stats), bar), name, stats, bar };
+  }
+
+  // A tap in a gap plays from the next stored moment (or the last one
+  // before it when nothing follows).
+  function snapToFootage(camera, t) {
+    const spans = (state.recordings[camera] || {}).spans || [];
+    for (const s of spans) {
+      if (t >= s.start && t <= s.end) return t;
+      if (s.start > t) return s.start;
+    }
+    const last = spans[spans.length - 1];
+    return last ? Math.max(last.start, last.end - 1000) : null;
+  }
+
+  function playFromTimeline(camera, t) {
+    const at = snapToFootage(camera, t);
+    if (at === null) {
+      openPlayer(camera);
+      setPlayerMsg('No footage in this window for ' + cameraName(camera) + '.');
+      return;
+    }
+    openPlayer(camera);
+    play(at);
+    $('player').scrollIntoView({ behavior: 'smooth', block: 'start' });
+  }
+
+  function setWindow(spanMs, endMs) {
+    const now = serverNow();
+    state.win.spanMs = spanMs;
+    state.win.endMs = endMs === null || endMs >= now ? null : endMs;
+    renderTimeline();
+    loadTimeline();
+  }
+
+  for (const b of document.querySelectorAll('[data-window]')) {
+    b.addEventListener('click', () => {
+      const spanMs = Number(b.dataset.window);
+      // Zooming centres on the player position when there is one.
+      if (player.camera && player.t !== null) setWindow(spanMs, player.t + spanMs / 2);
+      else setWindow(spanMs, state.win.endMs === null ? null : state.win.endMs);
+    });
+  }
+  $('tl-earlier').addEventListener('click', () => setWindow(state.win.spanMs, windowRange().to - state.win.spanMs / 2));
+  $('tl-later').addEventListener('click', () => setWindow(state.win.spanMs, windowRange().to + state.win.spanMs / 2));
+  $('tl-now').addEventListener('click', () => setWindow(state.win.spanMs, null));
+  window.addEventListener('resize', () => renderTimeline());
+
+  // ----------------------------------------------------------------- player
+
+  // Playing: the paced multipart stream of /api/playback, read with fetch so
+  // that each part's X-Frame-Time (when the server sends it) gives the exact
+  // time, and the end of the footage is noticed. Paused: single frames from
+  // /api/frame, stepped with step=±1.
+  const player = {
+    camera: null,
+    t: null, // ms: exact when paused, estimated while playing unless parts carry times
+    exact: false,
+    playing: false,
+    ctrl: null,
+    frameCtrl: null,
+    startWall: 0,
+    startT: 0,
+    lastPartTime: null,
+    tick: null,
+    objectUrl: null,
+    frameSeq: 0,
+    scrubbing: false,
+    scrubTimer: null,
+  };
+
+  function openPlayer(camera) {
+    if (player.camera !== camera) {
+      pause(true);
+      player.camera = camera;
+      player.t = null;
+    }
+    $('player-empty').hidden = true;
+    $('player-body').hidden = false;
+    $('player-camera').textContent = cameraName(camera);
+    $('player-img').alt = 'Recorded frame from ' + cameraName(camera);
+    setPlayerMsg('');
+  }
+
+  function setPlayerMsg(text) {
+    $('player-msg').textContent = text;
+  }
+
+  $('player-img').addEventListener('load', (e) => {
+    const img = e.target;
+    if (img.naturalWidth && img.naturalHeight) {
+      img.parentElement.style.aspectRatio = img.naturalWidth + ' / ' + img.naturalHeight;
+    }
+  });
+
+  function showPlayerImage(blob) {
+    const url = URL.createObjectURL(blob);
+    const old = player.objectUrl;
+    player.objectUrl = url;
+    $('player-img').src = url;
+    if (old) setTimeout(() => URL.revokeObjectURL(old), 1000);
+  }
+
+  function renderPlayerTime(extra) {
+    const out = $('player-time');
+    if (player.t === null) {
+      out.textContent = '–';
+      return;
+    }
+    out.textContent = (player.exact ? '' : '≈ ') + fmtDateTime(player.t, player.exact) + (extra ? ' ' + extra : '');
+    updateScrub();
+    updateHead();
+  }
+
+  // Moves only the playhead; the timeline is rebuilt on the next poll.
+  function updateHead() {
+    const { from, to } = windowRange();
+    for (const bar of document.querySelectorAll('.tl-bar')) {
+      let head = bar.querySelector('.tl-head');
+      const show = bar.dataset.camera === player.camera && player.t !== null && player.t >= from && player.t <= to;
+      if (!show) {
+        if (head) head.remove();
+        continue;
+      }
+      if (!head) {
+        head = h('div', { class: 'tl-head' });
+        bar.append(head);
+      }
+      head.style.left = ((player.t - from) / (to - from)) * 100 + '%';
+    }
+  }
+
+  function updateScrub() {
+    if (player.scrubbing || player.t === null) return;
+    const { from, to } = windowRange();
+    const v = Math.round(((player.t - from) / (to - from)) * SCRUB_STEPS);
+    $('scrub').value = String(Math.min(SCRUB_STEPS, Math.max(0, v)));
+    $('scrub').setAttribute('aria-valuetext', fmtDateTime(player.t));
+  }
+
+  function setPlayButton() {
+    const b = $('play');
+    b.dataset.playing = String(player.playing);
+    b.setAttribute('aria-label', player.playing ? 'Pause' : 'Play');
+  }
+
+  function speed() {
+    return Number($('speed').value) || 1;
+  }
+
+  function estimatedTime() {
+    if (!player.playing) return player.t;
+    if (player.lastPartTime !== null) return player.t;
+    return Math.min(serverNow(), player.startT + (performance.now() - player.startWall) * speed());
+  }
+
+  async function play(from) {
+    if (!player.camera) return;
+    stopPlayback();
+    if (from === undefined) from = player.t !== null ? player.t : serverNow() - 60000;
+    player.playing = true;
+    player.exact = false;
+    player.t = from;
+    player.startT = from;
+    player.startWall = performance.now();
+    player.lastPartTime = null;
+    setPlayButton();
+    setPlayerMsg('');
+    renderPlayerTime('· playing ' + speed() + '×');
+    const ctrl = new AbortController();
+    player.ctrl = ctrl;
+    player.tick = setInterval(() => {
+      player.t = estimatedTime();
+      renderPlayerTime('· playing ' + speed() + '×');
+    }, PLAYER_TICK_MS);
+    const url = '/api/playback?camera=' + enc(player.camera) + '&from=' + enc(iso(from)) + '&speed=' + enc(String(speed()));
+    try {
+      const r = await api(url, { signal: ctrl.signal });
+      if (!r.ok) throw await errorOf(r);
+      if (!r.body || !/multipart/i.test(r.headers.get('Content-Type') || '')) {
+        // Not a stream we can read part by part: let the image element do it.
+        $('player-img').src = url;
+        return;
+      }
+      await readMultipart(r, ctrl.signal, (headers, body) => {
+        if (ctrl !== player.ctrl) return;
+        showPlayerImage(new Blob([body], { type: headers['content-type'] || 'image/jpeg' }));
+        const ft = parseTime(headers['x-frame-time']);
+        if (Number.isFinite(ft)) {
+          player.lastPartTime = ft;
+          player.t = ft;
+          player.exact = true;
+          renderPlayerTime('· playing ' + speed() + '×');
+          player.exact = false;
+        }
+      });
+      if (ctrl === player.ctrl) {
+        // The server ended the stream: the footage ran out.
+        const t = player.lastPartTime !== null ? player.lastPartTime : estimatedTime();
+        stopPlayback();
+        await showFrame(t, 0);
+        setPlayerMsg('End of stored footage.');
+      }
+    } catch (e) {
+      if (e.name === 'AbortError' || ctrl !== player.ctrl) return;
+      const t = estimatedTime();
+      stopPlayback();
+      setPlayerMsg(e.status === 503 ? 'The recorder is busy serving other streams; showing single frames.'
+        : 'Playback failed: ' + e.message);
+      await showFrame(t, 0);
+    }
+  }
+
+  function stopPlayback() {
+    if (player.ctrl) player.ctrl.abort();
+    player.ctrl = null;
+    clearInterval(player.tick);
+    player.tick = null;
+    player.playing = false;
+    setPlayButton();
+  }
+
+  function pause(quiet) {
+    if (!player.playing) return;
+    const t = estimatedTime();
+    stopPlayback();
+    if (!quiet && player.camera) showFrame(t, 0);
+  }
+
+  // Shows the stored frame nearest `at` (moved `step` frames).
+  async function showFrame(at, step) {
+    if (!player.camera || at === null) return;
+    if (player.frameCtrl) player.frameCtrl.abort();
+    const ctrl = new AbortController();
+    player.frameCtrl = ctrl;
+    const seq = ++player.frameSeq;
+    let url = '/api/frame?camera=' + enc(player.camera) + '&at=' + enc(iso(at));
+    if (step) url += '&step=' + step;
+    try {
+      const r = await api(url, { signal: ctrl.signal });
+      if (seq !== player.frameSeq) return;
+      if (r.status === 404) {
+        const e = await errorOf(r);
+        setPlayerMsg(step ? (step > 0 ? 'No later frame stored.' : 'No earlier frame stored.')
+          : 'Nothing stored near ' + fmtDateTime(at) + ' (' + e.message + ').');
+        if (!step) {
+          player.t = at;
+          player.exact = false;
+          renderPlayerTime();
+        }
+        return;
+      }
+      if (!r.ok) throw await errorOf(r);
+      const blob = await r.blob();
+      if (seq !== player.frameSeq) return;
+      showPlayerImage(blob);
+      const ft = parseTime(r.headers.get('X-Frame-Time'));
+      player.t = Number.isFinite(ft) ? ft : at;
+      player.exact = Number.isFinite(ft);
+      const segName = r.headers.get('X-Frame-Segment');
+      const index = r.headers.get('X-Frame-Index');
+      setPlayerMsg(segName ? 'Segment ' + segName + (index !== null ? ', frame ' + index : '') : '');
+      renderPlayerTime('· paused');
+    } catch (e) {
+      if (e.name === 'AbortError') return;
+      setPlayerMsg('Could not load the frame: ' + e.message);
+    }
+  }
+
+  function stepFrame(n) {
+    if (!player.camera) return;
+    const t = player.playing ? estimatedTime() : player.t;
+    stopPlayback();
+    showFrame(t, n);
+  }
+
+  $('play').addEventListener('click', () => {
+    if (player.playing) pause();
+    else play(player.t !== null ? player.t : undefined);
+  });
+  $('step-back').addEventListener('click', () => stepFrame(-1));
+  $('step-fwd').addEventListener('click', () => stepFrame(1));
+  $('speed').addEventListener('change', () => {
+    if (player.playing) play(estimatedTime());
+  });
+
+  const scrub = $('scrub');
+  const scrubTime = () => {
+    const { from, to } = windowRange();
+    return from + (Number(scrub.value) / SCRUB_STEPS) * (to - from);
+  };
+  scrub.addEventListener('pointerdown', () => { player.scrubbing = true; });
+  scrub.addEventListener('pointercancel', () => { player.scrubbing = false; });
+  scrub.addEventListener('pointerup', () => { player.scrubbing = false; });
+  scrub.addEventListener('input', () => {
+    player.scrubbing = true;
+    if (player.playing) stopPlayback();
+    const t = scrubTime();
+    player.t = t;
+    player.exact = false;
+    $('player-time').textContent = '≈ ' + fmtDateTime(t);
+    updateHead();
+    clearTimeout(player.scrubTimer);
+    player.scrubTimer = setTimeout(() => showFrame(t, 0), SCRUB_DEBOUNCE_MS);
+  });
+  scrub.addEventListener('change', () => {
+    player.scrubbing = false;
+    clearTimeout(player.scrubTimer);
+    showFrame(scrubTime(), 0);
+  });
+
+  $('player').addEventListener('keydown', (e) => {
+    if (e.target.tagName === 'SELECT' || e.target.tagName === 'INPUT') return;
+    if (e.key === 'ArrowLeft') { e.preventDefault(); stepFrame(-1); }
+    else if (e.key === 'ArrowRight') { e.preventDefault(); stepFrame(1); }
+    else if (e.key === ' ' && e.target.tagName !== 'BUTTON') { e.preventDefault(); $('play').click(); }
+  });
+
+  // Minimal multipart/x-mixed-replace reader: calls onPart(headers, bytes)
+  // for every part. Uses Content-Length when the part has one, else the
+  // next boundary.
+  async function readMultipart(response, signal, onPart) {
+    const m = /boundary="?([^";]+)"?/i.exec(response.headers.get('Content-Type') || '');
+    if (!m) throw new Error('no multipart boundary');
+    const te = new TextEncoder();
+    const boundary = te.encode('--' + m[1]);
+    const crlf2 = te.encode('\r\n\r\n');
+    const reader = response.body.getReader();
+    signal.addEventListener('abort', () => reader.cancel().catch(() => {}));
+    let buf = new Uint8Array(0);
+    const find = (pat, from) => {
+      outer: for (let i = buf.indexOf(pat[0], from); i !== -1 && i <= buf.length - pat.length; i = buf.indexOf(pat[0], i + 1)) {
+        for (let j = 1; j < pat.length; j++) if (buf[i + j] !== pat[j]) continue outer;
+        return i;
+      }
+      return -1;
+    };
+    const td = new TextDecoder();
+    for (;;) {
+      // Take every complete part out of the buffer.
+      for (;;) {
+        const b = find(boundary, 0);
+        if (b === -1) break;
+        const afterB = b + boundary.length;
+        if (buf.length >= afterB + 2 && buf[afterB] === 45 && buf[afterB + 1] === 45) return; // "--": last part
+        const he = find(crlf2, afterB);
+        if (he === -1) break;
+        const headers = {};
+        for (const line of td.decode(buf.subarray(afterB, he)).split('\r\n')) {
+          const i = line.indexOf(':');
+          if (i > 0) headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
+        }
+        const bodyStart = he + 4;
+        const len = Number(headers['content-length']);
+        let body;
+        let next;
+        if (Number.isFinite(len) && len >= 0 && headers['content-length'] !== '') {
+          if (buf.length < bodyStart + len) break;
+          body = buf.slice(bodyStart, bodyStart + len);
+          next = bodyStart + len;
+        } else {
+          const nb = find(boundary, bodyStart);
+          if (nb === -1) break;
+          let end = nb;
+          if (end >= 2 && buf[end - 2] === 13 && buf[end - 1] === 10) end -= 2;
+          body = buf.slice(bodyStart, end);
+          next = nb;
+        }
+        buf = buf.slice(next);
+        onPart(headers, body);
+      }
+      const { done, value } = await reader.read();
+      if (done) return;
+      const joined = new Uint8Array(buf.length + value.length);
+      joined.set(buf);
+      joined.set(value, buf.length);
+      buf = joined;
+    }
+  }
+
+  // ----------------------------------------------------------------- export
+
+  const exp = { preset: null };
+
+  function fillCameraSelects() {
+    for (const id of ['export-camera', 'segments-camera']) {
+      const sel = $(id);
+      const keep = sel.value;
+      sel.replaceChildren(...state.cameras.map((c) => h('option', { value: c.id }, cameraName(c.id))));
+      if (state.cameras.some((c) => c.id === keep)) sel.value = keep;
+    }
+    if (!exp.preset && !$('export-from').value) applyPreset('last5');
+    updateExportLink();
+    renderSegments();
+  }
+
+  function setExportRange(from, to) {
+    $('export-from').value = toInputValue(from);
+    $('export-to').value = toInputValue(to);
+  }
+
+  async function applyPreset(name) {
+    exp.preset = name;
+    for (const b of document.querySelectorAll('[data-preset]')) {
+      b.setAttribute('aria-pressed', String(b.dataset.preset === name));
+    }
+    if (name === 'last5') {
+      const now = serverNow();
+      setExportRange(now - EXPORT_LAST_MS, now);
+    } else if (name === 'segment') {
+      const seg = await segmentUnderPlayer();
+      if (!seg) {
+        exp.preset = null;
+        $('export-summary').textContent = 'Play or pause on a moment first: "This segment" is the segment under the player position.';
+        for (const b of document.querySelectorAll('[data-preset]')) b.setAttribute('aria-pressed', 'false');
+        return;
+      }
+      $('export-camera').value = player.camera;
+      setExportRange(Math.floor(seg.startMs / 1000) * 1000, Math.ceil(seg.endMs / 1000) * 1000);
+    }
+    updateExportLink();
+  }
+
+  async function segmentUnderPlayer() {
+    if (!player.camera || player.t === null) return null;
+    const t = player.t;
+    const contains = (s) => Number.isFinite(s.startMs) && Number.isFinite(s.endMs) && s.startMs <= t + 500 && t - 500 <= s.endMs;
+    const rec = state.recordings[player.camera];
+    let seg = rec && rec.segments.find(contains);
+    if (!seg) {
+      try {
+        const r = await fetchRecordings(player.camera, t - 1000, t + 1000);
+        seg = r.segments.find(contains);
+      } catch (_) { /* reported as "no segment" */ }
+    }
+    return seg || null;
+  }
+
+  function updateExportLink() {
+    const link = $('export-link');
+    const camera = $('export-camera').value;
+    const from = fromInputValue($('export-from').value);
+    const to = fromInputValue($('export-to').value);
+    let problem = null;
+    if (!camera) problem = 'No camera.';
+    else if (!Number.isFinite(from) || !Number.isFinite(to)) problem = 'Pick a start and an end (UTC).';
+    else if (to <= from) problem = 'The end must be after the start.';
+    if (problem) {
+      link.removeAttribute('href');
+      link.setAttribute('aria-disabled', 'true');
+      $('export-summary').textContent = problem;
+      return;
+    }
+    link.href = '/api/export.mp4?camera=' + enc(camera) + '&from=' + enc(iso(from)) + '&to=' + enc(iso(to));
+    link.setAttribute('aria-disabled', 'false');
+    $('export-summary').textContent = cameraName(camera) + ': ' + fmtDateTime(from) + ' to '
+      + (fmtDate(to) === fmtDate(from) ? fmtHMS(to) + ' UTC' : fmtDateTime(to)) + ' (' + fmtDuration(to - from) + ')';
+  }
+
+  for (const b of document.querySelectorAll('[data-preset]')) {
+    b.addEventListener('click', () => applyPreset(b.dataset.preset));
+  }
+  for (const id of ['export-from', 'export-to']) {
+    $(id).addEventListener('input', () => {
+      exp.preset = null;
+      for (const b of document.querySelectorAll('[data-preset]')) b.setAttribute('aria-pressed', 'false');
+      updateExportLink();
+    });
+  }
+  $('export-camera').addEventListener('change', updateExportLink);
+  $('export-form').addEventListener('submit', (e) => e.preventDefault());
+  // "Last 5 minutes" means the five minutes before the tap on Download.
+  $('export-link').addEventListener('click', () => {
+    if (exp.preset === 'last5') applyPreset('last5');
+  });
+
+  // --------------------------------------------------------------- segments
+
+  function renderSegments() {
+    const camera = $('segments-camera').value;
+    const list = $('segment-list');
+    const rec = state.recordings[camera];
+    if (!camera || !rec) {
+      list.replaceChildren(h('li', { class: 'muted' }, camera ? 'Loading…' : 'No camera.'));
+      return;
+    }
+    if (rec.error) {
+      list.replaceChildren(h('li', { class: 'muted' }, 'Could not load: ' + rec.error));
+      return;
+    }
+    const segs = rec.segments.slice().sort((a, b) => (b.startMs || 0) - (a.startMs || 0));
+    if (!segs.length) {
+      list.replaceChildren(h('li', { class: 'muted' }, 'No segments in the timeline window.'));
+      return;
+    }
+    const shown = segs.slice(0, SEGMENT_LIST_MAX);
+    list.replaceChildren(...shown.map((s) => {
+      const okTimes = Number.isFinite(s.startMs) && Number.isFinite(s.endMs);
+      const when = okTimes ? fmtHMS(s.startMs) + '–' + fmtHMS(s.endMs) + ' UTC' : s.name;
+      const meta = [
+        okTimes ? fmtDate(s.startMs) : null,
+        okTimes ? fmtDuration(s.endMs - s.startMs) : null,
+        num(s.frames) !== null ? s.frames + ' frames' : null,
+        num(s.bytes) !== null ? fmtBytes(s.bytes) : null,
+      ].filter(Boolean).join(' · ');
+      return h('li', null,
+        h('div', { class: 'seg-main' },
+          h('div', { class: 'seg-time' }, when,
+            s.closed === false ? h('span', { class: 'badge rec' }, 'recording') : null,
+            s.protected ? h('span', { class: 'badge lock' }, 'protected') : null),
+          h('div', { class: 'seg-meta' }, meta),
+          h('div', { class: 'seg-meta mono seg-name', title: s.name }, s.name)),
+        okTimes ? h('button', { type: 'button', class: 'button small', 'aria-label': 'Play segment from ' + fmtHMS(s.startMs) + ' UTC',
+          title: 'Play', onclick: () => { openPlayer(camera); play(s.startMs); $('player').scrollIntoView({ behavior: 'smooth', block: 'start' }); } },
+        icon('M7 5v14l12-7z')) : null,
+        h('a', { class: 'button small', href: '/api/video/download?camera=' + enc(camera) + '&name=' + enc(s.name),
+          download: '', title: 'Download (.mjpeg)', 'aria-label': 'Download segment ' + s.name }, icon('M11 4h2v9l3.5-3.5 1.4 1.4L12 16.8l-5.9-5.9 1.4-1.4L11 13zM5 18h14v2H5z')));
+    }), segs.length > shown.length
+      ? h('li', { class: 'muted' }, (segs.length - shown.length) + ' older segments not listed: narrow the timeline window.')
+      : []);
+  }
+
+  $('segments-camera').addEventListener('change', renderSegments);
+
+  // ------------------------------------------------------------------- misc
+
+  $('logout').addEventListener('click', async () => {
+    try {
+      await fetch('/api/logout', { method: 'POST', credentials: 'same-origin' });
+    } catch (_) { /* going to the login page anyway */ }
+    toLogin();
+  });
+
+  function tickClock() {
+    $('clock').textContent = fmtHMS(serverNow()) + ' UTC';
+    $('clock').setAttribute('datetime', iso(serverNow()));
+  }
+
+  // Names and the storage cap, before the first status poll so the page is
+  // built once with names; never waits more than a few seconds for them.
+  async function loadNames() {
+    const names = apiJson('/api/cameras').then((j) => {
+      const list = Array.isArray(j) ? j : Array.isArray(j.cameras) ? j.cameras : [];
+      for (const c of list) if (c && c.id && c.name) state.names[c.id] = String(c.name);
+    }).catch(() => { /* ids stand in for names */ });
+    const cap = apiJson('/api/config').then((cfg) => {
+      if (num(cfg.storage_cap_gb) !== null) state.configCapBytes = cfg.storage_cap_gb * 1e9;
+    }).catch(() => { /* the gauge shows used bytes only */ });
+    await Promise.race([Promise.all([names, cap]), new Promise((r) => setTimeout(r, 3000))]);
+  }
+
+  async function statusLoop() {
+    if (!document.hidden) await pollStatus();
+    setTimeout(statusLoop, STATUS_POLL_MS);
+  }
+
+  document.addEventListener('visibilitychange', () => {
+    if (!document.hidden && state.win.endMs === null) loadTimeline();
+  });
+
+  tickClock();
+  setInterval(tickClock, 1000);
+  loadNames().then(statusLoop);
+})();

@@ -1,0 +1,413 @@
+#!/usr/bin/env python3
+"""The dashboard in a real browser (Debian's headless Chromium, driven by
+playwright) against the real release binary.
+
+Starts `dashvault run` on a free loopback port with a synthetic camera and a
+known token in a temporary folder, then at phone size (390x844): `/` sends to
+the login page, a wrong token shows an error, the right token opens the
+dashboard, the live image changes, the health panel reports recording, the
+timeline shows a span covering the recorded time, a tap on it plays back and
+frame stepping works, nothing scrolls sideways. Then the same at desktop size.
+Screenshots go to target/browser/ for people to look at.
+
+Prints one line per check and a closing `test result:` line in cargo's format
+so `make test` counts it with the Rust tests; exits non-zero on failure.
+
+    make browser-test                      # builds, installs the driver, runs
+    tests/browser/dashboard.py --url http://127.0.0.1:8080 --token TOKEN
+                                           # against a server already running
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+REPO = Path(__file__).resolve().parents[2]
+SHOTS = REPO / "target" / "browser"
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1366, "height": 900}
+TOKEN = hashlib.sha256(b"dashvault browser test").hexdigest()
+CAMERA = "front"
+WHOLE_TEST_S = 60
+STEP_TIMEOUT_MS = 10_000
+SERVER_START_S = 15
+
+
+def chromium_path():
+    for p in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser"):
+        if p and Path(p).exists():
+            return p
+    raise RuntimeError("no Chromium: install Debian's chromium package (make deps)")
+
+
+def dashvault_binary():
+    if os.environ.get("DASHVAULT_BIN"):
+        return Path(os.environ["DASHVAULT_BIN"])
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    if not target.is_absolute():
+        target = REPO / target
+    return target / "release" / "dashvault"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def iso_to_epoch(s):
+    return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+
+class Server:
+    """`dashvault run` in a temporary folder, stopped on exit."""
+
+    def __init__(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="dashvault-browser-"))
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.token = TOKEN
+        config = {
+            "port": self.port,
+            "bind": "127.0.0.1",
+            "auth_token": TOKEN,
+            "data_dir": str(self.dir / "data"),
+            "segment_length_s": 10,
+            "cameras": [
+                {"id": CAMERA, "name": "Front", "source": "synthetic",
+                 "res_width": 320, "res_height": 240, "fps": 10}
+            ],
+        }
+        (self.dir / "dashvault.json").write_text(json.dumps(config, indent=2))
+        self.log = open(self.dir / "server.log", "wb")
+        binary = dashvault_binary()
+        if not binary.exists():
+            raise RuntimeError(f"{binary} does not exist: run `cargo build --release` first")
+        self.proc = subprocess.Popen(
+            [str(binary), "-c", str(self.dir / "dashvault.json"), "run"],
+            cwd=self.dir, stdout=self.log, stderr=subprocess.STDOUT,
+            env=dict(os.environ, RUST_LOG="info"))
+        deadline = time.monotonic() + SERVER_START_S
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dashvault exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"/health did not answer within {SERVER_START_S} s:\n{self.log_tail()}")
+            time.sleep(0.1)
+        # Recording starts with the service: footage from here on is expected.
+        self.started = time.time()
+
+    def log_tail(self, lines=30):
+        self.log.flush()
+        text = (self.dir / "server.log").read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class External:
+    """A server someone else started (--url)."""
+
+    def __init__(self, url, token):
+        self.url = url.rstrip("/")
+        self.token = token
+        self.started = time.time()
+
+    def log_tail(self, lines=30):
+        return ""
+
+    def stop(self):
+        pass
+
+
+# Hash of the live image's pixels, drawn on a canvas (same origin, so the
+# canvas stays readable). Two different hashes mean two different frames.
+IMAGE_HASH_JS = """(img) => {
+  if (!img.complete || !img.naturalWidth) return null;
+  const c = document.createElement('canvas');
+  c.width = img.naturalWidth; c.height = img.naturalHeight;
+  const g = c.getContext('2d');
+  g.drawImage(img, 0, 0);
+  const d = g.getImageData(0, 0, c.width, c.height).data;
+  let h = 2166136261;
+  for (let i = 0; i < d.length; i += 4) { h ^= d[i] ^ (d[i + 1] << 8) ^ (d[i + 2] << 16); h = Math.imul(h, 16777619); }
+  return (h >>> 0).toString(16) + ':' + c.width + 'x' + c.height;
+}"""
+
+
+def wait_until(fn, what, timeout_s=STEP_TIMEOUT_MS / 1000, interval_s=0.2):
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise AssertionError(f"{what} (waited {timeout_s:.0f} s; last saw {last!r})")
+
+
+def tap_latest_span(page):
+    """Zooms the timeline to 10 minutes and taps the middle of the newest span."""
+    page.click('[data-window="600000"]')
+    bar = page.locator(f'.tl-bar[data-camera="{CAMERA}"]')
+    span = bar.locator(".tl-span").last
+    wait_until(lambda: (b := span.bounding_box()) and b["width"] >= 2, "the span is too narrow to tap")
+    bar.scroll_into_view_if_needed()
+    sb, bb = span.bounding_box(), bar.bounding_box()
+    bar.click(position={"x": sb["x"] - bb["x"] + sb["width"] / 2, "y": bb["height"] / 2})
+
+
+class Checks:
+    def __init__(self, server, browser):
+        self.server = server
+        self.browser = browser
+        self.base = server.url
+        self.errors = []
+        self.ctx = browser.new_context(viewport=PHONE, device_scale_factor=1)
+        self.ctx.set_default_timeout(STEP_TIMEOUT_MS)
+        self.page = self.new_page(self.ctx)
+
+    def new_page(self, ctx):
+        page = ctx.new_page()
+        page.on("pageerror", lambda e: self.errors.append(f"{page.url}: {e}"))
+        page.on("console", lambda m: self.on_console(page, m))
+        return page
+
+    def on_console(self, page, message):
+        # A blocked script or style is a broken page even when nothing throws.
+        if message.type == "error" and "Content Security Policy" in message.text:
+            self.errors.append(f"{page.url}: {message.text}")
+
+    def login_page_first(self):
+        self.page.goto(self.base + "/")
+        self.page.wait_for_url("**/login*")
+        assert self.page.locator("#token").is_visible(), "no token field on the login page"
+
+    def wrong_token_shows_error(self):
+        self.page.fill("#token", "0" * 64)
+        self.page.click("button[type=submit]")
+        self.page.wait_for_url("**/login?error=*")
+        self.page.locator("#error").wait_for(state="visible")
+        text = self.page.inner_text("#error")
+        assert "token" in text.lower() or "tries" in text.lower(), f"error text: {text!r}"
+
+    def login(self):
+        self.page.fill("#token", self.server.token)
+        self.page.click("button[type=submit]")
+        self.page.wait_for_url(self.base + "/")
+        self.page.locator(f'#live-grid img[data-camera="{CAMERA}"]').wait_for()
+
+    def live_image_updates(self):
+        img = self.page.locator(f'#live-grid img[data-camera="{CAMERA}"]')
+        first = wait_until(lambda: img.evaluate(IMAGE_HASH_JS), "the live image never showed a frame")
+        second = wait_until(lambda: (h := img.evaluate(IMAGE_HASH_JS)) != first and h,
+                            f"the live image stayed the same frame ({first})")
+        assert first != second
+
+    def health_panel_reports_recording(self):
+        wait_until(lambda: "Recording" in self.page.inner_text("#summary"),
+                   "the summary never said Recording")
+        card = self.page.locator(".cam-card").first
+        wait_until(lambda: "fps" in card.inner_text() and "s ago" in card.inner_text(),
+                   "no fps and last sync age in the camera card")
+        wait_until(lambda: "used" in self.page.inner_text("#storage-text"), "no storage use shown")
+
+    def timeline_shows_recorded_span(self):
+        # A few seconds of footage, then a span must cover them.
+        want_from = self.server.started + 1
+        want_to = self.server.started + 3
+        time.sleep(max(0, want_to + 1 - time.time()))
+
+        def covering():
+            for el in self.page.locator(f'.tl-bar[data-camera="{CAMERA}"] .tl-span').all():
+                start = iso_to_epoch(el.get_attribute("data-start"))
+                end = iso_to_epoch(el.get_attribute("data-end"))
+                box = el.bounding_box()
+                if start <= want_from and end >= want_to and box and box["width"] >= 1:
+                    return el
+            return None
+        wait_until(covering, "no timeline span covers the recorded seconds", timeout_s=15)
+
+    def tap_timeline_plays_back(self):
+        tap_latest_span(self.page)
+        self.page.locator("#player-body").wait_for(state="visible")
+        player = self.page.locator("#player-img")
+        wait_until(lambda: player.evaluate("i => i.complete && i.naturalWidth > 0"), "the player showed no frame")
+        wait_until(lambda: "UTC" in self.page.inner_text("#player-time"), "no player time")
+
+    def pause_and_step_frames(self):
+        self.page.click("#play")  # pause: switches to single frames
+        wait_until(lambda: "Segment" in self.page.inner_text("#player-msg"), "paused without a frame from /api/frame")
+        before = self.page.inner_text("#player-time")
+        self.page.click("#step-back")
+        wait_until(lambda: self.page.inner_text("#player-time") != before, "stepping back did not move")
+        after_back = self.page.inner_text("#player-time")
+        self.page.click("#step-fwd")
+        wait_until(lambda: self.page.inner_text("#player-time") != after_back, "stepping forward did not move")
+
+    def export_link_is_built(self):
+        self.page.click('[data-preset="last5"]')
+        href = self.page.get_attribute("#export-link", "href")
+        assert href and href.startswith(f"/api/export.mp4?camera={CAMERA}&from="), f"export link: {href!r}"
+        # "This segment": the segment under the paused player.
+        self.page.click('[data-preset="segment"]')
+        wait_until(lambda: self.page.get_attribute('[data-preset="segment"]', "aria-pressed") == "true",
+                   "the segment preset did not apply: " + self.page.inner_text("#export-summary"))
+        href = self.page.get_attribute("#export-link", "href")
+        assert href and f"camera={CAMERA}&from=" in href and "&to=" in href, f"export link: {href!r}"
+
+    def segment_download_link_works(self):
+        self.page.select_option("#segments-camera", CAMERA)
+        link = self.page.locator('#segment-list a[href^="/api/video/download"]').first
+        link.wait_for()
+        status = self.page.evaluate(
+            "async (href) => { const r = await fetch(href); await r.arrayBuffer(); return r.status; }",
+            link.get_attribute("href"))
+        assert status == 200, f"segment download answered {status}"
+
+    def phone_has_no_sideways_scroll(self):
+        self.page.evaluate("window.scrollTo(0, 0)")
+        widths = self.page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert widths[0] <= widths[1], f"page is {widths[0]} px wide in a {widths[1]} px window"
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SHOTS / "phone.png"), full_page=True)
+        self.page.screenshot(path=str(SHOTS / "phone-top.png"))
+
+    def desktop_layout(self):
+        ctx = self.browser.new_context(viewport=DESKTOP, device_scale_factor=1,
+                                       storage_state=self.ctx.storage_state())
+        ctx.set_default_timeout(STEP_TIMEOUT_MS)
+        page = self.new_page(ctx)
+        page.goto(self.base + "/")
+        img = page.locator(f'#live-grid img[data-camera="{CAMERA}"]')
+        wait_until(lambda: img.evaluate(IMAGE_HASH_JS), "no live frame on the desktop")
+        wait_until(lambda: page.locator(f'.tl-bar[data-camera="{CAMERA}"] .tl-span').count() > 0,
+                   "no timeline span on the desktop")
+        tap_latest_span(page)
+        player = page.locator("#player-img")
+        wait_until(lambda: player.evaluate("i => i.complete && i.naturalWidth > 0"), "the player showed no frame")
+        page.evaluate("window.scrollTo(0, 0)")
+        live = page.locator("#live").bounding_box()
+        health = page.locator("#health").bounding_box()
+        assert health["x"] >= live["x"] + live["width"], "desktop layout is not two columns"
+        widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert widths[0] <= widths[1], f"desktop page is {widths[0]} px wide in {widths[1]} px"
+        page.screenshot(path=str(SHOTS / "desktop.png"), full_page=True)
+        ctx.close()
+
+    def no_script_errors(self):
+        assert not self.errors, "script errors:\n" + "\n".join(self.errors)
+
+
+STEPS = [
+    "login_page_first",
+    "wrong_token_shows_error",
+    "login",
+    "live_image_updates",
+    "health_panel_reports_recording",
+    "timeline_shows_recorded_span",
+    "tap_timeline_plays_back",
+    "pause_and_step_frames",
+    "export_link_is_built",
+    "segment_download_link_works",
+    "phone_has_no_sideways_scroll",
+    "desktop_layout",
+    "no_script_errors",
+]
+
+
+def on_alarm(_sig, _frame):
+    raise TimeoutError(f"the browser test ran over {WHOLE_TEST_S} s")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--url", help="test a server already running there instead of starting one")
+    ap.add_argument("--token", help="its token (with --url)")
+    args = ap.parse_args()
+
+    began = time.monotonic()
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(WHOLE_TEST_S)
+    passed, failed = 0, 0
+    server = None
+    print(f"\nrunning {len(STEPS)} browser checks (Chromium at {PHONE['width']}x{PHONE['height']}, then desktop)")
+    try:
+        server = External(args.url, args.token) if args.url else Server()
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium_path())
+            try:
+                checks = Checks(server, browser)
+                for name in STEPS:
+                    t0 = time.monotonic()
+                    try:
+                        getattr(checks, name)()
+                    except Exception as e:  # noqa: BLE001 - report every kind of failure
+                        failed += 1
+                        print(f"test browser::{name} ... FAILED")
+                        print(f"---- browser::{name} ----\n{type(e).__name__}: {e}")
+                        if not isinstance(e, AssertionError):
+                            traceback.print_exc(limit=3)
+                        SHOTS.mkdir(parents=True, exist_ok=True)
+                        try:
+                            checks.page.screenshot(path=str(SHOTS / "failure.png"), full_page=True)
+                            print(f"screenshot: {SHOTS / 'failure.png'}")
+                        except Exception:  # noqa: BLE001
+                            pass
+                        if checks.errors:
+                            print("page errors:\n" + "\n".join(checks.errors))
+                        tail = server.log_tail()
+                        if tail:
+                            print("server log (tail):\n" + tail)
+                        break
+                    passed += 1
+                    print(f"test browser::{name} ... ok ({time.monotonic() - t0:.1f} s)")
+            finally:
+                browser.close()
+    except Exception as e:  # noqa: BLE001 - setup failures count as a failed test
+        failed += 1
+        print(f"test browser::setup ... FAILED\n{type(e).__name__}: {e}")
+    finally:
+        signal.alarm(0)
+        if server:
+            server.stop()
+    skipped = len(STEPS) - passed - failed
+    status = "ok" if failed == 0 else "FAILED"
+    print(f"\ntest result: {status}. {passed} passed; {failed} failed; {max(0, skipped)} ignored; "
+          f"0 measured; 0 filtered out; finished in {time.monotonic() - began:.2f}s")
+    if failed == 0:
+        print(f"screenshots: {SHOTS / 'phone.png'}, {SHOTS / 'desktop.png'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
