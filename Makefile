@@ -4,20 +4,22 @@
 SHELL := /bin/bash
 
 CARGO ?= cargo
-APT_PACKAGES := build-essential pkg-config nasm ffmpeg libjpeg-turbo-progs chromium python3-venv
+# Building needs only these; tests and benchmarks add TEST_APT_PACKAGES.
+APT_PACKAGES := build-essential pkg-config nasm
+TEST_APT_PACKAGES := ffmpeg libjpeg-turbo-progs chromium python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test bench deps rust lint clean browser-deps browser-test
+.PHONY: run test bench deps test-deps rust lint clean browser-deps browser-test
 
 run: deps
 	$(CARGO) run --release -- run
 
-test: deps browser-deps
+test: test-deps browser-deps
 	@mkdir -p target
 	$(CARGO) test --release --lib --bins --tests 2>&1 | tee target/test-output.txt; exit $${PIPESTATUS[0]}
 	{ $(BROWSER_TEST); } 2>&1 | tee -a target/test-output.txt; exit $${PIPESTATUS[0]}
 
-bench: deps
+bench: test-deps
 	$(CARGO) bench --bench encode
 	$(CARGO) bench --bench store
 	$(CARGO) bench --bench export
@@ -44,17 +46,22 @@ browser-deps: deps
 	  $(BROWSER_VENV)/bin/pip install -q --disable-pip-version-check -r tests/browser/requirements.txt && \
 	  cp tests/browser/requirements.txt $(BROWSER_VENV)/requirements.txt; }
 
-# Debian packages the build and the tests use (nasm: mozjpeg's SIMD;
-# ffmpeg and libjpeg-turbo-progs: reference encoders in benchmarks and
-# decoders in tests; chromium and python3-venv: the browser test).
-deps: rust
-	@missing=""; for p in $(APT_PACKAGES); do \
+# Debian packages (nasm: mozjpeg's SIMD; ffmpeg and libjpeg-turbo-progs:
+# reference encoders in benchmarks and judges in tests; chromium and
+# python3-venv: the browser test). Only missing ones are installed.
+install_missing = missing=""; for p in $(1); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+
+deps: rust
+	@$(call install_missing,$(APT_PACKAGES))
+
+test-deps: deps
+	@$(call install_missing,$(TEST_APT_PACKAGES))
 
 rust:
 	@command -v $(CARGO) >/dev/null 2>&1 || { \
