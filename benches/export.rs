@@ -9,6 +9,9 @@
 //! - peak RSS of `dashvault export` over one hour of footage, against
 //!   ffmpeg remuxing the same hour.
 
+mod common;
+use common::peak_rss_kib;
+
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -209,32 +212,6 @@ fn ffmpeg_first_byte(list: &Path) -> Duration {
     let _ = child.kill();
     let _ = child.wait();
     t
-}
-
-/// Peak RSS in KiB of a child: its VmHWM, sampled until it exits.
-fn peak_rss_kib(mut cmd: Command) -> Option<i64> {
-    let mut child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak = None;
-    loop {
-        if let Ok(s) = std::fs::read_to_string(&status_path) {
-            if let Some(kib) = s
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
-            {
-                peak = Some(peak.map_or(kib, |p: i64| p.max(kib)));
-            }
-        }
-        if child.try_wait().ok()?.is_some() {
-            return peak;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn main() {

@@ -8,6 +8,9 @@
 //! - peak RSS of `dashvault run` recording 720p30, against ffmpeg encoding
 //!   the same size and rate to MJPEG.
 
+mod common;
+use common::peak_rss_kib;
+
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::Ordering;
@@ -181,33 +184,6 @@ fn recovery_vs_read(jpegs: &[Arc<[u8]>]) -> (Duration, Duration, u64) {
     let recovery = start.elapsed();
     assert_eq!(report.frames, 1800);
     (recovery, read, size)
-}
-
-/// Peak RSS in KiB of a child: its VmHWM, sampled until it exits (the
-/// high-water mark belongs to the exec'd image, not to this process).
-fn peak_rss_kib(mut cmd: Command) -> Option<i64> {
-    let mut child = cmd
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .ok()?;
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak = None;
-    loop {
-        if let Ok(s) = std::fs::read_to_string(&status_path) {
-            if let Some(kib) = s
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
-            {
-                peak = Some(peak.map_or(kib, |p: i64| p.max(kib)));
-            }
-        }
-        if child.try_wait().ok()?.is_some() {
-            return peak;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn main() {
