@@ -662,8 +662,10 @@ fn respond(
 /// Sends a head and a produced body; false if the client went away.
 fn send_streamed(conn: &Conn, head: String, write: BodyWriter) -> bool {
     let mut out = BufWriter::with_capacity(64 * 1024, &conn.stream);
+    // The head goes out at once: a download starts before its body is read.
     let result = out
         .write_all(head.as_bytes())
+        .and_then(|()| out.flush())
         .and_then(|()| write(&mut out))
         .and_then(|()| out.flush());
     if let Err(e) = &result {
