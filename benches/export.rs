@@ -10,7 +10,7 @@
 //!   ffmpeg remuxing the same hour.
 
 mod common;
-use common::peak_rss_kib;
+use common::{peak_rss_kib, synthetic_jpegs};
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -19,10 +19,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dashvault::camera::synthetic::SyntheticCamera;
-use dashvault::camera::CameraSource;
-use dashvault::clock::{format_rfc3339, SystemClock};
-use dashvault::encode::{EncoderSettings, JpegEncoder};
+use dashvault::clock::format_rfc3339;
 use dashvault::export::{ExportOptions, Mp4Export};
 use dashvault::frame::CaptureTime;
 use dashvault::status::CameraStatus;
@@ -36,19 +33,6 @@ const START_WALL_NS: i64 = 1_795_168_800_000_000_000;
 /// Frames re-encoded by the Dash of Pi peer (20 s): re-encoding all ten
 /// minutes would take most of the bench's time budget.
 const REENCODE_FRAMES: u64 = 600;
-
-fn synthetic_jpegs(count: usize, width: u32, height: u32) -> Vec<Arc<[u8]>> {
-    let mut cam = SyntheticCamera::new(width, height, 1_000_000, Arc::new(SystemClock));
-    cam.open().unwrap();
-    let mut enc = JpegEncoder::new(EncoderSettings {
-        quality: 75,
-        rotation: 0,
-        embed_timestamp: true,
-    });
-    (0..count)
-        .map(|_| enc.encode(&cam.next_frame().unwrap()).unwrap().jpeg.into())
-        .collect()
-}
 
 /// Records `seconds` of footage at 30 fps in one-minute segments, and the
 /// same JPEGs as one raw MJPEG file per minute (how Dash of Pi stored

@@ -9,7 +9,7 @@
 //!   the same size and rate to MJPEG.
 
 mod common;
-use common::peak_rss_kib;
+use common::{peak_rss_kib, synthetic_jpegs};
 
 use std::path::Path;
 use std::process::Command;
@@ -31,19 +31,6 @@ use dashvault::store::writer::{EncodedFrame, SegmentWriter, WriterSettings};
 
 const W: u32 = 1280;
 const H: u32 = 720;
-
-fn synthetic_jpegs(count: u64) -> Vec<Arc<[u8]>> {
-    let mut cam = SyntheticCamera::new(W, H, 1_000_000, Arc::new(SystemClock));
-    cam.open().unwrap();
-    let mut enc = JpegEncoder::new(EncoderSettings {
-        quality: 75,
-        rotation: 0,
-        embed_timestamp: true,
-    });
-    (0..count)
-        .map(|_| enc.encode(&cam.next_frame().unwrap()).unwrap().jpeg.into())
-        .collect()
-}
 
 fn writer(dir: &Path, io: Arc<dyn StorageIo>, segment_s: u64) -> SegmentWriter {
     SegmentWriter::new(
@@ -188,7 +175,7 @@ fn recovery_vs_read(jpegs: &[Arc<[u8]>]) -> (Duration, Duration, u64) {
 
 fn main() {
     println!("dashvault storage and pipeline benchmark ({W}x{H})");
-    let jpegs = synthetic_jpegs(30);
+    let jpegs = synthetic_jpegs(30, W, H);
 
     let alone = encoder_alone_fps();
     for threads in [1u8, 2] {

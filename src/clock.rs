@@ -107,6 +107,11 @@ pub fn format_rfc3339(wall_ns: i64) -> String {
     humantime::format_rfc3339_seconds(system_time(wall_ns)).to_string()
 }
 
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`: the API's form, precise enough to name a frame.
+pub fn format_rfc3339_ms(wall_ns: i64) -> String {
+    humantime::format_rfc3339_millis(system_time(wall_ns)).to_string()
+}
+
 /// `YYYY-MM-DD HH:MM:SS UTC`, the burned-in timestamp text.
 pub fn format_overlay(wall_ns: i64) -> String {
     let s = format_rfc3339(wall_ns);
@@ -157,6 +162,11 @@ pub fn boot_id() -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_times_carry_milliseconds() {
+        assert_eq!(format_rfc3339_ms(1_500_000_000), "1970-01-01T00:00:01.500Z");
+    }
 
     #[test]
     fn formats_and_parses_utc() {

@@ -448,10 +448,11 @@ fn track_open_span(writer: &SegmentWriter, status: &CameraStatus, wall_ns: i64) 
     let name = writer
         .current_path()
         .and_then(|p| p.file_name())
-        .map(|n| n.to_string_lossy().into_owned());
+        .and_then(|n| n.to_str());
     let mut open = status.open_spans.lock().unwrap_or_else(|e| e.into_inner());
-    if open.0 != name {
-        *open = (name, Default::default());
+    // Only a new segment allocates; this runs for every frame.
+    if open.0.as_deref() != name {
+        *open = (name.map(str::to_string), Default::default());
     }
     open.1.push(wall_ns);
 }

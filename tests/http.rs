@@ -428,7 +428,7 @@ fn timeline_playback_frames_and_downloads_match_the_store() {
 
     // The nearest frame, and stepping from it.
     let mid = all[stored / 2];
-    let at = dashvault::http::api::rfc3339_ms(mid.wall_ns + 1_000_000);
+    let at = dashvault::clock::format_rfc3339_ms(mid.wall_ns + 1_000_000);
     let frame = f.get(&format!("/api/frame?camera=front&at={at}"));
     assert_eq!(
         frame.status,
@@ -703,8 +703,8 @@ fn mp4_export_serves_ranges_etag_and_the_same_bytes_as_the_cli() {
     let io = RealIo::new();
     let (segments, _) = catalog::list_segments(&io, &f.data_dir, "front").unwrap();
     let first = SegmentReader::open(&io, &segments[0].path).unwrap().frames[0].wall_ns;
-    let from = dashvault::http::api::rfc3339_ms(first);
-    let to = dashvault::http::api::rfc3339_ms(first + 3_000_000_000);
+    let from = dashvault::clock::format_rfc3339_ms(first);
+    let to = dashvault::clock::format_rfc3339_ms(first + 3_000_000_000);
     let path = format!("/api/export.mp4?camera=front&from={from}&to={to}");
 
     let full = f.get(&path);

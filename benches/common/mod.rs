@@ -1,7 +1,27 @@
 //! Helpers shared by the benchmarks.
 
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
+
+use dashvault::camera::synthetic::SyntheticCamera;
+use dashvault::camera::CameraSource;
+use dashvault::clock::SystemClock;
+use dashvault::encode::{EncoderSettings, JpegEncoder};
+
+/// `count` JPEGs of the synthetic camera at quality 75 with the timestamp.
+pub fn synthetic_jpegs(count: usize, width: u32, height: u32) -> Vec<Arc<[u8]>> {
+    let mut cam = SyntheticCamera::new(width, height, 1_000_000, Arc::new(SystemClock));
+    cam.open().unwrap();
+    let mut enc = JpegEncoder::new(EncoderSettings {
+        quality: 75,
+        rotation: 0,
+        embed_timestamp: true,
+    });
+    (0..count)
+        .map(|_| enc.encode(&cam.next_frame().unwrap()).unwrap().jpeg.into())
+        .collect()
+}
 
 /// Runs `cmd` to the end and returns its peak resident memory (VmHWM) in KiB,
 /// sampled every 20 ms.

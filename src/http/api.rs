@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 
-use crate::clock::{format_rfc3339, parse_rfc3339, Clock};
+use crate::clock::{format_rfc3339, format_rfc3339_ms, parse_rfc3339, Clock};
 use crate::config::Config;
 use crate::live::LiveHub;
 use crate::status::Status;
@@ -233,12 +233,6 @@ pub fn time_param(req: &Request, name: &str) -> Result<Option<i64>, ApiError> {
         .transpose()
 }
 
-pub fn rfc3339_ms(wall_ns: i64) -> String {
-    let secs = format_rfc3339(wall_ns.div_euclid(1_000_000_000) * 1_000_000_000);
-    let ms = wall_ns.rem_euclid(1_000_000_000) / 1_000_000;
-    format!("{}.{ms:03}Z", secs.trim_end_matches('Z'))
-}
-
 impl Handler for ApiContext {
     fn handle(&self, req: &Request) -> Response {
         let method = if req.method == "HEAD" {
@@ -459,8 +453,8 @@ fn recordings(ctx: &ApiContext, req: &Request) -> ApiResult {
         }
         listed.push(json!({
             "name": entry.name,
-            "start": rfc3339_ms(summary.spans.first().map_or(0, |s| s.start_ns)),
-            "end": rfc3339_ms(summary.spans.last().map_or(0, |s| s.end_ns)),
+            "start": format_rfc3339_ms(summary.spans.first().map_or(0, |s| s.start_ns)),
+            "end": format_rfc3339_ms(summary.spans.last().map_or(0, |s| s.end_ns)),
             "frames": summary.frames,
             "bytes": entry.len,
             "closed": summary.closed,
@@ -470,14 +464,14 @@ fn recordings(ctx: &ApiContext, req: &Request) -> ApiResult {
     let spans: Vec<Value> = spans
         .spans
         .iter()
-        .map(|s| json!({"start": rfc3339_ms(s.start_ns), "end": rfc3339_ms(s.end_ns), "frames": s.frames}))
+        .map(|s| json!({"start": format_rfc3339_ms(s.start_ns), "end": format_rfc3339_ms(s.end_ns), "frames": s.frames}))
         .collect();
     Ok(Response::json(
         200,
         &json!({
             "camera": camera,
-            "from": rfc3339_ms(from),
-            "to": rfc3339_ms(to),
+            "from": format_rfc3339_ms(from),
+            "to": format_rfc3339_ms(to),
             "spans": spans,
             "segments": listed,
             "problems": problems,
@@ -518,7 +512,7 @@ fn summarize(
     cache = ctx.summaries.lock().unwrap_or_else(|e| e.into_inner());
     // Forget deleted segments now and then so the cache stays bounded.
     if cache.len() > 20_000 {
-        cache.retain(|p, _| p.exists());
+        cache.retain(|p, _| ctx.io.exists(p));
     }
     cache.insert(entry.path.clone(), (entry.len, summary.clone()));
     Ok(summary)
@@ -611,10 +605,5 @@ mod tests {
             .map(|r| r.path)
             .collect();
         assert_eq!(public, ["/health", "/login", "/api/login"]);
-    }
-
-    #[test]
-    fn times_carry_milliseconds() {
-        assert_eq!(rfc3339_ms(1_500_000_000), "1970-01-01T00:00:01.500Z");
     }
 }

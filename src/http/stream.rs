@@ -14,7 +14,9 @@ use crate::store::catalog;
 use crate::store::query;
 use crate::store::reader::SegmentReader;
 
-use super::api::{rfc3339_ms, time_param, ApiContext, ApiError};
+use crate::clock::format_rfc3339_ms;
+
+use super::api::{time_param, ApiContext, ApiError};
 use super::server::{Body, Request, Response};
 
 const BOUNDARY: &str = "dashvaultframe";
@@ -44,7 +46,7 @@ fn write_part(out: &mut dyn Write, jpeg: &[u8], wall_ns: i64) -> std::io::Result
         out,
         "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nX-Frame-Time: {}\r\n\r\n",
         jpeg.len(),
-        rfc3339_ms(wall_ns)
+        format_rfc3339_ms(wall_ns)
     )?;
     out.write_all(jpeg)?;
     out.write_all(b"\r\n")?;
@@ -88,7 +90,7 @@ fn newest_jpeg(ctx: &ApiContext, req: &Request) -> Result<(String, Response, i64
     let wall = frame.captured.wall_ns;
     let r = Response::new(200, "image/jpeg", Body::Bytes(frame.jpeg.to_vec()))
         .with_header("Cache-Control", "no-store")
-        .with_header("X-Frame-Time", rfc3339_ms(wall));
+        .with_header("X-Frame-Time", format_rfc3339_ms(wall));
     Ok((camera, r, wall))
 }
 
@@ -164,7 +166,7 @@ pub fn recorded_frame(ctx: &ApiContext, req: &Request) -> ApiResult {
         .ok_or_else(|| {
             ApiError::NotFound(format!(
                 "no frame of camera '{camera}' within 10 s of {}",
-                rfc3339_ms(at)
+                format_rfc3339_ms(at)
             ))
         })?;
     let target = usize::try_from(nearest as i64 + step)
@@ -176,7 +178,7 @@ pub fn recorded_frame(ctx: &ApiContext, req: &Request) -> ApiResult {
     let (seg, index, entry) = frames[target];
     let jpeg = seg.reader.read_frame(index)?;
     Ok(Response::new(200, "image/jpeg", Body::Bytes(jpeg))
-        .with_header("X-Frame-Time", rfc3339_ms(entry.wall_ns))
+        .with_header("X-Frame-Time", format_rfc3339_ms(entry.wall_ns))
         .with_header("X-Frame-Segment", seg.entry.name.clone())
         .with_header("X-Frame-Index", index.to_string())
         .with_header(
@@ -212,7 +214,7 @@ pub fn playback(ctx: &ApiContext, req: &Request) -> ApiResult {
     if candidates.is_empty() {
         return Err(ApiError::NotFound(format!(
             "no recording of camera '{camera}' after {}",
-            rfc3339_ms(from)
+            format_rfc3339_ms(from)
         )));
     }
     let io = ctx.io.clone();
