@@ -49,7 +49,9 @@ for p in $PKGS; do
 done
 if [ -n "$want" ]; then
 	log "downloading arm64 packages:$want"
-	(cd "$OUT/debs" && apt-get download $want 2>&1 | grep -v "unsandboxed" || true)
+	# shellcheck disable=SC2086 # a list of packages
+	(cd "$OUT/debs" && apt-get -q download $want >/dev/null 2>"$OUT/apt-download.log") ||
+		{ cat "$OUT/apt-download.log"; exit 1; }
 fi
 rm -rf "$OUT/arm64" "$OUT/kernel"
 mkdir -p "$OUT/arm64" "$OUT/kernel"
