@@ -71,3 +71,40 @@ rust:
 
 clean:
 	$(CARGO) clean
+
+# Appliance image. `make image BR_DIR=/path/to/buildroot` builds
+# output/images/dashvault-rpi0w2.img with Buildroot (needs Internet: it
+# downloads its sources; the crates come from `cargo fetch` into
+# Buildroot's cargo home, as it does not vendor local packages).
+# `make image-test` builds a test image from Debian arm64 packages with the
+# same board/ and overlay/ files and boots it in QEMU (tests/image/).
+# `make check-buildroot BR_DIR=...` checks the external tree offline.
+BR_OUTPUT ?= output
+BR_DL_DIR ?= output/dl
+IMAGE_TEST_OUT ?= output/image-test
+BR_MAKE = $(MAKE) -C $(BR_DIR) O=$(abspath $(BR_OUTPUT)) BR2_EXTERNAL=$(CURDIR)/buildroot-external \
+	BR2_DL_DIR=$(abspath $(BR_DL_DIR))
+
+.PHONY: image image-test image-test-deps check-buildroot cargo-fetch need-br-dir
+
+need-br-dir:
+	@test -n "$(BR_DIR)" || { echo "set BR_DIR to a Buildroot checkout (2026.02.x LTS)"; exit 2; }
+
+cargo-fetch:
+	CARGO_HOME=$(abspath $(BR_DL_DIR))/br-cargo-home $(CARGO) fetch --locked
+
+image: need-br-dir cargo-fetch
+	$(BR_MAKE) dashvault_rpi0w2_defconfig
+	$(BR_MAKE)
+	@echo "image: $(BR_OUTPUT)/images/dashvault-rpi0w2.img"
+
+image-test-deps:
+	bash tests/image/deps.sh
+
+image-test: image-test-deps
+	bash tests/image/build.sh $(IMAGE_TEST_OUT)
+	python3 tests/image/run.py $(IMAGE_TEST_OUT)
+
+check-buildroot: need-br-dir
+	@$(call install_missing,python3-magic flake8 shellcheck rsync cpio)
+	bash tests/image/check-buildroot.sh $(BR_DIR)

@@ -67,6 +67,77 @@ pub struct Config {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_token: Option<String>,
     pub cameras: Vec<CameraConfig>,
+    /// The appliance image's Wi-Fi hotspot; its boot scripts read it with
+    /// `dashvault config get wifi.<field>`. The recorder itself ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wifi: Option<WifiConfig>,
+}
+
+/// Hotspot settings. Every field is optional: the image generates what is
+/// missing on first boot.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WifiConfig {
+    /// Network name, 1-32 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssid: Option<String>,
+    /// WPA2 passphrase, 8-63 printable ASCII characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Regulatory country, two capital letters (e.g. `DE`, `US`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// 2.4 GHz channel, 1-13.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<u8>,
+}
+
+impl WifiConfig {
+    /// Values end up in hostapd's line-based config, so control characters
+    /// (a newline would start a new setting) are refused everywhere.
+    fn validate(&self, errs: &mut Vec<FieldError>) {
+        if let Some(ssid) = &self.ssid {
+            if ssid.is_empty() || ssid.len() > 32 || ssid.chars().any(char::is_control) {
+                errs.push(FieldError::new(
+                    "wifi.ssid",
+                    format!("{ssid:?} is not allowed; use 1-32 bytes without control characters"),
+                ));
+            }
+        }
+        if let Some(pw) = &self.password {
+            let printable = pw.bytes().all(|b| (0x20..0x7f).contains(&b));
+            if !(8..=63).contains(&pw.len()) || !printable {
+                errs.push(FieldError::new(
+                    "wifi.password",
+                    format!(
+                        "is {} characters long{}; WPA2 needs 8-63 printable ASCII characters",
+                        pw.chars().count(),
+                        if printable {
+                            ""
+                        } else {
+                            " with characters outside printable ASCII"
+                        }
+                    ),
+                ));
+            }
+        }
+        if let Some(c) = &self.country {
+            if c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
+                errs.push(FieldError::new(
+                    "wifi.country",
+                    format!("{c:?} is not allowed; use a two-letter country code such as DE or US"),
+                ));
+            }
+        }
+        if let Some(ch) = self.channel {
+            if !(1..=13).contains(&ch) {
+                errs.push(FieldError::new(
+                    "wifi.channel",
+                    format!("{ch} is not allowed; use a 2.4 GHz channel from 1 to 13"),
+                ));
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -109,6 +180,7 @@ impl Default for Config {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             auth_token: None,
             cameras: vec![CameraConfig::synthetic("front")],
+            wifi: None,
         }
     }
 }
@@ -217,6 +289,9 @@ impl Config {
             } else {
                 first_use.insert(&cam.id, i);
             }
+        }
+        if let Some(wifi) = &self.wifi {
+            wifi.validate(&mut errs);
         }
         if errs.is_empty() {
             Ok(())
@@ -600,6 +675,7 @@ struct FileConfig {
     video_dir: Option<PathBuf>,
     auth_token: Option<String>,
     cameras: Option<Vec<Object<FileCamera>>>,
+    wifi: Option<Object<WifiConfig>>,
     // Dash of Pi's legacy single-camera keys.
     video_res_width: Option<Int>,
     video_res_height: Option<Int>,
@@ -752,6 +828,7 @@ impl FileConfig {
             // Dash of Pi writes "" when it has no token yet.
             auth_token: self.auth_token.filter(|t| !t.is_empty()),
             cameras,
+            wifi: self.wifi.map(|Object(w)| w),
         };
         if let Err(more) = config.validate() {
             if migrated {
@@ -1909,5 +1986,35 @@ mod tests {
     #[test]
     fn default_config_is_valid() {
         assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn wifi_settings_load_and_survive_a_save() {
+        let loaded = parse_str(
+            r#"{"wifi": {"ssid": "dashvault-car", "password": "correct horse", "country": "DE", "channel": 6}}"#,
+        )
+        .unwrap();
+        let wifi = loaded.config.wifi.clone().unwrap();
+        assert_eq!(wifi.ssid.as_deref(), Some("dashvault-car"));
+        assert_eq!(wifi.password.as_deref(), Some("correct horse"));
+        assert_eq!(wifi.channel, Some(6));
+        let again = parse(p(), &to_json(&loaded.config).unwrap()).unwrap();
+        assert_eq!(again.config, loaded.config);
+        assert_eq!(parse_str("{}").unwrap().config.wifi, None);
+    }
+
+    #[test]
+    fn wifi_settings_that_hostapd_cannot_take_are_named() {
+        let ps = problems(
+            r#"{"wifi": {"ssid": "car\nchannel=1", "password": "short", "country": "de", "channel": 14}}"#,
+        );
+        let fields: Vec<&str> = ps.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["wifi.ssid", "wifi.password", "wifi.country", "wifi.channel"]
+        );
+        assert!(ps[1].message.contains("8-63"), "{}", ps[1]);
+        let msg = only_problem(r#"{"wifi": {"pasword": "12345678"}}"#);
+        assert!(msg.contains("unknown field `pasword`"), "{msg}");
     }
 }

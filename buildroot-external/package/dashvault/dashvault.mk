@@ -1,0 +1,31 @@
+################################################################################
+#
+# dashvault
+#
+################################################################################
+
+# The crate is the top of the repository this external tree lives in.
+DASHVAULT_VERSION = local
+DASHVAULT_SITE = $(BR2_EXTERNAL_DASHVAULT_PATH)/..
+DASHVAULT_SITE_METHOD = local
+DASHVAULT_LICENSE = MIT or Apache-2.0
+DASHVAULT_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = \
+	--exclude /target --exclude /output --exclude /buildroot-external \
+	--exclude /board --exclude /overlay --exclude /tests --exclude /benches \
+	--exclude /data
+
+# Local sources are not vendored by Buildroot: the crates come from
+# $(BR_CARGO_HOME), seeded by 'make cargo-fetch' in the repository
+# (cargo fetch --locked), so the build itself runs --offline.
+ifeq ($(BR2_PACKAGE_LIBCAMERA),y)
+# libcamera-sys generates its bindings with bindgen (libclang).
+DASHVAULT_DEPENDENCIES += libcamera host-clang
+DASHVAULT_CARGO_BUILD_OPTS += --features libcamera
+DASHVAULT_CARGO_INSTALL_OPTS += --features libcamera
+DASHVAULT_CARGO_ENV += \
+	PKG_CONFIG_ALLOW_CROSS=1 \
+	LIBCLANG_PATH=$(HOST_DIR)/lib \
+	BINDGEN_EXTRA_CLANG_ARGS="--sysroot=$(STAGING_DIR)"
+endif
+
+$(eval $(cargo-package))
