@@ -23,7 +23,8 @@ MODULES="virtio_pci virtio_blk virtio_net squashfs ext4 vfat nls_cp437 nls_ascii
 APPLETS="sh ash cat chmod cmp cp cut date dd df dmesg echo env grep head hostname
 	ip kill ln login ls mkdir mount mv od ps readlink rm rmdir sed sleep
 	sync tail test tr touch umount uname wc getty init poweroff reboot halt sort
-	free uptime vi less awk basename dirname find seq tee sh switch_root insmod"
+	free uptime vi less awk basename dirname find seq tee sh switch_root insmod
+	syslogd logger logread watchdog"
 
 log() { echo "== $*"; }
 

@@ -32,15 +32,23 @@ for dc in "$EXT"/configs/*_defconfig; do
 	[ -z "$extra" ] || printf 'note: lines equal to the default:\n%s\n' "$extra"
 	vars="BR2_ROOTFS_OVERLAY BR2_ROOTFS_POST_BUILD_SCRIPT BR2_ROOTFS_POST_IMAGE_SCRIPT
 		BR2_LINUX_KERNEL_CONFIG_FRAGMENT_FILES BR2_PACKAGE_RPI_FIRMWARE_CONFIG_FILE
-		BR2_PACKAGE_RPI_FIRMWARE_CMDLINE_FILE BR2_GLOBAL_PATCH_DIR"
+		BR2_PACKAGE_RPI_FIRMWARE_CMDLINE_FILE BR2_PACKAGE_BUSYBOX_CONFIG_FRAGMENT_FILES
+		BR2_GLOBAL_PATCH_DIR"
 	checked=0
 	while IFS='=' read -r v val; do
 		for p in $(echo "$val" | tr -d '"'); do
 			(cd "$BR" && [ -e "$p" ]) || err "$name: $v names $p, which does not exist"
 			checked=$((checked + 1))
 		done
-	done < <(brmake printvars VARS="$(echo $vars)" 2>/dev/null)
+	done < <(brmake printvars VARS="$(echo "$vars" | tr -s ' \t\n' ' ')" 2>/dev/null)
 	echo "$checked paths exist"
+	# BusyBox's sources are not here to check the fragment against; every
+	# option it sets must at least be one Buildroot's BusyBox config knows
+	# (a misspelt one would be dropped without a word).
+	while read -r opt; do
+		grep -Eq "^(# )?${opt}[= ]" "$BR/package/busybox/busybox.config" ||
+			err "busybox.fragment: $opt is not a BusyBox option"
+	done < <(sed -n 's/^\(CONFIG_[A-Z0-9_]*\)=.*/\1/p' "$TOP/board/rpi0w2/busybox.fragment")
 	[ -e "$TOP/board/rpi0w2/dashvault.json.example" ] || err "post-image.sh needs board/rpi0w2/dashvault.json.example"
 	brmake show-info >"$out/show-info.json" || { err "$name: show-info failed"; continue; }
 	# A typo in '$(eval $(cargo-package))' makes the package vanish silently.
@@ -57,8 +65,8 @@ done
 
 # Buildroot's linter on our recipes, defconfig, init scripts and scripts.
 # Its start-script rules are for daemons; S05data, S06clock and S07settings
-# run once at boot and S45hostapd waits for wlan0 first.
-for s in S05data S06clock S07settings S45hostapd; do
+# run once at boot.
+for s in S05data S06clock S07settings; do
 	echo "$TOP/overlay/etc/init.d/$s lib_sysv.Variables"
 done >"$WORK/ignore"
 files=$(cd "$TOP" && find buildroot-external board overlay -type f \( -name 'Config.in*' -o -name '*.mk' \
@@ -66,6 +74,9 @@ files=$(cd "$TOP" && find buildroot-external board overlay -type f \( -name 'Con
 # shellcheck disable=SC2086
 (cd "$TOP" && /usr/bin/python3 "$BR/utils/check-package" -b \
 	--ignore-list "$WORK/ignore" $files) || err "check-package"
+# The overlay's other shell scripts, which check-package does not pick up.
+(cd "$TOP" && shellcheck -s sh overlay/usr/libexec/dashvault/* overlay/etc/init.d/rc[SK]) ||
+	err "shellcheck on the overlay's scripts"
 # Buildroot builds the crate with --locked.
 (cd "$TOP" && cargo metadata --locked --format-version 1 >/dev/null) || err "Cargo.lock out of date"
 [ $fail = 0 ] && echo "buildroot checks passed"

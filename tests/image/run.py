@@ -6,7 +6,9 @@
    / is read-only, /data was created and grown on this boot and is mounted
    read-write, the boot partition's dashvault.json was applied (hotspot
    config included), the test camera records and the dashboard answers
-   through the forwarded loopback port.
+   through the forwarded loopback port, the recorder's log lines are in the
+   RAM ring buffer (`logread`), and the saved-clock scripts cope with
+   damaged files.
 2. virt with the image served by nbdkit's writeback cache (writes reach the
    image only when the guest flushes, like an SD card's cache): killed
    mid-recording CUTS times in a row; after each cut it boots, the data
@@ -182,6 +184,34 @@ def boot_virt_nbd(image, port, n):
         "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot"], [nbd])
 
 
+def check_log(vm):
+    """The recorder's output is in the RAM ring buffer, and only there."""
+    rc, out = vm.run("logread | grep 'dashvault: '")
+    check(rc == 0 and "dashvault: recording" in out,
+          f"recorder's log lines readable with logread ({len(out.splitlines())} lines)")
+    rc, out = vm.run("ps | grep -c '[s]yslogd -C'; ls /var/log/messages /tmp/*.log 2>&1 | grep -vc 'No such'")
+    check(out.split()[:2] == ["1", "0"], "syslogd keeps a ring buffer and writes no log file")
+    rc, out = vm.run("cat /etc/issue")
+    check("Wi-Fi hotspot: dashvault-test" in out and "test-password" not in out,
+          "login prompt names the hotspot (password from the settings, not shown)")
+
+
+def check_clock_file(vm):
+    """S06clock ignores damaged saved times and applies a later one;
+    save-clock leaves a whole file."""
+    for garbage in ("", "12ab", "1 2", "4102444801", "99999999999"):
+        rc, out = vm.run(f"printf '{garbage}' >/data/.clock; /etc/init.d/S06clock start; date +%s")
+        check(rc == 0 and "set to" not in out, f"S06clock ignores a saved time of {garbage!r}")
+    rc, out = vm.run("printf '\\0\\0\\0\\0' >/data/.clock; /etc/init.d/S06clock start")
+    check(rc == 0 and "set to" not in out, "S06clock ignores a file of zero bytes (unflushed blocks)")
+    rc, out = vm.run("echo $(( $(date +%s) + 5 )) >/data/.clock; /etc/init.d/S06clock start")
+    check("clock: set to the last saved time" in out, "S06clock moves the clock forward to a later saved time")
+    rc, out = vm.run("/usr/libexec/dashvault/save-clock once && cat /data/.clock && date +%s && ls -a /data")
+    saved, now = (int(x) for x in out.split()[:2])
+    check(rc == 0 and 0 <= now - saved <= 2 and ".clock.new" not in out,
+          f"save-clock once writes the time ({saved}) and leaves no temporary file")
+
+
 def verify_deep(vm):
     rc, out = vm.run("dashvault verify --deep --json", timeout=120)
     report = json.loads(out)
@@ -225,6 +255,8 @@ def main():
         time.sleep(3)
         w1 = written(port)["front"]
         check(w1 > w0 > 0, f"test camera recording ({w0} -> {w1} frames written in 3 s)")
+        check_log(vm)
+        check_clock_file(vm)
     finally:
         vm.kill()
 
