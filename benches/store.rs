@@ -93,6 +93,7 @@ fn pipeline_fps(threads: u8) -> f64 {
             sources: vec![(cam, source)],
             want_direct: true,
             boot_id: [0; 16],
+            timekeeper: None,
         },
     )
     .unwrap();

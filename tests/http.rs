@@ -55,6 +55,7 @@ impl Fixture {
                 sources: vec![(cam.clone(), source_for(&cam, clock.clone()))],
                 want_direct: false,
                 boot_id: [7; 16],
+                timekeeper: None,
             },
         )
         .unwrap();
