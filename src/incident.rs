@@ -168,7 +168,21 @@ impl IncidentKeeper {
                 log::error!("incident {}: cannot lock footage: {e}", rec.id);
                 continue;
             }
-            if last {
+            // Finished once no segment of it is still being written, so
+            // the record holds the sizes they closed with.
+            let still_open = {
+                let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+                rec.segments.iter().any(|s| {
+                    open.iter().any(|p| {
+                        p.file_name().and_then(|n| n.to_str()) == Some(s.name.as_str())
+                            && p.parent()
+                                .and_then(|d| d.file_name())
+                                .and_then(|n| n.to_str())
+                                == Some(s.camera.as_str())
+                    })
+                })
+            };
+            if last && !still_open {
                 rec.complete = true;
                 if let Err(e) = incidents::save(self.io.as_ref(), &self.data_dir, rec) {
                     log::error!("incident {}: {e}", rec.id);

@@ -131,7 +131,15 @@ impl Retention {
     /// its cap, and says so in status.
     fn enforce_locked_cap(&self, segments: &mut [SegmentEntry]) {
         let store = &self.status.store;
-        let locked: u64 = segments.iter().filter(|s| s.protected).map(|s| s.len).sum();
+        // A segment being written is preallocated: its size says little
+        // until it is closed, so it counts from then on.
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let closed: Vec<SegmentEntry> = segments
+            .iter()
+            .filter(|s| !open.contains(&s.path))
+            .cloned()
+            .collect();
+        let locked: u64 = closed.iter().filter(|s| s.protected).map(|s| s.len).sum();
         store.locked_bytes.store(locked, Ordering::Relaxed);
         let cap = *self
             .locked_cap_bytes
@@ -148,7 +156,7 @@ impl Retention {
                 return;
             }
         };
-        let plan = incidents::plan_locked_cap(&incidents, segments, cap);
+        let plan = incidents::plan_locked_cap(&incidents, &closed, cap);
         let mb = |b: u64| b as f64 / 1e6;
         let message = if plan.release.is_empty() {
             format!(
