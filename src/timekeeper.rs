@@ -122,6 +122,9 @@ impl Timekeeper {
         setter: Box<dyn WallClockSetter>,
         boot_id: [u8; 16],
     ) -> Timekeeper {
+        if let Err(e) = io.create_dir_all(data_dir) {
+            log::warn!("cannot create {}: {e}", data_dir.display());
+        }
         let saved = read_saved(io.as_ref(), data_dir);
         let mut source = ClockSource::System;
         if let Some(saved_ns) = saved {

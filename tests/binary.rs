@@ -31,7 +31,7 @@ fn dashvault(dir: &Path) -> Command {
 
 fn spawn_run(dir: &Path) -> Child {
     dashvault(dir)
-        .arg("run")
+        .args(["run", "--clock-offset-only"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -113,7 +113,7 @@ fn kill_9_loses_at_most_one_sync_interval_and_verify_passes() {
 
         // Restart: recovery closes the torn segment; stop it quickly.
         let out = dashvault(dir.path())
-            .args(["run", "--duration-s", "0.5"])
+            .args(["run", "--clock-offset-only", "--duration-s", "0.5"])
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
@@ -155,7 +155,7 @@ fn clean_stop_closes_segments_and_verify_reports_per_camera_json() {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), 15);
     let out = dashvault(dir.path())
-        .args(["run", "--duration-s", "2"])
+        .args(["run", "--clock-offset-only", "--duration-s", "2"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
@@ -194,7 +194,7 @@ fn broken_config_records_with_last_good_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), 10);
     let first = dashvault(dir.path())
-        .args(["run", "--duration-s", "0.5"])
+        .args(["run", "--clock-offset-only", "--duration-s", "0.5"])
         .output()
         .unwrap();
     assert!(first.status.success());
@@ -217,7 +217,7 @@ fn broken_config_records_with_last_good_and_says_so() {
 
     let before = stored_frames(dir.path()).len();
     let run = dashvault(dir.path())
-        .args(["run", "--duration-s", "1.5"])
+        .args(["run", "--clock-offset-only", "--duration-s", "1.5"])
         .output()
         .unwrap();
     assert!(run.status.success(), "{run:?}");
@@ -243,7 +243,7 @@ fn legacy_dash_of_pi_config_is_migrated_and_records() {
     )
     .unwrap();
     let run = dashvault(dir.path())
-        .args(["run", "--duration-s", "1"])
+        .args(["run", "--clock-offset-only", "--duration-s", "1"])
         .output()
         .unwrap();
     assert!(run.status.success(), "{run:?}");

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
-use crate::clock::{AdjustableClock, Clock, SystemClock, SystemWallClockSetter};
+use crate::clock::{
+    AdjustableClock, Clock, DeniedWallClockSetter, SystemClock, SystemWallClockSetter,
+};
 use crate::config::{self, ConfigOrigin};
 use crate::http::api::ApiContext;
 use crate::http::auth::{load_or_create_token, Auth, TokenSource};
@@ -32,6 +34,10 @@ pub struct RunArgs {
     /// write through the page cache even where O_DIRECT works
     #[argh(switch)]
     pub no_direct: bool,
+    /// never set the system clock: keep restored or phone-set time as an
+    /// offset inside the recorder (machines with NTP, tests)
+    #[argh(switch)]
+    pub clock_offset_only: bool,
 }
 
 static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
@@ -107,7 +113,11 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
         io.clone(),
         &data_dir,
         adjustable,
-        Box::new(SystemWallClockSetter),
+        if args.clock_offset_only {
+            Box::new(DeniedWallClockSetter)
+        } else {
+            Box::new(SystemWallClockSetter)
+        },
         boot_id,
     ));
     let report = timekeeper.report();
