@@ -133,6 +133,7 @@ impl IncidentKeeper {
             id: incidents::next_id(self.io.as_ref(), &self.data_dir)?,
             triggers: vec![source.name().into()],
             at_ns: now.wall_ns,
+            at_mono_ns: now.mono_ns,
             from_ns: now.wall_ns - pre as i64,
             to_ns: now.wall_ns + post as i64,
             from_mono_ns: now.mono_ns.saturating_sub(pre),
@@ -290,8 +291,7 @@ impl IncidentKeeper {
     pub fn relabel(&self, wall_minus_mono_ns: i64) -> Result<(), StoreError> {
         let hex = boot_id_hex(&self.boot_id);
         let shift = |rec: &mut IncidentRecord| {
-            let at_mono = rec.to_mono_ns.saturating_sub(self.roll.post_roll_ns);
-            rec.at_ns = at_mono as i64 + wall_minus_mono_ns;
+            rec.at_ns = rec.at_mono_ns as i64 + wall_minus_mono_ns;
             rec.from_ns = rec.from_mono_ns as i64 + wall_minus_mono_ns;
             rec.to_ns = rec.to_mono_ns as i64 + wall_minus_mono_ns;
             rec.estimated = false;

@@ -33,6 +33,9 @@ pub struct IncidentRecord {
     pub triggers: Vec<String>,
     /// Wall time of the (first) trigger, ns.
     pub at_ns: i64,
+    /// The same in monotonic time of the boot that recorded it.
+    #[serde(default)]
+    pub at_mono_ns: u64,
     /// Protected wall-clock range, ns.
     pub from_ns: i64,
     pub to_ns: i64,
@@ -253,6 +256,7 @@ mod tests {
             id: id.into(),
             triggers: vec!["api".into()],
             at_ns: 0,
+            at_mono_ns: 0,
             from_ns: 0,
             to_ns: 0,
             from_mono_ns: 0,

@@ -357,4 +357,95 @@ mod tests {
         });
         assert_eq!(shocks(&s, 2.0), 2);
     }
+
+    /// A button that replays recorded edges, then stays quiet.
+    struct ReplayButton(std::collections::VecDeque<ButtonEdge>);
+
+    impl ButtonInput for ReplayButton {
+        fn next_edge(&mut self, timeout: Duration) -> std::io::Result<Option<ButtonEdge>> {
+            match self.0.pop_front() {
+                Some(e) => Ok(Some(e)),
+                None => {
+                    std::thread::sleep(timeout.min(Duration::from_millis(10)));
+                    Ok(None)
+                }
+            }
+        }
+        fn describe(&self) -> String {
+            "replayed button".into()
+        }
+    }
+
+    /// A G-sensor that replays a trace, then ends.
+    struct ReplayAccel(std::vec::IntoIter<AccelSample>);
+
+    impl AccelInput for ReplayAccel {
+        fn next_sample(&mut self) -> std::io::Result<Option<AccelSample>> {
+            Ok(self.0.next())
+        }
+        fn describe(&self) -> String {
+            "replayed G-sensor".into()
+        }
+    }
+
+    fn counter() -> (
+        Arc<std::sync::atomic::AtomicUsize>,
+        Arc<dyn Fn() + Send + Sync>,
+    ) {
+        let n = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let n2 = n.clone();
+        (
+            n,
+            Arc::new(move || {
+                n2.fetch_add(1, Ordering::SeqCst);
+            }),
+        )
+    }
+
+    #[test]
+    fn the_button_thread_turns_two_bouncing_presses_into_two_incidents() {
+        let mut edges = bouncy_press(1_000, 300);
+        edges.extend(bouncy_press(3_000, 200));
+        let (count, on_press) = counter();
+        let stop = Arc::new(AtomicBool::new(false));
+        let t = spawn_button(
+            Box::new(ReplayButton(edges.into())),
+            Duration::from_millis(30),
+            stop.clone(),
+            on_press,
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::SeqCst);
+        t.join().unwrap();
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn the_gsensor_thread_fires_once_for_a_bump_and_never_for_the_road() {
+        let bump = trace(5.0, |t| {
+            if (2.0..2.06).contains(&t) {
+                [3.0, -2.5, 1.0]
+            } else {
+                [0.0; 3]
+            }
+        });
+        let mut k = 0u32;
+        let road = trace(30.0, |_| {
+            k += 3;
+            [noise(k) * 0.5, noise(k + 1) * 0.5, noise(k + 2) * 0.5]
+        });
+        for (samples, want) in [(bump, 1), (road, 0)] {
+            let (count, on_shock) = counter();
+            let t = spawn_accelerometer(
+                Box::new(ReplayAccel(samples.into_iter())),
+                ShockDetector::new(2.0, Duration::from_secs(2)),
+                Arc::new(AtomicBool::new(false)),
+                on_shock,
+            )
+            .unwrap();
+            t.join().unwrap();
+            assert_eq!(count.load(Ordering::SeqCst), want);
+        }
+    }
 }
