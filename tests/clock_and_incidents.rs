@@ -503,3 +503,92 @@ fn segs_sizes(rig: &LockRig) -> HashMap<String, u64> {
         .map(|s| (s.name, s.len))
         .collect()
 }
+
+#[test]
+fn a_power_cut_while_relabelling_leaves_old_or_new_labels_never_a_mix() {
+    use dashvault::store::sim::CrashCut;
+    use std::sync::Mutex;
+    let sim = SimIo::new(u64::MAX / 4);
+    let io: Arc<dyn StorageIo> = Arc::new(sim.clone());
+    let host = SimulatedClock::new(S, TRUE_WALL - 86_400 * S as i64);
+    let clock = Arc::new(AdjustableClock::new(Arc::new(host.clone())));
+    let tk = Timekeeper::start(
+        io.clone(),
+        &data_dir(),
+        clock.clone(),
+        Box::new(host.clone()),
+        BOOT_B,
+    );
+    let mut w = writer(io.clone(), BOOT_B, Arc::default());
+    record(&mut w, clock.as_ref(), &host, 25);
+    w.close().unwrap();
+    let (segs, _) = list_segments(io.as_ref(), &data_dir(), "front").unwrap();
+    let original: Vec<Vec<(u64, i64, u8)>> =
+        segs.iter().map(|s| frames_of(io.as_ref(), s)).collect();
+    let saved_before = read_saved(io.as_ref(), &data_dir()).unwrap();
+    let phone = host.wall_ns() + 86_400 * S as i64;
+    let anchor = phone - host.mono_ns() as i64;
+
+    // Every crash image taken at each write of the relabelling.
+    let images: Arc<Mutex<Vec<(SimIo, String)>>> = Arc::default();
+    {
+        let images = images.clone();
+        sim.on_write(Some(Arc::new(move |s: &SimIo| {
+            let pending = s.unsynced_bytes();
+            for keep in [0, pending / 2, pending] {
+                for entries in [false, true] {
+                    let cut = CrashCut {
+                        keep_unsynced_bytes: keep,
+                        keep_unsynced_entries: entries,
+                    };
+                    images
+                        .lock()
+                        .unwrap()
+                        .push((s.crash_image(cut), format!("{cut:?}")));
+                }
+            }
+        })));
+    }
+    tk.set_wall(phone).unwrap();
+    sim.on_write(None);
+    images
+        .lock()
+        .unwrap()
+        .push((sim.crash_image(CrashCut::default()), "after the set".into()));
+    let images = images.lock().unwrap();
+    assert!(images.len() >= 12, "{} images", images.len());
+    let (mut old, mut new) = (0, 0);
+    for (image, what) in images.iter() {
+        let (segs, _) = list_segments(image, &data_dir(), "front").unwrap();
+        let now: Vec<Vec<(u64, i64, u8)>> = segs.iter().map(|s| frames_of(image, s)).collect();
+        let relabelled = original
+            .iter()
+            .map(|f| {
+                f.iter()
+                    .map(|(m, _, _)| (*m, *m as i64 + anchor, 0))
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>();
+        if now == original {
+            old += 1;
+            assert!(
+                segs.iter().all(|s| s.corrected_start_ns.is_none()),
+                "{what}"
+            );
+        } else {
+            assert_eq!(now, relabelled, "{what}: a mix of old and new times");
+            assert!(
+                segs.iter().all(|s| s.corrected_start_ns.is_some()),
+                "{what}"
+            );
+            new += 1;
+        }
+        // The saved time is always whole: the old one or the new one.
+        let saved = read_saved(image, &data_dir()).expect(what);
+        assert!(
+            saved == saved_before || saved >= phone,
+            "{what}: saved {saved}"
+        );
+    }
+    assert!(old > 0 && new > 0, "old {old}, new {new}");
+}
