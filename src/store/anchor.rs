@@ -12,11 +12,21 @@
 //! uses the corrected start times to find segments by time. The file is
 //! replaced atomically (`sidecar::write_atomic`), so a power cut leaves the
 //! old labels or the new ones, and the segments themselves never change.
+//!
+//! The format is text with the anchor in its first lines, so that opening a
+//! segment reads only a small prefix, however many labels follow:
+//!
+//! ```text
+//! dashvault clock anchor 1
+//! boot 0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b
+//! wall_minus_mono_ns 1795000000000000000
+//! set_at 2026-11-21T10:00:00.250Z
+//! label 41 1795000012000000000
+//! label 42 1795000072000000000
+//! ```
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-
-use serde::{Deserialize, Serialize};
 
 use super::catalog::list_segments;
 use super::format::{IndexEntry, FLAG_WALL_ESTIMATED};
@@ -27,7 +37,11 @@ use crate::clock::boot_id_hex;
 
 pub const ANCHOR_SUFFIX: &str = ".anchor";
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+const MAGIC_LINE: &str = "dashvault clock anchor 1";
+/// Enough for the magic, boot, anchor and set_at lines.
+const PREFIX_BYTES: usize = 256;
+
+#[derive(Clone, Debug, PartialEq)]
 pub struct BootAnchor {
     pub boot_id: String,
     /// Wall time minus monotonic time for every frame of this boot, ns.
@@ -39,6 +53,60 @@ pub struct BootAnchor {
     pub labels: Vec<(u64, i64)>,
 }
 
+impl BootAnchor {
+    pub fn encode(&self) -> String {
+        let mut s = format!(
+            "{MAGIC_LINE}\nboot {}\nwall_minus_mono_ns {}\nset_at {}\n",
+            self.boot_id, self.wall_minus_mono_ns, self.set_at
+        );
+        for (seq, start) in &self.labels {
+            s.push_str(&format!("label {seq} {start}\n"));
+        }
+        s
+    }
+
+    /// Parses a whole anchor file; `labels: false` stops after the header
+    /// (all a reader needs).
+    pub fn decode(text: &str, labels: bool) -> Result<BootAnchor, String> {
+        let mut lines = text.lines();
+        if lines.next() != Some(MAGIC_LINE) {
+            return Err(format!("first line is not '{MAGIC_LINE}'"));
+        }
+        let mut field = |name: &str| -> Result<String, String> {
+            let line = lines.next().unwrap_or("");
+            line.strip_prefix(name)
+                .and_then(|v| v.strip_prefix(' '))
+                .map(str::to_string)
+                .ok_or_else(|| format!("expected '{name} ...', found '{line}'"))
+        };
+        let boot_id = field("boot")?;
+        let wall_minus_mono_ns = field("wall_minus_mono_ns")?
+            .parse()
+            .map_err(|e| format!("wall_minus_mono_ns: {e}"))?;
+        let set_at = field("set_at")?;
+        let mut out = BootAnchor {
+            boot_id,
+            wall_minus_mono_ns,
+            set_at,
+            labels: Vec::new(),
+        };
+        if labels {
+            for line in lines {
+                let mut parts = line.split(' ');
+                let parsed = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                    (Some("label"), Some(seq), Some(start), None) => {
+                        seq.parse().ok().zip(start.parse().ok())
+                    }
+                    _ => None,
+                };
+                out.labels
+                    .push(parsed.ok_or_else(|| format!("not a label line: '{line}'"))?);
+            }
+        }
+        Ok(out)
+    }
+}
+
 pub fn anchor_path(camera_dir: &Path, boot_id: &[u8; 16]) -> PathBuf {
     camera_dir.join(format!("{}{ANCHOR_SUFFIX}", boot_id_hex(boot_id)))
 }
@@ -47,7 +115,7 @@ pub fn anchor_path(camera_dir: &Path, boot_id: &[u8; 16]) -> PathBuf {
 /// recordings then show the times they were recorded with).
 pub fn read_anchor(io: &dyn StorageIo, path: &Path) -> Option<BootAnchor> {
     match sidecar::read_small(io, path) {
-        Ok(Some(bytes)) => match serde_json::from_slice(&bytes) {
+        Ok(Some(bytes)) => match BootAnchor::decode(&String::from_utf8_lossy(&bytes), true) {
             Ok(a) => Some(a),
             Err(e) => {
                 log::warn!("ignoring clock anchor {}: {e}", path.display());
@@ -75,8 +143,19 @@ pub fn apply(
     if !io.exists(&path) {
         return false;
     }
-    let Some(anchor) = read_anchor(io, &path) else {
-        return false;
+    let anchor = match sidecar::read_prefix(io, &path, PREFIX_BYTES) {
+        Ok(Some(bytes)) => match BootAnchor::decode(&String::from_utf8_lossy(&bytes), false) {
+            Ok(a) => a,
+            Err(e) => {
+                log::warn!("ignoring clock anchor {}: {e}", path.display());
+                return false;
+            }
+        },
+        Ok(None) => return false,
+        Err(e) => {
+            log::warn!("cannot read clock anchor {}: {e}", path.display());
+            return false;
+        }
     };
     for f in frames {
         f.wall_ns = f.mono_ns as i64 + anchor.wall_minus_mono_ns;
@@ -147,13 +226,36 @@ pub fn relabel_boot(
             set_at: crate::clock::format_rfc3339_ms(set_at_wall_ns),
             labels,
         };
-        let bytes = serde_json::to_vec(&anchor).map_err(|e| StoreError::Invalid {
-            path: dir.clone(),
-            message: format!("encoding the clock anchor: {e}"),
-        })?;
         let path = anchor_path(&dir, boot_id);
-        sidecar::write_atomic(io, &path, &bytes)
+        sidecar::write_atomic(io, &path, anchor.encode().as_bytes())
             .map_err(|e| StoreError::io(&path, "writing the clock anchor", e))?;
     }
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anchors_round_trip_and_readers_need_only_the_prefix() {
+        let a = BootAnchor {
+            boot_id: "0b".repeat(16),
+            wall_minus_mono_ns: -1_795_000_000_000_000_000,
+            set_at: "2026-11-21T10:00:00.250Z".into(),
+            labels: (0..2000).map(|i| (i, i as i64 * 60_000_000_000)).collect(),
+        };
+        let text = a.encode();
+        assert_eq!(BootAnchor::decode(&text, true).unwrap(), a);
+        let head = BootAnchor::decode(&text[..PREFIX_BYTES], false).unwrap();
+        assert_eq!(head.wall_minus_mono_ns, a.wall_minus_mono_ns);
+        assert!(head.labels.is_empty());
+        for bad in [
+            "",
+            "dashvault clock anchor 2\n",
+            &text.replace("label 7 ", "label x "),
+        ] {
+            assert!(BootAnchor::decode(bad, true).is_err(), "{bad:.40}");
+        }
+    }
 }

@@ -63,6 +63,19 @@ pub fn read_small(io: &dyn StorageIo, path: &Path) -> io::Result<Option<Vec<u8>>
     Ok(Some(buf))
 }
 
+/// At most the first `max` bytes of a file; `Ok(None)` if it does not exist.
+pub fn read_prefix(io: &dyn StorageIo, path: &Path, max: usize) -> io::Result<Option<Vec<u8>>> {
+    let f = match io.open_read(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let len = (f.file_len()? as usize).min(max);
+    let mut buf = vec![0u8; len];
+    f.read_exact_at(&mut buf, 0)?;
+    Ok(Some(buf))
+}
+
 /// Removes `path` if it exists and fsyncs its folder.
 pub fn remove_durably(io: &dyn StorageIo, path: &Path) -> io::Result<()> {
     if !io.exists(path) {
