@@ -95,7 +95,7 @@ impl IncidentKeeper {
         open: OpenSegments,
         pass_lock: Arc<Mutex<()>>,
     ) -> IncidentKeeper {
-        IncidentKeeper {
+        let keeper = IncidentKeeper {
             io,
             data_dir: data_dir.to_path_buf(),
             clock,
@@ -104,6 +104,37 @@ impl IncidentKeeper {
             open,
             pass_lock,
             pending: Mutex::default(),
+        };
+        keeper.finish_interrupted();
+        keeper
+    }
+
+    /// Incidents of an earlier boot that never finished (the power went off
+    /// during the post-roll) are finished now: their locks stay, and they
+    /// count as complete so the locked cap can release them in turn.
+    fn finish_interrupted(&self) {
+        let hex = boot_id_hex(&self.boot_id);
+        let records = match incidents::list(self.io.as_ref(), &self.data_dir) {
+            Ok(r) => r,
+            Err(e) => {
+                log::error!("cannot list incidents: {e}");
+                return;
+            }
+        };
+        for mut rec in records
+            .into_iter()
+            .filter(|r| !r.complete && r.boot_id != hex)
+        {
+            rec.complete = true;
+            rec.cut_short = true;
+            match incidents::save(self.io.as_ref(), &self.data_dir, &rec) {
+                Ok(()) => log::warn!(
+                    "incident {}: the power went off during its post-roll; {} segments stay locked",
+                    rec.id,
+                    rec.segments.len()
+                ),
+                Err(e) => log::error!("incident {}: {e}", rec.id),
+            }
         }
     }
 
@@ -143,6 +174,7 @@ impl IncidentKeeper {
             complete: false,
             segments: Vec::new(),
             released: None,
+            cut_short: false,
         };
         incidents::save(self.io.as_ref(), &self.data_dir, &rec)?;
         self.lock_pass(&mut rec, false)?;

@@ -592,3 +592,47 @@ fn a_power_cut_while_relabelling_leaves_old_or_new_labels_never_a_mix() {
     }
     assert!(old > 0 && new > 0, "old {old}, new {new}");
 }
+
+#[test]
+fn an_incident_cut_short_by_the_power_is_finished_at_the_next_start() {
+    let mut rig = lock_rig(u64::MAX, None, 30);
+    rig.drive(12);
+    let rec = rig.keeper.trigger(TriggerSource::Button).unwrap();
+    rig.drive(3); // the power goes off 3 s into the post-roll
+    drop(rig.writer);
+    let locked_before: Vec<String> = list_all(rig.io.as_ref(), &data_dir())
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.protected)
+        .map(|s| s.name)
+        .collect();
+    assert!(!locked_before.is_empty());
+    // The next boot.
+    let keeper = IncidentKeeper::new(
+        rig.io.clone(),
+        &data_dir(),
+        Arc::new(SimulatedClock::new(S, TRUE_WALL + 600 * S as i64)),
+        BOOT_A,
+        RollSettings {
+            pre_roll_ns: 30 * S,
+            post_roll_ns: 30 * S,
+        },
+        Arc::default(),
+        Arc::default(),
+    );
+    let list = keeper.list().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].id, rec.id);
+    assert!(list[0].complete && list[0].cut_short);
+    assert!(!keeper.has_pending());
+    // Its locks stay, and the locked cap may now release it.
+    let segs = list_all(rig.io.as_ref(), &data_dir()).unwrap();
+    let locked_after: Vec<String> = segs
+        .iter()
+        .filter(|s| s.protected)
+        .map(|s| s.name.clone())
+        .collect();
+    assert_eq!(locked_after, locked_before);
+    let plan = incidents::plan_locked_cap(&list, &segs, 1);
+    assert_eq!(plan.release, vec![rec.id]);
+}

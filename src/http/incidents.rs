@@ -47,6 +47,7 @@ pub fn incident_value(ctx: &ApiContext, rec: &IncidentRecord) -> Value {
         "estimated": rec.estimated,
         "complete": rec.complete,
         "released": rec.released,
+        "cut_short": rec.cut_short,
         "segments": rec.segments.len(),
         "bytes": rec.locked_bytes(),
         "exports": exports,

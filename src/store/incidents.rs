@@ -51,6 +51,10 @@ pub struct IncidentRecord {
     /// Why the locks were released, if they were.
     #[serde(default)]
     pub released: Option<String>,
+    /// The power went off during the post-roll: what was recorded until then
+    /// is locked, and the incident counts as complete.
+    #[serde(default)]
+    pub cut_short: bool,
 }
 
 impl IncidentRecord {
@@ -273,6 +277,7 @@ mod tests {
                 })
                 .collect(),
             released: None,
+            cut_short: false,
         }
     }
 
