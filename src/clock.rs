@@ -2,6 +2,7 @@
 //! tests can drive time deterministically with [`SimulatedClock`] instead of
 //! sleeping.
 
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,6 +17,11 @@ pub trait Clock: Send + Sync {
     fn wall_ns(&self) -> i64;
     /// Blocks until the monotonic clock reaches `deadline_ns` (returns at once if past).
     fn sleep_until(&self, deadline_ns: u64);
+    /// Whether `wall_ns` is a guess (restored from the saved time after a
+    /// boot without a real-time clock) rather than a time someone set.
+    fn wall_estimated(&self) -> bool {
+        false
+    }
 
     fn now(&self) -> CaptureTime {
         CaptureTime {
@@ -102,6 +108,111 @@ impl Clock for SimulatedClock {
     }
 }
 
+/// The recorder's wall clock: the machine's clock plus an offset that is
+/// used when the system clock may not be set (no `CAP_SYS_TIME`), and a flag
+/// saying whether the time is an estimate. Monotonic time passes through
+/// untouched, so frame order and durations never depend on the wall clock.
+pub struct AdjustableClock {
+    inner: Arc<dyn Clock>,
+    offset_ns: AtomicI64,
+    estimated: AtomicBool,
+}
+
+impl AdjustableClock {
+    pub fn new(inner: Arc<dyn Clock>) -> AdjustableClock {
+        AdjustableClock {
+            inner,
+            offset_ns: AtomicI64::new(0),
+            estimated: AtomicBool::new(false),
+        }
+    }
+
+    /// Wall time of the machine's own clock, without the offset.
+    pub fn system_wall_ns(&self) -> i64 {
+        self.inner.wall_ns()
+    }
+
+    pub fn offset_ns(&self) -> i64 {
+        self.offset_ns.load(Ordering::SeqCst)
+    }
+
+    pub fn set_offset_ns(&self, offset_ns: i64) {
+        self.offset_ns.store(offset_ns, Ordering::SeqCst);
+    }
+
+    pub fn set_estimated(&self, estimated: bool) {
+        self.estimated.store(estimated, Ordering::SeqCst);
+    }
+}
+
+impl Clock for AdjustableClock {
+    fn mono_ns(&self) -> u64 {
+        self.inner.mono_ns()
+    }
+
+    fn wall_ns(&self) -> i64 {
+        self.inner.wall_ns() + self.offset_ns()
+    }
+
+    fn sleep_until(&self, deadline_ns: u64) {
+        self.inner.sleep_until(deadline_ns)
+    }
+
+    fn wall_estimated(&self) -> bool {
+        self.estimated.load(Ordering::SeqCst)
+    }
+}
+
+/// Sets the machine's wall clock. Behind a trait so that tests never change
+/// the clock of the host they run on.
+pub trait WallClockSetter: Send + Sync {
+    fn set_wall_ns(&self, wall_ns: i64) -> std::io::Result<()>;
+}
+
+/// `clock_settime(CLOCK_REALTIME)`: needs `CAP_SYS_TIME` (root on the
+/// appliance); `EPERM` otherwise, and the recorder then runs from an offset.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemWallClockSetter;
+
+impl WallClockSetter for SystemWallClockSetter {
+    fn set_wall_ns(&self, wall_ns: i64) -> std::io::Result<()> {
+        let ts = libc::timespec {
+            tv_sec: wall_ns.div_euclid(NANOS_PER_SEC as i64) as libc::time_t,
+            tv_nsec: wall_ns.rem_euclid(NANOS_PER_SEC as i64) as libc::c_long,
+        };
+        // SAFETY: clock_settime only reads `ts`.
+        if unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) } == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+}
+
+/// A setter that is never permitted, as for a service without `CAP_SYS_TIME`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeniedWallClockSetter;
+
+impl WallClockSetter for DeniedWallClockSetter {
+    fn set_wall_ns(&self, _: i64) -> std::io::Result<()> {
+        Err(std::io::Error::from_raw_os_error(libc::EPERM))
+    }
+}
+
+/// Steps a [`SimulatedClock`]'s wall time, as a permitted `clock_settime` would.
+impl WallClockSetter for SimulatedClock {
+    fn set_wall_ns(&self, wall_ns: i64) -> std::io::Result<()> {
+        let (lock, _) = &*self.inner;
+        lock.lock().unwrap_or_else(|e| e.into_inner()).1 = wall_ns;
+        Ok(())
+    }
+}
+
+/// Lower-case hex of a boot id, as used in file names.
+pub fn boot_id_hex(id: &[u8; 16]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// `YYYY-MM-DDTHH:MM:SSZ` for a wall time in nanoseconds (UTC).
 pub fn format_rfc3339(wall_ns: i64) -> String {
     humantime::format_rfc3339_seconds(system_time(wall_ns)).to_string()
@@ -181,6 +292,22 @@ mod tests {
         assert!(parse_rfc3339("yesterday")
             .unwrap_err()
             .contains("yesterday"));
+    }
+
+    #[test]
+    fn adjustable_clock_offsets_wall_time_only() {
+        let sim = Arc::new(SimulatedClock::new(5, 1_000));
+        let c = AdjustableClock::new(sim.clone());
+        c.set_offset_ns(500);
+        c.set_estimated(true);
+        assert_eq!(
+            (c.mono_ns(), c.wall_ns(), c.system_wall_ns()),
+            (5, 1_500, 1_000)
+        );
+        assert!(c.wall_estimated());
+        sim.set_wall_ns(9_000).unwrap();
+        assert_eq!(c.wall_ns(), 9_500);
+        assert_eq!(boot_id_hex(&[0xab; 16]).len(), 32);
     }
 
     #[test]

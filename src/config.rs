@@ -71,6 +71,12 @@ pub struct Config {
     /// `dashvault config get wifi.<field>`. The recorder itself ignores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wifi: Option<WifiConfig>,
+    /// Incident locks: pre-roll, post-roll and the locked-footage cap.
+    #[serde(default)]
+    pub incident: IncidentConfig,
+    /// Hardware incident triggers (button, G-sensor); both optional.
+    #[serde(default)]
+    pub triggers: TriggersConfig,
 }
 
 /// Hotspot settings. Every field is optional: the image generates what is
@@ -181,6 +187,8 @@ impl Default for Config {
             auth_token: None,
             cameras: vec![CameraConfig::synthetic("front")],
             wifi: None,
+            incident: IncidentConfig::default(),
+            triggers: TriggersConfig::default(),
         }
     }
 }
@@ -275,6 +283,8 @@ impl Config {
                 "no cameras; add at least one camera (a camera with no device records a synthetic test pattern)",
             ));
         }
+        self.incident.validate_into(&mut errs);
+        self.triggers.validate_into(&mut errs);
         let mut first_use: HashMap<&str, usize> = HashMap::new();
         for (i, cam) in self.cameras.iter().enumerate() {
             cam.validate_into(&format!("cameras[{i}]"), &mut errs);
@@ -676,6 +686,8 @@ struct FileConfig {
     auth_token: Option<String>,
     cameras: Option<Vec<Object<FileCamera>>>,
     wifi: Option<Object<WifiConfig>>,
+    incident: Option<Object<FileIncident>>,
+    triggers: Option<Object<FileTriggers>>,
     // Dash of Pi's legacy single-camera keys.
     video_res_width: Option<Int>,
     video_res_height: Option<Int>,
@@ -829,6 +841,14 @@ impl FileConfig {
             auth_token: self.auth_token.filter(|t| !t.is_empty()),
             cameras,
             wifi: self.wifi.map(|Object(w)| w),
+            incident: self
+                .incident
+                .map(|Object(f)| f.into_config(&mut errs))
+                .unwrap_or_default(),
+            triggers: self
+                .triggers
+                .map(|Object(f)| f.into_config(&mut errs))
+                .unwrap_or_default(),
         };
         if let Err(more) = config.validate() {
             if migrated {
@@ -1201,6 +1221,344 @@ fn refresh_last_good(path: &Path, bytes: &[u8]) -> io::Result<()> {
     match fs::read(&last_good) {
         Ok(old) if old == bytes => Ok(()),
         _ => write_atomic(&last_good, bytes),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Incident locks and their triggers (`incident`, `triggers`)
+
+pub const DEFAULT_PRE_ROLL_S: u32 = 30;
+pub const DEFAULT_POST_ROLL_S: u32 = 30;
+pub const DEFAULT_LOCKED_CAP_PERCENT: u8 = 20;
+pub const DEFAULT_DEBOUNCE_MS: u32 = 30;
+pub const DEFAULT_THRESHOLD_G: f64 = 2.0;
+pub const DEFAULT_SAMPLE_HZ: u32 = 100;
+const ROLL_S: Rule = Rule::Range(0, 600);
+const LOCKED_CAP_PERCENT: Rule = Rule::Range(1, 90);
+const GPIO_LINE: Rule = Rule::Range(0, 1023);
+const DEBOUNCE_MS: Rule = Rule::Range(1, 1000);
+const I2C_ADDRESS: Rule = Rule::Range(0x03, 0x77);
+const SAMPLE_HZ: Rule = Rule::Range(10, 1000);
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IncidentConfig {
+    /// Seconds kept before the trigger.
+    pub pre_roll_s: u32,
+    /// Seconds kept after the trigger.
+    pub post_roll_s: u32,
+    /// Locked footage may use at most this share of `storage_cap_gb`.
+    pub locked_cap_percent: u8,
+}
+
+impl Default for IncidentConfig {
+    fn default() -> IncidentConfig {
+        IncidentConfig {
+            pre_roll_s: DEFAULT_PRE_ROLL_S,
+            post_roll_s: DEFAULT_POST_ROLL_S,
+            locked_cap_percent: DEFAULT_LOCKED_CAP_PERCENT,
+        }
+    }
+}
+
+impl IncidentConfig {
+    fn validate_into(&self, errs: &mut Vec<FieldError>) {
+        check_rule(errs, "incident.pre_roll_s", self.pre_roll_s.into(), ROLL_S);
+        check_rule(
+            errs,
+            "incident.post_roll_s",
+            self.post_roll_s.into(),
+            ROLL_S,
+        );
+        check_rule(
+            errs,
+            "incident.locked_cap_percent",
+            self.locked_cap_percent.into(),
+            LOCKED_CAP_PERCENT,
+        );
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TriggersConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpio_button: Option<GpioButtonConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerometer: Option<AccelerometerConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GpioButtonConfig {
+    /// GPIO character device, e.g. `/dev/gpiochip0`.
+    pub chip: PathBuf,
+    /// Line offset on that chip (the BCM number on a Raspberry Pi).
+    pub line: u32,
+    /// Pressed pulls the line to ground (internal pull-up enabled).
+    pub active_low: bool,
+    pub debounce_ms: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AccelerometerConfig {
+    /// I2C bus device, e.g. `/dev/i2c-1`.
+    pub device: PathBuf,
+    pub part: crate::triggers::accel::AccelPart,
+    /// 7-bit I2C address; the part's usual one when absent.
+    pub address: u16,
+    /// Deviation from gravity that counts as a shock, in g.
+    pub threshold_g: f64,
+    pub sample_hz: u32,
+}
+
+impl TriggersConfig {
+    fn validate_into(&self, errs: &mut Vec<FieldError>) {
+        if let Some(b) = &self.gpio_button {
+            if !b.chip.starts_with("/dev/") {
+                errs.push(FieldError::new(
+                    "triggers.gpio_button.chip",
+                    format!(
+                        "{} is not a GPIO character device; use e.g. \"/dev/gpiochip0\" (sysfs GPIO is not supported)",
+                        b.chip.display()
+                    ),
+                ));
+            }
+            check_rule(errs, "triggers.gpio_button.line", b.line.into(), GPIO_LINE);
+            check_rule(
+                errs,
+                "triggers.gpio_button.debounce_ms",
+                b.debounce_ms.into(),
+                DEBOUNCE_MS,
+            );
+        }
+        if let Some(a) = &self.accelerometer {
+            if !a.device.starts_with("/dev/") {
+                errs.push(FieldError::new(
+                    "triggers.accelerometer.device",
+                    format!(
+                        "{} is not an I2C bus device; use e.g. \"/dev/i2c-1\"",
+                        a.device.display()
+                    ),
+                ));
+            }
+            check_rule(
+                errs,
+                "triggers.accelerometer.address",
+                a.address.into(),
+                I2C_ADDRESS,
+            );
+            if !(a.threshold_g.is_finite() && (0.5..=16.0).contains(&a.threshold_g)) {
+                errs.push(FieldError::new(
+                    "triggers.accelerometer.threshold_g",
+                    format!("{} is not allowed; use 0.5-16 (g)", a.threshold_g),
+                ));
+            }
+            check_rule(
+                errs,
+                "triggers.accelerometer.sample_hz",
+                a.sample_hz.into(),
+                SAMPLE_HZ,
+            );
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileIncident {
+    pre_roll_s: Option<Int>,
+    post_roll_s: Option<Int>,
+    locked_cap_percent: Option<Int>,
+}
+
+impl FileIncident {
+    fn into_config(self, errs: &mut Vec<FieldError>) -> IncidentConfig {
+        IncidentConfig {
+            pre_roll_s: fit(
+                errs,
+                "incident.pre_roll_s",
+                self.pre_roll_s,
+                ROLL_S,
+                DEFAULT_PRE_ROLL_S,
+            ),
+            post_roll_s: fit(
+                errs,
+                "incident.post_roll_s",
+                self.post_roll_s,
+                ROLL_S,
+                DEFAULT_POST_ROLL_S,
+            ),
+            locked_cap_percent: fit(
+                errs,
+                "incident.locked_cap_percent",
+                self.locked_cap_percent,
+                LOCKED_CAP_PERCENT,
+                DEFAULT_LOCKED_CAP_PERCENT,
+            ),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTriggers {
+    gpio_button: Option<Object<FileGpioButton>>,
+    accelerometer: Option<Object<FileAccelerometer>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileGpioButton {
+    chip: Option<PathBuf>,
+    line: Option<Int>,
+    active_low: Option<bool>,
+    debounce_ms: Option<Int>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAccelerometer {
+    device: Option<PathBuf>,
+    part: Option<crate::triggers::accel::AccelPart>,
+    address: Option<Int>,
+    threshold_g: Option<f64>,
+    sample_hz: Option<Int>,
+}
+
+impl FileTriggers {
+    fn into_config(self, errs: &mut Vec<FieldError>) -> TriggersConfig {
+        let gpio_button = self.gpio_button.map(|Object(b)| {
+            let line = match b.line {
+                Some(l) => fit(errs, "triggers.gpio_button.line", Some(l), GPIO_LINE, 0),
+                None => {
+                    errs.push(FieldError::new(
+                        "triggers.gpio_button.line",
+                        "missing; give the line the button is wired to, e.g. 17",
+                    ));
+                    0
+                }
+            };
+            GpioButtonConfig {
+                chip: b.chip.unwrap_or_else(|| PathBuf::from("/dev/gpiochip0")),
+                line,
+                active_low: b.active_low.unwrap_or(true),
+                debounce_ms: fit(
+                    errs,
+                    "triggers.gpio_button.debounce_ms",
+                    b.debounce_ms,
+                    DEBOUNCE_MS,
+                    DEFAULT_DEBOUNCE_MS,
+                ),
+            }
+        });
+        let accelerometer = self.accelerometer.map(|Object(a)| {
+            let part = a.part.unwrap_or(crate::triggers::accel::AccelPart::Mpu6050);
+            AccelerometerConfig {
+                device: a.device.unwrap_or_else(|| PathBuf::from("/dev/i2c-1")),
+                part,
+                address: fit(
+                    errs,
+                    "triggers.accelerometer.address",
+                    a.address,
+                    I2C_ADDRESS,
+                    part.default_address(),
+                ),
+                threshold_g: a.threshold_g.unwrap_or(DEFAULT_THRESHOLD_G),
+                sample_hz: fit(
+                    errs,
+                    "triggers.accelerometer.sample_hz",
+                    a.sample_hz,
+                    SAMPLE_HZ,
+                    DEFAULT_SAMPLE_HZ,
+                ),
+            }
+        });
+        TriggersConfig {
+            gpio_button,
+            accelerometer,
+        }
+    }
+}
+
+#[cfg(test)]
+mod incident_config_tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<Config, Vec<String>> {
+        super::parse(Path::new("dashvault.json"), json.as_bytes())
+            .map(|l| l.config)
+            .map_err(|e| e.problems.iter().map(|p| p.to_string()).collect())
+    }
+
+    #[test]
+    fn defaults_without_the_sections() {
+        let c = parse("{}").unwrap();
+        assert_eq!(c.incident, IncidentConfig::default());
+        assert_eq!((c.incident.pre_roll_s, c.incident.post_roll_s), (30, 30));
+        assert_eq!(c.incident.locked_cap_percent, 20);
+        assert_eq!(c.triggers, TriggersConfig::default());
+    }
+
+    #[test]
+    fn triggers_take_defaults_per_part_and_round_trip() {
+        let c = parse(
+            r#"{"incident": {"pre_roll_s": 10},
+                "triggers": {"gpio_button": {"line": 17},
+                             "accelerometer": {"part": "adxl345", "threshold_g": 2.5}}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.incident.pre_roll_s, 10);
+        let b = c.triggers.gpio_button.clone().unwrap();
+        assert_eq!((b.line, b.active_low, b.debounce_ms), (17, true, 30));
+        assert_eq!(b.chip, PathBuf::from("/dev/gpiochip0"));
+        let a = c.triggers.accelerometer.clone().unwrap();
+        assert_eq!((a.address, a.threshold_g, a.sample_hz), (0x53, 2.5, 100));
+        let again = super::parse(Path::new("x"), &to_json(&c).unwrap()).unwrap();
+        assert_eq!(again.config, c);
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let e =
+            parse(r#"{"incident": {"post_roll_s": 601, "locked_cap_percent": 0}}"#).unwrap_err();
+        assert!(
+            e.iter()
+                .any(|m| m.contains("incident.post_roll_s") && m.contains("0-600")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|m| m.contains("incident.locked_cap_percent")),
+            "{e:?}"
+        );
+        let e =
+            parse(r#"{"triggers": {"gpio_button": {"chip": "/sys/class/gpio", "line": 2000}}}"#)
+                .unwrap_err();
+        assert!(
+            e.iter().any(|m| m.contains("triggers.gpio_button.chip")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|m| m.contains("triggers.gpio_button.line")),
+            "{e:?}"
+        );
+        let e = parse(r#"{"triggers": {"gpio_button": {}}}"#).unwrap_err();
+        assert!(
+            e.iter()
+                .any(|m| m.contains("triggers.gpio_button.line: missing")),
+            "{e:?}"
+        );
+        let e = parse(r#"{"triggers": {"accelerometer": {"threshold_g": 0.1, "part": "lis3dh"}}}"#)
+            .unwrap_err();
+        assert!(
+            e.iter().any(|m| m.contains("triggers.accelerometer.part")),
+            "{e:?}"
+        );
+        let e = parse(r#"{"triggers": {"accelerometer": {"threshold_g": 0.1}}}"#).unwrap_err();
+        assert!(
+            e.iter()
+                .any(|m| m.contains("triggers.accelerometer.threshold_g")),
+            "{e:?}"
+        );
+        let e = parse(r#"{"incident": {"pre_roll": 5}}"#).unwrap_err();
+        assert!(e.iter().any(|m| m.contains("pre_roll")), "{e:?}");
     }
 }
 

@@ -13,6 +13,9 @@
 //!   CLI and HTTP alike.
 //! - [`recorder`] wires cameras, encoder pools and segment writers together
 //!   with bounded queues and counts everything in [`status`].
+//! - [`timekeeper`] keeps the wall clock from running backwards without a
+//!   real-time clock; [`incident`] locks footage around a trigger, and
+//!   [`triggers`] reads the button and the G-sensor.
 //! - [`cli`] holds one module per subcommand; `main.rs` only dispatches.
 
 pub mod camera;
@@ -23,7 +26,10 @@ pub mod encode;
 pub mod export;
 pub mod frame;
 pub mod http;
+pub mod incident;
 pub mod live;
 pub mod recorder;
 pub mod status;
 pub mod store;
+pub mod timekeeper;
+pub mod triggers;

@@ -19,6 +19,7 @@ use crate::clock::Clock;
 use crate::config::{CameraConfig, Config};
 use crate::encode::{EncoderSettings, JpegEncoder};
 use crate::frame::VideoFrame;
+use crate::incident::{IncidentKeeper, RollSettings};
 use crate::live::{LiveHub, LiveSlot};
 use crate::status::{CameraStatus, DropReason, Status};
 use crate::store::io::StorageIo;
@@ -26,6 +27,7 @@ use crate::store::recovery::recover_camera;
 use crate::store::retention::{Retention, RetentionPolicy};
 use crate::store::writer::{EncodedFrame, OpenSegments, SegmentWriter, WriterSettings};
 use crate::store::{camera_dir, catalog, StoreError};
+use crate::timekeeper::Timekeeper;
 
 /// Frames waiting for an encoder, per encoder thread.
 const ENCODE_QUEUE_PER_THREAD: usize = 2;
@@ -54,6 +56,9 @@ pub struct Recorder {
     pub status: Arc<Status>,
     /// The newest frame of every camera, for live viewers.
     pub live: Arc<LiveHub>,
+    /// Incident locks (dashboard, console, button, G-sensor).
+    pub incidents: Arc<IncidentKeeper>,
+    timekeeper: Option<Arc<Timekeeper>>,
 }
 
 /// Everything a recorder needs from outside, so tests can substitute any part.
@@ -65,6 +70,8 @@ pub struct RecorderParts {
     pub sources: Vec<(CameraConfig, Box<dyn CameraSource>)>,
     pub want_direct: bool,
     pub boot_id: [u8; 16],
+    /// Saves the wall time at each segment boundary and every minute.
+    pub timekeeper: Option<Arc<Timekeeper>>,
 }
 
 impl Recorder {
@@ -78,6 +85,7 @@ impl Recorder {
             sources,
             want_direct,
             boot_id,
+            timekeeper,
         } = parts;
         let status = Arc::new(Status {
             cameras: sources
@@ -117,6 +125,24 @@ impl Recorder {
             open_segments.clone(),
             status.clone(),
         ));
+        let locked_cap = cap_bytes / 100 * config.incident.locked_cap_percent as u64;
+        retention.set_locked_cap(Some(locked_cap));
+        let incidents = Arc::new(IncidentKeeper::new(
+            io.clone(),
+            &data_dir,
+            clock.clone(),
+            boot_id,
+            RollSettings {
+                pre_roll_ns: config.incident.pre_roll_s as u64 * 1_000_000_000,
+                post_roll_ns: config.incident.post_roll_s as u64 * 1_000_000_000,
+            },
+            open_segments.clone(),
+            retention.pass_lock(),
+        ));
+        {
+            let keeper = incidents.clone();
+            retention.set_before_plan(Arc::new(move || keeper.lock_pending()));
+        }
         retention.enforce();
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
@@ -142,7 +168,12 @@ impl Recorder {
                 open_segments.clone(),
             )?;
             let r = retention.clone();
+            let tk = timekeeper.clone();
             writer.set_before_new_segment(Arc::new(move || {
+                // A segment just closed (or is the first): save the time.
+                if let Some(tk) = &tk {
+                    tk.save_now();
+                }
                 r.enforce();
             }));
             let slot = live.slot(&cam.id).expect("one slot per camera").clone();
@@ -162,12 +193,15 @@ impl Recorder {
             clock,
             stop.clone(),
             data_dir,
+            timekeeper.clone(),
         ));
         Ok(Recorder {
             stop,
             threads,
             status,
             live,
+            incidents,
+            timekeeper,
         })
     }
 
@@ -179,6 +213,9 @@ impl Recorder {
             if t.join().is_err() {
                 log::error!("thread {name} panicked while stopping");
             }
+        }
+        if let Some(tk) = &self.timekeeper {
+            tk.save_now();
         }
     }
 }
@@ -410,7 +447,10 @@ fn write_loop(
         // Encoders finish out of order; write in capture order.
         while let Some(done) = pending.remove(&next) {
             next += 1;
-            let Some(frame) = done else { continue };
+            let Some(mut frame) = done else { continue };
+            if clock.wall_estimated() {
+                frame.flags |= crate::store::format::FLAG_WALL_ESTIMATED;
+            }
             // Viewers see every frame, even while the disk is failing.
             live.publish(
                 frame.jpeg.clone(),
@@ -426,7 +466,7 @@ fn write_loop(
             match writer.append(&frame, now) {
                 Ok(()) => {
                     backoff_ms = BACKOFF_MIN_MS;
-                    track_open_span(&writer, &status, frame.captured.wall_ns);
+                    track_open_span(&writer, &status, &frame);
                 }
                 Err(e) => {
                     status.count_drop(DropReason::StorageError);
@@ -444,7 +484,7 @@ fn write_loop(
 }
 
 /// Keeps the spans of the open segment in status for the timeline.
-fn track_open_span(writer: &SegmentWriter, status: &CameraStatus, wall_ns: i64) {
+fn track_open_span(writer: &SegmentWriter, status: &CameraStatus, frame: &EncodedFrame) {
     let name = writer
         .current_path()
         .and_then(|p| p.file_name())
@@ -454,7 +494,10 @@ fn track_open_span(writer: &SegmentWriter, status: &CameraStatus, wall_ns: i64) 
     if open.0.as_deref() != name {
         *open = (name.map(str::to_string), Default::default());
     }
-    open.1.push(wall_ns);
+    open.1.push(
+        frame.captured.wall_ns,
+        frame.flags & crate::store::format::FLAG_WALL_ESTIMATED != 0,
+    );
 }
 
 /// Frames per second delivered to the writer, measured over windows of about
@@ -489,8 +532,14 @@ fn spawn_housekeeping(
     clock: Arc<dyn Clock>,
     stop: Arc<AtomicBool>,
     data_dir: PathBuf,
+    timekeeper: Option<Arc<Timekeeper>>,
 ) -> JoinHandle<()> {
     spawn_named("housekeeping".into(), move || loop {
+        if let Some(tk) = &timekeeper {
+            tk.save_if_due();
+            *status.clock.lock().unwrap_or_else(|e| e.into_inner()) =
+                serde_json::to_value(tk.report()).ok();
+        }
         retention.enforce();
         write_status_file(&data_dir, &status, clock.as_ref());
         if !pause(&stop, HOUSEKEEPING_INTERVAL_MS) {

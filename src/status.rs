@@ -154,6 +154,12 @@ pub struct StoreStatus {
     pub last_retention_error: Mutex<Option<String>>,
     /// Set when the cap cannot be met (everything left is protected or open).
     pub cap_unreachable: AtomicBool,
+    /// Bytes of locked (incident) footage and their own cap (0: none).
+    pub locked_bytes: AtomicU64,
+    pub locked_cap_bytes: AtomicU64,
+    pub incidents_released: AtomicU64,
+    /// What the locked-footage cap last had to do, for people.
+    pub locked_message: Mutex<Option<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -163,6 +169,10 @@ pub struct Status {
     pub cameras: Vec<Arc<CameraStatus>>,
     pub store: StoreStatus,
     pub config_problem: Mutex<Option<String>>,
+    /// The state of the wall clock, refreshed by the housekeeping thread.
+    pub clock: Mutex<Option<serde_json::Value>>,
+    /// Incident trigger devices and whether they opened.
+    pub triggers: Mutex<Vec<String>>,
 }
 
 impl Status {
@@ -196,7 +206,21 @@ impl Status {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .clone(),
+                locked_bytes: get(&s.locked_bytes),
+                locked_cap_bytes: get(&s.locked_cap_bytes),
+                incidents_released: get(&s.incidents_released),
+                locked_message: s
+                    .locked_message
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone(),
             },
+            clock: self.clock.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            triggers: self
+                .triggers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
             config_problem: self
                 .config_problem
                 .lock()
@@ -216,6 +240,11 @@ pub struct StatusSnapshot {
     pub cameras: Vec<CameraSnapshot>,
     pub storage: StorageSnapshot,
     pub config_problem: Option<String>,
+    /// Whether the wall time is estimated, and where it came from.
+    #[serde(default)]
+    pub clock: Option<serde_json::Value>,
+    #[serde(default)]
+    pub triggers: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -268,4 +297,12 @@ pub struct StorageSnapshot {
     pub retention_failures: u64,
     pub cap_unreachable: bool,
     pub last_retention_error: Option<String>,
+    #[serde(default)]
+    pub locked_bytes: u64,
+    #[serde(default)]
+    pub locked_cap_bytes: u64,
+    #[serde(default)]
+    pub incidents_released: u64,
+    #[serde(default)]
+    pub locked_message: Option<String>,
 }

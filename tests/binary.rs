@@ -31,7 +31,7 @@ fn dashvault(dir: &Path) -> Command {
 
 fn spawn_run(dir: &Path) -> Child {
     dashvault(dir)
-        .arg("run")
+        .args(["run", "--clock-offset-only"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -113,7 +113,7 @@ fn kill_9_loses_at_most_one_sync_interval_and_verify_passes() {
 
         // Restart: recovery closes the torn segment; stop it quickly.
         let out = dashvault(dir.path())
-            .args(["run", "--duration-s", "0.5"])
+            .args(["run", "--clock-offset-only", "--duration-s", "0.5"])
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
@@ -155,7 +155,7 @@ fn clean_stop_closes_segments_and_verify_reports_per_camera_json() {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), 15);
     let out = dashvault(dir.path())
-        .args(["run", "--duration-s", "2"])
+        .args(["run", "--clock-offset-only", "--duration-s", "2"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
@@ -194,7 +194,7 @@ fn broken_config_records_with_last_good_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), 10);
     let first = dashvault(dir.path())
-        .args(["run", "--duration-s", "0.5"])
+        .args(["run", "--clock-offset-only", "--duration-s", "0.5"])
         .output()
         .unwrap();
     assert!(first.status.success());
@@ -217,7 +217,7 @@ fn broken_config_records_with_last_good_and_says_so() {
 
     let before = stored_frames(dir.path()).len();
     let run = dashvault(dir.path())
-        .args(["run", "--duration-s", "1.5"])
+        .args(["run", "--clock-offset-only", "--duration-s", "1.5"])
         .output()
         .unwrap();
     assert!(run.status.success(), "{run:?}");
@@ -243,11 +243,140 @@ fn legacy_dash_of_pi_config_is_migrated_and_records() {
     )
     .unwrap();
     let run = dashvault(dir.path())
-        .args(["run", "--duration-s", "1"])
+        .args(["run", "--clock-offset-only", "--duration-s", "1"])
         .output()
         .unwrap();
     assert!(run.status.success(), "{run:?}");
     let migrated = std::fs::read_to_string(dir.path().join("dashvault.json")).unwrap();
     assert!(migrated.contains("\"cameras\""), "{migrated}");
     assert!(dir.path().join("videos/recordings/default").is_dir());
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A service on its own port, with the given extra config fields.
+fn spawn_service(dir: &Path, extra: &str) -> (Child, u16) {
+    let port = free_port();
+    let config = format!(
+        r#"{{ "port": {port}, "segment_length_s": 10, "data_dir": "data"{extra},
+  "cameras": [{{ "id": "front", "res_width": 320, "res_height": 240, "fps": 10 }}] }}"#
+    );
+    std::fs::write(dir.join("dashvault.json"), config).unwrap();
+    let child = dashvault(dir)
+        .args(["run", "--clock-offset-only", "--duration-s", "30"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the service did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, port)
+}
+
+fn stop(mut child: Child) {
+    // SIGTERM: a clean stop.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = child.wait();
+}
+
+#[test]
+fn dashvault_lock_on_the_console_locks_the_running_services_footage() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, _) = spawn_service(
+        dir.path(),
+        r#", "incident": {"pre_roll_s": 2, "post_roll_s": 1}"#,
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = dashvault(dir.path()).arg("lock").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.contains("incident 000001: protecting"), "{text}");
+    assert!(
+        text.contains("/api/export.mp4?camera=front&from="),
+        "{text}"
+    );
+    // The lock is on disk beside the segment being written.
+    let locks = || {
+        std::fs::read_dir(dir.path().join("data/recordings/front"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".dvr.lock")
+            })
+            .count()
+    };
+    assert!(locks() >= 1);
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("data/incidents/000001.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["triggers"], serde_json::json!(["console"]));
+    stop(child);
+    // Without a service there is nothing to ask: a clear failure.
+    let out = dashvault(dir.path()).arg("lock").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was locked"));
+}
+
+#[test]
+fn a_restart_with_the_clock_behind_the_saved_time_runs_from_the_saved_time() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    // A previous run saved a time a day ahead of this machine's clock.
+    let now_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let saved = now_ns + 86_400_000_000_000;
+    std::fs::write(dir.path().join("data/last-wall-time"), format!("{saved}\n")).unwrap();
+    let (child, _) = spawn_service(dir.path(), "");
+    let until = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        let out = dashvault(dir.path())
+            .args(["status", "--json"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if v["clock"]["time"].is_string() {
+            break v;
+        }
+        assert!(Instant::now() < until, "no clock in status: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    stop(child);
+    let clock = &status["clock"];
+    assert_eq!(clock["estimated"], true, "{clock}");
+    assert_eq!(clock["source"], "restored_offset", "{clock}");
+    let shown = dashvault::clock::parse_rfc3339(clock["time"].as_str().unwrap()).unwrap();
+    assert!(shown >= saved, "{shown} < {saved}");
+    // Frames were stamped from the saved time on, and flagged estimated.
+    let segs = list_all(&RealIo::new(), &dir.path().join("data")).unwrap();
+    let r = SegmentReader::open(&RealIo::new(), &segs[0].path).unwrap();
+    assert!(r.frames[0].wall_ns >= saved);
+    assert!(r.frames.iter().all(|f| f.flags & 1 == 1));
+    // And the saved time moved on.
+    let text = std::fs::read_to_string(dir.path().join("data/last-wall-time")).unwrap();
+    let again: i64 = text.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(again > saved);
 }

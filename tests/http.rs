@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dashvault::camera::source_for;
-use dashvault::clock::{parse_rfc3339, Clock, SystemClock};
+use dashvault::clock::{
+    format_rfc3339_ms, parse_rfc3339, AdjustableClock, Clock, DeniedWallClockSetter, SystemClock,
+};
 use dashvault::config::{CameraConfig, Config};
 use dashvault::http::api::{Access, ApiContext, ROUTES};
 use dashvault::http::auth::Auth;
@@ -19,6 +21,7 @@ use dashvault::recorder::{Recorder, RecorderParts};
 use dashvault::store::catalog;
 use dashvault::store::io::{RealIo, StorageIo};
 use dashvault::store::reader::SegmentReader;
+use dashvault::timekeeper::Timekeeper;
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const FPS: u32 = 10;
@@ -44,8 +47,17 @@ impl Fixture {
             sync_interval_ms: 200,
             ..Config::default()
         };
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let adjustable = Arc::new(AdjustableClock::new(Arc::new(SystemClock)));
+        let clock: Arc<dyn Clock> = adjustable.clone();
         let io: Arc<dyn StorageIo> = Arc::new(RealIo::new());
+        // Never the host's clock: phone-set time stays an offset.
+        let timekeeper = Arc::new(Timekeeper::start(
+            io.clone(),
+            &data_dir,
+            adjustable,
+            Box::new(DeniedWallClockSetter),
+            [7; 16],
+        ));
         let recorder = Recorder::start(
             &config,
             RecorderParts {
@@ -55,10 +67,11 @@ impl Fixture {
                 sources: vec![(cam.clone(), source_for(&cam, clock.clone()))],
                 want_direct: false,
                 boot_id: [7; 16],
+                timekeeper: Some(timekeeper.clone()),
             },
         )
         .unwrap();
-        let ctx = ApiContext::new(
+        let mut ctx = ApiContext::new(
             config,
             data_dir.clone(),
             io,
@@ -67,6 +80,8 @@ impl Fixture {
             clock.clone(),
             Auth::new(TOKEN.into(), clock),
         );
+        ctx.timekeeper = Some(timekeeper);
+        ctx.incidents = Some(recorder.incidents.clone());
         let http = HttpService::start(ctx, "127.0.0.1:0".parse().unwrap(), limits).unwrap();
         let base = format!("http://{}", http.local_addr());
         let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -841,4 +856,122 @@ fn mp4_export_serves_ranges_etag_and_the_same_bytes_as_the_cli() {
         .unwrap();
     assert!(status.success());
     assert_eq!(std::fs::read(&out).unwrap(), full.body);
+}
+
+impl Fixture {
+    fn post_json(&self, path: &str, body: &str, token: Option<&str>) -> Reply {
+        let mut req = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", "application/json");
+        if let Some(t) = token {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        Reply::from(req.send(body).unwrap())
+    }
+
+    fn json(&self, path: &str) -> serde_json::Value {
+        let r = self.get(path);
+        assert_eq!(
+            r.status,
+            200,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        serde_json::from_slice(&r.body).unwrap()
+    }
+}
+
+#[test]
+fn a_time_post_without_the_token_is_refused_and_changes_nothing() {
+    let f = Fixture::start(Limits::default());
+    let before = f.json("/api/clock");
+    let body = r#"{"unix_ms": 4102444800000}"#; // 2100-01-01
+    for token in [None, Some("0000")] {
+        let r = f.post_json("/api/clock", body, token);
+        assert_eq!(r.status, 401, "{token:?}");
+    }
+    let after = f.json("/api/clock");
+    let skew = after["unix_ms"].as_i64().unwrap() - before["unix_ms"].as_i64().unwrap();
+    assert!(skew.abs() < 60_000, "the clock moved by {skew} ms");
+    assert_eq!(after["source"], "system");
+    let r = f.post_json("/api/lock", "{}", None);
+    assert_eq!(r.status, 401);
+}
+
+#[test]
+fn setting_the_clock_relabels_the_timeline_and_exports_and_locks_export_in_one_tap() {
+    let f = Fixture::start(Limits::default());
+    f.wait_written(25);
+    // Lock from the dashboard: an incident covering now, with export links.
+    let r = f.post_json("/api/lock", r#"{"source": "dashboard"}"#, Some(TOKEN));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let inc: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(inc["triggers"], serde_json::json!(["dashboard"]));
+    assert_eq!(inc["pre_roll_s"], 30);
+    let from = parse_rfc3339(inc["from"].as_str().unwrap()).unwrap();
+    let to = parse_rfc3339(inc["to"].as_str().unwrap()).unwrap();
+    assert_eq!(to - from, 60_000_000_000);
+    let list = f.json("/api/incidents");
+    assert_eq!(list["incidents"][0]["id"], inc["id"]);
+    assert!(list["locked_cap_bytes"].as_u64().unwrap() > 0);
+    let url = inc["exports"][0]["url"].as_str().unwrap().to_string();
+    let export = f.get(&url);
+    assert_eq!(export.status, 200);
+    assert_eq!(&export.body[4..8], b"ftyp");
+    // A bad source is named.
+    let r = f.post_json("/api/lock", r#"{"source": "shock"}"#, Some(TOKEN));
+    assert_eq!(r.status, 400);
+    assert!(r.error().contains("source"));
+
+    // The phone is an hour ahead.
+    let before = f.json("/api/recordings?camera=front");
+    let first_start = parse_rfc3339(before["spans"][0]["start"].as_str().unwrap()).unwrap();
+    assert_eq!(before["spans"][0]["estimated"], false);
+    let hour = 3_600_000_000_000i64;
+    let phone_ms = (SystemClock.wall_ns() + hour) / 1_000_000;
+    let r = f.post_json(
+        "/api/clock",
+        &format!(r#"{{"unix_ms": {phone_ms}}}"#),
+        Some(TOKEN),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let set: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(set["source"], "set_offset");
+    assert!(set["relabelled_segments"].as_u64().unwrap() >= 1);
+    let clock = f.json("/api/clock");
+    let ahead = clock["unix_ms"].as_i64().unwrap() * 1_000_000 - SystemClock.wall_ns();
+    assert!((ahead - hour).abs() < 5_000_000_000, "ahead by {ahead} ns");
+
+    // The same footage now starts an hour later, in the timeline...
+    let q = format!(
+        "/api/recordings?camera=front&from={}&to={}",
+        format_rfc3339_ms(first_start + hour - 5_000_000_000),
+        format_rfc3339_ms(SystemClock.wall_ns() + hour + 5_000_000_000)
+    );
+    let after = f.json(&q);
+    let moved = parse_rfc3339(after["spans"][0]["start"].as_str().unwrap()).unwrap();
+    assert!(
+        (moved - first_start - hour).abs() < 1_000_000_000,
+        "{moved} vs {first_start}"
+    );
+    // ...in exports over the corrected span...
+    let url = format!(
+        "/api/export.mp4?camera=front&from={}&to={}",
+        format_rfc3339_ms(first_start + hour),
+        format_rfc3339_ms(first_start + hour + 2_000_000_000)
+    );
+    let export = f.get(&url);
+    assert_eq!(export.status, 200, "{}", export.error());
+    // ...and in the incident, which moved with it.
+    let list = f.json("/api/incidents");
+    let moved_from = parse_rfc3339(list["incidents"][0]["from"].as_str().unwrap()).unwrap();
+    assert!((moved_from - from - hour).abs() < 1_000_000_000);
+    // The old times hold nothing any more.
+    let url = format!(
+        "/api/export.mp4?camera=front&from={}&to={}",
+        format_rfc3339_ms(first_start),
+        format_rfc3339_ms(first_start + 2_000_000_000)
+    );
+    assert_eq!(f.get(&url).status, 404);
 }

@@ -22,6 +22,9 @@
   const SYNC_AGE_WARN_S = 3;
   const SYNC_AGE_BAD_S = 10;
   const CLOCK_SKEW_NOTE_MS = 120000;
+  const CLOCK_OFFER_SKEW_MS = 2000;
+  const CLOCK_POLL_MS = 10000;
+  const INCIDENT_POLL_MS = 5000;
   const EXPORT_LAST_MS = 5 * 60 * 1000;
   const SEGMENT_LIST_MAX = 200;
   const SCRUB_STEPS = 10000;
@@ -581,7 +584,7 @@
 
   function parseSpans(list) {
     return (Array.isArray(list) ? list : [])
-      .map((s) => ({ start: parseTime(s.start), end: parseTime(s.end), frames: num(s.frames) }))
+      .map((s) => ({ start: parseTime(s.start), end: parseTime(s.end), frames: num(s.frames), estimated: s.estimated === true }))
       .filter((s) => Number.isFinite(s.start) && Number.isFinite(s.end) && s.end >= s.start)
       .sort((a, b) => a.start - b.start);
   }
@@ -667,7 +670,8 @@
       r.bar.replaceChildren(
         ...ticks.map((t) => h('div', { class: 'tl-grid', style: { left: pct(t) + '%' } })),
         ...spans.map((s) => h('div', {
-          class: 'tl-span',
+          class: s.estimated ? 'tl-span estimated' : 'tl-span',
+          title: s.estimated ? 'Recorded while the clock was estimated' : null,
           'data-start': iso(s.start), 'data-end': iso(s.end), 'data-frames': s.frames,
           style: { left: Math.max(0, pct(s.start)) + '%', width: Math.max(0, pct(Math.min(s.end, to)) - Math.max(0, pct(s.start))) + '%' },
         })),
@@ -1238,6 +1242,137 @@
 
   $('segments-camera').addEventListener('change', renderSegments);
 
+
+  // ------------------------------------------------------ clock and incidents
+
+  // The recorder's clock against this phone's, in ms (positive: the recorder
+  // is ahead). Measured on /api/clock, which answers in milliseconds, with
+  // the round trip halved.
+  let clockSkewMs = null;
+  let clockEstimated = false;
+
+  async function pollClock() {
+    try {
+      const t0 = Date.now();
+      const j = await apiJson('/api/clock');
+      const t1 = Date.now();
+      if (num(j.unix_ms) !== null) clockSkewMs = j.unix_ms - (t0 + t1) / 2;
+      clockEstimated = j.estimated === true;
+    } catch (_) {
+      clockSkewMs = null; // an older recorder, or unreachable: no offer
+    }
+    renderClockOffer();
+    setTimeout(pollClock, CLOCK_POLL_MS);
+  }
+
+  function describeSkew(ms) {
+    const a = Math.abs(ms);
+    const text = a < 120000 ? (a / 1000).toFixed(0) + ' s' : fmtDuration(a);
+    return text + (ms < 0 ? ' behind' : ' ahead of');
+  }
+
+  function renderClockOffer() {
+    const box = $('clock-offer');
+    const show = clockSkewMs !== null && Math.abs(clockSkewMs) > CLOCK_OFFER_SKEW_MS;
+    box.hidden = !show;
+    if (!show) return;
+    $('clock-offer-text').textContent = 'The camera\'s clock is ' + describeSkew(clockSkewMs) + ' this phone'
+      + (clockEstimated ? ' (it was estimated after a power cut).' : '.')
+      + ' Recordings made since it was switched on will be relabelled.';
+  }
+
+  $('clock-set').addEventListener('click', async () => {
+    const btn = $('clock-set');
+    btn.setAttribute('aria-disabled', 'true');
+    try {
+      const r = await api('/api/clock', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ unix_ms: Date.now() }),
+      });
+      if (!r.ok) throw await errorOf(r);
+      const j = await r.json();
+      clockSkewMs = 0;
+      clockEstimated = false;
+      renderClockOffer();
+      showLockNote('info', 'Camera clock set to ' + String(j.time || '') + '; '
+        + (num(j.relabelled_segments) || 0) + ' segments relabelled.');
+      await pollStatus();
+      loadTimeline();
+      loadIncidents();
+    } catch (e) {
+      if (e.status !== 401) showLockNote('bad', 'Could not set the clock: ' + (e.message || e));
+    } finally {
+      btn.removeAttribute('aria-disabled');
+    }
+  });
+
+  function showLockNote(level, text) {
+    $('lock-note').replaceChildren(h('div', { class: 'alert ' + level }, text));
+  }
+
+  $('lock').addEventListener('click', async () => {
+    const btn = $('lock');
+    btn.setAttribute('aria-disabled', 'true');
+    try {
+      const r = await api('/api/lock', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ source: 'dashboard' }),
+      });
+      if (!r.ok) throw await errorOf(r);
+      const j = await r.json();
+      showLockNote('info', 'Incident ' + j.id + ' locked: ' + fmtHMS(parseTime(j.from)) + ' – '
+        + fmtHMS(parseTime(j.to)) + ' UTC is kept from being overwritten.');
+      loadIncidents();
+    } catch (e) {
+      if (e.status !== 401) showLockNote('bad', 'Could not lock: ' + (e.message || e));
+    } finally {
+      btn.removeAttribute('aria-disabled');
+    }
+  });
+
+  let incidentTimer = null;
+  async function loadIncidents() {
+    clearTimeout(incidentTimer);
+    try {
+      const j = await apiJson('/api/incidents');
+      renderIncidents(j);
+    } catch (e) {
+      if (e.status === 401) return;
+      $('incidents-summary').textContent = 'Could not load incidents: ' + (e.message || e);
+    }
+    incidentTimer = setTimeout(loadIncidents, INCIDENT_POLL_MS);
+  }
+
+  function renderIncidents(j) {
+    const list = Array.isArray(j.incidents) ? j.incidents : [];
+    const used = num(j.locked_bytes);
+    const cap = num(j.locked_cap_bytes);
+    let summary = list.length ? list.length + (list.length === 1 ? ' incident' : ' incidents') : 'No incidents yet.';
+    if (used !== null && cap) summary += ' · ' + fmtBytes(used) + ' locked of ' + fmtBytes(cap);
+    if (j.message) summary += ' · ' + j.message;
+    $('incidents-summary').textContent = summary;
+    $('incident-list').replaceChildren(...list.map((inc) => {
+      const from = parseTime(inc.from);
+      const to = parseTime(inc.to);
+      const phase = inc.released ? 'released' : inc.complete ? 'locked' : 'recording post-roll';
+      const triggers = Array.isArray(inc.triggers) ? inc.triggers.join(', ') : '';
+      const exports = Array.isArray(inc.exports) ? inc.exports : [];
+      return h('li', { 'data-incident': inc.id },
+        h('div', { class: 'inc-main' },
+          h('div', { class: 'inc-time' }, fmtDate(from) + ' ' + fmtHMS(from) + ' – ' + fmtHMS(to) + ' UTC'
+            + (inc.estimated ? ' (estimated time)' : '')),
+          h('div', { class: 'inc-meta' }, '#' + inc.id + ' · ' + triggers + ' · ' + phase
+            + (num(inc.bytes) ? ' · ' + fmtBytes(inc.bytes) : '')
+            + (inc.released ? ' · ' + inc.released : ''))),
+        ...exports.map((x) => h('a', {
+          class: 'button small', href: x.url, download: '',
+          'data-camera': x.camera,
+        }, exports.length > 1 ? 'Export ' + cameraName(x.camera) : 'Export MP4')));
+    }));
+  }
+
   // ------------------------------------------------------------------- misc
 
   $('logout').addEventListener('click', async () => {
@@ -1276,5 +1411,9 @@
 
   tickClock();
   setInterval(tickClock, 1000);
-  loadNames().then(statusLoop);
+  loadNames().then(() => {
+    statusLoop();
+    pollClock();
+    loadIncidents();
+  });
 })();

@@ -3,6 +3,7 @@
 
 pub mod config_check;
 pub mod export;
+pub mod lock;
 pub mod run;
 pub mod status;
 pub mod verify;
@@ -32,6 +33,7 @@ pub enum Command {
     Status(status::StatusArgs),
     Export(export::ExportArgs),
     Config(config_check::ConfigArgs),
+    Lock(lock::LockArgs),
 }
 
 /// Runs a command; returns the process exit code.
@@ -47,6 +49,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Status(args) => status::run(&config_path, args),
         Command::Export(args) => export::run(&config_path, args),
         Command::Config(args) => config_check::run(&config_path, args),
+        Command::Lock(args) => lock::run(&config_path, args),
     }
 }
 

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{
+    AdjustableClock, Clock, DeniedWallClockSetter, SystemClock, SystemWallClockSetter,
+};
 use crate::config::{self, ConfigOrigin};
 use crate::http::api::ApiContext;
 use crate::http::auth::{load_or_create_token, Auth, TokenSource};
@@ -16,6 +18,7 @@ use crate::http::server::Limits;
 use crate::http::HttpService;
 use crate::recorder::{Recorder, RecorderParts};
 use crate::store::io::{RealIo, StorageIo};
+use crate::timekeeper::Timekeeper;
 use std::net::{IpAddr, SocketAddr};
 
 #[derive(FromArgs, Debug)]
@@ -31,6 +34,10 @@ pub struct RunArgs {
     /// write through the page cache even where O_DIRECT works
     #[argh(switch)]
     pub no_direct: bool,
+    /// never set the system clock: keep restored or phone-set time as an
+    /// offset inside the recorder (machines with NTP, tests)
+    #[argh(switch)]
+    pub clock_offset_only: bool,
 }
 
 static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
@@ -55,7 +62,8 @@ fn install_signal_handlers() {
 }
 
 pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let adjustable = Arc::new(AdjustableClock::new(Arc::new(SystemClock)));
+    let clock: Arc<dyn Clock> = adjustable.clone();
     let loaded = config::load_for_run(config_path, crate::camera::discover_cameras);
     let config = loaded.config;
     match (&loaded.origin, &loaded.problem) {
@@ -100,6 +108,28 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
         );
     }
     install_signal_handlers();
+    let boot_id = crate::clock::boot_id();
+    let timekeeper = Arc::new(Timekeeper::start(
+        io.clone(),
+        &data_dir,
+        adjustable,
+        if args.clock_offset_only {
+            Box::new(DeniedWallClockSetter)
+        } else {
+            Box::new(SystemWallClockSetter)
+        },
+        boot_id,
+    ));
+    let report = timekeeper.report();
+    println!(
+        "clock:  {}{}",
+        report.time,
+        if report.estimated {
+            " (estimated: restored from the saved time; set it from the dashboard)"
+        } else {
+            ""
+        }
+    );
     let recorder = Recorder::start(
         &config,
         RecorderParts {
@@ -108,9 +138,11 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
             data_dir: data_dir.clone(),
             sources,
             want_direct: !args.no_direct,
-            boot_id: crate::clock::boot_id(),
+            boot_id,
+            timekeeper: Some(timekeeper.clone()),
         },
     )?;
+    let trigger_threads = start_triggers(&config, &recorder);
     if let Some(problem) = &loaded.problem {
         *recorder
             .status
@@ -133,6 +165,7 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
         io_for_http,
         &recorder,
         clock.clone(),
+        timekeeper,
     );
     println!("recording; stop with Ctrl-C");
     let deadline = args.duration_s.map(|s| clock.mono_ns() + (s * 1e9) as u64);
@@ -146,8 +179,97 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
     if let Some(h) = http {
         h.stop();
     }
+    trigger_threads.0.store(true, Ordering::SeqCst);
+    for t in trigger_threads.1 {
+        let _ = t.join();
+    }
     recorder.stop();
     Ok(0)
+}
+
+/// Starts the configured button and G-sensor. A device that cannot be
+/// opened is reported (log and status) and recording goes on without it.
+fn start_triggers(
+    config: &config::Config,
+    recorder: &Recorder,
+) -> (Arc<AtomicBool>, Vec<std::thread::JoinHandle<()>>) {
+    use crate::incident::TriggerSource;
+    use crate::triggers::{self, accel, gpio};
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    let mut notes = Vec::new();
+    let fire = |source: TriggerSource| -> Arc<dyn Fn() + Send + Sync> {
+        let keeper = recorder.incidents.clone();
+        Arc::new(move || {
+            if let Err(e) = keeper.trigger(source) {
+                log::error!("{} trigger could not lock footage: {e}", source.name());
+            }
+        })
+    };
+    if let Some(b) = &config.triggers.gpio_button {
+        match gpio::GpioButton::open(&b.chip, b.line, b.active_low) {
+            Ok(button) => {
+                notes.push(format!(
+                    "{}: ready",
+                    triggers::ButtonInput::describe(&button)
+                ));
+                match triggers::spawn_button(
+                    Box::new(button),
+                    Duration::from_millis(b.debounce_ms as u64),
+                    stop.clone(),
+                    fire(TriggerSource::Button),
+                ) {
+                    Ok(t) => threads.push(t),
+                    Err(e) => log::error!("cannot start the button thread: {e}"),
+                }
+            }
+            Err(e) => {
+                let m = format!(
+                    "button on {} line {}: cannot open ({e}); incidents can still be locked from the dashboard",
+                    b.chip.display(),
+                    b.line
+                );
+                log::error!("{m}");
+                notes.push(m);
+            }
+        }
+    }
+    if let Some(a) = &config.triggers.accelerometer {
+        match accel::I2cAccelerometer::open(&a.device, a.part, a.address, a.sample_hz) {
+            Ok(sensor) => {
+                notes.push(format!(
+                    "{}: ready",
+                    triggers::AccelInput::describe(&sensor)
+                ));
+                let detector =
+                    triggers::ShockDetector::new(a.threshold_g as f32, Duration::from_secs(5));
+                match triggers::spawn_accelerometer(
+                    Box::new(sensor),
+                    detector,
+                    stop.clone(),
+                    fire(TriggerSource::GSensor),
+                ) {
+                    Ok(t) => threads.push(t),
+                    Err(e) => log::error!("cannot start the G-sensor thread: {e}"),
+                }
+            }
+            Err(e) => {
+                let m = format!(
+                    "G-sensor {:?} on {}: cannot open ({e}); incidents can still be locked from the dashboard",
+                    a.part,
+                    a.device.display()
+                );
+                log::error!("{m}");
+                notes.push(m);
+            }
+        }
+    }
+    *recorder
+        .status
+        .triggers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = notes;
+    (stop, threads)
 }
 
 /// Starts the dashboard. Recording goes on without it if it cannot start
@@ -159,6 +281,7 @@ fn start_http(
     io: Arc<dyn StorageIo>,
     recorder: &Recorder,
     clock: Arc<dyn Clock>,
+    timekeeper: Arc<Timekeeper>,
 ) -> Option<HttpService> {
     let config_dir = config_path
         .parent()
@@ -184,7 +307,7 @@ fn start_http(
             return None;
         }
     };
-    let ctx = ApiContext::new(
+    let mut ctx = ApiContext::new(
         config.clone(),
         data_dir.to_path_buf(),
         io,
@@ -193,6 +316,8 @@ fn start_http(
         clock.clone(),
         Auth::new(token, clock),
     );
+    ctx.timekeeper = Some(timekeeper);
+    ctx.incidents = Some(recorder.incidents.clone());
     let addr = match config.bind.parse::<IpAddr>() {
         Ok(ip) => SocketAddr::new(ip, config.port),
         Err(e) => {

@@ -70,6 +70,21 @@ pub fn run(config_path: &Path, args: StatusArgs) -> anyhow::Result<i32> {
 
 /// The address and token of the local service, from the config.
 fn ask_service(config_path: &Path) -> Result<(SocketAddr, Vec<u8>), String> {
+    let (addr, token) = service_address(config_path)?;
+    let (status, body) =
+        http_call(addr, "GET", "/api/status", &token, b"").map_err(|e| format!("{addr}: {e}"))?;
+    if status != 200 {
+        return Err(format!(
+            "{addr} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        ));
+    }
+    Ok((addr, body))
+}
+
+/// Where the local service listens and the token it wants, from the config
+/// (and the token file beside it).
+pub fn service_address(config_path: &Path) -> Result<(SocketAddr, String), String> {
     let config = crate::config::load(config_path)
         .map(|l| l.config)
         .unwrap_or_default();
@@ -89,26 +104,27 @@ fn ask_service(config_path: &Path) -> Result<(SocketAddr, Vec<u8>), String> {
             .trim()
             .to_string(),
     };
-    let (status, body) =
-        http_get(addr, "/api/status", &token).map_err(|e| format!("{addr}: {e}"))?;
-    if status != 200 {
-        return Err(format!(
-            "{addr} answered {status}: {}",
-            String::from_utf8_lossy(&body)
-        ));
-    }
-    Ok((addr, body))
+    Ok((addr, token))
 }
 
-/// A one-shot GET over HTTP/1.1 with `Connection: close`.
-fn http_get(addr: SocketAddr, path: &str, token: &str) -> std::io::Result<(u16, Vec<u8>)> {
+/// A one-shot request over HTTP/1.1 with `Connection: close`.
+pub fn http_call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect_timeout(&addr, SERVICE_TIMEOUT)?;
     s.set_read_timeout(Some(SERVICE_TIMEOUT))?;
     s.set_write_timeout(Some(SERVICE_TIMEOUT))?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
     )?;
+    s.write_all(body)?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let mut headers = [httparse::EMPTY_HEADER; 32];
@@ -183,7 +199,32 @@ fn print_snapshot(s: &StatusSnapshot) {
             );
         }
     }
+    if let Some(c) = &s.clock {
+        let estimated = c["estimated"] == serde_json::Value::Bool(true);
+        println!(
+            "  clock: {}{}",
+            c["time"].as_str().unwrap_or("?"),
+            if estimated {
+                " (ESTIMATED: restored after a power cut; set it from the dashboard)"
+            } else {
+                ""
+            }
+        );
+    }
+    for t in &s.triggers {
+        println!("  trigger: {t}");
+    }
     let st = &s.storage;
+    if st.locked_cap_bytes > 0 {
+        println!(
+            "  locked footage: {} MB of its {} MB cap",
+            st.locked_bytes / 1_000_000,
+            st.locked_cap_bytes / 1_000_000
+        );
+    }
+    if let Some(m) = &st.locked_message {
+        println!("  LOCKED FOOTAGE: {m}");
+    }
     println!(
         "  storage: {} MB used, {} MB free, {} segments deleted by retention, {} failures{}",
         st.used_bytes / 1_000_000,

@@ -35,6 +35,10 @@ pub struct ApiContext {
     /// Set when the service stops; streams watch it.
     pub stop: Arc<AtomicBool>,
     pub server_stats: Mutex<Option<Arc<ServerStats>>>,
+    /// Clock control (`/api/clock`); `None` when the service does not own the clock.
+    pub timekeeper: Option<Arc<crate::timekeeper::Timekeeper>>,
+    /// Incident locks (`/api/lock`, `/api/incidents`).
+    pub incidents: Option<Arc<crate::incident::IncidentKeeper>>,
     /// Timeline summaries of segments that no longer change, by path and size.
     summaries: Mutex<HashMap<PathBuf, (u64, SegmentSummary)>>,
 }
@@ -149,6 +153,15 @@ pub const ROUTES: &[Route] = &[
         Access::Token,
         super::export::export_mp4,
     ),
+    route("GET", "/api/clock", Access::Token, super::clock::get_clock),
+    route("POST", "/api/clock", Access::Token, super::clock::set_clock),
+    route("POST", "/api/lock", Access::Token, super::incidents::lock),
+    route(
+        "GET",
+        "/api/incidents",
+        Access::Token,
+        super::incidents::list,
+    ),
     route("GET", "/api/config", Access::Token, config),
     route("GET", "/api/auth/token", Access::Token, token),
 ];
@@ -196,8 +209,18 @@ impl ApiContext {
             auth,
             stop: Arc::default(),
             server_stats: Mutex::default(),
+            timekeeper: None,
+            incidents: None,
             summaries: Mutex::default(),
         }
+    }
+
+    /// Drops cached timeline summaries (their wall times changed).
+    pub fn forget_summaries(&self) {
+        self.summaries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// A camera the request names (`camera=`), configured or with recordings.
@@ -464,7 +487,7 @@ fn recordings(ctx: &ApiContext, req: &Request) -> ApiResult {
     let spans: Vec<Value> = spans
         .spans
         .iter()
-        .map(|s| json!({"start": format_rfc3339_ms(s.start_ns), "end": format_rfc3339_ms(s.end_ns), "frames": s.frames}))
+        .map(|s| json!({"start": format_rfc3339_ms(s.start_ns), "end": format_rfc3339_ms(s.end_ns), "frames": s.frames, "estimated": s.estimated}))
         .collect();
     Ok(Response::json(
         200,

@@ -6,7 +6,9 @@
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod clock;
 pub mod export;
+pub mod incidents;
 pub mod server;
 pub mod stream;
 

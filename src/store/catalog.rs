@@ -15,6 +15,9 @@ pub struct SegmentEntry {
     pub len: u64,
     /// Protected from retention (an incident lock sidecar exists).
     pub protected: bool,
+    /// Start time corrected by a clock anchor (the name's label is what the
+    /// clock said when the segment was created).
+    pub corrected_start_ns: Option<i64>,
 }
 
 impl SegmentEntry {
@@ -59,6 +62,8 @@ pub fn list_segments(
         .iter()
         .filter_map(|e| e.name.strip_suffix(PROTECT_SUFFIX))
         .collect();
+    let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    let corrected = super::anchor::corrected_starts(io, &dir, &names);
     let mut segments: Vec<SegmentEntry> = entries
         .iter()
         .filter(|e| !e.is_dir)
@@ -70,6 +75,7 @@ pub fn list_segments(
                 path: dir.join(&e.name),
                 len: e.len,
                 protected: protected.contains(e.name.as_str()),
+                corrected_start_ns: corrected.get(&seq).copied(),
             })
         })
         .collect();

@@ -5,13 +5,16 @@
 //! The per-camera sequence number comes first so names sort in recording
 //! order even when the wall clock jumps. See `docs/storage.md`.
 
+pub mod anchor;
 pub mod catalog;
 pub mod format;
+pub mod incidents;
 pub mod io;
 pub mod query;
 pub mod reader;
 pub mod recovery;
 pub mod retention;
+pub mod sidecar;
 pub mod sim;
 pub mod verify;
 pub mod writer;

@@ -53,8 +53,12 @@ impl FrameRange {
     }
 }
 
-/// Wall time of the first frame as written in the name, in ns (whole seconds).
+/// Wall time of the first frame: as corrected by a clock anchor, else as
+/// written in the name, in ns (whole seconds).
 pub fn label_start_ns(entry: &SegmentEntry) -> Option<i64> {
+    if let Some(ns) = entry.corrected_start_ns {
+        return Some(ns);
+    }
     let l = entry.start_label();
     if l.len() != 16 {
         return None;
@@ -199,6 +203,9 @@ pub struct Span {
     /// Wall time of the last frame.
     pub end_ns: i64,
     pub frames: u64,
+    /// The wall times were estimated (restored after a boot without a
+    /// real-time clock, not yet set from a phone).
+    pub estimated: bool,
 }
 
 /// Builds spans from frame times given in order.
@@ -208,9 +215,13 @@ pub struct SpanBuilder {
 }
 
 impl SpanBuilder {
-    pub fn push(&mut self, wall_ns: i64) {
+    pub fn push(&mut self, wall_ns: i64, estimated: bool) {
         match self.spans.last_mut() {
-            Some(s) if wall_ns >= s.end_ns && wall_ns - s.end_ns <= GAP_NS => {
+            Some(s)
+                if wall_ns >= s.end_ns
+                    && wall_ns - s.end_ns <= GAP_NS
+                    && s.estimated == estimated =>
+            {
                 s.end_ns = wall_ns;
                 s.frames += 1;
             }
@@ -218,6 +229,7 @@ impl SpanBuilder {
                 start_ns: wall_ns,
                 end_ns: wall_ns,
                 frames: 1,
+                estimated,
             }),
         }
     }
@@ -225,7 +237,11 @@ impl SpanBuilder {
     /// Adds a span built elsewhere, joining it to the last one if they touch.
     pub fn extend(&mut self, span: Span) {
         match self.spans.last_mut() {
-            Some(s) if span.start_ns >= s.end_ns && span.start_ns - s.end_ns <= GAP_NS => {
+            Some(s)
+                if span.start_ns >= s.end_ns
+                    && span.start_ns - s.end_ns <= GAP_NS
+                    && s.estimated == span.estimated =>
+            {
                 s.end_ns = s.end_ns.max(span.end_ns);
                 s.frames += span.frames;
             }
@@ -238,7 +254,7 @@ impl SpanBuilder {
 pub fn spans_of(frames: &[IndexEntry]) -> Vec<Span> {
     let mut b = SpanBuilder::default();
     for f in frames {
-        b.push(f.wall_ns);
+        b.push(f.wall_ns, f.flags & super::format::FLAG_WALL_ESTIMATED != 0);
     }
     b.spans
 }
@@ -256,6 +272,7 @@ mod tests {
             path: format!("/x/{seq:012}_{label}.dvr").into(),
             len: 1,
             protected: false,
+            corrected_start_ns: None,
         }
     }
 
@@ -300,7 +317,7 @@ mod tests {
     fn spans_split_at_gaps_and_join_across_segments() {
         let mut b = SpanBuilder::default();
         for t in [0, 100, 200, 5_000_000_000, 5_000_000_100] {
-            b.push(t);
+            b.push(t, false);
         }
         assert_eq!(b.spans.len(), 2);
         assert_eq!((b.spans[0].frames, b.spans[0].end_ns), (3, 200));
@@ -308,14 +325,20 @@ mod tests {
             start_ns: 5_500_000_000,
             end_ns: 6_000_000_000,
             frames: 7,
+            estimated: false,
         });
         b.extend(Span {
             start_ns: 60_000_000_000,
             end_ns: 61_000_000_000,
             frames: 2,
+            estimated: false,
         });
         assert_eq!(b.spans.len(), 3);
         assert_eq!(b.spans[1].frames, 9);
+        // Estimated time never joins a span of known time.
+        b.push(61_000_000_100, true);
+        assert_eq!(b.spans.len(), 4);
+        assert!(b.spans[3].estimated && !b.spans[2].estimated);
     }
 
     #[test]

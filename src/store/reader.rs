@@ -229,6 +229,8 @@ pub struct SegmentReader {
     pub frames: Vec<IndexEntry>,
     /// Whether the index came from a valid trailer (false: it was scanned).
     pub closed: bool,
+    /// Wall times were corrected by a clock anchor (`store::anchor`).
+    pub relabelled: bool,
     file: Box<dyn SegmentFile>,
 }
 
@@ -243,8 +245,10 @@ impl SegmentReader {
                 stream,
                 frames,
                 closed: true,
+                relabelled: false,
                 file,
-            });
+            }
+            .anchored(io));
         }
         let scanned = scan(file.as_ref(), path)?;
         let Some(stream) = scanned.stream else {
@@ -261,8 +265,19 @@ impl SegmentReader {
             stream,
             frames: scanned.frames,
             closed: false,
+            relabelled: false,
             file,
-        })
+        }
+        .anchored(io))
+    }
+
+    /// Applies the clock anchor of the recording boot, if the clock was set
+    /// after these frames were recorded.
+    fn anchored(mut self, io: &dyn StorageIo) -> SegmentReader {
+        if let Some(dir) = self.path.parent() {
+            self.relabelled = super::anchor::apply(io, dir, &self.stream.boot_id, &mut self.frames);
+        }
+        self
     }
 
     /// The JPEG of frame `i`, after checking both CRCs again.

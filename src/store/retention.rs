@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use super::catalog::{list_all, SegmentEntry};
+use super::incidents;
 use super::io::StorageIo;
 use super::writer::OpenSegments;
 use crate::status::Status;
@@ -56,7 +57,7 @@ pub fn plan(
         let Some(next) = queues
             .iter_mut()
             .filter(|q| !q.is_empty())
-            .min_by(|a, b| a[0].start_label().cmp(b[0].start_label()))
+            .min_by_key(|q| super::query::label_start_ns(q[0]).unwrap_or(i64::MIN))
         else {
             break;
         };
@@ -76,8 +77,14 @@ pub struct Retention {
     policy: RetentionPolicy,
     open: OpenSegments,
     status: Arc<Status>,
-    /// One pass at a time, whichever thread asks.
-    running: Mutex<()>,
+    /// One pass at a time, whichever thread asks; incident locking takes it
+    /// too, so a segment is never deleted between being found and locked.
+    running: Arc<Mutex<()>>,
+    /// Cap on locked (incident) footage; `None`: no cap.
+    locked_cap_bytes: Mutex<Option<u64>>,
+    /// Runs under the pass lock before segments are listed (incident locks
+    /// for a post-roll in progress).
+    before_plan: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
 }
 
 impl Retention {
@@ -94,15 +101,126 @@ impl Retention {
             policy,
             open,
             status,
-            running: Mutex::new(()),
+            running: Arc::default(),
+            locked_cap_bytes: Mutex::new(None),
+            before_plan: Mutex::new(None),
         }
+    }
+
+    pub fn set_locked_cap(&self, bytes: Option<u64>) {
+        *self
+            .locked_cap_bytes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = bytes;
+        self.status
+            .store
+            .locked_cap_bytes
+            .store(bytes.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    pub fn set_before_plan(&self, hook: Arc<dyn Fn() + Send + Sync>) {
+        *self.before_plan.lock().unwrap_or_else(|e| e.into_inner()) = Some(hook);
+    }
+
+    /// The lock every pass holds.
+    pub fn pass_lock(&self) -> Arc<Mutex<()>> {
+        self.running.clone()
+    }
+
+    /// Releases the oldest finished incidents while locked footage is over
+    /// its cap, and says so in status.
+    fn enforce_locked_cap(&self, segments: &mut [SegmentEntry]) {
+        let store = &self.status.store;
+        // A segment being written is preallocated: its size says little
+        // until it is closed, so it counts from then on.
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let closed: Vec<SegmentEntry> = segments
+            .iter()
+            .filter(|s| !open.contains(&s.path))
+            .cloned()
+            .collect();
+        let locked: u64 = closed.iter().filter(|s| s.protected).map(|s| s.len).sum();
+        store.locked_bytes.store(locked, Ordering::Relaxed);
+        let cap = *self
+            .locked_cap_bytes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let Some(cap) = cap else { return };
+        if locked <= cap {
+            return;
+        }
+        let incidents = match incidents::list(self.io.as_ref(), &self.data_dir) {
+            Ok(i) => i,
+            Err(e) => {
+                self.fail(format!("retention could not list incidents: {e}"));
+                return;
+            }
+        };
+        let plan = incidents::plan_locked_cap(&incidents, &closed, cap);
+        let mb = |b: u64| b as f64 / 1e6;
+        let message = if plan.release.is_empty() {
+            format!(
+                "locked footage ({:.1} MB) is over its cap ({:.1} MB) and nothing more can be released \
+                 (incidents still recording, or locks without an incident)",
+                mb(locked),
+                mb(cap)
+            )
+        } else {
+            let reason = format!(
+                "released to make room: locked footage ({:.1} MB) was over its cap ({:.1} MB)",
+                mb(locked),
+                mb(cap)
+            );
+            if let Err(e) =
+                incidents::release(self.io.as_ref(), &self.data_dir, &incidents, &plan, &reason)
+            {
+                self.fail(format!("retention could not release locked footage: {e}"));
+                return;
+            }
+            for s in segments.iter_mut() {
+                if plan
+                    .unlock
+                    .iter()
+                    .any(|(c, n)| *c == s.camera && *n == s.name)
+                {
+                    s.protected = false;
+                }
+            }
+            store
+                .locked_bytes
+                .store(plan.locked_after, Ordering::Relaxed);
+            store
+                .incidents_released
+                .fetch_add(plan.release.len() as u64, Ordering::Relaxed);
+            format!(
+                "locked footage was over its cap ({:.1} of {:.1} MB): released the oldest \
+                 incident{} {} to normal rotation",
+                mb(locked),
+                mb(cap),
+                if plan.release.len() == 1 { "" } else { "s" },
+                plan.release.join(", ")
+            )
+        };
+        log::warn!("{message}");
+        *store
+            .locked_message
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(message);
     }
 
     /// One pass: measure, plan, delete. Returns the number of segments deleted.
     pub fn enforce(&self) -> usize {
         let _one_at_a_time = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let hook = self
+            .before_plan
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(hook) = hook {
+            hook();
+        }
         let store = &self.status.store;
-        let segments = match list_all(self.io.as_ref(), &self.data_dir) {
+        let mut segments = match list_all(self.io.as_ref(), &self.data_dir) {
             Ok(s) => s,
             Err(e) => {
                 self.fail(format!("retention could not list recordings: {e}"));
@@ -119,6 +237,7 @@ impl Retention {
                 return 0;
             }
         };
+        self.enforce_locked_cap(&mut segments);
         let used: u64 = segments.iter().map(|s| s.len).sum();
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let plan = plan(&segments, space.free_bytes, self.policy, &open);
@@ -199,6 +318,7 @@ mod tests {
             name,
             len,
             protected: false,
+            corrected_start_ns: None,
         }
     }
 

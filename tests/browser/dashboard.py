@@ -7,7 +7,10 @@ known token in a temporary folder, then at phone size (390x844): `/` sends to
 the login page, a wrong token shows an error, the right token opens the
 dashboard, the live image changes, the health panel reports recording, the
 timeline shows a span covering the recorded time, a tap on it plays back and
-frame stepping works, nothing scrolls sideways. Then the same at desktop size.
+frame stepping works, nothing scrolls sideways, the Lock button adds an
+incident whose export downloads. Then the same at desktop size. Last, a
+phone whose clock is an hour ahead is offered to set the camera's clock, and
+doing so moves the recorder's clock and its timeline.
 Screenshots go to target/browser/ for people to look at.
 
 Prints one line per check and a closing `test result:` line in cargo's format
@@ -42,7 +45,7 @@ PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1366, "height": 900}
 TOKEN = hashlib.sha256(b"dashvault browser test").hexdigest()
 CAMERA = "front"
-WHOLE_TEST_S = 60
+WHOLE_TEST_S = 90
 STEP_TIMEOUT_MS = 10_000
 SERVER_START_S = 15
 
@@ -67,6 +70,25 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def iso_utc(epoch_s):
+    return datetime.fromtimestamp(epoch_s, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+# Makes the page's clock run an hour ahead, as on a phone that is right when
+# the recorder is not.
+SHIFTED_CLOCK_JS = """
+(() => {
+  const shift = 3600 * 1000;
+  const RealDate = Date;
+  class PhoneDate extends RealDate {
+    constructor(...a) { if (a.length === 0) super(RealDate.now() + shift); else super(...a); }
+    static now() { return RealDate.now() + shift; }
+  }
+  window.Date = PhoneDate;
+})();
+"""
 
 
 def iso_to_epoch(s):
@@ -98,7 +120,9 @@ class Server:
         if not binary.exists():
             raise RuntimeError(f"{binary} does not exist: run `cargo build --release` first")
         self.proc = subprocess.Popen(
-            [str(binary), "-c", str(self.dir / "dashvault.json"), "run"],
+            # The clock check sets the recorder's time from a "phone" an hour
+            # ahead: as an offset inside the recorder, never the host's clock.
+            [str(binary), "-c", str(self.dir / "dashvault.json"), "run", "--clock-offset-only"],
             cwd=self.dir, stdout=self.log, stderr=subprocess.STDOUT,
             env=dict(os.environ, RUST_LOG="info"))
         deadline = time.monotonic() + SERVER_START_S
@@ -324,6 +348,54 @@ class Checks:
         page.screenshot(path=str(SHOTS / "desktop.png"), full_page=True)
         ctx.close()
 
+    def lock_button_adds_an_incident(self):
+        self.page.click("#lock")
+        wait_until(lambda: "Incident" in self.page.inner_text("#lock-note"), "no note after tapping Lock")
+        item = self.page.locator("#incident-list li").first
+        item.wait_for()
+        wait_until(lambda: "dashboard" in item.inner_text(), "the incident does not say it came from the dashboard")
+        link = item.locator('a[href^="/api/export.mp4"]').first
+        href = link.get_attribute("href")
+        assert f"camera={CAMERA}&from=" in href and "&to=" in href, f"incident export link: {href!r}"
+        got = self.page.evaluate(
+            "async (href) => { const r = await fetch(href); const b = await r.arrayBuffer();"
+            " return [r.status, r.headers.get('content-type'), b.byteLength,"
+            " String.fromCharCode(...new Uint8Array(b.slice(4, 8)))]; }", href)
+        assert got[0] == 200 and got[1] == "video/mp4" and got[2] > 1000 and got[3] == "ftyp", \
+            f"incident export answered {got}"
+        wait_until(lambda: "locked of" in self.page.inner_text("#incidents-summary"),
+                   "the incident list does not show locked bytes against the cap")
+
+    def clock_offer_sets_the_camera_clock(self):
+        # A phone whose clock is an hour ahead of the recorder's.
+        ctx = self.browser.new_context(viewport=PHONE, device_scale_factor=1,
+                                       storage_state=self.ctx.storage_state())
+        ctx.set_default_timeout(STEP_TIMEOUT_MS)
+        ctx.add_init_script(SHIFTED_CLOCK_JS)
+        page = self.new_page(ctx)
+        page.goto(self.base + "/")
+        page.locator("#clock-offer").wait_for(state="visible")
+        text = page.inner_text("#clock-offer-text")
+        assert "behind" in text, f"offer text: {text!r}"
+        page.click("#clock-set")
+        wait_until(lambda: "clock set" in page.inner_text("#lock-note").lower(), "no confirmation after setting")
+        page.locator("#clock-offer").wait_for(state="hidden")
+        clock = page.evaluate("async () => (await fetch('/api/clock')).json()")
+        ahead_s = clock["unix_ms"] / 1000 - time.time()
+        assert 3590 < ahead_s < 3610, f"recorder clock is {ahead_s:.0f} s from the host's, wanted 3600"
+        assert clock["estimated"] is False and clock["source"] == "set_offset", clock
+        # Footage recorded before is relabelled: its spans moved an hour on.
+        def moved():
+            now = time.time() + 3600
+            j = page.evaluate("async (q) => (await fetch('/api/recordings?' + q)).json()",
+                              f"camera={CAMERA}&from={iso_utc(now - 600)}&to={iso_utc(now + 60)}")
+            spans = j.get("spans", [])
+            return spans and iso_to_epoch(spans[0]["start"]) <= self.server.started + 3600 + 5
+        wait_until(moved, "the recordings were not relabelled by an hour")
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "clock-set.png"), full_page=True)
+        ctx.close()
+
     def no_script_errors(self):
         assert not self.errors, "script errors:\n" + "\n".join(self.errors)
 
@@ -340,7 +412,9 @@ STEPS = [
     "export_link_is_built",
     "segment_download_link_works",
     "phone_has_no_sideways_scroll",
+    "lock_button_adds_an_incident",
     "desktop_layout",
+    "clock_offer_sets_the_camera_clock",
     "no_script_errors",
 ]
 

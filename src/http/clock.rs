@@ -1,0 +1,108 @@
+//! `GET /api/clock` and `POST /api/clock`: what the recorder believes the
+//! time is, and setting it from a device that knows (a phone).
+
+use serde_json::{json, Value};
+
+use crate::clock::{format_rfc3339_ms, parse_rfc3339};
+
+use super::api::{ApiContext, ApiError};
+use super::server::{Request, Response};
+
+fn keeper(ctx: &ApiContext) -> Result<&crate::timekeeper::Timekeeper, ApiError> {
+    ctx.timekeeper
+        .as_deref()
+        .ok_or_else(|| ApiError::Unavailable("this service does not manage the clock".into()))
+}
+
+pub fn get_clock(ctx: &ApiContext, _: &Request) -> Result<Response, ApiError> {
+    let report = keeper(ctx)?.report();
+    let mut v = serde_json::to_value(&report).unwrap_or(Value::Null);
+    v["unix_ms"] = json!(ctx.clock.wall_ns() / 1_000_000);
+    Ok(Response::json(200, &v).with_header("Cache-Control", "no-store"))
+}
+
+/// The time in a request body: `{"time": "<RFC 3339>"}` or `{"unix_ms": n}`.
+fn requested_time(body: &[u8]) -> Result<i64, ApiError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "body: not JSON ({e}); send {{\"time\": \"2026-11-21T10:00:00.000Z\"}}"
+        ))
+    })?;
+    let ns = if let Some(t) = v.get("time") {
+        let s = t
+            .as_str()
+            .ok_or_else(|| ApiError::BadRequest("time: must be a string".into()))?;
+        parse_rfc3339(s).map_err(|e| ApiError::BadRequest(format!("time: {e}")))?
+    } else if let Some(ms) = v.get("unix_ms") {
+        let ms = ms
+            .as_i64()
+            .ok_or_else(|| ApiError::BadRequest("unix_ms: must be an integer".into()))?;
+        ms.checked_mul(1_000_000)
+            .ok_or_else(|| ApiError::BadRequest("unix_ms: out of range".into()))?
+    } else {
+        return Err(ApiError::BadRequest(
+            "time: missing; send {\"time\": \"2026-11-21T10:00:00.000Z\"} or {\"unix_ms\": …}"
+                .into(),
+        ));
+    };
+    // 2020-01-01: nothing this recorder stores is older; an earlier time is
+    // a phone with a wrong clock of its own.
+    if ns < 1_577_836_800_000_000_000 {
+        return Err(ApiError::BadRequest(format!(
+            "time: {} is before 2020; check the phone's clock",
+            format_rfc3339_ms(ns)
+        )));
+    }
+    Ok(ns)
+}
+
+pub fn set_clock(ctx: &ApiContext, req: &Request) -> Result<Response, ApiError> {
+    let tk = keeper(ctx)?;
+    let wall_ns = requested_time(&req.body)?;
+    let result = tk.set_wall(wall_ns)?;
+    let shift = result.new_wall_minus_mono_ns - result.old_wall_minus_mono_ns;
+    // Times the service holds in memory follow the recordings.
+    for cam in &ctx.status.cameras {
+        let mut open = cam.open_spans.lock().unwrap_or_else(|e| e.into_inner());
+        for s in open.1.spans.iter_mut() {
+            s.start_ns += shift;
+            s.end_ns += shift;
+            s.estimated = false;
+        }
+    }
+    ctx.forget_summaries();
+    if let Some(keeper) = &ctx.incidents {
+        keeper.relabel(result.new_wall_minus_mono_ns)?;
+    }
+    *ctx.status.clock.lock().unwrap_or_else(|e| e.into_inner()) =
+        serde_json::to_value(tk.report()).ok();
+    Ok(Response::json(200, &result))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_bodies_are_checked() {
+        assert_eq!(
+            requested_time(br#"{"time": "2026-11-21T10:00:00.250Z"}"#).unwrap(),
+            parse_rfc3339("2026-11-21T10:00:00.250Z").unwrap()
+        );
+        assert_eq!(
+            requested_time(br#"{"unix_ms": 1800000000000}"#).unwrap(),
+            1_800_000_000_000_000_000
+        );
+        for (body, field) in [
+            (&b"nonsense"[..], "body"),
+            (br#"{}"#, "time: missing"),
+            (br#"{"time": 5}"#, "time: must"),
+            (br#"{"time": "1999-01-01T00:00:00Z"}"#, "before 2020"),
+        ] {
+            match requested_time(body) {
+                Err(ApiError::BadRequest(m)) => assert!(m.contains(field), "{m}"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}

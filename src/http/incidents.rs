@@ -1,0 +1,104 @@
+//! `POST /api/lock` (protect the footage around now) and `GET /api/incidents`
+//! (what is protected, with one export link per camera).
+
+use serde_json::{json, Value};
+
+use crate::clock::format_rfc3339_ms;
+use crate::incident::{IncidentKeeper, TriggerSource};
+use crate::store::incidents::IncidentRecord;
+
+use super::api::{ApiContext, ApiError};
+use super::server::{Request, Response};
+
+fn keeper(ctx: &ApiContext) -> Result<&IncidentKeeper, ApiError> {
+    ctx.incidents
+        .as_deref()
+        .ok_or_else(|| ApiError::Unavailable("this service is not recording".into()))
+}
+
+fn enc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// An incident as the API shows it.
+pub fn incident_value(ctx: &ApiContext, rec: &IncidentRecord) -> Value {
+    let mut cameras: Vec<&str> = rec.segments.iter().map(|s| s.camera.as_str()).collect();
+    cameras.sort();
+    cameras.dedup();
+    if cameras.is_empty() {
+        cameras = ctx.config.cameras.iter().map(|c| c.id.as_str()).collect();
+    }
+    let (from, to) = (format_rfc3339_ms(rec.from_ns), format_rfc3339_ms(rec.to_ns));
+    let exports: Vec<Value> = cameras
+        .iter()
+        .map(|c| {
+            json!({
+                "camera": c,
+                "url": format!("/api/export.mp4?camera={}&from={}&to={}", enc(c), enc(&from), enc(&to)),
+            })
+        })
+        .collect();
+    json!({
+        "id": rec.id,
+        "triggers": rec.triggers,
+        "at": format_rfc3339_ms(rec.at_ns),
+        "from": from,
+        "to": to,
+        "estimated": rec.estimated,
+        "complete": rec.complete,
+        "released": rec.released,
+        "cut_short": rec.cut_short,
+        "segments": rec.segments.len(),
+        "bytes": rec.locked_bytes(),
+        "exports": exports,
+    })
+}
+
+pub fn lock(ctx: &ApiContext, req: &Request) -> Result<Response, ApiError> {
+    let k = keeper(ctx)?;
+    let source = if req.body.iter().all(u8::is_ascii_whitespace) {
+        TriggerSource::Api
+    } else {
+        let v: Value = serde_json::from_slice(&req.body).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "body: not JSON ({e}); send {{}} or {{\"source\": \"dashboard\"}}"
+            ))
+        })?;
+        match v.get("source").and_then(Value::as_str) {
+            None => TriggerSource::Api,
+            Some(s) => match TriggerSource::parse(s) {
+                Some(
+                    t @ (TriggerSource::Dashboard | TriggerSource::Console | TriggerSource::Api),
+                ) => t,
+                _ => {
+                    return Err(ApiError::BadRequest(format!(
+                        "source: '{s}' is not one of dashboard, console, api"
+                    )))
+                }
+            },
+        }
+    };
+    let rec = k.trigger(source)?;
+    let roll = k.roll();
+    let mut v = incident_value(ctx, &rec);
+    v["pre_roll_s"] = json!(roll.pre_roll_ns / 1_000_000_000);
+    v["post_roll_s"] = json!(roll.post_roll_ns / 1_000_000_000);
+    Ok(Response::json(200, &v))
+}
+
+pub fn list(ctx: &ApiContext, _: &Request) -> Result<Response, ApiError> {
+    let k = keeper(ctx)?;
+    let all: Vec<Value> = k.list()?.iter().map(|r| incident_value(ctx, r)).collect();
+    let st = &ctx.status.store;
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    Ok(Response::json(
+        200,
+        &json!({
+            "incidents": all,
+            "locked_bytes": get(&st.locked_bytes),
+            "locked_cap_bytes": get(&st.locked_cap_bytes),
+            "message": st.locked_message.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        }),
+    )
+    .with_header("Cache-Control", "no-store"))
+}

@@ -1,0 +1,318 @@
+//! Keeping the wall clock right on a board without a real-time clock.
+//!
+//! - The last known wall time is saved on the data partition
+//!   (`<data_dir>/last-wall-time`, replaced atomically and durably) every
+//!   minute and at each segment boundary.
+//! - At start-up the recorder's wall clock is never behind it: the system
+//!   clock is set forward when the service may (`CAP_SYS_TIME`), otherwise
+//!   the recorder runs from an offset. Either way the time is marked
+//!   estimated, and so are the frames recorded with it.
+//! - When the right time arrives (a phone on the dashboard), the system
+//!   clock is set (or the offset changed) and the recordings of this boot are
+//!   relabelled through a clock anchor (`store::anchor`): their monotonic
+//!   times are exact, only the wall-clock anchor changes.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::clock::{format_rfc3339_ms, AdjustableClock, Clock, WallClockSetter};
+use crate::store::io::StorageIo;
+use crate::store::{anchor, catalog, sidecar, StoreError};
+
+pub const SAVED_TIME_FILE: &str = "last-wall-time";
+/// How often the wall time is saved while recording.
+pub const SAVE_INTERVAL_NS: u64 = 60_000_000_000;
+
+/// How the wall clock came to be what it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockSource {
+    /// The system clock as the machine had it.
+    System,
+    /// Moved forward to the saved time at start-up (an estimate).
+    RestoredSystem,
+    /// Running from an offset to the saved time (not allowed to set the clock).
+    RestoredOffset,
+    /// Set from a phone: the system clock was set.
+    SetSystem,
+    /// Set from a phone as an offset (not allowed to set the system clock).
+    SetOffset,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ClockReport {
+    pub time: String,
+    pub estimated: bool,
+    pub source: ClockSource,
+    /// Recorder wall time minus the system clock, ms (0 unless running from an offset).
+    pub offset_ms: i64,
+    pub saved_time: Option<String>,
+    pub last_save_error: Option<String>,
+}
+
+/// What setting the clock did.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClockSetResult {
+    pub previous: String,
+    pub time: String,
+    pub step_ms: i64,
+    pub source: ClockSource,
+    pub relabelled_segments: usize,
+    /// Wall minus monotonic time before and after, for callers that must
+    /// shift times they hold in memory.
+    #[serde(skip)]
+    pub old_wall_minus_mono_ns: i64,
+    #[serde(skip)]
+    pub new_wall_minus_mono_ns: i64,
+}
+
+struct State {
+    source: ClockSource,
+    saved_ns: Option<i64>,
+    last_save_mono_ns: u64,
+    last_save_error: Option<String>,
+}
+
+pub struct Timekeeper {
+    io: Arc<dyn StorageIo>,
+    data_dir: PathBuf,
+    clock: Arc<AdjustableClock>,
+    setter: Box<dyn WallClockSetter>,
+    boot_id: [u8; 16],
+    /// Per camera, the first segment number this boot can have written.
+    boot_first_seq: HashMap<String, u64>,
+    state: Mutex<State>,
+}
+
+pub fn saved_time_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(SAVED_TIME_FILE)
+}
+
+/// The saved wall time, if there is a readable one.
+pub fn read_saved(io: &dyn StorageIo, data_dir: &Path) -> Option<i64> {
+    let path = saved_time_path(data_dir);
+    let bytes = match sidecar::read_small(io, &path) {
+        Ok(b) => b?,
+        Err(e) => {
+            log::warn!("cannot read {}: {e}", path.display());
+            return None;
+        }
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let first = text.split_whitespace().next()?;
+    match first.parse::<i64>() {
+        Ok(ns) => Some(ns),
+        Err(_) => {
+            log::warn!("ignoring {}: not a saved time", path.display());
+            None
+        }
+    }
+}
+
+impl Timekeeper {
+    /// Restores the wall clock from the saved time if the clock is behind it.
+    /// Call before recording starts (and after recovery).
+    pub fn start(
+        io: Arc<dyn StorageIo>,
+        data_dir: &Path,
+        clock: Arc<AdjustableClock>,
+        setter: Box<dyn WallClockSetter>,
+        boot_id: [u8; 16],
+    ) -> Timekeeper {
+        if let Err(e) = io.create_dir_all(data_dir) {
+            log::warn!("cannot create {}: {e}", data_dir.display());
+        }
+        let saved = read_saved(io.as_ref(), data_dir);
+        let mut source = ClockSource::System;
+        if let Some(saved_ns) = saved {
+            let now = clock.wall_ns();
+            if now < saved_ns {
+                match setter.set_wall_ns(saved_ns) {
+                    Ok(()) => {
+                        clock.set_offset_ns(0);
+                        source = ClockSource::RestoredSystem;
+                        log::warn!(
+                            "clock was {} behind the saved time; set the system clock to {} (estimated)",
+                            humantime::format_duration(std::time::Duration::from_secs(
+                                ((saved_ns - now) / 1_000_000_000) as u64
+                            )),
+                            format_rfc3339_ms(saved_ns)
+                        );
+                    }
+                    Err(e) => {
+                        clock.set_offset_ns(saved_ns - clock.system_wall_ns());
+                        source = ClockSource::RestoredOffset;
+                        log::warn!(
+                            "clock is behind the saved time {} and cannot be set ({e}); \
+                             recording with an offset (estimated)",
+                            format_rfc3339_ms(saved_ns)
+                        );
+                    }
+                }
+                clock.set_estimated(true);
+            }
+        }
+        let boot_first_seq = boot_first_sequences(io.as_ref(), data_dir, &boot_id);
+        let keeper = Timekeeper {
+            io,
+            data_dir: data_dir.to_path_buf(),
+            clock,
+            setter,
+            boot_id,
+            boot_first_seq,
+            state: Mutex::new(State {
+                source,
+                saved_ns: saved,
+                last_save_mono_ns: 0,
+                last_save_error: None,
+            }),
+        };
+        keeper.save_now();
+        keeper
+    }
+
+    pub fn clock(&self) -> &Arc<AdjustableClock> {
+        &self.clock
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Saves the current wall time, atomically and durably.
+    pub fn save_now(&self) {
+        let now = self.clock.wall_ns();
+        let text = format!("{now}\n{}\n", format_rfc3339_ms(now));
+        let path = saved_time_path(&self.data_dir);
+        let result = sidecar::write_atomic(self.io.as_ref(), &path, text.as_bytes());
+        let mut st = self.state();
+        st.last_save_mono_ns = self.clock.mono_ns().max(1);
+        match result {
+            Ok(()) => {
+                st.saved_ns = Some(now);
+                st.last_save_error = None;
+            }
+            Err(e) => {
+                let message = format!("cannot save the wall time to {}: {e}", path.display());
+                if st.last_save_error.is_none() {
+                    log::warn!("{message}");
+                }
+                st.last_save_error = Some(message);
+            }
+        }
+    }
+
+    /// Saves if a minute has passed since the last save.
+    pub fn save_if_due(&self) {
+        let due = {
+            let st = self.state();
+            self.clock.mono_ns().saturating_sub(st.last_save_mono_ns) >= SAVE_INTERVAL_NS
+        };
+        if due {
+            self.save_now();
+        }
+    }
+
+    pub fn report(&self) -> ClockReport {
+        let st = self.state();
+        ClockReport {
+            time: format_rfc3339_ms(self.clock.wall_ns()),
+            estimated: self.clock.wall_estimated(),
+            source: st.source,
+            offset_ms: self.clock.offset_ns() / 1_000_000,
+            saved_time: st.saved_ns.map(format_rfc3339_ms),
+            last_save_error: st.last_save_error.clone(),
+        }
+    }
+
+    /// Sets the wall clock to `wall_ns` (a time known to be right) and
+    /// relabels this boot's recordings.
+    ///
+    /// The anchor is written before the clock moves: if the power is cut in
+    /// between, the recordings are already labelled right and the next start
+    /// restores from the saved time as usual.
+    pub fn set_wall(&self, wall_ns: i64) -> Result<ClockSetResult, StoreError> {
+        let mut st = self.state();
+        let mono = self.clock.mono_ns() as i64;
+        let previous = self.clock.wall_ns();
+        let old_offset = previous - mono;
+        let new_offset = wall_ns - mono;
+        let relabelled = anchor::relabel_boot(
+            self.io.as_ref(),
+            &self.data_dir,
+            &self.boot_id,
+            new_offset,
+            old_offset,
+            &self.boot_first_seq,
+            wall_ns,
+        )?;
+        let source = match self.setter.set_wall_ns(wall_ns) {
+            Ok(()) => {
+                self.clock.set_offset_ns(0);
+                ClockSource::SetSystem
+            }
+            Err(e) => {
+                log::info!("cannot set the system clock ({e}); the recorder keeps an offset");
+                // Measured after the attempt so the time it took is not lost.
+                let mono_now = self.clock.mono_ns() as i64;
+                self.clock
+                    .set_offset_ns(new_offset + mono_now - self.clock.system_wall_ns());
+                ClockSource::SetOffset
+            }
+        };
+        self.clock.set_estimated(false);
+        st.source = source;
+        drop(st);
+        self.save_now();
+        log::info!(
+            "clock set to {} (was {}), {relabelled} segments of this boot relabelled",
+            format_rfc3339_ms(wall_ns),
+            format_rfc3339_ms(previous)
+        );
+        Ok(ClockSetResult {
+            previous: format_rfc3339_ms(previous),
+            time: format_rfc3339_ms(self.clock.wall_ns()),
+            step_ms: (wall_ns - previous) / 1_000_000,
+            source,
+            relabelled_segments: relabelled,
+            old_wall_minus_mono_ns: old_offset,
+            new_wall_minus_mono_ns: new_offset,
+        })
+    }
+
+    pub fn boot_id(&self) -> [u8; 16] {
+        self.boot_id
+    }
+}
+
+/// Per camera: the oldest segment number of the newest run of segments
+/// recorded in this boot, or one past the newest segment if none was.
+/// (A service restarted within one boot keeps its earlier segments in the
+/// boot.)
+fn boot_first_sequences(
+    io: &dyn StorageIo,
+    data_dir: &Path,
+    boot_id: &[u8; 16],
+) -> HashMap<String, u64> {
+    let mut out = HashMap::new();
+    let Ok(cameras) = catalog::list_cameras(io, data_dir) else {
+        return out;
+    };
+    for camera in cameras {
+        let Ok((segments, _)) = catalog::list_segments(io, data_dir, &camera) else {
+            continue;
+        };
+        let mut first = segments.last().map_or(0, |s| s.seq + 1);
+        for seg in segments.iter().rev() {
+            match crate::store::reader::SegmentReader::open(io, &seg.path) {
+                Ok(r) if r.stream.boot_id == *boot_id => first = seg.seq,
+                _ => break,
+            }
+        }
+        out.insert(camera, first);
+    }
+    out
+}
