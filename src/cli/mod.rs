@@ -1,6 +1,7 @@
 //! Command-line interface: one module per subcommand. `main.rs` parses the
 //! arguments into [`Command`] and calls [`dispatch`].
 
+pub mod cameras;
 pub mod config_check;
 pub mod export;
 pub mod run;
@@ -32,6 +33,7 @@ pub enum Command {
     Status(status::StatusArgs),
     Export(export::ExportArgs),
     Config(config_check::ConfigArgs),
+    Cameras(cameras::CamerasArgs),
 }
 
 /// Runs a command; returns the process exit code.
@@ -47,6 +49,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Status(args) => status::run(&config_path, args),
         Command::Export(args) => export::run(&config_path, args),
         Command::Config(args) => config_check::run(&config_path, args),
+        Command::Cameras(args) => cameras::run(&config_path, args),
     }
 }
 
