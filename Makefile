@@ -25,6 +25,7 @@ bench: test-deps
 	$(CARGO) bench --bench store
 	$(CARGO) bench --bench export
 	$(CARGO) bench --bench http
+	$(LIBCAMERA_BENCH)
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -83,6 +84,12 @@ LIBCAMERA_CARGO = PKG_CONFIG_PATH=$(LIBCAMERA_PKG_CONFIG) $(CARGO)
 LIBCAMERA_TEST = if [ -f $(LIBCAMERA_PREFIX)/.dashvault-stamp ]; then \
 	  $(LIBCAMERA_CARGO) test --release --features libcamera --test libcamera; \
 	else echo "libcamera tests skipped: no libcamera in $(LIBCAMERA_PREFIX) (run make libcamera)"; fi
+
+# The capture bench records from the libcamera camera when libcamera (the
+# system's, as on a Pi, or the cached one) is there to build against.
+LIBCAMERA_BENCH = if PKG_CONFIG_PATH=$(LIBCAMERA_PKG_CONFIG):$$PKG_CONFIG_PATH pkg-config --exists 'libcamera >= 0.4'; then \
+	  PKG_CONFIG_PATH=$(LIBCAMERA_PKG_CONFIG):$$PKG_CONFIG_PATH $(CARGO) bench --features libcamera --bench capture; \
+	else $(CARGO) bench --bench capture; fi
 
 .PHONY: libcamera lint-libcamera
 

@@ -77,8 +77,11 @@ fn run_for(dir: &Path, seconds: &str) -> Output {
     out
 }
 
-/// Every stored frame: (mono_ns, JPEG), plus the stream's size.
-fn stored(dir: &Path) -> ((u32, u32), Vec<(u64, Vec<u8>)>) {
+/// (monotonic capture time in ns, JPEG)
+type StoredFrame = (u64, Vec<u8>);
+
+/// Every stored frame, plus the stream's size.
+fn stored(dir: &Path) -> ((u32, u32), Vec<StoredFrame>) {
     let io = RealIo::new();
     let mut size = (0, 0);
     let mut frames = Vec::new();
@@ -92,21 +95,33 @@ fn stored(dir: &Path) -> ((u32, u32), Vec<(u64, Vec<u8>)>) {
     (size, frames)
 }
 
-/// The YCbCr colour at the middle of each of the 8 bars, on a row in the
-/// lower half (the timestamp is burned in at the top).
-fn bar_colours(jpeg: &[u8]) -> Vec<[u8; 3]> {
+/// The YCbCr colour at the middle of each of the 8 bars, in the order of
+/// `expected`, on a row in the lower half (the timestamp is burned in at the
+/// top), and where the first bar starts. The virtual camera scrolls its
+/// pattern left by one column per frame, so the bars are found by the one
+/// edge where luma rises through mid-grey from `expected[7]` to
+/// `expected[0]` (black to white, or white to black when turned around).
+fn bar_colours(jpeg: &[u8], expected: &[[u8; 3]; 8]) -> (Vec<[u8; 3]>, usize) {
     let d = Decompress::new_mem(jpeg).unwrap();
     let mut started = d.to_colorspace(ColorSpace::JCS_YCbCr).unwrap();
     let (w, h) = (started.width(), started.height());
     let pixels: Vec<[u8; 3]> = started.read_scanlines().unwrap();
-    let row = h * 3 / 4;
-    (0..8)
-        .map(|i| pixels[row * w + (2 * i + 1) * w / 16])
-        .collect()
+    let row = &pixels[h * 3 / 4 * w..(h * 3 / 4 + 1) * w];
+    let rising = expected[0][0] > expected[7][0];
+    let bright = |x: usize| row[x % w][0] > 125;
+    let start = (0..w)
+        .find(|&x| bright(x + w - 1) != rising && bright(x) == rising)
+        .expect("no edge between the last and the first bar");
+    let bar_w = w / 8;
+    let colours = (0..8)
+        .map(|i| row[(start + i * bar_w + bar_w / 2) % w])
+        .collect();
+    (colours, start)
 }
 
-fn assert_bars(jpeg: &[u8], expected: &[[u8; 3]]) {
-    let got = bar_colours(jpeg);
+/// Checks the bars' colours; returns where the first bar starts.
+fn assert_bars(jpeg: &[u8], expected: &[[u8; 3]; 8]) -> usize {
+    let (got, start) = bar_colours(jpeg, expected);
     for (i, (g, e)) in got.iter().zip(expected).enumerate() {
         let off = (0..3)
             .map(|c| (g[c] as i32 - e[c] as i32).abs())
@@ -117,6 +132,7 @@ fn assert_bars(jpeg: &[u8], expected: &[[u8; 3]]) {
             "bar {i}: YCbCr {g:?}, expected {e:?} (within {COLOUR_TOLERANCE}); all bars {got:?}"
         );
     }
+    start
 }
 
 #[test]
@@ -149,9 +165,18 @@ fn records_colour_bars_at_the_configured_rate_and_verify_deep_passes() {
     );
     println!("{n} frames, {rate:.2} fps measured for {fps} configured");
 
-    for (_, jpeg) in [&frames[0], &frames[n / 2], &frames[n - 1]] {
-        assert_bars(jpeg, &BARS_YCBCR);
-    }
+    let starts: Vec<usize> = [&frames[0], &frames[n / 2], &frames[n - 1]]
+        .iter()
+        .map(|(_, jpeg)| assert_bars(jpeg, &BARS_YCBCR))
+        .collect();
+    // One column further left per generated frame: each stored frame is a
+    // new picture, none repeated, and few or none were generated unused.
+    let moved = (starts[0] + 640 - starts[2]) % 640;
+    assert!(
+        (n - 1..n + 20).contains(&moved),
+        "pattern moved {moved} columns over {n} frames ({starts:?})"
+    );
+    println!("the pattern moved {moved} columns over {n} stored frames");
 }
 
 #[test]

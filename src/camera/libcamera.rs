@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use libcamera::camera::{ActiveCamera, CameraConfigurationStatus, Orientation};
+use libcamera::camera::{ActiveCamera, Orientation};
 use libcamera::camera_manager::CameraManager;
 use libcamera::control::ControlList;
 use libcamera::controls;
@@ -575,19 +575,25 @@ fn start<'d>(
         let count = stream_cfg.get_buffer_count().max(MIN_BUFFERS);
         stream_cfg.set_buffer_count(count);
     }
-    // 180 degrees is a flip of both axes, which the sensor or ISP does for
-    // free; 90 and 270 need a transpose that only the encoder does.
-    if settings.rotation == 180 {
+    // 180 degrees is a flip of both axes, which the sensor does for free;
+    // 90 and 270 need a transpose that only the encoder does. Only cameras
+    // with an image sensor libcamera drives (they report its mounting
+    // `Rotation`) are asked: the virtual pipeline keeps any orientation it
+    // is given without applying it.
+    let has_sensor = camera.properties().get::<properties::Rotation>().is_ok();
+    if settings.rotation == 180 && has_sensor {
         config.set_orientation(Orientation::Rotate180);
     }
-    if config.validate() == CameraConfigurationStatus::Invalid {
+    // Adjusted is fine: what was kept is read back below.
+    if config.validate().is_invalid() {
         return Err(unsupported(format!(
             "it rejects NV12/YUV420 at {}x{}",
             settings.width, settings.height
         )));
     }
     let rotated_by_camera =
-        if settings.rotation == 180 && config.orientation() == Orientation::Rotate180 {
+        if settings.rotation == 180 && has_sensor && config.orientation() == Orientation::Rotate180
+        {
             180
         } else {
             0
