@@ -260,3 +260,41 @@ fn cameras_command_lists_the_virtual_camera_with_its_modes() {
         "{text}"
     );
 }
+
+#[test]
+fn a_camera_that_cannot_open_is_retried_and_counted_while_the_others_record() {
+    let dir = tempfile::tempdir().unwrap();
+    // "rear" asks for the same camera as "front": libcamera gives it to one
+    // of them, the other cannot acquire it. "test" is the synthetic camera.
+    let config = format!(
+        r#"{{
+  "data_dir": "data",
+  "cameras": [
+    {{ "id": "front", "source": "libcamera", "device": "{CAMERA_ID}", "res_width": 640, "res_height": 480, "fps": 10 }},
+    {{ "id": "rear", "source": "libcamera", "device": "{CAMERA_ID}", "res_width": 640, "res_height": 480, "fps": 10 }},
+    {{ "id": "test", "source": "synthetic", "res_width": 320, "res_height": 240, "fps": 10 }}
+  ]
+}}"#
+    );
+    std::fs::write(dir.path().join("dashvault.json"), config).unwrap();
+    run_for(dir.path(), "3");
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("data/status.json")).unwrap())
+            .unwrap();
+    let cams = status["cameras"].as_array().unwrap();
+    let written = |c: &serde_json::Value| c["written"].as_u64().unwrap();
+    let errors = |c: &serde_json::Value| c["camera_errors"].as_u64().unwrap();
+    let (recording, refused): (Vec<_>, Vec<_>) = cams[..2].iter().partition(|c| written(c) > 0);
+    assert_eq!((recording.len(), refused.len()), (1, 1), "{status}");
+    let refused = refused[0];
+    // Opened at 0, 0.5, 1.5 s (backoff doubling) within the 3 s run.
+    assert!(errors(refused) >= 2, "{refused}");
+    assert!(
+        refused["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot acquire")),
+        "{refused}"
+    );
+    assert!(written(recording[0]) >= 20, "{}", recording[0]);
+    assert!(written(&cams[2]) >= 20, "{}", cams[2]);
+}

@@ -24,7 +24,7 @@
 //! points into.
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -459,37 +459,33 @@ fn run_session(
         device: device.clone(),
         reason,
     };
-    let manager = match CameraManager::new() {
-        Ok(m) => m,
-        Err(e) => {
-            let _ = events.send(FromSession::Opened(Err(fail(format!(
-                "the libcamera camera manager did not start: {e}"
-            )))));
-            return;
-        }
-    };
-    let cameras = manager.cameras();
-    let camera = if camera_id.is_empty() {
-        cameras.get(0)
-    } else {
-        manager.get(camera_id)
-    };
-    let Some(camera) = camera else {
-        let found: Vec<String> = cameras.iter().map(|c| c.id().to_string()).collect();
-        let reason = if found.is_empty() {
-            "libcamera finds no camera (see `dashvault cameras` and docs/camera.md)".to_string()
+    // Looked up and acquired under the manager's lock: libcamera's check
+    // that a camera is free and its marking as taken are two steps, and two
+    // of our cameras configured with the same id must not both pass it.
+    let found = with_manager(|manager| {
+        let cameras = manager.cameras();
+        let camera = if camera_id.is_empty() {
+            cameras.get(0)
         } else {
-            format!("not found; libcamera has {}", found.join(", "))
+            manager.get(camera_id)
         };
-        let _ = events.send(FromSession::Opened(Err(fail(reason))));
-        return;
-    };
-    let active = match camera.acquire() {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = events.send(FromSession::Opened(Err(fail(format!(
-                "cannot acquire it (in use by another program?): {e}"
-            )))));
+        let Some(camera) = camera else {
+            let ids: Vec<String> = cameras.iter().map(|c| c.id().to_string()).collect();
+            return Err(if ids.is_empty() {
+                "libcamera finds no camera (see `dashvault cameras` and docs/camera.md)".to_string()
+            } else {
+                format!("not found; libcamera has {}", ids.join(", "))
+            });
+        };
+        let active = camera
+            .acquire()
+            .map_err(|e| format!("cannot acquire it (in use by another program?): {e}"))?;
+        Ok((camera, active))
+    });
+    let (camera, active) = match found.and_then(|c| c) {
+        Ok(c) => c,
+        Err(reason) => {
+            let _ = events.send(FromSession::Opened(Err(fail(reason))));
             return;
         }
     };
@@ -506,9 +502,36 @@ fn run_session(
         // Frames still point into these buffers: never free them.
         std::mem::forget(state);
         std::mem::forget(camera);
-        std::mem::forget(cameras);
-        std::mem::forget(manager);
     }
+}
+
+/// libcamera allows one camera manager per process (a second one aborts
+/// it), so every camera and `dashvault cameras` share this one. It starts on
+/// first use and is never stopped: cameras borrow it for as long as they
+/// live, and its udev monitor sees cameras that appear later.
+struct SharedManager(&'static CameraManager);
+
+// SAFETY: the manager is only used through `with_manager`, under the lock;
+// libcamera's CameraManager is itself thread-safe for listing and lookup.
+unsafe impl Send for SharedManager {}
+
+static MANAGER: Mutex<Option<SharedManager>> = Mutex::new(None);
+
+/// Runs `f` with the process's camera manager, starting it if needed. A
+/// manager that fails to start is tried again on the next call.
+fn with_manager<T>(f: impl FnOnce(&'static CameraManager) -> T) -> Result<T, String> {
+    let mut guard = MANAGER.lock().unwrap_or_else(|e| e.into_inner());
+    let manager = match guard.as_ref() {
+        Some(m) => m.0,
+        None => {
+            let m = CameraManager::new()
+                .map_err(|e| format!("the libcamera camera manager did not start: {e}"))?;
+            let m: &'static CameraManager = Box::leak(Box::new(m));
+            *guard = Some(SharedManager(m));
+            m
+        }
+    };
+    Ok(f(manager))
 }
 
 /// A started camera and the requests it owns.
@@ -832,40 +855,41 @@ pub struct LibcameraInfo {
 
 /// Lists libcamera's cameras. An error names why libcamera could not start.
 pub fn list() -> Result<(String, Vec<LibcameraInfo>), String> {
-    let manager = CameraManager::new()
-        .map_err(|e| format!("the libcamera camera manager did not start: {e}"))?;
-    let version = manager.version().to_string();
-    let cameras = manager.cameras();
-    let mut out = Vec::new();
-    for camera in cameras.iter() {
-        let model = camera
-            .properties()
-            .get::<properties::Model>()
-            .map(|m| m.0)
-            .unwrap_or_default();
-        let mut modes = Vec::new();
-        if let Some(config) = camera.generate_configuration(&[StreamRole::VideoRecording]) {
-            if let Some(stream) = config.get(0) {
-                let formats = stream.formats();
-                let pixel_formats = formats.pixel_formats();
-                for i in 0..pixel_formats.len() {
-                    let Some(pf) = pixel_formats.get(i) else {
-                        continue;
-                    };
-                    let sizes = formats
-                        .sizes(pf)
-                        .into_iter()
-                        .map(|s| (s.width, s.height))
-                        .collect();
-                    modes.push((fourcc_name(pf.fourcc()), sizes));
-                }
+    with_manager(|manager| {
+        let version = manager.version().to_string();
+        let cameras = manager.cameras();
+        let out = cameras.iter().map(|camera| describe(&camera)).collect();
+        (version, out)
+    })
+}
+
+fn describe(camera: &libcamera::camera::Camera<'_>) -> LibcameraInfo {
+    let model = camera
+        .properties()
+        .get::<properties::Model>()
+        .map(|m| m.0)
+        .unwrap_or_default();
+    let mut modes = Vec::new();
+    if let Some(config) = camera.generate_configuration(&[StreamRole::VideoRecording]) {
+        if let Some(stream) = config.get(0) {
+            let formats = stream.formats();
+            let pixel_formats = formats.pixel_formats();
+            for i in 0..pixel_formats.len() {
+                let Some(pf) = pixel_formats.get(i) else {
+                    continue;
+                };
+                let sizes = formats
+                    .sizes(pf)
+                    .into_iter()
+                    .map(|s| (s.width, s.height))
+                    .collect();
+                modes.push((fourcc_name(pf.fourcc()), sizes));
             }
         }
-        out.push(LibcameraInfo {
-            id: camera.id().to_string(),
-            model,
-            modes,
-        });
     }
-    Ok((version, out))
+    LibcameraInfo {
+        id: camera.id().to_string(),
+        model,
+        modes,
+    }
 }
