@@ -40,6 +40,10 @@ const BARS_YCBCR: [[u8; 3]; 8] = [
 /// JPEG at quality 85 plus the camera's RGB → YUV rounding.
 const COLOUR_TOLERANCE: i32 = 12;
 
+/// In-process tests share the one virtual camera, which only one of them
+/// can acquire at a time.
+static VIRTUAL_CAMERA: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn allow_memfd_buffers() {
     // Set before any libcamera call in this process; every test does it
     // first and sets the same value, so the order between tests is moot.
@@ -205,6 +209,7 @@ fn virtual_camera(fps: u32) -> LibcameraCamera {
 #[test]
 fn frames_lend_the_mapped_nv12_buffer_and_the_camera_reopens() {
     allow_memfd_buffers();
+    let _camera = VIRTUAL_CAMERA.lock().unwrap_or_else(|e| e.into_inner());
     let mut cam = virtual_camera(30);
     for round in 0..2 {
         let format = cam.open().unwrap_or_else(|e| panic!("round {round}: {e}"));
@@ -297,4 +302,50 @@ fn a_camera_that_cannot_open_is_retried_and_counted_while_the_others_record() {
     );
     assert!(written(recording[0]) >= 20, "{}", recording[0]);
     assert!(written(&cams[2]) >= 20, "{}", cams[2]);
+}
+
+#[test]
+fn frames_held_past_close_stay_valid_and_the_camera_is_released_when_they_return() {
+    allow_memfd_buffers();
+    let _camera = VIRTUAL_CAMERA.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cam = virtual_camera(30);
+    cam.open().unwrap();
+    // Keep every frame, as a stuck encoder would: the camera runs out of
+    // buffers and reports that no frame comes.
+    let mut held = Vec::new();
+    let error = loop {
+        match cam.next_frame() {
+            Ok(f) => held.push(f),
+            Err(e) => break e,
+        }
+        assert!(held.len() <= 32, "frames keep coming with none returned");
+    };
+    assert!(matches!(error, CameraError::Timeout { .. }), "{error:?}");
+    assert!(held.len() >= 3, "{} buffers", held.len());
+
+    let t = std::time::Instant::now();
+    cam.close();
+    assert!(t.elapsed().as_secs() < 10, "close waited {:?}", t.elapsed());
+    // The buffers stay mapped while their frames live.
+    for f in &held {
+        let y = &f.bytes()[f.planes[0].offset..];
+        assert!(y.iter().take(640).any(|&v| v > 225), "white bar gone");
+    }
+    // Still held: the old session keeps the camera.
+    let busy = cam.open().unwrap_err().to_string();
+    assert!(busy.contains("cannot acquire"), "{busy}");
+    drop(held);
+    let mut reopened = None;
+    for _ in 0..50 {
+        match cam.open() {
+            Ok(f) => {
+                reopened = Some(f);
+                break;
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    }
+    assert!(reopened.is_some(), "the camera was never released");
+    cam.next_frame().unwrap();
+    cam.close();
 }

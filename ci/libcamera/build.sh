@@ -56,8 +56,10 @@ trap 'rm -rf "$work"' EXIT
 # The source package only, through a private apt state so the machine's own
 # sources and package lists stay as they are.
 mkdir -p "$work/apt/lists/partial" "$work/apt/cache/archives/partial" "$work/src"
-echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $DEBIAN_MIRROR sid main" \
-  > "$work/apt/sources.list"
+# sid has 0.7.2-1 today; the other suites keep it findable once sid moves on.
+for suite in sid forky trixie-backports; do
+  echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $DEBIAN_MIRROR $suite main"
+done > "$work/apt/sources.list"
 apt_private=(-o "Dir::Etc::SourceList=$work/apt/sources.list" -o Dir::Etc::SourceParts=/nonexistent
   -o "Dir::State::Lists=$work/apt/lists" -o "Dir::Cache=$work/apt/cache" -o APT::Sandbox::User=root)
 apt-get "${apt_private[@]}" update -qq

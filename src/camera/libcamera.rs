@@ -19,9 +19,10 @@
 //!   request it queues.
 //!
 //! Every request the session created must be back before the camera is
-//! dropped; if an encoder keeps one past [`RETURN_TIMEOUT_MS`] on close, the
-//! session leaks its libcamera objects rather than free memory a frame still
-//! points into.
+//! dropped, since frames point into their buffers. If an encoder still holds
+//! frames [`RETURN_TIMEOUT_MS`] after a close, the close returns anyway and
+//! the session thread finishes (releasing the camera) once they come back;
+//! until then, reopening finds the camera busy and is retried.
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -59,6 +60,8 @@ const FRAME_TIMEOUT_PERIODS: u64 = 10;
 const FRAME_TIMEOUT_MIN_MS: u64 = 2_000;
 /// How long closing waits for frames still held by encoders.
 const RETURN_TIMEOUT_MS: u64 = 5_000;
+/// While frames are still out after a stop, how often to say so.
+const STILL_HELD_LOG_MS: u64 = 10_000;
 
 /// What the session thread tells the capture side.
 enum FromSession {
@@ -108,6 +111,8 @@ struct Settings {
 
 struct Session {
     thread: JoinHandle<()>,
+    /// Closed when the session thread has released the camera.
+    done: Receiver<()>,
     to_session: Sender<ToSession>,
     from_session: Receiver<FromSession>,
     stream: Stream,
@@ -161,11 +166,15 @@ impl CameraSource for LibcameraCamera {
         self.close();
         let (to_session, session_rx) = mpsc::channel();
         let (session_tx, from_session) = mpsc::channel();
+        let (done_tx, done) = mpsc::channel::<()>();
         let (camera_id, settings) = (self.camera_id.clone(), self.settings.clone());
         let device = self.device_name();
         let thread = std::thread::Builder::new()
             .name(settings.thread_name.clone())
-            .spawn(move || run_session(&camera_id, &settings, session_rx, session_tx))
+            .spawn(move || {
+                run_session(&camera_id, &settings, session_rx, session_tx);
+                drop(done_tx);
+            })
             .map_err(|e| CameraError::Io {
                 device: device.clone(),
                 context: "starting the libcamera thread".into(),
@@ -183,6 +192,7 @@ impl CameraSource for LibcameraCamera {
                 let format = o.format.clone();
                 self.session = Some(Session {
                     thread,
+                    done,
                     to_session,
                     from_session,
                     stream: o.stream,
@@ -275,8 +285,21 @@ impl CameraSource for LibcameraCamera {
             }
         }
         drop(session.to_session);
-        if session.thread.join().is_err() {
-            log::error!("{}: the libcamera thread panicked", self.device_name());
+        // The session ends once every lent frame is back; the encoders
+        // normally return them within a frame or two.
+        match session
+            .done
+            .recv_timeout(Duration::from_millis(RETURN_TIMEOUT_MS))
+        {
+            Err(RecvTimeoutError::Timeout) => log::warn!(
+                "{}: frames still held after {RETURN_TIMEOUT_MS} ms; the camera is released when they come back",
+                self.device_name()
+            ),
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                if session.thread.join().is_err() {
+                    log::error!("{}: the libcamera thread panicked", self.device_name());
+                }
+            }
         }
     }
 }
@@ -313,8 +336,8 @@ impl FrameBytes for LentBuffer {
 impl Drop for LentBuffer {
     fn drop(&mut self) {
         if let Some(r) = self.request.take() {
-            // If the session is gone, the request is dropped here; the
-            // session leaked the camera in that case, so this stays valid.
+            // The session waits for every request before dropping the
+            // camera, so it is still there to take this one.
             let _ = self.back.send(ToSession::Returned(r));
         }
     }
@@ -497,12 +520,10 @@ fn run_session(
         }
     };
     state.run(&commands, &events);
-    let leaked = state.stop(&commands, &events);
-    if leaked {
-        // Frames still point into these buffers: never free them.
-        std::mem::forget(state);
-        std::mem::forget(camera);
-    }
+    state.stop(&commands, &events);
+    // `state` (requests, then the active camera) drops before `camera`.
+    drop(state);
+    drop(camera);
 }
 
 /// libcamera allows one camera manager per process (a second one aborts
@@ -806,31 +827,28 @@ impl Running<'_> {
         }
     }
 
-    /// Stops the camera and waits for every request. Returns true when some
-    /// did not come back in time (the caller must then leak, not free).
-    fn stop(&mut self, commands: &Receiver<ToSession>, events: &Sender<FromSession>) -> bool {
+    /// Stops the camera and waits for every request to come back, however
+    /// long encoders hold their frames: the buffers must outlive them.
+    fn stop(&mut self, commands: &Receiver<ToSession>, events: &Sender<FromSession>) {
         if let Err(e) = self.camera.stop() {
             log::warn!("{}: stopping capture: {e}", self.device);
         }
         // Every queued request has completed (cancelled) by now.
         let _ = events.send(FromSession::Stopped);
-        let deadline = Instant::now() + Duration::from_millis(RETURN_TIMEOUT_MS);
         while self.free.len() < self.total_requests {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match commands.recv_timeout(left) {
+            match commands.recv_timeout(Duration::from_millis(STILL_HELD_LOG_MS)) {
                 Ok(ToSession::Returned(r)) => self.free.push(r),
                 Ok(ToSession::Stop) => {}
-                Err(_) => {
-                    log::error!(
-                        "{}: {} frame buffers still in use after {RETURN_TIMEOUT_MS} ms; keeping the camera's memory",
-                        self.device,
-                        self.total_requests - self.free.len()
-                    );
-                    return true;
-                }
+                Err(RecvTimeoutError::Timeout) => log::warn!(
+                    "{}: {} frame buffers still held; waiting for them before releasing the camera",
+                    self.device,
+                    self.total_requests - self.free.len()
+                ),
+                // Nobody can send any more: the rest were forgotten, not
+                // dropped, so nothing will touch them.
+                Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        false
     }
 }
 
