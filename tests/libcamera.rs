@@ -349,3 +349,19 @@ fn frames_held_past_close_stay_valid_and_the_camera_is_released_when_they_return
     cam.next_frame().unwrap();
     cam.close();
 }
+
+#[test]
+fn first_start_without_a_config_records_the_libcamera_camera() {
+    let dir = tempfile::tempdir().unwrap();
+    run_for(dir.path(), "2");
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("dashvault.json")).unwrap()).unwrap();
+    let front = &written["cameras"][0];
+    assert_eq!(front["id"], "front", "{written}");
+    assert_eq!(front["source"], "libcamera", "{written}");
+    assert_eq!(front["device"], CAMERA_ID, "{written}");
+    assert_eq!(front["name"], "dashvault virtual camera", "{written}");
+    assert_eq!(front["max_exposure_us"], 10_000, "{written}");
+    let (_, frames) = stored(dir.path());
+    assert!(frames.len() >= 10, "{} frames", frames.len());
+}
