@@ -1497,6 +1497,22 @@ mod tests {
     }
 
     #[test]
+    fn max_exposure_default_range_and_off() {
+        let cam = &parse_str(&one_camera("")).unwrap().config.cameras[0];
+        assert_eq!(cam.max_exposure_us, 10_000);
+        let cam = &parse_str(&one_camera(r#", "max_exposure_us": 0"#))
+            .unwrap()
+            .config
+            .cameras[0];
+        assert_eq!(cam.max_exposure_us, 0);
+        let msg = only_problem(&one_camera(r#", "max_exposure_us": 2000000"#));
+        assert_eq!(
+            msg,
+            "cameras[0].max_exposure_us: 2000000 is not allowed; use 0-1000000"
+        );
+    }
+
+    #[test]
     fn odd_width() {
         let msg = only_problem(&one_camera(r#", "res_width": 1281"#));
         assert_eq!(
