@@ -87,7 +87,7 @@ LIBCAMERA_TEST = if [ -f $(LIBCAMERA_PREFIX)/.dashvault-stamp ]; then \
 
 # The capture bench records from the libcamera camera when libcamera (the
 # system's, as on a Pi, or the cached one) is there to build against.
-LIBCAMERA_BENCH = if PKG_CONFIG_PATH=$(LIBCAMERA_PKG_CONFIG):$$PKG_CONFIG_PATH pkg-config --exists 'libcamera >= 0.4'; then \
+LIBCAMERA_BENCH = if PKG_CONFIG_PATH=$(LIBCAMERA_PKG_CONFIG):$$PKG_CONFIG_PATH pkg-config --exists 'libcamera >= 0.5'; then \
 	  PKG_CONFIG_PATH=$(LIBCAMERA_PKG_CONFIG):$$PKG_CONFIG_PATH $(CARGO) bench --features libcamera --bench capture; \
 	else $(CARGO) bench --bench capture; fi
 
