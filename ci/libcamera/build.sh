@@ -6,7 +6,8 @@
 #   ${DASHVAULT_LIBCAMERA_PREFIX:-${XDG_CACHE_HOME:-$HOME/.cache}/dashvault/libcamera-0.7.2}
 #
 # A finished install is reused: the folder holds a stamp with the hash of
-# this script, the patch and virtual.yaml, and a changed input rebuilds it.
+# what goes into it (version, meson options, patches, virtual.yaml), and a
+# changed input rebuilds it.
 # Prints the prefix on its last line of output. See README.md in this folder.
 set -euo pipefail
 
@@ -17,8 +18,16 @@ PREFIX="${DASHVAULT_LIBCAMERA_PREFIX:-${XDG_CACHE_HOME:-$HOME/.cache}/dashvault/
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
 APT_GET=(apt-get -o DPkg::Lock::Timeout=600)
+# Only the virtual camera (no kernel driver needed) and UVC; no IPA modules.
+# udev is required: without it the camera manager refuses to start on
+# kernels that have no /sys/bus/media.
+MESON_OPTIONS=(--buildtype=release -Dwerror=false -Dpipelines=virtual,uvcvideo '-Dipas=[]'
+  -Dudev=enabled -Dcam=disabled -Ddocumentation=disabled -Dgstreamer=disabled
+  -Dlc-compliance=disabled -Dlibdw=disabled -Dlibunwind=disabled -Dpycamera=disabled
+  -Dqcam=disabled -Dtest=false -Dtracing=disabled -Dv4l2=false)
 
-stamp=$(cat "$0" "$HERE"/*.patch "$HERE/virtual.yaml" | sha256sum | cut -c1-16)
+stamp=$({ echo "$DEBIAN_VERSION ${MESON_OPTIONS[*]}"; cat "$HERE"/*.patch "$HERE/virtual.yaml"; } \
+  | sha256sum | cut -c1-16)
 if [ -f "$PREFIX/.dashvault-stamp" ] && [ "$(cat "$PREFIX/.dashvault-stamp")" = "$stamp" ]; then
   echo "libcamera $VERSION already built in $PREFIX"
   echo "$PREFIX"
@@ -30,7 +39,7 @@ started=$(date +%s)
 # bindgen). libudev-dev must match the installed libudev1 exactly, or apt
 # would upgrade systemd to satisfy it.
 udev_version=$(dpkg-query -W -f='${Version}' libudev1)
-packages=(meson ninja-build pkg-config g++ clang libclang-dev libyaml-dev libyuv-dev
+packages=(meson ninja-build pkg-config g++ patch clang libclang-dev libyaml-dev libyuv-dev
   python3-yaml python3-jinja2 python3-ply openssl "libudev-dev=$udev_version")
 missing=()
 for p in "${packages[@]}"; do
@@ -74,12 +83,8 @@ done
 # The system python: a pyenv or venv python on PATH may lack ply and jinja2.
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 rm -rf "$PREFIX"
-meson setup "$work/build" "$srcdir" --prefix="$PREFIX" --buildtype=release \
-  -Dwerror=false -Dpipelines=virtual,uvcvideo -Dipas=[] -Dudev=enabled \
-  -Dcam=disabled -Ddocumentation=disabled -Dgstreamer=disabled -Dlc-compliance=disabled \
-  -Dlibdw=disabled -Dlibunwind=disabled -Dpycamera=disabled -Dqcam=disabled \
-  -Dtest=false -Dtracing=disabled -Dv4l2=false >"$work/meson-setup.log" \
-  || { cat "$work/meson-setup.log"; exit 1; }
+meson setup "$work/build" "$srcdir" --prefix="$PREFIX" "${MESON_OPTIONS[@]}" \
+  >"$work/meson-setup.log" || { cat "$work/meson-setup.log"; exit 1; }
 ninja -C "$work/build" -j"$(nproc)"
 ninja -C "$work/build" install >/dev/null
 install -D -m 644 "$HERE/virtual.yaml" "$PREFIX/share/libcamera/pipeline/virtual/virtual.yaml"
