@@ -40,6 +40,12 @@ pub fn run(_config_path: &Path, _args: CamerasArgs) -> anyhow::Result<i32> {
 
 #[cfg(feature = "libcamera")]
 fn print_libcamera() -> usize {
+    // libcamera logs each camera it adds at INFO level, which would
+    // interleave with the list; a user's own setting wins. No other thread
+    // runs yet, so changing the environment is safe here.
+    if std::env::var_os("LIBCAMERA_LOG_LEVELS").is_none() {
+        std::env::set_var("LIBCAMERA_LOG_LEVELS", "*:WARN");
+    }
     match crate::camera::libcamera::list() {
         Err(e) => {
             println!("  {e}");
