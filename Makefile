@@ -18,12 +18,14 @@ test: test-deps browser-deps
 	@mkdir -p target
 	$(CARGO) test --release --lib --bins --tests 2>&1 | tee target/test-output.txt; exit $${PIPESTATUS[0]}
 	{ $(BROWSER_TEST); } 2>&1 | tee -a target/test-output.txt; exit $${PIPESTATUS[0]}
+	{ $(LIBCAMERA_TEST); } 2>&1 | tee -a target/test-output.txt; exit $${PIPESTATUS[0]}
 
 bench: test-deps
 	$(CARGO) bench --bench encode
 	$(CARGO) bench --bench store
 	$(CARGO) bench --bench export
 	$(CARGO) bench --bench http
+	$(LIBCAMERA_BENCH)
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -108,3 +110,27 @@ image-test: image-test-deps
 check-buildroot: need-br-dir
 	@$(call install_missing,python3-magic flake8 shellcheck rsync cpio)
 	bash tests/image/check-buildroot.sh $(BR_DIR)
+# libcamera: `make libcamera` builds libcamera 0.7.2 with its virtual camera
+# into a cache folder (ci/libcamera/README.md); once it is there, `make test`
+# also runs the libcamera tests against it, and `make lint-libcamera` lints
+# with the feature. build.rs records the folder as the binaries' run path.
+LIBCAMERA_PREFIX ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/dashvault/libcamera-0.7.2
+LIBCAMERA_PKG_CONFIG = $(firstword $(wildcard $(LIBCAMERA_PREFIX)/lib/*/pkgconfig $(LIBCAMERA_PREFIX)/lib/pkgconfig))
+LIBCAMERA_CARGO = PKG_CONFIG_PATH=$(LIBCAMERA_PKG_CONFIG) $(CARGO)
+LIBCAMERA_TEST = if [ -f $(LIBCAMERA_PREFIX)/.dashvault-stamp ]; then \
+	  $(LIBCAMERA_CARGO) test --release --features libcamera --test libcamera; \
+	else echo "libcamera tests skipped: no libcamera in $(LIBCAMERA_PREFIX) (run make libcamera)"; fi
+
+# The capture bench records from the libcamera camera when libcamera (the
+# system's, as on a Pi, or the cached one) is there to build against.
+LIBCAMERA_BENCH = if PKG_CONFIG_PATH=$(LIBCAMERA_PKG_CONFIG):$$PKG_CONFIG_PATH pkg-config --exists 'libcamera >= 0.5'; then \
+	  PKG_CONFIG_PATH=$(LIBCAMERA_PKG_CONFIG):$$PKG_CONFIG_PATH $(CARGO) bench --features libcamera --bench capture; \
+	else $(CARGO) bench --bench capture; fi
+
+.PHONY: libcamera lint-libcamera
+
+libcamera:
+	DASHVAULT_LIBCAMERA_PREFIX=$(LIBCAMERA_PREFIX) bash ci/libcamera/build.sh
+
+lint-libcamera: libcamera
+	$(LIBCAMERA_CARGO) clippy --release --all-targets --features libcamera -- -D warnings

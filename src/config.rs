@@ -172,6 +172,14 @@ pub struct CameraConfig {
     /// ignore it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pixel_format: Option<String>,
+    /// Longest automatic exposure in microseconds for libcamera cameras
+    /// (0: only the frame duration limits it); see docs/camera.md.
+    #[serde(default = "default_max_exposure_us")]
+    pub max_exposure_us: u32,
+}
+
+fn default_max_exposure_us() -> u32 {
+    crate::camera::exposure::DEFAULT_MAX_EXPOSURE_US
 }
 
 impl Default for Config {
@@ -211,6 +219,7 @@ impl CameraConfig {
             enabled: true,
             encoder_threads: DEFAULT_ENCODER_THREADS,
             pixel_format: None,
+            max_exposure_us: default_max_exposure_us(),
         }
     }
 }
@@ -349,6 +358,12 @@ impl CameraConfig {
             self.encoder_threads.into(),
             ENCODER_THREADS,
         );
+        check_rule(
+            errs,
+            &field("max_exposure_us"),
+            self.max_exposure_us.into(),
+            MAX_EXPOSURE_US,
+        );
     }
 }
 
@@ -388,6 +403,7 @@ const JPEG_QUALITY: Rule = Rule::Range(1, 100);
 const MJPEG_QUALITY: Rule = Rule::Range(2, 31);
 const ENCODER_THREADS: Rule = Rule::Range(1, 8);
 const BITRATE_KBPS: Rule = Rule::Range(0, u32::MAX as i128);
+const MAX_EXPOSURE_US: Rule = Rule::Range(0, 1_000_000);
 const CAMERA_ID_MAX_CHARS: usize = 32;
 
 impl Rule {
@@ -716,6 +732,7 @@ struct FileCamera {
     enabled: Option<bool>,
     encoder_threads: Option<Int>,
     pixel_format: Option<String>,
+    max_exposure_us: Option<Int>,
 }
 
 /// Legacy key → the camera field it became, so problems in a legacy file are
@@ -949,6 +966,13 @@ impl FileCamera {
                 DEFAULT_ENCODER_THREADS,
             ),
             pixel_format: self.pixel_format.filter(|s| !s.is_empty()),
+            max_exposure_us: fit(
+                errs,
+                &field("max_exposure_us"),
+                self.max_exposure_us,
+                MAX_EXPOSURE_US,
+                default_max_exposure_us(),
+            ),
         }
     }
 }
@@ -1905,6 +1929,22 @@ mod tests {
         assert_eq!(msg, "cameras[0].mjpeg_quality: 1 is not allowed; use 2-31");
         let msg = only_problem(&one_camera(r#", "mjpeg_quality": 32"#));
         assert_eq!(msg, "cameras[0].mjpeg_quality: 32 is not allowed; use 2-31");
+    }
+
+    #[test]
+    fn max_exposure_default_range_and_off() {
+        let cam = &parse_str(&one_camera("")).unwrap().config.cameras[0];
+        assert_eq!(cam.max_exposure_us, 10_000);
+        let cam = &parse_str(&one_camera(r#", "max_exposure_us": 0"#))
+            .unwrap()
+            .config
+            .cameras[0];
+        assert_eq!(cam.max_exposure_us, 0);
+        let msg = only_problem(&one_camera(r#", "max_exposure_us": 2000000"#));
+        assert_eq!(
+            msg,
+            "cameras[0].max_exposure_us: 2000000 is not allowed; use 0-1000000"
+        );
     }
 
     #[test]

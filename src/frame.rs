@@ -67,6 +67,10 @@ pub struct VideoFrame {
     pub planes: Vec<Plane>,
     pub data: Box<dyn FrameBytes>,
     pub captured: CaptureTime,
+    /// Clockwise rotation in degrees the camera already applied (libcamera
+    /// turns the picture 180 degrees in the ISP for free); the encoder only
+    /// rotates by what is left of the configured rotation.
+    pub rotated_by_camera: u16,
 }
 
 impl VideoFrame {
@@ -118,6 +122,7 @@ impl VideoFrame {
             planes,
             data: Box::new(data),
             captured,
+            rotated_by_camera: 0,
         }
     }
 

@@ -10,6 +10,9 @@
 //! planes through [`crate::frame::FrameBytes`], which lets it lend its mapped
 //! buffer to the encoder and take it back when the frame is dropped.
 
+pub mod exposure;
+#[cfg(feature = "libcamera")]
+pub mod libcamera;
 pub mod synthetic;
 pub mod v4l2;
 
@@ -85,15 +88,23 @@ pub fn source_for(
             cam.fps,
             clock,
         )),
+        #[cfg(feature = "libcamera")]
+        SourceKind::Libcamera => Box::new(libcamera::LibcameraCamera::new(cam, clock)),
+        #[cfg(not(feature = "libcamera"))]
         SourceKind::Libcamera => Box::new(Unavailable {
             device: cam.device.clone(),
-            reason: "this build has no libcamera support".into(),
+            reason: NO_LIBCAMERA.into(),
         }),
     }
 }
 
+/// Why a build cannot use libcamera cameras.
+pub const NO_LIBCAMERA: &str =
+    "this build has no libcamera support (build with `--features libcamera`)";
+
 /// A camera this build cannot drive: every open fails with the reason, so
 /// the recorder retries with backoff and status shows why.
+#[cfg_attr(feature = "libcamera", allow(dead_code))]
 struct Unavailable {
     device: String,
     reason: String,
@@ -121,28 +132,88 @@ impl CameraSource for Unavailable {
     fn close(&mut self) {}
 }
 
-/// Config entries for the cameras attached to this machine (V4L2 for now),
-/// used to write a default config. Webcams that deliver MJPEG are stored as
-/// is, so their burned-in timestamp is off by default (it would cost a
-/// decode and re-encode of every frame).
+/// Config entries for the cameras attached to this machine, used to write a
+/// default config: libcamera's cameras first (on a Pi, the camera module is
+/// the one that matters), then V4L2 devices. Webcams that deliver MJPEG are
+/// stored as is, so their burned-in timestamp is off by default (it would
+/// cost a decode and re-encode of every frame).
 pub fn discover_cameras() -> Vec<crate::config::CameraConfig> {
-    v4l2::discover()
-        .into_iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let mut cam = crate::config::CameraConfig::synthetic(if i == 0 { "front" } else { "" });
-            if i > 0 {
-                cam.id = format!("cam{i}");
+    let mut found: Vec<crate::config::CameraConfig> = Vec::new();
+    #[cfg(feature = "libcamera")]
+    match libcamera::list() {
+        Ok((_, cameras)) => {
+            for c in cameras {
+                let mut cam = crate::config::CameraConfig::synthetic("");
+                cam.name = if c.model.is_empty() {
+                    c.id.clone()
+                } else {
+                    c.model.clone()
+                };
+                cam.source = crate::config::SourceKind::Libcamera;
+                cam.device = c.id;
+                found.push(cam);
             }
-            cam.name = d.card.clone();
-            cam.source = crate::config::SourceKind::V4l2;
-            cam.device = d.device.clone();
-            let mjpeg = d
-                .formats
-                .first()
-                .is_some_and(|(f, _)| *f == PixelFormat::Jpeg);
-            cam.embed_timestamp = !mjpeg;
-            cam
-        })
-        .collect()
+        }
+        Err(e) => log::info!("{e}"),
+    }
+    // libcamera's UVC pipeline lists USB webcams too: record those through
+    // V4L2, which can store their MJPEG as is.
+    found.retain(|c| !is_uvc_camera_id(&c.device));
+    let libcamera_count = found.len();
+    found.extend(v4l2::discover().into_iter().map(|d| {
+        let mut cam = crate::config::CameraConfig::synthetic("");
+        cam.name = d.card.clone();
+        cam.source = crate::config::SourceKind::V4l2;
+        cam.device = d.device.clone();
+        let mjpeg = d
+            .formats
+            .first()
+            .is_some_and(|(f, _)| *f == PixelFormat::Jpeg);
+        cam.embed_timestamp = !mjpeg;
+        cam
+    }));
+    for (i, cam) in found.iter_mut().enumerate() {
+        cam.id = if i == 0 {
+            "front".into()
+        } else {
+            format!("cam{i}")
+        };
+    }
+    log::debug!(
+        "found {libcamera_count} libcamera and {} V4L2 cameras",
+        found.len() - libcamera_count
+    );
+    found
+}
+
+/// libcamera names a UVC webcam `<controller>-<usb path>-<vid>:<pid>`
+/// (`/base/soc/usb@7e980000-1.2:1.0-046d:0825`); CSI sensors are named by
+/// their firmware node (`/base/soc/i2c0mux/i2c@1/imx219@10`).
+pub fn is_uvc_camera_id(id: &str) -> bool {
+    let hex4 = |s: &str| s.len() == 4 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let Some((rest, pid)) = id.rsplit_once(':') else {
+        return false;
+    };
+    let Some((_, vid)) = rest.rsplit_once('-') else {
+        return false;
+    };
+    hex4(vid) && hex4(pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uvc_ids_are_told_apart_from_csi_sensors() {
+        assert!(is_uvc_camera_id("/base/soc/usb@7e980000-1.2:1.0-046d:0825"));
+        assert!(is_uvc_camera_id(
+            r"\_SB_.PCI0.XHC_.RHUB.HS08-8:1.0-5986:2115"
+        ));
+        assert!(!is_uvc_camera_id("/base/soc/i2c0mux/i2c@1/imx219@10"));
+        assert!(!is_uvc_camera_id(
+            "/base/axi/pcie@120000/rp1/i2c@88000/imx708@1a"
+        ));
+        assert!(!is_uvc_camera_id("Virtual0"));
+    }
 }

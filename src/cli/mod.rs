@@ -1,6 +1,7 @@
 //! Command-line interface: one module per subcommand. `main.rs` parses the
 //! arguments into [`Command`] and calls [`dispatch`].
 
+pub mod cameras;
 pub mod config_check;
 pub mod export;
 pub mod lock;
@@ -34,6 +35,7 @@ pub enum Command {
     Export(export::ExportArgs),
     Config(config_check::ConfigArgs),
     Lock(lock::LockArgs),
+    Cameras(cameras::CamerasArgs),
 }
 
 /// Runs a command; returns the process exit code.
@@ -50,6 +52,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Export(args) => export::run(&config_path, args),
         Command::Config(args) => config_check::run(&config_path, args),
         Command::Lock(args) => lock::run(&config_path, args),
+        Command::Cameras(args) => cameras::run(&config_path, args),
     }
 }
 

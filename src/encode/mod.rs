@@ -179,6 +179,9 @@ impl JpegEncoder {
     pub fn encode(&mut self, frame: &VideoFrame) -> Result<EncodedImage, EncodeError> {
         let rot = Rotation::from_degrees(self.settings.rotation)
             .ok_or(EncodeError::BadRotation(self.settings.rotation))?;
+        // A camera that rotated in hardware leaves only the rest to us.
+        let left = (self.settings.rotation + 360 - frame.rotated_by_camera % 360) % 360;
+        let rot = Rotation::from_degrees(left).unwrap_or(rot);
         let bytes = frame.bytes();
 
         let source = if frame.format == PixelFormat::Jpeg {

@@ -71,6 +71,7 @@ fn i420_frame(w: usize, h: usize, pad: usize, luma: impl Fn(usize, usize) -> u8)
         ],
         data: Box::new(data),
         captured: captured(),
+        rotated_by_camera: 0,
     }
 }
 
@@ -105,6 +106,7 @@ fn nv12_frame(w: usize, h: usize, pad: usize) -> VideoFrame {
         ],
         data: Box::new(data),
         captured: captured(),
+        rotated_by_camera: 0,
     }
 }
 
@@ -231,6 +233,18 @@ fn nv12_with_stride_wider_than_picture_round_trips() {
             assert_halves(&encode(&frame, rot), w, h, rot);
         }
     }
+}
+
+#[test]
+fn rotation_the_camera_already_did_is_not_done_again() {
+    // A libcamera frame turned 180 degrees by the ISP: its picture is
+    // already upside down, so a 180 setting leaves it as it is and 270
+    // turns it only by the remaining 90.
+    let (w, h) = (64, 48);
+    let mut frame = nv12_frame(w, h, 0);
+    frame.rotated_by_camera = 180;
+    assert_halves(&encode(&frame, 180), w, h, 0);
+    assert_halves(&encode(&frame, 270), w, h, 90);
 }
 
 #[test]

@@ -778,6 +778,7 @@ fn frame_from_buffer(
             planes: Vec::new(),
             data: Box::new(fixed.bytes),
             captured,
+            rotated_by_camera: 0,
         };
         return Ok((frame, fixed.inserted_dht));
     }
@@ -800,6 +801,7 @@ fn frame_from_buffer(
         planes,
         data: Box::new(buf.data[..need].to_vec()),
         captured,
+        rotated_by_camera: 0,
     };
     Ok((frame, false))
 }
