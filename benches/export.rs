@@ -234,11 +234,11 @@ fn main() {
     for _ in 0..2 {
         let r = export_to_file(&data, 600, &ours_file);
         let _ = std::fs::remove_file(&ours_file);
-        if ours_best.map_or(true, |b| r.0 < b.0) {
+        if ours_best.is_none_or(|b| r.0 < b.0) {
             ours_best = Some(r);
         }
         let (t, ()) = remux();
-        if remux_best.map_or(true, |b| t < b) {
+        if remux_best.is_none_or(|b| t < b) {
             remux_best = Some(t);
         }
     }

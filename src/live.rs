@@ -57,7 +57,7 @@ impl LiveSlot {
         let (newest, _) = self
             .published
             .wait_timeout_while(newest, timeout, |f| {
-                f.as_ref().map_or(true, |f| f.number <= after)
+                f.as_ref().is_none_or(|f| f.number <= after)
             })
             .unwrap_or_else(|e| e.into_inner());
         newest.as_ref().filter(|f| f.number > after).cloned()

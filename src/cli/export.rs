@@ -242,9 +242,9 @@ impl<W: Write> Write for Progress<W> {
         let n = self.inner.write(buf)?;
         self.done += n as u64;
         if self.show
-            && self.last_draw.map_or(true, |t| {
-                t.elapsed() >= Duration::from_millis(PROGRESS_INTERVAL_MS)
-            })
+            && self
+                .last_draw
+                .is_none_or(|t| t.elapsed() >= Duration::from_millis(PROGRESS_INTERVAL_MS))
         {
             self.draw();
         }

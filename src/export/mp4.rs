@@ -302,7 +302,7 @@ fn write_stbl(w: &mut BoxWriter, movie: &Movie, track: &Track) {
     for (i, c) in track.chunks.iter().enumerate() {
         if entries
             .last()
-            .map_or(true, |(_, n, d)| (*n, *d) != (c.samples, c.description))
+            .is_none_or(|(_, n, d)| (*n, *d) != (c.samples, c.description))
         {
             entries.push((i as u32 + 1, c.samples, c.description));
         }

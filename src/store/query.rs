@@ -83,9 +83,9 @@ pub fn candidate_segments(segments: &[SegmentEntry], from_ns: i64, to_ns: i64) -
     let starts: Vec<Option<i64>> = segments.iter().map(label_start_ns).collect();
     (0..segments.len())
         .filter(|&i| {
-            let starts_before_end = starts[i].map_or(true, |s| s < to_ns);
+            let starts_before_end = starts[i].is_none_or(|s| s < to_ns);
             let next_start = starts.get(i + 1).copied().flatten();
-            let ends_after_start = next_start.map_or(true, |n| n + NS_PER_S > from_ns);
+            let ends_after_start = next_start.is_none_or(|n| n + NS_PER_S > from_ns);
             starts_before_end && ends_after_start
         })
         .collect()

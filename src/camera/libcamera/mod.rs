@@ -202,7 +202,7 @@ impl CameraSource for LibcameraCamera {
 
     fn next_frame(&mut self) -> Result<VideoFrame, CameraError> {
         let device = self.device_name();
-        let first = self.session.as_ref().map_or(true, |s| !s.got_first_frame);
+        let first = self.session.as_ref().is_none_or(|s| !s.got_first_frame);
         let timeout_ms = self.frame_timeout_ms(first);
         let Some(session) = self.session.as_mut() else {
             return Err(CameraError::Disconnected {

@@ -370,7 +370,7 @@ pub fn choose_format(
         };
         for (fit, choice) in candidates {
             let key = (fit, rank);
-            if best.as_ref().map_or(true, |(k, _)| key < *k) {
+            if best.as_ref().is_none_or(|(k, _)| key < *k) {
                 best = Some((key, choice));
             }
         }
