@@ -156,6 +156,90 @@ fn a_restart_with_the_clock_behind_the_saved_time_lands_at_or_after_it() {
 }
 
 #[test]
+fn a_restart_within_the_same_boot_resumes_the_phone_set_time_exactly() {
+    let io: Arc<dyn StorageIo> = Arc::new(SimIo::new(u64::MAX / 4));
+    // The board came up a day behind and may not set its clock.
+    let host = SimulatedClock::new(30 * S, TRUE_WALL - 86_400 * S as i64);
+    let start = |clock: &Arc<AdjustableClock>| {
+        Timekeeper::start(
+            io.clone(),
+            &data_dir(),
+            clock.clone(),
+            Box::new(DeniedWallClockSetter),
+            BOOT_B,
+        )
+    };
+    let clock = Arc::new(AdjustableClock::new(Arc::new(host.clone())));
+    let tk = start(&clock);
+    tk.set_wall(TRUE_WALL).unwrap();
+    // 45 s later (no minute save in between) the service restarts; the
+    // boot, and its monotonic clock, go on.
+    host.advance(Duration::from_secs(45));
+    drop(tk);
+    let clock = Arc::new(AdjustableClock::new(Arc::new(host.clone())));
+    let tk = start(&clock);
+    assert_eq!(clock.wall_ns(), TRUE_WALL + 45 * S as i64);
+    assert!(!clock.wall_estimated());
+    assert_eq!(tk.report().source, ClockSource::SetOffset);
+
+    // An estimated time resumes exactly too, and stays an estimate.
+    let io2: Arc<dyn StorageIo> = Arc::new(SimIo::new(u64::MAX / 4));
+    dashvault::store::sidecar::write_atomic(
+        io2.as_ref(),
+        &data_dir().join("last-wall-time"),
+        format!("{TRUE_WALL}\n").as_bytes(),
+    )
+    .unwrap();
+    let host = SimulatedClock::new(30 * S, TRUE_WALL - 86_400 * S as i64);
+    let clock = Arc::new(AdjustableClock::new(Arc::new(host.clone())));
+    let _tk = Timekeeper::start(
+        io2.clone(),
+        &data_dir(),
+        clock.clone(),
+        Box::new(DeniedWallClockSetter),
+        BOOT_B,
+    );
+    host.advance(Duration::from_secs(20));
+    let clock = Arc::new(AdjustableClock::new(Arc::new(host.clone())));
+    Timekeeper::start(
+        io2,
+        &data_dir(),
+        clock.clone(),
+        Box::new(DeniedWallClockSetter),
+        BOOT_B,
+    );
+    assert_eq!(clock.wall_ns(), TRUE_WALL + 20 * S as i64);
+    assert!(clock.wall_estimated());
+}
+
+#[test]
+fn a_clock_the_boot_scripts_restored_from_their_own_save_is_still_estimated() {
+    let io: Arc<dyn StorageIo> = Arc::new(SimIo::new(u64::MAX / 4));
+    let before = SimulatedClock::new(5 * S, TRUE_WALL);
+    Timekeeper::start(
+        io.clone(),
+        &data_dir(),
+        Arc::new(AdjustableClock::new(Arc::new(before.clone()))),
+        Box::new(DeniedWallClockSetter),
+        BOOT_A,
+    );
+    // Power cut. At boot an init script set the clock to its own saved
+    // time, half a minute later than ours; the service starts 8 s in.
+    let host = SimulatedClock::new(8 * S, TRUE_WALL + 38 * S as i64);
+    let clock = Arc::new(AdjustableClock::new(Arc::new(host.clone())));
+    let tk = Timekeeper::start(
+        io.clone(),
+        &data_dir(),
+        clock.clone(),
+        Box::new(host.clone()),
+        BOOT_B,
+    );
+    assert_eq!(clock.wall_ns(), TRUE_WALL + 38 * S as i64, "left alone");
+    assert!(clock.wall_estimated());
+    assert_eq!(tk.report().source, ClockSource::RestoredSystem);
+}
+
+#[test]
 fn setting_the_time_relabels_this_boots_segments_and_nothing_else_and_exports_use_it() {
     let sim = SimIo::new(u64::MAX / 4);
     let io: Arc<dyn StorageIo> = Arc::new(sim.clone());
