@@ -98,8 +98,8 @@ pub fn saved_time_path(data_dir: &Path) -> PathBuf {
 /// power cut shorter than that is flagged estimated too, which costs
 /// nothing but the stripes on the timeline.
 const RESTORED_SLACK_NS: i64 = SAVE_INTERVAL_NS as i64 + 10_000_000_000;
-/// Within one boot the clock follows monotonic time; a step larger than
-/// this since the last save means someone set it.
+/// Within one boot the clock follows monotonic time; a difference larger
+/// than this since the last save means someone set it.
 const SAME_BOOT_SLACK_NS: i64 = 2_000_000_000;
 
 /// What `last-wall-time` holds.
@@ -175,6 +175,9 @@ pub fn read_saved_time(io: &dyn StorageIo, data_dir: &Path) -> Option<SavedTime>
 struct StartTime {
     /// The clock must not be behind this.
     floor_ns: i64,
+    /// ...by more than this (within a boot, NTP slewing and the instants
+    /// between reading the two clocks are no reason to step it).
+    tolerance_ns: i64,
     /// The clock is an estimate if it is at most this (it was restored
     /// rather than set by someone who knew).
     estimated_up_to_ns: i64,
@@ -192,6 +195,7 @@ fn start_time(saved: &SavedTime, boot_hex: &str, mono_now_ns: u64) -> StartTime 
             let floor_ns = saved.wall_ns + (mono_now_ns - mono) as i64;
             StartTime {
                 floor_ns,
+                tolerance_ns: SAME_BOOT_SLACK_NS,
                 estimated_up_to_ns: if saved.estimated {
                     floor_ns + SAME_BOOT_SLACK_NS
                 } else {
@@ -202,6 +206,7 @@ fn start_time(saved: &SavedTime, boot_hex: &str, mono_now_ns: u64) -> StartTime 
         }
         _ => StartTime {
             floor_ns: saved.wall_ns,
+            tolerance_ns: 0,
             estimated_up_to_ns: saved.wall_ns + mono_now_ns as i64 + RESTORED_SLACK_NS,
             floor_estimated: true,
         },
@@ -226,7 +231,7 @@ impl Timekeeper {
         if let Some(saved) = &saved {
             let target = start_time(saved, &boot_id_hex(&boot_id), clock.mono_ns());
             let now = clock.wall_ns();
-            if now < target.floor_ns {
+            if now < target.floor_ns - target.tolerance_ns {
                 let floor_ns = target.floor_ns;
                 let behind =
                     std::time::Duration::from_secs(((floor_ns - now) / 1_000_000_000) as u64);
@@ -439,4 +444,49 @@ fn boot_first_sequences(
         out.insert(camera, first);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000_000;
+
+    #[test]
+    fn saved_times_round_trip_and_old_files_read_as_estimates() {
+        let t = SavedTime {
+            wall_ns: 1_800_000_000 * S,
+            boot_id: Some("0b".repeat(16)),
+            mono_ns: Some(42),
+            estimated: false,
+        };
+        assert_eq!(SavedTime::decode(&t.encode()), Some(t));
+        let old = SavedTime::decode("1800000000000000000\n2027-01-15T08:00:00.000Z\n").unwrap();
+        assert_eq!(
+            (old.boot_id, old.mono_ns, old.estimated),
+            (None, None, true)
+        );
+        assert_eq!(SavedTime::decode("soon"), None);
+    }
+
+    #[test]
+    fn within_one_boot_the_floor_follows_monotonic_time_with_some_tolerance() {
+        let boot = "0b".repeat(16);
+        let saved = SavedTime {
+            wall_ns: 1_000 * S,
+            boot_id: Some(boot.clone()),
+            mono_ns: Some(10 * S as u64),
+            estimated: false,
+        };
+        let t = start_time(&saved, &boot, 70 * S as u64);
+        assert_eq!(t.floor_ns, 1_060 * S);
+        assert!(t.tolerance_ns > 0 && !t.floor_estimated);
+        assert_eq!(t.estimated_up_to_ns, i64::MIN);
+        // Another boot, or a boot id we could not read: the saved time only.
+        for other in ["0c".repeat(16), "00".repeat(16)] {
+            let t = start_time(&saved, &other, 70 * S as u64);
+            assert_eq!((t.floor_ns, t.tolerance_ns), (1_000 * S, 0));
+            assert!(t.floor_estimated);
+        }
+    }
 }
