@@ -720,3 +720,87 @@ fn an_incident_cut_short_by_the_power_is_finished_at_the_next_start() {
     let plan = incidents::plan_locked_cap(&list, &segs, 1);
     assert_eq!(plan.release, vec![rec.id]);
 }
+
+#[test]
+fn a_g_sensor_going_off_all_along_a_rough_road_makes_incidents_the_cap_can_release() {
+    // Rolls of 5 s: one incident spans at most 10 × (5 + 5) = 100 s.
+    let mut rig = lock_rig(u64::MAX, None, 5);
+    rig.drive(10);
+    let first = rig.keeper.trigger(TriggerSource::GSensor).unwrap();
+    for _ in 0..50 {
+        rig.drive(3);
+        rig.keeper.trigger(TriggerSource::GSensor).unwrap();
+    }
+    rig.drive(20);
+    let list = rig.keeper.list().unwrap();
+    assert!(list.len() >= 2, "{} incidents", list.len());
+    let oldest = list.last().unwrap();
+    assert_eq!(oldest.id, first.id);
+    assert!(oldest.to_mono_ns - oldest.from_mono_ns <= 100 * S);
+    assert!(list.iter().all(|r| r.complete), "every window is over");
+    let segs = list_all(rig.io.as_ref(), &data_dir()).unwrap();
+    let plan = incidents::plan_locked_cap(&list, &segs, 1);
+    assert!(plan.release.contains(&first.id));
+}
+
+fn restart_keeper(rig: &LockRig, clock: SimulatedClock, boot_id: [u8; 16]) -> IncidentKeeper {
+    IncidentKeeper::new(
+        rig.io.clone(),
+        &data_dir(),
+        Arc::new(clock),
+        boot_id,
+        RollSettings {
+            pre_roll_ns: 30 * S,
+            post_roll_ns: 30 * S,
+        },
+        Arc::default(),
+        Arc::default(),
+    )
+}
+
+#[test]
+fn an_incident_in_its_post_roll_when_the_service_restarts_finishes_in_the_same_boot() {
+    let mut rig = lock_rig(u64::MAX, None, 30);
+    rig.drive(12);
+    let rec = rig.keeper.trigger(TriggerSource::Button).unwrap();
+    rig.drive(3);
+    rig.writer.close().unwrap();
+    // The service restarts; the boot goes on.
+    let keeper = restart_keeper(&rig, rig.clock.clone(), BOOT_B);
+    assert!(keeper.has_pending());
+    rig.clock.advance(Duration::from_secs(40));
+    keeper.tick();
+    let list = keeper.list().unwrap();
+    assert_eq!(list[0].id, rec.id);
+    assert!(list[0].complete && !list[0].cut_short, "{:?}", list[0]);
+    assert!(!keeper.has_pending());
+}
+
+#[test]
+fn a_lock_lost_between_saving_the_record_and_writing_it_is_restored_at_the_next_start() {
+    let mut rig = lock_rig(u64::MAX, None, 30);
+    rig.drive(12);
+    let rec = rig.keeper.trigger(TriggerSource::Button).unwrap();
+    rig.drive(3);
+    rig.writer.close().unwrap();
+    // The cut came after the record named its newest segment, before that
+    // segment's lock was written.
+    let newest = &rig.keeper.list().unwrap()[0]
+        .segments
+        .last()
+        .unwrap()
+        .clone();
+    let seg = data_dir()
+        .join("recordings")
+        .join(&newest.camera)
+        .join(&newest.name);
+    let lock = incidents::lock_path(&seg);
+    rig.io.remove_file(&lock).unwrap();
+    let keeper = restart_keeper(
+        &rig,
+        SimulatedClock::new(S, TRUE_WALL + 600 * S as i64),
+        BOOT_A,
+    );
+    assert!(rig.io.exists(&lock), "the lock is back");
+    assert_eq!(keeper.list().unwrap()[0].id, rec.id);
+}
