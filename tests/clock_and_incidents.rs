@@ -804,3 +804,20 @@ fn a_lock_lost_between_saving_the_record_and_writing_it_is_restored_at_the_next_
     assert!(rig.io.exists(&lock), "the lock is back");
     assert_eq!(keeper.list().unwrap()[0].id, rec.id);
 }
+
+#[test]
+fn the_locked_cap_message_goes_once_locked_footage_fits_again() {
+    let mut rig = lock_rig(u64::MAX, Some(1), 30);
+    rig.drive(12);
+    rig.keeper.trigger(TriggerSource::Dashboard).unwrap();
+    rig.drive(12); // closed locked segments, the incident still pending
+    let message = || rig.status.store.locked_message.lock().unwrap().clone();
+    assert!(
+        message().is_some_and(|m| m.contains("nothing more can be released")),
+        "{:?}",
+        message()
+    );
+    rig.retention.set_locked_cap(Some(u64::MAX / 2));
+    rig.retention.enforce();
+    assert_eq!(message(), None);
+}
