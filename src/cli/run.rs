@@ -207,7 +207,12 @@ fn start_triggers(
         })
     };
     if let Some(b) = &config.triggers.gpio_button {
-        match gpio::GpioButton::open(&b.chip, b.line, b.active_low) {
+        match gpio::GpioButton::open(
+            &b.chip,
+            b.line,
+            b.active_low,
+            Duration::from_millis(b.debounce_ms as u64),
+        ) {
             Ok(button) => {
                 notes.push(format!(
                     "{}: ready",
