@@ -240,7 +240,13 @@ fn start_triggers(
         }
     }
     if let Some(a) = &config.triggers.accelerometer {
-        match accel::I2cAccelerometer::open(&a.device, a.part, a.address, a.sample_hz) {
+        match accel::I2cAccelerometer::open(
+            &a.device,
+            a.part,
+            a.address,
+            a.sample_hz,
+            a.threshold_g as f32,
+        ) {
             Ok(sensor) => {
                 notes.push(format!(
                     "{}: ready",
