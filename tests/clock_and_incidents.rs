@@ -56,6 +56,16 @@ fn writer(io: Arc<dyn StorageIo>, boot_id: [u8; 16], open: OpenSegments) -> Segm
     .unwrap()
 }
 
+/// The timekeeper of a service starting on `io` with `clock`.
+fn timekeeper(
+    io: &Arc<dyn StorageIo>,
+    clock: Arc<AdjustableClock>,
+    setter: impl WallClockSetter + 'static,
+    boot_id: [u8; 16],
+) -> Timekeeper {
+    Timekeeper::start(io.clone(), &data_dir(), clock, Box::new(setter), boot_id)
+}
+
 /// Records `seconds` of 10 fps frames stamped by `clock`, advancing it.
 fn record(w: &mut SegmentWriter, clock: &dyn Clock, sim: &SimulatedClock, seconds: u64) {
     for _ in 0..seconds * S / FRAME_NS {
@@ -91,11 +101,10 @@ fn a_restart_with_the_clock_behind_the_saved_time_lands_at_or_after_it() {
     let io: Arc<dyn StorageIo> = Arc::new(sim.clone());
     // Last run: the right time, saved.
     let before = SimulatedClock::new(5 * S, TRUE_WALL);
-    let tk = Timekeeper::start(
-        io.clone(),
-        &data_dir(),
+    let tk = timekeeper(
+        &io,
         Arc::new(AdjustableClock::new(Arc::new(before.clone()))),
-        Box::new(DeniedWallClockSetter),
+        DeniedWallClockSetter,
         BOOT_A,
     );
     before.advance(Duration::from_secs(600));
@@ -107,13 +116,7 @@ fn a_restart_with_the_clock_behind_the_saved_time_lands_at_or_after_it() {
     // set the system clock: the recorder runs from an offset.
     let stale = SimulatedClock::new(S, 1_000_000_000 * S as i64);
     let clock = Arc::new(AdjustableClock::new(Arc::new(stale.clone())));
-    let tk = Timekeeper::start(
-        io.clone(),
-        &data_dir(),
-        clock.clone(),
-        Box::new(DeniedWallClockSetter),
-        BOOT_B,
-    );
+    let tk = timekeeper(&io, clock.clone(), DeniedWallClockSetter, BOOT_B);
     assert!(clock.wall_ns() >= saved, "{} < {saved}", clock.wall_ns());
     assert!(clock.wall_estimated());
     assert_eq!(tk.report().source, ClockSource::RestoredOffset);
@@ -126,13 +129,7 @@ fn a_restart_with_the_clock_behind_the_saved_time_lands_at_or_after_it() {
     // Allowed to set it: the system clock itself moves forward.
     let stale = SimulatedClock::new(S, 1_000_000_000 * S as i64);
     let clock = Arc::new(AdjustableClock::new(Arc::new(stale.clone())));
-    let tk = Timekeeper::start(
-        io.clone(),
-        &data_dir(),
-        clock.clone(),
-        Box::new(stale.clone()),
-        BOOT_B,
-    );
+    let tk = timekeeper(&io, clock.clone(), stale.clone(), BOOT_B);
     assert!(stale.wall_ns() >= saved);
     assert_eq!(
         (clock.offset_ns(), tk.report().source),
@@ -143,13 +140,7 @@ fn a_restart_with_the_clock_behind_the_saved_time_lands_at_or_after_it() {
     // A clock already ahead of the saved time is left alone.
     let ahead = SimulatedClock::new(S, saved + 3_600 * S as i64);
     let clock = Arc::new(AdjustableClock::new(Arc::new(ahead.clone())));
-    let tk = Timekeeper::start(
-        io,
-        &data_dir(),
-        clock.clone(),
-        Box::new(ahead.clone()),
-        BOOT_B,
-    );
+    let tk = timekeeper(&io, clock.clone(), ahead.clone(), BOOT_B);
     assert_eq!(clock.wall_ns(), saved + 3_600 * S as i64);
     assert!(!clock.wall_estimated());
     assert_eq!(tk.report().source, ClockSource::System);
@@ -161,13 +152,7 @@ fn a_restart_within_the_same_boot_resumes_the_phone_set_time_exactly() {
     // The board came up a day behind and may not set its clock.
     let host = SimulatedClock::new(30 * S, TRUE_WALL - 86_400 * S as i64);
     let start = |clock: &Arc<AdjustableClock>| {
-        Timekeeper::start(
-            io.clone(),
-            &data_dir(),
-            clock.clone(),
-            Box::new(DeniedWallClockSetter),
-            BOOT_B,
-        )
+        timekeeper(&io, clock.clone(), DeniedWallClockSetter, BOOT_B)
     };
     let clock = Arc::new(AdjustableClock::new(Arc::new(host.clone())));
     let tk = start(&clock);
@@ -192,22 +177,10 @@ fn a_restart_within_the_same_boot_resumes_the_phone_set_time_exactly() {
     .unwrap();
     let host = SimulatedClock::new(30 * S, TRUE_WALL - 86_400 * S as i64);
     let clock = Arc::new(AdjustableClock::new(Arc::new(host.clone())));
-    let _tk = Timekeeper::start(
-        io2.clone(),
-        &data_dir(),
-        clock.clone(),
-        Box::new(DeniedWallClockSetter),
-        BOOT_B,
-    );
+    let _tk = timekeeper(&io2, clock.clone(), DeniedWallClockSetter, BOOT_B);
     host.advance(Duration::from_secs(20));
     let clock = Arc::new(AdjustableClock::new(Arc::new(host.clone())));
-    Timekeeper::start(
-        io2,
-        &data_dir(),
-        clock.clone(),
-        Box::new(DeniedWallClockSetter),
-        BOOT_B,
-    );
+    timekeeper(&io2, clock.clone(), DeniedWallClockSetter, BOOT_B);
     assert_eq!(clock.wall_ns(), TRUE_WALL + 20 * S as i64);
     assert!(clock.wall_estimated());
 }
@@ -216,24 +189,17 @@ fn a_restart_within_the_same_boot_resumes_the_phone_set_time_exactly() {
 fn a_clock_the_boot_scripts_restored_from_their_own_save_is_still_estimated() {
     let io: Arc<dyn StorageIo> = Arc::new(SimIo::new(u64::MAX / 4));
     let before = SimulatedClock::new(5 * S, TRUE_WALL);
-    Timekeeper::start(
-        io.clone(),
-        &data_dir(),
+    timekeeper(
+        &io,
         Arc::new(AdjustableClock::new(Arc::new(before.clone()))),
-        Box::new(DeniedWallClockSetter),
+        DeniedWallClockSetter,
         BOOT_A,
     );
     // Power cut. At boot an init script set the clock to its own saved
     // time, half a minute later than ours; the service starts 8 s in.
     let host = SimulatedClock::new(8 * S, TRUE_WALL + 38 * S as i64);
     let clock = Arc::new(AdjustableClock::new(Arc::new(host.clone())));
-    let tk = Timekeeper::start(
-        io.clone(),
-        &data_dir(),
-        clock.clone(),
-        Box::new(host.clone()),
-        BOOT_B,
-    );
+    let tk = timekeeper(&io, clock.clone(), host.clone(), BOOT_B);
     assert_eq!(clock.wall_ns(), TRUE_WALL + 38 * S as i64, "left alone");
     assert!(clock.wall_estimated());
     assert_eq!(tk.report().source, ClockSource::RestoredSystem);
@@ -255,13 +221,7 @@ fn setting_the_time_relabels_this_boots_segments_and_nothing_else_and_exports_us
     // Boot B: the clock restarts a day behind; the saved time is older still.
     let host = SimulatedClock::new(S, TRUE_WALL - 86_400 * S as i64);
     let clock = Arc::new(AdjustableClock::new(Arc::new(host.clone())));
-    let tk = Timekeeper::start(
-        io.clone(),
-        &data_dir(),
-        clock.clone(),
-        Box::new(host.clone()),
-        BOOT_B,
-    );
+    let tk = timekeeper(&io, clock.clone(), host.clone(), BOOT_B);
     clock.set_estimated(true); // as after a restore
     let mut w = writer(io.clone(), BOOT_B, Arc::default());
     record(&mut w, clock.as_ref(), &host, 25); // two closed segments and an open one
@@ -596,13 +556,7 @@ fn a_power_cut_while_relabelling_leaves_old_or_new_labels_never_a_mix() {
     let io: Arc<dyn StorageIo> = Arc::new(sim.clone());
     let host = SimulatedClock::new(S, TRUE_WALL - 86_400 * S as i64);
     let clock = Arc::new(AdjustableClock::new(Arc::new(host.clone())));
-    let tk = Timekeeper::start(
-        io.clone(),
-        &data_dir(),
-        clock.clone(),
-        Box::new(host.clone()),
-        BOOT_B,
-    );
+    let tk = timekeeper(&io, clock.clone(), host.clone(), BOOT_B);
     let mut w = writer(io.clone(), BOOT_B, Arc::default());
     record(&mut w, clock.as_ref(), &host, 25);
     w.close().unwrap();
