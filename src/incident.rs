@@ -351,6 +351,9 @@ impl IncidentKeeper {
 
     /// Shifts the wall times of this boot's incidents after the clock was set.
     pub fn relabel(&self, wall_minus_mono_ns: i64) -> Result<(), StoreError> {
+        // Retention's pass may be releasing one of these records: read and
+        // rewrite them under its lock so neither change is lost.
+        let _pass = self.pass_lock.lock().unwrap_or_else(|e| e.into_inner());
         let hex = boot_id_hex(&self.boot_id);
         let shift = |rec: &mut IncidentRecord| {
             rec.at_ns = rec.at_mono_ns as i64 + wall_minus_mono_ns;
