@@ -300,6 +300,24 @@ fn setting_the_time_relabels_this_boots_segments_and_nothing_else_and_exports_us
     )
     .unwrap();
     assert_eq!(stale.frame_count(), 0);
+
+    // Set again (the first phone was 5 s fast): the new anchor replaces the
+    // old one for the whole boot, footage from before and after the first
+    // setting alike; the older boot is still untouched.
+    let second = tk.set_wall(clock.wall_ns() - 5 * S as i64).unwrap();
+    let anchor2 = second.new_wall_minus_mono_ns;
+    assert_eq!(anchor2, anchor - 5 * S as i64);
+    let (all, _) = list_segments(io.as_ref(), &data_dir(), "front").unwrap();
+    for (i, seg) in all.iter().enumerate() {
+        let frames = frames_of(io.as_ref(), seg);
+        if i < old_boot.len() {
+            assert_eq!(frames, old_frames[i], "{} changed", seg.name);
+            continue;
+        }
+        assert!(frames.iter().all(|(m, wl, _)| *wl == *m as i64 + anchor2));
+        let start = label_start_ns(seg).unwrap();
+        assert!((start - frames[0].1).abs() < S as i64, "{}", seg.name);
+    }
 }
 
 struct LockRig {
