@@ -55,11 +55,21 @@ fn writer(dir: &Path, io: Arc<dyn StorageIo>, segment_s: u64) -> SegmentWriter {
 
 /// Appends `count` frames at 30 fps on a simulated clock; returns payload bytes.
 fn append_frames(w: &mut SegmentWriter, jpegs: &[Arc<[u8]>], count: u64) -> u64 {
+    append_frames_every(w, jpegs, count, 33_333_333)
+}
+
+/// Appends `count` frames `interval_ns` apart; returns payload bytes.
+fn append_frames_every(
+    w: &mut SegmentWriter,
+    jpegs: &[Arc<[u8]>],
+    count: u64,
+    interval_ns: u64,
+) -> u64 {
     let mut payload = 0;
     for n in 0..count {
         let jpeg = jpegs[n as usize % jpegs.len()].clone();
         payload += jpeg.len() as u64;
-        let t = n * 33_333_333;
+        let t = n * interval_ns;
         let f = EncodedFrame {
             jpeg,
             width: W,
@@ -195,20 +205,8 @@ fn anchored_open_vs_plain(jpegs: &[Arc<[u8]>]) -> (Duration, Duration, usize) {
     let dir = tempfile::tempdir().unwrap();
     let io = Arc::new(RealIo::new());
     let mut w = writer(dir.path(), io.clone(), 60);
-    for n in 0..2880u64 {
-        let t = n * 30_000_000_000;
-        let f = EncodedFrame {
-            jpeg: jpegs[0][..2000.min(jpegs[0].len())].into(),
-            width: W,
-            height: H,
-            captured: CaptureTime {
-                mono_ns: t,
-                wall_ns: t as i64,
-            },
-            flags: 0,
-        };
-        w.append(&f, t).unwrap();
-    }
+    let small: Arc<[u8]> = jpegs[0][..2000.min(jpegs[0].len())].into();
+    append_frames_every(&mut w, &[small], 2880, 30_000_000_000);
     w.close().unwrap();
     drop(w);
     // Warm: the writer bypassed the page cache; both sides read from memory.

@@ -243,7 +243,8 @@ pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
     let t = humantime::parse_rfc3339_weak(s.trim())
         .map_err(|e| format!("'{s}' is not a UTC time like 2026-11-20T10:00:00Z: {e}"))?;
     match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => Ok(d.as_nanos() as i64),
+        Ok(d) => i64::try_from(d.as_nanos())
+            .map_err(|_| format!("'{s}' is after 2262, beyond what a time here can hold")),
         Err(_) => Err(format!("'{s}' is before 1970")),
     }
 }
@@ -292,6 +293,10 @@ mod tests {
         assert!(parse_rfc3339("yesterday")
             .unwrap_err()
             .contains("yesterday"));
+        // Nanoseconds since 1970 overflow an i64 in 2262: an error, not a wrap.
+        assert!(parse_rfc3339("2500-01-01T00:00:00Z")
+            .unwrap_err()
+            .contains("after 2262"));
     }
 
     #[test]

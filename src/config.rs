@@ -1335,16 +1335,22 @@ pub struct AccelerometerConfig {
 
 impl TriggersConfig {
     fn validate_into(&self, errs: &mut Vec<FieldError>) {
-        if let Some(b) = &self.gpio_button {
-            if !b.chip.starts_with("/dev/") {
+        // A device node, not a sysfs path or a file name.
+        let check_device = |errs: &mut Vec<FieldError>, field: &str, path: &Path, hint: &str| {
+            if !path.starts_with("/dev/") {
                 errs.push(FieldError::new(
-                    "triggers.gpio_button.chip",
-                    format!(
-                        "{} is not a GPIO character device; use e.g. \"/dev/gpiochip0\" (sysfs GPIO is not supported)",
-                        b.chip.display()
-                    ),
+                    field,
+                    format!("{} is not {hint}", path.display()),
                 ));
             }
+        };
+        if let Some(b) = &self.gpio_button {
+            check_device(
+                errs,
+                "triggers.gpio_button.chip",
+                &b.chip,
+                "a GPIO character device; use e.g. \"/dev/gpiochip0\" (sysfs GPIO is not supported)",
+            );
             check_rule(errs, "triggers.gpio_button.line", b.line.into(), GPIO_LINE);
             check_rule(
                 errs,
@@ -1354,15 +1360,12 @@ impl TriggersConfig {
             );
         }
         if let Some(a) = &self.accelerometer {
-            if !a.device.starts_with("/dev/") {
-                errs.push(FieldError::new(
-                    "triggers.accelerometer.device",
-                    format!(
-                        "{} is not an I2C bus device; use e.g. \"/dev/i2c-1\"",
-                        a.device.display()
-                    ),
-                ));
-            }
+            check_device(
+                errs,
+                "triggers.accelerometer.device",
+                &a.device,
+                "an I2C bus device; use e.g. \"/dev/i2c-1\"",
+            );
             check_rule(
                 errs,
                 "triggers.accelerometer.address",

@@ -30,6 +30,12 @@ const NS_PER_S: u64 = 1_000_000_000;
 /// The last pass waits this long after the post-roll so that the frames of
 /// its end have been synced into a segment that can be read.
 const SETTLE_NS: u64 = 3 * NS_PER_S;
+/// A trigger during a post-roll extends the incident, but only up to this
+/// many times its pre- plus post-roll; then it starts a new one. Otherwise
+/// a rough road that sets the G-sensor off every few seconds would make one
+/// endless incident that the locked cap could never release, and locked
+/// footage would crowd out everything else.
+const INCIDENT_ROLLS_MAX: u64 = 10;
 
 /// What asked for an incident.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -109,9 +115,12 @@ impl IncidentKeeper {
         keeper
     }
 
-    /// Incidents of an earlier boot that never finished (the power went off
-    /// during the post-roll) are finished now: their locks stay, and they
-    /// count as complete so the locked cap can release them in turn.
+    /// Incidents that never finished. Those of an earlier boot lost their
+    /// post-roll with the power: their locks are made whole again (a cut
+    /// may fall between saving the record and writing a lock) and they
+    /// count as complete, so the locked cap can release them in turn.
+    /// Those of this boot (the service restarted, the boot went on) are
+    /// pending again and finish as usual.
     fn finish_interrupted(&self) {
         let hex = boot_id_hex(&self.boot_id);
         let records = match incidents::list(self.io.as_ref(), &self.data_dir) {
@@ -121,10 +130,20 @@ impl IncidentKeeper {
                 return;
             }
         };
-        for mut rec in records
-            .into_iter()
-            .filter(|r| !r.complete && r.boot_id != hex)
-        {
+        for mut rec in records.into_iter().filter(|r| !r.complete) {
+            if rec.boot_id == hex {
+                log::info!("incident {}: resuming its post-roll", rec.id);
+                self.pending().push(rec);
+                continue;
+            }
+            for seg in &rec.segments {
+                let path = crate::store::camera_dir(&self.data_dir, &seg.camera).join(&seg.name);
+                if self.io.exists(&path) {
+                    if let Err(e) = incidents::lock_segment(self.io.as_ref(), &path, &rec.id) {
+                        log::error!("incident {}: {e}", rec.id);
+                    }
+                }
+            }
             rec.complete = true;
             rec.cut_short = true;
             match incidents::save(self.io.as_ref(), &self.data_dir, &rec) {
@@ -149,7 +168,10 @@ impl IncidentKeeper {
         let now = self.clock.now();
         let mut pending = self.pending();
         let post = self.roll.post_roll_ns;
-        if let Some(rec) = pending.iter_mut().find(|r| now.mono_ns <= r.to_mono_ns) {
+        let span_max = INCIDENT_ROLLS_MAX * (self.roll.pre_roll_ns + self.roll.post_roll_ns);
+        if let Some(rec) = pending.iter_mut().find(|r| {
+            now.mono_ns <= r.to_mono_ns && now.mono_ns + post - r.from_mono_ns <= span_max
+        }) {
             rec.to_mono_ns = now.mono_ns + post;
             rec.to_ns = now.wall_ns + post as i64;
             if !rec.triggers.iter().any(|t| t == source.name()) {
@@ -241,6 +263,7 @@ impl IncidentKeeper {
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let now_mono = self.clock.mono_ns();
         let mut changed = false;
+        let mut to_lock = Vec::new();
         for camera in catalog::list_cameras(self.io.as_ref(), &self.data_dir)? {
             let (segments, _) = catalog::list_segments(self.io.as_ref(), &self.data_dir, &camera)?;
             for seg in segments.iter().rev() {
@@ -271,7 +294,7 @@ impl IncidentKeeper {
                     .iter()
                     .position(|s| s.camera == camera && s.name == seg.name);
                 if !seg.protected || known.is_none() {
-                    incidents::lock_segment(self.io.as_ref(), &seg.path, &rec.id)?;
+                    to_lock.push(seg.path.clone());
                 }
                 match known {
                     Some(i) if rec.segments[i].bytes != seg.len => {
@@ -290,10 +313,17 @@ impl IncidentKeeper {
                 }
             }
         }
+        // The record names a segment before its lock exists: a lock the
+        // record does not know of could never be released by the cap,
+        // while a named segment without its lock is locked again at the
+        // next start (`finish_interrupted`).
         if changed {
             rec.segments
                 .sort_by(|a, b| (&a.camera, &a.name).cmp(&(&b.camera, &b.name)));
             incidents::save(self.io.as_ref(), &self.data_dir, rec)?;
+        }
+        for path in &to_lock {
+            incidents::lock_segment(self.io.as_ref(), path, &rec.id)?;
         }
         Ok(())
     }
@@ -321,6 +351,9 @@ impl IncidentKeeper {
 
     /// Shifts the wall times of this boot's incidents after the clock was set.
     pub fn relabel(&self, wall_minus_mono_ns: i64) -> Result<(), StoreError> {
+        // Retention's pass may be releasing one of these records: read and
+        // rewrite them under its lock so neither change is lost.
+        let _pass = self.pass_lock.lock().unwrap_or_else(|e| e.into_inner());
         let hex = boot_id_hex(&self.boot_id);
         let shift = |rec: &mut IncidentRecord| {
             rec.at_ns = rec.at_mono_ns as i64 + wall_minus_mono_ns;

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::clock::{format_rfc3339_ms, AdjustableClock, Clock, WallClockSetter};
+use crate::clock::{boot_id_hex, format_rfc3339_ms, AdjustableClock, Clock, WallClockSetter};
 use crate::store::io::StorageIo;
 use crate::store::{anchor, catalog, sidecar, StoreError};
 
@@ -91,8 +91,70 @@ pub fn saved_time_path(data_dir: &Path) -> PathBuf {
     data_dir.join(SAVED_TIME_FILE)
 }
 
+/// How far past the saved time the clock of a new boot may be and still be
+/// taken for a restore of it (by us in an earlier start, or by the boot
+/// scripts, which save on their own minute): one save interval and some
+/// margin, on top of the time since boot. A clock that is right after a
+/// power cut shorter than that is flagged estimated too, which costs
+/// nothing but the stripes on the timeline.
+const RESTORED_SLACK_NS: i64 = SAVE_INTERVAL_NS as i64 + 10_000_000_000;
+/// Within one boot the clock follows monotonic time; a difference larger
+/// than this since the last save means someone set it.
+const SAME_BOOT_SLACK_NS: i64 = 2_000_000_000;
+
+/// What `last-wall-time` holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SavedTime {
+    pub wall_ns: i64,
+    /// The boot and monotonic time of the save, when known: a restart
+    /// within the same boot resumes from them exactly.
+    pub boot_id: Option<String>,
+    pub mono_ns: Option<u64>,
+    /// The saved time was itself an estimate.
+    pub estimated: bool,
+}
+
+impl SavedTime {
+    pub fn encode(&self) -> String {
+        let mut s = format!("{}\n{}\n", self.wall_ns, format_rfc3339_ms(self.wall_ns));
+        if let (Some(boot), Some(mono)) = (&self.boot_id, self.mono_ns) {
+            s.push_str(&format!(
+                "boot {boot}\nmono_ns {mono}\nestimated {}\n",
+                self.estimated
+            ));
+        }
+        s
+    }
+
+    /// The first token is the wall time (older files hold nothing else);
+    /// the `boot`, `mono_ns` and `estimated` lines are optional.
+    pub fn decode(text: &str) -> Option<SavedTime> {
+        let wall_ns = text.split_whitespace().next()?.parse::<i64>().ok()?;
+        let mut saved = SavedTime {
+            wall_ns,
+            boot_id: None,
+            mono_ns: None,
+            estimated: true,
+        };
+        for line in text.lines() {
+            match line.split_once(' ') {
+                Some(("boot", v)) => saved.boot_id = Some(v.to_string()),
+                Some(("mono_ns", v)) => saved.mono_ns = v.parse().ok(),
+                Some(("estimated", v)) => saved.estimated = v != "false",
+                _ => {}
+            }
+        }
+        Some(saved)
+    }
+}
+
 /// The saved wall time, if there is a readable one.
 pub fn read_saved(io: &dyn StorageIo, data_dir: &Path) -> Option<i64> {
+    read_saved_time(io, data_dir).map(|s| s.wall_ns)
+}
+
+/// Everything the saved time file says, if it is readable.
+pub fn read_saved_time(io: &dyn StorageIo, data_dir: &Path) -> Option<SavedTime> {
     let path = saved_time_path(data_dir);
     let bytes = match sidecar::read_small(io, &path) {
         Ok(b) => b?,
@@ -101,14 +163,53 @@ pub fn read_saved(io: &dyn StorageIo, data_dir: &Path) -> Option<i64> {
             return None;
         }
     };
-    let text = String::from_utf8_lossy(&bytes);
-    let first = text.split_whitespace().next()?;
-    match first.parse::<i64>() {
-        Ok(ns) => Some(ns),
-        Err(_) => {
-            log::warn!("ignoring {}: not a saved time", path.display());
-            None
+    let saved = SavedTime::decode(&String::from_utf8_lossy(&bytes));
+    if saved.is_none() {
+        log::warn!("ignoring {}: not a saved time", path.display());
+    }
+    saved
+}
+
+/// Where the clock must be at start-up, and whether that is an estimate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct StartTime {
+    /// The clock must not be behind this.
+    floor_ns: i64,
+    /// ...by more than this (within a boot, NTP slewing and the instants
+    /// between reading the two clocks are no reason to step it).
+    tolerance_ns: i64,
+    /// The clock is an estimate if it is at most this (it was restored
+    /// rather than set by someone who knew).
+    estimated_up_to_ns: i64,
+    /// Moving the clock to `floor_ns` yields an estimate.
+    floor_estimated: bool,
+}
+
+fn start_time(saved: &SavedTime, boot_hex: &str, mono_now_ns: u64) -> StartTime {
+    let same_boot = boot_hex.bytes().any(|b| b != b'0')
+        && saved.boot_id.as_deref() == Some(boot_hex)
+        && saved.mono_ns.is_some_and(|m| m <= mono_now_ns);
+    match saved.mono_ns {
+        // A restart within the boot: monotonic time went on exactly.
+        Some(mono) if same_boot => {
+            let floor_ns = saved.wall_ns + (mono_now_ns - mono) as i64;
+            StartTime {
+                floor_ns,
+                tolerance_ns: SAME_BOOT_SLACK_NS,
+                estimated_up_to_ns: if saved.estimated {
+                    floor_ns + SAME_BOOT_SLACK_NS
+                } else {
+                    i64::MIN
+                },
+                floor_estimated: saved.estimated,
+            }
         }
+        _ => StartTime {
+            floor_ns: saved.wall_ns,
+            tolerance_ns: 0,
+            estimated_up_to_ns: saved.wall_ns + mono_now_ns as i64 + RESTORED_SLACK_NS,
+            floor_estimated: true,
+        },
     }
 }
 
@@ -125,36 +226,57 @@ impl Timekeeper {
         if let Err(e) = io.create_dir_all(data_dir) {
             log::warn!("cannot create {}: {e}", data_dir.display());
         }
-        let saved = read_saved(io.as_ref(), data_dir);
+        let saved = read_saved_time(io.as_ref(), data_dir);
         let mut source = ClockSource::System;
-        if let Some(saved_ns) = saved {
+        if let Some(saved) = &saved {
+            let target = start_time(saved, &boot_id_hex(&boot_id), clock.mono_ns());
             let now = clock.wall_ns();
-            if now < saved_ns {
-                match setter.set_wall_ns(saved_ns) {
+            if now < target.floor_ns - target.tolerance_ns {
+                let floor_ns = target.floor_ns;
+                let behind =
+                    std::time::Duration::from_secs(((floor_ns - now) / 1_000_000_000) as u64);
+                let kind = if target.floor_estimated {
+                    "the saved time (estimated)"
+                } else {
+                    "the time set earlier in this boot"
+                };
+                match setter.set_wall_ns(floor_ns) {
                     Ok(()) => {
                         clock.set_offset_ns(0);
-                        source = ClockSource::RestoredSystem;
+                        source = if target.floor_estimated {
+                            ClockSource::RestoredSystem
+                        } else {
+                            ClockSource::SetSystem
+                        };
                         log::warn!(
-                            "clock was {} behind the saved time; set the system clock to {} (estimated)",
-                            humantime::format_duration(std::time::Duration::from_secs(
-                                ((saved_ns - now) / 1_000_000_000) as u64
-                            )),
-                            format_rfc3339_ms(saved_ns)
+                            "clock was {} behind {kind}; set the system clock to {}",
+                            humantime::format_duration(behind),
+                            format_rfc3339_ms(floor_ns)
                         );
                     }
                     Err(e) => {
-                        clock.set_offset_ns(saved_ns - clock.system_wall_ns());
-                        source = ClockSource::RestoredOffset;
+                        clock.set_offset_ns(floor_ns - clock.system_wall_ns());
+                        source = if target.floor_estimated {
+                            ClockSource::RestoredOffset
+                        } else {
+                            ClockSource::SetOffset
+                        };
                         log::warn!(
-                            "clock is behind the saved time {} and cannot be set ({e}); \
-                             recording with an offset (estimated)",
-                            format_rfc3339_ms(saved_ns)
+                            "clock is behind {kind} {} and cannot be set ({e}); \
+                             recording with an offset",
+                            format_rfc3339_ms(floor_ns)
                         );
                     }
                 }
+                clock.set_estimated(target.floor_estimated);
+            } else if now <= target.estimated_up_to_ns {
+                // Already at the saved time, by our own earlier start or by
+                // the boot scripts: still only an estimate.
+                source = ClockSource::RestoredSystem;
                 clock.set_estimated(true);
             }
         }
+        let saved = saved.map(|s| s.wall_ns);
         let boot_first_seq = boot_first_sequences(io.as_ref(), data_dir, &boot_id);
         let keeper = Timekeeper {
             io,
@@ -184,8 +306,15 @@ impl Timekeeper {
 
     /// Saves the current wall time, atomically and durably.
     pub fn save_now(&self) {
+        let mono = self.clock.mono_ns();
         let now = self.clock.wall_ns();
-        let text = format!("{now}\n{}\n", format_rfc3339_ms(now));
+        let text = SavedTime {
+            wall_ns: now,
+            boot_id: Some(boot_id_hex(&self.boot_id)),
+            mono_ns: Some(mono),
+            estimated: self.clock.wall_estimated(),
+        }
+        .encode();
         let path = saved_time_path(&self.data_dir);
         let result = sidecar::write_atomic(self.io.as_ref(), &path, text.as_bytes());
         let mut st = self.state();
@@ -315,4 +444,49 @@ fn boot_first_sequences(
         out.insert(camera, first);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000_000;
+
+    #[test]
+    fn saved_times_round_trip_and_old_files_read_as_estimates() {
+        let t = SavedTime {
+            wall_ns: 1_800_000_000 * S,
+            boot_id: Some("0b".repeat(16)),
+            mono_ns: Some(42),
+            estimated: false,
+        };
+        assert_eq!(SavedTime::decode(&t.encode()), Some(t));
+        let old = SavedTime::decode("1800000000000000000\n2027-01-15T08:00:00.000Z\n").unwrap();
+        assert_eq!(
+            (old.boot_id, old.mono_ns, old.estimated),
+            (None, None, true)
+        );
+        assert_eq!(SavedTime::decode("soon"), None);
+    }
+
+    #[test]
+    fn within_one_boot_the_floor_follows_monotonic_time_with_some_tolerance() {
+        let boot = "0b".repeat(16);
+        let saved = SavedTime {
+            wall_ns: 1_000 * S,
+            boot_id: Some(boot.clone()),
+            mono_ns: Some(10 * S as u64),
+            estimated: false,
+        };
+        let t = start_time(&saved, &boot, 70 * S as u64);
+        assert_eq!(t.floor_ns, 1_060 * S);
+        assert!(t.tolerance_ns > 0 && !t.floor_estimated);
+        assert_eq!(t.estimated_up_to_ns, i64::MIN);
+        // Another boot, or a boot id we could not read: the saved time only.
+        for other in ["0c".repeat(16), "00".repeat(16)] {
+            let t = start_time(&saved, &other, 70 * S as u64);
+            assert_eq!((t.floor_ns, t.tolerance_ns), (1_000 * S, 0));
+            assert!(t.floor_estimated);
+        }
+    }
 }

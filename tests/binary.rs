@@ -288,6 +288,24 @@ fn spawn_service(dir: &Path, extra: &str) -> (Child, u16) {
     (child, port)
 }
 
+/// `dashvault status --json` once `ready` holds for it (within 15 s).
+fn status_when(
+    dir: &Path,
+    what: &str,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = dashvault(dir).args(["status", "--json"]).output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if ready(&v) {
+            return v;
+        }
+        assert!(Instant::now() < until, "no {what}: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn stop(mut child: Child) {
     // SIGTERM: a clean stop.
     let _ = nix::sys::signal::kill(
@@ -351,19 +369,9 @@ fn a_restart_with_the_clock_behind_the_saved_time_runs_from_the_saved_time() {
     let saved = now_ns + 86_400_000_000_000;
     std::fs::write(dir.path().join("data/last-wall-time"), format!("{saved}\n")).unwrap();
     let (child, _) = spawn_service(dir.path(), "");
-    let until = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        let out = dashvault(dir.path())
-            .args(["status", "--json"])
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        if v["clock"]["time"].is_string() {
-            break v;
-        }
-        assert!(Instant::now() < until, "no clock in status: {v}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = status_when(dir.path(), "a clock in status", |v| {
+        v["clock"]["time"].is_string()
+    });
     stop(child);
     let clock = &status["clock"];
     assert_eq!(clock["estimated"], true, "{clock}");
@@ -379,4 +387,31 @@ fn a_restart_with_the_clock_behind_the_saved_time_runs_from_the_saved_time() {
     let text = std::fs::read_to_string(dir.path().join("data/last-wall-time")).unwrap();
     let again: i64 = text.split_whitespace().next().unwrap().parse().unwrap();
     assert!(again > saved);
+}
+
+#[test]
+fn trigger_devices_that_cannot_be_opened_are_reported_and_recording_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, _) = spawn_service(
+        dir.path(),
+        r#", "triggers": {
+            "gpio_button": {"chip": "/dev/gpiochip-absent", "line": 17},
+            "accelerometer": {"device": "/dev/i2c-absent", "part": "adxl345"} }"#,
+    );
+    let status = status_when(dir.path(), "frames written", |v| {
+        v["cameras"][0]["written"].as_u64().unwrap_or(0) > 0
+    });
+    stop(child);
+    let notes: Vec<&str> = status["triggers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(notes[0].starts_with("button on /dev/gpiochip-absent line 17: cannot start"));
+    assert!(notes[1].starts_with("G-sensor Adxl345 on /dev/i2c-absent: cannot start"));
+    assert!(notes
+        .iter()
+        .all(|n| n.contains("locked from the dashboard")));
 }

@@ -56,6 +56,16 @@ fn writer(io: Arc<dyn StorageIo>, boot_id: [u8; 16], open: OpenSegments) -> Segm
     .unwrap()
 }
 
+/// The timekeeper of a service starting on `io` with `clock`.
+fn timekeeper(
+    io: &Arc<dyn StorageIo>,
+    clock: Arc<AdjustableClock>,
+    setter: impl WallClockSetter + 'static,
+    boot_id: [u8; 16],
+) -> Timekeeper {
+    Timekeeper::start(io.clone(), &data_dir(), clock, Box::new(setter), boot_id)
+}
+
 /// Records `seconds` of 10 fps frames stamped by `clock`, advancing it.
 fn record(w: &mut SegmentWriter, clock: &dyn Clock, sim: &SimulatedClock, seconds: u64) {
     for _ in 0..seconds * S / FRAME_NS {
@@ -91,11 +101,10 @@ fn a_restart_with_the_clock_behind_the_saved_time_lands_at_or_after_it() {
     let io: Arc<dyn StorageIo> = Arc::new(sim.clone());
     // Last run: the right time, saved.
     let before = SimulatedClock::new(5 * S, TRUE_WALL);
-    let tk = Timekeeper::start(
-        io.clone(),
-        &data_dir(),
+    let tk = timekeeper(
+        &io,
         Arc::new(AdjustableClock::new(Arc::new(before.clone()))),
-        Box::new(DeniedWallClockSetter),
+        DeniedWallClockSetter,
         BOOT_A,
     );
     before.advance(Duration::from_secs(600));
@@ -107,13 +116,7 @@ fn a_restart_with_the_clock_behind_the_saved_time_lands_at_or_after_it() {
     // set the system clock: the recorder runs from an offset.
     let stale = SimulatedClock::new(S, 1_000_000_000 * S as i64);
     let clock = Arc::new(AdjustableClock::new(Arc::new(stale.clone())));
-    let tk = Timekeeper::start(
-        io.clone(),
-        &data_dir(),
-        clock.clone(),
-        Box::new(DeniedWallClockSetter),
-        BOOT_B,
-    );
+    let tk = timekeeper(&io, clock.clone(), DeniedWallClockSetter, BOOT_B);
     assert!(clock.wall_ns() >= saved, "{} < {saved}", clock.wall_ns());
     assert!(clock.wall_estimated());
     assert_eq!(tk.report().source, ClockSource::RestoredOffset);
@@ -126,13 +129,7 @@ fn a_restart_with_the_clock_behind_the_saved_time_lands_at_or_after_it() {
     // Allowed to set it: the system clock itself moves forward.
     let stale = SimulatedClock::new(S, 1_000_000_000 * S as i64);
     let clock = Arc::new(AdjustableClock::new(Arc::new(stale.clone())));
-    let tk = Timekeeper::start(
-        io.clone(),
-        &data_dir(),
-        clock.clone(),
-        Box::new(stale.clone()),
-        BOOT_B,
-    );
+    let tk = timekeeper(&io, clock.clone(), stale.clone(), BOOT_B);
     assert!(stale.wall_ns() >= saved);
     assert_eq!(
         (clock.offset_ns(), tk.report().source),
@@ -143,16 +140,69 @@ fn a_restart_with_the_clock_behind_the_saved_time_lands_at_or_after_it() {
     // A clock already ahead of the saved time is left alone.
     let ahead = SimulatedClock::new(S, saved + 3_600 * S as i64);
     let clock = Arc::new(AdjustableClock::new(Arc::new(ahead.clone())));
-    let tk = Timekeeper::start(
-        io,
-        &data_dir(),
-        clock.clone(),
-        Box::new(ahead.clone()),
-        BOOT_B,
-    );
+    let tk = timekeeper(&io, clock.clone(), ahead.clone(), BOOT_B);
     assert_eq!(clock.wall_ns(), saved + 3_600 * S as i64);
     assert!(!clock.wall_estimated());
     assert_eq!(tk.report().source, ClockSource::System);
+}
+
+#[test]
+fn a_restart_within_the_same_boot_resumes_the_phone_set_time_exactly() {
+    let io: Arc<dyn StorageIo> = Arc::new(SimIo::new(u64::MAX / 4));
+    // The board came up a day behind and may not set its clock.
+    let host = SimulatedClock::new(30 * S, TRUE_WALL - 86_400 * S as i64);
+    let start = |clock: &Arc<AdjustableClock>| {
+        timekeeper(&io, clock.clone(), DeniedWallClockSetter, BOOT_B)
+    };
+    let clock = Arc::new(AdjustableClock::new(Arc::new(host.clone())));
+    let tk = start(&clock);
+    tk.set_wall(TRUE_WALL).unwrap();
+    // 45 s later (no minute save in between) the service restarts; the
+    // boot, and its monotonic clock, go on.
+    host.advance(Duration::from_secs(45));
+    drop(tk);
+    let clock = Arc::new(AdjustableClock::new(Arc::new(host.clone())));
+    let tk = start(&clock);
+    assert_eq!(clock.wall_ns(), TRUE_WALL + 45 * S as i64);
+    assert!(!clock.wall_estimated());
+    assert_eq!(tk.report().source, ClockSource::SetOffset);
+
+    // An estimated time resumes exactly too, and stays an estimate.
+    let io2: Arc<dyn StorageIo> = Arc::new(SimIo::new(u64::MAX / 4));
+    dashvault::store::sidecar::write_atomic(
+        io2.as_ref(),
+        &data_dir().join("last-wall-time"),
+        format!("{TRUE_WALL}\n").as_bytes(),
+    )
+    .unwrap();
+    let host = SimulatedClock::new(30 * S, TRUE_WALL - 86_400 * S as i64);
+    let clock = Arc::new(AdjustableClock::new(Arc::new(host.clone())));
+    let _tk = timekeeper(&io2, clock.clone(), DeniedWallClockSetter, BOOT_B);
+    host.advance(Duration::from_secs(20));
+    let clock = Arc::new(AdjustableClock::new(Arc::new(host.clone())));
+    timekeeper(&io2, clock.clone(), DeniedWallClockSetter, BOOT_B);
+    assert_eq!(clock.wall_ns(), TRUE_WALL + 20 * S as i64);
+    assert!(clock.wall_estimated());
+}
+
+#[test]
+fn a_clock_the_boot_scripts_restored_from_their_own_save_is_still_estimated() {
+    let io: Arc<dyn StorageIo> = Arc::new(SimIo::new(u64::MAX / 4));
+    let before = SimulatedClock::new(5 * S, TRUE_WALL);
+    timekeeper(
+        &io,
+        Arc::new(AdjustableClock::new(Arc::new(before.clone()))),
+        DeniedWallClockSetter,
+        BOOT_A,
+    );
+    // Power cut. At boot an init script set the clock to its own saved
+    // time, half a minute later than ours; the service starts 8 s in.
+    let host = SimulatedClock::new(8 * S, TRUE_WALL + 38 * S as i64);
+    let clock = Arc::new(AdjustableClock::new(Arc::new(host.clone())));
+    let tk = timekeeper(&io, clock.clone(), host.clone(), BOOT_B);
+    assert_eq!(clock.wall_ns(), TRUE_WALL + 38 * S as i64, "left alone");
+    assert!(clock.wall_estimated());
+    assert_eq!(tk.report().source, ClockSource::RestoredSystem);
 }
 
 #[test]
@@ -171,13 +221,7 @@ fn setting_the_time_relabels_this_boots_segments_and_nothing_else_and_exports_us
     // Boot B: the clock restarts a day behind; the saved time is older still.
     let host = SimulatedClock::new(S, TRUE_WALL - 86_400 * S as i64);
     let clock = Arc::new(AdjustableClock::new(Arc::new(host.clone())));
-    let tk = Timekeeper::start(
-        io.clone(),
-        &data_dir(),
-        clock.clone(),
-        Box::new(host.clone()),
-        BOOT_B,
-    );
+    let tk = timekeeper(&io, clock.clone(), host.clone(), BOOT_B);
     clock.set_estimated(true); // as after a restore
     let mut w = writer(io.clone(), BOOT_B, Arc::default());
     record(&mut w, clock.as_ref(), &host, 25); // two closed segments and an open one
@@ -256,6 +300,24 @@ fn setting_the_time_relabels_this_boots_segments_and_nothing_else_and_exports_us
     )
     .unwrap();
     assert_eq!(stale.frame_count(), 0);
+
+    // Set again (the first phone was 5 s fast): the new anchor replaces the
+    // old one for the whole boot, footage from before and after the first
+    // setting alike; the older boot is still untouched.
+    let second = tk.set_wall(clock.wall_ns() - 5 * S as i64).unwrap();
+    let anchor2 = second.new_wall_minus_mono_ns;
+    assert_eq!(anchor2, anchor - 5 * S as i64);
+    let (all, _) = list_segments(io.as_ref(), &data_dir(), "front").unwrap();
+    for (i, seg) in all.iter().enumerate() {
+        let frames = frames_of(io.as_ref(), seg);
+        if i < old_boot.len() {
+            assert_eq!(frames, old_frames[i], "{} changed", seg.name);
+            continue;
+        }
+        assert!(frames.iter().all(|(m, wl, _)| *wl == *m as i64 + anchor2));
+        let start = label_start_ns(seg).unwrap();
+        assert!((start - frames[0].1).abs() < S as i64, "{}", seg.name);
+    }
 }
 
 struct LockRig {
@@ -512,13 +574,7 @@ fn a_power_cut_while_relabelling_leaves_old_or_new_labels_never_a_mix() {
     let io: Arc<dyn StorageIo> = Arc::new(sim.clone());
     let host = SimulatedClock::new(S, TRUE_WALL - 86_400 * S as i64);
     let clock = Arc::new(AdjustableClock::new(Arc::new(host.clone())));
-    let tk = Timekeeper::start(
-        io.clone(),
-        &data_dir(),
-        clock.clone(),
-        Box::new(host.clone()),
-        BOOT_B,
-    );
+    let tk = timekeeper(&io, clock.clone(), host.clone(), BOOT_B);
     let mut w = writer(io.clone(), BOOT_B, Arc::default());
     record(&mut w, clock.as_ref(), &host, 25);
     w.close().unwrap();
@@ -635,4 +691,105 @@ fn an_incident_cut_short_by_the_power_is_finished_at_the_next_start() {
     assert_eq!(locked_after, locked_before);
     let plan = incidents::plan_locked_cap(&list, &segs, 1);
     assert_eq!(plan.release, vec![rec.id]);
+}
+
+#[test]
+fn a_g_sensor_going_off_all_along_a_rough_road_makes_incidents_the_cap_can_release() {
+    // Rolls of 5 s: one incident spans at most 10 × (5 + 5) = 100 s.
+    let mut rig = lock_rig(u64::MAX, None, 5);
+    rig.drive(10);
+    let first = rig.keeper.trigger(TriggerSource::GSensor).unwrap();
+    for _ in 0..50 {
+        rig.drive(3);
+        rig.keeper.trigger(TriggerSource::GSensor).unwrap();
+    }
+    rig.drive(20);
+    let list = rig.keeper.list().unwrap();
+    assert!(list.len() >= 2, "{} incidents", list.len());
+    let oldest = list.last().unwrap();
+    assert_eq!(oldest.id, first.id);
+    assert!(oldest.to_mono_ns - oldest.from_mono_ns <= 100 * S);
+    assert!(list.iter().all(|r| r.complete), "every window is over");
+    let segs = list_all(rig.io.as_ref(), &data_dir()).unwrap();
+    let plan = incidents::plan_locked_cap(&list, &segs, 1);
+    assert!(plan.release.contains(&first.id));
+}
+
+fn restart_keeper(rig: &LockRig, clock: SimulatedClock, boot_id: [u8; 16]) -> IncidentKeeper {
+    IncidentKeeper::new(
+        rig.io.clone(),
+        &data_dir(),
+        Arc::new(clock),
+        boot_id,
+        RollSettings {
+            pre_roll_ns: 30 * S,
+            post_roll_ns: 30 * S,
+        },
+        Arc::default(),
+        Arc::default(),
+    )
+}
+
+#[test]
+fn an_incident_in_its_post_roll_when_the_service_restarts_finishes_in_the_same_boot() {
+    let mut rig = lock_rig(u64::MAX, None, 30);
+    rig.drive(12);
+    let rec = rig.keeper.trigger(TriggerSource::Button).unwrap();
+    rig.drive(3);
+    rig.writer.close().unwrap();
+    // The service restarts; the boot goes on.
+    let keeper = restart_keeper(&rig, rig.clock.clone(), BOOT_B);
+    assert!(keeper.has_pending());
+    rig.clock.advance(Duration::from_secs(40));
+    keeper.tick();
+    let list = keeper.list().unwrap();
+    assert_eq!(list[0].id, rec.id);
+    assert!(list[0].complete && !list[0].cut_short, "{:?}", list[0]);
+    assert!(!keeper.has_pending());
+}
+
+#[test]
+fn a_lock_lost_between_saving_the_record_and_writing_it_is_restored_at_the_next_start() {
+    let mut rig = lock_rig(u64::MAX, None, 30);
+    rig.drive(12);
+    let rec = rig.keeper.trigger(TriggerSource::Button).unwrap();
+    rig.drive(3);
+    rig.writer.close().unwrap();
+    // The cut came after the record named its newest segment, before that
+    // segment's lock was written.
+    let newest = &rig.keeper.list().unwrap()[0]
+        .segments
+        .last()
+        .unwrap()
+        .clone();
+    let seg = data_dir()
+        .join("recordings")
+        .join(&newest.camera)
+        .join(&newest.name);
+    let lock = incidents::lock_path(&seg);
+    rig.io.remove_file(&lock).unwrap();
+    let keeper = restart_keeper(
+        &rig,
+        SimulatedClock::new(S, TRUE_WALL + 600 * S as i64),
+        BOOT_A,
+    );
+    assert!(rig.io.exists(&lock), "the lock is back");
+    assert_eq!(keeper.list().unwrap()[0].id, rec.id);
+}
+
+#[test]
+fn the_locked_cap_message_goes_once_locked_footage_fits_again() {
+    let mut rig = lock_rig(u64::MAX, Some(1), 30);
+    rig.drive(12);
+    rig.keeper.trigger(TriggerSource::Dashboard).unwrap();
+    rig.drive(12); // closed locked segments, the incident still pending
+    let message = || rig.status.store.locked_message.lock().unwrap().clone();
+    assert!(
+        message().is_some_and(|m| m.contains("nothing more can be released")),
+        "{:?}",
+        message()
+    );
+    rig.retention.set_locked_cap(Some(u64::MAX / 2));
+    rig.retention.enforce();
+    assert_eq!(message(), None);
 }

@@ -1281,9 +1281,26 @@
       + ' Recordings made since it was switched on will be relabelled.';
   }
 
+  // After the clock was set: "last 5 minutes" is five minutes of the new
+  // clock, and a range picked during this run (from footage that was just
+  // relabelled) moves with it; a range in older footage stays.
+  function followClockStep(stepMs, runStartMs) {
+    if (exp.preset === 'last5') {
+      applyPreset('last5');
+      return;
+    }
+    const from = fromInputValue($('export-from').value);
+    const to = fromInputValue($('export-to').value);
+    if (stepMs && Number.isFinite(from) && Number.isFinite(to) && to >= runStartMs) {
+      setExportRange(from + stepMs, to + stepMs);
+    }
+    updateExportLink();
+  }
+
   $('clock-set').addEventListener('click', async () => {
     const btn = $('clock-set');
     btn.setAttribute('aria-disabled', 'true');
+    const runStartMs = serverNow() - (num(state.status && state.status.uptime_s) || 0) * 1000;
     try {
       const r = await api('/api/clock', {
         method: 'POST',
@@ -1298,6 +1315,7 @@
       showLockNote('info', 'Camera clock set to ' + String(j.time || '') + '; '
         + (num(j.relabelled_segments) || 0) + ' segments relabelled.');
       await pollStatus();
+      followClockStep(num(j.step_ms) || 0, runStartMs);
       loadTimeline();
       loadIncidents();
     } catch (e) {

@@ -195,6 +195,7 @@ fn start_triggers(
 ) -> (Arc<AtomicBool>, Vec<std::thread::JoinHandle<()>>) {
     use crate::incident::TriggerSource;
     use crate::triggers::{self, accel, gpio};
+    use std::thread::JoinHandle;
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     let mut notes = Vec::new();
@@ -206,63 +207,53 @@ fn start_triggers(
             }
         })
     };
+    // Each device: opened and its thread started, or why not.
+    let mut started = |device: String, r: std::io::Result<(String, JoinHandle<()>)>| match r {
+        Ok((describe, thread)) => {
+            notes.push(format!("{describe}: ready"));
+            threads.push(thread);
+        }
+        Err(e) => {
+            let m = format!(
+                "{device}: cannot start ({e}); incidents can still be locked from the dashboard"
+            );
+            log::error!("{m}");
+            notes.push(m);
+        }
+    };
     if let Some(b) = &config.triggers.gpio_button {
-        match gpio::GpioButton::open(&b.chip, b.line, b.active_low) {
-            Ok(button) => {
-                notes.push(format!(
-                    "{}: ready",
-                    triggers::ButtonInput::describe(&button)
-                ));
-                match triggers::spawn_button(
+        let debounce = Duration::from_millis(b.debounce_ms as u64);
+        let r =
+            gpio::GpioButton::open(&b.chip, b.line, b.active_low, debounce).and_then(|button| {
+                let describe = triggers::ButtonInput::describe(&button);
+                let thread = triggers::spawn_button(
                     Box::new(button),
-                    Duration::from_millis(b.debounce_ms as u64),
+                    debounce,
                     stop.clone(),
                     fire(TriggerSource::Button),
-                ) {
-                    Ok(t) => threads.push(t),
-                    Err(e) => log::error!("cannot start the button thread: {e}"),
-                }
-            }
-            Err(e) => {
-                let m = format!(
-                    "button on {} line {}: cannot open ({e}); incidents can still be locked from the dashboard",
-                    b.chip.display(),
-                    b.line
-                );
-                log::error!("{m}");
-                notes.push(m);
-            }
-        }
+                )?;
+                Ok((describe, thread))
+            });
+        started(format!("button on {} line {}", b.chip.display(), b.line), r);
     }
     if let Some(a) = &config.triggers.accelerometer {
-        match accel::I2cAccelerometer::open(&a.device, a.part, a.address, a.sample_hz) {
-            Ok(sensor) => {
-                notes.push(format!(
-                    "{}: ready",
-                    triggers::AccelInput::describe(&sensor)
-                ));
-                let detector =
-                    triggers::ShockDetector::new(a.threshold_g as f32, Duration::from_secs(5));
-                match triggers::spawn_accelerometer(
-                    Box::new(sensor),
-                    detector,
-                    stop.clone(),
-                    fire(TriggerSource::GSensor),
-                ) {
-                    Ok(t) => threads.push(t),
-                    Err(e) => log::error!("cannot start the G-sensor thread: {e}"),
-                }
-            }
-            Err(e) => {
-                let m = format!(
-                    "G-sensor {:?} on {}: cannot open ({e}); incidents can still be locked from the dashboard",
-                    a.part,
-                    a.device.display()
-                );
-                log::error!("{m}");
-                notes.push(m);
-            }
-        }
+        let threshold_g = a.threshold_g as f32;
+        let r =
+            accel::I2cAccelerometer::open(&a.device, a.part, a.address, a.sample_hz, threshold_g)
+                .and_then(|sensor| {
+                    let describe = triggers::AccelInput::describe(&sensor);
+                    let thread = triggers::spawn_accelerometer(
+                        Box::new(sensor),
+                        triggers::ShockDetector::new(threshold_g, Duration::from_secs(5)),
+                        stop.clone(),
+                        fire(TriggerSource::GSensor),
+                    )?;
+                    Ok((describe, thread))
+                });
+        started(
+            format!("G-sensor {:?} on {}", a.part, a.device.display()),
+            r,
+        );
     }
     *recorder
         .status

@@ -21,6 +21,11 @@ pub fn get_clock(ctx: &ApiContext, _: &Request) -> Result<Response, ApiError> {
     Ok(Response::json(200, &v).with_header("Cache-Control", "no-store"))
 }
 
+/// 2020-01-01: nothing this recorder stores is older.
+const EARLIEST_SETTABLE_NS: i64 = 1_577_836_800_000_000_000;
+/// 2100-01-01, also the boot scripts' limit for a believable saved time.
+const LATEST_SETTABLE_NS: i64 = 4_102_444_800_000_000_000;
+
 /// The time in a request body: `{"time": "<RFC 3339>"}` or `{"unix_ms": n}`.
 fn requested_time(body: &[u8]) -> Result<i64, ApiError> {
     let v: Value = serde_json::from_slice(body).map_err(|e| {
@@ -45,11 +50,17 @@ fn requested_time(body: &[u8]) -> Result<i64, ApiError> {
                 .into(),
         ));
     };
-    // 2020-01-01: nothing this recorder stores is older; an earlier time is
-    // a phone with a wrong clock of its own.
-    if ns < 1_577_836_800_000_000_000 {
+    // A phone with a wrong clock of its own must not move ours somewhere
+    // absurd: the saved time would carry it into every later boot.
+    if ns < EARLIEST_SETTABLE_NS {
         return Err(ApiError::BadRequest(format!(
             "time: {} is before 2020; check the phone's clock",
+            format_rfc3339_ms(ns)
+        )));
+    }
+    if ns >= LATEST_SETTABLE_NS {
+        return Err(ApiError::BadRequest(format!(
+            "time: {} is after 2100; check the phone's clock",
             format_rfc3339_ms(ns)
         )));
     }
@@ -98,6 +109,12 @@ mod tests {
             (br#"{}"#, "time: missing"),
             (br#"{"time": 5}"#, "time: must"),
             (br#"{"time": "1999-01-01T00:00:00Z"}"#, "before 2020"),
+            (br#"{"time": "2100-01-01T00:00:00Z"}"#, "after 2100"),
+            (br#"{"time": "9999-12-31T23:59:59Z"}"#, "after 2262"),
+            (br#"{"unix_ms": 5680000000000}"#, "after 2100"),
+            (br#"{"unix_ms": 9223372036854775807}"#, "out of range"),
+            (br#"{"unix_ms": -5}"#, "before 2020"),
+            (br#"{"unix_ms": 1.8e12}"#, "must be an integer"),
         ] {
             match requested_time(body) {
                 Err(ApiError::BadRequest(m)) => assert!(m.contains(field), "{m}"),

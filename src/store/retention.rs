@@ -4,7 +4,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::catalog::{list_all, SegmentEntry};
@@ -82,6 +82,9 @@ pub struct Retention {
     running: Arc<Mutex<()>>,
     /// Cap on locked (incident) footage; `None`: no cap.
     locked_cap_bytes: Mutex<Option<u64>>,
+    /// The status message says locked footage is over its cap and cannot
+    /// be released; it goes once that is no longer true.
+    locked_cap_stuck: AtomicBool,
     /// Runs under the pass lock before segments are listed (incident locks
     /// for a post-roll in progress).
     before_plan: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
@@ -103,6 +106,7 @@ impl Retention {
             status,
             running: Arc::default(),
             locked_cap_bytes: Mutex::new(None),
+            locked_cap_stuck: AtomicBool::new(false),
             before_plan: Mutex::new(None),
         }
     }
@@ -145,10 +149,16 @@ impl Retention {
             .locked_cap_bytes
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let Some(cap) = cap else { return };
-        if locked <= cap {
+        if cap.map_or(true, |cap| locked <= cap) {
+            if self.locked_cap_stuck.swap(false, Ordering::Relaxed) {
+                *store
+                    .locked_message
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = None;
+            }
             return;
         }
+        let Some(cap) = cap else { return };
         let incidents = match incidents::list(self.io.as_ref(), &self.data_dir) {
             Ok(i) => i,
             Err(e) => {
@@ -158,6 +168,8 @@ impl Retention {
         };
         let plan = incidents::plan_locked_cap(&incidents, &closed, cap);
         let mb = |b: u64| b as f64 / 1e6;
+        self.locked_cap_stuck
+            .store(plan.release.is_empty(), Ordering::Relaxed);
         let message = if plan.release.is_empty() {
             format!(
                 "locked footage ({:.1} MB) is over its cap ({:.1} MB) and nothing more can be released \

@@ -6,6 +6,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use super::io::StorageIo;
 
@@ -18,8 +19,15 @@ fn tmp_path(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// One replacement at a time in this process: two threads replacing the
+/// same file (every camera saves the wall time at its segment boundary, and
+/// the boundaries line up) would share `<name>.tmp`, and one could rename
+/// the other's half-written file into place.
+static REPLACING: Mutex<()> = Mutex::new(());
+
 /// Replaces `path` with `bytes` atomically and durably.
 pub fn write_atomic(io: &dyn StorageIo, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let _one_at_a_time = REPLACING.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tmp_path(path);
     if io.exists(&tmp) {
         io.remove_file(&tmp)?;
@@ -105,5 +113,26 @@ mod tests {
         assert!(!tmp_path(&p).exists());
         remove_durably(&io, &p).unwrap();
         assert!(!p.exists());
+    }
+
+    #[test]
+    fn threads_replacing_the_same_file_each_leave_a_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("last-wall-time");
+        let contents: Vec<Vec<u8>> = (0..6u8).map(|t| vec![b'a' + t; 3000]).collect();
+        std::thread::scope(|scope| {
+            for c in &contents {
+                let p = &p;
+                scope.spawn(move || {
+                    let io = RealIo::new();
+                    for _ in 0..40 {
+                        write_atomic(&io, p, c).unwrap();
+                    }
+                });
+            }
+        });
+        let last = read_small(&RealIo::new(), &p).unwrap().unwrap();
+        assert!(contents.contains(&last), "a mix of writes");
+        assert!(!tmp_path(&p).exists());
     }
 }

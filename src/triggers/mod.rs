@@ -186,11 +186,23 @@ pub fn spawn_button(
                     }
                     Err(e) => {
                         log::error!("{}: {e}; retrying in 5 s", input.describe());
-                        std::thread::sleep(Duration::from_secs(5));
+                        pause_unless_stopped(&stop, Duration::from_secs(5));
                     }
                 }
             }
         })
+}
+
+/// Waits `d`, or less once `stop` is set, so a failing device never holds
+/// up the shutdown.
+fn pause_unless_stopped(stop: &AtomicBool, d: Duration) {
+    let step = Duration::from_millis(50);
+    let mut left = d;
+    while !left.is_zero() && !stop.load(Ordering::Relaxed) {
+        let now = left.min(step);
+        std::thread::sleep(now);
+        left -= now;
+    }
 }
 
 /// Runs the G-sensor: feeds samples to the detector and calls `on_shock`.
@@ -218,7 +230,7 @@ pub fn spawn_accelerometer(
                         if failures == 1 || failures % 100 == 0 {
                             log::error!("{}: {e} ({failures} failures)", input.describe());
                         }
-                        std::thread::sleep(Duration::from_millis(500));
+                        pause_unless_stopped(&stop, Duration::from_millis(500));
                     }
                 }
             }
@@ -374,6 +386,42 @@ mod tests {
         fn describe(&self) -> String {
             "replayed button".into()
         }
+    }
+
+    /// A button whose line has gone away.
+    struct BrokenButton;
+
+    impl ButtonInput for BrokenButton {
+        fn next_edge(&mut self, _: Duration) -> std::io::Result<Option<ButtonEdge>> {
+            Err(std::io::Error::from_raw_os_error(libc::ENODEV))
+        }
+        fn describe(&self) -> String {
+            "broken button".into()
+        }
+    }
+
+    #[test]
+    fn a_failing_button_does_not_hold_up_the_shutdown() {
+        let (count, on_press) = counter();
+        let stop = Arc::new(AtomicBool::new(false));
+        let t = spawn_button(
+            Box::new(BrokenButton),
+            Duration::from_millis(30),
+            stop.clone(),
+            on_press,
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let asked = std::time::Instant::now();
+        stop.store(true, Ordering::SeqCst);
+        t.join().unwrap();
+        // The retry pause is 5 s; stopping cuts it short.
+        assert!(
+            asked.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            asked.elapsed()
+        );
+        assert_eq!(count.load(Ordering::SeqCst), 0);
     }
 
     /// A G-sensor that replays a trace, then ends.

@@ -377,6 +377,9 @@ class Checks:
         page.locator("#clock-offer").wait_for(state="visible")
         text = page.inner_text("#clock-offer-text")
         assert "behind" in text, f"offer text: {text!r}"
+        page.locator("#export-from").scroll_into_view_if_needed()
+        wait_until(lambda: page.input_value("#export-to"), "the export form has no range")
+        to_before = iso_to_epoch(page.input_value("#export-to") + "Z")
         page.click("#clock-set")
         wait_until(lambda: "clock set" in page.inner_text("#lock-note").lower(), "no confirmation after setting")
         page.locator("#clock-offer").wait_for(state="hidden")
@@ -384,6 +387,11 @@ class Checks:
         ahead_s = clock["unix_ms"] / 1000 - time.time()
         assert 3590 < ahead_s < 3610, f"recorder clock is {ahead_s:.0f} s from the host's, wanted 3600"
         assert clock["estimated"] is False and clock["source"] == "set_offset", clock
+        # "Last 5 minutes" in the export form follows the new clock.
+        def export_range_moved():
+            to_after = iso_to_epoch(page.input_value("#export-to") + "Z")
+            return 3590 < to_after - to_before < 3700
+        wait_until(export_range_moved, "the export form still shows the old clock's times")
         # Footage recorded before is relabelled: its spans moved an hour on.
         def moved():
             now = time.time() + 3600
