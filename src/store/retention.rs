@@ -149,7 +149,7 @@ impl Retention {
             .locked_cap_bytes
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if cap.map_or(true, |cap| locked <= cap) {
+        if cap.is_none_or(|cap| locked <= cap) {
             if self.locked_cap_stuck.swap(false, Ordering::Relaxed) {
                 *store
                     .locked_message
