@@ -6,6 +6,7 @@
 //! order even when the wall clock jumps. See `docs/storage.md`.
 
 pub mod catalog;
+pub mod crash_states;
 pub mod format;
 pub mod io;
 pub mod query;
