@@ -387,7 +387,7 @@ fn write_loop(
         status.set_error(e.to_string());
         writer.abandon();
         if e.is_no_space() {
-            retention.enforce();
+            retention.free_after_no_space();
         }
         let at = now + *backoff * 1_000_000;
         *backoff = (*backoff * 2).min(BACKOFF_MAX_MS);

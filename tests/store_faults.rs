@@ -215,3 +215,89 @@ fn failing_writes_keep_synced_frames_and_recording_resumes_in_a_new_segment() {
     let new = SegmentReader::open(&rig.sim, &segs[1].path).unwrap();
     assert_eq!(new.frames.len(), 3);
 }
+
+// Regression tests for faults found by the disk-fault tests.
+
+#[test]
+fn segment_created_while_the_folder_cannot_be_synced_is_removed_not_left_as_zeros() {
+    let mut rig = rig(u64::MAX / 4, u64::MAX, 0);
+    rig.sim.fail_syncs_with(Some(ErrorKind::Other));
+    let err = rig.writer.append(&frame(0), 0).unwrap_err();
+    assert!(err.to_string().contains("fsync folder"), "{err}");
+    assert!(
+        list_all(&rig.sim, &data_dir()).unwrap().is_empty(),
+        "a segment without a durable name was left behind"
+    );
+    rig.sim.fail_syncs_with(None);
+    rig.writer.append(&frame(1), FRAME_NS).unwrap();
+    rig.writer.close().unwrap();
+    let segs = list_all(&rig.sim, &data_dir()).unwrap();
+    assert_eq!(segs.len(), 1);
+    assert!(SegmentReader::open(&rig.sim, &segs[0].path).unwrap().closed);
+}
+
+#[test]
+fn segment_left_open_by_a_full_disk_is_closed_once_space_is_free_again() {
+    let mut rig = rig(u64::MAX / 4, u64::MAX, 0);
+    for n in 0..5 {
+        rig.writer.append(&frame(n), n * FRAME_NS).unwrap();
+    }
+    rig.writer.sync(5 * FRAME_NS).unwrap();
+    let first = rig.writer.current_path().unwrap().to_path_buf();
+    rig.writer.abandon();
+    // Closing it fails while the disk is full; it must be tried again
+    // rather than forgotten (start-up recovery only walks back to the
+    // newest closed segment, so it would stay open for good).
+    rig.sim.fail_writes_with(Some(ErrorKind::Other));
+    assert!(rig.writer.append(&frame(5), 5 * FRAME_NS).is_err());
+    rig.sim.fail_writes_with(None);
+    for n in 6..30 {
+        rig.writer.append(&frame(n), n * FRAME_NS).unwrap();
+    }
+    rig.writer.close().unwrap();
+    let old = SegmentReader::open(&rig.sim, &first).unwrap();
+    assert!(old.closed, "the abandoned segment was never closed");
+    assert_eq!(old.frames.len(), 5);
+    let report = dashvault::store::verify::verify(&rig.sim, &data_dir(), true).unwrap();
+    assert!(report.ok, "{report:?}");
+}
+
+#[test]
+fn full_disk_with_a_zero_free_space_floor_still_frees_the_oldest_segment() {
+    let mut rig = rig(u64::MAX / 4, u64::MAX, 0);
+    for n in 0..35 {
+        rig.writer.append(&frame(n), n * FRAME_NS).unwrap();
+    }
+    let before = list_all(&rig.sim, &data_dir()).unwrap();
+    assert_eq!(rig.retention.enforce(), 0, "the policy itself is met");
+    assert_eq!(rig.retention.free_after_no_space(), 1);
+    let after = list_all(&rig.sim, &data_dir()).unwrap();
+    assert_eq!(after.len(), before.len() - 1);
+    assert_eq!(after[0].seq, before[1].seq, "the oldest went first");
+}
+
+#[test]
+fn deleted_data_folder_is_recreated_for_the_next_segment() {
+    let mut rig = rig(u64::MAX / 4, u64::MAX, 0);
+    for n in 0..5 {
+        rig.writer.append(&frame(n), n * FRAME_NS).unwrap();
+    }
+    rig.writer.close().unwrap();
+    for p in rig.sim.live_files() {
+        rig.sim.remove_file(&p).unwrap();
+    }
+    rig.writer.append(&frame(5), 5 * FRAME_NS).unwrap();
+    rig.writer.close().unwrap();
+    assert_eq!(list_all(&rig.sim, &data_dir()).unwrap().len(), 1);
+}
+
+#[test]
+fn segment_deleted_while_being_written_fails_its_next_sync() {
+    let mut rig = rig(u64::MAX / 4, u64::MAX, 0);
+    rig.writer.append(&frame(0), 0).unwrap();
+    let path = rig.writer.current_path().unwrap().to_path_buf();
+    rig.sim.remove_file(&path).unwrap();
+    rig.writer.append(&frame(1), FRAME_NS).unwrap();
+    let err = rig.writer.sync(2 * FRAME_NS).unwrap_err();
+    assert!(err.to_string().contains("disappeared"), "{err}");
+}
