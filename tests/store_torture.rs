@@ -42,22 +42,26 @@ struct Scale {
     random_subsets: usize,
     /// Moments with at most this many volatile units get every subset.
     exhaustive_units: usize,
+    /// Also tear every block with the other units kept at random.
+    tear_with_random_rest: bool,
     min_states: u64,
 }
 
 fn scale() -> Scale {
     if std::env::var("DASHVAULT_TORTURE").as_deref() == Ok("full") {
         Scale {
-            ticks: 900,
+            ticks: 1500,
             random_subsets: 64,
             exhaustive_units: 8,
-            min_states: 100_000,
+            tear_with_random_rest: true,
+            min_states: 50_000,
         }
     } else {
         Scale {
             ticks: 420,
             random_subsets: 24,
             exhaustive_units: 6,
+            tear_with_random_rest: false,
             min_states: 10_000,
         }
     }
@@ -427,8 +431,14 @@ fn choices(units: &[Unit], scale: &Scale, rng: &mut Rng) -> Vec<CrashChoice> {
     // Every block torn at every sector, the rest kept, then the rest lost.
     for &b in &blocks {
         for sectors in 1..8 {
-            for rest in [true, false] {
-                let mut keep = vec![rest; n];
+            for rest in [Some(true), Some(false), None] {
+                let mut keep: Vec<bool> = match rest {
+                    Some(all) => vec![all; n],
+                    None if scale.tear_with_random_rest => {
+                        (0..n).map(|_| rng.next() % 2 == 0).collect()
+                    }
+                    None => continue,
+                };
                 keep[b] = true;
                 out.push(CrashChoice {
                     keep,
