@@ -441,6 +441,7 @@ fn write_loop(
     if let Err(e) = writer.close() {
         log::error!("[{}] closing the last segment failed: {e}", status.id);
     }
+    writer.close_abandoned();
 }
 
 /// Keeps the spans of the open segment in status for the timeline.

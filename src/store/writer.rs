@@ -287,8 +287,10 @@ impl SegmentWriter {
     }
 
     /// Closes segments abandoned after I/O errors once storage works again,
-    /// so they do not wait for the next start.
-    fn close_abandoned(&mut self) {
+    /// so they do not wait for the next start (which only walks back to the
+    /// newest closed segment). Runs before each new segment; call it when
+    /// stopping too.
+    pub fn close_abandoned(&mut self) {
         for path in std::mem::take(&mut self.abandoned) {
             match super::recovery::recover_segment(self.io.as_ref(), &path) {
                 Ok(Some(r)) => log::info!(
@@ -508,7 +510,6 @@ impl SegmentWriter {
 
 impl Drop for SegmentWriter {
     fn drop(&mut self) {
-        self.close_abandoned();
         if let Some(seg) = &self.current {
             let path = seg.path.clone();
             if let Err(e) = self.close() {
