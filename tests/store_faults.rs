@@ -238,20 +238,26 @@ fn segment_created_while_the_folder_cannot_be_synced_is_removed_not_left_as_zero
 
 #[test]
 fn segment_left_open_by_a_full_disk_is_closed_once_space_is_free_again() {
-    let mut rig = rig(u64::MAX / 4, u64::MAX, 0);
+    // 200 kB disk: too small to preallocate, so segments grow as written.
+    let mut rig = rig(200_000, u64::MAX, 0);
     for n in 0..5 {
         rig.writer.append(&frame(n), n * FRAME_NS).unwrap();
     }
     rig.writer.sync(5 * FRAME_NS).unwrap();
     let first = rig.writer.current_path().unwrap().to_path_buf();
     rig.writer.abandon();
-    // Closing it fails while the disk is full; it must be tried again
-    // rather than forgotten (start-up recovery only walks back to the
-    // newest closed segment, so it would stay open for good).
-    rig.sim.fail_writes_with(Some(ErrorKind::Other));
-    assert!(rig.writer.append(&frame(5), 5 * FRAME_NS).is_err());
-    rig.sim.fail_writes_with(None);
-    for n in 6..30 {
+    // Fill the disk: closing the abandoned segment (its index) fails when
+    // the next segment opens. It must be tried again rather than forgotten
+    // (start-up recovery only walks back to the newest closed segment, so
+    // it would stay open for good).
+    let filler = PathBuf::from("/data/filler");
+    let free = rig.sim.space(&data_dir()).unwrap().free_bytes;
+    rig.sim.put_durable(&filler, vec![0; free as usize]);
+    rig.writer.append(&frame(5), 5 * FRAME_NS).unwrap();
+    assert!(!SegmentReader::open(&rig.sim, &first).unwrap().closed);
+    rig.sim.remove_file(&filler).unwrap();
+    // Frame 15 starts the third segment, which retries the close first.
+    for n in 6..16 {
         rig.writer.append(&frame(n), n * FRAME_NS).unwrap();
     }
     rig.writer.close().unwrap();
@@ -278,17 +284,42 @@ fn full_disk_with_a_zero_free_space_floor_still_frees_the_oldest_segment() {
 
 #[test]
 fn deleted_data_folder_is_recreated_for_the_next_segment() {
-    let mut rig = rig(u64::MAX / 4, u64::MAX, 0);
+    // Real folders: the simulated I/O has no folders to lose.
+    let dir = tempfile::tempdir().unwrap();
+    let io: Arc<dyn StorageIo> = Arc::new(dashvault::store::io::RealIo::new());
+    let camera_dir = dir.path().join("data/recordings/front");
+    let mut w = SegmentWriter::new(
+        io.clone(),
+        WriterSettings {
+            camera_id: "front".into(),
+            camera_dir: camera_dir.clone(),
+            fps_milli: 10_000,
+            segment_length_ns: 1_000_000_000,
+            first_segment_length_ns: 1_000_000_000,
+            sync_interval_ns: 300_000_000,
+            want_direct: false,
+            boot_id: [0; 16],
+        },
+        CameraStatus::new("front"),
+        OpenSegments::default(),
+    )
+    .unwrap();
     for n in 0..5 {
-        rig.writer.append(&frame(n), n * FRAME_NS).unwrap();
+        w.append(&frame(n), n * FRAME_NS).unwrap();
     }
-    rig.writer.close().unwrap();
-    for p in rig.sim.live_files() {
-        rig.sim.remove_file(&p).unwrap();
-    }
-    rig.writer.append(&frame(5), 5 * FRAME_NS).unwrap();
-    rig.writer.close().unwrap();
-    assert_eq!(list_all(&rig.sim, &data_dir()).unwrap().len(), 1);
+    w.close().unwrap();
+    std::fs::remove_dir_all(dir.path().join("data")).unwrap();
+    w.append(&frame(5), 5 * FRAME_NS).unwrap();
+    w.close().unwrap();
+    let segs = list_all(io.as_ref(), &dir.path().join("data")).unwrap();
+    assert_eq!(segs.len(), 1);
+    assert_eq!(
+        SegmentReader::open(io.as_ref(), &segs[0].path)
+            .unwrap()
+            .frames[0]
+            .seq,
+        5
+    );
 }
 
 #[test]
