@@ -1,4 +1,4 @@
-//! Crash-state torture: record a whole session (two cameras, segment
+//! Crash-state torture: record a whole run (two cameras, segment
 //! rotations, retention deletions, a restart with recovery in the middle)
 //! through the simulated I/O with every operation logged, then replay the
 //! log and, after every operation, build the crash images a power cut could
@@ -162,8 +162,8 @@ fn last_stored_seq(io: &dyn StorageIo, camera: &str) -> Option<u64> {
         .map(|f| f.seq)
 }
 
-/// Records the session and returns its operation log.
-fn record_session(ticks: u64) -> dashvault::store::sim::IoLog {
+/// Records the run and returns its operation log.
+fn record_run(ticks: u64) -> dashvault::store::sim::IoLog {
     let sim = SimIo::default();
     sim.start_log();
     let io: Arc<dyn StorageIo> = Arc::new(sim.clone());
@@ -462,9 +462,9 @@ fn choices(units: &[Unit], scale: &Scale, rng: &mut Rng) -> Vec<CrashChoice> {
 }
 
 #[test]
-fn every_crash_state_of_a_recorded_session_recovers_with_all_synced_frames() {
+fn every_crash_state_of_a_recorded_run_recovers_with_all_synced_frames() {
     let scale = scale();
-    let log = record_session(scale.ticks);
+    let log = record_run(scale.ticks);
     let ops = log.ops.len();
     let mut replay = Replay::new(log);
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);

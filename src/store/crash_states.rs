@@ -1,4 +1,4 @@
-//! Crash states of a recorded session, built the way ALICE and CrashMonkey
+//! Crash states of a recorded run, built the way ALICE and CrashMonkey
 //! build them: replay an [`IoLog`] operation by operation and, at any moment
 //! of it, produce the images a power cut at that moment could leave.
 //!
@@ -83,7 +83,7 @@ pub struct CrashChoice {
     pub torn: Option<(usize, u64)>,
 }
 
-/// A session being replayed; see the module documentation.
+/// A recorded run being replayed; see the module documentation.
 pub struct Replay {
     ops: Vec<IoOp>,
     next: usize,

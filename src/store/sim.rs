@@ -10,7 +10,7 @@
 //! Faults can be injected (`fail_writes_with`) to test full or failing disks.
 //!
 //! [`SimIo::start_log`] records every operation as issued ([`IoOp`]), so
-//! [`crate::store::crash_states`] can replay a whole session and build the
+//! [`crate::store::crash_states`] can replay a whole recording and build the
 //! crash images of every moment of it afterwards.
 
 use std::collections::BTreeMap;
