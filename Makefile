@@ -134,3 +134,38 @@ libcamera:
 
 lint-libcamera: libcamera
 	$(LIBCAMERA_CARGO) clippy --release --all-targets --features libcamera -- -D warnings
+# Reliability: crash-state torture, the SIGKILL loop, disk faults and
+# hostile clients at full size (docs/reliability.md), and the fuzz targets.
+# `make test` runs the same tests at CI size.
+.PHONY: torture powercut fuzz fuzz-deps
+TORTURE_TESTS := --test store_torture --test kill_loop --test disk_faults --test hostile_clients
+FUZZ_TARGETS := segment config_json http_request range_header time_string
+FUZZ_SECONDS ?= 30
+# address needs rustup's sanitizer runtime; none works with any rustc.
+FUZZ_SANITIZER ?= address
+
+POWERCUT_APT_PACKAGES := python3-fusepy fuse3
+CUTS ?= 30
+
+torture: test-deps
+	DASHVAULT_TORTURE=full $(CARGO) test --release $(TORTURE_TESTS) -- --nocapture --test-threads 1
+	$(MAKE) powercut
+
+# Power cuts through a FUSE layer that forgets unsynced writes
+# (tests/powercut/). Needs /dev/fuse and the right to mount.
+powercut: test-deps
+	@$(call install_missing,$(POWERCUT_APT_PACKAGES))
+	$(CARGO) build --release --bin dashvault
+	/usr/bin/python3 tests/powercut/run.py $${CARGO_TARGET_DIR:-target}/release/dashvault $(CUTS)
+
+# cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP=1 lets the stable
+# toolchain accept them. Each target runs FUZZ_SECONDS from its corpus in
+# fuzz/corpus (new finds stay local, see fuzz/.gitignore).
+fuzz: fuzz-deps
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O -s $(FUZZ_SANITIZER) $$t corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 -print_final_stats=1 || exit 1; \
+	done
+
+fuzz-deps: deps
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked

@@ -243,8 +243,9 @@ pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
     let t = humantime::parse_rfc3339_weak(s.trim())
         .map_err(|e| format!("'{s}' is not a UTC time like 2026-11-20T10:00:00Z: {e}"))?;
     match t.duration_since(UNIX_EPOCH) {
+        // Nanoseconds in an i64 end in April 2262; later times must not wrap.
         Ok(d) => i64::try_from(d.as_nanos())
-            .map_err(|_| format!("'{s}' is after 2262, beyond what a time here can hold")),
+            .map_err(|_| format!("'{s}' is after 2262-04-11, the last time that can be stored")),
         Err(_) => Err(format!("'{s}' is before 1970")),
     }
 }
@@ -274,6 +275,14 @@ pub fn boot_id() -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn far_future_times_are_refused_not_wrapped_to_before_1970() {
+        let e = parse_rfc3339("9999-12-31T23:59:59Z").unwrap_err();
+        assert!(e.contains("after 2262"), "{e}");
+        let last = parse_rfc3339("2262-04-11T23:47:16Z").unwrap();
+        assert!(last > 0);
+    }
 
     #[test]
     fn api_times_carry_milliseconds() {

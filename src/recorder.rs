@@ -424,7 +424,7 @@ fn write_loop(
         status.set_error(e.to_string());
         writer.abandon();
         if e.is_no_space() {
-            retention.enforce();
+            retention.free_after_no_space();
         }
         let at = now + *backoff * 1_000_000;
         *backoff = (*backoff * 2).min(BACKOFF_MAX_MS);
@@ -481,6 +481,7 @@ fn write_loop(
     if let Err(e) = writer.close() {
         log::error!("[{}] closing the last segment failed: {e}", status.id);
     }
+    writer.close_abandoned();
 }
 
 /// Keeps the spans of the open segment in status for the timeline.

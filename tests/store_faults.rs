@@ -215,3 +215,120 @@ fn failing_writes_keep_synced_frames_and_recording_resumes_in_a_new_segment() {
     let new = SegmentReader::open(&rig.sim, &segs[1].path).unwrap();
     assert_eq!(new.frames.len(), 3);
 }
+
+// Regression tests for faults found by the disk-fault tests.
+
+#[test]
+fn segment_created_while_the_folder_cannot_be_synced_is_removed_not_left_as_zeros() {
+    let mut rig = rig(u64::MAX / 4, u64::MAX, 0);
+    rig.sim.fail_syncs_with(Some(ErrorKind::Other));
+    let err = rig.writer.append(&frame(0), 0).unwrap_err();
+    assert!(err.to_string().contains("fsync folder"), "{err}");
+    assert!(
+        list_all(&rig.sim, &data_dir()).unwrap().is_empty(),
+        "a segment without a durable name was left behind"
+    );
+    rig.sim.fail_syncs_with(None);
+    rig.writer.append(&frame(1), FRAME_NS).unwrap();
+    rig.writer.close().unwrap();
+    let segs = list_all(&rig.sim, &data_dir()).unwrap();
+    assert_eq!(segs.len(), 1);
+    assert!(SegmentReader::open(&rig.sim, &segs[0].path).unwrap().closed);
+}
+
+#[test]
+fn segment_left_open_by_a_full_disk_is_closed_once_space_is_free_again() {
+    // 200 kB disk: too small to preallocate, so segments grow as written.
+    let mut rig = rig(200_000, u64::MAX, 0);
+    for n in 0..5 {
+        rig.writer.append(&frame(n), n * FRAME_NS).unwrap();
+    }
+    rig.writer.sync(5 * FRAME_NS).unwrap();
+    let first = rig.writer.current_path().unwrap().to_path_buf();
+    rig.writer.abandon();
+    // Fill the disk: closing the abandoned segment (its index) fails when
+    // the next segment opens. It must be tried again rather than forgotten
+    // (start-up recovery only walks back to the newest closed segment, so
+    // it would stay open for good).
+    let filler = PathBuf::from("/data/filler");
+    let free = rig.sim.space(&data_dir()).unwrap().free_bytes;
+    rig.sim.put_durable(&filler, vec![0; free as usize]);
+    rig.writer.append(&frame(5), 5 * FRAME_NS).unwrap();
+    assert!(!SegmentReader::open(&rig.sim, &first).unwrap().closed);
+    rig.sim.remove_file(&filler).unwrap();
+    // Frame 15 starts the third segment, which retries the close first.
+    for n in 6..16 {
+        rig.writer.append(&frame(n), n * FRAME_NS).unwrap();
+    }
+    rig.writer.close().unwrap();
+    let old = SegmentReader::open(&rig.sim, &first).unwrap();
+    assert!(old.closed, "the abandoned segment was never closed");
+    assert_eq!(old.frames.len(), 5);
+    let report = dashvault::store::verify::verify(&rig.sim, &data_dir(), true).unwrap();
+    assert!(report.ok, "{report:?}");
+}
+
+#[test]
+fn full_disk_with_a_zero_free_space_floor_still_frees_the_oldest_segment() {
+    let mut rig = rig(u64::MAX / 4, u64::MAX, 0);
+    for n in 0..35 {
+        rig.writer.append(&frame(n), n * FRAME_NS).unwrap();
+    }
+    let before = list_all(&rig.sim, &data_dir()).unwrap();
+    assert_eq!(rig.retention.enforce(), 0, "the policy itself is met");
+    assert_eq!(rig.retention.free_after_no_space(), 1);
+    let after = list_all(&rig.sim, &data_dir()).unwrap();
+    assert_eq!(after.len(), before.len() - 1);
+    assert_eq!(after[0].seq, before[1].seq, "the oldest went first");
+}
+
+#[test]
+fn deleted_data_folder_is_recreated_for_the_next_segment() {
+    // Real folders: the simulated I/O has no folders to lose.
+    let dir = tempfile::tempdir().unwrap();
+    let io: Arc<dyn StorageIo> = Arc::new(dashvault::store::io::RealIo::new());
+    let camera_dir = dir.path().join("data/recordings/front");
+    let mut w = SegmentWriter::new(
+        io.clone(),
+        WriterSettings {
+            camera_id: "front".into(),
+            camera_dir: camera_dir.clone(),
+            fps_milli: 10_000,
+            segment_length_ns: 1_000_000_000,
+            first_segment_length_ns: 1_000_000_000,
+            sync_interval_ns: 300_000_000,
+            want_direct: false,
+            boot_id: [0; 16],
+        },
+        CameraStatus::new("front"),
+        OpenSegments::default(),
+    )
+    .unwrap();
+    for n in 0..5 {
+        w.append(&frame(n), n * FRAME_NS).unwrap();
+    }
+    w.close().unwrap();
+    std::fs::remove_dir_all(dir.path().join("data")).unwrap();
+    w.append(&frame(5), 5 * FRAME_NS).unwrap();
+    w.close().unwrap();
+    let segs = list_all(io.as_ref(), &dir.path().join("data")).unwrap();
+    assert_eq!(segs.len(), 1);
+    assert_eq!(
+        SegmentReader::open(io.as_ref(), &segs[0].path)
+            .unwrap()
+            .frames[0]
+            .seq,
+        5
+    );
+}
+
+#[test]
+fn segment_deleted_while_being_written_fails_its_next_sync() {
+    let mut rig = rig(u64::MAX / 4, u64::MAX, 0);
+    rig.writer.append(&frame(0), 0).unwrap();
+    let path = rig.writer.current_path().unwrap().to_path_buf();
+    rig.sim.remove_file(&path).unwrap();
+    rig.writer.append(&frame(1), FRAME_NS).unwrap();
+    let err = rig.writer.sync(2 * FRAME_NS).unwrap_err();
+    assert!(err.to_string().contains("disappeared"), "{err}");
+}

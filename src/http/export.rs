@@ -43,7 +43,8 @@ pub fn parse_range(header: Option<&str>, len: u64) -> ByteRange {
             None => return ByteRange::Whole,
         },
         (false, false) => match (number(a), number(b)) {
-            (Some(s), Some(e)) if e >= s => (s, (e + 1).min(len)),
+            // `e` may be u64::MAX: "to the end", not an overflow.
+            (Some(s), Some(e)) if e >= s => (s, e.saturating_add(1).min(len)),
             _ => return ByteRange::Whole,
         },
         (true, true) => return ByteRange::Whole,
@@ -120,6 +121,21 @@ pub fn export_mp4(ctx: &ApiContext, req: &Request) -> Result<Response, ApiError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn range_ending_at_u64_max_is_the_rest_of_the_body_not_an_empty_part() {
+        assert_eq!(
+            parse_range(Some("bytes=0-18446744073709551615"), 1000),
+            ByteRange::Part(0, 1000)
+        );
+        assert_eq!(
+            parse_range(
+                Some("bytes=18446744073709551615-18446744073709551615"),
+                1000
+            ),
+            ByteRange::Unsatisfiable
+        );
+    }
 
     #[test]
     fn ranges_resolve_against_the_length() {

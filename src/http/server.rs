@@ -434,7 +434,9 @@ impl Poller {
     }
 }
 
-enum Parsed {
+/// What the bytes received so far on a connection amount to.
+#[derive(Debug)]
+pub enum Parsed {
     Incomplete,
     Complete(Request, usize),
     Bad(u16, String),
@@ -442,7 +444,9 @@ enum Parsed {
 
 const HEADERS_MAX: usize = 48;
 
-fn parse_request(buf: &[u8], peer: IpAddr, limits: &Limits) -> Parsed {
+/// Parses one request from the start of `buf`: its head, query and body.
+/// Public so the fuzz targets can drive it with arbitrary bytes.
+pub fn parse_request(buf: &[u8], peer: IpAddr, limits: &Limits) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
     let mut parsed = httparse::Request::new(&mut headers);
     let head_len = match parsed.parse(buf) {

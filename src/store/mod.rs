@@ -7,6 +7,7 @@
 
 pub mod anchor;
 pub mod catalog;
+pub mod crash_states;
 pub mod format;
 pub mod incidents;
 pub mod io;

@@ -222,6 +222,20 @@ impl Retention {
 
     /// One pass: measure, plan, delete. Returns the number of segments deleted.
     pub fn enforce(&self) -> usize {
+        self.enforce_freeing(0)
+    }
+
+    /// After a write failed for lack of space: deletes at least the oldest
+    /// deletable segment even when the cap and `min_free_mb` are met (a
+    /// floor of 0, or other files filling the disk, would otherwise stop
+    /// recording for good).
+    pub fn free_after_no_space(&self) -> usize {
+        self.enforce_freeing(1)
+    }
+
+    /// [`enforce`](Retention::enforce), also freeing `extra_bytes` beyond
+    /// what the policy asks.
+    fn enforce_freeing(&self, extra_bytes: u64) -> usize {
         let _one_at_a_time = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let hook = self
             .before_plan
@@ -252,7 +266,13 @@ impl Retention {
         self.enforce_locked_cap(&mut segments);
         let used: u64 = segments.iter().map(|s| s.len).sum();
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let plan = plan(&segments, space.free_bytes, self.policy, &open);
+        let mut policy = self.policy;
+        if extra_bytes > 0 {
+            policy.min_free_bytes = policy
+                .min_free_bytes
+                .max(space.free_bytes.saturating_add(extra_bytes));
+        }
+        let plan = plan(&segments, space.free_bytes, policy, &open);
         let mut deleted = 0;
         let mut freed = 0;
         let mut dirs: HashSet<PathBuf> = HashSet::new();

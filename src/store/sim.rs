@@ -8,6 +8,10 @@
 //! any byte, with unsynced directory changes kept or lost.
 //!
 //! Faults can be injected (`fail_writes_with`) to test full or failing disks.
+//!
+//! [`SimIo::start_log`] records every operation as issued ([`IoOp`]), so
+//! [`crate::store::crash_states`] can replay a whole recording and build the
+//! crash images of every moment of it afterwards.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -35,6 +39,45 @@ struct PendingWrite {
     data: Vec<u8>,
 }
 
+/// One storage operation as it was issued, for crash-state enumeration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IoOp {
+    Create {
+        path: PathBuf,
+    },
+    Write {
+        path: PathBuf,
+        offset: u64,
+        data: Arc<[u8]>,
+    },
+    /// `set_len`, or a `preallocate` that grew the file.
+    SetLen {
+        path: PathBuf,
+        len: u64,
+    },
+    SyncData {
+        path: PathBuf,
+    },
+    SyncDir {
+        dir: PathBuf,
+    },
+    Remove {
+        path: PathBuf,
+    },
+    Rename {
+        from: PathBuf,
+        to: PathBuf,
+    },
+}
+
+/// Operations recorded since [`SimIo::start_log`], with the durable files
+/// that existed when it started.
+#[derive(Clone, Debug, Default)]
+pub struct IoLog {
+    pub start: Vec<(PathBuf, Vec<u8>)>,
+    pub ops: Vec<IoOp>,
+}
+
 #[derive(Default)]
 struct SimState {
     files: BTreeMap<PathBuf, SimFile>,
@@ -48,6 +91,16 @@ struct SimState {
     /// Called after every write, before any sync covers it: the moment a
     /// power cut can tear that write.
     on_write: Option<WriteObserver>,
+    /// Recording of operations, while a log is being kept.
+    log: Option<IoLog>,
+}
+
+impl SimState {
+    fn record(&mut self, op: impl FnOnce() -> IoOp) {
+        if let Some(log) = &mut self.log {
+            log.ops.push(op());
+        }
+    }
 }
 
 /// See [`SimIo::on_write`].
@@ -103,6 +156,27 @@ impl SimIo {
     /// tests can cut the power in the middle of a sync.
     pub fn on_write(&self, observer: Option<WriteObserver>) {
         self.lock().on_write = observer;
+    }
+
+    /// Starts recording every operation (see [`IoLog`]). Unsynced state at
+    /// this moment is not part of the log: start from a synced store.
+    pub fn start_log(&self) {
+        let mut st = self.lock();
+        let start = st
+            .files
+            .iter()
+            .filter(|(_, f)| f.entry_durable)
+            .map(|(p, f)| (p.clone(), f.durable.clone()))
+            .collect();
+        st.log = Some(IoLog {
+            start,
+            ops: Vec::new(),
+        });
+    }
+
+    /// Stops recording and returns what was recorded.
+    pub fn take_log(&self) -> IoLog {
+        self.lock().log.take().unwrap_or_default()
     }
 
     pub fn sync_count(&self) -> u64 {
@@ -247,6 +321,9 @@ impl StorageIo for SimIo {
             },
             live: Vec::new(),
         };
+        st.record(|| IoOp::Create {
+            path: path.to_path_buf(),
+        });
         Ok(Box::new(SimHandle {
             io: self.clone(),
             path: path.to_path_buf(),
@@ -273,6 +350,9 @@ impl StorageIo for SimIo {
         if let Some(kind) = st.fail_syncs {
             return Err(io::Error::new(kind, "injected fault on directory sync"));
         }
+        st.record(|| IoOp::SyncDir {
+            dir: dir.to_path_buf(),
+        });
         st.files.retain(|p, f| {
             if p.parent() == Some(dir) {
                 f.entry_durable = f.entry_live;
@@ -311,6 +391,9 @@ impl StorageIo for SimIo {
         match st.files.get_mut(path) {
             Some(f) if f.entry_live => {
                 f.entry_live = false;
+                st.record(|| IoOp::Remove {
+                    path: path.to_path_buf(),
+                });
                 Ok(())
             }
             _ => Err(not_found(path)),
@@ -332,6 +415,10 @@ impl StorageIo for SimIo {
             entry_durable: false,
         };
         st.files.insert(to.to_path_buf(), moved);
+        st.record(|| IoOp::Rename {
+            from: from.to_path_buf(),
+            to: to.to_path_buf(),
+        });
         Ok(())
     }
 
@@ -410,6 +497,11 @@ impl SegmentFile for SimHandle {
                 offset,
                 data: buf.to_vec(),
             });
+            st.record(|| IoOp::Write {
+                path: path.clone(),
+                offset,
+                data: buf.into(),
+            });
             Ok(())
         })?;
         self.io
@@ -434,6 +526,7 @@ impl SegmentFile for SimHandle {
             }
             st.pending.retain(|w| w.path != path);
             st.syncs += 1;
+            st.record(|| IoOp::SyncData { path: path.clone() });
             Ok(())
         })?;
         self.io.counters.data_syncs.fetch_add(1, Ordering::Relaxed);
@@ -447,10 +540,15 @@ impl SegmentFile for SimHandle {
             if len > current && SimIo::used_bytes(st) + (len - current) > st.capacity_bytes {
                 return Err(io::Error::from_raw_os_error(libc::ENOSPC));
             }
+            let mut grew = false;
             if let Some(f) = st.files.get_mut(&path) {
                 if f.live.len() < len as usize {
                     f.live.resize(len as usize, 0);
+                    grew = true;
                 }
+            }
+            if grew {
+                st.record(|| IoOp::SetLen { path, len });
             }
             Ok(())
         })
@@ -462,6 +560,7 @@ impl SegmentFile for SimHandle {
             if let Some(f) = st.files.get_mut(&path) {
                 f.live.resize(len as usize, 0);
             }
+            st.record(|| IoOp::SetLen { path, len });
             Ok(())
         })
     }

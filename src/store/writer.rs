@@ -149,13 +149,7 @@ impl SegmentWriter {
         status: Arc<CameraStatus>,
         open_segments: OpenSegments,
     ) -> Result<SegmentWriter, StoreError> {
-        io.create_dir_all(&settings.camera_dir)
-            .map_err(|e| StoreError::io(&settings.camera_dir, "creating camera folder", e))?;
-        // The folders themselves must survive a power cut too.
-        for dir in settings.camera_dir.ancestors().skip(1).take(2) {
-            io.sync_dir(dir)
-                .map_err(|e| StoreError::io(dir, "fsync folder", e))?;
-        }
+        create_camera_dir(io.as_ref(), &settings.camera_dir)?;
         let next_segment_seq = next_sequence(io.as_ref(), &settings.camera_dir)?;
         let next_frame_seq =
             last_frame_seq(io.as_ref(), &settings.camera_dir)?.map_or(0, |s| s + 1);
@@ -252,6 +246,16 @@ impl SegmentWriter {
         };
         if self.buf.len > 0 {
             sync_buffer(seg, &mut self.buf)?;
+            // A segment whose name is gone (the data folder was deleted or
+            // unmounted under us) takes frames nowhere: fail, so the caller
+            // starts a new segment where it can be found again.
+            if !self.io.exists(&seg.path) {
+                return Err(StoreError::Invalid {
+                    path: seg.path.clone(),
+                    message: "segment file disappeared while being written (data folder removed?)"
+                        .into(),
+                });
+            }
             self.status.syncs.fetch_add(1, Ordering::Relaxed);
             self.status
                 .last_sync_mono_ns
@@ -283,8 +287,10 @@ impl SegmentWriter {
     }
 
     /// Closes segments abandoned after I/O errors once storage works again,
-    /// so they do not wait for the next start.
-    fn close_abandoned(&mut self) {
+    /// so they do not wait for the next start (which only walks back to the
+    /// newest closed segment). Runs before each new segment; call it when
+    /// stopping too.
+    pub fn close_abandoned(&mut self) {
         for path in std::mem::take(&mut self.abandoned) {
             match super::recovery::recover_segment(self.io.as_ref(), &path) {
                 Ok(Some(r)) => log::info!(
@@ -294,11 +300,18 @@ impl SegmentWriter {
                     r.action
                 ),
                 Ok(None) => {}
-                Err(e) => log::warn!(
-                    "[{}] {} stays open until the next start: {e}",
-                    self.settings.camera_id,
-                    path.display()
-                ),
+                // Gone already (retention, or the folder was removed).
+                Err(_) if !self.io.exists(&path) => {}
+                Err(e) => {
+                    log::warn!(
+                        "[{}] {} stays open until storage works again: {e}",
+                        self.settings.camera_id,
+                        path.display()
+                    );
+                    // Tried again before the next segment: start-up recovery
+                    // only walks back to the newest closed segment.
+                    self.abandoned.push(path);
+                }
             }
         }
     }
@@ -376,6 +389,13 @@ impl SegmentWriter {
         if let Some(hook) = &self.before_new_segment {
             hook();
         }
+        // Before the new segment takes the space retention just freed.
+        self.close_abandoned();
+        if !self.io.exists(&self.settings.camera_dir) {
+            // The data folder vanished (deleted, card unmounted): make it
+            // again so recording resumes as soon as storage is writable.
+            self.create_camera_dir()?;
+        }
         let seq = self.next_segment_seq;
         let name = segment_file_name(seq, frame.captured.wall_ns);
         let path = self.settings.camera_dir.join(&name);
@@ -409,9 +429,20 @@ impl SegmentWriter {
                 self.warned_no_prealloc = true;
             }
         }
-        self.io
-            .sync_dir(&self.settings.camera_dir)
-            .map_err(|e| StoreError::io(&self.settings.camera_dir, "fsync folder", e))?;
+        if let Err(e) = self.io.sync_dir(&self.settings.camera_dir) {
+            // Without a durable name the file must not stay behind as an
+            // empty, zero-filled segment that readers report as unreadable.
+            drop(file);
+            if let Err(rm) = self.io.remove_file(&path) {
+                log::warn!(
+                    "[{}] cannot remove {}: {rm}",
+                    self.settings.camera_id,
+                    path.display()
+                );
+            }
+            self.forget_open(&path);
+            return Err(StoreError::io(&self.settings.camera_dir, "fsync folder", e));
+        }
         let direct = file.is_direct();
         if self.segments_started == 0 {
             log::info!(
@@ -457,8 +488,11 @@ impl SegmentWriter {
             target_length_ns,
             last_sync_mono_ns: now_mono_ns,
         });
-        self.close_abandoned();
         Ok(())
+    }
+
+    fn create_camera_dir(&self) -> Result<(), StoreError> {
+        create_camera_dir(self.io.as_ref(), &self.settings.camera_dir)
     }
 
     fn expected_segment_bytes(&self, frame: &EncodedFrame) -> u64 {
@@ -483,6 +517,18 @@ impl Drop for SegmentWriter {
             }
         }
     }
+}
+
+/// Creates a camera folder and makes it (and `recordings/`) durable.
+fn create_camera_dir(io: &dyn StorageIo, camera_dir: &Path) -> Result<(), StoreError> {
+    io.create_dir_all(camera_dir)
+        .map_err(|e| StoreError::io(camera_dir, "creating camera folder", e))?;
+    // The folders themselves must survive a power cut too.
+    for dir in camera_dir.ancestors().skip(1).take(2) {
+        io.sync_dir(dir)
+            .map_err(|e| StoreError::io(dir, "fsync folder", e))?;
+    }
+    Ok(())
 }
 
 /// Pads the buffered records to a whole block, writes them at `buf_start`,

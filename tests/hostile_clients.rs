@@ -1,0 +1,435 @@
+//! Hostile clients against the real server on 127.0.0.1 while the real
+//! recorder records the synthetic camera. Every attack is bounded in count
+//! and time; the recording rate is measured before and during each one and
+//! printed, and must not fall.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashvault::camera::source_for;
+use dashvault::clock::{format_rfc3339_ms, Clock, SystemClock};
+use dashvault::config::{CameraConfig, Config};
+use dashvault::http::api::{ApiContext, ROUTES};
+use dashvault::http::auth::Auth;
+use dashvault::http::server::Limits;
+use dashvault::http::HttpService;
+use dashvault::recorder::{Recorder, RecorderParts};
+use dashvault::store::io::{RealIo, StorageIo};
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+const FPS: u32 = 15;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    data_dir: PathBuf,
+    recorder: Option<Recorder>,
+    http: Option<HttpService>,
+    addr: SocketAddr,
+}
+
+impl Fixture {
+    fn start() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let mut cam = CameraConfig::synthetic("front");
+        (cam.res_width, cam.res_height, cam.fps) = (320, 240, FPS);
+        let config = Config {
+            cameras: vec![cam.clone()],
+            segment_length_s: 2,
+            sync_interval_ms: 200,
+            ..Config::default()
+        };
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let io: Arc<dyn StorageIo> = Arc::new(RealIo::new());
+        let recorder = Recorder::start(
+            &config,
+            RecorderParts {
+                io: io.clone(),
+                clock: clock.clone(),
+                data_dir: data_dir.clone(),
+                sources: vec![(cam.clone(), source_for(&cam, clock.clone()))],
+                want_direct: false,
+                boot_id: [9; 16],
+                timekeeper: None,
+            },
+        )
+        .unwrap();
+        let ctx = ApiContext::new(
+            config,
+            data_dir.clone(),
+            io,
+            recorder.status.clone(),
+            recorder.live.clone(),
+            clock.clone(),
+            Auth::new(TOKEN.into(), clock),
+        );
+        let limits = Limits {
+            request_timeout: REQUEST_TIMEOUT,
+            ..Limits::default()
+        };
+        let http = HttpService::start(ctx, "127.0.0.1:0".parse().unwrap(), limits).unwrap();
+        let addr = http.local_addr();
+        Fixture {
+            _dir: dir,
+            data_dir,
+            recorder: Some(recorder),
+            http: Some(http),
+            addr,
+        }
+    }
+
+    fn written(&self) -> u64 {
+        self.recorder.as_ref().unwrap().status.cameras[0]
+            .written
+            .load(Ordering::Relaxed)
+    }
+
+    /// Frames written per second over `window`.
+    fn fps_over(&self, window: Duration) -> f64 {
+        let (t0, n0) = (Instant::now(), self.written());
+        std::thread::sleep(window);
+        (self.written() - n0) as f64 / t0.elapsed().as_secs_f64()
+    }
+
+    /// Runs `attack` on its own thread and prints the recording rate before
+    /// and during it; the rate during must stay near the rate before.
+    fn under_attack<T: Send + 'static>(
+        &self,
+        name: &str,
+        attack: impl FnOnce(SocketAddr) -> T + Send + 'static,
+    ) -> T {
+        let before = self.fps_over(Duration::from_millis(1500));
+        let addr = self.addr;
+        let started = Instant::now();
+        let handle = std::thread::spawn(move || attack(addr));
+        let (t0, n0) = (Instant::now(), self.written());
+        while !handle.is_finished() || t0.elapsed() < Duration::from_millis(1000) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let during = (self.written() - n0) as f64 / t0.elapsed().as_secs_f64();
+        let out = handle.join().unwrap();
+        println!(
+            "{name}: recording {before:.1} fps before, {during:.1} fps during ({:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
+        assert!(
+            during >= before * 0.7,
+            "{name}: recording fell from {before:.1} to {during:.1} fps"
+        );
+        out
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Some(h) = self.http.take() {
+            h.stop();
+        }
+        if let Some(r) = self.recorder.take() {
+            r.stop();
+        }
+    }
+}
+
+/// Sends raw bytes, returns (status, head, body) of the answer (status 0
+/// when the server closed without one).
+fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(request);
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(answer.len(), |p| p + 4);
+    let head = String::from_utf8_lossy(&answer[..split]).into_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head, answer[split..].to_vec())
+}
+
+fn get(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
+    get_with(addr, path, "")
+}
+
+fn get_with(addr: SocketAddr, path: &str, extra: &str) -> (u16, String, Vec<u8>) {
+    raw(
+        addr,
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n{extra}Connection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[test]
+fn hostile_clients_never_slow_recording_or_reach_past_their_limits() {
+    let f = Fixture::start();
+    let until = Instant::now() + Duration::from_secs(20);
+    while f.written() < 2 * FPS as u64 {
+        assert!(Instant::now() < until, "recording did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(f.data_dir.join("secret.txt"), "SECRET-CONTENT").unwrap();
+
+    // Header and body limits: refused from the head, never buffered.
+    let answers = f.under_attack("oversized heads and bodies (200 requests)", |addr| {
+        let mut statuses = Vec::new();
+        for i in 0..200 {
+            let req: Vec<u8> = match i % 4 {
+                0 => format!(
+                    "GET /health HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+                    "a".repeat(20_000)
+                )
+                .into_bytes(),
+                1 => b"POST /api/login HTTP/1.1\r\nContent-Length: 10000000\r\n\r\n".to_vec(),
+                2 => {
+                    let many: String = (0..60).map(|h| format!("X-H{h}: v\r\n")).collect();
+                    format!("GET /health HTTP/1.1\r\n{many}\r\n").into_bytes()
+                }
+                _ => b"POST /api/login HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+            };
+            statuses.push((i % 4, raw(addr, &req).0));
+        }
+        statuses
+    });
+    for (kind, status) in answers {
+        let want = [431, 413, 431, 411][kind];
+        assert_eq!(status, want, "request kind {kind}");
+    }
+
+    // Slowloris: more connections than the server allows, each trickling a
+    // byte at a time. They are cut at the request timeout; an honest client
+    // gets through.
+    let (cut, honest_wait) = f.under_attack("slowloris (200 trickling connections)", |addr| {
+        let mut slow: Vec<TcpStream> = (0..200)
+            .filter_map(|_| TcpStream::connect(addr).ok())
+            .collect();
+        let t0 = Instant::now();
+        let mut honest_wait = None;
+        let mut cut = 0;
+        while t0.elapsed() < REQUEST_TIMEOUT + Duration::from_secs(2) {
+            slow.retain_mut(|s| {
+                if s.write_all(b"X").is_err() {
+                    cut += 1;
+                    return false;
+                }
+                true
+            });
+            if honest_wait.is_none() && get(addr, "/health").0 == 200 {
+                honest_wait = Some(t0.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // Whatever still looks open must be closed by the server by now.
+        for s in &mut slow {
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut b = [0u8; 256];
+            let mut n = s.read(&mut b).unwrap_or(0);
+            while n > 0 {
+                n = s.read(&mut b).unwrap_or(0);
+            }
+            cut += 1;
+        }
+        (cut, honest_wait)
+    });
+    assert_eq!(cut, 200);
+    let honest_wait = honest_wait.expect("an honest client was never served");
+    println!(
+        "slowloris: honest /health answered after {} ms",
+        honest_wait.as_millis()
+    );
+    assert!(honest_wait < REQUEST_TIMEOUT + Duration::from_secs(1));
+
+    // Malformed and overlapping byte ranges on an export.
+    let to = SystemClock.wall_ns();
+    let export = format!(
+        "/api/export.mp4?camera=front&from={}&to={}",
+        format_rfc3339_ms(to - 10_000_000_000),
+        format_rfc3339_ms(to)
+    );
+    let ranges = f.under_attack(
+        "malformed and overlapping Range (48 requests)",
+        move |addr| {
+            let specs = [
+                "bytes=5-1",
+                "bytes=0-10,5-20",
+                "bytes=0-0,0-0,0-0",
+                "bytes=abc",
+                "bytes=-0",
+                "bytes=-",
+                "bytes=--5",
+                "bytes=1-2-3",
+                "bytes=99999999999999-",
+                "bytes=0-18446744073709551615",
+                "bytes=18446744073709551615-18446744073709551615",
+                "bytes=-18446744073709551616",
+                "bytes= 0 - 9 ",
+                "items=0-9",
+                "bytes=0-9,",
+                "bytes=\u{0}0-9",
+            ];
+            let mut out = Vec::new();
+            for spec in specs {
+                for _ in 0..3 {
+                    let (status, head, body) =
+                        get_with(addr, &export, &format!("Range: {spec}\r\n"));
+                    out.push((spec, status, head, body.len()));
+                }
+            }
+            out
+        },
+    );
+    for (spec, status, head, body_len) in ranges {
+        // A control character makes the whole head malformed (400).
+        let malformed_head = spec.contains('\0') && status == 400;
+        assert!(
+            matches!(status, 200 | 206 | 416) || malformed_head,
+            "Range {spec:?}: {status}\n{head}"
+        );
+        if status == 206 {
+            let cr = header(&head, "content-range").expect("206 has Content-Range");
+            let (a, rest) = cr.trim_start_matches("bytes ").split_once('-').unwrap();
+            let (b, len) = rest.split_once('/').unwrap();
+            let (a, b, len): (u64, u64, u64) =
+                (a.parse().unwrap(), b.parse().unwrap(), len.parse().unwrap());
+            assert!(a <= b && b < len, "Range {spec:?}: {cr}");
+            assert_eq!(body_len as u64, b - a + 1, "Range {spec:?}: {cr}");
+        }
+    }
+
+    // Path traversal in every parameter of every route, and in paths.
+    let traversal = f.under_attack("path traversal in every parameter", |addr| {
+        let payloads = [
+            "../../secret.txt",
+            "..%2F..%2Fsecret.txt",
+            "..%252F..%252Fsecret.txt",
+            "....//....//secret.txt",
+            "/etc/passwd",
+            "..\\..\\secret.txt",
+            "front/../../secret.txt",
+            "front%00.dvr",
+            "%2e%2e%2f%2e%2e%2fsecret.txt",
+        ];
+        let params = [
+            "camera",
+            "file",
+            "name",
+            "at",
+            "from",
+            "to",
+            "speed",
+            "step",
+            "time_track",
+        ];
+        let mut results = Vec::new();
+        for route in ROUTES.iter().filter(|r| r.method == "GET") {
+            let base = route.path.replace('*', "front");
+            if base.contains("mjpeg") || base.contains("playback") {
+                continue; // endless streams; their parameters are checked by /api/frame
+            }
+            for p in params {
+                for v in payloads {
+                    let path = format!("{base}?camera=front&{p}={v}");
+                    results.push((path.clone(), get(addr, &path)));
+                }
+            }
+        }
+        for v in payloads {
+            for base in ["/assets/", "/api/cameras/"] {
+                let path = format!("{base}{v}");
+                results.push((path.clone(), get(addr, &path)));
+            }
+        }
+        results
+    });
+    let tried = traversal.len();
+    for (path, (status, _, body)) in traversal {
+        assert!(status != 0 && status < 500, "{path}: {status}");
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            !text.contains("SECRET-CONTENT") && !text.contains("root:x:"),
+            "{path} leaked a file"
+        );
+    }
+    println!("path traversal: {tried} requests, none leaked a file or failed with 5xx");
+
+    // A flood of live streams past the cap: 503 beyond it.
+    let (ok, busy) = f.under_attack("live-stream flood (40 viewers, cap 8)", |addr| {
+        let mut held = Vec::new();
+        let (mut ok, mut busy) = (0, 0);
+        for _ in 0..40 {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            write!(
+                s,
+                "GET /api/stream/mjpeg?camera=front HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+            )
+            .unwrap();
+            let mut head = [0u8; 12];
+            if s.read_exact(&mut head).is_ok() {
+                match &head[9..12] {
+                    b"200" => ok += 1,
+                    b"503" => busy += 1,
+                    other => panic!("stream answered {}", String::from_utf8_lossy(other)),
+                }
+            }
+            held.push(s);
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        (ok, busy)
+    });
+    println!("live-stream flood: {ok} served, {busy} answered 503");
+    assert_eq!(ok, Limits::default().max_streams);
+    assert_eq!(busy, 40 - ok);
+
+    // 1,000 wrong tokens: slowed down after a few, recording unaffected.
+    let (wrong, slowed, elapsed) = f.under_attack("1,000 wrong tokens", |addr| {
+        let t0 = Instant::now();
+        let (mut wrong, mut slowed) = (0, 0);
+        for i in 0..1000 {
+            let (status, head, _) = raw(
+                addr,
+                format!(
+                    "GET /api/status HTTP/1.1\r\nAuthorization: Bearer wrong{i}\r\nConnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            match status {
+                401 => wrong += 1,
+                429 => {
+                    assert!(header(&head, "retry-after").is_some());
+                    slowed += 1
+                }
+                other => panic!("wrong token answered {other}"),
+            }
+        }
+        (wrong, slowed, t0.elapsed())
+    });
+    println!(
+        "wrong tokens: {wrong} answered 401, {slowed} slowed down with 429, in {} ms",
+        elapsed.as_millis()
+    );
+    assert!(wrong <= 10, "{wrong} guesses were checked");
+    assert_eq!(
+        get(f.addr, "/health").0,
+        200,
+        "the public route still works"
+    );
+}
