@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dashvault::camera::source_for;
-use dashvault::clock::{format_rfc3339_ms, Clock, SystemClock};
+use dashvault::clock::{
+    format_rfc3339_ms, AdjustableClock, Clock, DeniedWallClockSetter, SystemClock,
+};
 use dashvault::config::{CameraConfig, Config};
 use dashvault::http::api::{ApiContext, ROUTES};
 use dashvault::http::auth::Auth;
@@ -19,6 +21,7 @@ use dashvault::http::server::Limits;
 use dashvault::http::HttpService;
 use dashvault::recorder::{Recorder, RecorderParts};
 use dashvault::store::io::{RealIo, StorageIo};
+use dashvault::timekeeper::Timekeeper;
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const FPS: u32 = 15;
@@ -44,8 +47,18 @@ impl Fixture {
             sync_interval_ms: 200,
             ..Config::default()
         };
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let adjustable = Arc::new(AdjustableClock::new(Arc::new(SystemClock)));
+        let clock: Arc<dyn Clock> = adjustable.clone();
         let io: Arc<dyn StorageIo> = Arc::new(RealIo::new());
+        // As in the service, with the clock and incident routes live; the
+        // host's clock is never set.
+        let timekeeper = Arc::new(Timekeeper::start(
+            io.clone(),
+            &data_dir,
+            adjustable,
+            Box::new(DeniedWallClockSetter),
+            [9; 16],
+        ));
         let recorder = Recorder::start(
             &config,
             RecorderParts {
@@ -55,11 +68,11 @@ impl Fixture {
                 sources: vec![(cam.clone(), source_for(&cam, clock.clone()))],
                 want_direct: false,
                 boot_id: [9; 16],
-                timekeeper: None,
+                timekeeper: Some(timekeeper.clone()),
             },
         )
         .unwrap();
-        let ctx = ApiContext::new(
+        let mut ctx = ApiContext::new(
             config,
             data_dir.clone(),
             io,
@@ -68,6 +81,8 @@ impl Fixture {
             clock.clone(),
             Auth::new(TOKEN.into(), clock),
         );
+        ctx.timekeeper = Some(timekeeper);
+        ctx.incidents = Some(recorder.incidents.clone());
         let limits = Limits {
             request_timeout: REQUEST_TIMEOUT,
             ..Limits::default()
