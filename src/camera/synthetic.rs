@@ -174,22 +174,29 @@ mod tests {
             (fmt.width, fmt.height, fmt.format),
             (64, 48, PixelFormat::I420)
         );
-        let ticker = {
-            let clock = clock.clone();
-            std::thread::spawn(move || {
-                for _ in 0..400 {
-                    std::thread::sleep(Duration::from_micros(200));
-                    clock.advance(Duration::from_millis(5));
-                }
-            })
-        };
-        let a = cam.next_frame().unwrap();
-        let b = cam.next_frame().unwrap();
-        let c = cam.next_frame().unwrap();
-        ticker.join().unwrap();
+        // The camera runs on its own thread; time moves only when this
+        // thread advances it, so each capture time is exact.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let camera = std::thread::spawn(move || {
+            for _ in 0..3 {
+                tx.send(cam.next_frame().unwrap()).unwrap();
+            }
+        });
+        let wait = Duration::from_secs(5);
+        let a = rx.recv_timeout(wait).expect("first frame comes at once");
+        clock.advance(Duration::from_millis(60));
+        assert!(
+            rx.recv_timeout(Duration::from_millis(100)).is_err(),
+            "a frame came before its period was up"
+        );
+        clock.advance(Duration::from_millis(40));
+        let b = rx.recv_timeout(wait).expect("second frame after 100 ms");
+        clock.advance(Duration::from_millis(100));
+        let c = rx.recv_timeout(wait).expect("third frame after 200 ms");
+        camera.join().unwrap();
         assert_eq!(a.bytes().len(), 64 * 48 * 3 / 2);
-        let gap = c.captured.mono_ns - b.captured.mono_ns;
-        assert!((100_000_000..110_000_000).contains(&gap), "gap {gap}");
+        assert_eq!(b.captured.mono_ns - a.captured.mono_ns, 100_000_000);
+        assert_eq!(c.captured.mono_ns - b.captured.mono_ns, 100_000_000);
         assert_ne!(a.bytes(), b.bytes(), "pattern must move");
     }
 
