@@ -5,25 +5,19 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dashvault::camera::source_for;
-use dashvault::clock::{
-    format_rfc3339_ms, parse_rfc3339, AdjustableClock, Clock, DeniedWallClockSetter, SystemClock,
-};
-use dashvault::config::{CameraConfig, Config};
-use dashvault::http::api::{Access, ApiContext, ROUTES};
-use dashvault::http::auth::Auth;
+use dashvault::clock::{format_rfc3339_ms, parse_rfc3339, Clock, SystemClock};
+use dashvault::http::api::{Access, ROUTES};
 use dashvault::http::server::Limits;
 use dashvault::http::HttpService;
-use dashvault::recorder::{Recorder, RecorderParts};
+use dashvault::recorder::Recorder;
 use dashvault::store::catalog;
-use dashvault::store::io::{RealIo, StorageIo};
+use dashvault::store::io::RealIo;
 use dashvault::store::reader::SegmentReader;
-use dashvault::timekeeper::Timekeeper;
 
-const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+mod common;
+use common::TOKEN;
 const FPS: u32 = 10;
 
 struct Fixture {
@@ -37,53 +31,8 @@ struct Fixture {
 
 impl Fixture {
     fn start(limits: Limits) -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let data_dir = dir.path().join("data");
-        let mut cam = CameraConfig::synthetic("front");
-        (cam.res_width, cam.res_height, cam.fps) = (320, 240, FPS);
-        let config = Config {
-            cameras: vec![cam.clone()],
-            segment_length_s: 2,
-            sync_interval_ms: 200,
-            ..Config::default()
-        };
-        let adjustable = Arc::new(AdjustableClock::new(Arc::new(SystemClock)));
-        let clock: Arc<dyn Clock> = adjustable.clone();
-        let io: Arc<dyn StorageIo> = Arc::new(RealIo::new());
-        // Never the host's clock: phone-set time stays an offset.
-        let timekeeper = Arc::new(Timekeeper::start(
-            io.clone(),
-            &data_dir,
-            adjustable,
-            Box::new(DeniedWallClockSetter),
-            [7; 16],
-        ));
-        let recorder = Recorder::start(
-            &config,
-            RecorderParts {
-                io: io.clone(),
-                clock: clock.clone(),
-                data_dir: data_dir.clone(),
-                sources: vec![(cam.clone(), source_for(&cam, clock.clone()))],
-                want_direct: false,
-                boot_id: [7; 16],
-                timekeeper: Some(timekeeper.clone()),
-            },
-        )
-        .unwrap();
-        let mut ctx = ApiContext::new(
-            config,
-            data_dir.clone(),
-            io,
-            recorder.status.clone(),
-            recorder.live.clone(),
-            clock.clone(),
-            Auth::new(TOKEN.into(), clock),
-        );
-        ctx.timekeeper = Some(timekeeper);
-        ctx.incidents = Some(recorder.incidents.clone());
-        let http = HttpService::start(ctx, "127.0.0.1:0".parse().unwrap(), limits).unwrap();
-        let base = format!("http://{}", http.local_addr());
+        let svc = common::start_service(FPS, [7; 16], limits);
+        let base = format!("http://{}", svc.http.local_addr());
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
@@ -91,10 +40,10 @@ impl Fixture {
             .build()
             .into();
         Fixture {
-            _dir: dir,
-            data_dir,
-            recorder: Some(recorder),
-            http: Some(http),
+            _dir: svc.dir,
+            data_dir: svc.data_dir,
+            recorder: Some(svc.recorder),
+            http: Some(svc.http),
             base,
             agent,
         }

@@ -1,0 +1,82 @@
+//! The recorder and HTTP service as `dashvault run` wires them, on a
+//! synthetic camera and 127.0.0.1:0, for tests that talk to the real server.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use dashvault::camera::source_for;
+use dashvault::clock::{AdjustableClock, Clock, DeniedWallClockSetter, SystemClock};
+use dashvault::config::{CameraConfig, Config};
+use dashvault::http::api::ApiContext;
+use dashvault::http::auth::Auth;
+use dashvault::http::server::Limits;
+use dashvault::http::HttpService;
+use dashvault::recorder::{Recorder, RecorderParts};
+use dashvault::store::io::{RealIo, StorageIo};
+use dashvault::timekeeper::Timekeeper;
+
+pub const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+pub struct RunningService {
+    pub dir: tempfile::TempDir,
+    pub data_dir: PathBuf,
+    pub recorder: Recorder,
+    pub http: HttpService,
+}
+
+/// One 320×240 synthetic camera `front` at `fps`, 2 s segments, a sync
+/// every 200 ms, with the clock and incident routes live. The host's clock
+/// is never set: a phone-set time stays an offset.
+pub fn start_service(fps: u32, boot_id: [u8; 16], limits: Limits) -> RunningService {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let mut cam = CameraConfig::synthetic("front");
+    (cam.res_width, cam.res_height, cam.fps) = (320, 240, fps);
+    let config = Config {
+        cameras: vec![cam.clone()],
+        segment_length_s: 2,
+        sync_interval_ms: 200,
+        ..Config::default()
+    };
+    let adjustable = Arc::new(AdjustableClock::new(Arc::new(SystemClock)));
+    let clock: Arc<dyn Clock> = adjustable.clone();
+    let io: Arc<dyn StorageIo> = Arc::new(RealIo::new());
+    let timekeeper = Arc::new(Timekeeper::start(
+        io.clone(),
+        &data_dir,
+        adjustable,
+        Box::new(DeniedWallClockSetter),
+        boot_id,
+    ));
+    let recorder = Recorder::start(
+        &config,
+        RecorderParts {
+            io: io.clone(),
+            clock: clock.clone(),
+            data_dir: data_dir.clone(),
+            sources: vec![(cam.clone(), source_for(&cam, clock.clone()))],
+            want_direct: false,
+            boot_id,
+            timekeeper: Some(timekeeper.clone()),
+        },
+    )
+    .unwrap();
+    let mut ctx = ApiContext::new(
+        config,
+        data_dir.clone(),
+        io,
+        recorder.status.clone(),
+        recorder.live.clone(),
+        clock.clone(),
+        Auth::new(TOKEN.into(), clock),
+    );
+    ctx.timekeeper = Some(timekeeper);
+    ctx.incidents = Some(recorder.incidents.clone());
+    let http = HttpService::start(ctx, "127.0.0.1:0".parse().unwrap(), limits).unwrap();
+    RunningService {
+        dir,
+        data_dir,
+        recorder,
+        http,
+    }
+}
