@@ -19,6 +19,11 @@ test: test-deps browser-deps
 	$(CARGO) test --release --lib --bins --tests 2>&1 | tee target/test-output.txt; exit $${PIPESTATUS[0]}
 	{ $(BROWSER_TEST); } 2>&1 | tee -a target/test-output.txt; exit $${PIPESTATUS[0]}
 	{ $(LIBCAMERA_TEST); } 2>&1 | tee -a target/test-output.txt; exit $${PIPESTATUS[0]}
+	# Reliability at CI size: each fuzz target for a short while, and power
+	# cuts through the forgetful FUSE layer where the kernel offers FUSE.
+	$(MAKE) fuzz FUZZ_SECONDS=20 FUZZ_SANITIZER=none
+	@if [ -c /dev/fuse ]; then $(MAKE) powercut CUTS=5; \
+	else echo "powercut: skipped, no /dev/fuse on this machine"; fi
 
 bench: test-deps
 	$(CARGO) bench --bench encode
@@ -136,7 +141,7 @@ lint-libcamera: libcamera
 	$(LIBCAMERA_CARGO) clippy --release --all-targets --features libcamera -- -D warnings
 # Reliability: crash-state torture, the SIGKILL loop, disk faults and
 # hostile clients at full size (docs/reliability.md), and the fuzz targets.
-# `make test` runs the same tests at CI size.
+# `make test` runs all of it at CI size.
 .PHONY: torture powercut fuzz fuzz-deps
 TORTURE_TESTS := --test store_torture --test kill_loop --test disk_faults --test hostile_clients
 FUZZ_TARGETS := segment config_json http_request range_header time_string
@@ -150,6 +155,7 @@ CUTS ?= 30
 torture: test-deps
 	DASHVAULT_TORTURE=full $(CARGO) test --release $(TORTURE_TESTS) -- --nocapture --test-threads 1
 	$(MAKE) powercut
+	$(MAKE) fuzz
 
 # Power cuts through a FUSE layer that forgets unsynced writes
 # (tests/powercut/). Needs /dev/fuse and the right to mount.
