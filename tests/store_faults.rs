@@ -283,6 +283,27 @@ fn full_disk_with_a_zero_free_space_floor_still_frees_the_oldest_segment() {
 }
 
 #[test]
+fn free_space_floor_larger_than_a_small_filesystem_does_not_empty_it() {
+    // 64 MB of storage with the default 256 MB floor: only a quarter of the
+    // filesystem is kept free, so recorded footage stays.
+    let mut rig = rig(64 << 20, u64::MAX, 256 << 20);
+    for n in 0..100 {
+        rig.writer.append(&frame(n), n * FRAME_NS).unwrap();
+    }
+    rig.writer.close().unwrap();
+    rig.retention.enforce();
+    let segs = list_all(&rig.sim, &data_dir()).unwrap();
+    assert!(segs.len() >= 9, "only {} segments kept", segs.len());
+    assert_eq!(
+        rig.status
+            .store
+            .retention_deleted_segments
+            .load(Ordering::Relaxed),
+        0
+    );
+}
+
+#[test]
 fn deleted_data_folder_is_recreated_for_the_next_segment() {
     // Real folders: the simulated I/O has no folders to lose.
     let dir = tempfile::tempdir().unwrap();

@@ -267,6 +267,10 @@ impl Retention {
         let used: u64 = segments.iter().map(|s| s.len).sum();
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut policy = self.policy;
+        // A free-space floor meant for an SD card would empty a small
+        // filesystem (the appliance's RAM stand-in for a broken data
+        // partition): never ask for more than a quarter of it.
+        policy.min_free_bytes = policy.min_free_bytes.min(space.total_bytes / 4);
         if extra_bytes > 0 {
             policy.min_free_bytes = policy
                 .min_free_bytes
