@@ -307,3 +307,36 @@ fn a_file_that_is_not_a_segment_is_set_aside_not_served() {
         .file_name()
         .is_some());
 }
+
+#[test]
+fn two_unclosed_segments_are_both_closed_at_start() {
+    // A stop while the disk was still full can leave the segment abandoned
+    // after an I/O error unclosed behind the newest one.
+    let (sim, mut first) = synced_segment(10);
+    first.abandon();
+    drop(first);
+    let io: Arc<dyn StorageIo> = Arc::new(sim.clone());
+    let mut second = SegmentWriter::new(
+        io,
+        settings(10.0),
+        CameraStatus::new("front"),
+        Default::default(),
+    )
+    .unwrap();
+    for n in 10..20 {
+        let f = frame(n);
+        second.append(&f, f.captured.mono_ns).unwrap();
+    }
+    second.sync(u64::MAX / 2).unwrap();
+    second.abandon();
+    drop(second);
+    assert_eq!(list_all(&sim, &data_dir()).unwrap().len(), 2);
+    let reports = recover_camera(&sim, &data_dir(), "front").unwrap();
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    assert_eq!(stored_frames(&sim).len(), 20);
+    let report = verify(&sim, &data_dir(), true).unwrap();
+    assert!(report.ok, "{report:?}");
+    assert!(recover_camera(&sim, &data_dir(), "front")
+        .unwrap()
+        .is_empty());
+}

@@ -19,8 +19,10 @@ use crate::frame::CaptureTime;
 use crate::status::RecoveryReport;
 
 /// Recovers the newest unfinished segments of one camera. Walks back from
-/// the newest segment until one is found closed, so an empty segment created
-/// just before the cut does not hide an unfinished one before it.
+/// the newest segment until one is found closed, so neither an empty segment
+/// created just before the cut nor one abandoned after an I/O error (a stop
+/// on a full disk leaves two) stays unclosed behind it. Normally that costs
+/// one extra trailer read: the segment before the newest is closed.
 pub fn recover_camera(
     io: &dyn StorageIo,
     data_dir: &Path,
@@ -40,11 +42,7 @@ pub fn recover_camera(
                 r.seconds,
                 r.torn_bytes
             );
-            let kept_frames = r.frames > 0;
             reports.push(r);
-            if kept_frames {
-                break;
-            }
         }
         if clean {
             break;
