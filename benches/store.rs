@@ -180,7 +180,7 @@ fn recovery_vs_read(jpegs: &[Arc<[u8]>]) -> (Duration, Duration, u64) {
     let read = start.elapsed();
     drop(bytes);
     let start = Instant::now();
-    let report = recover_segment(io.as_ref(), &path).unwrap().unwrap();
+    let report = recover_segment(io.as_ref(), &path, true).unwrap().unwrap();
     let recovery = start.elapsed();
     assert_eq!(report.frames, 1800);
     (recovery, read, size)
@@ -190,7 +190,9 @@ fn recovery_vs_read(jpegs: &[Arc<[u8]>]) -> (Duration, Duration, u64) {
 fn open_all(io: &dyn StorageIo, data_dir: &Path, rounds: u32) -> Duration {
     let start = Instant::now();
     for _ in 0..rounds {
-        let (segs, _) = dashvault::store::catalog::list_segments(io, data_dir, "front").unwrap();
+        let segs = dashvault::store::catalog::list_segments(io, data_dir, "front")
+            .unwrap()
+            .segments;
         for s in &segs {
             let r = dashvault::store::reader::SegmentReader::open(io, &s.path).unwrap();
             std::hint::black_box(r.frames.len());

@@ -265,7 +265,8 @@ impl IncidentKeeper {
         let mut changed = false;
         let mut to_lock = Vec::new();
         for camera in catalog::list_cameras(self.io.as_ref(), &self.data_dir)? {
-            let (segments, _) = catalog::list_segments(self.io.as_ref(), &self.data_dir, &camera)?;
+            let segments =
+                catalog::list_segments(self.io.as_ref(), &self.data_dir, &camera)?.segments;
             for seg in segments.iter().rev() {
                 let is_open = open.contains(&seg.path);
                 let verdict = if is_open && !last && now_mono <= rec.to_mono_ns + SETTLE_NS {

@@ -20,18 +20,7 @@ pub enum DropReason {
     StorageError,
 }
 
-/// What start-up recovery did to one segment that was not closed cleanly.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct RecoveryReport {
-    pub segment: String,
-    pub frames: u64,
-    pub seconds: f64,
-    /// Bytes after the last valid record that were not zero (a torn write).
-    pub torn_bytes: u64,
-    /// Zero-filled preallocated bytes trimmed away.
-    pub trimmed_bytes: u64,
-    pub action: String,
-}
+pub use crate::store::stats::RecoveryReport;
 
 #[derive(Debug, Default)]
 pub struct CameraStatus {

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use crate::clock::{boot_id_hex, format_rfc3339_ms, AdjustableClock, Clock, WallClockSetter};
+use crate::store::catalog::Listing;
 use crate::store::io::StorageIo;
 use crate::store::{anchor, catalog, sidecar, StoreError};
 
@@ -431,7 +432,7 @@ fn boot_first_sequences(
         return out;
     };
     for camera in cameras {
-        let Ok((segments, _)) = catalog::list_segments(io, data_dir, &camera) else {
+        let Ok(Listing { segments, .. }) = catalog::list_segments(io, data_dir, &camera) else {
             continue;
         };
         let mut first = segments.last().map_or(0, |s| s.seq + 1);

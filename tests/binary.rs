@@ -186,7 +186,9 @@ fn clean_stop_closes_segments_and_verify_reports_per_camera_json() {
     assert!(quick.status.success(), "{quick:?}");
     let report = verify_deep(dir.path());
     assert_eq!(report["ok"], false);
-    assert_eq!(report["cameras"][0]["bad_records"], 2, "{report}"); // frame + scan stop
+    // Exactly the damaged frame, named by kind; the scan steps over it.
+    assert_eq!(report["cameras"][0]["bad_records"], 1, "{report}");
+    assert_eq!(report["cameras"][0]["problems"][0]["kind"], "bad_record");
 }
 
 #[test]

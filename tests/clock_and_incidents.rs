@@ -215,7 +215,9 @@ fn setting_the_time_relabels_this_boots_segments_and_nothing_else_and_exports_us
     record(&mut w, &clock_a, &clock_a, 25);
     w.close().unwrap();
     drop(w);
-    let (old_boot, _) = list_segments(io.as_ref(), &data_dir(), "front").unwrap();
+    let old_boot = list_segments(io.as_ref(), &data_dir(), "front")
+        .unwrap()
+        .segments;
     let old_frames: Vec<_> = old_boot.iter().map(|s| frames_of(io.as_ref(), s)).collect();
 
     // Boot B: the clock restarts a day behind; the saved time is older still.
@@ -225,7 +227,9 @@ fn setting_the_time_relabels_this_boots_segments_and_nothing_else_and_exports_us
     clock.set_estimated(true); // as after a restore
     let mut w = writer(io.clone(), BOOT_B, Arc::default());
     record(&mut w, clock.as_ref(), &host, 25); // two closed segments and an open one
-    let (segs, _) = list_segments(io.as_ref(), &data_dir(), "front").unwrap();
+    let segs = list_segments(io.as_ref(), &data_dir(), "front")
+        .unwrap()
+        .segments;
     let boot_b: Vec<&SegmentEntry> = segs.iter().skip(old_boot.len()).collect();
     assert_eq!(boot_b.len(), 3);
     assert!(frames_of(io.as_ref(), boot_b[0])
@@ -240,7 +244,9 @@ fn setting_the_time_relabels_this_boots_segments_and_nothing_else_and_exports_us
     assert!(!clock.wall_estimated());
     let anchor = phone - clock.mono_ns() as i64;
 
-    let (after, _) = list_segments(io.as_ref(), &data_dir(), "front").unwrap();
+    let after = list_segments(io.as_ref(), &data_dir(), "front")
+        .unwrap()
+        .segments;
     // Boot A: same frames, same labels, no correction.
     for (seg, frames) in after.iter().zip(&old_frames) {
         assert_eq!(&frames_of(io.as_ref(), seg), frames, "{}", seg.name);
@@ -261,7 +267,9 @@ fn setting_the_time_relabels_this_boots_segments_and_nothing_else_and_exports_us
     // New footage is stamped with the set clock and continues seamlessly.
     record(&mut w, clock.as_ref(), &host, 12);
     w.close().unwrap();
-    let (all, _) = list_segments(io.as_ref(), &data_dir(), "front").unwrap();
+    let all = list_segments(io.as_ref(), &data_dir(), "front")
+        .unwrap()
+        .segments;
     let newest = frames_of(io.as_ref(), all.last().unwrap());
     assert!(newest
         .iter()
@@ -307,7 +315,9 @@ fn setting_the_time_relabels_this_boots_segments_and_nothing_else_and_exports_us
     let second = tk.set_wall(clock.wall_ns() - 5 * S as i64).unwrap();
     let anchor2 = second.new_wall_minus_mono_ns;
     assert_eq!(anchor2, anchor - 5 * S as i64);
-    let (all, _) = list_segments(io.as_ref(), &data_dir(), "front").unwrap();
+    let all = list_segments(io.as_ref(), &data_dir(), "front")
+        .unwrap()
+        .segments;
     for (i, seg) in all.iter().enumerate() {
         let frames = frames_of(io.as_ref(), seg);
         if i < old_boot.len() {
@@ -466,7 +476,9 @@ fn rotation_under_a_tiny_cap_never_deletes_locked_footage() {
     rig.drive(90);
     rig.writer.close().unwrap();
     rig.retention.enforce();
-    let (segs, _) = list_segments(rig.io.as_ref(), &data_dir(), "front").unwrap();
+    let segs = list_segments(rig.io.as_ref(), &data_dir(), "front")
+        .unwrap()
+        .segments;
     assert!(
         rig.status
             .store
@@ -578,7 +590,9 @@ fn a_power_cut_while_relabelling_leaves_old_or_new_labels_never_a_mix() {
     let mut w = writer(io.clone(), BOOT_B, Arc::default());
     record(&mut w, clock.as_ref(), &host, 25);
     w.close().unwrap();
-    let (segs, _) = list_segments(io.as_ref(), &data_dir(), "front").unwrap();
+    let segs = list_segments(io.as_ref(), &data_dir(), "front")
+        .unwrap()
+        .segments;
     let original: Vec<Vec<(u64, i64, u8)>> =
         segs.iter().map(|s| frames_of(io.as_ref(), s)).collect();
     let saved_before = read_saved(io.as_ref(), &data_dir()).unwrap();
@@ -615,7 +629,7 @@ fn a_power_cut_while_relabelling_leaves_old_or_new_labels_never_a_mix() {
     assert!(images.len() >= 12, "{} images", images.len());
     let (mut old, mut new) = (0, 0);
     for (image, what) in images.iter() {
-        let (segs, _) = list_segments(image, &data_dir(), "front").unwrap();
+        let segs = list_segments(image, &data_dir(), "front").unwrap().segments;
         let now: Vec<Vec<(u64, i64, u8)>> = segs.iter().map(|s| frames_of(image, s)).collect();
         let relabelled = original
             .iter()

@@ -170,7 +170,9 @@ fn record_footage() -> Footage {
     }
     w.close().unwrap();
 
-    let (segments, _) = list_segments(&RealIo::new(), &data, "front").unwrap();
+    let segments = list_segments(&RealIo::new(), &data, "front")
+        .unwrap()
+        .segments;
     assert!(segments.len() >= 5, "{segments:?}");
     Footage { dir, frames }
 }
@@ -556,7 +558,9 @@ fn a_frame_damaged_after_open_stops_the_stream_before_its_bytes() {
     // Damage one payload byte of the 50th frame, in place (the export's
     // readers keep their files open, as while streaming).
     let victim = &footage.frames[50].jpeg;
-    let (segments, _) = list_segments(&RealIo::new(), footage.data_dir(), "front").unwrap();
+    let segments = list_segments(&RealIo::new(), footage.data_dir(), "front")
+        .unwrap()
+        .segments;
     let mut damaged = None;
     for seg in &segments {
         let bytes = std::fs::read(&seg.path).unwrap();

@@ -362,7 +362,9 @@ fn timeline_playback_frames_and_downloads_match_the_store() {
     f.wait_written(45);
     f.stop_recording();
     let io = RealIo::new();
-    let (segments, _) = catalog::list_segments(&io, &f.data_dir, "front").unwrap();
+    let segments = catalog::list_segments(&io, &f.data_dir, "front")
+        .unwrap()
+        .segments;
     assert!(segments.len() >= 2, "2 s segments: several of them");
     let readers: Vec<SegmentReader> = segments
         .iter()
@@ -665,7 +667,9 @@ fn mp4_export_serves_ranges_etag_and_the_same_bytes_as_the_cli() {
     f.wait_written(35);
     f.stop_recording();
     let io = RealIo::new();
-    let (segments, _) = catalog::list_segments(&io, &f.data_dir, "front").unwrap();
+    let segments = catalog::list_segments(&io, &f.data_dir, "front")
+        .unwrap()
+        .segments;
     let first = SegmentReader::open(&io, &segments[0].path).unwrap().frames[0].wall_ns;
     let from = dashvault::clock::format_rfc3339_ms(first);
     let to = dashvault::clock::format_rfc3339_ms(first + 3_000_000_000);

@@ -153,7 +153,7 @@ fn write_file(export: &Mp4Export, path: &Path) -> anyhow::Result<()> {
 
 fn first_camera_with_recordings(io: &RealIo, data_dir: &Path) -> anyhow::Result<Option<String>> {
     for camera in list_cameras(io, data_dir)? {
-        if !list_segments(io, data_dir, &camera)?.0.is_empty() {
+        if !list_segments(io, data_dir, &camera)?.segments.is_empty() {
             return Ok(Some(camera));
         }
     }

@@ -144,7 +144,8 @@ fn print_store(data_dir: &Path) -> anyhow::Result<i32> {
         return Ok(1);
     }
     for camera in cameras {
-        let (segments, quarantined) = crate::store::catalog::list_segments(&io, data_dir, &camera)?;
+        let listing = crate::store::catalog::list_segments(&io, data_dir, &camera)?;
+        let (segments, quarantined) = (listing.segments, listing.quarantined);
         let bytes: u64 = segments.iter().map(|s| s.len).sum();
         println!(
             "  {camera}: {} segments, {} MB, newest {}{}",

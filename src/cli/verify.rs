@@ -1,4 +1,7 @@
-//! `dashvault verify`: checks stored segments; changes nothing.
+//! `dashvault verify`: checks stored segments; changes nothing. Exit status:
+//! 0 when nothing is damaged (states a power cut leaves, which recovery
+//! resolves at the next start, are listed as pending), 1 when damage was
+//! found, 2 when the check could not run.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +12,8 @@ use crate::store::verify::verify;
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "verify")]
-/// check stored recordings (presence, sizes; --deep: every CRC)
+/// check stored recordings (presence, sizes, names, order; --deep: every
+/// CRC). Exit status: 0 no damage, 1 damage found, 2 could not run
 pub struct VerifyArgs {
     /// check every record's CRCs and that each index matches its segment
     #[argh(switch)]
@@ -45,11 +49,20 @@ pub fn run(config_path: &Path, args: VerifyArgs) -> anyhow::Result<i32> {
                 c.first_time.as_deref().unwrap_or("-"),
                 c.last_time.as_deref().unwrap_or("-"),
             );
-            for u in &c.unclosed {
-                println!("    {u}: open (being written, or recovered at next start)");
+            for p in &c.pending {
+                println!("    {}: pending recovery: {}", p.segment, p.note);
+            }
+            for n in &c.recovered {
+                println!("    {}: recovered: {}", n.segment, n.note);
             }
             for p in &c.problems {
-                println!("    {}: {}", p.segment, p.problem);
+                let kind = serde_json::to_value(p.kind)?;
+                println!(
+                    "    {}: DAMAGE ({}): {}",
+                    p.segment,
+                    kind.as_str().unwrap_or("?"),
+                    p.problem
+                );
             }
         }
         if report.cameras.is_empty() {

@@ -446,7 +446,8 @@ fn recordings(ctx: &ApiContext, req: &Request) -> ApiResult {
     if from >= to {
         return Err(ApiError::BadRequest("from: must be before to".into()));
     }
-    let (segments, quarantined) = catalog::list_segments(ctx.io.as_ref(), &ctx.data_dir, &camera)?;
+    let listing = catalog::list_segments(ctx.io.as_ref(), &ctx.data_dir, &camera)?;
+    let (segments, quarantined) = (listing.segments, listing.quarantined);
     let mut spans = SpanBuilder::default();
     let mut listed = Vec::new();
     let mut problems: Vec<String> = quarantined
@@ -567,7 +568,7 @@ fn video_download(ctx: &ApiContext, req: &Request) -> ApiResult {
         .or_else(|| req.param("file"))
         .ok_or_else(|| ApiError::BadRequest("name: missing".into()))?;
     // Only names listed in the camera's folder are served: no path tricks.
-    let (segments, _) = catalog::list_segments(ctx.io.as_ref(), &ctx.data_dir, &camera)?;
+    let segments = catalog::list_segments(ctx.io.as_ref(), &ctx.data_dir, &camera)?.segments;
     let entry = segments
         .into_iter()
         .find(|s| s.name == name)

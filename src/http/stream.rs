@@ -206,7 +206,7 @@ pub fn playback(ctx: &ApiContext, req: &Request) -> ApiResult {
                 ))
             })?,
     };
-    let (segments, _) = catalog::list_segments(ctx.io.as_ref(), &ctx.data_dir, &camera)?;
+    let segments = catalog::list_segments(ctx.io.as_ref(), &ctx.data_dir, &camera)?.segments;
     let candidates: Vec<_> = query::candidate_segments(&segments, from, to)
         .into_iter()
         .map(|i| segments[i].clone())

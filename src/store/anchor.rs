@@ -199,7 +199,7 @@ pub fn relabel_boot(
     for camera in super::catalog::list_cameras(io, data_dir)? {
         let dir = super::camera_dir(data_dir, &camera);
         let first = first_seq.get(&camera).copied().unwrap_or(0);
-        let (segments, _) = list_segments(io, data_dir, &camera)?;
+        let segments = list_segments(io, data_dir, &camera)?.segments;
         let mut labels = Vec::new();
         for seg in segments.iter().filter(|s| s.seq >= first) {
             let start = match SegmentReader::open(io, &seg.path) {

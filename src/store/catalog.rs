@@ -45,15 +45,46 @@ pub fn list_cameras(io: &dyn StorageIo, data_dir: &Path) -> Result<Vec<String>, 
         .collect())
 }
 
-/// Segments of one camera, oldest first, and quarantined file names.
+/// What a camera folder holds besides clock anchors and locks.
+#[derive(Clone, Debug, Default)]
+pub struct Listing {
+    /// Regular files with a segment's name, oldest (lowest number) first.
+    pub segments: Vec<SegmentEntry>,
+    /// Files recovery set aside as unreadable (`.dvr.bad`).
+    pub quarantined: Vec<String>,
+    /// Entries with a segment's name that are not regular files (a folder,
+    /// a symlink): never read, reported by `verify`.
+    pub strays: Vec<String>,
+}
+
+impl Listing {
+    /// One past the highest segment number any entry is named with
+    /// (quarantined and stray names included, so none is handed out again).
+    pub fn next_segment_seq(&self) -> u64 {
+        let quarantined = self
+            .quarantined
+            .iter()
+            .filter_map(|n| parse_segment_name(n.strip_suffix(QUARANTINE_SUFFIX)?));
+        let strays = self.strays.iter().filter_map(|n| parse_segment_name(n));
+        self.segments
+            .iter()
+            .map(|s| s.seq)
+            .chain(quarantined)
+            .chain(strays)
+            .max()
+            .map_or(0, |s| s + 1)
+    }
+}
+
+/// Segments of one camera, oldest first, with quarantined and stray names.
 pub fn list_segments(
     io: &dyn StorageIo,
     data_dir: &Path,
     camera: &str,
-) -> Result<(Vec<SegmentEntry>, Vec<String>), StoreError> {
+) -> Result<Listing, StoreError> {
     let dir = super::camera_dir(data_dir, camera);
     if !io.exists(&dir) {
-        return Ok((Vec::new(), Vec::new()));
+        return Ok(Listing::default());
     }
     let entries = io
         .list_dir(&dir)
@@ -64,11 +95,14 @@ pub fn list_segments(
         .collect();
     let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
     let corrected = super::anchor::corrected_starts(io, &dir, &names);
-    let mut segments: Vec<SegmentEntry> = entries
-        .iter()
-        .filter(|e| !e.is_dir)
-        .filter_map(|e| {
-            parse_segment_name(&e.name).map(|seq| SegmentEntry {
+    let mut listing = Listing::default();
+    for e in &entries {
+        if let Some(seq) = parse_segment_name(&e.name) {
+            if !e.is_file {
+                listing.strays.push(e.name.clone());
+                continue;
+            }
+            listing.segments.push(SegmentEntry {
                 camera: camera.to_string(),
                 seq,
                 name: e.name.clone(),
@@ -76,23 +110,20 @@ pub fn list_segments(
                 len: e.len,
                 protected: protected.contains(e.name.as_str()),
                 corrected_start_ns: corrected.get(&seq).copied(),
-            })
-        })
-        .collect();
-    segments.sort_by_key(|s| s.seq);
-    let quarantined = entries
-        .iter()
-        .filter(|e| e.name.ends_with(QUARANTINE_SUFFIX))
-        .map(|e| e.name.clone())
-        .collect();
-    Ok((segments, quarantined))
+            });
+        } else if e.name.ends_with(QUARANTINE_SUFFIX) {
+            listing.quarantined.push(e.name.clone());
+        }
+    }
+    listing.segments.sort_by_key(|s| s.seq);
+    Ok(listing)
 }
 
 /// Every camera's segments.
 pub fn list_all(io: &dyn StorageIo, data_dir: &Path) -> Result<Vec<SegmentEntry>, StoreError> {
     let mut all = Vec::new();
     for camera in list_cameras(io, data_dir)? {
-        all.extend(list_segments(io, data_dir, &camera)?.0);
+        all.extend(list_segments(io, data_dir, &camera)?.segments);
     }
     Ok(all)
 }

@@ -36,6 +36,13 @@ pub const CAMERA_ID_BYTES_MAX: usize = 64;
 
 /// Frame flag: the wall-clock time was estimated (clock not yet trusted).
 pub const FLAG_WALL_ESTIMATED: u8 = 1;
+/// Index record flag: a copy of the stream-header payload follows the
+/// entries, so a damaged first record costs nothing.
+pub const INDEX_FLAG_STREAM_COPY: u8 = 1;
+/// Index record flag: written by recovery after a cut, not by a clean close.
+pub const INDEX_FLAG_RECOVERED: u8 = 2;
+/// Most frame numbers one index entry may skip (its 24-bit skip field).
+pub const INDEX_SKIP_MAX: u64 = 0xff_ffff;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RecordKind {
@@ -286,47 +293,130 @@ impl IndexEntry {
 
 /// Index payload: entry count (u32), the first frame's sequence number (u64),
 /// then per frame 32 bytes: record offset u64, payload length u32, flags u8,
-/// 3 reserved bytes, monotonic ns u64, wall ns i64. Sequence numbers are
-/// consecutive within a segment, so only the first is stored.
+/// a 24-bit count of frame numbers skipped before this entry (0 unless
+/// recovery closed the segment around damaged records), monotonic ns u64,
+/// wall ns i64. With [`INDEX_FLAG_STREAM_COPY`] in the record's flags, the
+/// stream-header payload follows the entries.
 pub fn encode_index(entries: &[IndexEntry]) -> Vec<u8> {
     let mut b = Vec::with_capacity(12 + entries.len() * INDEX_ENTRY_LEN);
     b.extend_from_slice(&(entries.len() as u32).to_le_bytes());
     b.extend_from_slice(&entries.first().map_or(0, |e| e.seq).to_le_bytes());
+    let mut next = entries.first().map_or(0, |e| e.seq);
     for e in entries {
+        // Callers hand over increasing numbers with bounded gaps (the
+        // writer's are consecutive; recovery's scan enforces the bound).
+        debug_assert!(e.seq >= next && e.seq - next <= INDEX_SKIP_MAX);
+        let skip = e.seq.saturating_sub(next).min(INDEX_SKIP_MAX) as u32;
+        next = e.seq + 1;
         b.extend_from_slice(&e.offset.to_le_bytes());
         b.extend_from_slice(&e.payload_len.to_le_bytes());
         b.push(e.flags);
-        b.extend_from_slice(&[0u8; 3]);
+        b.extend_from_slice(&skip.to_le_bytes()[..3]);
         b.extend_from_slice(&e.mono_ns.to_le_bytes());
         b.extend_from_slice(&e.wall_ns.to_le_bytes());
     }
     b
 }
 
-/// Decodes an index payload. Sequence numbers are rebuilt from the first one;
-/// the writer stores consecutive numbers within a segment.
+/// The index payload with the stream-header copy after the entries; the
+/// record carrying it needs [`INDEX_FLAG_STREAM_COPY`].
+pub fn encode_index_with_stream(entries: &[IndexEntry], stream: &StreamHeader) -> Vec<u8> {
+    let mut b = encode_index(entries);
+    b.extend_from_slice(&stream.encode());
+    b
+}
+
+/// Decodes an index payload of exactly `12 + 32·count` bytes.
 pub fn decode_index(b: &[u8]) -> Result<Vec<IndexEntry>, FormatError> {
+    let (entries, rest) = decode_index_entries(b)?;
+    if !rest.is_empty() {
+        return Err(FormatError::Malformed {
+            what: "index",
+            why: format!("{} bytes after the entries", rest.len()),
+        });
+    }
+    Ok(entries)
+}
+
+/// Decodes an index record's payload given the record's flags: the entries
+/// and, when the flags say one follows, the stream-header copy.
+pub fn decode_index_record(
+    flags: u8,
+    b: &[u8],
+) -> Result<(Vec<IndexEntry>, Option<StreamHeader>), FormatError> {
+    if flags & INDEX_FLAG_STREAM_COPY == 0 {
+        return Ok((decode_index(b)?, None));
+    }
+    let (entries, rest) = decode_index_entries(b)?;
+    Ok((entries, Some(StreamHeader::decode(rest)?)))
+}
+
+fn decode_index_entries(b: &[u8]) -> Result<(Vec<IndexEntry>, &[u8]), FormatError> {
     let bad = |why: String| FormatError::Malformed { what: "index", why };
     if b.len() < 12 {
         return Err(bad(format!("{} bytes, need at least 12", b.len())));
     }
     let count = le_u32(&b[0..4]) as usize;
     let first_seq = le_u64(&b[4..12]);
-    if b.len() != 12 + count * INDEX_ENTRY_LEN {
-        return Err(bad(format!("{count} entries do not fit {} bytes", b.len())));
-    }
+    let end = count
+        .checked_mul(INDEX_ENTRY_LEN)
+        .and_then(|n| n.checked_add(12))
+        .filter(|end| *end <= b.len())
+        .ok_or_else(|| bad(format!("{count} entries do not fit {} bytes", b.len())))?;
     let mut out = Vec::with_capacity(count);
-    for (i, e) in b[12..].chunks_exact(INDEX_ENTRY_LEN).enumerate() {
+    let mut seq = first_seq;
+    for (i, e) in b[12..end].chunks_exact(INDEX_ENTRY_LEN).enumerate() {
+        let skip = u32::from_le_bytes([e[13], e[14], e[15], 0]) as u64;
+        seq = seq
+            .checked_add(skip)
+            .ok_or_else(|| bad(format!("entry {i}: frame number overflows")))?;
         out.push(IndexEntry {
             offset: le_u64(&e[0..8]),
             payload_len: le_u32(&e[8..12]),
             flags: e[12],
-            seq: first_seq + i as u64,
+            seq,
             mono_ns: le_u64(&e[16..24]),
             wall_ns: le_u64(&e[24..32]) as i64,
         });
+        seq = seq.wrapping_add(1);
     }
-    Ok(out)
+    Ok((out, &b[end..]))
+}
+
+/// Width and height from a JPEG's frame header (SOFn), to describe frames
+/// whose stream header is lost.
+pub fn jpeg_dimensions(jpeg: &[u8]) -> Option<(u32, u32)> {
+    if !jpeg.starts_with(&[0xff, 0xd8]) {
+        return None;
+    }
+    let mut i = 2;
+    while i + 4 <= jpeg.len() {
+        if jpeg[i] != 0xff {
+            return None;
+        }
+        let marker = jpeg[i + 1];
+        if marker == 0xff {
+            i += 1; // fill byte
+            continue;
+        }
+        if marker == 0x01 || (0xd0..=0xd8).contains(&marker) {
+            i += 2; // markers without a length
+            continue;
+        }
+        if marker == 0xd9 || marker == 0xda {
+            return None; // end of image or scan data before any frame header
+        }
+        let len = u16::from_be_bytes([jpeg[i + 2], jpeg[i + 3]]) as usize;
+        let is_sof = (0xc0..=0xcf).contains(&marker) && !matches!(marker, 0xc4 | 0xc8 | 0xcc);
+        if is_sof {
+            let f = jpeg.get(i + 5..i + 9)?;
+            let height = u16::from_be_bytes([f[0], f[1]]) as u32;
+            let width = u16::from_be_bytes([f[2], f[3]]) as u32;
+            return (width > 0 && height > 0).then_some((width, height));
+        }
+        i += 2 + len;
+    }
+    None
 }
 
 /// The last 32 bytes of a cleanly closed segment.
@@ -485,6 +575,12 @@ mod tests {
             stream_header()
         );
         assert_eq!(decode_index(&encode_index(&entries())).unwrap(), entries());
+        let with_copy = encode_index_with_stream(&entries(), &stream_header());
+        assert_eq!(
+            decode_index_record(INDEX_FLAG_STREAM_COPY, &with_copy).unwrap(),
+            (entries(), Some(stream_header()))
+        );
+        assert!(decode_index(&with_copy).is_err());
         let t = Trailer {
             index_offset: 1 << 40,
             index_record_len: 5000,
@@ -527,6 +623,26 @@ mod tests {
             bad[pos] ^= 0x10;
             assert!(Trailer::decode(&bad).is_err(), "trailer byte {pos}");
         }
+    }
+
+    #[test]
+    fn index_entries_may_skip_frame_numbers() {
+        let mut e = entries();
+        e[2].seq += 5;
+        e[3].seq += 5;
+        e[4].seq += 70_000;
+        assert_eq!(decode_index(&encode_index(&e)).unwrap(), e);
+    }
+
+    #[test]
+    fn jpeg_dimensions_come_from_the_frame_header() {
+        // SOI, an APP0 segment, then SOF0 with height 720 and width 1280.
+        let mut j = vec![0xff, 0xd8, 0xff, 0xe0, 0x00, 0x04, 0x00, 0x00];
+        j.extend_from_slice(&[0xff, 0xc0, 0x00, 0x11, 0x08, 0x02, 0xd0, 0x05, 0x00, 0x03]);
+        assert_eq!(jpeg_dimensions(&j), Some((1280, 720)));
+        assert_eq!(jpeg_dimensions(&j[..12]), None);
+        assert_eq!(jpeg_dimensions(b"not a jpeg"), None);
+        assert_eq!(jpeg_dimensions(&[0xff, 0xd8, 0xff, 0xda, 0, 2]), None);
     }
 
     #[test]

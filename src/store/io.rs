@@ -23,6 +23,8 @@ pub struct DirEntryInfo {
     pub name: String,
     pub len: u64,
     pub is_dir: bool,
+    /// A regular file (not a folder, symlink, device or pipe).
+    pub is_file: bool,
 }
 
 /// Bytes and syncs that went to storage, for benchmarks and status.
@@ -162,6 +164,8 @@ impl StorageIo for RealIo {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
+            // Not following symlinks: a link in place of a segment is
+            // reported, never read through.
             let Ok(meta) = entry.metadata() else {
                 continue; // removed while listing
             };
@@ -169,6 +173,7 @@ impl StorageIo for RealIo {
                 name: entry.file_name().to_string_lossy().into_owned(),
                 len: meta.len(),
                 is_dir: meta.is_dir(),
+                is_file: meta.file_type().is_file(),
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));

@@ -17,6 +17,7 @@ pub mod recovery;
 pub mod retention;
 pub mod sidecar;
 pub mod sim;
+pub mod stats;
 pub mod verify;
 pub mod writer;
 

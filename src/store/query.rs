@@ -113,7 +113,7 @@ pub fn open_range(
     from_ns: i64,
     to_ns: i64,
 ) -> Result<FrameRange, StoreError> {
-    let (segments, _) = list_segments(io, data_dir, camera)?;
+    let segments = list_segments(io, data_dir, camera)?.segments;
     let mut out = FrameRange {
         camera: camera.to_string(),
         segments: Vec::new(),
@@ -148,7 +148,7 @@ pub fn newest_frame_wall_ns(
     data_dir: &Path,
     camera: &str,
 ) -> Result<Option<i64>, StoreError> {
-    let (segments, _) = list_segments(io, data_dir, camera)?;
+    let segments = list_segments(io, data_dir, camera)?.segments;
     for entry in segments.iter().rev() {
         match SegmentReader::open(io, &entry.path) {
             Ok(r) => {

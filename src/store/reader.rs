@@ -1,13 +1,15 @@
-//! Reading segments: the index from a valid trailer (one read), else a scan
-//! that stops at the first record whose header or payload CRC fails. Every
-//! frame handed out has had both CRCs checked, so nothing torn or corrupt is
-//! ever served as video.
+//! Reading segments: the index from a valid trailer (two small reads),
+//! else a scan that checks every record's CRCs. A damaged record costs that
+//! record: the scan steps over it to the next record that checks, and
+//! reports the bytes it skipped. Every frame handed out has had both CRCs
+//! checked, so nothing torn or corrupt is ever served as video.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use super::format::{
-    decode_index, IndexEntry, RecordHeader, RecordKind, StreamHeader, Trailer, HEADER_LEN,
+    decode_index_record, jpeg_dimensions, Codec, IndexEntry, RecordHeader, RecordKind,
+    StreamHeader, Trailer, HEADER_LEN, INDEX_FLAG_RECOVERED, INDEX_SKIP_MAX, RECORD_MAGIC,
     TRAILER_LEN,
 };
 use super::io::{SegmentFile, StorageIo};
@@ -16,23 +18,60 @@ use super::StoreError;
 /// Bytes read per call while scanning.
 const SCAN_CHUNK_BYTES: usize = 4 << 20;
 
+/// Bytes of a segment that hold no valid record, between valid ones.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hole {
+    pub offset: u64,
+    pub len: u64,
+    /// Why the record at `offset` was refused.
+    pub reason: String,
+}
+
 /// What a scan from the start of a segment found.
 #[derive(Clone, Debug, Default)]
 pub struct ScanResult {
+    /// The stream header at offset 0, if it checks.
     pub stream: Option<StreamHeader>,
+    /// Why offset 0 holds no valid stream header, when it does not.
+    pub stream_problem: Option<String>,
     pub frames: Vec<IndexEntry>,
+    /// Damaged stretches with valid records after them, in file order.
+    pub holes: Vec<Hole>,
     /// End of the last valid record (frame, padding or stream header).
     pub valid_end: u64,
     pub file_len: u64,
     /// Why the scan stopped before the end of the file, if it did.
     pub stop: Option<String>,
-    /// A valid index record was reached (the segment was being closed).
-    pub reached_index: bool,
+    /// Offset of a valid index record the scan reached (the segment was
+    /// being closed, or its trailer is gone).
+    pub index_offset: Option<u64>,
     /// Whether every byte after `valid_end` is zero (a preallocated tail).
     pub tail_is_zero: bool,
 }
 
-/// Walks records from offset 0, checking every CRC.
+impl ScanResult {
+    pub fn reached_index(&self) -> bool {
+        self.index_offset.is_some()
+    }
+
+    /// Bytes in holes.
+    pub fn hole_bytes(&self) -> u64 {
+        self.holes.iter().map(|h| h.len).sum()
+    }
+}
+
+/// What to do with a record that checks.
+enum Step {
+    Next,
+    Index,
+    Refuse(String),
+}
+
+/// Walks records from offset 0, checking every CRC. A record that fails is
+/// stepped over: the scan looks for the next offset holding a record that
+/// checks (and, for a frame, whose number follows the last one kept) and
+/// reports the bytes between as a [`Hole`]. Only when nothing valid follows
+/// does the scan stop there.
 pub fn scan(file: &dyn SegmentFile, path: &Path) -> Result<ScanResult, StoreError> {
     let file_len = file
         .file_len()
@@ -41,107 +80,191 @@ pub fn scan(file: &dyn SegmentFile, path: &Path) -> Result<ScanResult, StoreErro
         file_len,
         ..ScanResult::default()
     };
-    let mut buf: Vec<u8> = Vec::new();
-    let mut buf_start = 0u64; // file offset of buf[0]
+    let mut window = Window::new(file, path, file_len);
     let mut pos = 0u64;
-    loop {
-        if pos + HEADER_LEN as u64 > file_len {
-            if pos < file_len {
-                out.stop = Some(format!("{} stray bytes at the end", file_len - pos));
-            }
-            break;
-        }
-        let hdr = read_span(
-            file,
-            path,
-            &mut buf,
-            &mut buf_start,
-            pos,
-            HEADER_LEN,
-            file_len,
-        )?;
-        let header = match RecordHeader::decode(hdr) {
-            Ok(h) => h,
-            Err(e) => {
-                out.stop = Some(format!("byte {pos}: {e}"));
-                break;
-            }
-        };
-        let end = pos + header.record_len();
-        if end > file_len {
-            out.stop = Some(format!("byte {pos}: record runs past the end of the file"));
-            break;
-        }
-        let payload = read_span(
-            file,
-            path,
-            &mut buf,
-            &mut buf_start,
-            pos + HEADER_LEN as u64,
-            header.payload_len as usize,
-            file_len,
-        )?;
-        if let Err(e) = header.check_payload(payload) {
-            out.stop = Some(format!("byte {pos}: {e}"));
-            break;
-        }
-        match header.kind {
-            RecordKind::StreamHeader if pos == 0 => match StreamHeader::decode(payload) {
-                Ok(s) => out.stream = Some(s),
-                Err(e) => {
-                    out.stop = Some(format!("byte 0: {e}"));
+    let mut last_seq: Option<u64> = None;
+    while pos < file_len {
+        let refused = match window.record_at(pos)? {
+            Err(reason) => reason,
+            Ok((header, payload)) => match accept(&header, payload, pos, last_seq, &mut out) {
+                Step::Next => {
+                    if header.kind == RecordKind::Frame {
+                        last_seq = Some(header.seq);
+                    }
+                    pos += header.record_len();
+                    out.valid_end = pos;
+                    continue;
+                }
+                Step::Index => {
+                    out.index_offset = Some(pos);
                     break;
                 }
+                Step::Refuse(reason) => reason,
             },
-            _ if pos == 0 => {
-                out.stop = Some("byte 0: first record is not a stream header".into());
+        };
+        if pos == 0 && out.stream_problem.is_none() {
+            out.stream_problem = Some(refused.clone());
+        }
+        match window.next_record(pos + 1, last_seq)? {
+            Some(next) => {
+                out.holes.push(Hole {
+                    offset: pos,
+                    len: next - pos,
+                    reason: refused,
+                });
+                pos = next;
+            }
+            None => {
+                out.stop = Some(format!("byte {pos}: {refused}"));
                 break;
             }
-            RecordKind::StreamHeader => {
-                out.stop = Some(format!("byte {pos}: second stream header"));
-                break;
+        }
+    }
+    // Holes before the first valid record are where the stream header was;
+    // they stay holes. The tail after the last valid record is not a hole.
+    out.tail_is_zero = tail_is_zero(file, path, out.valid_end, file_len)?;
+    Ok(out)
+}
+
+/// Takes a record that checks into `out`, or says why it does not belong.
+fn accept(
+    header: &RecordHeader,
+    payload: &[u8],
+    pos: u64,
+    last_seq: Option<u64>,
+    out: &mut ScanResult,
+) -> Step {
+    match header.kind {
+        RecordKind::StreamHeader if pos == 0 => match StreamHeader::decode(payload) {
+            Ok(s) => {
+                out.stream = Some(s);
+                Step::Next
             }
-            RecordKind::Frame => out.frames.push(IndexEntry {
+            Err(e) => Step::Refuse(e.to_string()),
+        },
+        RecordKind::StreamHeader => Step::Refuse("a second stream header".into()),
+        RecordKind::Frame => {
+            if let Some(last) = last_seq {
+                if header.seq <= last || header.seq - last - 1 > INDEX_SKIP_MAX {
+                    return Step::Refuse(format!(
+                        "frame number {} does not follow {last}",
+                        header.seq
+                    ));
+                }
+            }
+            if pos == 0 {
+                out.stream_problem = Some("first record is a frame, not a stream header".into());
+            }
+            out.frames.push(IndexEntry {
                 offset: pos,
                 payload_len: header.payload_len,
                 flags: header.flags,
                 seq: header.seq,
                 mono_ns: header.mono_ns,
                 wall_ns: header.wall_ns,
-            }),
-            RecordKind::Padding => {}
-            RecordKind::Index => {
-                out.reached_index = true;
-                break;
-            }
+            });
+            Step::Next
         }
-        pos = end;
-        out.valid_end = end;
+        RecordKind::Padding => Step::Next,
+        RecordKind::Index if pos == 0 => Step::Refuse("an index record at offset 0".into()),
+        RecordKind::Index => Step::Index,
     }
-    out.tail_is_zero = tail_is_zero(file, path, out.valid_end, file_len)?;
-    Ok(out)
 }
 
-/// Returns `len` bytes at `pos`, refilling `buf` in large chunks.
-fn read_span<'a>(
-    file: &dyn SegmentFile,
-    path: &Path,
-    buf: &'a mut Vec<u8>,
-    buf_start: &mut u64,
-    pos: u64,
-    len: usize,
+/// A read-ahead window over a segment file.
+struct Window<'a> {
+    file: &'a dyn SegmentFile,
+    path: &'a Path,
     file_len: u64,
-) -> Result<&'a [u8], StoreError> {
-    let have = pos >= *buf_start && pos + len as u64 <= *buf_start + buf.len() as u64;
-    if !have {
-        let want = (len.max(SCAN_CHUNK_BYTES) as u64).min(file_len - pos) as usize;
-        buf.resize(want, 0);
-        file.read_exact_at(buf, pos)
-            .map_err(|e| StoreError::io(path, "reading records", e))?;
-        *buf_start = pos;
+    buf: Vec<u8>,
+    /// File offset of `buf[0]`.
+    start: u64,
+}
+
+impl<'a> Window<'a> {
+    fn new(file: &'a dyn SegmentFile, path: &'a Path, file_len: u64) -> Window<'a> {
+        Window {
+            file,
+            path,
+            file_len,
+            buf: Vec::new(),
+            start: 0,
+        }
     }
-    let at = (pos - *buf_start) as usize;
-    Ok(&buf[at..at + len])
+
+    /// `len` bytes at `pos` (which must lie within the file).
+    fn span(&mut self, pos: u64, len: usize) -> Result<&[u8], StoreError> {
+        let have = pos >= self.start && pos + len as u64 <= self.start + self.buf.len() as u64;
+        if !have {
+            let want = (len.max(SCAN_CHUNK_BYTES) as u64).min(self.file_len - pos) as usize;
+            self.buf.resize(want, 0);
+            self.file
+                .read_exact_at(&mut self.buf, pos)
+                .map_err(|e| StoreError::io(self.path, "reading records", e))?;
+            self.start = pos;
+        }
+        let at = (pos - self.start) as usize;
+        Ok(&self.buf[at..at + len])
+    }
+
+    /// The record at `pos` if its header and payload check, else why not.
+    #[allow(clippy::type_complexity)]
+    fn record_at(&mut self, pos: u64) -> Result<Result<(RecordHeader, &[u8]), String>, StoreError> {
+        if pos + HEADER_LEN as u64 > self.file_len {
+            return Ok(Err(format!(
+                "{} stray bytes at the end",
+                self.file_len - pos
+            )));
+        }
+        let header = match RecordHeader::decode(self.span(pos, HEADER_LEN)?) {
+            Ok(h) => h,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        if pos + header.record_len() > self.file_len {
+            return Ok(Err("record runs past the end of the file".into()));
+        }
+        let payload = self.span(pos + HEADER_LEN as u64, header.payload_len as usize)?;
+        if let Err(e) = header.check_payload(payload) {
+            return Ok(Err(e.to_string()));
+        }
+        Ok(Ok((header, payload)))
+    }
+
+    /// The first offset at or after `from` holding a record that checks and
+    /// could follow a frame numbered `last_seq`: a frame with a higher
+    /// number, padding, or an index.
+    fn next_record(&mut self, from: u64, last_seq: Option<u64>) -> Result<Option<u64>, StoreError> {
+        let mut pos = from;
+        while pos + HEADER_LEN as u64 <= self.file_len {
+            let len = ((self.file_len - pos) as usize).min(SCAN_CHUNK_BYTES);
+            let found = self
+                .span(pos, len)?
+                .windows(RECORD_MAGIC.len())
+                .position(|w| w == RECORD_MAGIC);
+            let Some(k) = found else {
+                // The last three bytes may start a magic that the next chunk completes.
+                pos += (len as u64)
+                    .saturating_sub(RECORD_MAGIC.len() as u64 - 1)
+                    .max(1);
+                continue;
+            };
+            let candidate = pos + k as u64;
+            if let Ok((h, _)) = self.record_at(candidate)? {
+                let fits = match h.kind {
+                    RecordKind::Frame => {
+                        last_seq.is_none_or(|l| h.seq > l && h.seq - l - 1 <= INDEX_SKIP_MAX)
+                    }
+                    RecordKind::Padding | RecordKind::Index => true,
+                    RecordKind::StreamHeader => false,
+                };
+                if fits {
+                    return Ok(Some(candidate));
+                }
+            }
+            pos = candidate + 1;
+        }
+        Ok(None)
+    }
 }
 
 fn tail_is_zero(
@@ -164,11 +287,28 @@ fn tail_is_zero(
     Ok(true)
 }
 
-/// Reads and checks the trailer and the index it points to.
-pub fn read_closed_index(
+/// A closed segment's trailer and the header of the index it points at:
+/// enough to know the segment was closed and its next frame number, in two
+/// small reads.
+#[derive(Clone, Copy, Debug)]
+pub struct TrailerSummary {
+    pub trailer: Trailer,
+    pub index_header: RecordHeader,
+}
+
+impl TrailerSummary {
+    /// One past the last frame number (the index record's number field).
+    pub fn next_frame_seq(&self) -> u64 {
+        self.index_header.seq
+    }
+}
+
+/// Reads the trailer at the end of the file and the index record header
+/// it points to; `None` unless both check and agree with the file length.
+pub fn read_trailer(
     file: &dyn SegmentFile,
     path: &Path,
-) -> Result<Option<(StreamHeader, Vec<IndexEntry>, Trailer)>, StoreError> {
+) -> Result<Option<TrailerSummary>, StoreError> {
     let len = file
         .file_len()
         .map_err(|e| StoreError::io(path, "reading size", e))?;
@@ -181,33 +321,111 @@ pub fn read_closed_index(
     let Ok(trailer) = Trailer::decode(&tb) else {
         return Ok(None);
     };
-    let idx_end = trailer.index_offset + trailer.index_record_len as u64;
-    if idx_end + TRAILER_LEN as u64 != len || (trailer.index_record_len as usize) < HEADER_LEN {
+    let idx_end = trailer
+        .index_offset
+        .checked_add(trailer.index_record_len as u64);
+    if idx_end != Some(len - TRAILER_LEN as u64) || (trailer.index_record_len as usize) < HEADER_LEN
+    {
         return Ok(None);
     }
+    let mut hb = [0u8; HEADER_LEN];
+    file.read_exact_at(&mut hb, trailer.index_offset)
+        .map_err(|e| StoreError::io(path, "reading index", e))?;
+    match RecordHeader::decode(&hb) {
+        Ok(h)
+            if h.kind == RecordKind::Index && h.record_len() == trailer.index_record_len as u64 =>
+        {
+            Ok(Some(TrailerSummary {
+                trailer,
+                index_header: h,
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Where a reader's stream description came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamOrigin {
+    /// The stream-header record at offset 0.
+    Recorded,
+    /// The copy kept in the index of a closed segment (one read fewer, and
+    /// whole even when offset 0 is damaged).
+    IndexCopy,
+    /// Rebuilt: size from the first frame's JPEG, camera and number from the
+    /// file's place, rate and boot unknown (or taken from a neighbour).
+    Rebuilt,
+}
+
+/// A closed segment's index, read through its trailer.
+#[derive(Clone, Debug)]
+pub struct ClosedIndex {
+    pub frames: Vec<IndexEntry>,
+    /// The stream header at offset 0 if it checks, else the index's copy.
+    pub stream: Option<(StreamHeader, StreamOrigin)>,
+    pub trailer: Trailer,
+    pub index_offset: u64,
+    /// Closed by recovery after a cut (not by the writer).
+    pub recovered: bool,
+}
+
+/// Reads and checks the trailer and the index it points to. The stream
+/// header comes from the index's copy or, in segments closed before copies
+/// were kept, from offset 0; a damaged stream header never makes a closed
+/// segment unclosed.
+pub fn read_closed_index(
+    file: &dyn SegmentFile,
+    path: &Path,
+) -> Result<Option<ClosedIndex>, StoreError> {
+    let Some(summary) = read_trailer(file, path)? else {
+        return Ok(None);
+    };
+    let trailer = summary.trailer;
     let mut rec = vec![0u8; trailer.index_record_len as usize];
     file.read_exact_at(&mut rec, trailer.index_offset)
         .map_err(|e| StoreError::io(path, "reading index", e))?;
-    let Ok(h) = RecordHeader::decode(&rec[..HEADER_LEN]) else {
-        return Ok(None);
-    };
-    if h.kind != RecordKind::Index || h.check_payload(&rec[HEADER_LEN..]).is_err() {
+    let h = summary.index_header;
+    if h.check_payload(&rec[HEADER_LEN..]).is_err() {
         return Ok(None);
     }
-    let Ok(frames) = decode_index(&rec[HEADER_LEN..]) else {
+    let Ok((frames, copy)) = decode_index_record(h.flags, &rec[HEADER_LEN..]) else {
         return Ok(None);
     };
     if frames.len() != trailer.frame_count as usize {
         return Ok(None);
     }
-    // The stream header is the first record.
+    let stream = match copy {
+        Some(c) => Some((c, StreamOrigin::IndexCopy)),
+        None => read_stream_header(file, path)?.map(|s| (s, StreamOrigin::Recorded)),
+    };
+    Ok(Some(ClosedIndex {
+        frames,
+        stream,
+        trailer,
+        index_offset: trailer.index_offset,
+        recovered: h.flags & INDEX_FLAG_RECOVERED != 0,
+    }))
+}
+
+/// The stream header at offset 0, if it checks.
+pub fn read_stream_header(
+    file: &dyn SegmentFile,
+    path: &Path,
+) -> Result<Option<StreamHeader>, StoreError> {
+    let len = file
+        .file_len()
+        .map_err(|e| StoreError::io(path, "reading size", e))?;
     let mut hb = [0u8; HEADER_LEN];
+    if len < HEADER_LEN as u64 {
+        return Ok(None);
+    }
     file.read_exact_at(&mut hb, 0)
         .map_err(|e| StoreError::io(path, "reading stream header", e))?;
     let Ok(sh) = RecordHeader::decode(&hb) else {
         return Ok(None);
     };
-    if sh.kind != RecordKind::StreamHeader {
+    if sh.kind != RecordKind::StreamHeader || sh.record_len() > len {
         return Ok(None);
     }
     let mut payload = vec![0u8; sh.payload_len as usize];
@@ -216,19 +434,21 @@ pub fn read_closed_index(
     if sh.check_payload(&payload).is_err() {
         return Ok(None);
     }
-    let Ok(stream) = StreamHeader::decode(&payload) else {
-        return Ok(None);
-    };
-    Ok(Some((stream, frames, trailer)))
+    Ok(StreamHeader::decode(&payload).ok())
 }
 
 /// An opened segment: its stream description and frame index.
 pub struct SegmentReader {
     pub path: PathBuf,
     pub stream: StreamHeader,
+    pub stream_origin: StreamOrigin,
     pub frames: Vec<IndexEntry>,
     /// Whether the index came from a valid trailer (false: it was scanned).
     pub closed: bool,
+    /// Closed by recovery after a cut.
+    pub recovered: bool,
+    /// Damaged stretches the scan stepped over (scanned segments only).
+    pub holes: Vec<Hole>,
     /// Wall times were corrected by a clock anchor (`store::anchor`).
     pub relabelled: bool,
     file: Box<dyn SegmentFile>,
@@ -239,36 +459,89 @@ impl SegmentReader {
         let file = io
             .open_read(path)
             .map_err(|e| StoreError::io(path, "opening segment", e))?;
-        if let Some((stream, frames, _)) = read_closed_index(file.as_ref(), path)? {
-            return Ok(SegmentReader {
+        if let Some(closed) = read_closed_index(file.as_ref(), path)? {
+            let (stream, stream_origin) = closed
+                .stream
+                .unwrap_or_else(|| (rebuilt_stream(path), StreamOrigin::Rebuilt));
+            let mut reader = SegmentReader {
                 path: path.to_path_buf(),
                 stream,
-                frames,
+                stream_origin,
+                frames: closed.frames,
                 closed: true,
+                recovered: closed.recovered,
+                holes: Vec::new(),
                 relabelled: false,
                 file,
-            }
-            .anchored(io));
+            };
+            reader.fill_rebuilt_size();
+            return Ok(reader.anchored(io));
         }
         let scanned = scan(file.as_ref(), path)?;
-        let Some(stream) = scanned.stream else {
-            return Err(StoreError::Invalid {
-                path: path.to_path_buf(),
-                message: format!(
-                    "no valid stream header ({})",
-                    scanned.stop.unwrap_or_else(|| "empty file".into())
-                ),
-            });
+        let (stream, stream_origin) = match scanned.stream {
+            Some(s) => (s, StreamOrigin::Recorded),
+            None if !scanned.frames.is_empty() => (rebuilt_stream(path), StreamOrigin::Rebuilt),
+            None => {
+                return Err(StoreError::Invalid {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "no valid record ({})",
+                        scanned.stop.unwrap_or_else(|| "empty file".into())
+                    ),
+                })
+            }
         };
-        Ok(SegmentReader {
+        let mut reader = SegmentReader {
             path: path.to_path_buf(),
             stream,
+            stream_origin,
             frames: scanned.frames,
             closed: false,
+            recovered: false,
+            holes: scanned.holes,
             relabelled: false,
             file,
+        };
+        reader.fill_rebuilt_size();
+        Ok(reader.anchored(io))
+    }
+}
+
+/// The stream description of a segment whose stream header is lost: camera
+/// and segment number from where the file is, JPEG at a size read from a
+/// frame later, rate and boot unknown (zero).
+pub fn rebuilt_stream(path: &Path) -> StreamHeader {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    StreamHeader {
+        codec: Codec::Jpeg,
+        width: 0,
+        height: 0,
+        fps_milli: 0,
+        boot_id: [0; 16],
+        segment_seq: super::parse_segment_name(name).unwrap_or(0),
+        camera_id: path
+            .parent()
+            .and_then(|d| d.file_name())
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string(),
+    }
+}
+
+impl SegmentReader {
+    /// A rebuilt stream header takes its picture size from the first frame
+    /// that reads.
+    fn fill_rebuilt_size(&mut self) {
+        if self.stream_origin != StreamOrigin::Rebuilt {
+            return;
         }
-        .anchored(io))
+        for i in 0..self.frames.len().min(8) {
+            if let Some((w, h)) = self.read_frame(i).ok().and_then(|j| jpeg_dimensions(&j)) {
+                self.stream.width = w;
+                self.stream.height = h;
+                return;
+            }
+        }
     }
 
     /// Applies the clock anchor of the recording boot, if the clock was set
@@ -296,10 +569,13 @@ impl SegmentReader {
             source,
         };
         let h = RecordHeader::decode(&rec[..HEADER_LEN]).map_err(bad)?;
-        if h.kind != RecordKind::Frame || h.payload_len != entry.payload_len {
+        if h.kind != RecordKind::Frame || h.payload_len != entry.payload_len || h.seq != entry.seq {
             return Err(StoreError::Invalid {
                 path: self.path.clone(),
-                message: format!("index entry {i} does not point at a frame record"),
+                message: format!(
+                    "byte {}: index entry {i} (frame {}) does not point at its frame record",
+                    entry.offset, entry.seq
+                ),
             });
         }
         h.check_payload(&rec[HEADER_LEN..]).map_err(bad)?;

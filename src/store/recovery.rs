@@ -1,65 +1,84 @@
-//! Start-up recovery of segments that were not closed (power cut, kill -9).
+//! Start-up recovery of segments that were not closed (power cut, kill -9,
+//! a write that failed).
 //!
-//! Rule: keep every record up to the last one whose header CRC and payload
-//! CRC check; cut everything after it; write the index and trailer; sync.
-//! Running it twice changes nothing the second time, because a segment with
-//! a valid trailer is left alone.
+//! Rule: keep every record whose header CRC and payload CRC check, wherever
+//! it is; close the segment after the last of them (index and trailer);
+//! sync. A damaged record costs that record, never the records after it.
+//! A file is removed only when it holds no frame: when nothing but zeros
+//! follows a possible stream header, or when a cut can explain it (the
+//! newest segments of a camera, starting as ours); anything else without
+//! frames is set aside as `.bad`. A file with a valid frame anywhere is
+//! closed, never removed. Running it twice changes nothing
+//! the second time, because a segment with a valid trailer is left alone.
 
 use std::path::Path;
 
 use super::catalog::list_segments;
 use super::format::{
-    encode_index, padding_record, RecordHeader, RecordKind, Trailer, BLOCK_BYTES, HEADER_LEN,
-    RECORD_MAGIC, TRAILER_LEN,
+    encode_index, encode_index_with_stream, padding_record, RecordHeader, RecordKind, Trailer,
+    BLOCK_BYTES, HEADER_LEN, INDEX_FLAG_RECOVERED, INDEX_FLAG_STREAM_COPY, RECORD_MAGIC,
+    TRAILER_LEN,
 };
 use super::io::StorageIo;
-use super::reader::{read_closed_index, scan};
+use super::reader::{read_trailer, scan, ScanResult};
+use super::stats::RecoveryReport;
 use super::{StoreError, QUARANTINE_SUFFIX};
 use crate::frame::CaptureTime;
-use crate::status::RecoveryReport;
 
-/// Recovers the newest unfinished segments of one camera. Walks back from
-/// the newest segment until one is found closed, so neither an empty segment
-/// created just before the cut nor one abandoned after an I/O error (a stop
-/// on a full disk leaves two) stays unclosed behind it. Normally that costs
-/// one extra trailer read: the segment before the newest is closed.
+/// Recovers every unclosed segment of one camera. Closed segments cost two
+/// small reads each (trailer and index header). Segments after the newest
+/// closed one are where a cut can be (the one being written, and any left
+/// open by a write error just before); only there may a file with no valid
+/// record be taken for a cut first sync and removed.
 pub fn recover_camera(
     io: &dyn StorageIo,
     data_dir: &Path,
     camera: &str,
 ) -> Result<Vec<RecoveryReport>, StoreError> {
-    let (segments, _) = list_segments(io, data_dir, camera)?;
+    let listing = list_segments(io, data_dir, camera)?;
+    let segments = &listing.segments;
+    let mut closed = Vec::with_capacity(segments.len());
+    for seg in segments {
+        let file = io
+            .open_read(&seg.path)
+            .map_err(|e| StoreError::io(&seg.path, "opening for recovery", e))?;
+        closed.push(read_trailer(file.as_ref(), &seg.path)?.is_some());
+    }
+    let newest_closed = closed.iter().rposition(|c| *c);
     let mut reports = Vec::new();
-    for seg in segments.iter().rev() {
-        let report = recover_segment(io, &seg.path)?;
-        let clean = report.is_none();
-        if let Some(r) = report {
+    for (i, seg) in segments.iter().enumerate() {
+        if closed[i] {
+            continue;
+        }
+        let where_a_cut_can_be = newest_closed.is_none_or(|c| i > c);
+        if let Some(r) = recover_segment(io, &seg.path, where_a_cut_can_be)? {
             log::warn!(
-                "[{camera}] recovered {}: {} ({} frames, {:.1} s kept, {} torn bytes cut)",
+                "[{camera}] recovered {}: {} ({} frames, {:.1} s kept, {} torn bytes cut, {} damaged bytes skipped)",
                 r.segment,
                 r.action,
                 r.frames,
                 r.seconds,
-                r.torn_bytes
+                r.torn_bytes,
+                r.skipped_bytes
             );
             reports.push(r);
-        }
-        if clean {
-            break;
         }
     }
     Ok(reports)
 }
 
 /// Recovers one segment; `None` when it was already closed cleanly.
+/// `cut_possible` says whether a power cut can explain a file without any
+/// valid record (only then is such a file removed rather than set aside).
 pub fn recover_segment(
     io: &dyn StorageIo,
     path: &Path,
+    cut_possible: bool,
 ) -> Result<Option<RecoveryReport>, StoreError> {
     let mut file = io
         .open_rw(path)
         .map_err(|e| StoreError::io(path, "opening for recovery", e))?;
-    if read_closed_index(file.as_ref(), path)?.is_some() {
+    if read_trailer(file.as_ref(), path)?.is_some() {
         return Ok(None);
     }
     let name = path
@@ -67,68 +86,68 @@ pub fn recover_segment(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let scanned = scan(file.as_ref(), path)?;
-    let after = scanned.file_len - scanned.valid_end;
-    let (torn_bytes, trimmed_bytes) = if scanned.tail_is_zero {
-        (0, after)
-    } else {
-        (after, 0)
-    };
-    let mut report = RecoveryReport {
-        segment: name.clone(),
-        frames: scanned.frames.len() as u64,
-        seconds: match (scanned.frames.first(), scanned.frames.last()) {
-            (Some(a), Some(b)) => (b.mono_ns.saturating_sub(a.mono_ns)) as f64 / 1e9,
-            _ => 0.0,
-        },
-        torn_bytes,
-        trimmed_bytes,
-        action: String::new(),
-    };
+    let mut report = report_of(&name, &scanned);
     let dir = path.parent().unwrap_or(Path::new("."));
-    if scanned.stream.is_none() {
+    if scanned.frames.is_empty() {
+        // Nothing but zeros after a possible stream header: created, then
+        // cut before its first sync landed. Nothing to keep.
+        let nothing_written = scanned.holes.is_empty() && scanned.tail_is_zero;
         let mut first = [0u8; 4];
         let starts_like_ours = scanned.file_len < 4
             || (file.read_exact_at(&mut first, 0).is_ok()
                 && (first == RECORD_MAGIC || first == [0; 4]));
-        if !starts_like_ours {
-            // Not a segment we wrote: keep the bytes for inspection, out of
-            // the way of readers.
-            let bad = dir.join(format!("{name}{QUARANTINE_SUFFIX}"));
+        // Without a frame the file holds no footage; where a cut can be, a
+        // file that starts as ours is a first sync cut short.
+        if nothing_written || (cut_possible && starts_like_ours) {
             drop(file);
-            io.rename(path, &bad)
-                .map_err(|e| StoreError::io(path, "quarantining unreadable segment", e))?;
+            io.remove_file(path)
+                .map_err(|e| StoreError::io(path, "removing empty segment", e))?;
             io.sync_dir(dir)
                 .map_err(|e| StoreError::io(dir, "fsync folder", e))?;
-            report.action = format!(
-                "unreadable ({}); moved aside as {name}{QUARANTINE_SUFFIX}",
-                scanned.stop.unwrap_or_default()
-            );
+            report.action = if scanned.stream.is_some() {
+                "removed: a stream header and no frame; the cut came before the first sync ended"
+                    .into()
+            } else if nothing_written {
+                "removed: created but nothing synced before the cut".into()
+            } else {
+                "removed: cut during its first sync, no frame anywhere in it".into()
+            };
             return Ok(Some(report));
         }
-        // The stream header goes out in the first sync together with the
-        // first frames, so without a valid one no frame was ever durable:
-        // the first sync was cut short.
-    }
-    if scanned.frames.is_empty() {
+        // Not something a cut leaves: keep the bytes for inspection, out
+        // of the way of readers (its number is never handed out again).
+        let bad = dir.join(format!("{name}{QUARANTINE_SUFFIX}"));
         drop(file);
-        io.remove_file(path)
-            .map_err(|e| StoreError::io(path, "removing empty segment", e))?;
+        io.rename(path, &bad)
+            .map_err(|e| StoreError::io(path, "quarantining unreadable segment", e))?;
         io.sync_dir(dir)
             .map_err(|e| StoreError::io(dir, "fsync folder", e))?;
-        report.action = if scanned.stream.is_none() {
-            "removed: cut during its first sync, before any frame was durable".into()
-        } else {
-            "removed: no frame had been synced".into()
-        };
+        report.action = format!(
+            "unreadable ({}); moved aside as {name}{QUARANTINE_SUFFIX}",
+            scanned
+                .stop
+                .or(scanned.stream_problem)
+                .unwrap_or_else(|| "no frame".into())
+        );
         return Ok(Some(report));
     }
-    let index = encode_index(&scanned.frames);
-    let index_header = RecordHeader::new(
+    // The index keeps a copy of the stream header when offset 0 has a valid
+    // one; a lost one is rebuilt by readers each time instead of guessed once.
+    let (index, mut flags) = match &scanned.stream {
+        Some(stream) => (
+            encode_index_with_stream(&scanned.frames, stream),
+            INDEX_FLAG_STREAM_COPY,
+        ),
+        None => (encode_index(&scanned.frames), 0),
+    };
+    flags |= INDEX_FLAG_RECOVERED;
+    let mut index_header = RecordHeader::new(
         RecordKind::Index,
         &index,
         scanned.frames.last().map_or(0, |f| f.seq + 1),
         CaptureTime::default(),
     );
+    index_header.flags = flags;
     let index_record_len = HEADER_LEN + index.len();
     let mut tail = padding_record(
         scanned.valid_end,
@@ -153,6 +172,40 @@ pub fn recover_segment(
         .map_err(|e| StoreError::io(path, "trimming recovered segment", e))?;
     file.sync_data()
         .map_err(|e| StoreError::io(path, "fdatasync after recovery", e))?;
-    report.action = "closed: cut after the last valid record, index written".into();
+    report.action = if scanned.holes.is_empty() {
+        "closed: cut after the last valid record, index written".into()
+    } else {
+        format!(
+            "closed around {} damaged stretch(es) of {} bytes: every valid record kept, index written",
+            scanned.holes.len(),
+            scanned.hole_bytes()
+        )
+    };
     Ok(Some(report))
+}
+
+fn report_of(name: &str, scanned: &ScanResult) -> RecoveryReport {
+    let after = scanned.file_len - scanned.valid_end;
+    let (torn_bytes, trimmed_bytes) = if scanned.tail_is_zero {
+        (0, after)
+    } else {
+        (after, 0)
+    };
+    RecoveryReport {
+        segment: name.to_string(),
+        frames: scanned.frames.len() as u64,
+        seconds: match (scanned.frames.first(), scanned.frames.last()) {
+            (Some(a), Some(b)) => (b.mono_ns.saturating_sub(a.mono_ns)) as f64 / 1e9,
+            _ => 0.0,
+        },
+        torn_bytes,
+        trimmed_bytes,
+        skipped_bytes: scanned.hole_bytes(),
+        skipped: scanned
+            .holes
+            .iter()
+            .map(|h| format!("{} bytes at byte {}: {}", h.len, h.offset, h.reason))
+            .collect(),
+        action: String::new(),
+    }
 }

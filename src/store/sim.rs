@@ -381,6 +381,7 @@ impl StorageIo for SimIo {
                 name,
                 len: if is_dir { 0 } else { f.live.len() as u64 },
                 is_dir,
+                is_file: !is_dir,
             });
         }
         Ok(names.into_values().collect())

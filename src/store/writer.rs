@@ -14,12 +14,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
+use super::catalog::Listing;
 use super::format::{
-    encode_index, padding_record, Codec, IndexEntry, RecordHeader, RecordKind, StreamHeader,
-    Trailer, BLOCK_BYTES, HEADER_LEN, TRAILER_LEN,
+    encode_index_with_stream, padding_record, Codec, IndexEntry, RecordHeader, RecordKind,
+    StreamHeader, Trailer, BLOCK_BYTES, HEADER_LEN, INDEX_FLAG_STREAM_COPY, TRAILER_LEN,
 };
 use super::io::{SegmentFile, StorageIo};
-use super::{parse_segment_name, segment_file_name, StoreError};
+use super::reader::{read_trailer, SegmentReader};
+use super::{segment_file_name, StoreError};
 use crate::frame::CaptureTime;
 use crate::status::CameraStatus;
 
@@ -115,6 +117,8 @@ impl Drop for AlignedBuf {
 struct OpenSegment {
     path: PathBuf,
     file: Box<dyn SegmentFile>,
+    /// Written first, and copied into the index on close.
+    stream: StreamHeader,
     /// File offset of `buf[0]`; always a multiple of BLOCK_BYTES.
     buf_start: u64,
     frames: Vec<IndexEntry>,
@@ -150,9 +154,9 @@ impl SegmentWriter {
         open_segments: OpenSegments,
     ) -> Result<SegmentWriter, StoreError> {
         create_camera_dir(io.as_ref(), &settings.camera_dir)?;
-        let next_segment_seq = next_sequence(io.as_ref(), &settings.camera_dir)?;
-        let next_frame_seq =
-            last_frame_seq(io.as_ref(), &settings.camera_dir)?.map_or(0, |s| s + 1);
+        let listing = list_folder(io.as_ref(), &settings.camera_dir)?;
+        let next_segment_seq = listing.next_segment_seq();
+        let next_frame_seq = next_frame_seq(io.as_ref(), &listing);
         Ok(SegmentWriter {
             io,
             settings,
@@ -292,7 +296,7 @@ impl SegmentWriter {
     /// stopping too.
     pub fn close_abandoned(&mut self) {
         for path in std::mem::take(&mut self.abandoned) {
-            match super::recovery::recover_segment(self.io.as_ref(), &path) {
+            match super::recovery::recover_segment(self.io.as_ref(), &path, true) {
                 Ok(Some(r)) => log::info!(
                     "[{}] closed {} left open by an I/O error: {}",
                     self.settings.camera_id,
@@ -341,13 +345,14 @@ impl SegmentWriter {
         if self.buf.len > 0 {
             sync_buffer(seg, &mut self.buf)?;
         }
-        let index = encode_index(&seg.frames);
-        let index_header = RecordHeader::new(
+        let index = encode_index_with_stream(&seg.frames, &seg.stream);
+        let mut index_header = RecordHeader::new(
             RecordKind::Index,
             &index,
             self.next_frame_seq,
             CaptureTime::default(),
         );
+        index_header.flags = INDEX_FLAG_STREAM_COPY;
         let index_record_len = HEADER_LEN + index.len();
         let pos = seg.buf_start + self.buf.len as u64;
         let pad = padding_record(pos, BLOCK_BYTES, index_record_len + TRAILER_LEN);
@@ -480,6 +485,7 @@ impl SegmentWriter {
         self.current = Some(OpenSegment {
             path,
             file,
+            stream,
             buf_start: 0,
             frames: Vec::new(),
             width: frame.width,
@@ -554,40 +560,34 @@ fn write_buffer(seg: &mut OpenSegment, buf: &AlignedBuf) -> Result<(), StoreErro
         .map_err(|e| StoreError::io(&seg.path, "writing records", e))
 }
 
-/// One past the highest segment sequence number in `dir` (also counting
-/// quarantined files, so a number is never reused).
-fn next_sequence(io: &dyn StorageIo, dir: &Path) -> Result<u64, StoreError> {
-    let entries = io
-        .list_dir(dir)
-        .map_err(|e| StoreError::io(dir, "listing camera folder", e))?;
-    Ok(entries
-        .iter()
-        .filter_map(|e| {
-            let name = e
-                .name
-                .strip_suffix(super::QUARANTINE_SUFFIX)
-                .unwrap_or(&e.name);
-            parse_segment_name(name)
-        })
-        .max()
-        .map_or(0, |s| s + 1))
+/// The segments, quarantined and stray names of a camera folder.
+fn list_folder(io: &dyn StorageIo, dir: &Path) -> Result<Listing, StoreError> {
+    let (Some(camera), Some(data_dir)) = (
+        dir.file_name().and_then(|n| n.to_str()),
+        dir.parent().and_then(|r| r.parent()),
+    ) else {
+        return Ok(Listing::default());
+    };
+    super::catalog::list_segments(io, data_dir, camera)
 }
 
-/// The sequence number of the newest stored frame, so numbering continues
-/// across restarts.
-fn last_frame_seq(io: &dyn StorageIo, dir: &Path) -> Result<Option<u64>, StoreError> {
-    let entries = io
-        .list_dir(dir)
-        .map_err(|e| StoreError::io(dir, "listing camera folder", e))?;
-    let newest = entries
-        .iter()
-        .filter_map(|e| parse_segment_name(&e.name).map(|seq| (seq, &e.name)))
-        .max_by_key(|(seq, _)| *seq);
-    let Some((_, name)) = newest else {
-        return Ok(None);
-    };
-    match super::reader::SegmentReader::open(io, &dir.join(name)) {
-        Ok(r) => Ok(r.frames.last().map(|f| f.seq)),
-        Err(_) => Ok(None),
+/// One above the highest frame number of any readable segment, so that a
+/// number is never used twice whatever is damaged, renamed or missing.
+/// Closed segments cost two small reads (their index record's number is
+/// one past their last frame); unclosed ones are scanned.
+fn next_frame_seq(io: &dyn StorageIo, listing: &Listing) -> u64 {
+    let mut next = 0u64;
+    for seg in &listing.segments {
+        let Ok(file) = io.open_read(&seg.path) else {
+            continue;
+        };
+        let seg_next = match read_trailer(file.as_ref(), &seg.path) {
+            Ok(Some(t)) => Some(t.next_frame_seq()),
+            _ => SegmentReader::open(io, &seg.path)
+                .ok()
+                .and_then(|r| r.frames.last().map(|f| f.seq + 1)),
+        };
+        next = next.max(seg_next.unwrap_or(0));
     }
+    next
 }
