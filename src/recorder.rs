@@ -431,7 +431,7 @@ fn write_loop(
         at
     };
     loop {
-        let msg = input.recv_timeout(Duration::from_millis(100));
+        let msg = input.recv_timeout(next_wait(writer.sync_due_ns(), clock.mono_ns()));
         let now = clock.mono_ns();
         match msg {
             Ok(m) => {
@@ -463,6 +463,10 @@ fn write_loop(
                 status.count_drop(DropReason::StorageError);
                 continue;
             }
+            status.buffer_latency_max_ns.fetch_max(
+                now.saturating_sub(frame.captured.mono_ns),
+                Ordering::Relaxed,
+            );
             match writer.append(&frame, now) {
                 Ok(()) => {
                     backoff_ms = BACKOFF_MIN_MS;
@@ -482,6 +486,20 @@ fn write_loop(
         log::error!("[{}] closing the last segment failed: {e}", status.id);
     }
     writer.close_abandoned();
+}
+
+/// Longest the writer waits for a frame before looking at its clock again.
+const WRITER_POLL_MS: u64 = 100;
+
+/// How long the writer may wait for the next frame: until the buffered
+/// frames' sync is due, so the deadline is kept by time even when the
+/// camera is slow or stalled, and never longer than a poll.
+fn next_wait(sync_due_ns: Option<u64>, now_ns: u64) -> Duration {
+    let poll = Duration::from_millis(WRITER_POLL_MS);
+    match sync_due_ns {
+        Some(due) => Duration::from_nanos(due.saturating_sub(now_ns)).min(poll),
+        None => poll,
+    }
 }
 
 /// Keeps the spans of the open segment in status for the timeline.
@@ -561,5 +579,32 @@ fn write_status_file(data_dir: &Path, status: &Status, clock: &dyn Clock) {
         .and_then(|()| std::fs::rename(&tmp, &path));
     if let Err(e) = result {
         log::debug!("cannot write {}: {e}", path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_writer_wakes_when_a_sync_is_due_not_when_a_frame_comes() {
+        let ms = |n: u64| n * 1_000_000;
+        // Nothing buffered: poll.
+        assert_eq!(
+            next_wait(None, ms(5)),
+            Duration::from_millis(WRITER_POLL_MS)
+        );
+        // Due in 30 ms: wake in 30 ms, even though frames come every 100.
+        assert_eq!(
+            next_wait(Some(ms(1030)), ms(1000)),
+            Duration::from_millis(30)
+        );
+        // Overdue: do not wait at all.
+        assert_eq!(next_wait(Some(ms(900)), ms(1000)), Duration::ZERO);
+        // Far off: still poll.
+        assert_eq!(
+            next_wait(Some(ms(60_000)), ms(1000)),
+            Duration::from_millis(WRITER_POLL_MS)
+        );
     }
 }

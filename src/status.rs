@@ -43,6 +43,9 @@ pub struct CameraStatus {
     pub last_sync_mono_ns: AtomicU64,
     pub direct_io: AtomicBool,
     pub connected: AtomicBool,
+    /// Longest time from a frame's capture to its arrival in the writer's
+    /// buffer (ns): what a cut can lose beyond the sync interval.
+    pub buffer_latency_max_ns: AtomicU64,
     /// Frames per second reaching the writer, times 1000.
     pub fps_milli: AtomicU64,
     /// Live and playback streams open right now.
@@ -115,6 +118,7 @@ impl CameraStatus {
             storage_errors: get(&self.storage_errors),
             segments_closed: get(&self.segments_closed),
             syncs: get(&self.syncs),
+            buffer_latency_max_ms: get(&self.buffer_latency_max_ns) / 1_000_000,
             last_sync_age_ms: (last_sync > 0)
                 .then(|| now_mono_ns.saturating_sub(last_sync) / 1_000_000),
             io_mode: if self.direct_io.load(Ordering::Relaxed) {
@@ -259,6 +263,10 @@ pub struct CameraSnapshot {
     pub segments_closed: u64,
     pub syncs: u64,
     pub last_sync_age_ms: Option<u64>,
+    /// Longest capture-to-buffer time so far (ms): a cut loses at most the
+    /// sync interval plus this.
+    #[serde(default)]
+    pub buffer_latency_max_ms: u64,
     pub io_mode: String,
     pub current_segment: Option<String>,
     pub last_error: Option<String>,

@@ -1,8 +1,9 @@
 //! The real binary recording the synthetic camera, killed with SIGKILL at
 //! random moments over and over. After every restart (which recovers the
 //! killed segment) `verify --deep` must pass while recording goes on, and
-//! the footage lost to each kill must stay within one sync interval plus
-//! one frame (plus a small allowance for the process being scheduled).
+//! the footage lost to each kill (from the end of the newest stored frame
+//! to the kill) must stay within one sync interval plus the capture-to-buffer
+//! latency: the writer syncs by its clock, not when the next frame comes.
 //!
 //! `DASHVAULT_TORTURE=full` (what `make torture` sets) kills 200 times;
 //! otherwise a CI-sized 12.
@@ -18,8 +19,9 @@ use dashvault::store::reader::SegmentReader;
 const SYNC_INTERVAL_MS: u64 = 500;
 const FPS: u64 = 10;
 const FRAME_MS: u64 = 1000 / FPS;
-/// Capture-to-buffer latency and kill delivery on a loaded machine.
-const SCHEDULING_SLACK_MS: u64 = 150;
+/// Allowance for the capture-to-buffer latency (the recorder measures it as
+/// `buffer_latency_max_ms`) and kill delivery on a loaded machine.
+const LATENCY_ALLOWANCE_MS: u64 = 150;
 
 fn kills() -> usize {
     if std::env::var("DASHVAULT_TORTURE").as_deref() == Ok("full") {
@@ -78,15 +80,15 @@ fn frame_times(dir: &Path) -> Vec<i64> {
     out
 }
 
-/// Footage lost to a kill at `killed_at`: back to the newest stored frame
-/// captured before it.
+/// Footage lost to a kill at `killed_at`: from the end of the newest stored
+/// frame captured before it (a frame shows the scene until the next one).
 fn loss_ms(dir: &Path, killed_at: i64) -> u64 {
     let newest = frame_times(dir)
         .into_iter()
         .filter(|w| *w <= killed_at)
         .max()
         .expect("frames stored before the kill");
-    ((killed_at - newest) / 1_000_000) as u64
+    ((killed_at - newest) / 1_000_000 - FRAME_MS as i64).max(0) as u64
 }
 
 fn verify_deep(dir: &Path) -> serde_json::Value {
@@ -159,12 +161,12 @@ fn sigkill_at_random_moments_loses_at_most_one_sync_interval_and_verify_passes()
     let worst = *sorted.last().unwrap();
     let median = sorted[sorted.len() / 2];
     println!(
-        "kill loop: {} SIGKILLs in {:.0} s, footage lost per kill: median {median} ms, worst {worst} ms (sync interval {SYNC_INTERVAL_MS} ms, frame {FRAME_MS} ms)",
+        "kill loop: {} SIGKILLs in {:.0} s, footage lost per kill: median {median} ms, worst {worst} ms (bound: sync interval {SYNC_INTERVAL_MS} ms + latency allowance {LATENCY_ALLOWANCE_MS} ms)",
         losses_ms.len(),
         started.elapsed().as_secs_f64()
     );
     assert!(
-        worst <= SYNC_INTERVAL_MS + FRAME_MS + SCHEDULING_SLACK_MS,
+        worst <= SYNC_INTERVAL_MS + LATENCY_ALLOWANCE_MS,
         "a kill lost {worst} ms of footage: {losses_ms:?}"
     );
 }

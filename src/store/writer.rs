@@ -228,6 +228,14 @@ impl SegmentWriter {
         self.tick(now_mono_ns)
     }
 
+    /// When the buffered frames must be synced (monotonic ns), if any are
+    /// buffered: one sync interval after the last sync. The caller wakes
+    /// then, whether or not another frame has arrived.
+    pub fn sync_due_ns(&self) -> Option<u64> {
+        let seg = self.current.as_ref()?;
+        (self.buf.len > 0).then(|| seg.last_sync_mono_ns + self.settings.sync_interval_ns)
+    }
+
     /// Syncs if the cadence says so. Call this when idle too.
     pub fn tick(&mut self, now_mono_ns: u64) -> Result<(), StoreError> {
         let due = match &self.current {

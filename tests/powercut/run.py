@@ -4,7 +4,9 @@ amnesia_fs.py (a FUSE layer that forgets unsynced writes); each cut kills
 the recorder and the filesystem at once and detaches the mount, so only
 fsynced bytes remain in the backing folder. The next start recovers through
 the filesystem, `verify --deep` must pass, and the footage lost to each cut
-must stay within one sync interval plus one frame (plus scheduling slack).
+(from the end of the newest stored frame to the cut) must stay within one
+sync interval plus the capture-to-buffer latency (an allowance for it, and
+for the cut itself, on a loaded machine).
 
 Usage: run.py DASHVAULT_BINARY [CUTS]
 """
@@ -22,7 +24,8 @@ from pathlib import Path
 SYNC_INTERVAL_MS = 500
 FPS = 10
 FRAME_MS = 1000 // FPS
-SLACK_MS = 150
+# Capture-to-buffer latency and the cut's own delivery on a loaded machine.
+LATENCY_ALLOWANCE_MS = 150
 HERE = Path(__file__).resolve().parent
 
 
@@ -35,11 +38,18 @@ def frame_times(backing):
         while pos + 48 <= len(b):
             h = b[pos:pos + 48]
             if h[:4] != b"DVR1" or zlib.crc32(h[:44]) != int.from_bytes(h[44:48], "little"):
-                break
+                pos = b.find(b"DVR1", pos + 1)
+                if pos < 0:
+                    break
+                continue
             n = int.from_bytes(h[8:12], "little")
             payload = b[pos + 48:pos + 48 + n]
             if len(payload) != n or zlib.crc32(payload) != int.from_bytes(h[12:16], "little"):
-                break
+                # A damaged record costs that record: look for the next one.
+                pos = b.find(b"DVR1", pos + 1)
+                if pos < 0:
+                    break
+                continue
             if h[4] == 2:
                 out.append(int.from_bytes(h[32:40], "little", signed=True))
             pos += 48 + n
@@ -109,7 +119,8 @@ def main():
             verify(binary, work)
             if last_cut is not None:
                 older = [w for w in frame_times(backing) if w <= last_cut]
-                losses.append((last_cut - max(older)) // 1_000_000)
+                # Footage is complete up to the end of the newest frame.
+                losses.append(max(0, (last_cut - max(older)) // 1_000_000 - FRAME_MS))
             if i == cuts:
                 rec.send_signal(signal.SIGTERM)
                 rec.wait()
@@ -122,8 +133,9 @@ def main():
         worst, median = losses[-1], losses[len(losses) // 2]
         print(f"power cuts through a forgetful FUSE filesystem: {len(losses)} cuts, "
               f"footage lost per cut: median {median} ms, worst {worst} ms "
-              f"(sync interval {SYNC_INTERVAL_MS} ms, frame {FRAME_MS} ms)")
-        if worst > SYNC_INTERVAL_MS + FRAME_MS + SLACK_MS:
+              f"(bound: sync interval {SYNC_INTERVAL_MS} ms + latency allowance "
+              f"{LATENCY_ALLOWANCE_MS} ms)")
+        if worst > SYNC_INTERVAL_MS + LATENCY_ALLOWANCE_MS:
             sys.exit(f"a cut lost {worst} ms: {losses}")
 
 
