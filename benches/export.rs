@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 use dashvault::clock::format_rfc3339;
 use dashvault::export::{ExportOptions, Mp4Export};
 use dashvault::frame::CaptureTime;
-use dashvault::status::CameraStatus;
 use dashvault::store::io::{RealIo, StorageIo};
 use dashvault::store::writer::{EncodedFrame, SegmentWriter, WriterSettings};
+use dashvault::store::Store;
 
 const FPS: u64 = 30;
 const INTERVAL_NS: u64 = 1_000_000_000 / FPS;
@@ -52,7 +52,7 @@ fn record(data_dir: &Path, seconds: u64, width: u32, height: u32) -> PathBuf {
             want_direct: true,
             boot_id: [7; 16],
         },
-        CameraStatus::new("front"),
+        Default::default(),
         Default::default(),
     )
     .unwrap();
@@ -105,8 +105,7 @@ fn warm(dir: &Path) {
 fn export_to_file(data_dir: &Path, seconds: u64, out: &Path) -> (Duration, u64, usize) {
     let start = Instant::now();
     let e = Mp4Export::open(
-        &RealIo::new(),
-        data_dir,
+        &Store::on_disk(data_dir),
         "front",
         START_WALL_NS,
         START_WALL_NS + (seconds * 1_000_000_000) as i64,
@@ -155,8 +154,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 fn our_first_byte(data_dir: &Path) -> Duration {
     let start = Instant::now();
     let e = Mp4Export::open(
-        &RealIo::new(),
-        data_dir,
+        &Store::on_disk(data_dir),
         "front",
         START_WALL_NS + 120_000_000_000,
         START_WALL_NS + 420_000_000_000,

@@ -26,10 +26,10 @@ use dashvault::config::{CameraConfig, Config};
 use dashvault::encode::{EncoderSettings, JpegEncoder};
 use dashvault::frame::CaptureTime;
 use dashvault::recorder::{Recorder, RecorderParts};
-use dashvault::status::CameraStatus;
 use dashvault::store::io::{RealIo, StorageIo};
 use dashvault::store::recovery::recover_segment;
 use dashvault::store::writer::{EncodedFrame, SegmentWriter, WriterSettings};
+use dashvault::store::{BootRelabel, Store};
 
 const W: u32 = 1280;
 const H: u32 = 720;
@@ -47,7 +47,7 @@ fn writer(dir: &Path, io: Arc<dyn StorageIo>, segment_s: u64) -> SegmentWriter {
             want_direct: true,
             boot_id: [0; 16],
         },
-        CameraStatus::new("front"),
+        Default::default(),
         Default::default(),
     )
     .unwrap()
@@ -99,9 +99,8 @@ fn pipeline_fps(threads: u8) -> f64 {
     let rec = Recorder::start(
         &config,
         RecorderParts {
-            io: Arc::new(RealIo::new()),
+            store: Store::on_disk(dir.path()),
             clock,
-            data_dir: dir.path().to_path_buf(),
             sources: vec![(cam, source)],
             want_direct: true,
             boot_id: [0; 16],
@@ -111,9 +110,9 @@ fn pipeline_fps(threads: u8) -> f64 {
     .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let cs = rec.status.cameras[0].clone();
-    let start = (Instant::now(), cs.written.load(Ordering::Relaxed));
+    let start = (Instant::now(), cs.storage.written.load(Ordering::Relaxed));
     std::thread::sleep(Duration::from_secs(3));
-    let written = cs.written.load(Ordering::Relaxed) - start.1;
+    let written = cs.storage.written.load(Ordering::Relaxed) - start.1;
     let fps = written as f64 / start.0.elapsed().as_secs_f64();
     rec.stop();
     fps
@@ -215,16 +214,15 @@ fn anchored_open_vs_plain(jpegs: &[Arc<[u8]>]) -> (Duration, Duration, usize) {
     open_all(io.as_ref(), dir.path(), 1);
     let plain = open_all(io.as_ref(), dir.path(), 3);
     let first = [("front".to_string(), 0u64)].into_iter().collect();
-    let n = dashvault::store::anchor::relabel_boot(
-        io.as_ref(),
-        dir.path(),
-        &[0; 16],
-        86_400_000_000_000,
-        0,
-        &first,
-        0,
-    )
-    .unwrap();
+    let n = Store::new(io.clone(), dir.path())
+        .relabel_boot(&BootRelabel {
+            boot_id: [0; 16],
+            wall_minus_mono_ns: 86_400_000_000_000,
+            current_offset_ns: 0,
+            first_seq: first,
+            set_at_wall_ns: 0,
+        })
+        .unwrap();
     let anchored = open_all(io.as_ref(), dir.path(), 3);
     (anchored, plain, n)
 }

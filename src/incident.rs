@@ -13,18 +13,15 @@
 //! Segments of this boot are matched by monotonic time (exact whatever the
 //! wall clock did); segments of an earlier boot by wall time.
 
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
 use crate::clock::{boot_id_hex, Clock};
-use crate::store::catalog;
 use crate::store::incidents::{self, IncidentRecord, LockedSegment};
 use crate::store::io::StorageIo;
 use crate::store::reader::SegmentReader;
-use crate::store::writer::OpenSegments;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 
 const NS_PER_S: u64 = 1_000_000_000;
 /// The last pass waits this long after the post-roll so that the frames of
@@ -79,40 +76,36 @@ pub struct RollSettings {
 }
 
 pub struct IncidentKeeper {
-    io: Arc<dyn StorageIo>,
-    data_dir: PathBuf,
+    /// Segments, the set being written and retention's pass lock.
+    store: Store,
     clock: Arc<dyn Clock>,
     boot_id: [u8; 16],
     roll: RollSettings,
-    open: OpenSegments,
-    /// Retention's pass lock.
-    pass_lock: Arc<Mutex<()>>,
     /// Incidents whose post-roll is not over yet.
     pending: Mutex<Vec<IncidentRecord>>,
 }
 
 impl IncidentKeeper {
     pub fn new(
-        io: Arc<dyn StorageIo>,
-        data_dir: &Path,
+        store: Store,
         clock: Arc<dyn Clock>,
         boot_id: [u8; 16],
         roll: RollSettings,
-        open: OpenSegments,
-        pass_lock: Arc<Mutex<()>>,
     ) -> IncidentKeeper {
         let keeper = IncidentKeeper {
-            io,
-            data_dir: data_dir.to_path_buf(),
+            store,
             clock,
             boot_id,
             roll,
-            open,
-            pass_lock,
             pending: Mutex::default(),
         };
         keeper.finish_interrupted();
         keeper
+    }
+
+    /// Incident records are sidecar files of the store.
+    fn io(&self) -> &dyn StorageIo {
+        self.store.io().as_ref()
     }
 
     /// Incidents that never finished. Those of an earlier boot lost their
@@ -123,7 +116,7 @@ impl IncidentKeeper {
     /// pending again and finish as usual.
     fn finish_interrupted(&self) {
         let hex = boot_id_hex(&self.boot_id);
-        let records = match incidents::list(self.io.as_ref(), &self.data_dir) {
+        let records = match incidents::list(self.io(), self.store.data_dir()) {
             Ok(r) => r,
             Err(e) => {
                 log::error!("cannot list incidents: {e}");
@@ -137,16 +130,17 @@ impl IncidentKeeper {
                 continue;
             }
             for seg in &rec.segments {
-                let path = crate::store::camera_dir(&self.data_dir, &seg.camera).join(&seg.name);
-                if self.io.exists(&path) {
-                    if let Err(e) = incidents::lock_segment(self.io.as_ref(), &path, &rec.id) {
+                let path =
+                    crate::store::camera_dir(self.store.data_dir(), &seg.camera).join(&seg.name);
+                if self.io().exists(&path) {
+                    if let Err(e) = incidents::lock_segment(self.io(), &path, &rec.id) {
                         log::error!("incident {}: {e}", rec.id);
                     }
                 }
             }
             rec.complete = true;
             rec.cut_short = true;
-            match incidents::save(self.io.as_ref(), &self.data_dir, &rec) {
+            match incidents::save(self.io(), self.store.data_dir(), &rec) {
                 Ok(()) => log::warn!(
                     "incident {}: the power went off during its post-roll; {} segments stay locked",
                     rec.id,
@@ -164,7 +158,11 @@ impl IncidentKeeper {
     /// Protects the footage around now. A trigger during another incident's
     /// post-roll extends that incident instead of starting a new one.
     pub fn trigger(&self, source: TriggerSource) -> Result<IncidentRecord, StoreError> {
-        let _pass = self.pass_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _pass = self
+            .store
+            .pass_lock()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let now = self.clock.now();
         let mut pending = self.pending();
         let post = self.roll.post_roll_ns;
@@ -183,7 +181,7 @@ impl IncidentKeeper {
         }
         let pre = self.roll.pre_roll_ns;
         let mut rec = IncidentRecord {
-            id: incidents::next_id(self.io.as_ref(), &self.data_dir)?,
+            id: incidents::next_id(self.io(), self.store.data_dir())?,
             triggers: vec![source.name().into()],
             at_ns: now.wall_ns,
             at_mono_ns: now.mono_ns,
@@ -198,7 +196,7 @@ impl IncidentKeeper {
             released: None,
             cut_short: false,
         };
-        incidents::save(self.io.as_ref(), &self.data_dir, &rec)?;
+        incidents::save(self.io(), self.store.data_dir(), &rec)?;
         self.lock_pass(&mut rec, false)?;
         log::info!(
             "incident {} ({}): protecting {} .. {}",
@@ -226,7 +224,11 @@ impl IncidentKeeper {
             // Finished once no segment of it is still being written, so
             // the record holds the sizes they closed with.
             let still_open = {
-                let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+                let open = self
+                    .store
+                    .open_segments()
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
                 rec.segments.iter().any(|s| {
                     open.iter().any(|p| {
                         p.file_name().and_then(|n| n.to_str()) == Some(s.name.as_str())
@@ -239,7 +241,7 @@ impl IncidentKeeper {
             };
             if last && !still_open {
                 rec.complete = true;
-                if let Err(e) = incidents::save(self.io.as_ref(), &self.data_dir, rec) {
+                if let Err(e) = incidents::save(self.io(), self.store.data_dir(), rec) {
                     log::error!("incident {}: {e}", rec.id);
                     rec.complete = false;
                 }
@@ -250,7 +252,11 @@ impl IncidentKeeper {
 
     /// One pass outside retention.
     pub fn tick(&self) {
-        let _pass = self.pass_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _pass = self
+            .store
+            .pass_lock()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         self.lock_pending();
     }
 
@@ -260,20 +266,24 @@ impl IncidentKeeper {
 
     /// Locks the segments of every camera that hold frames of the window.
     fn lock_pass(&self, rec: &mut IncidentRecord, last: bool) -> Result<(), StoreError> {
-        let open = self.open.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let open = self
+            .store
+            .open_segments()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let now_mono = self.clock.mono_ns();
         let mut changed = false;
         let mut to_lock = Vec::new();
-        for camera in catalog::list_cameras(self.io.as_ref(), &self.data_dir)? {
-            let segments =
-                catalog::list_segments(self.io.as_ref(), &self.data_dir, &camera)?.segments;
+        for camera in self.store.cameras()? {
+            let segments = self.store.segments(&camera)?.segments;
             for seg in segments.iter().rev() {
                 let is_open = open.contains(&seg.path);
                 let verdict = if is_open && !last && now_mono <= rec.to_mono_ns + SETTLE_NS {
                     // Being written during the window: part of it for sure.
                     Verdict::Inside
                 } else {
-                    match SegmentReader::open(self.io.as_ref(), &seg.path) {
+                    match self.store.open_segment(seg) {
                         Ok(r) => self.judge(&r, rec),
                         // Nothing synced yet: it began within the last sync
                         // interval, after the window if this is the last pass.
@@ -321,10 +331,10 @@ impl IncidentKeeper {
         if changed {
             rec.segments
                 .sort_by(|a, b| (&a.camera, &a.name).cmp(&(&b.camera, &b.name)));
-            incidents::save(self.io.as_ref(), &self.data_dir, rec)?;
+            incidents::save(self.io(), self.store.data_dir(), rec)?;
         }
         for path in &to_lock {
-            incidents::lock_segment(self.io.as_ref(), path, &rec.id)?;
+            incidents::lock_segment(self.io(), path, &rec.id)?;
         }
         Ok(())
     }
@@ -354,7 +364,11 @@ impl IncidentKeeper {
     pub fn relabel(&self, wall_minus_mono_ns: i64) -> Result<(), StoreError> {
         // Retention's pass may be releasing one of these records: read and
         // rewrite them under its lock so neither change is lost.
-        let _pass = self.pass_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _pass = self
+            .store
+            .pass_lock()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let hex = boot_id_hex(&self.boot_id);
         let shift = |rec: &mut IncidentRecord| {
             rec.at_ns = rec.at_mono_ns as i64 + wall_minus_mono_ns;
@@ -366,7 +380,7 @@ impl IncidentKeeper {
         for rec in pending.iter_mut() {
             shift(rec);
         }
-        for mut rec in incidents::list(self.io.as_ref(), &self.data_dir)? {
+        for mut rec in incidents::list(self.io(), self.store.data_dir())? {
             if rec.boot_id != hex {
                 continue;
             }
@@ -375,14 +389,14 @@ impl IncidentKeeper {
             } else {
                 shift(&mut rec);
             }
-            incidents::save(self.io.as_ref(), &self.data_dir, &rec)?;
+            incidents::save(self.io(), self.store.data_dir(), &rec)?;
         }
         Ok(())
     }
 
     /// Incidents, newest first, as stored.
     pub fn list(&self) -> Result<Vec<IncidentRecord>, StoreError> {
-        let mut all = incidents::list(self.io.as_ref(), &self.data_dir)?;
+        let mut all = incidents::list(self.io(), self.store.data_dir())?;
         let pending = self.pending();
         for rec in all.iter_mut() {
             if let Some(p) = pending.iter().find(|p| p.id == rec.id) {

@@ -22,11 +22,9 @@ use crate::frame::VideoFrame;
 use crate::incident::{IncidentKeeper, RollSettings};
 use crate::live::{LiveHub, LiveSlot};
 use crate::status::{CameraStatus, DropReason, Status};
-use crate::store::io::StorageIo;
-use crate::store::recovery::recover_camera;
 use crate::store::retention::{Retention, RetentionPolicy};
-use crate::store::writer::{EncodedFrame, OpenSegments, SegmentWriter, WriterSettings};
-use crate::store::{camera_dir, catalog, StoreError};
+use crate::store::writer::{EncodedFrame, SegmentWriter, WriterSettings};
+use crate::store::{Store, StoreError};
 use crate::timekeeper::Timekeeper;
 
 /// Frames waiting for an encoder, per encoder thread.
@@ -63,9 +61,8 @@ pub struct Recorder {
 
 /// Everything a recorder needs from outside, so tests can substitute any part.
 pub struct RecorderParts {
-    pub io: Arc<dyn StorageIo>,
+    pub store: Store,
     pub clock: Arc<dyn Clock>,
-    pub data_dir: PathBuf,
     /// One source per enabled camera, in the order of `config.cameras`.
     pub sources: Vec<(CameraConfig, Box<dyn CameraSource>)>,
     pub want_direct: bool,
@@ -79,9 +76,8 @@ impl Recorder {
     /// recording every camera.
     pub fn start(config: &Config, parts: RecorderParts) -> Result<Recorder, StoreError> {
         let RecorderParts {
-            io,
+            store,
             clock,
-            data_dir,
             sources,
             want_direct,
             boot_id,
@@ -90,54 +86,34 @@ impl Recorder {
         let status = Arc::new(Status {
             cameras: sources
                 .iter()
-                .map(|(c, _)| CameraStatus::new(&c.id))
+                .map(|(c, _)| CameraStatus::with_storage(&c.id, store.camera_stats(&c.id)))
                 .collect(),
+            store: store.stats().clone(),
             ..Status::default()
         });
         let live = Arc::new(LiveHub::new(sources.iter().map(|(c, _)| c.id.as_str())));
-        io.create_dir_all(&crate::store::recordings_dir(&data_dir))
-            .map_err(|e| StoreError::io(&data_dir, "creating the data folder", e))?;
+        store.create()?;
         // Every camera folder is recovered, including cameras no longer configured.
-        for camera in catalog::list_cameras(io.as_ref(), &data_dir)? {
-            let reports = recover_camera(io.as_ref(), &data_dir, &camera)?;
-            if let Some(cs) = status.camera(&camera) {
-                cs.detail().recovery = reports;
-            }
-        }
+        store.recover()?;
         status
             .started_mono_ns
             .store(clock.mono_ns(), Ordering::Relaxed);
         let cap_bytes = (config.storage_cap_gb * 1e9) as u64;
         let min_free_bytes = config.min_free_mb * 1_000_000;
-        status.store.cap_bytes.store(cap_bytes, Ordering::Relaxed);
-        status
-            .store
-            .min_free_bytes
-            .store(min_free_bytes, Ordering::Relaxed);
-        let open_segments: OpenSegments = Arc::default();
-        let retention = Arc::new(Retention::new(
-            io.clone(),
-            &data_dir,
-            RetentionPolicy {
-                cap_bytes,
-                min_free_bytes,
-            },
-            open_segments.clone(),
-            status.clone(),
-        ));
+        let retention = Arc::new(store.retention(RetentionPolicy {
+            cap_bytes,
+            min_free_bytes,
+        }));
         let locked_cap = cap_bytes / 100 * config.incident.locked_cap_percent as u64;
         retention.set_locked_cap(Some(locked_cap));
         let incidents = Arc::new(IncidentKeeper::new(
-            io.clone(),
-            &data_dir,
+            store.clone(),
             clock.clone(),
             boot_id,
             RollSettings {
                 pre_roll_ns: config.incident.pre_roll_s as u64 * 1_000_000_000,
                 post_roll_ns: config.incident.post_roll_s as u64 * 1_000_000_000,
             },
-            open_segments.clone(),
-            retention.pass_lock(),
         ));
         {
             let keeper = incidents.clone();
@@ -151,22 +127,17 @@ impl Recorder {
         for (i, (cam, source)) in sources.into_iter().enumerate() {
             let cs = status.cameras[i].clone();
             cs.detail().source = source.describe();
-            let mut writer = SegmentWriter::new(
-                io.clone(),
-                WriterSettings {
-                    camera_id: cam.id.clone(),
-                    camera_dir: camera_dir(&data_dir, &cam.id),
-                    fps_milli: cam.fps * 1000,
-                    segment_length_ns: segment_ns,
-                    // Stagger boundaries so cameras do not close segments together.
-                    first_segment_length_ns: segment_ns * (n - i as u64) / n,
-                    sync_interval_ns: config.sync_interval_ms as u64 * 1_000_000,
-                    want_direct,
-                    boot_id,
-                },
-                cs.clone(),
-                open_segments.clone(),
-            )?;
+            let mut writer = store.writer(WriterSettings {
+                camera_id: cam.id.clone(),
+                camera_dir: PathBuf::new(), // the store sets it
+                fps_milli: cam.fps * 1000,
+                segment_length_ns: segment_ns,
+                // Stagger boundaries so cameras do not close segments together.
+                first_segment_length_ns: segment_ns * (n - i as u64) / n,
+                sync_interval_ns: config.sync_interval_ms as u64 * 1_000_000,
+                want_direct,
+                boot_id,
+            })?;
             let r = retention.clone();
             let tk = timekeeper.clone();
             writer.set_before_new_segment(Arc::new(move || {
@@ -192,7 +163,7 @@ impl Recorder {
             status.clone(),
             clock,
             stop.clone(),
-            data_dir,
+            store.data_dir().to_path_buf(),
             timekeeper.clone(),
         ));
         Ok(Recorder {
@@ -468,10 +439,7 @@ fn write_loop(
                 Ordering::Relaxed,
             );
             match writer.append(&frame, now) {
-                Ok(()) => {
-                    backoff_ms = BACKOFF_MIN_MS;
-                    track_open_span(&writer, &status, &frame);
-                }
+                Ok(()) => backoff_ms = BACKOFF_MIN_MS,
                 Err(e) => {
                     status.count_drop(DropReason::StorageError);
                     retry_at_ns = store_error(e, &mut writer, now, &mut backoff_ms);
@@ -500,23 +468,6 @@ fn next_wait(sync_due_ns: Option<u64>, now_ns: u64) -> Duration {
         Some(due) => Duration::from_nanos(due.saturating_sub(now_ns)).min(poll),
         None => poll,
     }
-}
-
-/// Keeps the spans of the open segment in status for the timeline.
-fn track_open_span(writer: &SegmentWriter, status: &CameraStatus, frame: &EncodedFrame) {
-    let name = writer
-        .current_path()
-        .and_then(|p| p.file_name())
-        .and_then(|n| n.to_str());
-    let mut open = status.open_spans.lock().unwrap_or_else(|e| e.into_inner());
-    // Only a new segment allocates; this runs for every frame.
-    if open.0.as_deref() != name {
-        *open = (name.map(str::to_string), Default::default());
-    }
-    open.1.push(
-        frame.captured.wall_ns,
-        frame.flags & crate::store::format::FLAG_WALL_ESTIMATED != 0,
-    );
 }
 
 /// Frames per second delivered to the writer, measured over windows of about

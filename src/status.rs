@@ -1,6 +1,7 @@
-//! Counters and health of the recorder, kept in one place: the recorder
-//! threads update them, the `status` command and the HTTP API read
-//! [`StatusSnapshot`]s of them.
+//! Counters and health of the recorder: capture and encoding are counted
+//! here by the recorder threads; what was stored is counted by the store
+//! ([`crate::store::stats`]) and read from there. The `status` command and
+//! the HTTP API read [`StatusSnapshot`]s of both.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,7 @@ pub enum DropReason {
 }
 
 pub use crate::store::stats::RecoveryReport;
+use crate::store::stats::{CameraStoreStats, StoreStats};
 
 #[derive(Debug, Default)]
 pub struct CameraStatus {
@@ -28,8 +30,6 @@ pub struct CameraStatus {
     pub captured: AtomicU64,
     pub encoded: AtomicU64,
     pub passthrough: AtomicU64,
-    pub written: AtomicU64,
-    pub written_bytes: AtomicU64,
     pub dropped_encoder_busy: AtomicU64,
     pub dropped_writer_busy: AtomicU64,
     pub dropped_encode_error: AtomicU64,
@@ -37,11 +37,6 @@ pub struct CameraStatus {
     pub camera_errors: AtomicU64,
     pub reconnects: AtomicU64,
     pub storage_errors: AtomicU64,
-    pub segments_closed: AtomicU64,
-    pub syncs: AtomicU64,
-    /// Monotonic ns of the last completed fdatasync (0: never).
-    pub last_sync_mono_ns: AtomicU64,
-    pub direct_io: AtomicBool,
     pub connected: AtomicBool,
     /// Longest time from a frame's capture to its arrival in the writer's
     /// buffer (ns): what a cut can lose beyond the sync interval.
@@ -50,9 +45,8 @@ pub struct CameraStatus {
     pub fps_milli: AtomicU64,
     /// Live and playback streams open right now.
     pub live_viewers: AtomicU64,
-    /// The segment being written and the spans of what went into it, so the
-    /// timeline need not rescan a file that is still growing.
-    pub open_spans: Mutex<(Option<String>, crate::store::query::SpanBuilder)>,
+    /// What the store holds of this camera (the writer and recovery keep it).
+    pub storage: Arc<CameraStoreStats>,
     pub detail: Mutex<CameraDetail>,
 }
 
@@ -60,15 +54,19 @@ pub struct CameraStatus {
 pub struct CameraDetail {
     pub source: String,
     pub format: String,
-    pub current_segment: Option<String>,
     pub last_error: Option<String>,
-    pub recovery: Vec<RecoveryReport>,
 }
 
 impl CameraStatus {
     pub fn new(id: &str) -> Arc<CameraStatus> {
+        CameraStatus::with_storage(id, Arc::default())
+    }
+
+    /// A camera whose storage counters are the store's own.
+    pub fn with_storage(id: &str, storage: Arc<CameraStoreStats>) -> Arc<CameraStatus> {
         Arc::new(CameraStatus {
             id: id.to_string(),
+            storage,
             ..CameraStatus::default()
         })
     }
@@ -93,7 +91,8 @@ impl CameraStatus {
 
     pub fn snapshot(&self, now_mono_ns: u64) -> CameraSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let last_sync = get(&self.last_sync_mono_ns);
+        let st = &self.storage;
+        let last_sync = get(&st.last_sync_mono_ns);
         let d = self.detail().clone();
         CameraSnapshot {
             id: self.id.clone(),
@@ -105,8 +104,8 @@ impl CameraStatus {
             captured: get(&self.captured),
             encoded: get(&self.encoded),
             passthrough: get(&self.passthrough),
-            written: get(&self.written),
-            written_bytes: get(&self.written_bytes),
+            written: get(&st.written),
+            written_bytes: get(&st.written_bytes),
             dropped: DroppedSnapshot {
                 encoder_busy: get(&self.dropped_encoder_busy),
                 writer_busy: get(&self.dropped_writer_busy),
@@ -116,43 +115,21 @@ impl CameraStatus {
             camera_errors: get(&self.camera_errors),
             reconnects: get(&self.reconnects),
             storage_errors: get(&self.storage_errors),
-            segments_closed: get(&self.segments_closed),
-            syncs: get(&self.syncs),
+            segments_closed: get(&st.segments_closed),
+            syncs: get(&st.syncs),
             buffer_latency_max_ms: get(&self.buffer_latency_max_ns) / 1_000_000,
             last_sync_age_ms: (last_sync > 0)
                 .then(|| now_mono_ns.saturating_sub(last_sync) / 1_000_000),
-            io_mode: if self.direct_io.load(Ordering::Relaxed) {
+            io_mode: if st.direct_io.load(Ordering::Relaxed) {
                 "direct".into()
             } else {
                 "buffered".into()
             },
-            current_segment: d.current_segment,
+            current_segment: st.current_segment(),
             last_error: d.last_error,
-            recovery: d.recovery,
+            recovery: st.recovery(),
         }
     }
-}
-
-/// Store-wide counters (retention is global across cameras).
-#[derive(Debug, Default)]
-pub struct StoreStatus {
-    pub retention_deleted_segments: AtomicU64,
-    pub retention_deleted_bytes: AtomicU64,
-    pub retention_failures: AtomicU64,
-    pub used_bytes: AtomicU64,
-    pub free_bytes: AtomicU64,
-    /// The configured cap and free-space floor, for gauges.
-    pub cap_bytes: AtomicU64,
-    pub min_free_bytes: AtomicU64,
-    pub last_retention_error: Mutex<Option<String>>,
-    /// Set when the cap cannot be met (everything left is protected or open).
-    pub cap_unreachable: AtomicBool,
-    /// Bytes of locked (incident) footage and their own cap (0: none).
-    pub locked_bytes: AtomicU64,
-    pub locked_cap_bytes: AtomicU64,
-    pub incidents_released: AtomicU64,
-    /// What the locked-footage cap last had to do, for people.
-    pub locked_message: Mutex<Option<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -160,7 +137,8 @@ pub struct Status {
     /// Monotonic time the recorder started, for uptime.
     pub started_mono_ns: AtomicU64,
     pub cameras: Vec<Arc<CameraStatus>>,
-    pub store: StoreStatus,
+    /// Kept by the store's retention.
+    pub store: Arc<StoreStats>,
     pub config_problem: Mutex<Option<String>>,
     /// The state of the wall clock, refreshed by the housekeeping thread.
     pub clock: Mutex<Option<serde_json::Value>>,

@@ -19,9 +19,8 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use crate::clock::{boot_id_hex, format_rfc3339_ms, AdjustableClock, Clock, WallClockSetter};
-use crate::store::catalog::Listing;
 use crate::store::io::StorageIo;
-use crate::store::{anchor, catalog, sidecar, StoreError};
+use crate::store::{sidecar, BootRelabel, Store, StoreError};
 
 pub const SAVED_TIME_FILE: &str = "last-wall-time";
 /// How often the wall time is saved while recording.
@@ -78,8 +77,8 @@ struct State {
 }
 
 pub struct Timekeeper {
-    io: Arc<dyn StorageIo>,
-    data_dir: PathBuf,
+    /// The saved time and clock anchors live in the store.
+    store: Store,
     clock: Arc<AdjustableClock>,
     setter: Box<dyn WallClockSetter>,
     boot_id: [u8; 16],
@@ -218,16 +217,16 @@ impl Timekeeper {
     /// Restores the wall clock from the saved time if the clock is behind it.
     /// Call before recording starts (and after recovery).
     pub fn start(
-        io: Arc<dyn StorageIo>,
-        data_dir: &Path,
+        store: Store,
         clock: Arc<AdjustableClock>,
         setter: Box<dyn WallClockSetter>,
         boot_id: [u8; 16],
     ) -> Timekeeper {
-        if let Err(e) = io.create_dir_all(data_dir) {
+        let (io, data_dir) = (store.io().clone(), store.data_dir().to_path_buf());
+        if let Err(e) = io.create_dir_all(&data_dir) {
             log::warn!("cannot create {}: {e}", data_dir.display());
         }
-        let saved = read_saved_time(io.as_ref(), data_dir);
+        let saved = read_saved_time(io.as_ref(), &data_dir);
         let mut source = ClockSource::System;
         if let Some(saved) = &saved {
             let target = start_time(saved, &boot_id_hex(&boot_id), clock.mono_ns());
@@ -278,10 +277,9 @@ impl Timekeeper {
             }
         }
         let saved = saved.map(|s| s.wall_ns);
-        let boot_first_seq = boot_first_sequences(io.as_ref(), data_dir, &boot_id);
+        let boot_first_seq = store.boot_first_sequences(&boot_id);
         let keeper = Timekeeper {
-            io,
-            data_dir: data_dir.to_path_buf(),
+            store,
             clock,
             setter,
             boot_id,
@@ -316,8 +314,8 @@ impl Timekeeper {
             estimated: self.clock.wall_estimated(),
         }
         .encode();
-        let path = saved_time_path(&self.data_dir);
-        let result = sidecar::write_atomic(self.io.as_ref(), &path, text.as_bytes());
+        let path = saved_time_path(self.store.data_dir());
+        let result = sidecar::write_atomic(self.store.io().as_ref(), &path, text.as_bytes());
         let mut st = self.state();
         st.last_save_mono_ns = self.clock.mono_ns().max(1);
         match result {
@@ -370,15 +368,13 @@ impl Timekeeper {
         let previous = self.clock.wall_ns();
         let old_offset = previous - mono;
         let new_offset = wall_ns - mono;
-        let relabelled = anchor::relabel_boot(
-            self.io.as_ref(),
-            &self.data_dir,
-            &self.boot_id,
-            new_offset,
-            old_offset,
-            &self.boot_first_seq,
-            wall_ns,
-        )?;
+        let relabelled = self.store.relabel_boot(&BootRelabel {
+            boot_id: self.boot_id,
+            wall_minus_mono_ns: new_offset,
+            current_offset_ns: old_offset,
+            first_seq: self.boot_first_seq.clone(),
+            set_at_wall_ns: wall_ns,
+        })?;
         let source = match self.setter.set_wall_ns(wall_ns) {
             Ok(()) => {
                 self.clock.set_offset_ns(0);
@@ -416,35 +412,6 @@ impl Timekeeper {
     pub fn boot_id(&self) -> [u8; 16] {
         self.boot_id
     }
-}
-
-/// Per camera: the oldest segment number of the newest run of segments
-/// recorded in this boot, or one past the newest segment if none was.
-/// (A service restarted within one boot keeps its earlier segments in the
-/// boot.)
-fn boot_first_sequences(
-    io: &dyn StorageIo,
-    data_dir: &Path,
-    boot_id: &[u8; 16],
-) -> HashMap<String, u64> {
-    let mut out = HashMap::new();
-    let Ok(cameras) = catalog::list_cameras(io, data_dir) else {
-        return out;
-    };
-    for camera in cameras {
-        let Ok(Listing { segments, .. }) = catalog::list_segments(io, data_dir, &camera) else {
-            continue;
-        };
-        let mut first = segments.last().map_or(0, |s| s.seq + 1);
-        for seg in segments.iter().rev() {
-            match crate::store::reader::SegmentReader::open(io, &seg.path) {
-                Ok(r) if r.stream.boot_id == *boot_id => first = seg.seq,
-                _ => break,
-            }
-        }
-        out.insert(camera, first);
-    }
-    out
 }
 
 #[cfg(test)]

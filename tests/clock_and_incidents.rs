@@ -14,16 +14,17 @@ use dashvault::clock::{
 };
 use dashvault::export::{ExportOptions, Mp4Export};
 use dashvault::incident::{IncidentKeeper, RollSettings, TriggerSource};
-use dashvault::status::{CameraStatus, Status};
+use dashvault::status::Status;
 use dashvault::store::catalog::{list_all, list_segments, SegmentEntry};
 use dashvault::store::format::FLAG_WALL_ESTIMATED;
 use dashvault::store::incidents;
 use dashvault::store::io::StorageIo;
-use dashvault::store::query::{label_start_ns, open_range};
+use dashvault::store::query::label_start_ns;
 use dashvault::store::reader::SegmentReader;
 use dashvault::store::retention::{Retention, RetentionPolicy};
 use dashvault::store::sim::SimIo;
 use dashvault::store::writer::{EncodedFrame, OpenSegments, SegmentWriter, WriterSettings};
+use dashvault::store::Store;
 use dashvault::timekeeper::{read_saved, ClockSource, Timekeeper};
 
 const S: u64 = 1_000_000_000;
@@ -50,7 +51,7 @@ fn writer(io: Arc<dyn StorageIo>, boot_id: [u8; 16], open: OpenSegments) -> Segm
             want_direct: false,
             boot_id,
         },
-        CameraStatus::new("front"),
+        Default::default(),
         open,
     )
     .unwrap()
@@ -63,7 +64,12 @@ fn timekeeper(
     setter: impl WallClockSetter + 'static,
     boot_id: [u8; 16],
 ) -> Timekeeper {
-    Timekeeper::start(io.clone(), &data_dir(), clock, Box::new(setter), boot_id)
+    Timekeeper::start(
+        Store::new(io.clone(), data_dir()),
+        clock,
+        Box::new(setter),
+        boot_id,
+    )
 }
 
 /// Records `seconds` of 10 fps frames stamped by `clock`, advancing it.
@@ -281,8 +287,7 @@ fn setting_the_time_relabels_this_boots_segments_and_nothing_else_and_exports_us
     let from = b_first + 5 * S as i64;
     let to = from + 20 * S as i64;
     let export = Mp4Export::open(
-        io.as_ref(),
-        &data_dir(),
+        &Store::new(io.clone(), data_dir()),
         "front",
         from,
         to,
@@ -295,18 +300,15 @@ fn setting_the_time_relabels_this_boots_segments_and_nothing_else_and_exports_us
         "{first} vs {from}"
     );
     assert!(last < to && last >= to - S as i64);
-    let range = open_range(io.as_ref(), &data_dir(), "front", from, to).unwrap();
+    let range = Store::new(io.clone(), data_dir())
+        .range("front", from, to)
+        .unwrap();
     assert_eq!(range.frame_count(), 200);
     // Under the old (uncorrected) times nothing of boot B is found any more.
     let stale_from = from - 86_400 * S as i64;
-    let stale = open_range(
-        io.as_ref(),
-        &data_dir(),
-        "front",
-        stale_from,
-        stale_from + 20 * S as i64,
-    )
-    .unwrap();
+    let stale = Store::new(io.clone(), data_dir())
+        .range("front", stale_from, stale_from + 20 * S as i64)
+        .unwrap();
     assert_eq!(stale.frame_count(), 0);
 
     // Set again (the first phone was 5 s fast): the new anchor replaces the
@@ -343,34 +345,28 @@ fn lock_rig(cap_bytes: u64, locked_cap: Option<u64>, roll_s: u64) -> LockRig {
     let sim = SimIo::new(u64::MAX / 4);
     let io: Arc<dyn StorageIo> = Arc::new(sim.clone());
     let clock = SimulatedClock::new(100 * S, TRUE_WALL);
-    let status = Arc::new(Status::default());
-    let open: OpenSegments = Arc::default();
-    let retention = Arc::new(Retention::new(
-        io.clone(),
-        &data_dir(),
-        RetentionPolicy {
-            cap_bytes,
-            min_free_bytes: 0,
-        },
-        open.clone(),
-        status.clone(),
-    ));
+    let store = Store::new(io.clone(), data_dir());
+    let status = Arc::new(Status {
+        store: store.stats().clone(),
+        ..Status::default()
+    });
+    let retention = Arc::new(store.retention(RetentionPolicy {
+        cap_bytes,
+        min_free_bytes: 0,
+    }));
     retention.set_locked_cap(locked_cap);
     let keeper = Arc::new(IncidentKeeper::new(
-        io.clone(),
-        &data_dir(),
+        store.clone(),
         Arc::new(clock.clone()),
         BOOT_B,
         RollSettings {
             pre_roll_ns: roll_s * S,
             post_roll_ns: roll_s * S,
         },
-        open.clone(),
-        retention.pass_lock(),
     ));
     let k = keeper.clone();
     retention.set_before_plan(Arc::new(move || k.lock_pending()));
-    let mut w = writer(io.clone(), BOOT_B, open);
+    let mut w = writer(io.clone(), BOOT_B, store.open_segments().clone());
     let r = retention.clone();
     w.set_before_new_segment(Arc::new(move || {
         r.enforce();
@@ -487,14 +483,9 @@ fn rotation_under_a_tiny_cap_never_deletes_locked_footage() {
             >= 8
     );
     // Every frame of the incident window is still there and readable.
-    let range = open_range(
-        rig.io.as_ref(),
-        &data_dir(),
-        "front",
-        rec.from_ns,
-        rec.to_ns + 1,
-    )
-    .unwrap();
+    let range = Store::new(rig.io.clone(), data_dir())
+        .range("front", rec.from_ns, rec.to_ns + 1)
+        .unwrap();
     assert_eq!(range.frame_count(), 61);
     for (seg, i, _) in range.frames() {
         seg.reader.read_frame(i).unwrap();
@@ -679,16 +670,13 @@ fn an_incident_cut_short_by_the_power_is_finished_at_the_next_start() {
     assert!(!locked_before.is_empty());
     // The next boot.
     let keeper = IncidentKeeper::new(
-        rig.io.clone(),
-        &data_dir(),
+        Store::new(rig.io.clone(), data_dir()),
         Arc::new(SimulatedClock::new(S, TRUE_WALL + 600 * S as i64)),
         BOOT_A,
         RollSettings {
             pre_roll_ns: 30 * S,
             post_roll_ns: 30 * S,
         },
-        Arc::default(),
-        Arc::default(),
     );
     let list = keeper.list().unwrap();
     assert_eq!(list.len(), 1);
@@ -731,16 +719,13 @@ fn a_g_sensor_going_off_all_along_a_rough_road_makes_incidents_the_cap_can_relea
 
 fn restart_keeper(rig: &LockRig, clock: SimulatedClock, boot_id: [u8; 16]) -> IncidentKeeper {
     IncidentKeeper::new(
-        rig.io.clone(),
-        &data_dir(),
+        Store::new(rig.io.clone(), data_dir()),
         Arc::new(clock),
         boot_id,
         RollSettings {
             pre_roll_ns: 30 * S,
             post_roll_ns: 30 * S,
         },
-        Arc::default(),
-        Arc::default(),
     )
 }
 

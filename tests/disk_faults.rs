@@ -21,6 +21,7 @@ use dashvault::store::io::{RealIo, StorageIo};
 use dashvault::store::reader::SegmentReader;
 use dashvault::store::sim::SimIo;
 use dashvault::store::verify::verify;
+use dashvault::store::Store;
 
 fn data_dir() -> PathBuf {
     PathBuf::from("/data")
@@ -41,9 +42,8 @@ fn start(sim: &SimIo, res: (u32, u32), fps: u32, min_free_mb: u64) -> Recorder {
     Recorder::start(
         &config,
         RecorderParts {
-            io: Arc::new(sim.clone()),
+            store: Store::new(Arc::new(sim.clone()), data_dir()),
             clock: clock.clone(),
-            data_dir: data_dir(),
             sources: vec![(cam.clone(), source_for(&cam, clock))],
             want_direct: true,
             boot_id: [3; 16],
@@ -100,9 +100,9 @@ fn a_full_disk_with_no_free_space_floor_deletes_the_oldest_and_keeps_recording()
         last_error(&r)
     );
     // Recording goes on after the disk filled: frames keep being stored.
-    let before = cam(&r).written.load(Ordering::Relaxed);
+    let before = cam(&r).storage.written.load(Ordering::Relaxed);
     wait_for("recording to continue", 20, || {
-        cam(&r).written.load(Ordering::Relaxed) >= before + 30
+        cam(&r).storage.written.load(Ordering::Relaxed) >= before + 30
     });
     r.stop();
     // The disk is still full when recording stops, so a segment whose
@@ -130,7 +130,7 @@ fn failing_io_closes_the_segment_and_recording_resumes(fail: impl Fn(&SimIo, boo
     let sim = SimIo::default();
     let r = start(&sim, (160, 120), 10, 0);
     wait_for("frames", 20, || {
-        cam(&r).written.load(Ordering::Relaxed) >= 15
+        cam(&r).storage.written.load(Ordering::Relaxed) >= 15
     });
     let segments_before = list_all(&sim, &data_dir()).unwrap().len();
     fail(&sim, true);
@@ -141,9 +141,9 @@ fn failing_io_closes_the_segment_and_recording_resumes(fail: impl Fn(&SimIo, boo
     // 2 s of failures with back-off from 500 ms: a handful of attempts, not
     // one per frame (20 frames) and not a busy loop.
     assert!((1..=5).contains(&errors), "{errors} storage errors in 2 s");
-    let written = cam(&r).written.load(Ordering::Relaxed);
+    let written = cam(&r).storage.written.load(Ordering::Relaxed);
     wait_for("recording to resume", 20, || {
-        cam(&r).written.load(Ordering::Relaxed) >= written + 15
+        cam(&r).storage.written.load(Ordering::Relaxed) >= written + 15
     });
     r.stop();
     let segs = list_all(&sim, &data_dir()).unwrap();
@@ -187,7 +187,7 @@ fn a_read_only_data_folder_is_shown_retried_with_backoff_and_recording_resumes()
     let sim = SimIo::default();
     let r = start(&sim, (160, 120), 10, 0);
     wait_for("frames", 20, || {
-        cam(&r).written.load(Ordering::Relaxed) >= 5
+        cam(&r).storage.written.load(Ordering::Relaxed) >= 5
     });
     sim.fail_writes_with(Some(ErrorKind::PermissionDenied));
     sim.fail_syncs_with(Some(ErrorKind::PermissionDenied));

@@ -17,11 +17,11 @@ use dashvault::encode::{EncoderSettings, JpegEncoder};
 use dashvault::export::mp4::find_boxes;
 use dashvault::export::{ExportError, ExportOptions, Mp4Export};
 use dashvault::frame::CaptureTime;
-use dashvault::status::CameraStatus;
 use dashvault::store::catalog::list_segments;
 use dashvault::store::io::{RealIo, StorageIo};
 use dashvault::store::recovery::recover_camera;
 use dashvault::store::writer::{EncodedFrame, SegmentWriter, WriterSettings};
+use dashvault::store::Store;
 
 const INTERVAL_NS: u64 = 33_333_333;
 /// 2026-11-20T10:00:00Z
@@ -83,7 +83,7 @@ fn writer(data_dir: &Path, boot: u8) -> SegmentWriter {
             want_direct: true,
             boot_id: [boot; 16],
         },
-        CameraStatus::new("front"),
+        Default::default(),
         Default::default(),
     )
     .unwrap()
@@ -200,7 +200,7 @@ fn ticks(ns: u64) -> u64 {
 
 fn export_all(f: &Footage, options: ExportOptions) -> (Mp4Export, Vec<u8>) {
     let (from, to) = f.range();
-    let e = Mp4Export::open(&RealIo::new(), f.data_dir(), "front", from, to, options).unwrap();
+    let e = Mp4Export::open(&Store::on_disk(f.data_dir()), "front", from, to, options).unwrap();
     let mut body = Vec::new();
     e.write_range(0, e.len(), &mut body).unwrap();
     assert_eq!(body.len() as u64, e.len());
@@ -448,8 +448,7 @@ fn chunk_offsets_switch_to_64_bits_and_still_play() {
     let (from, to) = footage.range();
     let (normal, body) = export_all(&footage, ExportOptions::default());
     let wide = Mp4Export::open_with_chunk_offset_limit(
-        &RealIo::new(),
-        footage.data_dir(),
+        &Store::on_disk(footage.data_dir()),
         "front",
         from,
         to,
@@ -485,8 +484,7 @@ fn part_of_the_footage_starts_and_ends_at_the_requested_times() {
     let from = START_WALL_NS + 1_500_000_000;
     let to = START_WALL_NS + 3_200_000_000;
     let e = Mp4Export::open(
-        &RealIo::new(),
-        footage.data_dir(),
+        &Store::on_disk(footage.data_dir()),
         "front",
         from,
         to,
@@ -513,10 +511,8 @@ fn part_of_the_footage_starts_and_ends_at_the_requested_times() {
 #[test]
 fn no_footage_and_backwards_ranges_are_told_apart() {
     let footage = record_footage();
-    let io = RealIo::new();
     let err = Mp4Export::open(
-        &io,
-        footage.data_dir(),
+        &Store::on_disk(footage.data_dir()),
         "front",
         START_WALL_NS - 600_000_000_000,
         START_WALL_NS - 1,
@@ -528,8 +524,7 @@ fn no_footage_and_backwards_ranges_are_told_apart() {
     assert!(err.to_string().contains("front"), "{err}");
     assert!(err.to_string().contains("2026-11-20T09:50:00Z"), "{err}");
     let err = Mp4Export::open(
-        &io,
-        footage.data_dir(),
+        &Store::on_disk(footage.data_dir()),
         "rear",
         0,
         i64::MAX,
@@ -539,8 +534,7 @@ fn no_footage_and_backwards_ranges_are_told_apart() {
     .unwrap();
     assert!(matches!(err, ExportError::NoFootage { .. }), "{err}");
     let err = Mp4Export::open(
-        &io,
-        footage.data_dir(),
+        &Store::on_disk(footage.data_dir()),
         "front",
         10,
         10,
@@ -606,8 +600,7 @@ fn cli_writes_the_same_bytes_as_the_library() {
     let from = "2026-11-20T10:00:01Z";
     let to = "2026-11-20T10:00:09Z";
     let e = Mp4Export::open(
-        &RealIo::new(),
-        footage.data_dir(),
+        &Store::on_disk(footage.data_dir()),
         "front",
         dashvault::clock::parse_rfc3339(from).unwrap(),
         dashvault::clock::parse_rfc3339(to).unwrap(),

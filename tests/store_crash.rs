@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dashvault::frame::CaptureTime;
-use dashvault::status::CameraStatus;
 use dashvault::store::catalog::list_all;
 use dashvault::store::io::StorageIo;
 use dashvault::store::reader::SegmentReader;
@@ -130,8 +129,13 @@ fn check_image(image: SimIo, durable_frames: u64, written_frames: u64, what: &st
 
     // Recording resumes into a fresh segment and numbering continues.
     let io: Arc<dyn StorageIo> = Arc::new(image.clone());
-    let status = CameraStatus::new("front");
-    let mut w = SegmentWriter::new(io.clone(), settings(1.0), status, Default::default()).unwrap();
+    let mut w = SegmentWriter::new(
+        io.clone(),
+        settings(1.0),
+        Default::default(),
+        Default::default(),
+    )
+    .unwrap();
     let next = frames.keys().last().map_or(0, |l| l + 1);
     let mut f = frame(next + 1000);
     f.jpeg = payload(next).into();
@@ -166,8 +170,8 @@ fn record(total: u64, check: MomentCheck) {
         })));
     }
     let io: Arc<dyn StorageIo> = Arc::new(sim.clone());
-    let status = CameraStatus::new("front");
-    let mut w = SegmentWriter::new(io, settings(0.5), status, Default::default()).unwrap();
+    let mut w =
+        SegmentWriter::new(io, settings(0.5), Default::default(), Default::default()).unwrap();
     let mut syncs = sim.sync_count();
     for n in 0..total {
         let f = frame(n);
@@ -246,13 +250,8 @@ fn every_synced_frame_survives_a_cut_at_every_append_and_inside_every_sync() {
 fn synced_segment(frames: u64) -> (SimIo, SegmentWriter) {
     let sim = SimIo::default();
     let io: Arc<dyn StorageIo> = Arc::new(sim.clone());
-    let mut w = SegmentWriter::new(
-        io,
-        settings(10.0),
-        CameraStatus::new("front"),
-        Default::default(),
-    )
-    .unwrap();
+    let mut w =
+        SegmentWriter::new(io, settings(10.0), Default::default(), Default::default()).unwrap();
     for n in 0..frames {
         let f = frame(n);
         w.append(&f, f.captured.mono_ns).unwrap();
@@ -316,13 +315,8 @@ fn two_unclosed_segments_are_both_closed_at_start() {
     first.abandon();
     drop(first);
     let io: Arc<dyn StorageIo> = Arc::new(sim.clone());
-    let mut second = SegmentWriter::new(
-        io,
-        settings(10.0),
-        CameraStatus::new("front"),
-        Default::default(),
-    )
-    .unwrap();
+    let mut second =
+        SegmentWriter::new(io, settings(10.0), Default::default(), Default::default()).unwrap();
     for n in 10..20 {
         let f = frame(n);
         second.append(&f, f.captured.mono_ns).unwrap();

@@ -58,7 +58,7 @@ fn rig(capacity: u64, cap_bytes: u64, min_free_bytes: u64) -> Rig {
             min_free_bytes,
         },
         open.clone(),
-        status.clone(),
+        status.store.clone(),
     ));
     let mut writer = SegmentWriter::new(
         io,
@@ -72,7 +72,7 @@ fn rig(capacity: u64, cap_bytes: u64, min_free_bytes: u64) -> Rig {
             want_direct: false,
             boot_id: [0; 16],
         },
-        cam,
+        cam.storage.clone(),
         open,
     )
     .unwrap();
@@ -321,7 +321,7 @@ fn deleted_data_folder_is_recreated_for_the_next_segment() {
             want_direct: false,
             boot_id: [0; 16],
         },
-        CameraStatus::new("front"),
+        Default::default(),
         OpenSegments::default(),
     )
     .unwrap();

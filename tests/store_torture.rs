@@ -21,13 +21,13 @@ use dashvault::store::catalog::{list_all, list_cameras};
 use dashvault::store::crash_states::{CrashChoice, Replay, Unit};
 use dashvault::store::format::{RecordHeader, RecordKind, HEADER_LEN};
 use dashvault::store::io::StorageIo;
-use dashvault::store::query::open_range;
 use dashvault::store::reader::SegmentReader;
 use dashvault::store::recovery::recover_camera;
 use dashvault::store::retention::{Retention, RetentionPolicy};
 use dashvault::store::sim::SimIo;
 use dashvault::store::verify::verify;
 use dashvault::store::writer::{EncodedFrame, OpenSegments, SegmentWriter, WriterSettings};
+use dashvault::store::Store;
 
 const CAMERAS: [(&str, u64); 2] = [("front", 1), ("rear", 2)];
 const TICK_NS: u64 = 33_333_333;
@@ -121,7 +121,7 @@ fn start_recording(io: &Arc<dyn StorageIo>) -> Rig {
             min_free_bytes: 0,
         },
         open.clone(),
-        status.clone(),
+        status.store.clone(),
     ));
     let mut writers = Vec::new();
     let mut next_seq = Vec::new();
@@ -138,7 +138,7 @@ fn start_recording(io: &Arc<dyn StorageIo>) -> Rig {
                 want_direct: true,
                 boot_id: [7; 16],
             },
-            status.cameras[i].clone(),
+            status.cameras[i].storage.clone(),
             open.clone(),
         )
         .unwrap();
@@ -305,7 +305,8 @@ fn check_image(
     }
     // Playback and export see exactly the stored frames.
     for (camera, frames) in &stored {
-        let range = open_range(image, &data_dir(), camera, 0, i64::MAX / 2)
+        let range = Store::new(Arc::new(image.clone()), data_dir())
+            .range(camera, 0, i64::MAX / 2)
             .map_err(|e| format!("playback: {e}"))?;
         ensure!(range.problems.is_empty(), "playback: {:?}", range.problems);
         let mut played = 0;
@@ -331,8 +332,7 @@ fn check_image(
             frames.len()
         );
         let export = Mp4Export::open(
-            image,
-            &data_dir(),
+            &Store::new(Arc::new(image.clone()), data_dir()),
             camera,
             0,
             i64::MAX / 2,

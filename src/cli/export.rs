@@ -12,9 +12,7 @@ use argh::FromArgs;
 
 use crate::clock::{format_rfc3339, parse_rfc3339};
 use crate::export::{ExportError, ExportOptions, Mp4Export};
-use crate::store::catalog::{list_cameras, list_segments};
-use crate::store::io::RealIo;
-use crate::store::query::newest_frame_wall_ns;
+use crate::store::Store;
 
 /// Output buffer: large writes keep the copy loop cheap.
 const OUTPUT_BUFFER_BYTES: usize = 1 << 20;
@@ -52,10 +50,10 @@ pub struct ExportArgs {
 
 pub fn run(config_path: &Path, args: ExportArgs) -> anyhow::Result<i32> {
     let data_dir = super::data_dir_for(config_path, args.data_dir.clone());
-    let io = RealIo::new();
+    let store = Store::on_disk(&data_dir);
     let camera = match &args.camera {
         Some(c) => c.clone(),
-        None => match first_camera_with_recordings(&io, &data_dir)? {
+        None => match store.first_camera_with_recordings()? {
             Some(c) => c,
             None => {
                 eprintln!("no recordings in {}", data_dir.display());
@@ -63,14 +61,14 @@ pub fn run(config_path: &Path, args: ExportArgs) -> anyhow::Result<i32> {
             }
         },
     };
-    let Some((from_ns, to_ns)) = time_range(&io, &data_dir, &camera, &args)? else {
+    let Some((from_ns, to_ns)) = time_range(&store, &camera, &args)? else {
         eprintln!("no footage of camera '{camera}' in {}", data_dir.display());
         return Ok(1);
     };
     let options = ExportOptions {
         time_track: !args.no_time_track,
     };
-    let export = match Mp4Export::open(&io, &data_dir, &camera, from_ns, to_ns, options) {
+    let export = match Mp4Export::open(&store, &camera, from_ns, to_ns, options) {
         Ok(e) => e,
         Err(e @ ExportError::NoFootage { .. }) => {
             eprintln!("{e}");
@@ -151,20 +149,10 @@ fn write_file(export: &Mp4Export, path: &Path) -> anyhow::Result<()> {
     result
 }
 
-fn first_camera_with_recordings(io: &RealIo, data_dir: &Path) -> anyhow::Result<Option<String>> {
-    for camera in list_cameras(io, data_dir)? {
-        if !list_segments(io, data_dir, &camera)?.segments.is_empty() {
-            return Ok(Some(camera));
-        }
-    }
-    Ok(None)
-}
-
 /// `[from, to)` in wall ns from the arguments; `None` when `--last` needs
 /// the newest frame and the camera has none.
 fn time_range(
-    io: &RealIo,
-    data_dir: &Path,
+    store: &Store,
     camera: &str,
     args: &ExportArgs,
 ) -> anyhow::Result<Option<(i64, i64)>> {
@@ -176,7 +164,7 @@ fn time_range(
                 .map_err(|e| anyhow!("--last: '{last}' is not a duration like 5m or 90s: {e}"))?;
             let to_ns = match to {
                 Some(to) => parse(to, "to")?,
-                None => match newest_frame_wall_ns(io, data_dir, camera)? {
+                None => match store.newest_frame_wall_ns(camera)? {
                     Some(newest) => newest + 1,
                     None => return Ok(None),
                 },

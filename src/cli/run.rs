@@ -17,7 +17,7 @@ use crate::http::auth::{load_or_create_token, Auth, TokenSource};
 use crate::http::server::Limits;
 use crate::http::HttpService;
 use crate::recorder::{Recorder, RecorderParts};
-use crate::store::io::{RealIo, StorageIo};
+use crate::store::Store;
 use crate::timekeeper::Timekeeper;
 use std::net::{IpAddr, SocketAddr};
 
@@ -83,8 +83,7 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
         .unwrap_or_else(|| config.resolved_data_dir(config_path));
     println!("config: {}", config_path.display());
     println!("data:   {}", data_dir.display());
-    let io: Arc<dyn StorageIo> = Arc::new(RealIo::new());
-    let io_for_http = io.clone();
+    let store = Store::on_disk(&data_dir);
     let sources = config
         .cameras
         .iter()
@@ -110,8 +109,7 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
     install_signal_handlers();
     let boot_id = crate::clock::boot_id();
     let timekeeper = Arc::new(Timekeeper::start(
-        io.clone(),
-        &data_dir,
+        store.clone(),
         adjustable,
         if args.clock_offset_only {
             Box::new(DeniedWallClockSetter)
@@ -133,9 +131,8 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
     let recorder = Recorder::start(
         &config,
         RecorderParts {
-            io,
+            store: store.clone(),
             clock: clock.clone(),
-            data_dir: data_dir.clone(),
             sources,
             want_direct: !args.no_direct,
             boot_id,
@@ -151,7 +148,7 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
             .unwrap_or_else(|e| e.into_inner()) = Some(problem.to_string());
     }
     for cam in &recorder.status.cameras {
-        for r in &cam.detail().recovery {
+        for r in &cam.storage.recovery() {
             println!(
                 "recovered {}/{}: {} frames ({:.1} s), {} torn bytes cut: {}",
                 cam.id, r.segment, r.frames, r.seconds, r.torn_bytes, r.action
@@ -161,8 +158,7 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
     let http = start_http(
         config_path,
         &config,
-        &data_dir,
-        io_for_http,
+        store,
         &recorder,
         clock.clone(),
         timekeeper,
@@ -268,8 +264,7 @@ fn start_triggers(
 fn start_http(
     config_path: &Path,
     config: &config::Config,
-    data_dir: &Path,
-    io: Arc<dyn StorageIo>,
+    store: Store,
     recorder: &Recorder,
     clock: Arc<dyn Clock>,
     timekeeper: Arc<Timekeeper>,
@@ -300,8 +295,7 @@ fn start_http(
     };
     let mut ctx = ApiContext::new(
         config.clone(),
-        data_dir.to_path_buf(),
-        io,
+        store,
         recorder.status.clone(),
         recorder.live.clone(),
         clock.clone(),

@@ -137,14 +137,14 @@ pub fn http_call(
 
 /// What is stored, per camera, read from the files themselves.
 fn print_store(data_dir: &Path) -> anyhow::Result<i32> {
-    let io = crate::store::io::RealIo::new();
-    let cameras = crate::store::catalog::list_cameras(&io, data_dir)?;
+    let store = crate::store::Store::on_disk(data_dir);
+    let cameras = store.cameras()?;
     if cameras.is_empty() {
         println!("no recordings in {}", data_dir.display());
         return Ok(1);
     }
     for camera in cameras {
-        let listing = crate::store::catalog::list_segments(&io, data_dir, &camera)?;
+        let listing = store.segments(&camera)?;
         let (segments, quarantined) = (listing.segments, listing.quarantined);
         let bytes: u64 = segments.iter().map(|s| s.len).sum();
         println!(

@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 
 use argh::FromArgs;
 
-use crate::store::io::RealIo;
-use crate::store::verify::verify;
+use crate::store::Store;
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "verify")]
@@ -28,7 +27,7 @@ pub struct VerifyArgs {
 
 pub fn run(config_path: &Path, args: VerifyArgs) -> anyhow::Result<i32> {
     let data_dir = super::data_dir_for(config_path, args.data_dir);
-    let report = verify(&RealIo::new(), &data_dir, args.deep)?;
+    let report = Store::on_disk(&data_dir).verify(args.deep)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

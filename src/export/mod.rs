@@ -24,13 +24,11 @@ pub mod mp4;
 
 use std::io::Write;
 use std::ops::Range;
-use std::path::Path;
 
 use crate::clock::{format_compact, format_overlay, format_rfc3339};
 use crate::store::format::{StreamHeader, FLAG_WALL_ESTIMATED};
-use crate::store::io::StorageIo;
-use crate::store::query::{open_range, FrameRange};
-use crate::store::StoreError;
+use crate::store::query::FrameRange;
+use crate::store::{Store, StoreError};
 
 use mp4::{BoxWriter, Chunk, Movie, Track, TrackMedia, TIMESCALE};
 
@@ -162,16 +160,14 @@ impl Mp4Export {
     /// builds the header. Segments that cannot be read are skipped and
     /// listed in [`problems`](Mp4Export::problems).
     pub fn open(
-        io: &dyn StorageIo,
-        data_dir: &Path,
+        store: &Store,
         camera: &str,
         from_ns: i64,
         to_ns: i64,
         options: ExportOptions,
     ) -> Result<Mp4Export, ExportError> {
         Self::open_with_chunk_offset_limit(
-            io,
-            data_dir,
+            store,
             camera,
             from_ns,
             to_ns,
@@ -184,8 +180,7 @@ impl Mp4Export {
     /// soon as one exceeds `limit` instead of `u32::MAX`. Tests use this to
     /// check the 64-bit path without writing 4 GiB.
     pub fn open_with_chunk_offset_limit(
-        io: &dyn StorageIo,
-        data_dir: &Path,
+        store: &Store,
         camera: &str,
         from_ns: i64,
         to_ns: i64,
@@ -198,7 +193,7 @@ impl Mp4Export {
                 to: to_ns,
             });
         }
-        let range = open_range(io, data_dir, camera, from_ns, to_ns)?;
+        let range = store.range(camera, from_ns, to_ns)?;
         let frame_count = range.frame_count();
         if frame_count == 0 {
             return Err(ExportError::NoFootage {

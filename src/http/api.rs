@@ -12,11 +12,9 @@ use crate::clock::{format_rfc3339, format_rfc3339_ms, parse_rfc3339, Clock};
 use crate::config::Config;
 use crate::live::LiveHub;
 use crate::status::Status;
-use crate::store::catalog::{self, SegmentEntry};
-use crate::store::io::StorageIo;
+use crate::store::catalog::SegmentEntry;
 use crate::store::query::{self, Span, SpanBuilder};
-use crate::store::reader::SegmentReader;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 
 use super::assets;
 use super::auth::{self, Auth, Verdict};
@@ -26,8 +24,8 @@ use super::stream;
 /// Everything the handlers read.
 pub struct ApiContext {
     pub config: Config,
-    pub data_dir: PathBuf,
-    pub io: Arc<dyn StorageIo>,
+    /// Stored footage: the only way the handlers reach it.
+    pub store: Store,
     pub status: Arc<Status>,
     pub live: Arc<LiveHub>,
     pub clock: Arc<dyn Clock>,
@@ -57,7 +55,11 @@ pub enum ApiError {
     Unauthorized(String),
     NotFound(String),
     MethodNotAllowed(String),
-    RangeNotSatisfiable { len: u64 },
+    /// The thing asked for exists but is damaged (a segment download).
+    Conflict(String),
+    RangeNotSatisfiable {
+        len: u64,
+    },
     SlowDown(u64),
     Unavailable(String),
     Internal(String),
@@ -70,6 +72,7 @@ impl ApiError {
             ApiError::Unauthorized(m) => (401, m.clone()),
             ApiError::NotFound(m) => (404, m.clone()),
             ApiError::MethodNotAllowed(m) => (405, m.clone()),
+            ApiError::Conflict(m) => (409, m.clone()),
             ApiError::RangeNotSatisfiable { len } => (
                 416,
                 format!("the range is outside the {len} bytes of this file"),
@@ -192,8 +195,7 @@ impl Route {
 impl ApiContext {
     pub fn new(
         config: Config,
-        data_dir: PathBuf,
-        io: Arc<dyn StorageIo>,
+        store: Store,
         status: Arc<Status>,
         live: Arc<LiveHub>,
         clock: Arc<dyn Clock>,
@@ -201,8 +203,7 @@ impl ApiContext {
     ) -> ApiContext {
         ApiContext {
             config,
-            data_dir,
-            io,
+            store,
             status,
             live,
             clock,
@@ -238,8 +239,8 @@ impl ApiContext {
             }
             _ => return Err(ApiError::BadRequest("camera: missing".into())),
         };
-        let known = self.config.cameras.iter().any(|c| c.id == id)
-            || catalog::list_cameras(self.io.as_ref(), &self.data_dir)?.contains(&id);
+        let known =
+            self.config.cameras.iter().any(|c| c.id == id) || self.store.cameras()?.contains(&id);
         if known {
             Ok(id)
         } else {
@@ -446,13 +447,20 @@ fn recordings(ctx: &ApiContext, req: &Request) -> ApiResult {
     if from >= to {
         return Err(ApiError::BadRequest("from: must be before to".into()));
     }
-    let listing = catalog::list_segments(ctx.io.as_ref(), &ctx.data_dir, &camera)?;
-    let (segments, quarantined) = (listing.segments, listing.quarantined);
+    let listing = ctx.store.segments(&camera)?;
+    let segments = listing.segments;
     let mut spans = SpanBuilder::default();
     let mut listed = Vec::new();
-    let mut problems: Vec<String> = quarantined
+    let mut problems: Vec<String> = listing
+        .quarantined
         .iter()
         .map(|q| format!("{q}: quarantined as unreadable"))
+        .chain(
+            listing
+                .strays
+                .iter()
+                .map(|s| format!("{s}: not a regular file; never read")),
+        )
         .collect();
     for i in query::candidate_segments(&segments, from, to) {
         let entry = &segments[i];
@@ -510,8 +518,9 @@ fn summarize(
     camera: &str,
     entry: &SegmentEntry,
 ) -> Result<SegmentSummary, StoreError> {
-    if let Some(cs) = ctx.status.camera(camera) {
-        let open = cs.open_spans.lock().unwrap_or_else(|e| e.into_inner());
+    {
+        let stats = ctx.store.camera_stats(camera);
+        let open = stats.open_spans();
         if open.0.as_deref() == Some(entry.name.as_str()) {
             return Ok(SegmentSummary {
                 frames: open.1.spans.iter().map(|s| s.frames as usize).sum(),
@@ -527,7 +536,7 @@ fn summarize(
         }
     }
     drop(cache);
-    let reader = SegmentReader::open(ctx.io.as_ref(), &entry.path)?;
+    let reader = ctx.store.open_segment(entry)?;
     let summary = SegmentSummary {
         frames: reader.frames.len(),
         spans: query::spans_of(&reader.frames),
@@ -536,14 +545,14 @@ fn summarize(
     cache = ctx.summaries.lock().unwrap_or_else(|e| e.into_inner());
     // Forget deleted segments now and then so the cache stays bounded.
     if cache.len() > 20_000 {
-        cache.retain(|p, _| ctx.io.exists(p));
+        cache.clear();
     }
     cache.insert(entry.path.clone(), (entry.len, summary.clone()));
     Ok(summary)
 }
 
 fn videos(ctx: &ApiContext, _: &Request) -> ApiResult {
-    let all = catalog::list_all(ctx.io.as_ref(), &ctx.data_dir)?;
+    let all = ctx.store.all_segments()?;
     let list: Vec<Value> = all
         .iter()
         .map(|s| {
@@ -568,15 +577,27 @@ fn video_download(ctx: &ApiContext, req: &Request) -> ApiResult {
         .or_else(|| req.param("file"))
         .ok_or_else(|| ApiError::BadRequest("name: missing".into()))?;
     // Only names listed in the camera's folder are served: no path tricks.
-    let segments = catalog::list_segments(ctx.io.as_ref(), &ctx.data_dir, &camera)?.segments;
+    let segments = ctx.store.segments(&camera)?.segments;
     let entry = segments
         .into_iter()
         .find(|s| s.name == name)
         .ok_or_else(|| {
             ApiError::NotFound(format!("name: no segment '{name}' for camera '{camera}'"))
         })?;
-    let reader = SegmentReader::open(ctx.io.as_ref(), &entry.path)?;
-    let len: u64 = reader.frames.iter().map(|f| f.payload_len as u64).sum();
+    let reader = ctx.store.open_segment(&entry)?;
+    // Every frame is checked before the answer starts, so the length sent
+    // is the length of what follows; damage is refused up front, named.
+    let mut len = 0u64;
+    for i in 0..reader.frames.len() {
+        match reader.read_frame(i) {
+            Ok(jpeg) => len += jpeg.len() as u64,
+            Err(e) => {
+                return Err(ApiError::Conflict(format!(
+                    "segment '{name}' of camera '{camera}' is damaged ({e}); export its time range instead, which leaves out the damaged frames"
+                )))
+            }
+        }
+    }
     let file_name = format!("{camera}_{}.mjpeg", entry.start_label());
     Ok(Response::new(
         200,

@@ -71,16 +71,6 @@ pub fn set_clock(ctx: &ApiContext, req: &Request) -> Result<Response, ApiError> 
     let tk = keeper(ctx)?;
     let wall_ns = requested_time(&req.body)?;
     let result = tk.set_wall(wall_ns)?;
-    let shift = result.new_wall_minus_mono_ns - result.old_wall_minus_mono_ns;
-    // Times the service holds in memory follow the recordings.
-    for cam in &ctx.status.cameras {
-        let mut open = cam.open_spans.lock().unwrap_or_else(|e| e.into_inner());
-        for s in open.1.spans.iter_mut() {
-            s.start_ns += shift;
-            s.end_ns += shift;
-            s.estimated = false;
-        }
-    }
     ctx.forget_summaries();
     if let Some(keeper) = &ctx.incidents {
         keeper.relabel(result.new_wall_minus_mono_ns)?;

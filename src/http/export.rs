@@ -78,8 +78,7 @@ pub fn export_mp4(ctx: &ApiContext, req: &Request) -> Result<Response, ApiError>
     let options = ExportOptions {
         time_track: req.param("time_track") != Some("0"),
     };
-    let export = Mp4Export::open(ctx.io.as_ref(), &ctx.data_dir, &camera, from, to, options)
-        .map_err(export_error)?;
+    let export = Mp4Export::open(&ctx.store, &camera, from, to, options).map_err(export_error)?;
     let len = export.len();
     let etag = export.etag();
     let disposition = format!("attachment; filename=\"{}\"", export.file_name());

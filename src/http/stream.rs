@@ -10,9 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::status::CameraStatus;
-use crate::store::catalog;
 use crate::store::query;
-use crate::store::reader::SegmentReader;
+use crate::store::StoredFrame;
 
 use crate::clock::format_rfc3339_ms;
 
@@ -147,39 +146,29 @@ pub fn recorded_frame(ctx: &ApiContext, req: &Request) -> ApiResult {
                 ))
             })?,
     };
-    // Wide enough to find the nearest frame and then step from it.
-    let window = NEAREST_WINDOW_NS + step.abs() * 1_000_000_000;
-    let range = query::open_range(
-        ctx.io.as_ref(),
-        &ctx.data_dir,
-        &camera,
-        at - window,
-        at + window,
-    )?;
-    let frames: Vec<_> = range.frames().collect();
-    let nearest = frames
-        .iter()
-        .enumerate()
-        .filter(|(_, (_, _, f))| f.wall_ns.abs_diff(at) <= NEAREST_WINDOW_NS as u64)
-        .min_by_key(|(_, (_, _, f))| f.wall_ns.abs_diff(at))
-        .map(|(k, _)| k)
+    // A damaged frame is stepped over: the nearest intact one is served.
+    let frame = ctx
+        .store
+        .frame_near(&camera, at, NEAREST_WINDOW_NS, step)?
         .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "no frame of camera '{camera}' within 10 s of {}",
-                format_rfc3339_ms(at)
-            ))
+            if step == 0 {
+                ApiError::NotFound(format!(
+                    "no frame of camera '{camera}' within 10 s of {}",
+                    format_rfc3339_ms(at)
+                ))
+            } else {
+                ApiError::NotFound(format!("step: no stored frame {step} frames from there"))
+            }
         })?;
-    let target = usize::try_from(nearest as i64 + step)
-        .ok()
-        .filter(|&k| k < frames.len())
-        .ok_or_else(|| {
-            ApiError::NotFound(format!("step: no stored frame {step} frames from there"))
-        })?;
-    let (seg, index, entry) = frames[target];
-    let jpeg = seg.reader.read_frame(index)?;
+    let StoredFrame {
+        jpeg,
+        wall_ns,
+        segment,
+        index,
+    } = frame;
     Ok(Response::new(200, "image/jpeg", Body::Bytes(jpeg))
-        .with_header("X-Frame-Time", format_rfc3339_ms(entry.wall_ns))
-        .with_header("X-Frame-Segment", seg.entry.name.clone())
+        .with_header("X-Frame-Time", format_rfc3339_ms(wall_ns))
+        .with_header("X-Frame-Segment", segment)
         .with_header("X-Frame-Index", index.to_string())
         .with_header(
             "Access-Control-Expose-Headers",
@@ -206,7 +195,7 @@ pub fn playback(ctx: &ApiContext, req: &Request) -> ApiResult {
                 ))
             })?,
     };
-    let segments = catalog::list_segments(ctx.io.as_ref(), &ctx.data_dir, &camera)?.segments;
+    let segments = ctx.store.segments(&camera)?.segments;
     let candidates: Vec<_> = query::candidate_segments(&segments, from, to)
         .into_iter()
         .map(|i| segments[i].clone())
@@ -217,7 +206,7 @@ pub fn playback(ctx: &ApiContext, req: &Request) -> ApiResult {
             format_rfc3339_ms(from)
         )));
     }
-    let io = ctx.io.clone();
+    let store = ctx.store.clone();
     let stop = ctx.stop.clone();
     let viewer = ViewerCount::new(ctx, &camera);
     Ok(multipart_response(Box::new(move |out| {
@@ -225,7 +214,7 @@ pub fn playback(ctx: &ApiContext, req: &Request) -> ApiResult {
         let mut pacer = Pacer::new(speed);
         // One segment open at a time keeps memory and descriptors bounded.
         for entry in candidates {
-            let reader = match SegmentReader::open(io.as_ref(), &entry.path) {
+            let reader = match store.open_segment(&entry) {
                 Ok(r) => r,
                 Err(e) => {
                     log::warn!("playback skips a segment: {e}");

@@ -28,10 +28,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::catalog::list_segments;
 use super::format::{IndexEntry, FLAG_WALL_ESTIMATED};
 use super::io::StorageIo;
-use super::reader::SegmentReader;
 use super::{sidecar, StoreError};
 use crate::clock::boot_id_hex;
 
@@ -180,57 +178,25 @@ pub fn corrected_starts(
     out
 }
 
-/// Anchors the recordings of boot `boot_id` in every camera folder to
-/// `wall_minus_mono_ns`. `first_seq` gives, per camera, the first segment
-/// number this boot may have written (segments before it are older boots).
-/// `current_offset_ns` is wall minus monotonic as the clock had it until
-/// now; it corrects the start of a segment too new to be read yet.
-/// Returns the number of segments relabelled.
-pub fn relabel_boot(
+/// Writes the anchor of boot `boot_id` in `camera_dir`: wall minus
+/// monotonic time, and the corrected start of each segment (by number).
+pub fn write_anchor(
     io: &dyn StorageIo,
-    data_dir: &Path,
+    camera_dir: &Path,
     boot_id: &[u8; 16],
     wall_minus_mono_ns: i64,
-    current_offset_ns: i64,
-    first_seq: &HashMap<String, u64>,
     set_at_wall_ns: i64,
-) -> Result<usize, StoreError> {
-    let mut count = 0;
-    for camera in super::catalog::list_cameras(io, data_dir)? {
-        let dir = super::camera_dir(data_dir, &camera);
-        let first = first_seq.get(&camera).copied().unwrap_or(0);
-        let segments = list_segments(io, data_dir, &camera)?.segments;
-        let mut labels = Vec::new();
-        for seg in segments.iter().filter(|s| s.seq >= first) {
-            let start = match SegmentReader::open(io, &seg.path) {
-                Ok(r) if r.stream.boot_id != *boot_id => continue,
-                Ok(r) => match r.frames.first() {
-                    Some(f) => f.mono_ns as i64 + wall_minus_mono_ns,
-                    None => continue,
-                },
-                // Nothing synced yet: it was named with the current offset.
-                Err(_) => match super::query::label_start_ns(seg) {
-                    Some(s) => s + (wall_minus_mono_ns - current_offset_ns),
-                    None => continue,
-                },
-            };
-            labels.push((seg.seq, start));
-        }
-        if labels.is_empty() {
-            continue;
-        }
-        count += labels.len();
-        let anchor = BootAnchor {
-            boot_id: boot_id_hex(boot_id),
-            wall_minus_mono_ns,
-            set_at: crate::clock::format_rfc3339_ms(set_at_wall_ns),
-            labels,
-        };
-        let path = anchor_path(&dir, boot_id);
-        sidecar::write_atomic(io, &path, anchor.encode().as_bytes())
-            .map_err(|e| StoreError::io(&path, "writing the clock anchor", e))?;
-    }
-    Ok(count)
+    labels: Vec<(u64, i64)>,
+) -> Result<(), StoreError> {
+    let anchor = BootAnchor {
+        boot_id: boot_id_hex(boot_id),
+        wall_minus_mono_ns,
+        set_at: crate::clock::format_rfc3339_ms(set_at_wall_ns),
+        labels,
+    };
+    let path = anchor_path(camera_dir, boot_id);
+    sidecar::write_atomic(io, &path, anchor.encode().as_bytes())
+        .map_err(|e| StoreError::io(&path, "writing the clock anchor", e))
 }
 
 #[cfg(test)]

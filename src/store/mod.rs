@@ -9,6 +9,7 @@ pub mod anchor;
 pub mod catalog;
 pub mod crash_states;
 pub mod format;
+mod handle;
 pub mod incidents;
 pub mod io;
 pub mod query;
@@ -17,6 +18,7 @@ pub mod recovery;
 pub mod retention;
 pub mod sidecar;
 pub mod sim;
+pub mod spans;
 pub mod stats;
 pub mod verify;
 pub mod writer;
@@ -24,6 +26,7 @@ pub mod writer;
 use std::path::{Path, PathBuf};
 
 pub use format::FormatError;
+pub use handle::{BootRelabel, Store, StoredFrame};
 
 pub const SEGMENT_EXTENSION: &str = "dvr";
 /// Suffix given to files that look like segments but cannot be read at all.

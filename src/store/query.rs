@@ -8,13 +8,12 @@
 //! is being streamed stays readable until the reader is dropped.
 
 use std::ops::Range;
-use std::path::Path;
 
-use super::catalog::{list_segments, SegmentEntry};
+use super::catalog::SegmentEntry;
 use super::format::IndexEntry;
-use super::io::StorageIo;
 use super::reader::SegmentReader;
-use super::StoreError;
+pub use super::spans::{spans_of, Span, SpanBuilder, GAP_NS};
+use super::{Store, StoreError, StoredFrame};
 
 const NS_PER_S: i64 = 1_000_000_000;
 
@@ -106,14 +105,16 @@ fn frames_in(frames: &[IndexEntry], from_ns: i64, to_ns: i64) -> Range<usize> {
 }
 
 /// Opens the frames of `camera` with wall time in `[from_ns, to_ns)`.
-pub fn open_range(
-    io: &dyn StorageIo,
-    data_dir: &Path,
+/// Segments come in the order of their frame numbers (their recording
+/// order, even if files were renamed); one that cannot be read is listed
+/// in `problems`, and the frames of the others are all there.
+pub(crate) fn open_range(
+    store: &Store,
     camera: &str,
     from_ns: i64,
     to_ns: i64,
 ) -> Result<FrameRange, StoreError> {
-    let segments = list_segments(io, data_dir, camera)?.segments;
+    let segments = store.segments(camera)?.segments;
     let mut out = FrameRange {
         camera: camera.to_string(),
         segments: Vec::new(),
@@ -121,7 +122,7 @@ pub fn open_range(
     };
     for i in candidate_segments(&segments, from_ns, to_ns) {
         let entry = segments[i].clone();
-        let reader = match SegmentReader::open(io, &entry.path) {
+        let reader = match store.open_segment(&entry) {
             Ok(r) => r,
             Err(e) => {
                 log::warn!("[{camera}] skipping unreadable segment: {e}");
@@ -138,19 +139,16 @@ pub fn open_range(
             });
         }
     }
+    out.segments
+        .sort_by_key(|s| s.entries().first().map_or(0, |f| f.seq));
     Ok(out)
 }
 
 /// Wall time of the newest readable frame of `camera`, if any: the last
 /// frame of the newest segment that opens and holds frames.
-pub fn newest_frame_wall_ns(
-    io: &dyn StorageIo,
-    data_dir: &Path,
-    camera: &str,
-) -> Result<Option<i64>, StoreError> {
-    let segments = list_segments(io, data_dir, camera)?.segments;
-    for entry in segments.iter().rev() {
-        match SegmentReader::open(io, &entry.path) {
+pub(crate) fn newest_frame_wall_ns(store: &Store, camera: &str) -> Result<Option<i64>, StoreError> {
+    for entry in store.segments(camera)?.segments.iter().rev() {
+        match store.open_segment(entry) {
             Ok(r) => {
                 if let Some(f) = r.frames.last() {
                     return Ok(Some(f.wall_ns));
@@ -162,101 +160,69 @@ pub fn newest_frame_wall_ns(
     Ok(None)
 }
 
-/// The stored frame of `camera` whose wall time is nearest `at_ns`, looking
-/// at most `window_ns` either side.
-pub fn nearest_frame(
-    io: &dyn StorageIo,
-    data_dir: &Path,
+/// The intact frame of `camera` nearest `at_ns` (at most `window_ns`
+/// away), then `step` intact frames on from it. Frames that fail their
+/// checks are stepped over: they are neither served nor counted.
+pub(crate) fn frame_near(
+    store: &Store,
     camera: &str,
     at_ns: i64,
     window_ns: i64,
-) -> Result<Option<(RangeSegment, usize)>, StoreError> {
+    step: i64,
+) -> Result<Option<StoredFrame>, StoreError> {
+    let reach = window_ns.saturating_add(step.saturating_abs().saturating_mul(NS_PER_S));
     let range = open_range(
-        io,
-        data_dir,
+        store,
         camera,
-        at_ns.saturating_sub(window_ns),
-        at_ns.saturating_add(window_ns),
+        at_ns.saturating_sub(reach),
+        at_ns.saturating_add(reach),
     )?;
-    let best = range
-        .frames()
-        .min_by_key(|(_, _, f)| f.wall_ns.abs_diff(at_ns))
-        .map(|(s, i, _)| (s.entry.clone(), i));
-    let Some((entry, index)) = best else {
+    let frames: Vec<_> = range.frames().collect();
+    // Nearest first, ties to the earlier frame.
+    let mut order: Vec<usize> = (0..frames.len())
+        .filter(|&k| frames[k].2.wall_ns.abs_diff(at_ns) <= window_ns as u64)
+        .collect();
+    order.sort_by_key(|&k| (frames[k].2.wall_ns.abs_diff(at_ns), k));
+    let read = |k: usize| {
+        let (seg, index, entry) = frames[k];
+        match seg.reader.read_frame(index) {
+            Ok(jpeg) => Some(StoredFrame {
+                jpeg,
+                wall_ns: entry.wall_ns,
+                segment: seg.entry.name.clone(),
+                index,
+            }),
+            Err(e) => {
+                log::warn!("[{camera}] stepping over a damaged frame: {e}");
+                None
+            }
+        }
+    };
+    let Some((nearest, frame)) = order.into_iter().find_map(|k| read(k).map(|f| (k, f))) else {
         return Ok(None);
     };
-    let seg = range
-        .segments
-        .into_iter()
-        .find(|s| s.entry == entry)
-        .expect("the best frame came from one of these segments");
-    Ok(Some((seg, index)))
-}
-
-/// Frames further apart than this split the timeline: a visible gap.
-pub const GAP_NS: i64 = 2_000_000_000;
-
-/// A stretch of continuous recording.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Span {
-    pub start_ns: i64,
-    /// Wall time of the last frame.
-    pub end_ns: i64,
-    pub frames: u64,
-    /// The wall times were estimated (restored after a boot without a
-    /// real-time clock, not yet set from a phone).
-    pub estimated: bool,
-}
-
-/// Builds spans from frame times given in order.
-#[derive(Clone, Debug, Default)]
-pub struct SpanBuilder {
-    pub spans: Vec<Span>,
-}
-
-impl SpanBuilder {
-    pub fn push(&mut self, wall_ns: i64, estimated: bool) {
-        match self.spans.last_mut() {
-            Some(s)
-                if wall_ns >= s.end_ns
-                    && wall_ns - s.end_ns <= GAP_NS
-                    && s.estimated == estimated =>
-            {
-                s.end_ns = wall_ns;
-                s.frames += 1;
-            }
-            _ => self.spans.push(Span {
-                start_ns: wall_ns,
-                end_ns: wall_ns,
-                frames: 1,
-                estimated,
-            }),
+    if step == 0 {
+        return Ok(Some(frame));
+    }
+    // `step` frames on; if that one is damaged, the next intact one beyond.
+    let target = nearest as i64 + step;
+    if target < 0 || target >= frames.len() as i64 {
+        return Ok(None);
+    }
+    let mut k = target as usize;
+    loop {
+        if let Some(f) = read(k) {
+            return Ok(Some(f));
         }
+        k = match if step > 0 {
+            k.checked_add(1)
+        } else {
+            k.checked_sub(1)
+        } {
+            Some(k) if k < frames.len() => k,
+            _ => return Ok(None),
+        };
     }
-
-    /// Adds a span built elsewhere, joining it to the last one if they touch.
-    pub fn extend(&mut self, span: Span) {
-        match self.spans.last_mut() {
-            Some(s)
-                if span.start_ns >= s.end_ns
-                    && span.start_ns - s.end_ns <= GAP_NS
-                    && s.estimated == span.estimated =>
-            {
-                s.end_ns = s.end_ns.max(span.end_ns);
-                s.frames += span.frames;
-            }
-            _ => self.spans.push(span),
-        }
-    }
-}
-
-/// The spans of a list of frames.
-pub fn spans_of(frames: &[IndexEntry]) -> Vec<Span> {
-    let mut b = SpanBuilder::default();
-    for f in frames {
-        b.push(f.wall_ns, f.flags & super::format::FLAG_WALL_ESTIMATED != 0);
-    }
-    b.spans
 }
 
 #[cfg(test)]

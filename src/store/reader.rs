@@ -544,6 +544,15 @@ impl SegmentReader {
         }
     }
 
+    /// Applies the clock anchor of the stream's boot again, after the boot
+    /// of a rebuilt stream header was learned.
+    pub(crate) fn reapply_anchor(&mut self, io: &dyn StorageIo) {
+        if let Some(dir) = self.path.parent() {
+            self.relabelled |=
+                super::anchor::apply(io, dir, &self.stream.boot_id, &mut self.frames);
+        }
+    }
+
     /// Applies the clock anchor of the recording boot, if the clock was set
     /// after these frames were recorded.
     fn anchored(mut self, io: &dyn StorageIo) -> SegmentReader {
@@ -720,7 +729,6 @@ mod tests {
 
     use super::*;
     use crate::frame::CaptureTime;
-    use crate::status::CameraStatus;
     use crate::store::sim::SimIo;
     use crate::store::writer::{EncodedFrame, SegmentWriter, WriterSettings};
     use crate::store::FormatError;
@@ -748,7 +756,7 @@ mod tests {
             boot_id: [1; 16],
         };
         let mut w =
-            SegmentWriter::new(io, settings, CameraStatus::new("c"), Default::default()).unwrap();
+            SegmentWriter::new(io, settings, Default::default(), Default::default()).unwrap();
         for n in 0..frames {
             let t = n * INTERVAL_NS;
             let frame = EncodedFrame {

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use super::catalog::{list_all, SegmentEntry};
 use super::incidents;
 use super::io::StorageIo;
+use super::stats::StoreStats;
 use super::writer::OpenSegments;
-use crate::status::Status;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetentionPolicy {
@@ -76,7 +76,7 @@ pub struct Retention {
     data_dir: PathBuf,
     policy: RetentionPolicy,
     open: OpenSegments,
-    status: Arc<Status>,
+    stats: Arc<StoreStats>,
     /// One pass at a time, whichever thread asks; incident locking takes it
     /// too, so a segment is never deleted between being found and locked.
     running: Arc<Mutex<()>>,
@@ -96,14 +96,14 @@ impl Retention {
         data_dir: &Path,
         policy: RetentionPolicy,
         open: OpenSegments,
-        status: Arc<Status>,
+        stats: Arc<StoreStats>,
     ) -> Retention {
         Retention {
             io,
             data_dir: data_dir.to_path_buf(),
             policy,
             open,
-            status,
+            stats,
             running: Arc::default(),
             locked_cap_bytes: Mutex::new(None),
             locked_cap_stuck: AtomicBool::new(false),
@@ -111,13 +111,19 @@ impl Retention {
         }
     }
 
+    /// Shares a pass lock held elsewhere too (the store's, which incident
+    /// locking takes).
+    pub fn with_pass_lock(mut self, lock: Arc<Mutex<()>>) -> Retention {
+        self.running = lock;
+        self
+    }
+
     pub fn set_locked_cap(&self, bytes: Option<u64>) {
         *self
             .locked_cap_bytes
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = bytes;
-        self.status
-            .store
+        self.stats
             .locked_cap_bytes
             .store(bytes.unwrap_or(0), Ordering::Relaxed);
     }
@@ -134,7 +140,7 @@ impl Retention {
     /// Releases the oldest finished incidents while locked footage is over
     /// its cap, and says so in status.
     fn enforce_locked_cap(&self, segments: &mut [SegmentEntry]) {
-        let store = &self.status.store;
+        let store = &self.stats;
         // A segment being written is preallocated: its size says little
         // until it is closed, so it counts from then on.
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -245,7 +251,7 @@ impl Retention {
         if let Some(hook) = hook {
             hook();
         }
-        let store = &self.status.store;
+        let store = &self.stats;
         let mut segments = match list_all(self.io.as_ref(), &self.data_dir) {
             Ok(s) => s,
             Err(e) => {
@@ -332,7 +338,7 @@ impl Retention {
 
     fn fail(&self, message: String) {
         log::error!("{message}");
-        let store = &self.status.store;
+        let store = &self.stats;
         store.retention_failures.fetch_add(1, Ordering::Relaxed);
         *store
             .last_retention_error

@@ -1,7 +1,12 @@
 //! What the store reports about itself: recovery results now, and the
 //! counters kept by its writers and retention.
 
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Mutex, MutexGuard};
+
 use serde::{Deserialize, Serialize};
+
+use super::spans::SpanBuilder;
 
 /// What start-up recovery did to one segment that was not closed cleanly.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -20,4 +25,62 @@ pub struct RecoveryReport {
     #[serde(default)]
     pub skipped: Vec<String>,
     pub action: String,
+}
+
+/// Store-wide counters, kept by retention (it works across cameras).
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    pub retention_deleted_segments: AtomicU64,
+    pub retention_deleted_bytes: AtomicU64,
+    pub retention_failures: AtomicU64,
+    pub used_bytes: AtomicU64,
+    pub free_bytes: AtomicU64,
+    /// The configured cap and free-space floor, for gauges.
+    pub cap_bytes: AtomicU64,
+    pub min_free_bytes: AtomicU64,
+    pub last_retention_error: Mutex<Option<String>>,
+    /// Set when the cap cannot be met (everything left is protected or open).
+    pub cap_unreachable: AtomicBool,
+    /// Bytes of locked (incident) footage and their own cap (0: none).
+    pub locked_bytes: AtomicU64,
+    pub locked_cap_bytes: AtomicU64,
+    pub incidents_released: AtomicU64,
+    /// What the locked-footage cap last had to do, for people.
+    pub locked_message: Mutex<Option<String>>,
+}
+
+/// What one camera's writer stored, and what recovery found of it.
+#[derive(Debug, Default)]
+pub struct CameraStoreStats {
+    pub written: AtomicU64,
+    pub written_bytes: AtomicU64,
+    pub segments_closed: AtomicU64,
+    pub syncs: AtomicU64,
+    /// Monotonic ns of the last completed fdatasync (0: never).
+    pub last_sync_mono_ns: AtomicU64,
+    pub direct_io: AtomicBool,
+    /// The segment being written and the spans of what went into it, so the
+    /// timeline need not rescan a file that is still growing.
+    pub open_spans: Mutex<(Option<String>, SpanBuilder)>,
+    /// What start-up recovery did to this camera's segments.
+    pub recovery: Mutex<Vec<RecoveryReport>>,
+}
+
+impl CameraStoreStats {
+    /// The name of the segment being written, if any.
+    pub fn current_segment(&self) -> Option<String> {
+        lock(&self.open_spans).0.clone()
+    }
+
+    pub fn open_spans(&self) -> MutexGuard<'_, (Option<String>, SpanBuilder)> {
+        lock(&self.open_spans)
+    }
+
+    pub fn recovery(&self) -> Vec<RecoveryReport> {
+        lock(&self.recovery).clone()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -21,9 +21,9 @@ use super::format::{
 };
 use super::io::{SegmentFile, StorageIo};
 use super::reader::{read_trailer, SegmentReader};
+use super::stats::CameraStoreStats;
 use super::{segment_file_name, StoreError};
 use crate::frame::CaptureTime;
-use crate::status::CameraStatus;
 
 /// Sync early when this much is buffered, whatever the cadence says.
 pub const BUFFER_BYTES_MAX: usize = 16 << 20;
@@ -132,7 +132,7 @@ struct OpenSegment {
 pub struct SegmentWriter {
     io: Arc<dyn StorageIo>,
     settings: WriterSettings,
-    status: Arc<CameraStatus>,
+    stats: Arc<CameraStoreStats>,
     open_segments: OpenSegments,
     before_new_segment: Option<BeforeNewSegment>,
     current: Option<OpenSegment>,
@@ -150,7 +150,7 @@ impl SegmentWriter {
     pub fn new(
         io: Arc<dyn StorageIo>,
         settings: WriterSettings,
-        status: Arc<CameraStatus>,
+        stats: Arc<CameraStoreStats>,
         open_segments: OpenSegments,
     ) -> Result<SegmentWriter, StoreError> {
         create_camera_dir(io.as_ref(), &settings.camera_dir)?;
@@ -160,7 +160,7 @@ impl SegmentWriter {
         Ok(SegmentWriter {
             io,
             settings,
-            status,
+            stats,
             open_segments,
             before_new_segment: None,
             current: None,
@@ -221,10 +221,14 @@ impl SegmentWriter {
             wall_ns: frame.captured.wall_ns,
         });
         self.next_frame_seq += 1;
-        self.status.written.fetch_add(1, Ordering::Relaxed);
-        self.status
+        self.stats.written.fetch_add(1, Ordering::Relaxed);
+        self.stats
             .written_bytes
             .fetch_add(frame.jpeg.len() as u64, Ordering::Relaxed);
+        self.stats.open_spans().1.push(
+            frame.captured.wall_ns,
+            frame.flags & super::format::FLAG_WALL_ESTIMATED != 0,
+        );
         self.tick(now_mono_ns)
     }
 
@@ -268,8 +272,8 @@ impl SegmentWriter {
                         .into(),
                 });
             }
-            self.status.syncs.fetch_add(1, Ordering::Relaxed);
-            self.status
+            self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+            self.stats
                 .last_sync_mono_ns
                 .store(now_mono_ns.max(1), Ordering::Relaxed);
         }
@@ -333,7 +337,7 @@ impl SegmentWriter {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(path);
-        self.status.detail().current_segment = None;
+        *self.stats.open_spans() = Default::default();
     }
 
     fn finish_segment(&mut self, seg: &mut OpenSegment) -> Result<(), StoreError> {
@@ -386,8 +390,8 @@ impl SegmentWriter {
             seg.file.drop_cache(0, end);
         }
         self.last_segment_bytes = Some(end);
-        self.status.segments_closed.fetch_add(1, Ordering::Relaxed);
-        self.status.syncs.fetch_add(1, Ordering::Relaxed);
+        self.stats.segments_closed.fetch_add(1, Ordering::Relaxed);
+        self.stats.syncs.fetch_add(1, Ordering::Relaxed);
         log::debug!(
             "[{}] closed {} ({} frames, {} bytes)",
             self.settings.camera_id,
@@ -468,7 +472,7 @@ impl SegmentWriter {
                 }
             );
         }
-        self.status.direct_io.store(direct, Ordering::Relaxed);
+        self.stats.direct_io.store(direct, Ordering::Relaxed);
         let stream = StreamHeader {
             codec: Codec::Jpeg,
             width: frame.width,
@@ -489,7 +493,7 @@ impl SegmentWriter {
             self.settings.segment_length_ns
         };
         self.segments_started += 1;
-        self.status.detail().current_segment = Some(name);
+        *self.stats.open_spans() = (Some(name), Default::default());
         self.current = Some(OpenSegment {
             path,
             file,

@@ -12,7 +12,7 @@ use dashvault::http::auth::Auth;
 use dashvault::http::server::Limits;
 use dashvault::http::HttpService;
 use dashvault::recorder::{Recorder, RecorderParts};
-use dashvault::store::io::{RealIo, StorageIo};
+use dashvault::store::Store;
 use dashvault::timekeeper::Timekeeper;
 
 pub const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -40,10 +40,9 @@ pub fn start_service(fps: u32, boot_id: [u8; 16], limits: Limits) -> RunningServ
     };
     let adjustable = Arc::new(AdjustableClock::new(Arc::new(SystemClock)));
     let clock: Arc<dyn Clock> = adjustable.clone();
-    let io: Arc<dyn StorageIo> = Arc::new(RealIo::new());
+    let store = Store::on_disk(&data_dir);
     let timekeeper = Arc::new(Timekeeper::start(
-        io.clone(),
-        &data_dir,
+        store.clone(),
         adjustable,
         Box::new(DeniedWallClockSetter),
         boot_id,
@@ -51,9 +50,8 @@ pub fn start_service(fps: u32, boot_id: [u8; 16], limits: Limits) -> RunningServ
     let recorder = Recorder::start(
         &config,
         RecorderParts {
-            io: io.clone(),
+            store: store.clone(),
             clock: clock.clone(),
-            data_dir: data_dir.clone(),
             sources: vec![(cam.clone(), source_for(&cam, clock.clone()))],
             want_direct: false,
             boot_id,
@@ -63,8 +61,7 @@ pub fn start_service(fps: u32, boot_id: [u8; 16], limits: Limits) -> RunningServ
     .unwrap();
     let mut ctx = ApiContext::new(
         config,
-        data_dir.clone(),
-        io,
+        store,
         recorder.status.clone(),
         recorder.live.clone(),
         clock.clone(),
