@@ -1,6 +1,8 @@
 //! `dashvault export`: writes stored footage of one camera as an `.mp4`,
 //! the same bytes the HTTP export serves. Reads the store; changes nothing
-//! in it.
+//! in it. Exit status: 0 written whole, 1 no footage in the range, 2 error,
+//! 3 written, but damaged or unreadable footage was left out (each span is
+//! named on stderr and in the text track).
 
 use std::fs::OpenOptions;
 use std::io::{BufWriter, IsTerminal, Write};
@@ -16,12 +18,16 @@ use crate::store::Store;
 
 /// Output buffer: large writes keep the copy loop cheap.
 const OUTPUT_BUFFER_BYTES: usize = 1 << 20;
+/// Exit status when the export was written with footage left out.
+pub const EXIT_LEFT_OUT: i32 = 3;
 /// How often the progress line is redrawn.
 const PROGRESS_INTERVAL_MS: u64 = 200;
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "export")]
-/// write stored footage of one camera as an .mp4 (nothing is re-encoded)
+/// write stored footage of one camera as an .mp4 (nothing is re-encoded).
+/// Exit status: 0 written whole, 1 no footage in the range, 2 error, 3
+/// written with damaged footage left out (named on stderr)
 pub struct ExportArgs {
     /// camera id (default: the first camera with recordings)
     #[argh(option)]
@@ -103,7 +109,28 @@ pub fn run(config_path: &Path, args: ExportArgs) -> anyhow::Result<i32> {
         format_rfc3339(export.first_last_wall_ns().0),
         export.len() as f64 / 1e6,
     );
-    Ok(0)
+    Ok(report_left_out(&export))
+}
+
+/// Names on stderr what the export left out; the exit status says whether
+/// anything was (3) or not (0).
+fn report_left_out(export: &Mp4Export) -> i32 {
+    for p in export.problems() {
+        eprintln!("left out: unreadable segment: {p}");
+    }
+    for s in export.skipped() {
+        eprintln!("left out: {s}, near {}", format_rfc3339(s.wall_ns));
+    }
+    if export.problems().is_empty() && export.skipped().is_empty() {
+        0
+    } else {
+        let frames: u64 = export.skipped().iter().map(|s| s.frames).sum();
+        eprintln!(
+            "the export is incomplete: {frames} frame(s) and {} unreadable segment(s) left out",
+            export.problems().len()
+        );
+        EXIT_LEFT_OUT
+    }
 }
 
 /// Writes to a hidden temporary name next to `path`, syncs, then renames, so

@@ -27,7 +27,7 @@ use std::ops::Range;
 
 use crate::clock::{format_compact, format_overlay, format_rfc3339};
 use crate::store::format::{StreamHeader, FLAG_WALL_ESTIMATED};
-use crate::store::query::FrameRange;
+use crate::store::query::{FrameRange, SkippedFrames};
 use crate::store::{Store, StoreError};
 
 use mp4::{BoxWriter, Chunk, Movie, Track, TrackMedia, TIMESCALE};
@@ -193,7 +193,9 @@ impl Mp4Export {
                 to: to_ns,
             });
         }
-        let range = store.range(camera, from_ns, to_ns)?;
+        // Damaged frames are left out (and named) before the header is
+        // built, so the file never promises a frame it cannot deliver.
+        let range = store.intact_range(camera, from_ns, to_ns)?;
         let frame_count = range.frame_count();
         if frame_count == 0 {
             return Err(ExportError::NoFootage {
@@ -210,7 +212,8 @@ impl Mp4Export {
             });
         }
         let (samples, duration_ns) = timeline(&range);
-        let texts = text_samples(&samples);
+        let mut texts = text_samples(&samples);
+        note_skipped(&mut texts, &samples, &range.skipped);
         let layout = Layout::build(&range, &samples, &texts, options, limit);
         let etag = etag(&range, options, layout.len);
         Ok(Mp4Export {
@@ -289,6 +292,12 @@ impl Mp4Export {
     /// One line per segment skipped because it could not be read.
     pub fn problems(&self) -> &[String] {
         &self.range.problems
+    }
+
+    /// Frames left out: damaged, or missing inside a segment. The text
+    /// track names each span where it happens.
+    pub fn skipped(&self) -> &[SkippedFrames] {
+        &self.range.skipped
     }
 
     /// Writes bytes `[start, end)` of the file to `out`. Payloads are read
@@ -479,6 +488,35 @@ fn text_samples(samples: &[Sample]) -> Vec<TextSample> {
         start = end;
     }
     out
+}
+
+/// Adds each skipped span to the text shown at its time: "2 damaged frames
+/// skipped in <segment> at byte <offset>".
+fn note_skipped(texts: &mut [TextSample], samples: &[Sample], skipped: &[SkippedFrames]) {
+    for skip in skipped {
+        let at = texts
+            .iter()
+            .rposition(|t| {
+                samples
+                    .get(t.frames.start)
+                    .is_some_and(|s| !t.frames.is_empty() && s.wall_ns <= skip.wall_ns)
+            })
+            .unwrap_or(0);
+        let what = if skip.reason.starts_with("missing") {
+            "missing"
+        } else {
+            "damaged"
+        };
+        if let Some(t) = texts.get_mut(at) {
+            t.text.push_str(&format!(
+                " [{} {what} frame{} skipped: {} at byte {}]",
+                skip.frames,
+                if skip.frames == 1 { "" } else { "s" },
+                skip.segment,
+                skip.offset
+            ));
+        }
+    }
 }
 
 fn human_seconds(s: u64) -> String {
@@ -683,6 +721,10 @@ fn etag(range: &FrameRange, options: ExportOptions, len: u64) -> String {
     h.write(&[options.time_track as u8]);
     h.write(range.camera.as_bytes());
     h.write(&[0]);
+    for skip in &range.skipped {
+        h.write(skip.to_string().as_bytes());
+        h.write(&skip.wall_ns.to_le_bytes());
+    }
     for seg in &range.segments {
         h.write(seg.entry.name.as_bytes());
         let s = &seg.reader.stream;

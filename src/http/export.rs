@@ -81,6 +81,8 @@ pub fn export_mp4(ctx: &ApiContext, req: &Request) -> Result<Response, ApiError>
     let export = Mp4Export::open(&ctx.store, &camera, from, to, options).map_err(export_error)?;
     let len = export.len();
     let etag = export.etag();
+    let skipped: u64 = export.skipped().iter().map(|s| s.frames).sum();
+    let unreadable = export.problems().len();
     let disposition = format!("attachment; filename=\"{}\"", export.file_name());
     if req
         .header("if-none-match")
@@ -111,6 +113,16 @@ pub fn export_mp4(ctx: &ApiContext, req: &Request) -> Result<Response, ApiError>
         .with_header("ETag", etag)
         .with_header("Content-Disposition", disposition)
         .with_header("Cache-Control", "private, no-transform");
+    if skipped > 0 || unreadable > 0 {
+        // The text track names each span; clients can tell without parsing it.
+        r = r
+            .with_header("X-Skipped-Frames", skipped.to_string())
+            .with_header("X-Unreadable-Segments", unreadable.to_string())
+            .with_header(
+                "Access-Control-Expose-Headers",
+                "X-Skipped-Frames, X-Unreadable-Segments",
+            );
+    }
     if status == 206 {
         r = r.with_header("Content-Range", format!("bytes {start}-{}/{len}", end - 1));
     }

@@ -39,7 +39,19 @@ struct Inner {
     pass_lock: Arc<Mutex<()>>,
     stats: Arc<StoreStats>,
     cameras: Mutex<HashMap<String, Arc<CameraStoreStats>>>,
+    /// Frames already checked per segment: how many, and which failed. A
+    /// segment's frames only ever grow at the end, so checks resume there.
+    checked: Mutex<HashMap<PathBuf, CheckedFrames>>,
 }
+
+#[derive(Clone, Debug, Default)]
+struct CheckedFrames {
+    count: usize,
+    damaged: Vec<(usize, String)>,
+}
+
+/// Segments whose checks are remembered, at most.
+const CHECKED_SEGMENTS_MAX: usize = 10_000;
 
 /// One stored frame, read and checked.
 #[derive(Clone, Debug)]
@@ -61,6 +73,7 @@ impl Store {
                 pass_lock: Arc::default(),
                 stats: Arc::default(),
                 cameras: Mutex::default(),
+                checked: Mutex::default(),
             }),
         }
     }
@@ -193,6 +206,56 @@ impl Store {
     /// The frames of `camera` with wall time in `[from_ns, to_ns)`.
     pub fn range(&self, camera: &str, from_ns: i64, to_ns: i64) -> Result<FrameRange, StoreError> {
         query::open_range(self, camera, from_ns, to_ns)
+    }
+
+    /// As [`range`](Store::range), with damaged frames left out and named
+    /// (`FrameRange::skipped`): what an export serves.
+    pub fn intact_range(
+        &self,
+        camera: &str,
+        from_ns: i64,
+        to_ns: i64,
+    ) -> Result<FrameRange, StoreError> {
+        query::intact_range(self, camera, from_ns, to_ns)
+    }
+
+    /// The frames of an opened segment that fail their checks, with why.
+    /// Remembered, so a range asked for again (an HTTP range request) costs
+    /// no second read; read errors are not remembered.
+    pub fn damaged_frames(&self, reader: &SegmentReader, batch_bytes: u64) -> Vec<(usize, String)> {
+        let key = reader.path.clone();
+        let known = self
+            .inner
+            .checked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned()
+            .filter(|c| c.count <= reader.frames.len())
+            .unwrap_or_default();
+        if known.count == reader.frames.len() {
+            return known.damaged;
+        }
+        let found = reader.damaged_frames(known.count, batch_bytes);
+        let transient = found
+            .iter()
+            .any(|(_, e)| matches!(e, StoreError::Io { .. }));
+        let mut damaged = known.damaged;
+        damaged.extend(found.into_iter().map(|(k, e)| (k, e.to_string())));
+        if !transient {
+            let mut checked = self.inner.checked.lock().unwrap_or_else(|e| e.into_inner());
+            if checked.len() >= CHECKED_SEGMENTS_MAX {
+                checked.clear();
+            }
+            checked.insert(
+                key,
+                CheckedFrames {
+                    count: reader.frames.len(),
+                    damaged: damaged.clone(),
+                },
+            );
+        }
+        damaged
     }
 
     /// Wall time of the newest readable frame of `camera`.

@@ -59,7 +59,7 @@ pub trait StorageIo: Send + Sync {
     fn counters(&self) -> &IoCounters;
 }
 
-pub trait SegmentFile: Send {
+pub trait SegmentFile: Send + Sync {
     fn file_len(&self) -> io::Result<u64>;
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
     fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()>;

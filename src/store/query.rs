@@ -8,6 +8,7 @@
 //! is being streamed stays readable until the reader is dropped.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use super::catalog::SegmentEntry;
 use super::format::IndexEntry;
@@ -17,10 +18,12 @@ use super::{Store, StoreError, StoredFrame};
 
 const NS_PER_S: i64 = 1_000_000_000;
 
-/// A segment opened for a query, and which of its frames fall in the range.
+/// A segment opened for a query, and which of its frames fall in the range:
+/// all of them, or (in an [`intact_range`]) one run of intact frames, the
+/// reader shared with the segment's other runs.
 pub struct RangeSegment {
     pub entry: SegmentEntry,
-    pub reader: SegmentReader,
+    pub reader: Arc<SegmentReader>,
     /// Indexes into `reader.frames`.
     pub frames: Range<usize>,
 }
@@ -37,7 +40,44 @@ pub struct FrameRange {
     pub segments: Vec<RangeSegment>,
     /// One line per segment that was skipped because it could not be read.
     pub problems: Vec<String>,
+    /// Frames left out of an [`intact_range`]: damaged, or lost inside a
+    /// segment (its frame numbers jump). Empty for a plain range.
+    pub skipped: Vec<SkippedFrames>,
 }
+
+/// A run of frames missing from a range, named so that it can be found
+/// with a hex editor.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SkippedFrames {
+    pub camera: String,
+    pub segment: String,
+    /// Byte offset of the first damaged record, or of the record after frames
+    /// that are missing.
+    pub offset: u64,
+    pub frames: u64,
+    /// Capture time of the first frame skipped (as its index entry says), or
+    /// of the frame after missing ones.
+    pub wall_ns: i64,
+    pub reason: String,
+}
+
+impl std::fmt::Display for SkippedFrames {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{}: {} frame{} skipped at byte {} ({})",
+            self.camera,
+            self.segment,
+            self.frames,
+            if self.frames == 1 { "" } else { "s" },
+            self.offset,
+            self.reason
+        )
+    }
+}
+
+/// Bytes read at once while checking a range's frames.
+const CHECK_BATCH_BYTES: u64 = 2 << 20;
 
 impl FrameRange {
     pub fn frame_count(&self) -> usize {
@@ -119,6 +159,7 @@ pub(crate) fn open_range(
         camera: camera.to_string(),
         segments: Vec::new(),
         problems: Vec::new(),
+        skipped: Vec::new(),
     };
     for i in candidate_segments(&segments, from_ns, to_ns) {
         let entry = segments[i].clone();
@@ -134,7 +175,7 @@ pub(crate) fn open_range(
         if !frames.is_empty() {
             out.segments.push(RangeSegment {
                 entry,
-                reader,
+                reader: Arc::new(reader),
                 frames,
             });
         }
@@ -142,6 +183,92 @@ pub(crate) fn open_range(
     out.segments
         .sort_by_key(|s| s.entries().first().map_or(0, |f| f.seq));
     Ok(out)
+}
+
+/// As [`open_range`], with every frame checked first: damaged frames are
+/// left out (each segment split into runs of intact frames) and named in
+/// `skipped`, as are frames missing inside a segment. What a range serves
+/// then reads whole, unless the medium decays in the meantime.
+pub(crate) fn intact_range(
+    store: &Store,
+    camera: &str,
+    from_ns: i64,
+    to_ns: i64,
+) -> Result<FrameRange, StoreError> {
+    let range = open_range(store, camera, from_ns, to_ns)?;
+    let mut out = FrameRange {
+        camera: range.camera,
+        segments: Vec::new(),
+        problems: range.problems,
+        skipped: Vec::new(),
+    };
+    for seg in range.segments {
+        let damaged = store.damaged_frames(&seg.reader, CHECK_BATCH_BYTES);
+        split_intact(&seg, &damaged, &mut out);
+    }
+    Ok(out)
+}
+
+/// Appends the runs of intact frames of `seg` to `out`, and what is left
+/// out of them to `out.skipped`.
+fn split_intact(seg: &RangeSegment, damaged: &[(usize, String)], out: &mut FrameRange) {
+    let frames = &seg.reader.frames;
+    let is_damaged = |k: usize| damaged.iter().find(|(d, _)| *d == k).map(|(_, why)| why);
+    let mut run_start: Option<usize> = None;
+    let close_run = |start: &mut Option<usize>, end: usize, out: &mut FrameRange| {
+        if let Some(a) = start.take() {
+            out.segments.push(RangeSegment {
+                entry: seg.entry.clone(),
+                reader: seg.reader.clone(),
+                frames: a..end,
+            });
+        }
+    };
+    let skipped = |offset: u64, count: u64, wall_ns: i64, reason: String| SkippedFrames {
+        camera: seg.entry.camera.clone(),
+        segment: seg.entry.name.clone(),
+        offset,
+        frames: count,
+        wall_ns,
+        reason,
+    };
+    for k in seg.frames.clone() {
+        if k > seg.frames.start {
+            let missing = frames[k].seq.saturating_sub(frames[k - 1].seq + 1);
+            if missing > 0 {
+                close_run(&mut run_start, k, out);
+                out.skipped.push(skipped(
+                    frames[k].offset,
+                    missing,
+                    frames[k].wall_ns,
+                    "missing from the segment: damaged, or lost to a power cut".into(),
+                ));
+            }
+        }
+        match is_damaged(k) {
+            Some(why) => {
+                close_run(&mut run_start, k, out);
+                match out.skipped.last_mut() {
+                    // Damaged frames in a row make one span.
+                    Some(last)
+                        if last.segment == seg.entry.name
+                            && k > 0
+                            && is_damaged(k - 1).is_some()
+                            && k - 1 >= seg.frames.start =>
+                    {
+                        last.frames += 1
+                    }
+                    _ => out
+                        .skipped
+                        .push(skipped(frames[k].offset, 1, frames[k].wall_ns, why.clone())),
+                }
+            }
+            None => {
+                run_start.get_or_insert(k);
+            }
+        }
+    }
+    close_run(&mut run_start, seg.frames.end, out);
 }
 
 /// Wall time of the newest readable frame of `camera`, if any: the last

@@ -698,6 +698,29 @@ impl SegmentReader {
     }
 }
 
+impl SegmentReader {
+    /// The frames that fail their checks (CRCs, record matching its index
+    /// entry, or a read error), among those from `from` on, each with why.
+    /// Every other frame reads. Reads in batches of at most `batch_bytes`,
+    /// frame by frame only where a batch fails.
+    pub fn damaged_frames(&self, from: usize, batch_bytes: u64) -> Vec<(usize, StoreError)> {
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        let mut i = from;
+        while i < self.frames.len() {
+            let mut j = i + 1;
+            while j < self.frames.len() && self.run_bytes(i..j + 1) <= batch_bytes {
+                j += 1;
+            }
+            if self.read_run(i..j, &mut buf).is_err() {
+                out.extend((i..j).filter_map(|k| self.read_frame(k).err().map(|e| (k, e))));
+            }
+            i = j;
+        }
+        out
+    }
+}
+
 /// Frames read by [`SegmentReader::read_run`], every CRC checked.
 pub struct FrameRun<'a> {
     entries: &'a [IndexEntry],
