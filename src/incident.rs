@@ -130,8 +130,7 @@ impl IncidentKeeper {
                 continue;
             }
             for seg in &rec.segments {
-                let path =
-                    crate::store::camera_dir(self.store.data_dir(), &seg.camera).join(&seg.name);
+                let path = self.store.segment_path(&seg.camera, &seg.name);
                 if self.io().exists(&path) {
                     if let Err(e) = incidents::lock_segment(self.io(), &path, &rec.id) {
                         log::error!("incident {}: {e}", rec.id);

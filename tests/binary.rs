@@ -418,3 +418,78 @@ fn trigger_devices_that_cannot_be_opened_are_reported_and_recording_goes_on() {
         .iter()
         .all(|n| n.contains("locked from the dashboard")));
 }
+
+#[test]
+fn export_of_damaged_footage_names_what_it_left_out_and_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), 15);
+    // Two runs: a segment each.
+    for _ in 0..2 {
+        let out = dashvault(dir.path())
+            .args(["run", "--clock-offset-only", "--duration-s", "1.5"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    let io = RealIo::new();
+    let segments = list_all(&io, &dir.path().join("data")).unwrap();
+    assert_eq!(segments.len(), 2);
+    let stored = stored_frames(dir.path()).len();
+    // One segment loses a bit of its stream header (it once dropped the
+    // whole segment from exports), another one frame.
+    let mut head = std::fs::read(&segments[0].path).unwrap();
+    head[60] ^= 0x02;
+    std::fs::write(&segments[0].path, head).unwrap();
+    let victim = SegmentReader::open(&io, &segments[1].path).unwrap().frames[2];
+    let mut bytes = std::fs::read(&segments[1].path).unwrap();
+    bytes[victim.offset as usize + 48 + 9] ^= 0x20;
+    std::fs::write(&segments[1].path, bytes).unwrap();
+
+    let out = dashvault(dir.path())
+        .args(["export", "--last", "1h", "-o", "clip.mp4"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&segments[1].name) && stderr.contains(&format!("byte {}", victim.offset)),
+        "the skipped frame is not named: {stderr}"
+    );
+    // ffprobe counts every frame but the damaged one.
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(dir.path().join("clip.mp4"))
+        .output()
+        .expect("ffprobe installed (make test-deps)");
+    let frames: usize = String::from_utf8_lossy(&probe.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(frames, stored - 1, "{probe:?}");
+    // verify names both, by kind.
+    let report = verify_deep(dir.path());
+    let problems = report["cameras"][0]["problems"].as_array().unwrap().clone();
+    let named = |name: &str, kind: &str| {
+        problems
+            .iter()
+            .any(|p| p["segment"] == name && p["kind"] == kind)
+    };
+    assert!(named(&segments[0].name, "stream_header"), "{report}");
+    assert!(named(&segments[1].name, "bad_record"), "{report}");
+    let code = dashvault(dir.path())
+        .args(["verify", "--deep"])
+        .status()
+        .unwrap()
+        .code();
+    assert_eq!(code, Some(1), "verify exits 1 on damage");
+}

@@ -15,6 +15,7 @@ use dashvault::recorder::Recorder;
 use dashvault::store::catalog;
 use dashvault::store::io::RealIo;
 use dashvault::store::reader::SegmentReader;
+use dashvault::store::Store;
 
 mod common;
 use common::TOKEN;
@@ -394,7 +395,7 @@ fn timeline_playback_frames_and_downloads_match_the_store() {
 
     // The nearest frame, and stepping from it.
     let mid = all[stored / 2];
-    let at = dashvault::clock::format_rfc3339_ms(mid.wall_ns + 1_000_000);
+    let at = format_rfc3339_ms(mid.wall_ns + 1_000_000);
     let frame = f.get(&format!("/api/frame?camera=front&at={at}"));
     assert_eq!(
         frame.status,
@@ -671,8 +672,8 @@ fn mp4_export_serves_ranges_etag_and_the_same_bytes_as_the_cli() {
         .unwrap()
         .segments;
     let first = SegmentReader::open(&io, &segments[0].path).unwrap().frames[0].wall_ns;
-    let from = dashvault::clock::format_rfc3339_ms(first);
-    let to = dashvault::clock::format_rfc3339_ms(first + 3_000_000_000);
+    let from = format_rfc3339_ms(first);
+    let to = format_rfc3339_ms(first + 3_000_000_000);
     let path = format!("/api/export.mp4?camera=front&from={from}&to={to}");
 
     let full = f.get(&path);
@@ -927,4 +928,90 @@ fn setting_the_clock_relabels_the_timeline_and_exports_and_locks_export_in_one_t
         format_rfc3339_ms(first_start + 2_000_000_000)
     );
     assert_eq!(f.get(&url).status, 404);
+}
+
+#[test]
+fn frame_at_a_damaged_frames_time_serves_the_nearest_intact_frame_not_500() {
+    let mut f = Fixture::start(Limits::default());
+    f.wait_written(45);
+    f.stop_recording();
+    let store = Store::on_disk(&f.data_dir);
+    let seg = store.segments("front").unwrap().segments[0].clone();
+    let reader = store.open_segment(&seg).unwrap();
+    let victim = reader.frames[10];
+    let (before, after) = (reader.frames[9], reader.frames[11]);
+    drop(reader);
+    let mut bytes = std::fs::read(&seg.path).unwrap();
+    bytes[victim.offset as usize + 48 + 30] ^= 0x40;
+    std::fs::write(&seg.path, bytes).unwrap();
+
+    let at = format_rfc3339_ms(victim.wall_ns);
+    let r = f.get(&format!("/api/frame?camera=front&at={at}"));
+    assert_eq!(r.status, 200, "{}", r.error());
+    assert!(is_jpeg(&r.body));
+    let served = parse_rfc3339(r.header("X-Frame-Time").unwrap()).unwrap();
+    // X-Frame-Time has whole milliseconds.
+    let near = |w: i64, served: i64| (w - served).abs() < 1_000_000;
+    assert!(
+        near(before.wall_ns, served) || near(after.wall_ns, served),
+        "served {served}, not a neighbour of the damaged frame at {}",
+        victim.wall_ns
+    );
+    // Stepping onto the damaged frame moves past it.
+    let at = format_rfc3339_ms(before.wall_ns);
+    let r = f.get(&format!("/api/frame?camera=front&at={at}&step=1"));
+    assert_eq!(r.status, 200);
+    let served = parse_rfc3339(r.header("X-Frame-Time").unwrap()).unwrap();
+    assert!(
+        near(after.wall_ns, served),
+        "step 1 from frame 9 served {served}, not frame 11 at {}",
+        after.wall_ns
+    );
+}
+
+#[test]
+fn download_of_a_damaged_segment_is_refused_up_front_naming_the_damage() {
+    let mut f = Fixture::start(Limits::default());
+    f.wait_written(45);
+    f.stop_recording();
+    let store = Store::on_disk(&f.data_dir);
+    let segments = store.segments("front").unwrap().segments;
+    let (bad, good) = (&segments[0], &segments[1]);
+    let reader = store.open_segment(bad).unwrap();
+    let victim = reader.frames[3];
+    drop(reader);
+    let mut bytes = std::fs::read(&bad.path).unwrap();
+    bytes[victim.offset as usize + 48 + 7] ^= 0x01;
+    std::fs::write(&bad.path, bytes).unwrap();
+
+    let r = f.get(&format!(
+        "/api/video/download?camera=front&name={}",
+        bad.name
+    ));
+    assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        r.error().contains(&victim.offset.to_string()),
+        "{}",
+        r.error()
+    );
+    // An intact segment still downloads, its length what is sent.
+    let r = f.get(&format!(
+        "/api/video/download?camera=front&name={}",
+        good.name
+    ));
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-length").unwrap(),
+        r.body.len().to_string()
+    );
+    // The export of the damaged time leaves out that frame and says so.
+    let from = format_rfc3339_ms(victim.wall_ns - 1_000_000_000);
+    let to = format_rfc3339_ms(victim.wall_ns + 1_000_000_000);
+    let r = f.get(&format!("/api/export.mp4?camera=front&from={from}&to={to}"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("X-Skipped-Frames"), Some("1"));
+    assert_eq!(
+        r.header("content-length").unwrap(),
+        r.body.len().to_string()
+    );
 }

@@ -130,6 +130,11 @@ impl Store {
         self.inner.io.as_ref()
     }
 
+    /// Where the segment `name` of `camera` is (or would be).
+    pub fn segment_path(&self, camera: &str, name: &str) -> PathBuf {
+        super::camera_dir(self.data_dir(), camera).join(name)
+    }
+
     /// Makes the recordings folder (and the data folder) exist.
     pub fn create(&self) -> Result<(), StoreError> {
         let dir = super::recordings_dir(self.data_dir());

@@ -1,5 +1,14 @@
 //! The segment store: owns the on-disk format and every durability rule.
-//! Nothing outside this module opens a segment file.
+//! [`Store`] is its front door: everything outside this module reaches
+//! footage through it, and nothing outside opens a segment file or lists a
+//! camera folder (a test below checks). The lower layers (format, reader,
+//! recovery, verify, writer, retention) stay public for the crash, fault
+//! and fuzz tests that exercise them one by one.
+//!
+//! Inside, imports run downwards: `format`, `io` and `sidecar` at the
+//! bottom; `anchor`; `catalog` and `reader`; `spans` and `stats`; then
+//! `query`, `recovery`, `verify`, `writer`, `retention` and `incidents`;
+//! `handle` (the `Store`) on top.
 //!
 //! Layout: `<data_dir>/recordings/<camera>/<seq:012>_<YYYYMMDDTHHMMSSZ>.dvr`.
 //! The per-camera sequence number comes first so names sort in recording
@@ -7,6 +16,9 @@
 
 pub mod anchor;
 pub mod catalog;
+/// Test support: replays recorded I/O to build crash images (crash-state
+/// torture, fuzzing). Not part of the store's surface.
+#[doc(hidden)]
 pub mod crash_states;
 pub mod format;
 mod handle;
@@ -17,6 +29,9 @@ pub mod reader;
 pub mod recovery;
 pub mod retention;
 pub mod sidecar;
+/// Test support: simulated storage that knows what a power cut keeps (crash
+/// tests, fuzz targets, benches). Not part of the store's surface.
+#[doc(hidden)]
 pub mod sim;
 pub mod spans;
 pub mod stats;
@@ -97,6 +112,80 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Source files of the crate outside `store/`, with their text.
+    fn sources_outside_store() -> Vec<(PathBuf, String)> {
+        let mut out = Vec::new();
+        let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    if !path.ends_with("store") {
+                        dirs.push(path);
+                    }
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    out.push((path, text));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn nothing_outside_the_store_lists_a_camera_folder_or_opens_a_segment() {
+        // What only the store does; everyone else goes through `Store`.
+        let inside_only = [
+            "catalog::list_",
+            "SegmentReader::open",
+            "recover_camera",
+            "recover_segment",
+            "verify::verify",
+            "query::open_range",
+            "anchor::",
+            "camera_dir(",
+            "recordings_dir(",
+            "SegmentWriter::new",
+            "Retention::new",
+            "RealIo::new",
+        ];
+        let sources = sources_outside_store();
+        assert!(sources.len() > 20, "found {} source files", sources.len());
+        for (path, text) in sources {
+            for pattern in inside_only {
+                assert!(
+                    !text.contains(pattern),
+                    "{} uses {pattern}: go through store::Store",
+                    path.display()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_store_does_not_import_the_layers_above_it() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            // Module names only, so this file does not name them as paths.
+            for module in [
+                "status",
+                "recorder",
+                "http",
+                "export",
+                "incident",
+                "timekeeper",
+                "cli",
+                "camera",
+                "encode",
+            ] {
+                let above = format!("crate::{module}");
+                assert!(!text.contains(&above), "{} imports {above}", path.display());
+            }
+        }
+    }
 
     #[test]
     fn segment_names_sort_by_sequence_and_parse_back() {

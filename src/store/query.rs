@@ -232,6 +232,8 @@ fn split_intact(seg: &RangeSegment, damaged: &[(usize, String)], out: &mut Frame
         wall_ns,
         reason,
     };
+    // The damaged frame just before, when the last span is its own.
+    let mut last_damaged: Option<usize> = None;
     for k in seg.frames.clone() {
         if k > seg.frames.start {
             let missing = frames[k].seq.saturating_sub(frames[k - 1].seq + 1);
@@ -243,6 +245,7 @@ fn split_intact(seg: &RangeSegment, damaged: &[(usize, String)], out: &mut Frame
                     frames[k].wall_ns,
                     "missing from the segment: damaged, or lost to a power cut".into(),
                 ));
+                last_damaged = None;
             }
         }
         match is_damaged(k) {
@@ -250,41 +253,49 @@ fn split_intact(seg: &RangeSegment, damaged: &[(usize, String)], out: &mut Frame
                 close_run(&mut run_start, k, out);
                 match out.skipped.last_mut() {
                     // Damaged frames in a row make one span.
-                    Some(last)
-                        if last.segment == seg.entry.name
-                            && k > 0
-                            && is_damaged(k - 1).is_some()
-                            && k - 1 >= seg.frames.start =>
-                    {
-                        last.frames += 1
-                    }
-                    _ => out
-                        .skipped
-                        .push(skipped(frames[k].offset, 1, frames[k].wall_ns, why.clone())),
+                    Some(last) if k > 0 && last_damaged == Some(k - 1) => last.frames += 1,
+                    _ => out.skipped.push(skipped(
+                        frames[k].offset,
+                        1,
+                        frames[k].wall_ns,
+                        why.clone(),
+                    )),
                 }
+                last_damaged = Some(k);
             }
             None => {
                 run_start.get_or_insert(k);
+                last_damaged = None;
             }
         }
     }
     close_run(&mut run_start, seg.frames.end, out);
 }
 
-/// Wall time of the newest readable frame of `camera`, if any: the last
-/// frame of the newest segment that opens and holds frames.
+/// How many of the newest segments `newest_frame_wall_ns` opens: a renamed
+/// file can put older footage under the newest name.
+const NEWEST_SEGMENTS_LOOKED_AT: usize = 3;
+
+/// Wall time of the newest readable frame of `camera`, if any: the latest
+/// last frame among the newest segments that open and hold frames.
 pub(crate) fn newest_frame_wall_ns(store: &Store, camera: &str) -> Result<Option<i64>, StoreError> {
+    let mut newest: Option<i64> = None;
+    let mut looked = 0;
     for entry in store.segments(camera)?.segments.iter().rev() {
         match store.open_segment(entry) {
             Ok(r) => {
                 if let Some(f) = r.frames.last() {
-                    return Ok(Some(f.wall_ns));
+                    newest = Some(newest.map_or(f.wall_ns, |n| n.max(f.wall_ns)));
+                    looked += 1;
                 }
             }
             Err(e) => log::warn!("[{camera}] skipping unreadable segment: {e}"),
         }
+        if looked == NEWEST_SEGMENTS_LOOKED_AT {
+            break;
+        }
     }
-    Ok(None)
+    Ok(newest)
 }
 
 /// The intact frame of `camera` nearest `at_ns` (at most `window_ns`

@@ -4,10 +4,10 @@
 //! Rule: keep every record whose header CRC and payload CRC check, wherever
 //! it is; close the segment after the last of them (index and trailer);
 //! sync. A damaged record costs that record, never the records after it.
-//! A file is removed only when it holds no frame: when nothing but zeros
-//! follows a possible stream header, or when a cut can explain it (the
-//! newest segments of a camera, starting as ours); anything else without
-//! frames is set aside as `.bad`. A file with a valid frame anywhere is
+//! A file is removed only when it holds no frame and a cut can explain it:
+//! among the newest segments of a camera, empty, zeros after a possible
+//! stream header, or starting as ours; anything else without frames is set
+//! aside as `.bad`, where `verify` keeps reporting it. A file with a valid frame anywhere is
 //! closed, never removed. Running it twice changes nothing
 //! the second time, because a segment with a valid trailer is left alone.
 
@@ -20,7 +20,7 @@ use super::format::{
     TRAILER_LEN,
 };
 use super::io::StorageIo;
-use super::reader::{read_trailer, scan, ScanResult};
+use super::reader::{read_closed_index, read_trailer, scan, ScanResult};
 use super::stats::RecoveryReport;
 use super::{StoreError, QUARANTINE_SUFFIX};
 use crate::frame::CaptureTime;
@@ -38,11 +38,18 @@ pub fn recover_camera(
     let listing = list_segments(io, data_dir, camera)?;
     let segments = &listing.segments;
     let mut closed = Vec::with_capacity(segments.len());
-    for seg in segments {
+    for (i, seg) in segments.iter().enumerate() {
         let file = io
             .open_read(&seg.path)
             .map_err(|e| StoreError::io(&seg.path, "opening for recovery", e))?;
-        closed.push(read_trailer(file.as_ref(), &seg.path)?.is_some());
+        // The newest segment gets the full check: a cut during its close can
+        // leave the trailer whole over a torn index.
+        let newest = i + 1 == segments.len();
+        closed.push(if newest {
+            read_closed_index(file.as_ref(), &seg.path)?.is_some()
+        } else {
+            read_trailer(file.as_ref(), &seg.path)?.is_some()
+        });
     }
     let newest_closed = closed.iter().rposition(|c| *c);
     let mut reports = Vec::new();
@@ -78,7 +85,15 @@ pub fn recover_segment(
     let mut file = io
         .open_rw(path)
         .map_err(|e| StoreError::io(path, "opening for recovery", e))?;
-    if read_trailer(file.as_ref(), path)?.is_some() {
+    // Where a cut can be, the index is checked too (a torn close); elsewhere
+    // a valid trailer is enough: a damaged index there is damage at rest,
+    // which readers get around by scanning and verify reports.
+    let closed = if cut_possible {
+        read_closed_index(file.as_ref(), path)?.is_some()
+    } else {
+        read_trailer(file.as_ref(), path)?.is_some()
+    };
+    if closed {
         return Ok(None);
     }
     let name = path
@@ -98,7 +113,7 @@ pub fn recover_segment(
                 && (first == RECORD_MAGIC || first == [0; 4]));
         // Without a frame the file holds no footage; where a cut can be, a
         // file that starts as ours is a first sync cut short.
-        if nothing_written || (cut_possible && starts_like_ours) {
+        if cut_possible && (nothing_written || starts_like_ours) {
             drop(file);
             io.remove_file(path)
                 .map_err(|e| StoreError::io(path, "removing empty segment", e))?;

@@ -103,8 +103,9 @@ pub enum DamageKind {
     TrailerRemoved,
     /// Bytes after a valid trailer.
     AfterTrailer,
-    /// Trailer damaged in a segment that has closed ones after it.
-    DamagedTrailer,
+    /// A valid trailer over a damaged index, in a segment with closed ones
+    /// after it (readers find its frames by a scan).
+    DamagedIndex,
 }
 
 pub fn verify(io: &dyn StorageIo, data_dir: &Path, deep: bool) -> Result<VerifyReport, StoreError> {
@@ -127,6 +128,8 @@ pub fn verify(io: &dyn StorageIo, data_dir: &Path, deep: bool) -> Result<VerifyR
 /// What one segment holds, as far as verify needs it.
 struct Inspected {
     closed: bool,
+    /// Unclosed, but with a valid trailer: its index is damaged.
+    trailer_ok: bool,
     frames: Vec<IndexEntry>,
     /// Stream header's segment number and camera, when one is known.
     stream: Option<(u64, String)>,
@@ -183,11 +186,18 @@ fn verify_camera(
         }
         r.unclosed.push(seg.name.clone());
         if newest_closed.is_some_and(|c| i < c) {
-            r.problem(
-                &seg.name,
-                DamageKind::UnclosedNotNewest,
-                "not closed (no valid trailer), yet a later segment is closed: a cut cannot leave this",
-            );
+            let (kind, what) = if ins.trailer_ok {
+                (
+                    DamageKind::DamagedIndex,
+                    "its trailer is whole but the index it points at is damaged; its frames are found by a scan",
+                )
+            } else {
+                (
+                    DamageKind::UnclosedNotNewest,
+                    "not closed (no valid trailer), yet a later segment is closed: a cut cannot leave this",
+                )
+            };
+            r.problem(&seg.name, kind, what);
         }
     }
     // Pending notes were added by `inspect` for every unclosed segment that
@@ -195,7 +205,12 @@ fn verify_camera(
     let damaged: Vec<String> = r
         .problems
         .iter()
-        .filter(|p| p.kind == DamageKind::UnclosedNotNewest)
+        .filter(|p| {
+            matches!(
+                p.kind,
+                DamageKind::UnclosedNotNewest | DamageKind::DamagedIndex
+            )
+        })
         .map(|p| p.segment.clone())
         .collect();
     r.pending.retain(|p| !damaged.contains(&p.segment));
@@ -329,6 +344,7 @@ fn inspect_closed(
     }
     Ok(Inspected {
         closed: true,
+        trailer_ok: true,
         frames: closed.frames,
         stream,
     })
@@ -427,11 +443,23 @@ fn inspect_unclosed(
         .stream
         .as_ref()
         .map(|s| (s.segment_seq, s.camera_id.clone()));
+    let trailer_ok = super::reader::read_trailer(file, &seg.path)?.is_some();
     let inspected = Inspected {
         closed: false,
+        trailer_ok,
         frames: scanned.frames.clone(),
         stream,
     };
+    if trailer_ok {
+        r.pending(
+            &seg.name,
+            "its close was cut short: the trailer is whole, the index is not; recovery writes the index again",
+        );
+        if deep {
+            check_frames(io, seg, r)?;
+        }
+        return Ok(inspected);
+    }
     if nothing_written {
         r.pending(
             &seg.name,
