@@ -1,6 +1,7 @@
 //! A segment file from arbitrary bytes: the record and trailer decoders,
-//! the reader, `verify --deep` and recovery must never panic or allocate
-//! without bound, and recovery must be idempotent.
+//! the reader, `verify --deep`, the store's intact ranges and frame lookup
+//! and recovery must never panic or allocate without bound; an intact range
+//! must read whole; recovery must be idempotent.
 //!
 //! The first byte picks how the rest is read: as raw file bytes, or as a
 //! list of records that get valid CRCs (so the fuzzer reaches the code
@@ -8,15 +9,18 @@
 #![no_main]
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use dashvault::frame::CaptureTime;
 use dashvault::store::format::{
-    decode_index, RecordHeader, RecordKind, StreamHeader, Trailer, HEADER_LEN, TRAILER_LEN,
+    decode_index, decode_index_record, RecordHeader, RecordKind, StreamHeader, Trailer,
+    HEADER_LEN, TRAILER_LEN,
 };
 use dashvault::store::reader::SegmentReader;
 use dashvault::store::recovery::recover_camera;
 use dashvault::store::sim::SimIo;
 use dashvault::store::verify::verify;
+use dashvault::store::Store;
 use libfuzzer_sys::fuzz_target;
 
 fn build_records(mut data: &[u8]) -> Vec<u8> {
@@ -36,7 +40,7 @@ fn build_records(mut data: &[u8]) -> Vec<u8> {
         data = &data[payload.len()..];
         match op % 6 {
             0..=3 => {
-                let h = RecordHeader::new(
+                let mut h = RecordHeader::new(
                     kinds[op as usize % 4],
                     payload,
                     seq,
@@ -45,6 +49,11 @@ fn build_records(mut data: &[u8]) -> Vec<u8> {
                         wall_ns: seq as i64,
                     },
                 );
+                // Index records with and without the stream-header copy and
+                // the recovered flag.
+                if h.kind == RecordKind::Index {
+                    h.flags = (op >> 4) & 3;
+                }
                 seq += 1;
                 out.extend_from_slice(&h.encode());
                 out.extend_from_slice(payload);
@@ -84,6 +93,7 @@ fuzz_target!(|data: &[u8]| {
             if h.check_payload(&body[..body.len().min(h.payload_len as usize)]).is_ok() {
                 let _ = StreamHeader::decode(body);
                 let _ = decode_index(body);
+                let _ = decode_index_record(h.flags, body);
             }
         }
         let _ = Trailer::decode(&tail[..tail.len().min(TRAILER_LEN)]);
@@ -101,6 +111,17 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = verify(&sim, data_dir, true);
+    // The front door's reads: an intact range serves only frames that check.
+    let store = Store::new(Arc::new(sim.clone()), data_dir);
+    if let Ok(range) = store.intact_range("front", i64::MIN / 2, i64::MAX / 2) {
+        let mut buf = Vec::new();
+        for seg in range.segments.iter().take(8) {
+            seg.reader
+                .read_run(seg.frames.clone(), &mut buf)
+                .expect("an intact range reads whole");
+        }
+    }
+    let _ = store.frame_near("front", 0, i64::MAX / 4, 1);
     if recover_camera(&sim, data_dir, "front").is_ok() {
         let files: Vec<_> = sim
             .live_files()

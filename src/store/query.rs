@@ -146,8 +146,9 @@ fn frames_in(frames: &[IndexEntry], from_ns: i64, to_ns: i64) -> Range<usize> {
 
 /// Opens the frames of `camera` with wall time in `[from_ns, to_ns)`.
 /// Segments come in the order of their frame numbers (their recording
-/// order, even if files were renamed); one that cannot be read is listed
-/// in `problems`, and the frames of the others are all there.
+/// order, even if files were renamed), each frame number once; one that
+/// cannot be read is listed in `problems`, and the frames of the others are
+/// all there.
 pub(crate) fn open_range(
     store: &Store,
     camera: &str,
@@ -182,6 +183,21 @@ pub(crate) fn open_range(
     }
     out.segments
         .sort_by_key(|s| s.entries().first().map_or(0, |f| f.seq));
+    // Each frame number once: a copied or duplicated file must not replay
+    // footage already served (verify reports the overlap).
+    let mut served_up_to: Option<u64> = None;
+    for seg in &mut out.segments {
+        if let Some(high) = served_up_to {
+            let entries = &seg.reader.frames;
+            while seg.frames.start < seg.frames.end && entries[seg.frames.start].seq <= high {
+                seg.frames.start += 1;
+            }
+        }
+        if let Some(last) = seg.entries().last() {
+            served_up_to = Some(served_up_to.map_or(last.seq, |h| h.max(last.seq)));
+        }
+    }
+    out.segments.retain(|s| !s.frames.is_empty());
     Ok(out)
 }
 
