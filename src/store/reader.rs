@@ -236,7 +236,13 @@ impl<'a> Window<'a> {
     fn next_record(&mut self, from: u64, last_seq: Option<u64>) -> Result<Option<u64>, StoreError> {
         let mut pos = from;
         while pos + HEADER_LEN as u64 <= self.file_len {
-            let len = ((self.file_len - pos) as usize).min(SCAN_CHUNK_BYTES);
+            // Search what is already read first; read ahead only past it.
+            let buffered_end = self.start + self.buf.len() as u64;
+            let len = if pos >= self.start && pos + RECORD_MAGIC.len() as u64 <= buffered_end {
+                (buffered_end - pos) as usize
+            } else {
+                ((self.file_len - pos) as usize).min(SCAN_CHUNK_BYTES)
+            };
             let found = self
                 .span(pos, len)?
                 .windows(RECORD_MAGIC.len())
@@ -840,5 +846,145 @@ mod tests {
         }
         // Runs that do not include it still read.
         assert_eq!(reader.read_run(11..20, &mut buf).unwrap().len(), 9);
+    }
+}
+
+#[cfg(test)]
+mod scan_tests {
+    use super::*;
+    use crate::store::format::{encode_index, INDEX_FLAG_STREAM_COPY};
+    use crate::store::sim::SimIo;
+
+    fn record(kind: RecordKind, payload: &[u8], seq: u64) -> Vec<u8> {
+        let h = RecordHeader::new(
+            kind,
+            payload,
+            seq,
+            crate::frame::CaptureTime {
+                mono_ns: seq * 1000,
+                wall_ns: seq as i64,
+            },
+        );
+        let mut out = h.encode().to_vec();
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn stream() -> Vec<u8> {
+        StreamHeader {
+            codec: Codec::Jpeg,
+            width: 8,
+            height: 8,
+            fps_milli: 10_000,
+            boot_id: [3; 16],
+            segment_seq: 0,
+            camera_id: "c".into(),
+        }
+        .encode()
+    }
+
+    /// A stream header and frames 0..n, each frame `len` bytes.
+    fn file(n: u64, len: usize) -> (Vec<u8>, Vec<u64>) {
+        let mut b = record(RecordKind::StreamHeader, &stream(), 0);
+        let mut offsets = Vec::new();
+        for seq in 0..n {
+            offsets.push(b.len() as u64);
+            b.extend(record(RecordKind::Frame, &vec![seq as u8 + 1; len], seq));
+        }
+        (b, offsets)
+    }
+
+    fn scan_bytes(bytes: Vec<u8>) -> ScanResult {
+        let sim = SimIo::default();
+        let path = PathBuf::from("/d/recordings/c/000000000000_x.dvr");
+        sim.put_durable(&path, bytes);
+        let f = sim.open_read(&path).unwrap();
+        scan(f.as_ref(), &path).unwrap()
+    }
+
+    #[test]
+    fn a_damaged_frame_in_the_middle_costs_that_frame_and_is_a_hole() {
+        let (mut b, offsets) = file(10, 300);
+        b[offsets[4] as usize + 60] ^= 0x10;
+        b.extend(vec![0u8; 5000]); // a preallocated tail
+        let s = scan_bytes(b);
+        let seqs: Vec<u64> = s.frames.iter().map(|f| f.seq).collect();
+        assert_eq!(seqs, [0, 1, 2, 3, 5, 6, 7, 8, 9]);
+        assert_eq!(s.holes.len(), 1);
+        assert_eq!(
+            (s.holes[0].offset, s.holes[0].len),
+            (offsets[4], offsets[5] - offsets[4])
+        );
+        assert!(s.tail_is_zero && s.stream.is_some());
+    }
+
+    #[test]
+    fn a_damaged_stream_header_costs_no_frame() {
+        let (mut b, offsets) = file(5, 100);
+        b[50] ^= 0x01;
+        let s = scan_bytes(b);
+        assert!(s.stream.is_none() && s.stream_problem.is_some());
+        assert_eq!(s.frames.len(), 5);
+        assert_eq!(s.holes[0].offset, 0);
+        assert_eq!(s.holes[0].len, offsets[0]);
+    }
+
+    #[test]
+    fn a_stale_frame_with_a_lower_number_is_not_taken_after_damage() {
+        let (mut b, offsets) = file(6, 200);
+        // Damage frame 3, then put an old record of frame 1 where frame 4 was.
+        b[offsets[3] as usize + 60] ^= 0x01;
+        let stale = record(RecordKind::Frame, &[9u8; 200], 1);
+        let at = offsets[4] as usize;
+        b[at..at + stale.len()].copy_from_slice(&stale);
+        let s = scan_bytes(b);
+        let seqs: Vec<u64> = s.frames.iter().map(|f| f.seq).collect();
+        assert_eq!(seqs, [0, 1, 2, 5]);
+    }
+
+    #[test]
+    fn a_closed_segment_stays_closed_with_its_stream_header_damaged() {
+        let (mut b, offsets) = file(3, 100);
+        let frames: Vec<IndexEntry> = offsets
+            .iter()
+            .enumerate()
+            .map(|(i, o)| IndexEntry {
+                offset: *o,
+                payload_len: 100,
+                flags: 0,
+                seq: i as u64,
+                mono_ns: i as u64 * 1000,
+                wall_ns: i as i64,
+            })
+            .collect();
+        let mut index = encode_index(&frames);
+        index.extend(stream());
+        let mut h = RecordHeader::new(
+            RecordKind::Index,
+            &index,
+            3,
+            crate::frame::CaptureTime::default(),
+        );
+        h.flags = INDEX_FLAG_STREAM_COPY;
+        let index_offset = b.len() as u64;
+        b.extend(h.encode());
+        b.extend(&index);
+        b.extend(
+            Trailer {
+                index_offset,
+                index_record_len: (HEADER_LEN + index.len()) as u32,
+                frame_count: 3,
+            }
+            .encode(),
+        );
+        b[20] ^= 0x40; // the stream header's own record header
+        let sim = SimIo::default();
+        let path = PathBuf::from("/d/recordings/c/000000000000_x.dvr");
+        sim.put_durable(&path, b);
+        let r = SegmentReader::open(&sim, &path).unwrap();
+        assert!(r.closed);
+        assert_eq!(r.stream_origin, StreamOrigin::IndexCopy);
+        assert_eq!((r.stream.width, r.stream.camera_id.as_str()), (8, "c"));
+        assert_eq!(r.frames.len(), 3);
     }
 }
