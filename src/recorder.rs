@@ -120,6 +120,16 @@ impl Recorder {
             retention.set_before_plan(Arc::new(move || keeper.lock_pending()));
         }
         retention.enforce();
+        {
+            let (r, tk) = (retention.clone(), timekeeper.clone());
+            store.before_new_segment(Arc::new(move || {
+                // A segment just closed (or is the first): save the time.
+                if let Some(tk) = &tk {
+                    tk.save_now();
+                }
+                r.enforce();
+            }));
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         let n = sources.len().max(1) as u64;
@@ -127,7 +137,7 @@ impl Recorder {
         for (i, (cam, source)) in sources.into_iter().enumerate() {
             let cs = status.cameras[i].clone();
             cs.detail().source = source.describe();
-            let mut writer = store.writer(WriterSettings {
+            let writer = store.writer(WriterSettings {
                 camera_id: cam.id.clone(),
                 camera_dir: PathBuf::new(), // the store sets it
                 fps_milli: cam.fps * 1000,
@@ -138,15 +148,6 @@ impl Recorder {
                 want_direct,
                 boot_id,
             })?;
-            let r = retention.clone();
-            let tk = timekeeper.clone();
-            writer.set_before_new_segment(Arc::new(move || {
-                // A segment just closed (or is the first): save the time.
-                if let Some(tk) = &tk {
-                    tk.save_now();
-                }
-                r.enforce();
-            }));
             let slot = live.slot(&cam.id).expect("one slot per camera").clone();
             threads.extend(spawn_camera(
                 &cam,

@@ -1,8 +1,8 @@
 //! [`Store`]: the one way into stored footage. It owns the I/O, the data
-//! folder, the set of segments being written, retention's pass lock and
-//! the storage statistics; writers, retention, readers, recovery and
-//! `verify` are all had from it, so they share those invariants without
-//! anyone wiring them by hand.
+//! folder, the set of segments being written, retention's pass lock, the
+//! hook writers run before each new segment, and the storage statistics;
+//! writers, retention, readers, recovery and `verify` are all had from it,
+//! so they share those invariants without anyone wiring them by hand.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ use super::reader::{SegmentReader, StreamOrigin};
 use super::retention::{Retention, RetentionPolicy};
 use super::stats::{CameraStoreStats, RecoveryReport, StoreStats};
 use super::verify::VerifyReport;
-use super::writer::{OpenSegments, SegmentWriter, WriterSettings};
+use super::writer::{BeforeNewSegment, OpenSegments, SegmentWriter, WriterSettings};
 use super::{anchor, recovery, StoreError};
 
 /// Frames of one segment that may borrow the boot of the segment before
@@ -39,6 +39,9 @@ struct Inner {
     pass_lock: Arc<Mutex<()>>,
     stats: Arc<StoreStats>,
     cameras: Mutex<HashMap<String, Arc<CameraStoreStats>>>,
+    /// Run by every writer before it creates a segment (retention, saving
+    /// the time).
+    before_new_segment: Mutex<Option<BeforeNewSegment>>,
     /// Frames already checked per segment: how many, and which failed. A
     /// segment's frames only ever grow at the end, so checks resume there.
     checked: Mutex<HashMap<PathBuf, CheckedFrames>>,
@@ -74,6 +77,7 @@ impl Store {
                 stats: Arc::default(),
                 cameras: Mutex::default(),
                 checked: Mutex::default(),
+                before_new_segment: Mutex::default(),
             }),
         }
     }
@@ -302,18 +306,38 @@ impl Store {
         super::verify::verify(self.io_ref(), self.data_dir(), deep)
     }
 
-    /// A writer for one camera, sharing the store's set of open segments
-    /// and the camera's statistics. `settings.camera_dir` is set from the
-    /// camera id.
+    /// Sets what every writer had from this store runs before it creates a
+    /// segment (writers made before keep what they had).
+    pub fn before_new_segment(&self, hook: BeforeNewSegment) {
+        *self
+            .inner
+            .before_new_segment
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(hook);
+    }
+
+    /// A writer for one camera, sharing the store's set of open segments,
+    /// the camera's statistics and the before-new-segment hook.
+    /// `settings.camera_dir` is set from the camera id.
     pub fn writer(&self, mut settings: WriterSettings) -> Result<SegmentWriter, StoreError> {
         settings.camera_dir = super::camera_dir(self.data_dir(), &settings.camera_id);
         let stats = self.camera_stats(&settings.camera_id);
-        SegmentWriter::new(
+        let mut writer = SegmentWriter::new(
             self.inner.io.clone(),
             settings,
             stats,
             self.inner.open.clone(),
-        )
+        )?;
+        let hook = self
+            .inner
+            .before_new_segment
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(hook) = hook {
+            writer.set_before_new_segment(hook);
+        }
+        Ok(writer)
     }
 
     /// Retention over this store, holding the store's pass lock.
