@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::catalog::{self, Listing, SegmentEntry};
 use super::io::{RealIo, StorageIo};
@@ -47,14 +48,19 @@ struct Inner {
     checked: Mutex<HashMap<PathBuf, CheckedFrames>>,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 struct CheckedFrames {
     count: usize,
     damaged: Vec<(usize, String)>,
+    at: Instant,
 }
 
 /// Segments whose checks are remembered, at most.
 const CHECKED_SEGMENTS_MAX: usize = 10_000;
+/// How long a check is trusted before the frames are read again: longer
+/// than the range requests of one download, short enough that damage at
+/// rest since is found by the next export.
+const CHECK_TRUSTED_FOR: Duration = Duration::from_secs(600);
 
 /// One stored frame, read and checked.
 #[derive(Clone, Debug)]
@@ -232,24 +238,27 @@ impl Store {
     /// Remembered, so a range asked for again (an HTTP range request) costs
     /// no second read; read errors are not remembered.
     pub fn damaged_frames(&self, reader: &SegmentReader, batch_bytes: u64) -> Vec<(usize, String)> {
+        if !reader.closed {
+            // Scanned just now: the scan kept only frames whose CRCs check.
+            return Vec::new();
+        }
         let key = reader.path.clone();
-        let known = self
+        let (checked_count, known_damaged) = self
             .inner
             .checked
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
-            .cloned()
-            .filter(|c| c.count <= reader.frames.len())
-            .unwrap_or_default();
-        if known.count == reader.frames.len() {
-            return known.damaged;
+            .filter(|c| c.count <= reader.frames.len() && c.at.elapsed() < CHECK_TRUSTED_FOR)
+            .map_or((0, Vec::new()), |c| (c.count, c.damaged.clone()));
+        if checked_count == reader.frames.len() {
+            return known_damaged;
         }
-        let found = reader.damaged_frames(known.count, batch_bytes);
+        let found = reader.damaged_frames(checked_count, batch_bytes);
         let transient = found
             .iter()
             .any(|(_, e)| matches!(e, StoreError::Io { .. }));
-        let mut damaged = known.damaged;
+        let mut damaged = known_damaged;
         damaged.extend(found.into_iter().map(|(k, e)| (k, e.to_string())));
         if !transient {
             let mut checked = self.inner.checked.lock().unwrap_or_else(|e| e.into_inner());
@@ -261,6 +270,7 @@ impl Store {
                 CheckedFrames {
                     count: reader.frames.len(),
                     damaged: damaged.clone(),
+                    at: Instant::now(),
                 },
             );
         }
