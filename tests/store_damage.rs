@@ -690,3 +690,144 @@ fn verify_found_two_files_with_one_segment_number() {
         Some((twin, DamageKind::DuplicateNumber)),
     );
 }
+
+/// The pristine recording on simulated storage, for faults the real
+/// filesystem cannot make (read errors).
+fn simulated() -> (dashvault::store::sim::SimIo, Store) {
+    let sim = dashvault::store::sim::SimIo::default();
+    let cam = camera_dir(Path::new("/data"));
+    for name in &pristine().segments {
+        let bytes = std::fs::read(camera_dir(pristine().dir.path()).join(name)).unwrap();
+        sim.put_durable(&cam.join(name), bytes);
+    }
+    let store = Store::new(Arc::new(sim.clone()), "/data");
+    (sim, store)
+}
+
+#[test]
+fn a_segment_that_cannot_be_read_does_not_stop_recovery_or_recording() {
+    let (sim, store) = simulated();
+    let cam = camera_dir(Path::new("/data"));
+    sim.fail_reads_of(Some(cam.join(&pristine().segments[0])));
+    let reports = store.recover().expect("recovery goes on past a bad sector");
+    let r = &reports["front"];
+    assert!(
+        r.iter()
+            .any(|r| r.segment == pristine().segments[0] && r.action.contains("cannot be read")),
+        "{r:?}"
+    );
+    // Recording resumes above what the other segments hold.
+    let mut w = store.writer(settings()).unwrap();
+    let f = EncodedFrame {
+        jpeg: pristine().frames[0].jpeg.clone().into(),
+        width: 160,
+        height: 120,
+        captured: CaptureTime {
+            mono_ns: 100_000_000_000,
+            wall_ns: WALL_BASE_NS + 100_000_000_000,
+        },
+        flags: 0,
+    };
+    w.append(&f, f.captured.mono_ns).unwrap();
+    w.close().unwrap();
+    let report = store.verify(true).unwrap();
+    let problems = &report.cameras[0].problems;
+    assert!(problems
+        .iter()
+        .any(|p| p.segment == pristine().segments[0] && p.kind == DamageKind::Unreadable));
+    // Every other frame still exports.
+    let range = store.intact_range("front", 0, i64::MAX / 2).unwrap();
+    assert_eq!(
+        range.frame_count(),
+        FRAMES as usize - frames_of(0).len() + 1
+    );
+}
+
+#[test]
+fn verify_calls_a_newest_segment_whose_close_was_not_trimmed_pending() {
+    // A cut during close: index and trailer landed, the trim of the
+    // preallocation did not, so zeros follow the trailer.
+    let (dir, cam) = copy();
+    let path = path_of(&cam, 3);
+    let mut b = std::fs::read(&path).unwrap();
+    b.extend(vec![0u8; 3 * BLOCK_BYTES]);
+    std::fs::write(&path, b).unwrap();
+    check_case("untrimmed close", dir.path(), &none(), None);
+    let report = Store::on_disk(dir.path()).verify(true).unwrap();
+    assert!(report.ok && !report.pending_recovery, "{report:#?}");
+}
+
+#[test]
+fn verify_and_recovery_agree_on_a_damaged_index_before_a_segment_being_created() {
+    let (dir, cam) = copy();
+    let path = path_of(&cam, 3);
+    let len = std::fs::metadata(&path).unwrap().len();
+    flip(&path, len - 32 - 40, 0x10); // the newest closed segment's index
+                                      // ... and a newer segment, created but not yet synced.
+    std::fs::write(
+        cam.join("000000000004_20270115T080008Z.dvr"),
+        vec![0u8; 8192],
+    )
+    .unwrap();
+    let store = Store::on_disk(dir.path());
+    let before = store.verify(true).unwrap();
+    assert!(!before.ok, "{before:#?}");
+    let damaged = |r: &VerifyReport| {
+        r.cameras[0]
+            .problems
+            .iter()
+            .any(|p| p.segment == pristine().segments[3] && p.kind == DamageKind::DamagedIndex)
+    };
+    assert!(damaged(&before), "{before:#?}");
+    // Recovery removes the empty newest file; the damaged index is then the
+    // newest one, which recovery writes again (verify says so after).
+    store.recover().unwrap();
+    let after = store.verify(true).unwrap();
+    assert!(after.ok && !after.pending_recovery, "{after:#?}");
+    assert!(after.cameras[0]
+        .recovered
+        .iter()
+        .any(|n| n.segment == pristine().segments[3]));
+    assert_eq!(exported(&store).len() as u64, FRAMES);
+}
+
+#[test]
+fn torn_padding_before_the_newest_segments_index_is_not_damage() {
+    let (dir, cam) = copy();
+    let store = Store::on_disk(dir.path());
+    let seg = store.segments("front").unwrap().segments[3].clone();
+    let last = *store.open_segment(&seg).unwrap().frames.last().unwrap();
+    let padding_at = last.offset + HEADER_LEN as u64 + last.payload_len as u64;
+    flip(&path_of(&cam, 3), padding_at + 60, 0x01);
+    let report = store.verify(true).unwrap();
+    assert!(report.ok, "{report:#?}");
+    assert!(report.cameras[0]
+        .recovered
+        .iter()
+        .any(|n| n.segment == seg.name && n.note.contains("padding")));
+}
+
+#[test]
+fn recovery_keeps_the_stream_header_copy_of_an_index_whose_trailer_was_lost() {
+    let (dir, cam) = copy();
+    let path = path_of(&cam, 3);
+    flip(&path, 60, 0x04); // offset 0's stream header
+    let len = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 32)
+        .unwrap();
+    let store = Store::on_disk(dir.path());
+    store.recover().unwrap();
+    let seg = store.segments("front").unwrap().segments[3].clone();
+    let r = store.open_segment(&seg).unwrap();
+    assert!(r.closed);
+    assert_eq!(
+        r.stream_origin,
+        dashvault::store::reader::StreamOrigin::IndexCopy
+    );
+    assert_eq!(r.stream.boot_id, [5; 16]);
+    assert_eq!(r.frames.len(), frames_of(3).len());
+}

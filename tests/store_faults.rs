@@ -353,3 +353,20 @@ fn segment_deleted_while_being_written_fails_its_next_sync() {
     let err = rig.writer.sync(2 * FRAME_NS).unwrap_err();
     assert!(err.to_string().contains("disappeared"), "{err}");
 }
+
+#[test]
+fn a_segment_whose_close_failed_is_closed_again_once_storage_works() {
+    let mut rig = rig(u64::MAX / 4, u64::MAX, 0);
+    for n in 0..5 {
+        rig.writer.append(&frame(n), n * FRAME_NS).unwrap();
+    }
+    rig.writer.sync(5 * FRAME_NS).unwrap();
+    let path = rig.writer.current_path().unwrap().to_path_buf();
+    rig.sim.fail_syncs_with(Some(std::io::ErrorKind::Other));
+    rig.writer.close().unwrap_err();
+    rig.sim.fail_syncs_with(None);
+    rig.writer.close_abandoned();
+    let r = SegmentReader::open(&rig.sim, &path).unwrap();
+    assert!(r.closed, "the segment whose close failed stays unclosed");
+    assert_eq!(r.frames.len(), 5);
+}

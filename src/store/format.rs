@@ -307,7 +307,7 @@ pub fn encode_index(entries: &[IndexEntry]) -> Vec<u8> {
         // writer's are consecutive; recovery's scan enforces the bound).
         debug_assert!(e.seq >= next && e.seq - next <= INDEX_SKIP_MAX);
         let skip = e.seq.saturating_sub(next).min(INDEX_SKIP_MAX) as u32;
-        next = e.seq + 1;
+        next = e.seq.saturating_add(1);
         b.extend_from_slice(&e.offset.to_le_bytes());
         b.extend_from_slice(&e.payload_len.to_le_bytes());
         b.push(e.flags);

@@ -300,7 +300,16 @@ impl Store {
     pub fn recover(&self) -> Result<BTreeMap<String, Vec<RecoveryReport>>, StoreError> {
         let mut out = BTreeMap::new();
         for camera in self.cameras()? {
-            let reports = recovery::recover_camera(self.io_ref(), self.data_dir(), &camera)?;
+            // A folder that cannot be listed is reported; the others go on.
+            let reports = recovery::recover_camera(self.io_ref(), self.data_dir(), &camera)
+                .unwrap_or_else(|e| {
+                    log::error!("[{camera}] recovery could not run: {e}");
+                    vec![RecoveryReport {
+                        segment: String::new(),
+                        action: format!("recovery could not run: {e}"),
+                        ..RecoveryReport::default()
+                    }]
+                });
             *self
                 .camera_stats(&camera)
                 .recovery

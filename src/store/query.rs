@@ -252,7 +252,9 @@ fn split_intact(seg: &RangeSegment, damaged: &[(usize, String)], out: &mut Frame
     let mut last_damaged: Option<usize> = None;
     for k in seg.frames.clone() {
         if k > seg.frames.start {
-            let missing = frames[k].seq.saturating_sub(frames[k - 1].seq + 1);
+            let missing = frames[k]
+                .seq
+                .saturating_sub(frames[k - 1].seq.saturating_add(1));
             if missing > 0 {
                 close_run(&mut run_start, k, out);
                 out.skipped.push(skipped(

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use super::format::{
     decode_index_record, jpeg_dimensions, Codec, IndexEntry, RecordHeader, RecordKind,
-    StreamHeader, Trailer, HEADER_LEN, INDEX_FLAG_RECOVERED, INDEX_SKIP_MAX, RECORD_MAGIC,
-    TRAILER_LEN,
+    StreamHeader, Trailer, HEADER_LEN, INDEX_FLAG_RECOVERED, INDEX_SKIP_MAX, PAYLOAD_BYTES_MAX,
+    RECORD_MAGIC, TRAILER_LEN,
 };
 use super::io::{SegmentFile, StorageIo};
 use super::StoreError;
@@ -398,7 +398,7 @@ pub fn read_closed_index(
     let Ok((frames, copy)) = decode_index_record(h.flags, &rec[HEADER_LEN..]) else {
         return Ok(None);
     };
-    if frames.len() != trailer.frame_count as usize {
+    if frames.len() != trailer.frame_count as usize || !entries_fit(&frames, trailer.index_offset) {
         return Ok(None);
     }
     let stream = match copy {
@@ -412,6 +412,26 @@ pub fn read_closed_index(
         index_offset: trailer.index_offset,
         recovered: h.flags & INDEX_FLAG_RECOVERED != 0,
     }))
+}
+
+/// Whether index entries describe records that lie in order, one after
+/// another, before the index, each no longer than a record may be. An
+/// index that says otherwise is not believed (its CRC checked, but it was
+/// not written by us); the segment is then scanned.
+fn entries_fit(frames: &[IndexEntry], index_offset: u64) -> bool {
+    let mut next_free = HEADER_LEN as u64; // after at least a stream-header header
+    frames.iter().all(|f| {
+        let end = f
+            .offset
+            .checked_add(HEADER_LEN as u64 + f.payload_len as u64);
+        let fits = f.payload_len <= PAYLOAD_BYTES_MAX
+            && f.offset >= next_free
+            && end.is_some_and(|e| e <= index_offset);
+        if let Some(e) = end {
+            next_free = e;
+        }
+        fits
+    })
 }
 
 /// The stream header at offset 0, if it checks.
@@ -940,6 +960,72 @@ mod scan_tests {
         let s = scan_bytes(b);
         let seqs: Vec<u64> = s.frames.iter().map(|f| f.seq).collect();
         assert_eq!(seqs, [0, 1, 2, 5]);
+    }
+
+    /// A closed segment of three frames whose index says `frames` (CRCs
+    /// valid whatever the entries say).
+    fn closed_with(mut frames: Vec<IndexEntry>, edit: impl Fn(&mut Vec<IndexEntry>)) -> Vec<u8> {
+        let (mut b, _) = file(3, 100);
+        edit(&mut frames);
+        let mut index = encode_index(&frames);
+        index.extend(stream());
+        let mut h = RecordHeader::new(
+            RecordKind::Index,
+            &index,
+            3,
+            crate::frame::CaptureTime::default(),
+        );
+        h.flags = INDEX_FLAG_STREAM_COPY;
+        let index_offset = b.len() as u64;
+        b.extend(h.encode());
+        b.extend(&index);
+        b.extend(
+            Trailer {
+                index_offset,
+                index_record_len: (HEADER_LEN + index.len()) as u32,
+                frame_count: frames.len() as u32,
+            }
+            .encode(),
+        );
+        b
+    }
+
+    fn true_entries() -> Vec<IndexEntry> {
+        let (_, offsets) = file(3, 100);
+        offsets
+            .iter()
+            .enumerate()
+            .map(|(i, o)| IndexEntry {
+                offset: *o,
+                payload_len: 100,
+                flags: 0,
+                seq: i as u64,
+                mono_ns: i as u64 * 1000,
+                wall_ns: i as i64,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_index_whose_entries_point_outside_the_segment_is_not_believed() {
+        let sim = SimIo::default();
+        let path = PathBuf::from("/d/recordings/c/000000000000_x.dvr");
+        let lies: [fn(&mut Vec<IndexEntry>); 3] = [
+            |f| f[1].offset = u64::MAX - 20,
+            |f| f[2].payload_len = u32::MAX,
+            |f| f.swap(0, 1),
+        ];
+        for lie in lies {
+            sim.put_durable(&path, closed_with(true_entries(), lie));
+            let r = SegmentReader::open(&sim, &path).unwrap();
+            assert!(!r.closed, "a lying index was believed");
+            assert_eq!(r.frames.len(), 3);
+            let mut buf = Vec::new();
+            assert_eq!(r.read_run(0..3, &mut buf).unwrap().len(), 3);
+            assert!(r.damaged_frames(0, 1 << 20).is_empty());
+        }
+        sim.put_durable(&path, closed_with(true_entries(), |_| {}));
+        assert!(SegmentReader::open(&sim, &path).unwrap().closed);
     }
 
     #[test]

@@ -13,13 +13,13 @@
 
 use std::path::Path;
 
-use super::catalog::list_segments;
+use super::catalog::{list_segments, SegmentEntry};
 use super::format::{
-    encode_index, encode_index_with_stream, padding_record, RecordHeader, RecordKind, Trailer,
-    BLOCK_BYTES, HEADER_LEN, INDEX_FLAG_RECOVERED, INDEX_FLAG_STREAM_COPY, RECORD_MAGIC,
-    TRAILER_LEN,
+    decode_index_record, encode_index, encode_index_with_stream, padding_record, RecordHeader,
+    RecordKind, StreamHeader, Trailer, BLOCK_BYTES, HEADER_LEN, INDEX_FLAG_RECOVERED,
+    INDEX_FLAG_STREAM_COPY, RECORD_MAGIC, TRAILER_LEN,
 };
-use super::io::StorageIo;
+use super::io::{SegmentFile, StorageIo};
 use super::reader::{read_closed_index, read_trailer, scan, ScanResult};
 use super::stats::RecoveryReport;
 use super::{StoreError, QUARANTINE_SUFFIX};
@@ -37,28 +37,54 @@ pub fn recover_camera(
 ) -> Result<Vec<RecoveryReport>, StoreError> {
     let listing = list_segments(io, data_dir, camera)?;
     let segments = &listing.segments;
+    let mut reports = Vec::new();
+    // A file that cannot be read is left as it is and reported: one bad
+    // sector must not keep the recorder from starting.
+    let unreadable = |reports: &mut Vec<RecoveryReport>, seg: &SegmentEntry, e: StoreError| {
+        log::error!("[{camera}] recovery leaves {} alone: {e}", seg.name);
+        reports.push(RecoveryReport {
+            segment: seg.name.clone(),
+            action: format!("left alone, cannot be read: {e}"),
+            ..RecoveryReport::default()
+        });
+    };
     let mut closed = Vec::with_capacity(segments.len());
     for (i, seg) in segments.iter().enumerate() {
-        let file = io
-            .open_read(&seg.path)
-            .map_err(|e| StoreError::io(&seg.path, "opening for recovery", e))?;
         // The newest segment gets the full check: a cut during its close can
         // leave the trailer whole over a torn index.
         let newest = i + 1 == segments.len();
-        closed.push(if newest {
-            read_closed_index(file.as_ref(), &seg.path)?.is_some()
-        } else {
-            read_trailer(file.as_ref(), &seg.path)?.is_some()
+        let check = io
+            .open_read(&seg.path)
+            .map_err(|e| StoreError::io(&seg.path, "opening for recovery", e))
+            .and_then(|file| {
+                if newest {
+                    read_closed_index(file.as_ref(), &seg.path).map(|c| c.is_some())
+                } else {
+                    read_trailer(file.as_ref(), &seg.path).map(|t| t.is_some())
+                }
+            });
+        closed.push(match check {
+            Ok(c) => Some(c),
+            Err(e) => {
+                unreadable(&mut reports, seg, e);
+                None
+            }
         });
     }
-    let newest_closed = closed.iter().rposition(|c| *c);
-    let mut reports = Vec::new();
+    let newest_closed = closed.iter().rposition(|c| *c == Some(true));
     for (i, seg) in segments.iter().enumerate() {
-        if closed[i] {
+        if closed[i] != Some(false) {
             continue;
         }
         let where_a_cut_can_be = newest_closed.is_none_or(|c| i > c);
-        if let Some(r) = recover_segment(io, &seg.path, where_a_cut_can_be)? {
+        let recovered = match recover_segment(io, &seg.path, where_a_cut_can_be) {
+            Ok(r) => r,
+            Err(e) => {
+                unreadable(&mut reports, seg, e);
+                continue;
+            }
+        };
+        if let Some(r) = recovered {
             log::warn!(
                 "[{camera}] recovered {}: {} ({} frames, {:.1} s kept, {} torn bytes cut, {} damaged bytes skipped)",
                 r.segment,
@@ -69,6 +95,19 @@ pub fn recover_camera(
                 r.skipped_bytes
             );
             reports.push(r);
+        }
+    }
+    // Files removed from the end make an older segment the newest: give it
+    // the newest's full check, so that verify and the next start agree.
+    let newest_left = segments.iter().rposition(|s| io.exists(&s.path));
+    if let Some(i) = newest_left.filter(|i| i + 1 < segments.len() && closed[*i] == Some(true)) {
+        match recover_segment(io, &segments[i].path, true) {
+            Ok(Some(r)) => {
+                log::warn!("[{camera}] recovered {}: {}", r.segment, r.action);
+                reports.push(r);
+            }
+            Ok(None) => {}
+            Err(e) => unreadable(&mut reports, &segments[i], e),
         }
     }
     Ok(reports)
@@ -148,7 +187,16 @@ pub fn recover_segment(
     }
     // The index keeps a copy of the stream header when offset 0 has a valid
     // one; a lost one is rebuilt by readers each time instead of guessed once.
-    let (index, mut flags) = match &scanned.stream {
+    // Offset 0 lost, but an index the scan reached (its trailer was lost)
+    // may still hold the copy.
+    let stream = match &scanned.stream {
+        Some(s) => Some(s.clone()),
+        None => match scanned.index_offset {
+            Some(at) => index_stream_copy(file.as_ref(), path, at)?,
+            None => None,
+        },
+    };
+    let (index, mut flags) = match &stream {
         Some(stream) => (
             encode_index_with_stream(&scanned.frames, stream),
             INDEX_FLAG_STREAM_COPY,
@@ -159,7 +207,7 @@ pub fn recover_segment(
     let mut index_header = RecordHeader::new(
         RecordKind::Index,
         &index,
-        scanned.frames.last().map_or(0, |f| f.seq + 1),
+        scanned.frames.last().map_or(0, |f| f.seq.saturating_add(1)),
         CaptureTime::default(),
     );
     index_header.flags = flags;
@@ -197,6 +245,29 @@ pub fn recover_segment(
         )
     };
     Ok(Some(report))
+}
+
+/// The stream-header copy in the index record at `at`, if it checks.
+fn index_stream_copy(
+    file: &dyn SegmentFile,
+    path: &Path,
+    at: u64,
+) -> Result<Option<StreamHeader>, StoreError> {
+    let mut hb = [0u8; HEADER_LEN];
+    file.read_exact_at(&mut hb, at)
+        .map_err(|e| StoreError::io(path, "reading index", e))?;
+    let Ok(h) = RecordHeader::decode(&hb) else {
+        return Ok(None);
+    };
+    let mut payload = vec![0u8; h.payload_len as usize];
+    file.read_exact_at(&mut payload, at + HEADER_LEN as u64)
+        .map_err(|e| StoreError::io(path, "reading index", e))?;
+    if h.kind != RecordKind::Index || h.check_payload(&payload).is_err() {
+        return Ok(None);
+    }
+    Ok(decode_index_record(h.flags, &payload)
+        .ok()
+        .and_then(|(_, copy)| copy))
 }
 
 fn report_of(name: &str, scanned: &ScanResult) -> RecoveryReport {

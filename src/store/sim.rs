@@ -86,6 +86,8 @@ struct SimState {
     capacity_bytes: u64,
     fail_writes: Option<io::ErrorKind>,
     fail_syncs: Option<io::ErrorKind>,
+    /// Reads of this file fail with EIO (a bad sector).
+    unreadable: Option<PathBuf>,
     /// Number of `sync_data` calls so far (crash points for tests).
     syncs: u64,
     /// Called after every write, before any sync covers it: the moment a
@@ -150,6 +152,11 @@ impl SimIo {
 
     pub fn fail_syncs_with(&self, kind: Option<io::ErrorKind>) {
         self.lock().fail_syncs = kind;
+    }
+
+    /// Makes every read of `path` fail as a bad sector does (None: none).
+    pub fn fail_reads_of(&self, path: Option<PathBuf>) {
+        self.lock().unreadable = path;
     }
 
     /// Calls `observer` after every write (while it is still unsynced), so
@@ -469,6 +476,9 @@ impl SegmentFile for SimHandle {
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         self.with_file(|st| {
+            if st.unreadable.as_deref() == Some(self.path.as_path()) {
+                return Err(io::Error::from_raw_os_error(libc::EIO));
+            }
             let live = &st.files[&self.path].live;
             if offset >= live.len() as u64 {
                 return Ok(0);

@@ -171,21 +171,30 @@ fn verify_camera(
         );
     }
     let mut inspected = Vec::with_capacity(segments.len());
-    for seg in segments {
+    for (i, seg) in segments.iter().enumerate() {
         r.bytes += seg.len;
-        inspected.push(inspect(io, seg, deep, &mut r)?);
+        let newest = i + 1 == segments.len();
+        inspected.push(inspect(io, seg, deep, newest, &mut r)?);
     }
     // Where a cut can be: the segments after the newest closed one.
+    // As recovery sees it: a valid trailer closes a segment, except that
+    // the newest one needs its index whole too (a cut during its close).
     let newest_closed = inspected
         .iter()
-        .rposition(|i| i.as_ref().is_some_and(|i| i.closed));
+        .rposition(|i| i.as_ref().is_some_and(|i| i.closed || i.trailer_ok));
+    let newest = segments.len().checked_sub(1);
     for (i, seg) in segments.iter().enumerate() {
         let Some(ins) = &inspected[i] else { continue };
         if ins.closed {
             continue;
         }
         r.unclosed.push(seg.name.clone());
-        if newest_closed.is_some_and(|c| i < c) {
+        let damage = if ins.trailer_ok {
+            Some(i) != newest
+        } else {
+            newest_closed.is_some_and(|c| i < c)
+        };
+        if damage {
             let (kind, what) = if ins.trailer_ok {
                 (
                     DamageKind::DamagedIndex,
@@ -251,6 +260,7 @@ fn inspect(
     io: &dyn StorageIo,
     seg: &SegmentEntry,
     deep: bool,
+    newest: bool,
     r: &mut CameraReport,
 ) -> Result<Option<Inspected>, StoreError> {
     let file = match io.open_read(&seg.path) {
@@ -265,7 +275,7 @@ fn inspect(
         }
     };
     let result = match read_closed_index(file.as_ref(), &seg.path) {
-        Ok(Some(closed)) => inspect_closed(io, file.as_ref(), seg, closed, deep, r),
+        Ok(Some(closed)) => inspect_closed(io, file.as_ref(), seg, closed, deep, newest, r),
         Ok(None) => inspect_unclosed(io, file.as_ref(), seg, deep, r),
         Err(e) => Err(e),
     };
@@ -286,6 +296,7 @@ fn inspect_closed(
     seg: &SegmentEntry,
     closed: ClosedIndex,
     deep: bool,
+    newest: bool,
     r: &mut CameraReport,
 ) -> Result<Inspected, StoreError> {
     let stream = closed
@@ -316,7 +327,7 @@ fn inspect_closed(
                 );
             }
         }
-        check_holes(seg, &scanned, &closed.frames, closed.recovered, r);
+        check_holes(seg, &scanned, &closed.frames, closed.recovered, newest, r);
         if scanned.index_offset != Some(closed.index_offset) {
             r.problem(
                 &seg.name,
@@ -361,12 +372,14 @@ fn same_frames(scanned: &[IndexEntry], index: &[IndexEntry]) -> bool {
 /// Reports the damaged stretches a scan stepped over. Those holding an
 /// indexed frame are reported by the frame's own read; the rest are damage
 /// in a segment the writer closed, and the gaps recovery closed around in a
-/// recovered one.
+/// recovered one. In the newest segment, torn padding is what a cut during
+/// its close leaves (padding, index and trailer go out in one write).
 fn check_holes(
     seg: &SegmentEntry,
     scanned: &ScanResult,
     frames: &[IndexEntry],
     recovered: bool,
+    newest: bool,
     r: &mut CameraReport,
 ) {
     for hole in &scanned.holes {
@@ -382,6 +395,14 @@ fn check_holes(
                 segment: seg.name.clone(),
                 note: format!(
                     "{} bytes at byte {} stepped over by recovery: {}",
+                    hole.len, hole.offset, hole.reason
+                ),
+            });
+        } else if newest {
+            r.recovered.push(SegmentNote {
+                segment: seg.name.clone(),
+                note: format!(
+                    "{} bytes of padding at byte {} torn, no frame lost (a cut during its close leaves this): {}",
                     hole.len, hole.offset, hole.reason
                 ),
             });
@@ -473,9 +494,19 @@ fn inspect_unclosed(
     }
     if let Some(at) = scanned.index_offset {
         // The records end in a valid index: closed once, trailer gone or moved.
-        if let Some(problem) = after_index(file, seg, at, len)? {
-            r.problem(&seg.name, problem.0, problem.1);
-            return Ok(inspected);
+        match after_index(file, seg, at, len)? {
+            AfterIndex::Damage(kind, what) => {
+                r.problem(&seg.name, kind, what);
+                return Ok(inspected);
+            }
+            AfterIndex::UntrimmedClose => {
+                r.pending(
+                    &seg.name,
+                    "closed, but the trim of its preallocation did not land (a cut during its close); recovery trims it",
+                );
+                return Ok(inspected);
+            }
+            AfterIndex::Nothing => {}
         }
     }
     if len % BLOCK_BYTES as u64 != 0 {
@@ -516,44 +547,68 @@ fn inspect_unclosed(
     Ok(inspected)
 }
 
-/// What follows a valid index record at `at` in a segment without a valid
-/// trailer at its end: damage no cut explains, or `None` (a torn close).
+/// What follows a valid index record, in a segment without a valid trailer
+/// at its end.
+enum AfterIndex {
+    /// Damage no cut explains.
+    Damage(DamageKind, String),
+    /// A whole trailer followed by zeros in whole blocks: the close's data
+    /// landed, its trim of the preallocation did not.
+    UntrimmedClose,
+    /// A torn close, or nothing to say.
+    Nothing,
+}
+
 fn after_index(
     file: &dyn SegmentFile,
     seg: &SegmentEntry,
     at: u64,
     len: u64,
-) -> Result<Option<(DamageKind, String)>, StoreError> {
+) -> Result<AfterIndex, StoreError> {
     let mut hb = [0u8; HEADER_LEN];
     file.read_exact_at(&mut hb, at)
         .map_err(|e| StoreError::io(&seg.path, "reading index", e))?;
     let Ok(h) = RecordHeader::decode(&hb) else {
-        return Ok(None);
+        return Ok(AfterIndex::Nothing);
     };
     debug_assert_eq!(h.kind, RecordKind::Index);
     let index_end = at + h.record_len();
     if index_end == len {
-        return Ok(Some((
+        return Ok(AfterIndex::Damage(
             DamageKind::TrailerRemoved,
             format!("ends right after its index (byte {index_end}): the trailer was removed"),
-        )));
+        ));
     }
     let trailer_end = index_end + super::format::TRAILER_LEN as u64;
-    if trailer_end <= len {
-        let mut tb = [0u8; super::format::TRAILER_LEN];
-        file.read_exact_at(&mut tb, index_end)
-            .map_err(|e| StoreError::io(&seg.path, "reading trailer", e))?;
-        if Trailer::decode(&tb).is_ok_and(|t| t.index_offset == at) {
-            return Ok(Some((
-                DamageKind::AfterTrailer,
-                format!(
-                    "{} bytes after its trailer (which ends at byte {trailer_end})",
-                    len - trailer_end
-                ),
-            )));
-        }
+    if trailer_end > len {
+        return Ok(AfterIndex::Nothing);
     }
-    Ok(None)
+    let mut tb = [0u8; super::format::TRAILER_LEN];
+    file.read_exact_at(&mut tb, index_end)
+        .map_err(|e| StoreError::io(&seg.path, "reading trailer", e))?;
+    if !Trailer::decode(&tb).is_ok_and(|t| t.index_offset == at) {
+        return Ok(AfterIndex::Nothing);
+    }
+    let mut rest = vec![0u8; (len - trailer_end).min(1 << 20) as usize];
+    let mut pos = trailer_end;
+    let mut zeros = true;
+    while pos < len && zeros {
+        let n = ((len - pos) as usize).min(rest.len());
+        file.read_exact_at(&mut rest[..n], pos)
+            .map_err(|e| StoreError::io(&seg.path, "reading after the trailer", e))?;
+        zeros = rest[..n].iter().all(|b| *b == 0);
+        pos += n as u64;
+    }
+    if zeros && len % BLOCK_BYTES as u64 == 0 {
+        return Ok(AfterIndex::UntrimmedClose);
+    }
+    Ok(AfterIndex::Damage(
+        DamageKind::AfterTrailer,
+        format!(
+            "{} bytes after its trailer (which ends at byte {trailer_end})",
+            len - trailer_end
+        ),
+    ))
 }
 
 /// Names against contents, and frame numbers from segment to segment.

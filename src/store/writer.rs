@@ -289,6 +289,10 @@ impl SegmentWriter {
         let result = self.finish_segment(&mut seg);
         self.buf.clear();
         self.forget_open(&seg.path);
+        if result.is_err() {
+            // Closed again (by the recovery rule) once storage works.
+            self.abandoned.push(seg.path);
+        }
         result
     }
 
