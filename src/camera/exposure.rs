@@ -15,9 +15,9 @@
 //! A minimum dwell in the capped state keeps a scene right at the limit from
 //! switching modes on every frame.
 
-/// Longest exposure by default: 1/100 s. At 50 km/h the car moves 14 cm in
-/// that time, against 46 cm at the 1/30 s a 30 fps camera would otherwise use.
-pub const DEFAULT_MAX_EXPOSURE_US: u32 = 10_000;
+/// Longest exposure by default (1/100 s), kept with the config field it is
+/// the default of.
+pub use crate::config::DEFAULT_MAX_EXPOSURE_US;
 /// Frames to stay capped before returning to automatic exposure.
 const CAPPED_DWELL_FRAMES: u32 = 30;
 /// At or under this analogue gain the capped scene is bright enough for

@@ -419,7 +419,8 @@ pub fn read_closed_index(
 /// index that says otherwise is not believed (its CRC checked, but it was
 /// not written by us); the segment is then scanned.
 fn entries_fit(frames: &[IndexEntry], index_offset: u64) -> bool {
-    let mut next_free = HEADER_LEN as u64; // after at least a stream-header header
+    // From 0: a segment whose stream header was lost may start with a frame.
+    let mut next_free = 0u64;
     frames.iter().all(|f| {
         let end = f
             .offset
@@ -1026,6 +1027,25 @@ mod scan_tests {
         }
         sim.put_durable(&path, closed_with(true_entries(), |_| {}));
         assert!(SegmentReader::open(&sim, &path).unwrap().closed);
+    }
+
+    #[test]
+    fn recovery_of_a_file_starting_with_a_frame_is_done_once() {
+        // Found by the fuzzer: no stream header, a frame at offset 0. The
+        // recovered index was then not believed, so every start recovered
+        // the file again.
+        let mut b = record(RecordKind::Frame, &[7u8; 64], 0);
+        b.extend(record(RecordKind::Frame, &[8u8; 64], 1));
+        b.extend(vec![0u8; 300]);
+        let sim = SimIo::default();
+        let path = PathBuf::from("/d/recordings/c/000000000000_x.dvr");
+        sim.put_durable(&path, b);
+        let first = crate::store::recovery::recover_camera(&sim, Path::new("/d"), "c").unwrap();
+        assert_eq!(first.len(), 1, "{first:?}");
+        let again = crate::store::recovery::recover_camera(&sim, Path::new("/d"), "c").unwrap();
+        assert!(again.is_empty(), "second recovery did {again:?}");
+        let r = SegmentReader::open(&sim, &path).unwrap();
+        assert!(r.closed && r.frames.len() == 2);
     }
 
     #[test]
