@@ -1,110 +1,21 @@
 //! The routes: one table says which handler answers, and whether it needs
-//! authentication; errors become JSON in one place (`ApiError::response`).
+//! authentication. Handlers live in their own modules and share `context`.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 
 use serde_json::{json, Value};
 
-use crate::clock::{format_rfc3339, format_rfc3339_ms, parse_rfc3339, Clock};
-use crate::config::Config;
-use crate::live::LiveHub;
-use crate::status::Status;
+use crate::clock::{format_rfc3339, format_rfc3339_ms};
 use crate::store::catalog::SegmentEntry;
 use crate::store::query::{self, Span, SpanBuilder};
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 
 use super::assets;
-use super::auth::{self, Auth, Verdict};
-use super::server::{Body, Handler, Request, Response, ServerStats};
+use super::auth::{self, Verdict};
+use super::context::SegmentSummary;
+pub use super::context::{time_param, ApiContext, ApiError, ApiResult};
+use super::server::{Body, Handler, Request, Response};
 use super::stream;
-
-/// Everything the handlers read.
-pub struct ApiContext {
-    pub config: Config,
-    /// Stored footage: the only way the handlers reach it.
-    pub store: Store,
-    pub status: Arc<Status>,
-    pub live: Arc<LiveHub>,
-    pub clock: Arc<dyn Clock>,
-    pub auth: Auth,
-    /// Set when the service stops; streams watch it.
-    pub stop: Arc<AtomicBool>,
-    pub server_stats: Mutex<Option<Arc<ServerStats>>>,
-    /// Clock control (`/api/clock`); `None` when the service does not own the clock.
-    pub timekeeper: Option<Arc<crate::timekeeper::Timekeeper>>,
-    /// Incident locks (`/api/lock`, `/api/incidents`).
-    pub incidents: Option<Arc<crate::incident::IncidentKeeper>>,
-    /// Timeline summaries of segments that no longer change, by path and size.
-    summaries: Mutex<HashMap<PathBuf, (u64, SegmentSummary)>>,
-}
-
-#[derive(Clone, Debug)]
-struct SegmentSummary {
-    frames: usize,
-    spans: Vec<Span>,
-    closed: bool,
-}
-
-/// Errors a route can answer with; the status code is chosen here only.
-#[derive(Debug)]
-pub enum ApiError {
-    BadRequest(String),
-    Unauthorized(String),
-    NotFound(String),
-    MethodNotAllowed(String),
-    /// The thing asked for exists but is damaged (a segment download).
-    Conflict(String),
-    RangeNotSatisfiable {
-        len: u64,
-    },
-    SlowDown(u64),
-    Unavailable(String),
-    Internal(String),
-}
-
-impl ApiError {
-    pub fn response(&self) -> Response {
-        let (status, message) = match self {
-            ApiError::BadRequest(m) => (400, m.clone()),
-            ApiError::Unauthorized(m) => (401, m.clone()),
-            ApiError::NotFound(m) => (404, m.clone()),
-            ApiError::MethodNotAllowed(m) => (405, m.clone()),
-            ApiError::Conflict(m) => (409, m.clone()),
-            ApiError::RangeNotSatisfiable { len } => (
-                416,
-                format!("the range is outside the {len} bytes of this file"),
-            ),
-            ApiError::SlowDown(s) => (
-                429,
-                format!("too many wrong tokens from this address; wait {s} s"),
-            ),
-            ApiError::Unavailable(m) => (503, m.clone()),
-            ApiError::Internal(m) => (500, m.clone()),
-        };
-        let mut r = Response::json(status, &json!({ "error": message }));
-        match self {
-            ApiError::SlowDown(s) => r = r.with_header("Retry-After", s.to_string()),
-            ApiError::Unauthorized(_) => r = r.with_header("WWW-Authenticate", "Bearer"),
-            ApiError::RangeNotSatisfiable { len } => {
-                r = r.with_header("Content-Range", format!("bytes */{len}"))
-            }
-            _ => {}
-        }
-        r
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> ApiError {
-        log::error!("http: {e}");
-        ApiError::Internal(e.to_string())
-    }
-}
-
-type ApiResult = Result<Response, ApiError>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -190,71 +101,6 @@ impl Route {
             None => self.path == path,
         }
     }
-}
-
-impl ApiContext {
-    pub fn new(
-        config: Config,
-        store: Store,
-        status: Arc<Status>,
-        live: Arc<LiveHub>,
-        clock: Arc<dyn Clock>,
-        auth: Auth,
-    ) -> ApiContext {
-        ApiContext {
-            config,
-            store,
-            status,
-            live,
-            clock,
-            auth,
-            stop: Arc::default(),
-            server_stats: Mutex::default(),
-            timekeeper: None,
-            incidents: None,
-            summaries: Mutex::default(),
-        }
-    }
-
-    /// Drops cached timeline summaries (their wall times changed).
-    pub fn forget_summaries(&self) {
-        self.summaries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-    }
-
-    /// A camera the request names (`camera=`), configured or with recordings.
-    /// Without the parameter, the first configured camera when `default_first`.
-    pub fn camera_param(&self, req: &Request, default_first: bool) -> Result<String, ApiError> {
-        let id = match req.param("camera") {
-            Some(id) if !id.is_empty() => id.to_string(),
-            _ if default_first => {
-                return self
-                    .config
-                    .cameras
-                    .first()
-                    .map(|c| c.id.clone())
-                    .ok_or_else(|| ApiError::NotFound("no camera is configured".into()))
-            }
-            _ => return Err(ApiError::BadRequest("camera: missing".into())),
-        };
-        let known =
-            self.config.cameras.iter().any(|c| c.id == id) || self.store.cameras()?.contains(&id);
-        if known {
-            Ok(id)
-        } else {
-            Err(ApiError::NotFound(format!("camera: no camera '{id}'")))
-        }
-    }
-}
-
-/// A time parameter, RFC 3339.
-pub fn time_param(req: &Request, name: &str) -> Result<Option<i64>, ApiError> {
-    req.param(name)
-        .filter(|v| !v.is_empty())
-        .map(|v| parse_rfc3339(v).map_err(|e| ApiError::BadRequest(format!("{name}: {e}"))))
-        .transpose()
 }
 
 impl Handler for ApiContext {

@@ -1,7 +1,7 @@
 //! The dashboard files from `web/`, embedded in the binary so the device
 //! serves them offline.
 
-use super::api::ApiError;
+use super::context::ApiError;
 use super::server::{Body, Response};
 
 /// Name, content type and bytes of every embedded file.

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::clock::{format_rfc3339_ms, parse_rfc3339};
 
-use super::api::{ApiContext, ApiError};
+use super::context::{ApiContext, ApiError};
 use super::server::{Request, Response};
 
 fn keeper(ctx: &ApiContext) -> Result<&crate::timekeeper::Timekeeper, ApiError> {

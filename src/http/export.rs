@@ -4,7 +4,7 @@
 
 use crate::export::{ExportError, ExportOptions, Mp4Export};
 
-use super::api::{time_param, ApiContext, ApiError};
+use super::context::{time_param, ApiContext, ApiError};
 use super::server::{Body, Request, Response};
 
 /// A byte range asked for with `Range:`, resolved against the length.

@@ -7,7 +7,7 @@ use crate::clock::format_rfc3339_ms;
 use crate::incident::{IncidentKeeper, TriggerSource};
 use crate::store::incidents::IncidentRecord;
 
-use super::api::{ApiContext, ApiError};
+use super::context::{ApiContext, ApiError};
 use super::server::{Request, Response};
 
 fn keeper(ctx: &ApiContext) -> Result<&IncidentKeeper, ApiError> {

@@ -1,5 +1,6 @@
 //! The dashboard and JSON API: a bounded HTTP server (`server`), token and
-//! session checks (`auth`), the routes (`api`), live and playback streams
+//! session checks (`auth`), what handlers share (`context`), the routes
+//! (`api`), live and playback streams
 //! (`stream`), MP4 export with byte ranges (`export`), and the embedded
 //! dashboard files (`assets`).
 
@@ -7,6 +8,7 @@ pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod clock;
+pub mod context;
 pub mod export;
 pub mod incidents;
 pub mod server;
@@ -17,7 +19,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::ApiContext;
+use context::ApiContext;
 use server::{HttpServer, Limits};
 
 /// The running dashboard and API.

@@ -15,7 +15,7 @@ use crate::store::StoredFrame;
 
 use crate::clock::format_rfc3339_ms;
 
-use super::api::{time_param, ApiContext, ApiError};
+use super::context::{time_param, ApiContext, ApiError};
 use super::server::{Body, Request, Response};
 
 const BOUNDARY: &str = "dashvaultframe";
