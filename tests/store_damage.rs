@@ -152,6 +152,27 @@ fn path_of(cam: &Path, k: usize) -> PathBuf {
     cam.join(&pristine().segments[k])
 }
 
+/// Cuts the file to `len(old)` bytes.
+fn shorten(path: &Path, len: impl Fn(u64) -> u64) {
+    let old = std::fs::metadata(path).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.set_len(len(old)).unwrap();
+}
+
+/// The frame a restarted recorder writes, 100 s after the recording.
+fn resumed_frame() -> EncodedFrame {
+    EncodedFrame {
+        jpeg: pristine().frames[0].jpeg.clone().into(),
+        width: 160,
+        height: 120,
+        captured: CaptureTime {
+            mono_ns: 100_000_000_000,
+            wall_ns: WALL_BASE_NS + 100_000_000_000,
+        },
+        flags: 0,
+    }
+}
+
 fn flip(path: &Path, at: u64, mask: u8) {
     let mut b = std::fs::read(path).unwrap();
     b[at as usize] ^= mask;
@@ -282,16 +303,7 @@ fn check_case(
     );
     // Recording resumes above every stored frame number.
     let mut w = store.writer(settings()).unwrap();
-    let f = EncodedFrame {
-        jpeg: pristine().frames[0].jpeg.clone().into(),
-        width: 160,
-        height: 120,
-        captured: CaptureTime {
-            mono_ns: 100_000_000_000,
-            wall_ns: WALL_BASE_NS + 100_000_000_000,
-        },
-        flags: 0,
-    };
+    let f = resumed_frame();
     w.append(&f, f.captured.mono_ns).unwrap();
     w.close().unwrap();
     let newest = store.range("front", WALL_BASE_NS + 99_000_000_000, i64::MAX / 2);
@@ -406,10 +418,7 @@ fn a_damaged_index_leaves_every_frame_readable() {
 #[test]
 fn verify_found_a_truncated_newest_segment() {
     let (dir, cam) = copy();
-    let path = path_of(&cam, 3);
-    let len = std::fs::metadata(&path).unwrap().len();
-    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    f.set_len(len / 2 + 17).unwrap();
+    shorten(&path_of(&cam, 3), |len| len / 2 + 17);
     check_case(
         "truncated newest",
         dir.path(),
@@ -421,10 +430,7 @@ fn verify_found_a_truncated_newest_segment() {
 #[test]
 fn verify_found_a_truncated_older_segment() {
     let (dir, cam) = copy();
-    let path = path_of(&cam, 1);
-    let len = std::fs::metadata(&path).unwrap().len();
-    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    f.set_len(len / 2 + 3).unwrap();
+    shorten(&path_of(&cam, 1), |len| len / 2 + 3);
     check_case(
         "truncated older",
         dir.path(),
@@ -436,10 +442,7 @@ fn verify_found_a_truncated_older_segment() {
 #[test]
 fn verify_found_the_trailer_removed_from_the_newest_segment() {
     let (dir, cam) = copy();
-    let path = path_of(&cam, 3);
-    let len = std::fs::metadata(&path).unwrap().len();
-    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    f.set_len(len - 32).unwrap();
+    shorten(&path_of(&cam, 3), |len| len - 32);
     check_case(
         "trailer removed",
         dir.path(),
@@ -718,16 +721,7 @@ fn a_segment_that_cannot_be_read_does_not_stop_recovery_or_recording() {
     );
     // Recording resumes above what the other segments hold.
     let mut w = store.writer(settings()).unwrap();
-    let f = EncodedFrame {
-        jpeg: pristine().frames[0].jpeg.clone().into(),
-        width: 160,
-        height: 120,
-        captured: CaptureTime {
-            mono_ns: 100_000_000_000,
-            wall_ns: WALL_BASE_NS + 100_000_000_000,
-        },
-        flags: 0,
-    };
+    let f = resumed_frame();
     w.append(&f, f.captured.mono_ns).unwrap();
     w.close().unwrap();
     let report = store.verify(true).unwrap();
@@ -812,13 +806,7 @@ fn recovery_keeps_the_stream_header_copy_of_an_index_whose_trailer_was_lost() {
     let (dir, cam) = copy();
     let path = path_of(&cam, 3);
     flip(&path, 60, 0x04); // offset 0's stream header
-    let len = std::fs::metadata(&path).unwrap().len();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(len - 32)
-        .unwrap();
+    shorten(&path, |len| len - 32);
     let store = Store::on_disk(dir.path());
     store.recover().unwrap();
     let seg = store.segments("front").unwrap().segments[3].clone();

@@ -1050,39 +1050,7 @@ mod scan_tests {
 
     #[test]
     fn a_closed_segment_stays_closed_with_its_stream_header_damaged() {
-        let (mut b, offsets) = file(3, 100);
-        let frames: Vec<IndexEntry> = offsets
-            .iter()
-            .enumerate()
-            .map(|(i, o)| IndexEntry {
-                offset: *o,
-                payload_len: 100,
-                flags: 0,
-                seq: i as u64,
-                mono_ns: i as u64 * 1000,
-                wall_ns: i as i64,
-            })
-            .collect();
-        let mut index = encode_index(&frames);
-        index.extend(stream());
-        let mut h = RecordHeader::new(
-            RecordKind::Index,
-            &index,
-            3,
-            crate::frame::CaptureTime::default(),
-        );
-        h.flags = INDEX_FLAG_STREAM_COPY;
-        let index_offset = b.len() as u64;
-        b.extend(h.encode());
-        b.extend(&index);
-        b.extend(
-            Trailer {
-                index_offset,
-                index_record_len: (HEADER_LEN + index.len()) as u32,
-                frame_count: 3,
-            }
-            .encode(),
-        );
+        let mut b = closed_with(true_entries(), |_| {});
         b[20] ^= 0x40; // the stream header's own record header
         let sim = SimIo::default();
         let path = PathBuf::from("/d/recordings/c/000000000000_x.dvr");
