@@ -84,7 +84,8 @@ clean:
 # downloads its sources; the crates come from `cargo fetch` into
 # Buildroot's cargo home, as it does not vendor local packages).
 # `make image-test` builds a test image from Debian arm64 packages with the
-# same board/ and overlay/ files and boots it in QEMU (tests/image/).
+# same board files, overlay and package scripts and boots it in QEMU
+# (tests/image/).
 # `make check-buildroot BR_DIR=...` checks the external tree offline.
 BR_OUTPUT ?= output
 BR_DL_DIR ?= output/dl

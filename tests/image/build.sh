@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Builds the QEMU test image: the appliance's board/ and overlay/ files on a
+# Builds the QEMU test image: the appliance's board files, root overlay and
+# package scripts (buildroot-external/) on a
 # root filesystem made from Debian arm64 packages (BusyBox, e2fsprogs,
 # sfdisk) and a static aarch64 build of dashvault, with Debian's arm64
 # kernel and a small initramfs that loads the drivers that kernel builds as
-# modules. Same partition layout as board/rpi0w2/genimage.cfg.
+# modules. Same partition layout as the board's genimage.cfg.
 #
 # usage: tests/image/build.sh OUT_DIR    (needs tests/image/deps.sh first)
 # Leaves OUT_DIR/sdcard.img, OUT_DIR/boot/{Image,initrd.gz,*.dtb}.
@@ -82,7 +83,16 @@ for f in e2fsck mke2fs sfdisk partx; do
 	cp "$src" "$R/sbin/$f"
 done
 install -m 0755 "$BIN" "$R/usr/bin/dashvault"
-cp -a "$TOP/overlay/." "$R/"
+BOARD=$TOP/buildroot-external/board/rpi0w2
+PKG=$TOP/buildroot-external/package/dashvault
+cp -a "$BOARD/rootfs-overlay/." "$R/"
+# What the dashvault package installs (DASHVAULT_INSTALL_INIT_SYSV).
+for f in "$PKG"/files/*; do
+	case "$(basename "$f")" in
+	S[0-9][0-9]*) install -D -m 0755 "$f" "$R/etc/init.d/$(basename "$f")" ;;
+	*) install -D -m 0755 "$f" "$R/usr/libexec/dashvault/$(basename "$f")" ;;
+	esac
+done
 # What Buildroot's skeleton provides for a read-only root.
 ln -s ../tmp "$R/var/log"
 ln -s ../tmp "$R/var/tmp"
@@ -155,7 +165,7 @@ mkdir -p "$B"
 # Uncompressed on 6.1, gzip on some other releases.
 zcat -f "$OUT/kernel/boot/vmlinuz-$KVER" >"$B/Image"
 cp "$OUT/initrd.gz" "$B/initrd.gz"
-cp "$TOP/board/rpi0w2/config.txt" "$TOP/board/rpi0w2/cmdline.txt" "$B/"
+cp "$BOARD/config.txt" "$BOARD/cmdline.txt" "$B/"
 cp "$TOP/tests/image/dashvault.json" "$B/dashvault.json"
 DTB=$OUT/kernel/usr/lib/linux-image-$KVER/broadcom/bcm2837-rpi-zero-2-w.dtb
 cp "$DTB" "$B/bcm2837-rpi-zero-2-w.dtb"

@@ -48,8 +48,8 @@ for dc in "$EXT"/configs/*_defconfig; do
 	while read -r opt; do
 		grep -Eq "^(# )?${opt}[= ]" "$BR/package/busybox/busybox.config" ||
 			err "busybox.fragment: $opt is not a BusyBox option"
-	done < <(sed -n 's/^\(CONFIG_[A-Z0-9_]*\)=.*/\1/p' "$TOP/board/rpi0w2/busybox.fragment")
-	[ -e "$TOP/board/rpi0w2/dashvault.json.example" ] || err "post-image.sh needs board/rpi0w2/dashvault.json.example"
+	done < <(sed -n 's/^\(CONFIG_[A-Z0-9_]*\)=.*/\1/p' "$EXT/board/rpi0w2/busybox.fragment")
+	[ -e "$EXT/board/rpi0w2/dashvault.json.example" ] || err "post-image.sh needs board/rpi0w2/dashvault.json.example"
 	brmake show-info >"$out/show-info.json" || { err "$name: show-info failed"; continue; }
 	# A typo in '$(eval $(cargo-package))' makes the package vanish silently.
 	python3 - "$out/show-info.json" <<'PY' || err "$name: dashvault is not a defined package"
@@ -66,16 +66,18 @@ done
 # Buildroot's linter on our recipes, defconfig, init scripts and scripts.
 # Its start-script rules are for daemons; S05data, S06clock and S07settings
 # run once at boot.
-for s in S05data S06clock S07settings; do
-	echo "$TOP/overlay/etc/init.d/$s lib_sysv.Variables"
+for s in board/rpi0w2/rootfs-overlay/etc/init.d/S05data package/dashvault/files/S06clock \
+	package/dashvault/files/S07settings; do
+	echo "buildroot-external/$s lib_sysv.Variables"
 done >"$WORK/ignore"
-files=$(cd "$TOP" && find buildroot-external board overlay -type f \( -name 'Config.in*' -o -name '*.mk' \
+files=$(cd "$TOP" && find buildroot-external -type f \( -name 'Config.in*' -o -name '*.mk' \
 	-o -name '*_defconfig' -o -name 'S[0-9][0-9]*' -o -name '*.sh' \))
 # shellcheck disable=SC2086
 (cd "$TOP" && /usr/bin/python3 "$BR/utils/check-package" -b \
 	--ignore-list "$WORK/ignore" $files) || err "check-package"
 # The overlay's other shell scripts, which check-package does not pick up.
-(cd "$TOP" && shellcheck -s sh overlay/usr/libexec/dashvault/* overlay/etc/init.d/rc[SK]) ||
+(cd "$TOP" && shellcheck -s sh buildroot-external/package/dashvault/files/{dashvault-service,save-clock} \
+	buildroot-external/board/rpi0w2/rootfs-overlay/etc/init.d/rc[SK]) ||
 	err "shellcheck on the overlay's scripts"
 # Buildroot builds the crate with --locked.
 (cd "$TOP" && cargo metadata --locked --format-version 1 >/dev/null) || err "Cargo.lock out of date"

@@ -11,8 +11,7 @@ DASHVAULT_SITE_METHOD = local
 DASHVAULT_LICENSE = MIT or Apache-2.0
 DASHVAULT_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = \
 	--exclude /target --exclude /output --exclude /buildroot-external \
-	--exclude /board --exclude /overlay --exclude /tests --exclude /benches \
-	--exclude /data
+	--exclude /tests --exclude /benches --exclude /data
 
 # Local sources are not vendored by Buildroot: the crates come from
 # $(BR_CARGO_HOME), seeded by 'make cargo-fetch' in the repository
@@ -27,5 +26,19 @@ DASHVAULT_CARGO_ENV += \
 	LIBCLANG_PATH=$(HOST_DIR)/lib \
 	BINDGEN_EXTRA_CLANG_ARGS="--sysroot=$(STAGING_DIR)"
 endif
+
+# The boot-time scripts and the recorder's service. The recorder is
+# started and stopped by its own init script, so a shutdown stops it
+# before the filesystems are remounted read-only.
+# Every files/S* is an init script; the other files are the helpers they
+# run, in /usr/libexec/dashvault.
+define DASHVAULT_INSTALL_INIT_SYSV
+	$(foreach f,$(wildcard $(DASHVAULT_PKGDIR)/files/S[0-9][0-9]*),
+		$(INSTALL) -D -m 0755 $(f) $(TARGET_DIR)/etc/init.d/$(notdir $(f))
+	)
+	$(foreach f,$(filter-out $(DASHVAULT_PKGDIR)/files/S%,$(wildcard $(DASHVAULT_PKGDIR)/files/*)),
+		$(INSTALL) -D -m 0755 $(f) $(TARGET_DIR)/usr/libexec/dashvault/$(notdir $(f))
+	)
+endef
 
 $(eval $(cargo-package))
