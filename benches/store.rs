@@ -105,11 +105,13 @@ fn pipeline_fps(threads: u8) -> f64 {
             want_direct: true,
             boot_id: [0; 16],
             timekeeper: None,
+            discovery: None,
+            status_led: None,
         },
     )
     .unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    let cs = rec.status.cameras[0].clone();
+    let cs = rec.status.cameras()[0].clone();
     let start = (Instant::now(), cs.storage.written.load(Ordering::Relaxed));
     std::thread::sleep(Duration::from_secs(3));
     let written = cs.storage.written.load(Ordering::Relaxed) - start.1;

@@ -12,7 +12,9 @@
 //! - [`export`] builds `.mp4` files of stored footage on demand, for the
 //!   CLI and HTTP alike.
 //! - [`recorder`] wires cameras, encoder pools and segment writers together
-//!   with bounded queues and counts everything in [`status`].
+//!   with bounded queues and counts everything in [`status`]; it adds the
+//!   cameras [`discovery`] finds while running and shows its state on the
+//!   [`led`].
 //! - [`timekeeper`] keeps the wall clock from running backwards without a
 //!   real-time clock; [`incident`] locks footage around a trigger, and
 //!   [`triggers`] reads the button and the G-sensor.
@@ -22,11 +24,13 @@ pub mod camera;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod discovery;
 pub mod encode;
 pub mod export;
 pub mod frame;
 pub mod http;
 pub mod incident;
+pub mod led;
 pub mod live;
 pub mod recorder;
 pub mod status;

@@ -5,7 +5,7 @@
 //! order); viewers take an `Arc` of it, so any number of viewers cost no extra
 //! encoding and a viewer that stalls never holds up recording.
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::frame::CaptureTime;
@@ -64,27 +64,39 @@ impl LiveSlot {
     }
 }
 
-/// Slots of every recorded camera, by id.
+/// Slots of every recorded camera, by id; cameras found while running add theirs.
 #[derive(Default)]
 pub struct LiveHub {
-    slots: Vec<(String, Arc<LiveSlot>)>,
+    slots: RwLock<Vec<(String, Arc<LiveSlot>)>>,
 }
 
 impl LiveHub {
     pub fn new<'a>(camera_ids: impl IntoIterator<Item = &'a str>) -> LiveHub {
-        LiveHub {
-            slots: camera_ids
-                .into_iter()
-                .map(|id| (id.to_string(), Arc::default()))
-                .collect(),
+        let hub = LiveHub::default();
+        for id in camera_ids {
+            hub.add(id);
         }
+        hub
     }
 
-    pub fn slot(&self, camera: &str) -> Option<&Arc<LiveSlot>> {
+    pub fn slot(&self, camera: &str) -> Option<Arc<LiveSlot>> {
         self.slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
             .iter()
             .find(|(id, _)| id == camera)
-            .map(|(_, s)| s)
+            .map(|(_, s)| s.clone())
+    }
+
+    /// The slot of `camera`, made when it has none yet.
+    pub fn add(&self, camera: &str) -> Arc<LiveSlot> {
+        let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, s)) = slots.iter().find(|(id, _)| id == camera) {
+            return s.clone();
+        }
+        let slot = Arc::<LiveSlot>::default();
+        slots.push((camera.to_string(), slot.clone()));
+        slot
     }
 }
 

@@ -20,6 +20,7 @@ use crate::config::{CameraConfig, Config};
 use crate::encode::{EncoderSettings, JpegEncoder};
 use crate::frame::VideoFrame;
 use crate::incident::{IncidentKeeper, RollSettings};
+use crate::led::{LedState, StatusLed};
 use crate::live::{LiveHub, LiveSlot};
 use crate::status::{CameraStatus, DropReason, Status};
 use crate::store::retention::{Retention, RetentionPolicy};
@@ -49,8 +50,9 @@ enum Encoded {
 }
 
 pub struct Recorder {
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    pipelines: Arc<Pipelines>,
+    /// The thread that looks for new cameras and drives the status LED.
+    watch: Option<JoinHandle<()>>,
     pub status: Arc<Status>,
     /// The newest frame of every camera, for live viewers.
     pub live: Arc<LiveHub>,
@@ -69,6 +71,93 @@ pub struct RecorderParts {
     pub boot_id: [u8; 16],
     /// Saves the wall time at each segment boundary and every minute.
     pub timekeeper: Option<Arc<Timekeeper>>,
+    /// Looks for cameras while recording (`discover_cameras`).
+    pub discovery: Option<Discovery>,
+    /// Shows the recorder's state (`status_led`).
+    pub status_led: Option<StatusLed>,
+}
+
+/// Opens the capture source for a camera the search found.
+pub type SourceFor = Box<dyn Fn(&CameraConfig) -> Box<dyn CameraSource> + Send>;
+
+/// How the recorder finds cameras while running; the search and the
+/// sources are passed in so tests can make cameras appear at will.
+pub struct Discovery {
+    /// Cheap and changes when devices come or go; the search runs again then.
+    pub fingerprint: Box<dyn FnMut() -> u64 + Send>,
+    /// Every camera attached now.
+    pub search: Box<dyn FnMut() -> Vec<CameraConfig> + Send>,
+    pub source_for: SourceFor,
+    /// Told about each camera found, e.g. to keep it in the config file.
+    pub on_found: Box<dyn FnMut(&CameraConfig) + Send>,
+}
+
+/// How often the watch thread looks at devices and the LED.
+const WATCH_INTERVAL_MS: u64 = 1_000;
+/// Device nodes appear one by one while a driver loads; the search waits
+/// this long after a change so it sees the finished set.
+const DEVICE_SETTLE_MS: u64 = 500;
+
+/// What every camera's pipeline shares, so a camera found while running
+/// starts exactly like one in the config.
+struct Pipelines {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    retention: Arc<Retention>,
+    status: Arc<Status>,
+    live: Arc<LiveHub>,
+    stop: Arc<AtomicBool>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    segment_ns: u64,
+    sync_interval_ns: u64,
+    want_direct: bool,
+    boot_id: [u8; 16],
+}
+
+impl Pipelines {
+    /// Starts capture, encoders and writer for one camera. `stagger` of
+    /// `of` shortens its first segment so cameras close segments apart.
+    fn start(
+        &self,
+        cam: &CameraConfig,
+        source: Box<dyn CameraSource>,
+        (stagger, of): (u64, u64),
+    ) -> Result<(), StoreError> {
+        let cs = match self.status.camera(&cam.id) {
+            Some(cs) => cs,
+            None => {
+                let cs = CameraStatus::with_storage(&cam.id, self.store.camera_stats(&cam.id));
+                self.status.add_camera(cs.clone());
+                cs
+            }
+        };
+        cs.detail().source = source.describe();
+        let writer = self.store.writer(WriterSettings {
+            camera_id: cam.id.clone(),
+            camera_dir: PathBuf::new(), // the store sets it
+            fps_milli: cam.fps * 1000,
+            segment_length_ns: self.segment_ns,
+            first_segment_length_ns: self.segment_ns * (of - stagger) / of,
+            sync_interval_ns: self.sync_interval_ns,
+            want_direct: self.want_direct,
+            boot_id: self.boot_id,
+        })?;
+        let slot = self.live.add(&cam.id);
+        let threads = spawn_camera(
+            cam,
+            source,
+            (writer, slot),
+            cs,
+            self.clock.clone(),
+            self.stop.clone(),
+            self.retention.clone(),
+        );
+        self.threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(threads);
+        Ok(())
+    }
 }
 
 impl Recorder {
@@ -82,12 +171,15 @@ impl Recorder {
             want_direct,
             boot_id,
             timekeeper,
+            discovery,
+            status_led,
         } = parts;
         let status = Arc::new(Status {
             cameras: sources
                 .iter()
                 .map(|(c, _)| CameraStatus::with_storage(&c.id, store.camera_stats(&c.id)))
-                .collect(),
+                .collect::<Vec<_>>()
+                .into(),
             store: store.stats().clone(),
             ..Status::default()
         });
@@ -131,45 +223,45 @@ impl Recorder {
             }));
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::new();
+        let pipelines = Arc::new(Pipelines {
+            store: store.clone(),
+            clock: clock.clone(),
+            retention: retention.clone(),
+            status: status.clone(),
+            live: live.clone(),
+            stop: stop.clone(),
+            threads: Mutex::new(Vec::new()),
+            segment_ns: config.segment_length_s as u64 * 1_000_000_000,
+            sync_interval_ns: config.sync_interval_ms as u64 * 1_000_000,
+            want_direct,
+            boot_id,
+        });
         let n = sources.len().max(1) as u64;
-        let segment_ns = config.segment_length_s as u64 * 1_000_000_000;
         for (i, (cam, source)) in sources.into_iter().enumerate() {
-            let cs = status.cameras[i].clone();
-            cs.detail().source = source.describe();
-            let writer = store.writer(WriterSettings {
-                camera_id: cam.id.clone(),
-                camera_dir: PathBuf::new(), // the store sets it
-                fps_milli: cam.fps * 1000,
-                segment_length_ns: segment_ns,
-                // Stagger boundaries so cameras do not close segments together.
-                first_segment_length_ns: segment_ns * (n - i as u64) / n,
-                sync_interval_ns: config.sync_interval_ms as u64 * 1_000_000,
-                want_direct,
-                boot_id,
-            })?;
-            let slot = live.slot(&cam.id).expect("one slot per camera").clone();
-            threads.extend(spawn_camera(
-                &cam,
-                source,
-                (writer, slot),
-                cs,
-                clock.clone(),
-                stop.clone(),
-                retention.clone(),
-            ));
+            pipelines.start(&cam, source, (i as u64, n))?;
         }
-        threads.push(spawn_housekeeping(
-            retention,
-            status.clone(),
-            clock,
-            stop.clone(),
-            store.data_dir().to_path_buf(),
-            timekeeper.clone(),
-        ));
+        pipelines
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(spawn_housekeeping(
+                retention,
+                status.clone(),
+                clock,
+                stop.clone(),
+                store.data_dir().to_path_buf(),
+                timekeeper.clone(),
+            ));
+        let watch = (discovery.is_some() || status_led.is_some()).then(|| {
+            let known = config.cameras.clone();
+            let p = pipelines.clone();
+            spawn_named("watch".into(), move || {
+                watch_loop(p, discovery, status_led, known)
+            })
+        });
         Ok(Recorder {
-            stop,
-            threads,
+            pipelines,
+            watch,
             status,
             live,
             incidents,
@@ -179,8 +271,16 @@ impl Recorder {
 
     /// Stops capture, lets queued frames drain, closes every segment.
     pub fn stop(self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for t in self.threads {
+        self.pipelines.stop.store(true, Ordering::SeqCst);
+        // First the watch thread, so no camera starts while the others stop.
+        let threads = self.watch.into_iter().chain(std::mem::take(
+            &mut *self
+                .pipelines
+                .threads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        ));
+        for t in threads {
             let name = t.thread().name().unwrap_or("?").to_string();
             if t.join().is_err() {
                 log::error!("thread {name} panicked while stopping");
@@ -191,6 +291,97 @@ impl Recorder {
         }
     }
 }
+
+/// Every second: when the devices changed, looks for cameras and starts
+/// the new ones; shows the state on the LED. Off when the recorder stops.
+fn watch_loop(
+    pipelines: Arc<Pipelines>,
+    mut discovery: Option<Discovery>,
+    mut led: Option<StatusLed>,
+    mut known: Vec<CameraConfig>,
+) {
+    let status = &pipelines.status;
+    let started_ns = pipelines.clock.mono_ns();
+    let mut last_fingerprint = None;
+    let mut storage_errors_seen = 0u64;
+    let mut storage_failing_until_ns = 0u64;
+    let data_dir = pipelines.store.data_dir().to_path_buf();
+    loop {
+        if let Some(d) = discovery.as_mut() {
+            let fingerprint = (d.fingerprint)();
+            if last_fingerprint != Some(fingerprint) {
+                if last_fingerprint.is_some() && !pause(&pipelines.stop, DEVICE_SETTLE_MS) {
+                    break;
+                }
+                last_fingerprint = Some((d.fingerprint)());
+                let found = crate::discovery::new_cameras((d.search)(), &known);
+                let n = found.len() as u64;
+                for (i, cam) in found.into_iter().enumerate() {
+                    log::info!(
+                        "[{}] found {} ({:?} {}): recording it",
+                        cam.id,
+                        cam.name,
+                        cam.source,
+                        cam.device
+                    );
+                    match pipelines.start(&cam, (d.source_for)(&cam), (i as u64, n)) {
+                        Ok(()) => {
+                            (d.on_found)(&cam);
+                            status
+                                .found_cameras
+                                .write()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .push(cam.clone());
+                            known.push(cam);
+                        }
+                        Err(e) => log::error!("[{}] cannot record it: {e}", cam.id),
+                    }
+                }
+            }
+            let none = status.cameras().is_empty();
+            *status.no_camera.lock().unwrap_or_else(|e| e.into_inner()) =
+                none.then(|| crate::status::NoCamera {
+                    message: crate::discovery::NO_CAMERA_MESSAGE.into(),
+                    searching_s: pipelines.clock.mono_ns().saturating_sub(started_ns) as f64 / 1e9,
+                    checks: crate::discovery::NO_CAMERA_CHECKS
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect(),
+                });
+        }
+        if let Some(led) = led.as_mut() {
+            let now = pipelines.clock.mono_ns();
+            let cameras = status.cameras();
+            let errors: u64 = cameras
+                .iter()
+                .map(|c| c.storage_errors.load(Ordering::Relaxed))
+                .sum();
+            if errors > storage_errors_seen {
+                // Shown for a while after the last failed write.
+                storage_failing_until_ns = now + STORAGE_ERROR_SHOWN_NS;
+                storage_errors_seen = errors;
+            }
+            let connected = cameras
+                .iter()
+                .filter(|c| c.connected.load(Ordering::Relaxed))
+                .count();
+            let failing = now < storage_failing_until_ns || crate::led::on_ram_disk(&data_dir);
+            let state = crate::led::state_for(connected, failing);
+            led.show(state);
+            *status.status_led.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(state.describe().to_string());
+        }
+        if !pause(&pipelines.stop, WATCH_INTERVAL_MS) {
+            break;
+        }
+    }
+    if let Some(led) = led.as_mut() {
+        led.show(LedState::Off);
+    }
+}
+
+/// How long the LED shows a storage error after the last failed write.
+const STORAGE_ERROR_SHOWN_NS: u64 = 10_000_000_000;
 
 fn spawn_named(name: String, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
     std::thread::Builder::new()

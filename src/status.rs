@@ -4,7 +4,7 @@
 //! the HTTP API read [`StatusSnapshot`]s of both.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +21,7 @@ pub enum DropReason {
     StorageError,
 }
 
+use crate::config::CameraConfig;
 pub use crate::store::stats::RecoveryReport;
 use crate::store::stats::{CameraStoreStats, StoreStats};
 
@@ -136,7 +137,14 @@ impl CameraStatus {
 pub struct Status {
     /// Monotonic time the recorder started, for uptime.
     pub started_mono_ns: AtomicU64,
-    pub cameras: Vec<Arc<CameraStatus>>,
+    /// Every camera being recorded; discovery adds cameras while running.
+    pub cameras: RwLock<Vec<Arc<CameraStatus>>>,
+    /// Cameras found while running (the config names the others).
+    pub found_cameras: RwLock<Vec<CameraConfig>>,
+    /// Set while the recorder looks for cameras and has found none.
+    pub no_camera: Mutex<Option<NoCamera>>,
+    /// What the status LED shows, when there is one.
+    pub status_led: Mutex<Option<String>>,
     /// Kept by the store's retention.
     pub store: Arc<StoreStats>,
     pub config_problem: Mutex<Option<String>>,
@@ -147,8 +155,23 @@ pub struct Status {
 }
 
 impl Status {
-    pub fn camera(&self, id: &str) -> Option<&Arc<CameraStatus>> {
-        self.cameras.iter().find(|c| c.id == id)
+    pub fn camera(&self, id: &str) -> Option<Arc<CameraStatus>> {
+        self.cameras().into_iter().find(|c| c.id == id)
+    }
+
+    /// The cameras being recorded now.
+    pub fn cameras(&self) -> Vec<Arc<CameraStatus>> {
+        self.cameras
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn add_camera(&self, camera: Arc<CameraStatus>) {
+        self.cameras
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(camera);
     }
 
     pub fn snapshot(&self, now_mono_ns: u64, wall_ns: i64) -> StatusSnapshot {
@@ -159,10 +182,20 @@ impl Status {
             version: env!("CARGO_PKG_VERSION").to_string(),
             uptime_s: now_mono_ns.saturating_sub(get(&self.started_mono_ns)) as f64 / 1e9,
             cameras: self
-                .cameras
+                .cameras()
                 .iter()
                 .map(|c| c.snapshot(now_mono_ns))
                 .collect(),
+            no_camera: self
+                .no_camera
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            status_led: self
+                .status_led
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
             storage: StorageSnapshot {
                 used_bytes: get(&s.used_bytes),
                 free_bytes: get(&s.free_bytes),
@@ -201,6 +234,15 @@ impl Status {
     }
 }
 
+/// No camera has been found yet: what to check, for status and the dashboard.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NoCamera {
+    pub message: String,
+    /// Seconds since the search began.
+    pub searching_s: f64,
+    pub checks: Vec<String>,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StatusSnapshot {
     pub time: String,
@@ -209,6 +251,12 @@ pub struct StatusSnapshot {
     #[serde(default)]
     pub uptime_s: f64,
     pub cameras: Vec<CameraSnapshot>,
+    /// Present while the recorder looks for cameras and has found none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_camera: Option<NoCamera>,
+    /// What the status LED shows (`recording`, `no camera`, `storage error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_led: Option<String>,
     pub storage: StorageSnapshot,
     pub config_problem: Option<String>,
     /// Whether the wall time is estimated, and where it came from.

@@ -285,7 +285,11 @@ fn init_with_discovery_writes_no_camera_and_never_the_test_pattern() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(value(&config, "discover_cameras"), "true");
     assert_eq!(value(&config, "status_led"), "ACT");
-    assert_eq!(value(&config, "cameras"), "[]", "found while running instead");
+    assert_eq!(
+        value(&config, "cameras"),
+        "[]",
+        "found while running instead"
+    );
     let check = dashvault(&config, &["config", "check"]);
     assert_eq!(check.code, 0, "{}", check.stderr);
 }
@@ -306,9 +310,17 @@ fn applying_boot_settings_without_cameras_keeps_the_configured_cameras() {
         &init_args(from.to_str().unwrap(), &["--replace", "--discover-cameras"]),
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(value(&config, "wifi.ssid"), "car cam", "the settings applied");
+    assert_eq!(
+        value(&config, "wifi.ssid"),
+        "car cam",
+        "the settings applied"
+    );
     assert_eq!(value(&config, "cameras.0.device"), "/dev/video0");
-    assert_eq!(value(&config, "cameras.0.fps"), "15", "with its own settings");
+    assert_eq!(
+        value(&config, "cameras.0.fps"),
+        "15",
+        "with its own settings"
+    );
     // The test pattern is dropped: with discovery it only records when a
     // settings file names it.
     assert_eq!(get(&config, "cameras.1").code, 1);

@@ -48,13 +48,15 @@ fn start(sim: &SimIo, res: (u32, u32), fps: u32, min_free_mb: u64) -> Recorder {
             want_direct: true,
             boot_id: [3; 16],
             timekeeper: None,
+            discovery: None,
+            status_led: None,
         },
     )
     .unwrap()
 }
 
-fn cam(r: &Recorder) -> &Arc<CameraStatus> {
-    &r.status.cameras[0]
+fn cam(r: &Recorder) -> Arc<CameraStatus> {
+    r.status.cameras()[0].clone()
 }
 
 fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {

@@ -46,7 +46,7 @@ impl Fixture {
     }
 
     fn written(&self) -> u64 {
-        self.recorder.as_ref().unwrap().status.cameras[0]
+        self.recorder.as_ref().unwrap().status.cameras()[0]
             .storage
             .written
             .load(Ordering::Relaxed)

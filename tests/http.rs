@@ -70,7 +70,7 @@ impl Fixture {
     fn wait_written(&self, frames: u64) {
         let status = &self.recorder.as_ref().unwrap().status;
         let until = Instant::now() + Duration::from_secs(20);
-        while status.cameras[0].storage.written.load(Ordering::Relaxed) < frames {
+        while status.cameras()[0].storage.written.load(Ordering::Relaxed) < frames {
             assert!(
                 Instant::now() < until,
                 "the recorder did not write {frames} frames"
@@ -533,20 +533,20 @@ fn a_viewer_that_never_reads_does_not_stop_recording_or_other_viewers() {
     // Stalled viewer: asks for the stream and never reads a byte.
     let stalled = open_stream(&f.addr(), "/api/stream/mjpeg?camera=front");
     let status = f.recorder.as_ref().unwrap().status.clone();
-    let before = status.cameras[0].storage.written.load(Ordering::Relaxed);
+    let before = status.cameras()[0].storage.written.load(Ordering::Relaxed);
     let parts = read_parts(
         open_stream(&f.addr(), "/api/stream/mjpeg?camera=front"),
         30,
         Duration::from_secs(10),
     );
     assert_eq!(parts.len(), 30, "the second viewer keeps getting frames");
-    let after = status.cameras[0].storage.written.load(Ordering::Relaxed);
+    let after = status.cameras()[0].storage.written.load(Ordering::Relaxed);
     assert!(
         after >= before + 25,
         "recording went on: {before} -> {after}"
     );
     assert_eq!(
-        status.cameras[0]
+        status.cameras()[0]
             .dropped_writer_busy
             .load(Ordering::Relaxed),
         0

@@ -46,7 +46,7 @@ fn rig(capacity: u64, cap_bytes: u64, min_free_bytes: u64) -> Rig {
     let io: Arc<dyn StorageIo> = Arc::new(sim.clone());
     let cam = CameraStatus::new("front");
     let status = Arc::new(Status {
-        cameras: vec![cam.clone()],
+        cameras: vec![cam.clone()].into(),
         ..Status::default()
     });
     let open: OpenSegments = Arc::default();

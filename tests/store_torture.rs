@@ -108,7 +108,11 @@ struct Rig {
 
 fn start_recording(io: &Arc<dyn StorageIo>) -> Rig {
     let status = Arc::new(Status {
-        cameras: CAMERAS.iter().map(|(c, _)| CameraStatus::new(c)).collect(),
+        cameras: CAMERAS
+            .iter()
+            .map(|(c, _)| CameraStatus::new(c))
+            .collect::<Vec<_>>()
+            .into(),
         ..Status::default()
     });
     let open: OpenSegments = Arc::default();
@@ -138,7 +142,7 @@ fn start_recording(io: &Arc<dyn StorageIo>) -> Rig {
                 want_direct: true,
                 boot_id: [7; 16],
             },
-            status.cameras[i].storage.clone(),
+            status.cameras()[i].storage.clone(),
             open.clone(),
         )
         .unwrap();

@@ -286,6 +286,13 @@
     if (s && s.config_problem) {
       alerts.push(['warn', h('span', null, h('strong', null, 'Config problem: '), String(s.config_problem))]);
     }
+    if (s && s.no_camera) {
+      const n = s.no_camera;
+      const checks = Array.isArray(n.checks) ? n.checks : [];
+      alerts.push(['bad', h('span', null, h('strong', null, 'No camera found. '),
+        'Recording starts by itself when one appears. Check: ',
+        h('ul', { class: 'checks' }, ...checks.map((c) => h('li', null, String(c)))))]);
+    }
     const st = (s && s.storage) || {};
     if (st.cap_unreachable) {
       alerts.push(['bad', h('span', null, h('strong', null, 'Storage cap cannot be met. '),
@@ -310,7 +317,7 @@
         alerts.push(['bad', cameraName(cam.id) + ': ' + cam.storage_errors + ' storage errors']);
       }
     }
-    if (state.statusError || st.cap_unreachable || storageErrors > 0) worst = 'bad';
+    if (state.statusError || st.cap_unreachable || storageErrors > 0 || (s && s.no_camera)) worst = 'bad';
 
     if (s && Math.abs(state.serverOffsetMs) > CLOCK_SKEW_NOTE_MS) {
       alerts.push(['info', 'The recorder clock reads ' + fmtDateTime(serverNow()) + ', this device '
@@ -325,7 +332,7 @@
     let text;
     if (!s) text = state.statusError ? 'Recorder unreachable' : 'Connecting…';
     else if (state.statusError) text = 'Recorder unreachable';
-    else if (cams.length === 0) { text = 'No cameras'; summary.className = 'summary warn'; }
+    else if (cams.length === 0) { text = s.no_camera ? 'No camera found' : 'No cameras'; summary.className = 'summary ' + (s.no_camera ? 'bad' : 'warn'); }
     else {
       const fps = cams.map((c) => fpsOf(c)).filter((f) => f !== null);
       const fpsText = fps.length ? ' · ' + fps.map((f) => f.toFixed(0)).join('/') + ' fps' : '';

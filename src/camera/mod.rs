@@ -186,6 +186,75 @@ pub fn discover_cameras() -> Vec<crate::config::CameraConfig> {
     found
 }
 
+/// Every camera attached now, for the recorder's search while running.
+/// With libcamera they are listed by a fresh process (`dashvault cameras
+/// --json`): libcamera allows one camera manager per process, and one that
+/// has started never sees a camera that appears later unless udev tells it
+/// (the appliance has no udev).
+pub fn search() -> Vec<crate::config::CameraConfig> {
+    #[cfg(feature = "libcamera")]
+    {
+        match search_in_child() {
+            Ok(found) => found,
+            Err(e) => {
+                log::warn!("camera search: {e}");
+                Vec::new()
+            }
+        }
+    }
+    #[cfg(not(feature = "libcamera"))]
+    {
+        discover_cameras()
+    }
+}
+
+/// How long a search in a child process may take before it is given up.
+#[cfg(feature = "libcamera")]
+const SEARCH_TIMEOUT_MS: u64 = 15_000;
+
+#[cfg(feature = "libcamera")]
+fn search_in_child() -> Result<Vec<crate::config::CameraConfig>, String> {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let mut child = Command::new(&exe)
+        .args(["cameras", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run {} cameras: {e}", exe.display()))?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        stdout.read_to_end(&mut out).map(|_| out)
+    });
+    let mut waited_ms = 0;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if waited_ms < SEARCH_TIMEOUT_MS => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                waited_ms += 50;
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("no answer within {SEARCH_TIMEOUT_MS} ms"));
+            }
+            Err(e) => return Err(format!("waiting for the search: {e}")),
+        }
+    };
+    let out = reader
+        .join()
+        .map_err(|_| "reading the search's output failed".to_string())?
+        .map_err(|e| format!("reading the search's output: {e}"))?;
+    if !status.success() {
+        return Err(format!("the search exited with {status}"));
+    }
+    serde_json::from_slice(&out).map_err(|e| format!("the search's output: {e}"))
+}
+
 /// libcamera names a UVC webcam `<controller>-<usb path>-<vid>:<pid>`
 /// (`/base/soc/usb@7e980000-1.2:1.0-046d:0825`); CSI sensors are named by
 /// their firmware node (`/base/soc/i2c0mux/i2c@1/imx219@10`).

@@ -10,9 +10,22 @@ use crate::camera::v4l2;
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "cameras")]
 /// list the cameras found (libcamera and V4L2) with their ids and modes
-pub struct CamerasArgs {}
+pub struct CamerasArgs {
+    /// print the config entries of the cameras found, as JSON (the
+    /// recorder's search runs this in a fresh process: see camera::search)
+    #[argh(switch)]
+    pub json: bool,
+}
 
-pub fn run(_config_path: &Path, _args: CamerasArgs) -> anyhow::Result<i32> {
+pub fn run(_config_path: &Path, args: CamerasArgs) -> anyhow::Result<i32> {
+    if args.json {
+        quiet_libcamera();
+        println!(
+            "{}",
+            serde_json::to_string(&crate::camera::discover_cameras())?
+        );
+        return Ok(0);
+    }
     let mut total = 0;
     println!("libcamera:");
     total += print_libcamera();
@@ -38,14 +51,18 @@ pub fn run(_config_path: &Path, _args: CamerasArgs) -> anyhow::Result<i32> {
     Ok(if total == 0 { 1 } else { 0 })
 }
 
-#[cfg(feature = "libcamera")]
-fn print_libcamera() -> usize {
-    // libcamera logs each camera it adds at INFO level, which would
-    // interleave with the list; a user's own setting wins. No other thread
-    // runs yet, so changing the environment is safe here.
+/// libcamera logs each camera it adds at INFO level, which would
+/// interleave with the output; a user's own setting wins. No other thread
+/// runs yet, so changing the environment is safe here.
+fn quiet_libcamera() {
     if std::env::var_os("LIBCAMERA_LOG_LEVELS").is_none() {
         std::env::set_var("LIBCAMERA_LOG_LEVELS", "*:WARN");
     }
+}
+
+#[cfg(feature = "libcamera")]
+fn print_libcamera() -> usize {
+    quiet_libcamera();
     match crate::camera::libcamera::list() {
         Err(e) => {
             println!("  {e}");

@@ -11,12 +11,13 @@ use argh::FromArgs;
 use crate::clock::{
     AdjustableClock, Clock, DeniedWallClockSetter, SystemClock, SystemWallClockSetter,
 };
+use crate::config::CameraConfig;
 use crate::config::{self, ConfigOrigin};
 use crate::http::api::ApiContext;
 use crate::http::auth::{load_or_create_token, Auth, TokenSource};
 use crate::http::server::Limits;
 use crate::http::HttpService;
-use crate::recorder::{Recorder, RecorderParts};
+use crate::recorder::{Discovery, Recorder, RecorderParts};
 use crate::store::Store;
 use crate::timekeeper::Timekeeper;
 use std::net::{IpAddr, SocketAddr};
@@ -90,11 +91,14 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
         .filter(|c| c.enabled)
         .map(|c| (c.clone(), crate::camera::source_for(c, clock.clone())))
         .collect::<Vec<_>>();
-    if sources.is_empty() {
+    if sources.is_empty() && !config.discover_cameras {
         log::warn!(
             "no camera is enabled in {}: nothing to record",
             config_path.display()
         );
+    }
+    if config.discover_cameras {
+        println!("cameras: recording every camera found, as it appears");
     }
     for (c, s) in &sources {
         println!(
@@ -137,6 +141,13 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
             want_direct: !args.no_direct,
             boot_id,
             timekeeper: Some(timekeeper.clone()),
+            discovery: config
+                .discover_cameras
+                .then(|| discovery(config_path, clock.clone())),
+            status_led: config
+                .status_led
+                .as_deref()
+                .map(crate::led::StatusLed::named),
         },
     )?;
     let trigger_threads = start_triggers(&config, &recorder);
@@ -147,7 +158,7 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(problem.to_string());
     }
-    for cam in &recorder.status.cameras {
+    for cam in &recorder.status.cameras() {
         for r in &cam.storage.recovery() {
             println!(
                 "recovered {}/{}: {} frames ({:.1} s), {} torn bytes cut: {}",
@@ -181,6 +192,58 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
     }
     recorder.stop();
     Ok(0)
+}
+
+/// The search for cameras while recording: devices listed every second,
+/// cameras looked for when they change, each one found kept in the config
+/// file so it keeps its id (and gets settings a user can change).
+fn discovery(config_path: &Path, clock: Arc<dyn Clock>) -> Discovery {
+    let path = config_path.to_path_buf();
+    Discovery {
+        fingerprint: Box::new(crate::discovery::device_fingerprint),
+        search: Box::new(crate::camera::search),
+        source_for: Box::new(move |c: &CameraConfig| crate::camera::source_for(c, clock.clone())),
+        on_found: Box::new(move |c: &CameraConfig| {
+            keep_found_camera(&path, c);
+            #[cfg(feature = "libcamera")]
+            if c.source == config::SourceKind::Libcamera
+                && crate::camera::libcamera::manager_started()
+            {
+                // This process's libcamera will not see it; the service
+                // starts the recorder again at once.
+                log::warn!(
+                    "[{}] libcamera started before this camera appeared: restarting to record it",
+                    c.id
+                );
+                STOP_REQUESTED.store(true, Ordering::SeqCst);
+            }
+        }),
+    }
+}
+
+/// Adds a camera found while running to the config file, unless the file
+/// does not load (its last good copy is in use then, and the file is the
+/// user's to fix) or already has it.
+fn keep_found_camera(path: &Path, cam: &CameraConfig) {
+    let mut loaded = match config::load(path) {
+        Ok(l) => l.config,
+        Err(e) => {
+            log::warn!("[{}] not kept in {}: {e}", cam.id, path.display());
+            return;
+        }
+    };
+    if loaded
+        .cameras
+        .iter()
+        .any(|c| c.id == cam.id || (c.source == cam.source && c.device == cam.device))
+    {
+        return;
+    }
+    loaded.cameras.push(cam.clone());
+    match config::save(path, &loaded) {
+        Ok(()) => log::info!("[{}] kept in {}", cam.id, path.display()),
+        Err(e) => log::warn!("[{}] not kept in {}: {e}", cam.id, path.display()),
+    }
 }
 
 /// Starts the configured button and G-sensor. A device that cannot be

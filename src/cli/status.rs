@@ -166,6 +166,18 @@ fn print_snapshot(s: &StatusSnapshot) {
     if let Some(p) = &s.config_problem {
         println!("CONFIG PROBLEM: {p}");
     }
+    if let Some(n) = &s.no_camera {
+        println!(
+            "  {} (looking for {:.0} s; recording starts by itself when one appears). Check:",
+            n.message, n.searching_s
+        );
+        for c in &n.checks {
+            println!("    - {c}");
+        }
+    }
+    if let Some(led) = &s.status_led {
+        println!("  status LED: {led}");
+    }
     for c in &s.cameras {
         let d = &c.dropped;
         println!(

@@ -150,7 +150,7 @@ fn redirect(to: &str) -> Response {
 fn health(ctx: &ApiContext, _: &Request) -> ApiResult {
     let recording = ctx
         .status
-        .cameras
+        .cameras()
         .iter()
         .any(|c| c.connected.load(Ordering::Relaxed));
     Ok(Response::json(
@@ -217,10 +217,11 @@ fn status_value(ctx: &ApiContext) -> Value {
         .status
         .snapshot(ctx.clock.mono_ns(), ctx.clock.wall_ns());
     let mut v = serde_json::to_value(snap).unwrap_or(Value::Null);
+    let configs = ctx.cameras();
     if let Some(cams) = v.get_mut("cameras").and_then(Value::as_array_mut) {
         for cam in cams {
             let id = cam.get("id").and_then(Value::as_str).unwrap_or("");
-            if let Some(c) = ctx.config.cameras.iter().find(|c| c.id == id) {
+            if let Some(c) = configs.iter().find(|c| c.id == id) {
                 cam["name"] = json!(c.name);
                 cam["target_fps"] = json!(c.fps);
                 cam["width"] = json!(c.res_width);
@@ -250,8 +251,7 @@ fn status(ctx: &ApiContext, _: &Request) -> ApiResult {
 fn camera_values(ctx: &ApiContext) -> Vec<Value> {
     let status = status_value(ctx);
     let live: Vec<Value> = status["cameras"].as_array().cloned().unwrap_or_default();
-    ctx.config
-        .cameras
+    ctx.cameras()
         .iter()
         .map(|c| {
             json!({

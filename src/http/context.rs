@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::json;
 
 use crate::clock::{parse_rfc3339, Clock};
-use crate::config::Config;
+use crate::config::{CameraConfig, Config};
 use crate::live::LiveHub;
 use crate::status::Status;
 use crate::store::query::Span;
@@ -137,6 +137,23 @@ impl ApiContext {
             .clear();
     }
 
+    /// The configured cameras, then those found while running.
+    pub fn cameras(&self) -> Vec<CameraConfig> {
+        let mut cameras = self.config.cameras.clone();
+        let found = self
+            .status
+            .found_cameras
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for c in found {
+            if !cameras.iter().any(|k| k.id == c.id) {
+                cameras.push(c);
+            }
+        }
+        cameras
+    }
+
     /// A camera the request names (`camera=`), configured or with recordings.
     /// Without the parameter, the first configured camera when `default_first`.
     pub fn camera_param(&self, req: &Request, default_first: bool) -> Result<String, ApiError> {
@@ -144,8 +161,7 @@ impl ApiContext {
             Some(id) if !id.is_empty() => id.to_string(),
             _ if default_first => {
                 return self
-                    .config
-                    .cameras
+                    .cameras()
                     .first()
                     .map(|c| c.id.clone())
                     .ok_or_else(|| ApiError::NotFound("no camera is configured".into()))
@@ -153,7 +169,7 @@ impl ApiContext {
             _ => return Err(ApiError::BadRequest("camera: missing".into())),
         };
         let known =
-            self.config.cameras.iter().any(|c| c.id == id) || self.store.cameras()?.contains(&id);
+            self.cameras().iter().any(|c| c.id == id) || self.store.cameras()?.contains(&id);
         if known {
             Ok(id)
         } else {

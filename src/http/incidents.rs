@@ -25,8 +25,9 @@ pub fn incident_value(ctx: &ApiContext, rec: &IncidentRecord) -> Value {
     let mut cameras: Vec<&str> = rec.segments.iter().map(|s| s.camera.as_str()).collect();
     cameras.sort();
     cameras.dedup();
+    let configured = ctx.cameras();
     if cameras.is_empty() {
-        cameras = ctx.config.cameras.iter().map(|c| c.id.as_str()).collect();
+        cameras = configured.iter().map(|c| c.id.as_str()).collect();
     }
     let (from, to) = (format_rfc3339_ms(rec.from_ns), format_rfc3339_ms(rec.to_ns));
     let exports: Vec<Value> = cameras

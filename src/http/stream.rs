@@ -57,7 +57,7 @@ struct ViewerCount(Option<Arc<CameraStatus>>);
 
 impl ViewerCount {
     fn new(ctx: &ApiContext, camera: &str) -> ViewerCount {
-        let cs = ctx.status.camera(camera).cloned();
+        let cs = ctx.status.camera(camera);
         if let Some(c) = &cs {
             c.live_viewers.fetch_add(1, Ordering::Relaxed);
         }
@@ -74,7 +74,7 @@ impl Drop for ViewerCount {
 }
 
 fn live_slot(ctx: &ApiContext, camera: &str) -> Result<Arc<crate::live::LiveSlot>, ApiError> {
-    ctx.live.slot(camera).cloned().ok_or_else(|| {
+    ctx.live.slot(camera).ok_or_else(|| {
         ApiError::NotFound(format!(
             "camera: '{camera}' is not recording, so it has no live view"
         ))

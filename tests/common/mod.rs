@@ -56,6 +56,8 @@ pub fn start_service(fps: u32, boot_id: [u8; 16], limits: Limits) -> RunningServ
             want_direct: false,
             boot_id,
             timekeeper: Some(timekeeper.clone()),
+            discovery: None,
+            status_led: None,
         },
     )
     .unwrap();

@@ -18,6 +18,13 @@ unsafe impl Send for SharedManager {}
 
 static MANAGER: Mutex<Option<SharedManager>> = Mutex::new(None);
 
+/// Whether this process's camera manager has started. Without udev (the
+/// appliance has none) a started manager never sees cameras that appear
+/// later, so a camera found afterwards needs a fresh process.
+pub fn manager_started() -> bool {
+    MANAGER.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+}
+
 /// Runs `f` with the process's camera manager, starting it if needed. A
 /// manager that fails to start is tried again on the next call.
 pub(super) fn with_manager<T>(f: impl FnOnce(&'static CameraManager) -> T) -> Result<T, String> {

@@ -28,7 +28,7 @@ mod lent;
 mod manager;
 mod session;
 
-pub use manager::{list, LibcameraInfo};
+pub use manager::{list, manager_started, LibcameraInfo};
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
