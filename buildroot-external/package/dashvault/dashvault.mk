@@ -17,14 +17,25 @@ DASHVAULT_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = \
 # $(BR_CARGO_HOME), seeded by 'make cargo-fetch' in the repository
 # (cargo fetch --locked), so the build itself runs --offline.
 ifeq ($(BR2_PACKAGE_LIBCAMERA),y)
-# libcamera-sys generates its bindings with bindgen (libclang).
+# libcamera-sys generates its bindings with bindgen (libclang), which
+# parses libcamera's C++ headers (<array>, <map>, <string>...). An
+# external toolchain keeps libstdc++'s headers next to its GCC, outside
+# the sysroot, and libclang does not read the config file through which
+# Buildroot's clang wrapper finds them. So libclang is given the same
+# two options that file holds (see host-clang): the GNU target name and
+# the GCC install folder the cross compiler reports. The $$(...) runs
+# when the build does, once the toolchain is there.
 DASHVAULT_DEPENDENCIES += libcamera host-clang
 DASHVAULT_CARGO_BUILD_OPTS += --features libcamera
 DASHVAULT_CARGO_INSTALL_OPTS += --features libcamera
+DASHVAULT_BINDGEN_CLANG_ARGS = \
+	--sysroot=$(STAGING_DIR) \
+	--target=$(GNU_TARGET_NAME) \
+	--gcc-install-dir=$$($(TARGET_CC) -print-search-dirs | sed -n 's/^install: //p')
 DASHVAULT_CARGO_ENV += \
 	PKG_CONFIG_ALLOW_CROSS=1 \
 	LIBCLANG_PATH=$(HOST_DIR)/lib \
-	BINDGEN_EXTRA_CLANG_ARGS="--sysroot=$(STAGING_DIR)"
+	BINDGEN_EXTRA_CLANG_ARGS="$(DASHVAULT_BINDGEN_CLANG_ARGS)"
 endif
 
 # The boot-time scripts and the recorder's service. The recorder is
