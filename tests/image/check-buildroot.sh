@@ -113,6 +113,30 @@ for dc in "$EXT"/configs/*_defconfig; do
 			(cd "$src" && CARGO_HOME="$WORK/empty-cargo-home" cargo metadata --offline --locked \
 				--format-version 1 >/dev/null); then
 			echo "vendored: $(find "$src/VENDOR" -mindepth 1 -maxdepth 1 | wc -l) crates; cargo resolves the build offline"
+			# cargo build refuses a manifest whose declared targets are
+			# missing, which metadata does not notice: the rsync exclusions
+			# must leave every one in.
+			python3 - "$src" <<'PY' || err "$name: the package's rsync leaves out files Cargo.toml names"
+import sys, tomllib
+from pathlib import Path
+src = Path(sys.argv[1])
+manifest = tomllib.loads((src / "Cargo.toml").read_text())
+folders = {"bin": "src/bin", "bench": "benches", "test": "tests", "example": "examples"}
+missing = []
+for kind, folder in folders.items():
+    for t in manifest.get(kind, []):
+        paths = [t["path"]] if "path" in t else [f"{folder}/{t['name']}.rs", f"{folder}/{t['name']}/main.rs"]
+        if kind == "bin" and "path" not in t:
+            paths.append("src/main.rs")
+        if not any((src / p).exists() for p in paths):
+            missing.append(f"[[{kind}]] {t['name']}: {' or '.join(paths)}")
+for p in [manifest.get("lib", {}).get("path", "src/lib.rs"), manifest["package"].get("build", "build.rs")]:
+    if p and not (src / p).exists():
+        missing.append(p)
+for m in missing:
+    print(f"FAIL: Cargo.toml names {m}, which Buildroot does not copy in", file=sys.stderr)
+sys.exit(1 if missing else 0)
+PY
 		else
 			tail -n 20 "$WORK/vendor.log" >&2
 			err "$name: the package's vendored sources do not resolve offline"
