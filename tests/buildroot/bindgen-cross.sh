@@ -170,7 +170,7 @@ if generate new; then
 	echo "ok: with dashvault.mk's arguments libcamera-sys generated its bindings for $RUST_TARGET"
 else
 	echo "FAIL: libcamera-sys's build script failed with dashvault.mk's arguments:" >&2
-	grep -E 'error|warning: libcamera-sys|not found' "$WORK/new.log" | head -n 30 >&2
+	{ grep -E 'fatal error|panicked|^error' "$WORK/new.log" || tail -n 30 "$WORK/new.log"; } | head -n 20 >&2 || true
 	fail=1
 fi
 echo "bindgen-cross: $(($(date +%s) - started)) s"
