@@ -80,29 +80,51 @@ clean:
 	$(CARGO) clean
 
 # Appliance image. `make image BR_DIR=/path/to/buildroot` builds
-# output/images/dashvault-rpi0w2.img with Buildroot (needs Internet: it
-# downloads its sources; the crates come from `cargo fetch` into
-# Buildroot's cargo home, as it does not vendor local packages).
+# output/images/dashvault-rpi0w2.img with the Buildroot release named in
+# buildroot-external/buildroot.version, and refuses any other (`make
+# buildroot BR_DIR=...` clones that release). It needs Internet: Buildroot
+# downloads its sources, and the dashvault package vendors the crates into
+# its build folder, from Buildroot's cargo home when they are there
+# (`cargo-fetch` seeds it) or from crates.io. Each `make image` copies the
+# sources in afresh (dashvault-rebuild), so the image holds the recorder
+# as the tree is now.
 # `make image-test` builds a test image from Debian arm64 packages with the
 # same board files, overlay and package scripts and boots it in QEMU
 # (tests/image/).
-# `make check-buildroot BR_DIR=...` checks the external tree offline.
+# `make check-buildroot BR_DIR=...` checks the external tree offline;
+# `make bindgen-cross BR_DIR=...` runs libcamera-sys's build script for the
+# Pi with the clang arguments the package gives bindgen (about 2 minutes).
 BR_OUTPUT ?= output
 BR_DL_DIR ?= output/dl
 IMAGE_TEST_OUT ?= output/image-test
+BR_VERSION := $(shell cat buildroot-external/buildroot.version)
+BR_GIT ?= https://gitlab.com/buildroot.org/buildroot.git
 BR_MAKE = $(MAKE) -C $(BR_DIR) O=$(abspath $(BR_OUTPUT)) BR2_EXTERNAL=$(CURDIR)/buildroot-external \
 	BR2_DL_DIR=$(abspath $(BR_DL_DIR))
+BINDGEN_CROSS_APT_PACKAGES := g++-aarch64-linux-gnu libstdc++-12-dev-arm64-cross libc6-dev-arm64-cross \
+	binutils-aarch64-linux-gnu clang-19 libclang1-19 pkg-config rsync cpio
 
-.PHONY: image image-test image-test-deps check-buildroot cargo-fetch need-br-dir
+.PHONY: image image-test image-test-deps check-buildroot cargo-fetch need-br-dir buildroot bindgen-cross
 
 need-br-dir:
-	@test -n "$(BR_DIR)" || { echo "set BR_DIR to a Buildroot checkout (2026.02.x LTS)"; exit 2; }
+	@test -n "$(BR_DIR)" || { echo "set BR_DIR to a Buildroot $(BR_VERSION) tree (make buildroot BR_DIR=... clones it)"; exit 2; }
+	@have=$$($(MAKE) -s --no-print-directory -C $(BR_DIR) print-version 2>/dev/null); \
+	test "$$have" = "$(BR_VERSION)" || { \
+	  echo "$(BR_DIR) is Buildroot $${have:-?}, but buildroot-external/buildroot.version pins $(BR_VERSION);"; \
+	  echo "use a $(BR_VERSION) tree (make buildroot BR_DIR=...) or change the pin after checking the tree against it"; \
+	  exit 2; }
+
+buildroot:
+	@test -n "$(BR_DIR)" || { echo "set BR_DIR to where Buildroot $(BR_VERSION) should go"; exit 2; }
+	test -e $(BR_DIR) || git clone --depth 1 --branch $(BR_VERSION) $(BR_GIT) $(BR_DIR)
+	@$(MAKE) --no-print-directory need-br-dir
 
 cargo-fetch:
 	CARGO_HOME=$(abspath $(BR_DL_DIR))/br-cargo-home $(CARGO) fetch --locked
 
 image: need-br-dir cargo-fetch
 	$(BR_MAKE) dashvault_rpi0w2_defconfig
+	$(BR_MAKE) dashvault-rebuild
 	$(BR_MAKE)
 	@echo "image: $(BR_OUTPUT)/images/dashvault-rpi0w2.img"
 
@@ -114,8 +136,12 @@ image-test: image-test-deps
 	python3 tests/image/run.py $(IMAGE_TEST_OUT)
 
 check-buildroot: need-br-dir
-	@$(call install_missing,python3-magic flake8 shellcheck rsync cpio)
+	@$(call install_missing,python3-magic flake8 shellcheck rsync cpio dnsmasq-base hostapd)
 	bash tests/image/check-buildroot.sh $(BR_DIR)
+
+bindgen-cross: need-br-dir libcamera
+	@$(call install_missing,$(BINDGEN_CROSS_APT_PACKAGES))
+	bash tests/buildroot/bindgen-cross.sh $(BR_DIR) $(LIBCAMERA_PREFIX)
 # libcamera: `make libcamera` builds libcamera 0.7.2 with its virtual camera
 # into a cache folder (ci/libcamera/README.md); once it is there, `make test`
 # also runs the libcamera tests against it, and `make lint-libcamera` lints
