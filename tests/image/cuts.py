@@ -224,13 +224,13 @@ def check_hotspot_loop(vm):
     up = int(out)
     if up < 42:
         time.sleep(42 - up)
-    rc, out = vm.run("pid=$(cat /var/run/hostapd-supervise.pid) && kill -0 $pid && echo $pid")
+    rc, out = vm.run("pid=$(cat /var/run/hostapd.pid) && kill -0 $pid && echo $pid")
     rt.check(rc == 0, f"hotspot loop still waiting for wlan0 {max(up, 42)} s after boot (pid {out.strip()})")
     rt.check("no wlan0 after 30 s" in vm.text() and "no hotspot" not in vm.text(),
              "console says wlan0 is late, and that the loop keeps waiting")
     pid = out.strip()
     rc, out = vm.run(f"/etc/init.d/S45hostapd stop; usleep 300000; kill -0 {pid} 2>/dev/null; echo $?; "
-                     "ls /var/run/hostapd-supervise.pid 2>/dev/null | wc -l")
+                     "ls /var/run/hostapd.pid 2>/dev/null | wc -l")
     rt.check(out.split() == ["1", "0"], "S45hostapd stop ends the loop and removes its pidfile")
     vm.run("/etc/init.d/S45hostapd start")
 
@@ -321,8 +321,11 @@ def test_used():
                  f"used card: partition grown again to {s['part_mib']} MiB")
         rt.check("formatting" not in vm.text(), "used card: not formatted")
         check_full_data(vm, "used card")
-        rc, out = vm.run("ls /data/front | grep -c dvr")
-        rt.check(int(out.split()[0]) > 0, f"used card: its {out.split()[0]} segments are kept")
+        # A new filesystem would hold one segment by now, and a new token.
+        rc, out = vm.run("ls /data/recordings/front | grep -c dvr; cat /data/dashvault.token")
+        segments, tok = out.split()[:2]
+        rt.check(int(segments) >= 4 and (rt.TOKEN is None or tok == rt.TOKEN),
+                 f"used card: its recordings ({segments} segments) and token are kept")
         check_recording(vm, "used card", seconds=2)
         check_verify(vm, "used card")
     finally:

@@ -290,6 +290,7 @@ def main():
             stored = got
     finally:
         vm.kill()
+    sys.dont_write_bytecode = True
     import cuts  # boot scripts under power cuts, console reboot, odd cards
     cuts.main(sys.modules[__name__])
     print("image test passed")
