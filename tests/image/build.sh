@@ -25,7 +25,7 @@ APPLETS="sh ash cat chmod cmp cp cut date dd df dmesg echo env grep head hostnam
 	ip kill ln login ls mkdir mount mv od ps readlink rm rmdir sed sleep
 	sync tail test tr touch umount uname wc getty init poweroff reboot halt sort
 	free uptime vi less awk basename dirname find seq tee sh switch_root insmod
-	syslogd logger logread watchdog"
+	syslogd logger logread watchdog start-stop-daemon usleep"
 
 log() { echo "== $*"; }
 
@@ -78,7 +78,7 @@ for a in $APPLETS; do
 done
 cp -a "$OUT/arm64/lib/." "$R/lib/"
 [ -d "$OUT/arm64/usr/lib" ] && cp -a "$OUT/arm64/usr/lib" "$R/usr/"
-for f in e2fsck mke2fs sfdisk partx; do
+for f in e2fsck mke2fs sfdisk partx resize2fs tune2fs dumpe2fs; do
 	src=$(find "$OUT/arm64" -path "*bin/$f" | head -1)
 	cp "$src" "$R/sbin/$f"
 done

@@ -241,6 +241,7 @@ def main():
         rc, out = vm.run("grep ' /data ' /proc/mounts; touch /data/x && rm /data/x")
         check(rc == 0 and re.search(r" /data ext4 rw[ ,]", out), "/data is ext4, mounted read-write")
         check("data: first boot, formatting" in vm.text(), "/data was created on first boot")
+        check("can't open" not in vm.text(), "no \"can't open\" on the first boot's console")
         rc, out = vm.run("df -m /data | tail -1")
         size_mib = int(out.split()[1])
         check(size_mib > 100, f"data partition grown to the end of the card ({size_mib} MiB filesystem)")
@@ -289,6 +290,9 @@ def main():
             stored = got
     finally:
         vm.kill()
+    sys.dont_write_bytecode = True
+    import cuts  # boot scripts under power cuts, console reboot, odd cards
+    cuts.main(sys.modules[__name__])
     print("image test passed")
 
 
