@@ -67,6 +67,16 @@ pub struct Config {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_token: Option<String>,
     pub cameras: Vec<CameraConfig>,
+    /// Record every camera found while running, besides those in `cameras`
+    /// (the appliance: camera drivers load late, webcams are plugged in on
+    /// the road). With it, no camera found means waiting for one, never the
+    /// test pattern.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub discover_cameras: bool,
+    /// The LED under /sys/class/leds that shows the recorder's state (`ACT`
+    /// on a Pi); none when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_led: Option<String>,
     /// The appliance image's Wi-Fi hotspot; its boot scripts read it with
     /// `dashvault config get wifi.<field>`. The recorder itself ignores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -199,6 +209,8 @@ impl Default for Config {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             auth_token: None,
             cameras: vec![CameraConfig::synthetic("front")],
+            discover_cameras: false,
+            status_led: None,
             wifi: None,
             incident: IncidentConfig::default(),
             triggers: TriggersConfig::default(),
@@ -291,11 +303,20 @@ impl Config {
                 "must not be empty; use a folder such as \"data\" or \"/var/lib/dashvault\"",
             ));
         }
-        if self.cameras.is_empty() {
+        if self.cameras.is_empty() && !self.discover_cameras {
             errs.push(FieldError::new(
                 "cameras",
-                "no cameras; add at least one camera (a camera with no device records a synthetic test pattern)",
+                "no cameras; add at least one camera (a camera with no device records a synthetic test pattern), or set discover_cameras",
             ));
+        }
+        if let Some(led) = &self.status_led {
+            let plain = led.bytes().all(|b| b.is_ascii_graphic() && b != b'/');
+            if led.is_empty() || led.len() > 64 || !plain || led.starts_with('.') {
+                errs.push(FieldError::new(
+                    "status_led",
+                    format!("{led:?} is not an LED name; use the name of a folder under /sys/class/leds, such as \"ACT\""),
+                ));
+            }
         }
         self.incident.validate_into(&mut errs);
         self.triggers.validate_into(&mut errs);
@@ -706,6 +727,8 @@ struct FileConfig {
     video_dir: Option<PathBuf>,
     auth_token: Option<String>,
     cameras: Option<Vec<Object<FileCamera>>>,
+    discover_cameras: Option<bool>,
+    status_led: Option<String>,
     wifi: Option<Object<WifiConfig>>,
     incident: Option<Object<FileIncident>>,
     triggers: Option<Object<FileTriggers>>,
@@ -831,6 +854,8 @@ impl FileConfig {
                 errs.extend(cam_errs.into_iter().map(legacy_field_name));
                 vec![cam]
             }
+            // Found at run time instead of the test pattern.
+            None if self.discover_cameras == Some(true) => Vec::new(),
             None => Config::default().cameras,
         };
         let config = Config {
@@ -862,6 +887,8 @@ impl FileConfig {
             // Dash of Pi writes "" when it has no token yet.
             auth_token: self.auth_token.filter(|t| !t.is_empty()),
             cameras,
+            discover_cameras: self.discover_cameras.unwrap_or(false),
+            status_led: self.status_led,
             wifi: self.wifi.map(|Object(w)| w),
             incident: self
                 .incident

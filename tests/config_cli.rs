@@ -264,3 +264,67 @@ fn get_from_a_broken_or_missing_config_exits_2_with_its_errors() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("missing.json"), "{}", r.stderr);
 }
+
+/// The appliance's boot settings: no cameras, as a user writes them.
+const SETTINGS_WITHOUT_CAMERAS: &str = r#"{
+  "wifi": { "ssid": "car cam", "password": "correct horse", "country": "DE" }
+}"#;
+
+#[test]
+fn init_with_discovery_writes_no_camera_and_never_the_test_pattern() {
+    let dir = tempfile::tempdir().unwrap();
+    let from = write(dir.path(), "settings.json", SETTINGS_WITHOUT_CAMERAS);
+    let config = dir.path().join("dashvault.json");
+    let r = dashvault(
+        &config,
+        &init_args(
+            from.to_str().unwrap(),
+            &["--discover-cameras", "--status-led", "ACT"],
+        ),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(value(&config, "discover_cameras"), "true");
+    assert_eq!(value(&config, "status_led"), "ACT");
+    assert_eq!(value(&config, "cameras"), "[]", "found while running instead");
+    let check = dashvault(&config, &["config", "check"]);
+    assert_eq!(check.code, 0, "{}", check.stderr);
+}
+
+#[test]
+fn applying_boot_settings_without_cameras_keeps_the_configured_cameras() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "dashvault.json",
+        r#"{"discover_cameras": true, "cameras": [
+            {"id": "front", "source": "v4l2", "device": "/dev/video0", "fps": 15},
+            {"id": "test", "source": "synthetic"}]}"#,
+    );
+    let from = write(dir.path(), "settings.json", SETTINGS_WITHOUT_CAMERAS);
+    let r = dashvault(
+        &config,
+        &init_args(from.to_str().unwrap(), &["--replace", "--discover-cameras"]),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(value(&config, "wifi.ssid"), "car cam", "the settings applied");
+    assert_eq!(value(&config, "cameras.0.device"), "/dev/video0");
+    assert_eq!(value(&config, "cameras.0.fps"), "15", "with its own settings");
+    // The test pattern is dropped: with discovery it only records when a
+    // settings file names it.
+    assert_eq!(get(&config, "cameras.1").code, 1);
+}
+
+#[test]
+fn a_bad_status_led_name_is_refused_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let from = write(
+        dir.path(),
+        "settings.json",
+        r#"{"status_led": "../../power/state", "discover_cameras": true}"#,
+    );
+    let config = dir.path().join("dashvault.json");
+    let r = dashvault(&config, &init_args(from.to_str().unwrap(), &[]));
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("status_led"), "{}", r.stderr);
+    assert!(!config.exists());
+}

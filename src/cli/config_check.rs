@@ -27,7 +27,9 @@ pub enum ConfigAction {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "init")]
 /// write a new config: the settings in --from, then the values given here
-/// for what they leave out, then the cameras found on this machine
+/// for what they leave out; cameras from --from, else those of the config
+/// being replaced, else the ones found on this machine (none with
+/// --discover-cameras: the recorder finds them while running)
 pub struct InitArgs {
     /// settings file whose values win (e.g. /boot/dashvault.json)
     #[argh(option)]
@@ -41,6 +43,13 @@ pub struct InitArgs {
     /// recordings folder unless the settings set `data_dir`
     #[argh(option)]
     pub data_dir: Option<std::path::PathBuf>,
+    /// record every camera found while running unless the settings set
+    /// `discover_cameras` (the appliance)
+    #[argh(switch)]
+    pub discover_cameras: bool,
+    /// LED showing the recorder's state unless the settings set `status_led`
+    #[argh(option)]
+    pub status_led: Option<String>,
     /// replace an existing config (it is kept when the new one is invalid)
     #[argh(switch)]
     pub replace: bool,
@@ -103,13 +112,36 @@ fn init(config_path: &Path, args: InitArgs) -> anyhow::Result<i32> {
         "data_dir",
         args.data_dir.map(|d| Value::from(d.to_string_lossy())),
     );
+    if args.discover_cameras {
+        fallback("discover_cameras", Some(Value::Bool(true)));
+    }
+    fallback("status_led", args.status_led.map(Value::from));
     let legacy_camera = ["camera_device", "video_res_width", "video_fps"]
         .iter()
         .any(|k| settings.contains_key(*k));
     if !settings.contains_key("cameras") && !legacy_camera {
-        let found = crate::camera::discover_cameras();
-        if !found.is_empty() {
-            settings.insert("cameras".into(), serde_json::to_value(found)?);
+        // A settings file without cameras never drops the ones the config
+        // being replaced records (configured, or found and kept earlier).
+        // With discovery the test pattern is never carried over: it is only
+        // recorded when a settings file asks for it by name.
+        let discovering = settings.get("discover_cameras") == Some(&Value::Bool(true));
+        let existing = crate::config::load(config_path)
+            .ok()
+            .map(|l| l.config.cameras)
+            .map(|mut cameras| {
+                if discovering {
+                    cameras.retain(|c| c.source != crate::config::SourceKind::Synthetic);
+                }
+                cameras
+            })
+            .filter(|c| !c.is_empty());
+        let cameras = match existing {
+            Some(cameras) => cameras,
+            None if discovering => Vec::new(),
+            None => crate::camera::discover_cameras(),
+        };
+        if !cameras.is_empty() || discovering {
+            settings.insert("cameras".into(), serde_json::to_value(cameras)?);
         }
     }
     let bytes = serde_json::to_vec(&Value::Object(settings))?;
