@@ -58,7 +58,7 @@ APPLETS="sh ash cat chmod cmp cp cut date dd df dmesg echo env grep head hostnam
 	free uptime vi less awk basename dirname find seq tee sh switch_root insmod
 	syslogd logger logread watchdog"
 # BusyBox applets the test image's own init scripts and the hotspot test use.
-TEST_APPLETS="mdev xargs udhcpc wget nslookup timeout"
+TEST_APPLETS="mdev xargs udhcpc wget nslookup timeout start-stop-daemon"
 # Kernel modules on the root filesystem, for modprobe, each with what it
 # needs: the initramfs's; the drivers of the devices the Zero 2W device
 # tree enables that Debian builds as modules (coldplug loads them; the Pi
@@ -114,7 +114,7 @@ check_libs() {
 		todo="$*"
 		case "$done_" in *" $f "*) continue ;; esac
 		done_="$done_$f "
-		for lib in $(readelf -d "$f" 2>/dev/null | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+		for lib in $(aarch64-linux-gnu-readelf -d "$f" 2>/dev/null | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
 			found=$(find "$R/lib" "$R/usr/lib" -name "$lib" -print -quit)
 			if [ -n "$found" ]; then
 				todo="$todo $found"
