@@ -13,18 +13,18 @@
    dashboard answers through the forwarded loopback port, the recorder's
    log lines are in the RAM ring buffer (`logread`), and the saved-clock
    scripts cope with damaged files.
-2. virt with the image served by nbdkit's writeback cache (writes reach the
+2. virt, the hotspot end to end (tests/image/hotspot.py): two simulated
+   radios appear while S45hostapd waits for wlan0; a client in its own
+   network namespace joins with the password from the settings, gets a
+   lease, resolves any name to the dashvault and opens the dashboard and
+   the API; with a wrong password it does not get on.
+3. virt with the image served by nbdkit's writeback cache (writes reach the
    image only when the guest flushes, like an SD card's cache): killed
    mid-recording CUTS times in a row; after each cut it boots, the data
    filesystem checks clean, `dashvault verify --deep` passes and every frame
    that was synced before the cut is still there. On these boots the test
    camera is loaded by the image's S99testcamera as soon as the recorder
    answers; the first of them prints the time to the first stored frame.
-3. virt, the hotspot end to end (tests/image/hotspot.py): two simulated
-   radios appear while S45hostapd waits for wlan0; a client in its own
-   network namespace joins with the password from the settings, gets a
-   lease, resolves any name to the dashvault and opens the dashboard and
-   the API; with a wrong password it does not get on.
 
 usage: run.py OUT_DIR   (after build.sh OUT_DIR)
 """
@@ -419,6 +419,9 @@ def main():
     finally:
         vm.kill()
 
+    print("-- hotspot, virt: simulated radios, a client in its own network namespace", flush=True)
+    run_hotspot(image, port)
+
     print(f"-- {CUTS} power cuts, virt + nbdkit writeback cache", flush=True)
     vm = boot_virt_nbd(image, port, 0)
     try:
@@ -450,9 +453,6 @@ def main():
             stored = got
     finally:
         vm.kill()
-
-    print("-- hotspot, virt: simulated radios, a client in its own network namespace", flush=True)
-    run_hotspot(image, port)
     print("image test passed")
 
 
