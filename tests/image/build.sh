@@ -18,9 +18,9 @@
 # - Modules: only those the test needs are on the root filesystem (the
 #   initramfs's, the Zero 2W device tree's, vivid, mac80211_hwsim and the
 #   WPA2 ciphers), so coldplug skips devices with no module here; the
-#   display (vc4) is left out, and so is the watchdog (bcm2835_wdt): QEMU's
-#   raspi3b resets the moment S15watchdog starts it, so S15watchdog finds
-#   no /dev/watchdog here.
+#   display (vc4) is left out, and so is the watchdog (bcm2835_wdt): the
+#   raspi3b VM stops the moment S15watchdog starts it, so S15watchdog
+#   finds no /dev/watchdog here.
 # - Userland: Debian's BusyBox, kmod, hostapd and dnsmasq builds, with
 #   their libraries, instead of Buildroot's; S10mdev, S40network and
 #   S80dnsmasq are test equivalents of Buildroot's scripts. Debian's
@@ -35,7 +35,9 @@
 #   client tools (wpa_supplicant, iproute2's ip) are in
 #   /usr/libexec/hotspot-client, so the appliance's scripts still use
 #   BusyBox's ip.
-# - No wireless regulatory database: the kernel stays in the world domain.
+# - The hotspot's country: neither image has a wireless regulatory
+#   database; with the simulated radios hostapd waits a few seconds for a
+#   country update that never comes, then starts in the world domain.
 #
 # usage: tests/image/build.sh OUT_DIR    (needs tests/image/deps.sh first)
 # Leaves OUT_DIR/sdcard.img, OUT_DIR/boot/{Image,initrd.gz,*.dtb}.
