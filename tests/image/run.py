@@ -345,7 +345,8 @@ def check_camera_appears(vm, port):
     check(w1 > w0 > 0, f"V4L2 camera recording ({w0} -> {w1} frames written in {t1 - t0:.1f} s, "
                        f"{(w1 - w0) / (t1 - t0):.1f} fps measured, {c.get('fps', 0):.1f} fps reported)")
     rc, out = vm.run("dashvault status")
-    check(rc == 0 and "front" in out and "/dev/video" in out, "dashvault status on the console shows the camera")
+    check(rc == 0 and re.search(r"front \[connected\]", out) and (c["source"] in out or c["format"] in out),
+          f"dashvault status on the console shows the camera recording ({c['format']})")
     led = wait_led(vm, "none")
     check(led["trigger"] == "none" and led["brightness"] == led["max_brightness"] != "0",
           f"status LED solid on while recording (trigger [{led['trigger']}], "
