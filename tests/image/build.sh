@@ -59,6 +59,9 @@ APPLETS="sh ash cat chmod cmp cp cut date dd df dmesg echo env grep head hostnam
 	sync tail test tr touch umount uname wc getty init poweroff reboot halt sort
 	free uptime vi less awk basename dirname find seq tee sh switch_root insmod
 	syslogd logger logread watchdog"
+
+log() { echo "== $*"; }
+
 # BusyBox applets the test image's own init scripts and the hotspot test use.
 TEST_APPLETS="mdev xargs udhcpc wget nslookup timeout start-stop-daemon"
 # Kernel modules on the root filesystem, for modprobe, each with what it
@@ -73,8 +76,6 @@ ROOT_MODULES="$MODULES i2c-bcm2835 bcm2835-rng bcm2835-thermal leds-gpio ledtrig
 # image), the hotspot's daemons and iw, and the test client's
 # wpa_supplicant and ip (iproute2, for network namespaces).
 TOOL_PKGS="kmod hostapd dnsmasq-base iw wpasupplicant iproute2"
-
-log() { echo "== $*"; }
 
 # The library packages that packages need, recursively, from the arm64
 # package index: Depends and Pre-Depends (the first of alternatives),
