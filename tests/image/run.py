@@ -163,15 +163,18 @@ def cmdline(root):
     return line.replace("root=/dev/mmcblk0p2", f"root={root}")
 
 
-def boot_raspi(image, port):
+def boot_raspi(image, port, camera_from_console=False):
+    """camera_from_console: the test loads the camera (vivid) itself, instead
+    of S99testcamera as soon as the recorder answers."""
     b = os.path.join(OUT, "boot")
+    extra = " dashvault_test.camera=console" if camera_from_console else ""
     return Vm("raspi3b", [
         "qemu-system-aarch64", "-M", "raspi3b", "-accel", "tcg,thread=single",
         "-dtb", f"{b}/bcm2837-rpi-zero-2-w-qemu.dtb",
         "-drive", f"file={image},format=raw,if=sd,cache=writeback",
         "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:80", "-device", "usb-net,netdev=n0",
         "-kernel", f"{b}/Image", "-initrd", f"{b}/initrd.gz",
-        "-append", cmdline("/dev/mmcblk0p2") + " mem=512M dashvault_test.camera=console",
+        "-append", cmdline("/dev/mmcblk0p2") + " mem=512M" + extra,
         "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot"])
 
 
@@ -387,7 +390,7 @@ def main():
     port = free_port()
 
     print("-- first boot, raspi3b (Zero 2W device tree)", flush=True)
-    vm = boot_raspi(image, port)
+    vm = boot_raspi(image, port, camera_from_console=True)
     try:
         vm.login()
         check(True, f"serial console root login after {time.monotonic() - vm.started:.1f} s")
