@@ -2,18 +2,29 @@
 """Boots the test image in QEMU and checks the appliance end to end.
 
 1. raspi3b with the Zero 2W device tree (the board-level boot), first boot:
-   the serial console gives a root login, `dashvault status` works there,
-   / is read-only, /data was created and grown on this boot and is mounted
-   read-write, the boot partition's dashvault.json was applied (hotspot
-   config included), the test camera records and the dashboard answers
-   through the forwarded loopback port, the recorder's log lines are in the
-   RAM ring buffer (`logread`), and the saved-clock scripts cope with
-   damaged files.
-2. virt with the image served by nbdkit's writeback cache (writes reach the
+   the serial console gives a root login, the init scripts ran in the real
+   image's order and coldplug loaded the ACT LED's driver, the recorder
+   runs with no camera (`dashvault status`, /api/status, the LED blinks
+   slowly), then a V4L2 camera appears (the kernel's vivid driver, loaded
+   from the console) and is recorded within seconds with the LED solid on;
+   the time to the first stored frame is printed. / is read-only, /data
+   was created and grown on this boot and is mounted read-write, the boot
+   partition's dashvault.json was applied (hotspot config included), the
+   dashboard answers through the forwarded loopback port, the recorder's
+   log lines are in the RAM ring buffer (`logread`), and the saved-clock
+   scripts cope with damaged files.
+2. virt, the hotspot end to end (tests/image/hotspot.py): two simulated
+   radios appear while S45hostapd waits for wlan0; a client in its own
+   network namespace joins with the password from the settings, gets a
+   lease, resolves any name to the dashvault and opens the dashboard and
+   the API; with a wrong password it does not get on.
+3. virt with the image served by nbdkit's writeback cache (writes reach the
    image only when the guest flushes, like an SD card's cache): killed
    mid-recording CUTS times in a row; after each cut it boots, the data
    filesystem checks clean, `dashvault verify --deep` passes and every frame
-   that was synced before the cut is still there.
+   that was synced before the cut is still there. On these boots the test
+   camera is loaded by the image's S99testcamera as soon as the recorder
+   answers; the first of them prints the time to the first stored frame.
 
 usage: run.py OUT_DIR   (after build.sh OUT_DIR)
 """
@@ -28,6 +39,8 @@ import sys
 import threading
 import time
 import urllib.request
+
+import hotspot
 
 OUT = os.path.abspath(sys.argv[1])
 BOOT_TIMEOUT_S = 180
@@ -150,15 +163,18 @@ def cmdline(root):
     return line.replace("root=/dev/mmcblk0p2", f"root={root}")
 
 
-def boot_raspi(image, port):
+def boot_raspi(image, port, camera_from_console=False):
+    """camera_from_console: the test loads the camera (vivid) itself, instead
+    of S99testcamera as soon as the recorder answers."""
     b = os.path.join(OUT, "boot")
+    extra = " dashvault_test.camera=console" if camera_from_console else ""
     return Vm("raspi3b", [
         "qemu-system-aarch64", "-M", "raspi3b", "-accel", "tcg,thread=single",
         "-dtb", f"{b}/bcm2837-rpi-zero-2-w-qemu.dtb",
         "-drive", f"file={image},format=raw,if=sd,cache=writeback",
         "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:80", "-device", "usb-net,netdev=n0",
         "-kernel", f"{b}/Image", "-initrd", f"{b}/initrd.gz",
-        "-append", cmdline("/dev/mmcblk0p2") + " mem=512M",
+        "-append", cmdline("/dev/mmcblk0p2") + " mem=512M" + extra,
         "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot"])
 
 
@@ -219,6 +235,154 @@ def verify_deep(vm):
     return rc, report, frames
 
 
+def status(port):
+    _, body = http(port, "/api/status", TOKEN)
+    return json.loads(body)
+
+
+def check_init_order(vm):
+    """The boot scripts ran in the real image's order: devices and drivers
+    (S10mdev), network (S40), hotspot (S45, waits for wlan0 in the
+    background), DHCP and DNS (S80)."""
+    text = vm.text()
+    marks = ["mdev: handling device events", "network: ", "dnsmasq: started"]
+    at = [text.find(m) for m in marks]
+    check(all(a >= 0 for a in at) and at == sorted(at),
+          "init order: S10mdev, S40network, S80dnsmasq (console messages in that order)")
+    rc, out = vm.run("ls /etc/init.d/ | tr '\\n' ' '")
+    names = out.split()
+    want = ["S10mdev", "S40network", "S45hostapd", "S80dnsmasq"]
+    check(all(w in names for w in want) and [n for n in names if n in want] == want,
+          f"init scripts: {' '.join(n for n in names if n.startswith('S'))}")
+
+
+def check_coldplug(vm):
+    """mdev handles device events, and the coldplug pass loaded drivers for
+    the devices present from the root filesystem's modules."""
+    rc, out = vm.run("ps | grep -c '[m]dev -d'; ls /lib/modules/$(uname -r)/modules.dep")
+    check(out.split()[0] == "1" and "modules.dep" in out, "mdev daemon running, modules.dep on the root filesystem")
+    rc, out = vm.run("grep -o '^leds_gpio ' /proc/modules; ls /sys/class/leds")
+    check("leds_gpio" in out and "ACT" in out.split(),
+          "coldplug loaded leds-gpio for the device tree's LED: /sys/class/leds/ACT")
+
+
+def led_state(vm):
+    rc, out = vm.run("cd /sys/class/leds/ACT && for f in trigger brightness max_brightness delay_on delay_off; "
+                     "do echo \"$f=$(cat $f 2>/dev/null)\"; done; cd /")
+    state = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    m = re.search(r"\[([^\]]+)\]", state.get("trigger", ""))
+    state["trigger"] = m.group(1) if m else ""
+    return state
+
+
+def wait_led(vm, trigger, timeout=20):
+    deadline = time.monotonic() + timeout
+    while True:
+        state = led_state(vm)
+        if state["trigger"] == trigger or time.monotonic() > deadline:
+            return state
+        time.sleep(1)
+
+
+def kernel_started(vm):
+    """Host monotonic time at which the guest kernel started (from its
+    uptime, read over the console)."""
+    before = time.monotonic()
+    rc, out = vm.run("cat /proc/uptime")
+    after = time.monotonic()
+    return (before + after) / 2 - float(out.split()[0])
+
+
+def wait_camera(vm, port, timeout=90):
+    """Waits until a camera has stored a frame; returns (host time, camera)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            cams = status(port)["cameras"]
+            if cams and cams[0]["written"] > 0:
+                return time.monotonic(), cams[0]
+        except (OSError, ValueError, KeyError):
+            pass
+        if vm.proc.poll() is not None:
+            break
+        time.sleep(0.25)
+    raise AssertionError(f"{vm.name}: no camera stored a frame within {timeout} s")
+
+
+def check_no_camera(vm, port):
+    """Before the camera appears: the recorder runs and says so, and the
+    status LED blinks slowly."""
+    rc, out = vm.run("dashvault status")
+    check("no camera found" in out, "dashvault status on the console: no camera found")
+    s = status(port)
+    check(s.get("cameras") == [] and isinstance(s.get("no_camera"), dict),
+          f"/api/status: no cameras and a no_camera report ({json.dumps(s.get('no_camera'))[:120]})")
+    led = wait_led(vm, "timer")
+    check(led["trigger"] == "timer" and led["delay_on"] == "1000" and led["delay_off"] == "1000",
+          f"status LED blinks slowly with no camera (trigger [{led['trigger']}], "
+          f"{led.get('delay_on')}/{led.get('delay_off')} ms)")
+
+
+def check_camera_appears(vm, port):
+    """A V4L2 camera that appears while the recorder runs is found and
+    recorded; prints the boot time to the first stored frame."""
+    kernel_t0 = kernel_started(vm)
+    vm.run("dmesg -n 1")  # kernel messages off the console: they would mix into the output read here
+    loading = time.monotonic()
+    rc, out = vm.run("/sbin/modprobe vivid && ls /dev/video*", timeout=180)
+    loaded = time.monotonic()
+    check(rc == 0, f"vivid loaded in {loaded - loading:.1f} s: {' '.join(out.split())}")
+    first, cam = wait_camera(vm, port, 60)
+    print(f"     first stored frame {first - vm.started:.1f} s after QEMU start, "
+          f"{first - kernel_t0:.1f} s after kernel start, {first - loaded:.1f} s after vivid was loaded",
+          flush=True)
+    check(cam["id"] == "front" and cam["source"].startswith("/dev/video"),
+          f"camera found: {cam['id']} on {cam['source']} ({cam.get('format')})")
+    node = cam["source"].rsplit("/", 1)[-1]
+    rc, out = vm.run(f"cat /sys/class/video4linux/{node}/name")
+    check("vid-cap" in out, f"{cam['source']} is vivid's video capture node ({out.strip()})")
+    w0, t0 = status(port)["cameras"][0]["written"], time.monotonic()
+    time.sleep(5)
+    c = status(port)["cameras"][0]
+    w1, t1 = c["written"], time.monotonic()
+    check(w1 > w0 > 0, f"V4L2 camera recording ({w0} -> {w1} frames written in {t1 - t0:.1f} s, "
+                       f"{(w1 - w0) / (t1 - t0):.1f} fps measured, {c.get('fps', 0):.1f} fps reported)")
+    rc, out = vm.run("dashvault status")
+    check(rc == 0 and re.search(r"front \[connected\]", out) and (c["source"] in out or c["format"] in out),
+          f"dashvault status on the console shows the camera recording ({c['format']})")
+    led = wait_led(vm, "none")
+    check(led["trigger"] == "none" and led["brightness"] == led["max_brightness"] != "0",
+          f"status LED solid on while recording (trigger [{led['trigger']}], "
+          f"brightness {led['brightness']}/{led['max_brightness']})")
+
+
+def report_first_frame(vm, port):
+    """The camera is loaded by S99testcamera as soon as the recorder
+    answers: the boot time to the first stored frame."""
+    kernel_t0 = kernel_started(vm)
+    first, cam = wait_camera(vm, port)
+    check(cam["source"].startswith("/dev/video"),
+          f"{vm.name}: first stored frame {first - vm.started:.1f} s after QEMU start, "
+          f"{first - kernel_t0:.1f} s after kernel start ({cam['source']})")
+
+
+def check_appliance_config(vm):
+    rc, out = vm.run("dashvault config get discover_cameras; dashvault config get status_led")
+    check(out.split() == ["true", "ACT"], "appliance config: discover_cameras true, status_led ACT")
+
+
+def run_hotspot(image, port):
+    with open(os.path.join(OUT, "boot", "dashvault.json")) as f:
+        wifi = json.load(f)["wifi"]
+    vm = boot_virt_nbd(image, port, "hotspot")
+    try:
+        vm.login()
+        wait_http(vm, port)
+        hotspot.check_hotspot(vm, check, TOKEN, wifi["ssid"], wifi["password"])
+    finally:
+        vm.kill()
+
+
 def main():
     global TOKEN
     image = os.path.join(OUT, "run.img")
@@ -226,7 +390,7 @@ def main():
     port = free_port()
 
     print("-- first boot, raspi3b (Zero 2W device tree)", flush=True)
-    vm = boot_raspi(image, port)
+    vm = boot_raspi(image, port, camera_from_console=True)
     try:
         vm.login()
         check(True, f"serial console root login after {time.monotonic() - vm.started:.1f} s")
@@ -234,8 +398,12 @@ def main():
         check("Zero 2 W" in out, f"device tree model: {out.strip()}")
         elapsed, body = wait_http(vm, port)
         check(b"<html" in body.lower(), f"dashboard answers on the forwarded port {elapsed:.1f} s after start")
-        rc, out = vm.run("dashvault status")
-        check(rc == 0 and "front" in out, "dashvault status on the console")
+        rc, out = vm.run("cat /data/dashvault.token")
+        TOKEN = out.strip()
+        check_init_order(vm)
+        check_coldplug(vm)
+        check_no_camera(vm, port)
+        check_camera_appears(vm, port)
         rc, out = vm.run("grep ' / ' /proc/mounts; touch /x 2>&1")
         check(rc != 0 and re.search(r" / squashfs ro[ ,]", out), "/ is a read-only squashfs")
         rc, out = vm.run("grep ' /data ' /proc/mounts; touch /data/x && rm /data/x")
@@ -245,27 +413,26 @@ def main():
         rc, out = vm.run("df -m /data | tail -1")
         size_mib = int(out.split()[1])
         check(size_mib > 100, f"data partition grown to the end of the card ({size_mib} MiB filesystem)")
-        rc, out = vm.run("dashvault config get cameras.0.fps; dashvault config get bind")
-        check(out.split() == ["5", "0.0.0.0"], "boot partition dashvault.json applied")
+        rc, out = vm.run("dashvault config get segment_length_s; dashvault config get bind")
+        check(out.split() == ["20", "0.0.0.0"], "boot partition dashvault.json applied")
+        check_appliance_config(vm)
         rc, out = vm.run("cat /run/hostapd.conf")
         check("ssid=dashvault-test" in out and "wpa_passphrase=test-password-42" in out,
               "hotspot config from the settings file")
-        rc, out = vm.run("cat /data/dashvault.token")
-        TOKEN = out.strip()
-        w0 = written(port)["front"]
-        time.sleep(3)
-        w1 = written(port)["front"]
-        check(w1 > w0 > 0, f"test camera recording ({w0} -> {w1} frames written in 3 s)")
         check_log(vm)
         check_clock_file(vm)
     finally:
         vm.kill()
+
+    print("-- hotspot, virt: simulated radios, a client in its own network namespace", flush=True)
+    run_hotspot(image, port)
 
     print(f"-- {CUTS} power cuts, virt + nbdkit writeback cache", flush=True)
     vm = boot_virt_nbd(image, port, 0)
     try:
         vm.login()
         wait_http(vm, port)
+        report_first_frame(vm, port)
         rc, report, frames = verify_deep(vm)
         check(rc == 0, f"verify --deep after the first boot: {frames}")
         stored = frames.get("front", 0)
@@ -282,6 +449,7 @@ def main():
             check(fsck_rc in (0, 1) and fs_errors == 0,
                   f"cut {n}: data filesystem checks clean (e2fsck -p rc {fsck_rc}) and mounts")
             wait_http(vm, port)
+            wait_camera(vm, port)
             rc, report, frames = verify_deep(vm)
             check(rc == 0 and report["ok"], f"cut {n}: dashvault verify --deep passes")
             got = frames.get("front", 0)
