@@ -97,6 +97,19 @@ for dc in "$EXT"/configs/*_defconfig; do
 		grep -Eq "^(# )?${opt}[= ]" "$BR/package/busybox/busybox.config" ||
 			err "busybox.fragment: $opt is not a BusyBox option"
 	done < <(sed -n 's/^\(CONFIG_[A-Z0-9_]*\)=.*/\1/p' "$EXT/board/rpi0w2/busybox.fragment")
+	# Programs the init scripts call that only an optional package (or
+	# package option) installs: a script calling a missing one fails at
+	# boot, never at build time.
+	scripts=$(find "$EXT/board/rpi0w2/rootfs-overlay/etc/init.d" "$EXT/package/dashvault/files" -type f)
+	for need in resize2fs:BR2_PACKAGE_E2FSPROGS_RESIZE2FS tune2fs:BR2_PACKAGE_E2FSPROGS \
+		mke2fs:BR2_PACKAGE_E2FSPROGS partx:BR2_PACKAGE_UTIL_LINUX_PARTX \
+		hostapd:BR2_PACKAGE_HOSTAPD dnsmasq:BR2_PACKAGE_DNSMASQ; do
+		prog=${need%%:*} sym=${need#*:}
+		# shellcheck disable=SC2086 # one word per script
+		if grep -qw "$prog" $scripts && ! grep -qx "$sym=y" "$out/.config"; then
+			err "$name: an init script runs $prog, which needs $sym=y"
+		fi
+	done
 	[ -e "$EXT/board/rpi0w2/dashvault.json.example" ] || err "post-image.sh needs board/rpi0w2/dashvault.json.example"
 	brmake show-info >"$out/show-info.json" || { err "$name: show-info failed"; continue; }
 	python3 "$TOP/tests/buildroot/init-order.py" "$BR" "$out" "$EXT" || err "$name: init script order"
