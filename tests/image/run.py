@@ -38,6 +38,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import hotspot
@@ -126,8 +127,11 @@ def http(port, path, token=None, timeout=5):
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
     if token:
         req.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return r.status, r.read()
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
 
 
 def wait_http(vm, port, timeout=BOOT_TIMEOUT_S):
@@ -398,8 +402,14 @@ def main():
         check("Zero 2 W" in out, f"device tree model: {out.strip()}")
         elapsed, body = wait_http(vm, port)
         check(b"<html" in body.lower(), f"dashboard answers on the forwarded port {elapsed:.1f} s after start")
-        rc, out = vm.run("cat /data/dashvault.token")
-        TOKEN = out.strip()
+        # A new card's token comes from the boot partition, where the user
+        # chose it before the first boot (README: First boot).
+        with open(os.path.join(OUT, "boot", "dashvault.json")) as f:
+            TOKEN = json.load(f)["auth_token"]
+        status, _ = http(port, "/api/status", TOKEN)
+        check(status == 200, "the token set in the boot partition's dashvault.json opens /api/status")
+        status, _ = http(port, "/api/status", "not-" + TOKEN)
+        check(status == 401, "another token is refused")
         check_init_order(vm)
         check_coldplug(vm)
         check_no_camera(vm, port)
