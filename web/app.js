@@ -463,7 +463,10 @@
     const ids = list.map((c) => c.id).join('\n');
     const same = ids === state.cameras.map((c) => c.id).join('\n');
     state.cameras = list;
-    if (same) return;
+    // The first status builds the grid even with no camera, to replace
+    // the loading hint.
+    if (same && state.gridBuilt) return;
+    state.gridBuilt = true;
     buildLiveGrid();
     fillCameraSelects();
     loadTimeline();
@@ -474,7 +477,10 @@
     tiles.clear();
     const grid = $('live-grid');
     if (!state.cameras.length) {
-      grid.replaceChildren(h('p', { class: 'hint' }, 'No cameras are configured.'));
+      const searching = state.status && state.status.no_camera;
+      grid.replaceChildren(h('p', { class: 'hint' }, searching
+        ? 'No camera yet: it shows here as soon as the recorder finds one.'
+        : 'No cameras are configured.'));
       return;
     }
     grid.replaceChildren(...state.cameras.map((c) => {

@@ -98,7 +98,7 @@ def iso_to_epoch(s):
 class Server:
     """`dashvault run` in a temporary folder, stopped on exit."""
 
-    def __init__(self):
+    def __init__(self, without_camera=False):
         self.dir = Path(tempfile.mkdtemp(prefix="dashvault-browser-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -114,6 +114,9 @@ class Server:
                  "res_width": 320, "res_height": 240, "fps": 10}
             ],
         }
+        if without_camera:
+            # As the appliance starts before its camera driver has loaded.
+            config.update(cameras=[], discover_cameras=True)
         (self.dir / "dashvault.json").write_text(json.dumps(config, indent=2))
         self.log = open(self.dir / "server.log", "wb")
         binary = dashvault_binary()
@@ -408,6 +411,37 @@ class Checks:
         assert not self.errors, "script errors:\n" + "\n".join(self.errors)
 
 
+    def no_camera_found_is_shown(self):
+        """A recorder that has found no camera says so, in red, with the checks."""
+        if isinstance(self.server, External):
+            print("  (a server of our own is needed: skipped)")
+            return
+        if list(Path("/dev").glob("video*")):
+            print("  (this machine has a /dev/video device, which the recorder would find: skipped)")
+            return
+        server = Server(without_camera=True)
+        try:
+            page = self.new_page(self.ctx)
+            page.goto(server.url + "/login")
+            page.fill("#token", server.token)
+            page.click("button[type=submit]")
+            page.wait_for_url(server.url + "/")
+            alerts = page.locator("#alerts")
+            wait_until(lambda: "No camera found" in alerts.inner_text(), "no 'No camera found' alert")
+            text = alerts.inner_text()
+            assert "ribbon cable" in text and "USB webcam" in text, f"the checks are missing: {text!r}"
+            assert page.locator("#alerts .alert.bad").count() >= 1, "the alert is not shown as a problem"
+            summary = page.inner_text("#summary")
+            assert "No camera found" in summary, f"summary: {summary!r}"
+            wait_until(lambda: "No camera yet" in page.inner_text("#live-grid"),
+                       "the live view still says it is loading")
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SHOTS / "no-camera.png"))
+            page.close()
+        finally:
+            server.stop()
+
+
 STEPS = [
     "login_page_first",
     "wrong_token_shows_error",
@@ -423,6 +457,7 @@ STEPS = [
     "lock_button_adds_an_incident",
     "desktop_layout",
     "clock_offer_sets_the_camera_clock",
+    "no_camera_found_is_shown",
     "no_script_errors",
 ]
 
