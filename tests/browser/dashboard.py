@@ -410,7 +410,6 @@ class Checks:
     def no_script_errors(self):
         assert not self.errors, "script errors:\n" + "\n".join(self.errors)
 
-
     def no_camera_found_is_shown(self):
         """A recorder that has found no camera says so, in red, with the checks."""
         if isinstance(self.server, External):
