@@ -149,10 +149,23 @@ def wait_http(vm, port, timeout=BOOT_TIMEOUT_S):
     raise AssertionError(f"{vm.name}: dashboard not answering on 127.0.0.1:{port}")
 
 
-def written(port):
+def counters(port):
+    """Per camera: frames written and fdatasyncs completed."""
     _, body = http(port, "/api/status", TOKEN)
     s = json.loads(body)
-    return {c["id"]: c["written"] for c in s["cameras"]}
+    return {c["id"]: (c["written"], c["syncs"]) for c in s["cameras"]}
+
+
+def wait_synced(port, cam, syncs_before, timeout=15):
+    """Waits for two more completed syncs: the second began after the
+    moment `syncs_before` was read, so it covers every frame written then.
+    A fixed wait was too short when the emulated machine was loaded."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if counters(port)[cam][1] >= syncs_before + 2:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{cam}: no two syncs within {timeout} s")
 
 
 def check(cond, what):
@@ -452,8 +465,8 @@ def main():
         stored = frames.get("front", 0)
         for n in range(1, CUTS + 1):
             time.sleep(2 + n)  # cut at a different point of the sync cycle each time
-            synced_run = written(port)["front"]
-            time.sleep(1.2)  # > 2 sync intervals: every frame counted above is synced
+            synced_run, syncs = counters(port)["front"]
+            wait_synced(port, "front", syncs)
             vm.kill()
             must_have = stored + synced_run
             vm = boot_virt_nbd(image, port, n)
