@@ -30,6 +30,13 @@
 #   (the real one brings up the loopback only).
 # - Camera: no Pi camera; the kernel's vivid test driver is loaded by
 #   S99testcamera once the recorder runs (or by the test on the console).
+#   vivid delivers YUYV through the V4L2 path; a Pi camera goes through
+#   libcamera (tested against libcamera's virtual camera on the host, not
+#   here) and most USB webcams deliver MJPEG.
+# - Speed: QEMU emulates the Cortex-A53 in software, several times slower
+#   than the Pi: boot times and frame rates measured here are upper bounds.
+# - LED: the device tree's ACT LED through leds-gpio, as on the board, but
+#   no light: the test reads the trigger and brightness files.
 # - Wi-Fi: no brcmfmac; the test loads mac80211_hwsim (two simulated
 #   radios) and a client in a network namespace joins the hotspot. Test
 #   client tools (wpa_supplicant, iproute2's ip) are in
