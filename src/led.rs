@@ -178,6 +178,36 @@ mod tests {
     }
 
     #[test]
+    fn a_ram_filesystem_is_told_from_a_disk() {
+        let mounts = fs::read_to_string("/proc/mounts").unwrap();
+        if mounts
+            .lines()
+            .any(|l| l.split(' ').nth(1) == Some("/dev/shm") && l.contains(" tmpfs "))
+        {
+            assert!(on_ram_disk(Path::new("/dev/shm")));
+        }
+        // The build folder: whatever /proc/mounts says it is on.
+        let here = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .canonicalize()
+            .unwrap();
+        let fstype = mounts
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split(' ');
+                let (point, fstype) = (f.nth(1)?, f.next()?);
+                here.starts_with(point).then_some((point.len(), fstype))
+            })
+            .max_by_key(|(len, _)| *len)
+            .map(|(_, t)| t)
+            .unwrap();
+        assert_eq!(
+            on_ram_disk(&here),
+            fstype == "tmpfs",
+            "{here:?} is on {fstype}"
+        );
+    }
+
+    #[test]
     fn a_missing_led_is_reported_and_retried_without_stopping_anything() {
         let d = tempfile::tempdir().unwrap();
         let mut led = StatusLed::at(d.path().join("nope"));
