@@ -240,7 +240,27 @@ pub fn format_compact(wall_ns: i64) -> String {
 
 /// Parses an RFC 3339 time (`2026-11-20T10:00:00Z`, fractions allowed) to wall nanoseconds.
 pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
-    let t = humantime::parse_rfc3339_weak(s.trim())
+    let trimmed = s.trim();
+    // A time without a zone would be read as UTC silently, while the user
+    // may have meant local time: the zone must be written, and be UTC.
+    let utc = match trimmed
+        .strip_suffix("+00:00")
+        .or_else(|| trimmed.strip_suffix('z'))
+    {
+        Some(rest) => format!("{rest}Z"),
+        None => trimmed.to_string(),
+    };
+    if !utc.ends_with('Z') {
+        let zone = trimmed.len() > 6
+            && trimmed.is_char_boundary(trimmed.len() - 6)
+            && matches!(trimmed.as_bytes()[trimmed.len() - 6], b'+' | b'-');
+        return Err(if zone {
+            format!("'{s}' is not in UTC; write the time in UTC, ending in Z (e.g. 2026-11-20T10:00:00Z)")
+        } else {
+            format!("'{s}' has no time zone; add Z for UTC (e.g. 2026-11-20T10:00:00Z)")
+        });
+    }
+    let t = humantime::parse_rfc3339_weak(&utc)
         .map_err(|e| format!("'{s}' is not a UTC time like 2026-11-20T10:00:00Z: {e}"))?;
     match t.duration_since(UNIX_EPOCH) {
         // Nanoseconds in an i64 end in April 2262; later times must not wrap.
@@ -275,6 +295,20 @@ pub fn boot_id() -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_without_a_zone_are_refused_not_read_as_utc() {
+        let e = parse_rfc3339("2026-11-20T10:00:00").unwrap_err();
+        assert!(e.contains("no time zone"), "{e}");
+        let e = parse_rfc3339("2026-11-20T10:00:00+01:00").unwrap_err();
+        assert!(e.contains("not in UTC"), "{e}");
+        let z = parse_rfc3339("2026-11-20T10:00:00Z").unwrap();
+        assert_eq!(parse_rfc3339("2026-11-20T10:00:00+00:00"), Ok(z));
+        assert_eq!(
+            parse_rfc3339(" 2026-11-20T10:00:00.5z "),
+            Ok(z + 500_000_000)
+        );
+    }
 
     #[test]
     fn far_future_times_are_refused_not_wrapped_to_before_1970() {

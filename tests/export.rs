@@ -702,3 +702,72 @@ fn cli_says_when_there_is_no_footage() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("yesterday"));
 }
+
+#[test]
+fn cli_an_unknown_camera_is_an_error_naming_the_cameras_not_an_empty_range() {
+    let footage = record_footage();
+    let o = cli(footage.data_dir())
+        .args(["--camera", "rear", "--last", "1h", "-o", "-"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("no camera 'rear'") && err.contains("front"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cli_last_without_a_unit_says_which_units_to_write() {
+    let footage = record_footage();
+    let o = cli(footage.data_dir())
+        .args(["--last", "5", "-o", "-"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("5s, 5m or 5h"), "{err}");
+    assert!(!err.contains("5sec"), "humantime's own hint leaked: {err}");
+}
+
+#[test]
+fn cli_a_time_without_a_zone_is_refused_not_read_as_utc() {
+    let footage = record_footage();
+    let o = cli(footage.data_dir())
+        .args([
+            "--from",
+            "2026-11-20T10:00:01",
+            "--to",
+            "2026-11-20T10:00:09Z",
+        ])
+        .args(["-o", "-"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--from") && err.contains("no time zone"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cli_export_to_a_reader_that_stops_reading_ends_quietly() {
+    use std::io::Read;
+    let footage = record_footage();
+    let mut child = cli(footage.data_dir())
+        .args(["--last", "1h", "-o", "-"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read the first bytes, as `| head -c 16` would, then close the pipe.
+    let mut head = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(&head[4..8], b"ftyp");
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(!err.to_lowercase().contains("broken pipe"), "{err}");
+}

@@ -1,8 +1,10 @@
 //! `dashvault export`: writes stored footage of one camera as an `.mp4`,
 //! the same bytes the HTTP export serves. Reads the store; changes nothing
-//! in it. Exit status: 0 written whole, 1 no footage in the range, 2 error,
-//! 3 written, but damaged or unreadable footage was left out (each span is
-//! named on stderr and in the text track).
+//! in it. Exit status: 0 written whole (also when a reader of standard
+//! output stops reading, as `| head` does), 1 no footage in the range, 2
+//! error (an unknown camera included), 3 written, but damaged or unreadable
+//! footage was left out (each span is named on stderr and in the text
+//! track).
 
 use std::fs::OpenOptions;
 use std::io::{BufWriter, IsTerminal, Write};
@@ -26,19 +28,20 @@ const PROGRESS_INTERVAL_MS: u64 = 200;
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "export")]
 /// write stored footage of one camera as an .mp4 (nothing is re-encoded).
-/// Exit status: 0 written whole, 1 no footage in the range, 2 error, 3
-/// written with damaged footage left out (named on stderr)
+/// Exit status: 0 written whole, 1 no footage in the range, 2 error (an
+/// unknown camera included), 3 written with damaged footage left out (named
+/// on stderr)
 pub struct ExportArgs {
     /// camera id (default: the first camera with recordings)
     #[argh(option)]
     pub camera: Option<String>,
-    /// start of the range, UTC, e.g. 2026-11-20T10:00:00Z
+    /// start of the range in UTC, ending in Z, e.g. 2026-11-20T10:00:00Z
     #[argh(option)]
     pub from: Option<String>,
-    /// end of the range (excluded), UTC
+    /// end of the range (excluded), in UTC like --from
     #[argh(option)]
     pub to: Option<String>,
-    /// the last DURATION of footage (e.g. 5m, 90s), ending at --to or else
+    /// the last DURATION (e.g. 90s, 5m, 2h), ending at --to or else
     /// at the newest stored frame
     #[argh(option)]
     pub last: Option<String>,
@@ -58,7 +61,21 @@ pub fn run(config_path: &Path, args: ExportArgs) -> anyhow::Result<i32> {
     let data_dir = super::data_dir_for(config_path, args.data_dir.clone());
     let store = Store::on_disk(&data_dir);
     let camera = match &args.camera {
-        Some(c) => c.clone(),
+        Some(c) => {
+            let known = store.cameras()?;
+            if !known.contains(c) {
+                bail!(
+                    "no camera '{c}' in {}: it has {}",
+                    data_dir.display(),
+                    if known.is_empty() {
+                        "no recordings".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                );
+            }
+            c.clone()
+        }
         None => match store.first_camera_with_recordings()? {
             Some(c) => c,
             None => {
@@ -97,8 +114,15 @@ pub fn run(config_path: &Path, args: ExportArgs) -> anyhow::Result<i32> {
             BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, stdout.lock()),
             export.len(),
         );
-        export.write_range(0, export.len(), &mut w)?;
-        w.finish()?;
+        let written = export
+            .write_range(0, export.len(), &mut w)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| w.finish().map(drop).map_err(anyhow::Error::from));
+        match written {
+            // The reader had what it wanted (ffprobe, `| head`): not an error.
+            Err(e) if is_broken_pipe(&e) => return Ok(0),
+            other => other?,
+        }
     } else {
         write_file(&export, Path::new(&output))?;
     }
@@ -110,6 +134,14 @@ pub fn run(config_path: &Path, args: ExportArgs) -> anyhow::Result<i32> {
         export.len() as f64 / 1e6,
     );
     Ok(report_left_out(&export))
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    let broken = |io: &std::io::Error| io.kind() == std::io::ErrorKind::BrokenPipe;
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(broken)
+            || matches!(c.downcast_ref::<ExportError>(), Some(ExportError::Io(io)) if broken(io))
+    })
 }
 
 /// Names on stderr what the export left out; the exit status says whether
@@ -187,8 +219,7 @@ fn time_range(
     match (&args.from, &args.to, &args.last) {
         (Some(from), Some(to), None) => Ok(Some((parse(from, "from")?, parse(to, "to")?))),
         (None, to, Some(last)) => {
-            let d = humantime::parse_duration(last)
-                .map_err(|e| anyhow!("--last: '{last}' is not a duration like 5m or 90s: {e}"))?;
+            let d = parse_last(last)?;
             let to_ns = match to {
                 Some(to) => parse(to, "to")?,
                 None => match store.newest_frame_wall_ns(camera)? {
@@ -200,6 +231,20 @@ fn time_range(
             Ok(Some((to_ns.saturating_sub(span), to_ns)))
         }
         _ => bail!("give --from and --to, or --last (optionally with --to)"),
+    }
+}
+
+/// `--last`: a duration with its unit. humantime's own message for a bare
+/// number suggests units ("5sec or 5ms") unlike the ones the help shows.
+fn parse_last(last: &str) -> anyhow::Result<Duration> {
+    let t = last.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        bail!("--last: '{last}' has no unit; write e.g. {t}s, {t}m or {t}h");
+    }
+    match humantime::parse_duration(t) {
+        Ok(d) if d.is_zero() => bail!("--last: '{last}' is no time at all"),
+        Ok(d) => Ok(d),
+        Err(_) => bail!("--last: '{last}' is not a duration like 90s, 5m, 2h or 1h30m"),
     }
 }
 

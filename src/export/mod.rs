@@ -92,9 +92,16 @@ pub enum ExportError {
     /// Reading footage failed; names the segment file and byte offset.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Writing the output failed.
+    /// Writing the output failed. Not a `source`: the message already
+    /// holds it, and a chain printer would say it twice.
     #[error("writing the export: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for ExportError {
+    fn from(e: std::io::Error) -> ExportError {
+        ExportError::Io(e)
+    }
 }
 
 /// What one stretch of the virtual file is.
