@@ -49,21 +49,21 @@ pub const QUARANTINE_SUFFIX: &str = ".bad";
 /// Sidecar whose presence protects a segment from retention (incident locks).
 pub const PROTECT_SUFFIX: &str = ".lock";
 
+/// The cause is part of each message and deliberately not a `source`: an
+/// error chain printer (`{:#}`) would otherwise say it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{path}: {context}: {source}")]
+    #[error("{path}: {context}: {cause}")]
     Io {
         path: PathBuf,
         context: &'static str,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{path} at byte {offset}: {source}")]
+    #[error("{path} at byte {offset}: {cause}")]
     Format {
         path: PathBuf,
         offset: u64,
-        #[source]
-        source: FormatError,
+        cause: FormatError,
     },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
@@ -74,13 +74,13 @@ impl StoreError {
         StoreError::Io {
             path: path.to_path_buf(),
             context,
-            source,
+            cause: source,
         }
     }
 
     /// True when the disk is full (retention may help).
     pub fn is_no_space(&self) -> bool {
-        matches!(self, StoreError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC))
+        matches!(self, StoreError::Io { cause, .. } if cause.raw_os_error() == Some(libc::ENOSPC))
     }
 }
 
@@ -112,6 +112,25 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_error_chain_says_the_os_error_once() {
+        let err = StoreError::io(
+            Path::new("/data/cam0"),
+            "creating the folder",
+            std::io::Error::from_raw_os_error(libc::EROFS),
+        );
+        let printed = format!("{:#}", anyhow::Error::from(err));
+        assert_eq!(
+            printed.matches("Read-only file system").count(),
+            1,
+            "{printed}"
+        );
+        assert!(
+            printed.contains("/data/cam0: creating the folder"),
+            "{printed}"
+        );
+    }
 
     /// Source files of the crate outside `store/`, with their text.
     fn sources_outside_store() -> Vec<(PathBuf, String)> {

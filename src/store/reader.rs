@@ -602,7 +602,7 @@ impl SegmentReader {
         let bad = |source| StoreError::Format {
             path: self.path.clone(),
             offset: entry.offset,
-            source,
+            cause: source,
         };
         let h = RecordHeader::decode(&rec[..HEADER_LEN]).map_err(bad)?;
         if h.kind != RecordKind::Frame || h.payload_len != entry.payload_len || h.seq != entry.seq {
@@ -684,7 +684,7 @@ impl SegmentReader {
             let bad = |source| StoreError::Format {
                 path: self.path.clone(),
                 offset: entry.offset,
-                source,
+                cause: source,
             };
             let at = entry
                 .offset
@@ -859,7 +859,7 @@ mod tests {
         match reader.read_run(5..15, &mut buf) {
             Err(StoreError::Format {
                 offset: at,
-                source: FormatError::PayloadCrc { .. },
+                cause: FormatError::PayloadCrc { .. },
                 ..
             }) => assert_eq!(at, offset),
             Err(e) => panic!("wrong error: {e}"),
