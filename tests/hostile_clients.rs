@@ -396,3 +396,210 @@ fn hostile_clients_never_slow_recording_or_reach_past_their_limits() {
         "the public route still works"
     );
 }
+
+/// Reads answers until `count` whole ones (head and Content-Length body)
+/// have arrived or `within` passes; returns their heads.
+fn read_answers(s: &mut TcpStream, count: usize, within: Duration) -> Vec<String> {
+    let until = Instant::now() + within;
+    let mut data = Vec::new();
+    let mut heads = Vec::new();
+    let mut at = 0;
+    while heads.len() < count && Instant::now() < until {
+        let Some(end) = data[at..].windows(4).position(|w| w == b"\r\n\r\n") else {
+            s.set_read_timeout(Some(
+                until
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+            ))
+            .unwrap();
+            let mut chunk = [0u8; 16384];
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => data.extend_from_slice(&chunk[..n]),
+            }
+            continue;
+        };
+        let head = String::from_utf8_lossy(&data[at..at + end + 4]).into_owned();
+        let body: usize = header(&head, "content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if data.len() < at + end + 4 + body {
+            let mut chunk = [0u8; 16384];
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => data.extend_from_slice(&chunk[..n]),
+            }
+            continue;
+        }
+        at += end + 4 + body;
+        heads.push(head);
+    }
+    heads
+}
+
+#[test]
+fn a_request_followed_by_a_half_close_is_answered() {
+    let f = Fixture::start();
+    let mut answered = 0;
+    for _ in 0..40 {
+        let mut s = TcpStream::connect(f.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        if answer.starts_with("HTTP/1.1 200") {
+            answered += 1;
+        }
+    }
+    println!("half-close: {answered} of 40 requests answered");
+    assert_eq!(answered, 40);
+}
+
+#[test]
+fn pipelined_requests_already_received_are_answered_without_more_bytes() {
+    let f = Fixture::start();
+    let mut s = TcpStream::connect(f.addr).unwrap();
+    s.write_all(
+        b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .unwrap();
+    // The client sends nothing more and keeps the connection open.
+    let heads = read_answers(&mut s, 3, Duration::from_secs(3));
+    let statuses: Vec<&str> = heads
+        .iter()
+        .map(|h| h.split(' ').nth(1).unwrap_or(""))
+        .collect();
+    assert_eq!(statuses, ["200", "200", "404"], "{heads:?}");
+}
+
+#[test]
+fn a_signed_or_duplicate_content_length_is_refused_on_the_wire() {
+    let f = Fixture::start();
+    for length in [
+        "Content-Length: +7",
+        "Content-Length: -1",
+        "Content-Length: 7\r\nContent-Length: 7",
+    ] {
+        let (status, head, _) = raw(
+            f.addr,
+            format!("POST /api/login HTTP/1.1\r\nHost: x\r\n{length}\r\n\r\ntoken=a").as_bytes(),
+        );
+        assert_eq!(status, 400, "{length}: {head}");
+    }
+}
+
+#[test]
+fn a_request_head_that_times_out_gets_408() {
+    let f = Fixture::start();
+    let mut s = TcpStream::connect(f.addr).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
+    s.set_read_timeout(Some(REQUEST_TIMEOUT * 3)).unwrap();
+    let t0 = Instant::now();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    println!("408 after {} ms", t0.elapsed().as_millis());
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(t0.elapsed() < REQUEST_TIMEOUT + Duration::from_secs(1));
+}
+
+#[test]
+fn every_answer_says_nosniff_no_store_and_no_referrer() {
+    let f = Fixture::start();
+    let until = Instant::now() + Duration::from_secs(20);
+    while f.written() < 2 * FPS as u64 {
+        assert!(Instant::now() < until, "recording did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let to = SystemClock.wall_ns();
+    let (from, at) = (
+        format_rfc3339_ms(to - 1_000_000_000),
+        format_rfc3339_ms(to - 500_000_000),
+    );
+    let mut answers = vec![
+        ("/health", get(f.addr, "/health")),
+        ("/api/status", get(f.addr, "/api/status")),
+        ("no route", get(f.addr, "/nowhere")),
+        ("asset", get(f.addr, "/assets/app.js")),
+        ("dashboard", get(f.addr, "/")),
+        ("live frame", get(f.addr, "/api/stream/frame?camera=front")),
+        (
+            "recorded frame",
+            get(f.addr, &format!("/api/frame?camera=front&at={at}")),
+        ),
+        (
+            "export",
+            get(
+                f.addr,
+                &format!(
+                    "/api/export.mp4?camera=front&from={from}&to={}",
+                    format_rfc3339_ms(to)
+                ),
+            ),
+        ),
+        (
+            "no token",
+            raw(
+                f.addr,
+                b"GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            ),
+        ),
+        (
+            "oversized head",
+            raw(
+                f.addr,
+                format!(
+                    "GET /health HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+                    "a".repeat(20_000)
+                )
+                .as_bytes(),
+            ),
+        ),
+    ];
+    // A live stream: its head is enough.
+    let mut s = TcpStream::connect(f.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET /api/stream/mjpeg?camera=front HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && s.read_exact(&mut byte).is_ok() {
+        head.push(byte[0]);
+    }
+    answers.push((
+        "live stream",
+        (200, String::from_utf8_lossy(&head).into_owned(), Vec::new()),
+    ));
+    for (what, (status, head, _)) in &answers {
+        assert!(*status != 0, "{what}: no answer");
+        assert_eq!(
+            header(head, "x-content-type-options"),
+            Some("nosniff"),
+            "{what}: {head}"
+        );
+        assert_eq!(
+            header(head, "referrer-policy"),
+            Some("no-referrer"),
+            "{what}: {head}"
+        );
+        let cache = header(head, "cache-control").unwrap_or("");
+        assert!(
+            cache.split(',').any(|d| d.trim() == "no-store"),
+            "{what}: {head}"
+        );
+        assert_eq!(
+            head.lines()
+                .filter(|l| l.to_ascii_lowercase().starts_with("cache-control:"))
+                .count(),
+            1,
+            "{what}: one Cache-Control\n{head}"
+        );
+    }
+    let statuses: Vec<(&str, u16)> = answers.iter().map(|(w, (s, _, _))| (*w, *s)).collect();
+    println!("headers checked on {statuses:?}");
+}

@@ -139,7 +139,13 @@ impl Handler for ApiContext {
                 return e.response();
             }
         }
-        (route.handler)(self, req).unwrap_or_else(|e| e.response())
+        let answer = (route.handler)(self, req).unwrap_or_else(|e| e.response());
+        // The server keeps room for connections that proved who they are.
+        if route.access == Access::Token {
+            answer.authenticated()
+        } else {
+            answer
+        }
     }
 }
 
