@@ -603,3 +603,189 @@ fn every_answer_says_nosniff_no_store_and_no_referrer() {
     let statuses: Vec<(&str, u16)> = answers.iter().map(|(w, (s, _, _))| (*w, *s)).collect();
     println!("headers checked on {statuses:?}");
 }
+/// Connects from `local` (another loopback address, so the server sees a
+/// second client), the way std cannot: bind before connect.
+fn connect_from(local: std::net::Ipv4Addr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(to) = addr else {
+        panic!("the server listens on IPv4 loopback")
+    };
+    let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor owned by the TcpStream
+    // made from it (or closed here on failure); the addresses live across
+    // the calls that read them.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let stream = TcpStream::from_raw_fd(fd);
+        let from = sockaddr(local, 0);
+        if libc::bind(fd, (&from as *const libc::sockaddr_in).cast(), len) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let to = sockaddr(*to.ip(), to.port());
+        if libc::connect(fd, (&to as *const libc::sockaddr_in).cast(), len) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(stream)
+    }
+}
+
+/// Frames the recorder dropped for any reason, summed.
+fn frames_dropped(f: &Fixture) -> u64 {
+    let cam = f.recorder.as_ref().unwrap().status.cameras()[0].clone();
+    [
+        &cam.dropped_encoder_busy,
+        &cam.dropped_writer_busy,
+        &cam.dropped_encode_error,
+        &cam.dropped_storage_error,
+    ]
+    .iter()
+    .map(|c| c.load(Ordering::Relaxed))
+    .sum()
+}
+
+/// Opens and holds one address's share of the table in the three ways that
+/// used to lock others out, topping it up until `stop`: keep-alives idle
+/// after one `/health`, request heads left half sent, and clients that
+/// pipeline 2,000 requests and never read the answers.
+fn hold_connections(
+    from: std::net::Ipv4Addr,
+    addr: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> usize {
+    use std::collections::VecDeque;
+    let limits = Limits::default();
+    let per_kind = limits.per_address_connections;
+    let (mut idle, mut heads, mut deaf) = (VecDeque::new(), VecDeque::new(), VecDeque::new());
+    let pipelined = "GET /login HTTP/1.1\r\nHost: x\r\n\r\n".repeat(2000);
+    let mut opened = 0;
+    let open = |opened: &mut usize| {
+        let s = connect_from(from, addr).ok()?;
+        s.set_write_timeout(Some(Duration::from_millis(500))).ok()?;
+        *opened += 1;
+        Some(s)
+    };
+    for _ in 0..4 {
+        if let Some(mut s) = open(&mut opened) {
+            let _ = s.write_all(pipelined.as_bytes());
+            deaf.push_back(s);
+        }
+    }
+    let t0 = Instant::now();
+    while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(60) {
+        for _ in 0..3 {
+            if let Some(mut s) = open(&mut opened) {
+                let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+                let _ = read_answers(&mut s, 1, Duration::from_millis(500));
+                idle.push_back(s);
+            }
+            if let Some(mut s) = open(&mut opened) {
+                let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+                heads.push_back(s);
+            }
+        }
+        for held in [&mut idle, &mut heads, &mut deaf] {
+            while held.len() > per_kind {
+                held.pop_front();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    opened
+}
+
+#[test]
+fn an_attacker_holding_its_connections_cannot_slow_the_owner() {
+    use std::net::Ipv4Addr;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let f = Fixture::start();
+    let until = Instant::now() + Duration::from_secs(20);
+    while f.written() < 2 * FPS as u64 {
+        assert!(Instant::now() < until, "recording did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stats = f
+        .http
+        .as_ref()
+        .unwrap()
+        .ctx
+        .server_stats
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap();
+    let dropped_before = frames_dropped(&f);
+    let stop = Arc::new(AtomicBool::new(false));
+    // 127.0.0.1 and four more addresses: together more than the table holds.
+    let attackers: Vec<_> = [1, 3, 4, 5, 6]
+        .into_iter()
+        .map(|last| {
+            let (addr, stop) = (f.addr, stop.clone());
+            std::thread::spawn(move || hold_connections(Ipv4Addr::new(127, 0, 0, last), addr, stop))
+        })
+        .collect();
+    let until = Instant::now() + Duration::from_secs(10);
+    while stats.connections.load(Ordering::Relaxed) < Limits::default().max_connections {
+        assert!(Instant::now() < until, "the attack never filled the table");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let evicted_before = stats.evicted.load(Ordering::Relaxed);
+
+    let owner = Ipv4Addr::new(127, 0, 0, 2);
+    let mut latencies = Vec::new();
+    for _ in 0..100 {
+        let t0 = Instant::now();
+        let mut s = connect_from(owner, f.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        write!(
+            s,
+            "GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        latencies.push(t0.elapsed());
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "the owner got {:?}",
+            String::from_utf8_lossy(&answer[..answer.len().min(200)])
+        );
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let connections_under_attack = stats.connections.load(Ordering::Relaxed);
+    let evicted = stats.evicted.load(Ordering::Relaxed) - evicted_before;
+    stop.store(true, Ordering::Relaxed);
+    let opened: usize = attackers.into_iter().map(|a| a.join().unwrap()).sum();
+    latencies.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    // Nearest rank: the 99th of 100.
+    let p99 = latencies[latencies.len() * 99 / 100 - 1];
+    println!(
+        "owner under attack: /api/status p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} requests; \
+         attacker opened {opened} connections from 5 addresses, {connections_under_attack} open, \
+         {evicted} evicted while the owner asked",
+        ms(latencies[latencies.len() / 2]),
+        ms(p99),
+        ms(latencies[latencies.len() - 1]),
+        latencies.len()
+    );
+    let dropped = frames_dropped(&f) - dropped_before;
+    println!("recording dropped {dropped} frames during the attack");
+    assert_eq!(dropped, 0, "recording dropped frames");
+    assert!(ms(p99) < 100.0, "owner p99 {:.1} ms", ms(p99));
+    assert!(
+        evicted > 0,
+        "the table never had to make room: no real pressure"
+    );
+}
