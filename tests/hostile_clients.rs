@@ -789,3 +789,49 @@ fn an_attacker_holding_its_connections_cannot_slow_the_owner() {
         "the table never had to make room: no real pressure"
     );
 }
+
+#[test]
+fn a_frame_step_of_i64_min_is_refused_naming_step() {
+    let f = Fixture::start();
+    let at = format_rfc3339_ms(SystemClock.wall_ns());
+    for step in [
+        "-9223372036854775808",
+        "9223372036854775807",
+        "-9223372036854775809",
+        "-10001",
+    ] {
+        let (status, head, body) = get(
+            f.addr,
+            &format!("/api/frame?camera=front&at={at}&step={step}"),
+        );
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(status, 400, "step={step}: {head}{text}");
+        assert!(text.contains("step"), "step={step}: {text}");
+    }
+    // Times at the edge of what a nanosecond count holds, with the largest
+    // step: no overflow anywhere, just no frame there.
+    for at in ["2262-04-11T23:47:16Z", "1970-01-01T00:00:00Z"] {
+        for step in ["10000", "-10000", "0"] {
+            let (status, head, body) = get(
+                f.addr,
+                &format!("/api/frame?camera=front&at={at}&step={step}"),
+            );
+            assert_eq!(
+                status,
+                404,
+                "at={at} step={step}: {head}{}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+    }
+    for (from, to) in [("2262-04-11T23:47:16Z", ""), ("", "1970-01-01T00:00:00Z")] {
+        let (status, head, _) = get(
+            f.addr,
+            &format!("/api/recordings?camera=front&from={from}&to={to}"),
+        );
+        assert!(
+            status == 200 || status == 400,
+            "from={from} to={to}: {head}"
+        );
+    }
+}

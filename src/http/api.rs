@@ -295,7 +295,7 @@ fn recordings(ctx: &ApiContext, req: &Request) -> ApiResult {
     let camera = ctx.camera_param(req, true)?;
     let now = ctx.clock.wall_ns();
     let to = time_param(req, "to")?.unwrap_or(now);
-    let from = time_param(req, "from")?.unwrap_or(to - DAY_NS);
+    let from = time_param(req, "from")?.unwrap_or(to.saturating_sub(DAY_NS));
     if from >= to {
         return Err(ApiError::BadRequest("from: must be before to".into()));
     }
