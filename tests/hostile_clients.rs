@@ -835,3 +835,44 @@ fn a_frame_step_of_i64_min_is_refused_naming_step() {
         );
     }
 }
+
+#[test]
+fn clients_that_never_read_their_answers_do_not_hold_the_workers() {
+    let f = Fixture::start();
+    let workers = Limits::default().workers;
+    // Each asks for far more than socket buffers hold (2,000 login pages,
+    // about 8 MB) and reads none of it.
+    let pipelined = "GET /login HTTP/1.1\r\nHost: x\r\n\r\n".repeat(2000);
+    let deaf: Vec<TcpStream> = (0..workers + 1)
+        .map(|_| {
+            let mut s = TcpStream::connect(f.addr).unwrap();
+            s.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
+            let _ = s.write_all(pipelined.as_bytes());
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let owner = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let t0 = Instant::now();
+        let mut s = connect_from(owner, f.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        write!(
+            s,
+            "GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        assert!(answer.starts_with(b"HTTP/1.1 200"));
+        slowest = slowest.max(t0.elapsed());
+    }
+    println!(
+        "{} non-reading clients: the owner's slowest /api/status took {} ms",
+        deaf.len(),
+        slowest.as_millis()
+    );
+    assert!(slowest < Duration::from_millis(100));
+    drop(deaf);
+}
