@@ -606,6 +606,16 @@ fn every_answer_says_nosniff_no_store_and_no_referrer() {
 /// Connects from `local` (another loopback address, so the server sees a
 /// second client), the way std cannot: bind before connect.
 fn connect_from(local: std::net::Ipv4Addr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    connect_with(local, addr, None)
+}
+
+/// Connects from `local`, with a receive buffer of `rcvbuf` bytes when
+/// given (set before connecting, so the advertised window stays small).
+fn connect_with(
+    local: std::net::Ipv4Addr,
+    addr: SocketAddr,
+    rcvbuf: Option<libc::c_int>,
+) -> std::io::Result<TcpStream> {
     use std::os::fd::FromRawFd;
     let SocketAddr::V4(to) = addr else {
         panic!("the server listens on IPv4 loopback")
@@ -628,6 +638,18 @@ fn connect_from(local: std::net::Ipv4Addr, addr: SocketAddr) -> std::io::Result<
             return Err(std::io::Error::last_os_error());
         }
         let stream = TcpStream::from_raw_fd(fd);
+        if let Some(bytes) = rcvbuf {
+            let set = libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&bytes as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+            if set != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
         let from = sockaddr(local, 0);
         if libc::bind(fd, (&from as *const libc::sockaddr_in).cast(), len) != 0 {
             return Err(std::io::Error::last_os_error());
@@ -836,12 +858,13 @@ fn a_frame_step_of_i64_min_is_refused_naming_step() {
     }
 }
 
-/// A client that sends requests one at a time, as fast as the server takes
-/// them, and never reads an answer; it stops when the server stops taking
-/// requests (or after 4,000) and hands back its socket, still open.
+/// A client that sends requests in small bursts and never reads an answer,
+/// with a 4 kB receive buffer so the answers back up at once; it stops when
+/// the server stops taking requests (or after 4,000) and hands back its
+/// socket, still open.
 fn deaf_client(addr: SocketAddr) -> std::thread::JoinHandle<(TcpStream, usize)> {
     std::thread::spawn(move || {
-        let mut s = TcpStream::connect(addr).unwrap();
+        let mut s = connect_with(std::net::Ipv4Addr::LOCALHOST, addr, Some(4096)).unwrap();
         s.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
         let mut sent = 0;
         while sent < 4000
