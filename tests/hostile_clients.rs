@@ -911,3 +911,65 @@ fn clients_that_never_read_their_answers_do_not_hold_the_workers() {
     );
     assert!(slowest < Duration::from_millis(100));
 }
+
+/// The owner's `/api/status` from 127.0.0.2 on a new connection: its status
+/// and how long it took.
+fn owner_status(addr: SocketAddr) -> (u16, Duration) {
+    let t0 = Instant::now();
+    let mut s = connect_from(std::net::Ipv4Addr::new(127, 0, 0, 2), addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    write!(
+        s,
+        "GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let status = String::from_utf8_lossy(&answer[..answer.len().min(12)])
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, t0.elapsed())
+}
+
+#[test]
+fn idle_keep_alives_and_half_sent_heads_from_one_address_leave_room_for_the_owner() {
+    let f = Fixture::start();
+    let max = Limits::default().max_connections;
+    // As many idle keep-alives as the table holds, each after one /health.
+    let mut idle = Vec::new();
+    for _ in 0..max {
+        let mut s = TcpStream::connect(f.addr).unwrap();
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let _ = read_answers(&mut s, 1, Duration::from_secs(2));
+        idle.push(s);
+    }
+    let (status, took) = owner_status(f.addr);
+    println!(
+        "{max} idle keep-alives: owner answered {status} in {} ms",
+        took.as_millis()
+    );
+    assert_eq!(status, 200);
+    assert!(took < Duration::from_millis(100));
+    // More half-sent heads than the table holds.
+    let heads: Vec<TcpStream> = (0..max + 6)
+        .filter_map(|_| {
+            let mut s = TcpStream::connect(f.addr).ok()?;
+            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .ok()?;
+            Some(s)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let (status, took) = owner_status(f.addr);
+    println!(
+        "{} half-sent heads: owner answered {status} in {} ms",
+        heads.len(),
+        took.as_millis()
+    );
+    assert_eq!(status, 200);
+    assert!(took < Duration::from_millis(100));
+    drop((idle, heads));
+}

@@ -245,6 +245,7 @@ fn status_value(ctx: &ApiContext) -> Value {
             "connections": s.connections.load(Ordering::Relaxed),
             "streams": s.streams.load(Ordering::Relaxed),
             "rejected_busy": s.rejected_busy.load(Ordering::Relaxed),
+            "evicted": s.evicted.load(Ordering::Relaxed),
         });
     }
     v
