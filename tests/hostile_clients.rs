@@ -748,6 +748,17 @@ fn an_attacker_holding_its_connections_cannot_slow_the_owner() {
         .clone()
         .unwrap();
     let dropped_before = frames_dropped(&f);
+    // The owner's dashboard keeps a connection open between requests: an
+    // authenticated idle connection outlives the unauthenticated ones.
+    let owner = Ipv4Addr::new(127, 0, 0, 2);
+    let status_request =
+        format!("GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n");
+    let mut dashboard = connect_from(owner, f.addr).unwrap();
+    dashboard.write_all(status_request.as_bytes()).unwrap();
+    assert_eq!(
+        read_answers(&mut dashboard, 1, Duration::from_secs(5)).len(),
+        1
+    );
     let stop = Arc::new(AtomicBool::new(false));
     // 127.0.0.1 and four more addresses: together more than the table holds.
     let attackers: Vec<_> = [1, 3, 4, 5, 6]
@@ -764,7 +775,6 @@ fn an_attacker_holding_its_connections_cannot_slow_the_owner() {
     }
     let evicted_before = stats.evicted.load(Ordering::Relaxed);
 
-    let owner = Ipv4Addr::new(127, 0, 0, 2);
     let mut latencies = Vec::new();
     for _ in 0..100 {
         let t0 = Instant::now();
@@ -786,6 +796,12 @@ fn an_attacker_holding_its_connections_cannot_slow_the_owner() {
         std::thread::sleep(Duration::from_millis(30));
     }
     let connections_under_attack = stats.connections.load(Ordering::Relaxed);
+    dashboard.write_all(status_request.as_bytes()).unwrap();
+    let kept = read_answers(&mut dashboard, 1, Duration::from_secs(5));
+    assert!(
+        kept.first().is_some_and(|h| h.starts_with("HTTP/1.1 200")),
+        "the owner's idle keep-alive was evicted: {kept:?}"
+    );
     let evicted = stats.evicted.load(Ordering::Relaxed) - evicted_before;
     stop.store(true, Ordering::Relaxed);
     let opened: usize = attackers.into_iter().map(|a| a.join().unwrap()).sum();
