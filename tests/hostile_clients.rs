@@ -30,10 +30,13 @@ struct Fixture {
 
 impl Fixture {
     fn start() -> Fixture {
-        let limits = Limits {
+        Fixture::start_with(Limits {
             request_timeout: REQUEST_TIMEOUT,
             ..Limits::default()
-        };
+        })
+    }
+
+    fn start_with(limits: Limits) -> Fixture {
         let svc = common::start_service(FPS, [9; 16], limits);
         let addr = svc.http.local_addr();
         Fixture {
@@ -988,4 +991,45 @@ fn idle_keep_alives_and_half_sent_heads_from_one_address_leave_room_for_the_owne
     assert_eq!(status, 200);
     assert!(took < Duration::from_millis(100));
     drop((idle, heads));
+}
+
+#[test]
+fn an_answer_nobody_reads_is_dropped_at_the_write_timeout() {
+    let write_timeout = Duration::from_secs(1);
+    let f = Fixture::start_with(Limits {
+        request_timeout: REQUEST_TIMEOUT,
+        write_timeout,
+        ..Limits::default()
+    });
+    let stats = f
+        .http
+        .as_ref()
+        .unwrap()
+        .ctx
+        .server_stats
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap();
+    let timed_out_before = stats.timed_out.load(Ordering::Relaxed);
+    let started = Instant::now();
+    // It stops sending when the server stops taking its requests.
+    let (deaf, sent) = deaf_client(f.addr).join().unwrap();
+    let stopped_sending = Instant::now();
+    // The server holds the unread answer in the poller, then gives up.
+    while stats.connections.load(Ordering::Relaxed) > 0 {
+        assert!(
+            stopped_sending.elapsed() < write_timeout * 4,
+            "a connection whose answers nobody reads is still open"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!(
+        "a client that sent {sent} requests in {} ms and read nothing was dropped {} ms after it stopped",
+        (stopped_sending - started).as_millis(),
+        stopped_sending.elapsed().as_millis()
+    );
+    assert!(stats.timed_out.load(Ordering::Relaxed) > timed_out_before);
+    assert_eq!(owner_status(f.addr).0, 200);
+    drop(deaf);
 }

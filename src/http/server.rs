@@ -631,8 +631,16 @@ impl Poller {
     }
 
     fn write_to(&mut self, i: usize) {
-        match self.conns[i].flush_out() {
-            Ok(false) => {}
+        let conn = &mut self.conns[i];
+        let sent_before = conn.out_sent;
+        match conn.flush_out() {
+            Ok(false) => {
+                // Like a blocking write's timeout: a slow phone that keeps
+                // reading keeps its answer; one that stopped loses it.
+                if conn.out_sent > sent_before {
+                    conn.deadline = Instant::now() + self.limits.write_timeout;
+                }
+            }
             Ok(true) => {
                 let conn = self.conns.swap_remove(i);
                 self.answered(conn);
