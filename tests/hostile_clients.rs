@@ -30,10 +30,13 @@ struct Fixture {
 
 impl Fixture {
     fn start() -> Fixture {
-        let limits = Limits {
+        Fixture::start_with(Limits {
             request_timeout: REQUEST_TIMEOUT,
             ..Limits::default()
-        };
+        })
+    }
+
+    fn start_with(limits: Limits) -> Fixture {
         let svc = common::start_service(FPS, [9; 16], limits);
         let addr = svc.http.local_addr();
         Fixture {
@@ -395,4 +398,638 @@ fn hostile_clients_never_slow_recording_or_reach_past_their_limits() {
         200,
         "the public route still works"
     );
+}
+
+/// Reads answers until `count` whole ones (head and Content-Length body)
+/// have arrived or `within` passes; returns their heads.
+fn read_answers(s: &mut TcpStream, count: usize, within: Duration) -> Vec<String> {
+    let until = Instant::now() + within;
+    let mut data = Vec::new();
+    let mut heads = Vec::new();
+    let mut at = 0;
+    while heads.len() < count && Instant::now() < until {
+        let Some(end) = data[at..].windows(4).position(|w| w == b"\r\n\r\n") else {
+            s.set_read_timeout(Some(
+                until
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+            ))
+            .unwrap();
+            let mut chunk = [0u8; 16384];
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => data.extend_from_slice(&chunk[..n]),
+            }
+            continue;
+        };
+        let head = String::from_utf8_lossy(&data[at..at + end + 4]).into_owned();
+        let body: usize = header(&head, "content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if data.len() < at + end + 4 + body {
+            let mut chunk = [0u8; 16384];
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => data.extend_from_slice(&chunk[..n]),
+            }
+            continue;
+        }
+        at += end + 4 + body;
+        heads.push(head);
+    }
+    heads
+}
+
+#[test]
+fn a_request_followed_by_a_half_close_is_answered() {
+    let f = Fixture::start();
+    let mut answered = 0;
+    for _ in 0..40 {
+        let mut s = TcpStream::connect(f.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        if answer.starts_with("HTTP/1.1 200") {
+            answered += 1;
+        }
+    }
+    println!("half-close: {answered} of 40 requests answered");
+    assert_eq!(answered, 40);
+}
+
+#[test]
+fn pipelined_requests_already_received_are_answered_without_more_bytes() {
+    let f = Fixture::start();
+    let mut s = TcpStream::connect(f.addr).unwrap();
+    s.write_all(
+        b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .unwrap();
+    // The client sends nothing more and keeps the connection open.
+    let heads = read_answers(&mut s, 3, Duration::from_secs(3));
+    let statuses: Vec<&str> = heads
+        .iter()
+        .map(|h| h.split(' ').nth(1).unwrap_or(""))
+        .collect();
+    assert_eq!(statuses, ["200", "200", "404"], "{heads:?}");
+}
+
+#[test]
+fn a_signed_or_duplicate_content_length_is_refused_on_the_wire() {
+    let f = Fixture::start();
+    for length in [
+        "Content-Length: +7",
+        "Content-Length: -1",
+        "Content-Length: 7\r\nContent-Length: 7",
+    ] {
+        let (status, head, _) = raw(
+            f.addr,
+            format!("POST /api/login HTTP/1.1\r\nHost: x\r\n{length}\r\n\r\ntoken=a").as_bytes(),
+        );
+        assert_eq!(status, 400, "{length}: {head}");
+    }
+}
+
+#[test]
+fn a_request_head_that_times_out_gets_408() {
+    let f = Fixture::start();
+    let mut s = TcpStream::connect(f.addr).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
+    s.set_read_timeout(Some(REQUEST_TIMEOUT * 3)).unwrap();
+    let t0 = Instant::now();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    println!("408 after {} ms", t0.elapsed().as_millis());
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(t0.elapsed() < REQUEST_TIMEOUT + Duration::from_secs(1));
+}
+
+#[test]
+fn every_answer_says_nosniff_no_store_and_no_referrer() {
+    let f = Fixture::start();
+    let until = Instant::now() + Duration::from_secs(20);
+    while f.written() < 2 * FPS as u64 {
+        assert!(Instant::now() < until, "recording did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let to = SystemClock.wall_ns();
+    let (from, at) = (
+        format_rfc3339_ms(to - 1_000_000_000),
+        format_rfc3339_ms(to - 500_000_000),
+    );
+    let mut answers = vec![
+        ("/health", get(f.addr, "/health")),
+        ("/api/status", get(f.addr, "/api/status")),
+        ("no route", get(f.addr, "/nowhere")),
+        ("asset", get(f.addr, "/assets/app.js")),
+        ("dashboard", get(f.addr, "/")),
+        ("live frame", get(f.addr, "/api/stream/frame?camera=front")),
+        (
+            "recorded frame",
+            get(f.addr, &format!("/api/frame?camera=front&at={at}")),
+        ),
+        (
+            "export",
+            get(
+                f.addr,
+                &format!(
+                    "/api/export.mp4?camera=front&from={from}&to={}",
+                    format_rfc3339_ms(to)
+                ),
+            ),
+        ),
+        (
+            "no token",
+            raw(
+                f.addr,
+                b"GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            ),
+        ),
+        (
+            "oversized head",
+            raw(
+                f.addr,
+                format!(
+                    "GET /health HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+                    "a".repeat(20_000)
+                )
+                .as_bytes(),
+            ),
+        ),
+    ];
+    // A live stream: its head is enough.
+    let mut s = TcpStream::connect(f.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET /api/stream/mjpeg?camera=front HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && s.read_exact(&mut byte).is_ok() {
+        head.push(byte[0]);
+    }
+    answers.push((
+        "live stream",
+        (200, String::from_utf8_lossy(&head).into_owned(), Vec::new()),
+    ));
+    for (what, (status, head, _)) in &answers {
+        assert!(*status != 0, "{what}: no answer");
+        assert_eq!(
+            header(head, "x-content-type-options"),
+            Some("nosniff"),
+            "{what}: {head}"
+        );
+        assert_eq!(
+            header(head, "referrer-policy"),
+            Some("no-referrer"),
+            "{what}: {head}"
+        );
+        let cache = header(head, "cache-control").unwrap_or("");
+        assert!(
+            cache.split(',').any(|d| d.trim() == "no-store"),
+            "{what}: {head}"
+        );
+        assert_eq!(
+            head.lines()
+                .filter(|l| l.to_ascii_lowercase().starts_with("cache-control:"))
+                .count(),
+            1,
+            "{what}: one Cache-Control\n{head}"
+        );
+    }
+    let statuses: Vec<(&str, u16)> = answers.iter().map(|(w, (s, _, _))| (*w, *s)).collect();
+    println!("headers checked on {statuses:?}");
+}
+/// Connects from `local` (another loopback address, so the server sees a
+/// second client), the way std cannot: bind before connect.
+fn connect_from(local: std::net::Ipv4Addr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    connect_with(local, addr, None)
+}
+
+/// Connects from `local`, with a receive buffer of `rcvbuf` bytes when
+/// given (set before connecting, so the advertised window stays small).
+fn connect_with(
+    local: std::net::Ipv4Addr,
+    addr: SocketAddr,
+    rcvbuf: Option<libc::c_int>,
+) -> std::io::Result<TcpStream> {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(to) = addr else {
+        panic!("the server listens on IPv4 loopback")
+    };
+    let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor owned by the TcpStream
+    // made from it (or closed here on failure); the addresses live across
+    // the calls that read them.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let stream = TcpStream::from_raw_fd(fd);
+        if let Some(bytes) = rcvbuf {
+            let set = libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&bytes as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+            if set != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        let from = sockaddr(local, 0);
+        if libc::bind(fd, (&from as *const libc::sockaddr_in).cast(), len) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let to = sockaddr(*to.ip(), to.port());
+        if libc::connect(fd, (&to as *const libc::sockaddr_in).cast(), len) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(stream)
+    }
+}
+
+/// Frames the recorder dropped for any reason, summed.
+fn frames_dropped(f: &Fixture) -> u64 {
+    let cam = f.recorder.as_ref().unwrap().status.cameras()[0].clone();
+    [
+        &cam.dropped_encoder_busy,
+        &cam.dropped_writer_busy,
+        &cam.dropped_encode_error,
+        &cam.dropped_storage_error,
+    ]
+    .iter()
+    .map(|c| c.load(Ordering::Relaxed))
+    .sum()
+}
+
+/// Opens and holds one address's share of the table in the three ways that
+/// used to lock others out, topping it up until `stop`: keep-alives idle
+/// after one `/health`, request heads left half sent, and clients that
+/// pipeline 2,000 requests and never read the answers.
+fn hold_connections(
+    from: std::net::Ipv4Addr,
+    addr: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> usize {
+    use std::collections::VecDeque;
+    let limits = Limits::default();
+    let per_kind = limits.per_address_connections;
+    let (mut idle, mut heads, mut deaf) = (VecDeque::new(), VecDeque::new(), VecDeque::new());
+    let pipelined = "GET /login HTTP/1.1\r\nHost: x\r\n\r\n".repeat(2000);
+    let mut opened = 0;
+    let open = |opened: &mut usize| {
+        let s = connect_from(from, addr).ok()?;
+        s.set_write_timeout(Some(Duration::from_millis(500))).ok()?;
+        *opened += 1;
+        Some(s)
+    };
+    for _ in 0..4 {
+        if let Some(mut s) = open(&mut opened) {
+            let _ = s.write_all(pipelined.as_bytes());
+            deaf.push_back(s);
+        }
+    }
+    let t0 = Instant::now();
+    while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(60) {
+        for _ in 0..3 {
+            if let Some(mut s) = open(&mut opened) {
+                let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+                let _ = read_answers(&mut s, 1, Duration::from_millis(500));
+                idle.push_back(s);
+            }
+            if let Some(mut s) = open(&mut opened) {
+                let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+                heads.push_back(s);
+            }
+        }
+        for held in [&mut idle, &mut heads, &mut deaf] {
+            while held.len() > per_kind {
+                held.pop_front();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    opened
+}
+
+#[test]
+fn an_attacker_holding_its_connections_cannot_slow_the_owner() {
+    use std::net::Ipv4Addr;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let f = Fixture::start();
+    let until = Instant::now() + Duration::from_secs(20);
+    while f.written() < 2 * FPS as u64 {
+        assert!(Instant::now() < until, "recording did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stats = f
+        .http
+        .as_ref()
+        .unwrap()
+        .ctx
+        .server_stats
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap();
+    let dropped_before = frames_dropped(&f);
+    // The owner's dashboard keeps a connection open between requests: an
+    // authenticated idle connection outlives the unauthenticated ones.
+    let owner = Ipv4Addr::new(127, 0, 0, 2);
+    let status_request =
+        format!("GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n");
+    let mut dashboard = connect_from(owner, f.addr).unwrap();
+    dashboard.write_all(status_request.as_bytes()).unwrap();
+    assert_eq!(
+        read_answers(&mut dashboard, 1, Duration::from_secs(5)).len(),
+        1
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    // 127.0.0.1 and four more addresses: together more than the table holds.
+    let attackers: Vec<_> = [1, 3, 4, 5, 6]
+        .into_iter()
+        .map(|last| {
+            let (addr, stop) = (f.addr, stop.clone());
+            std::thread::spawn(move || hold_connections(Ipv4Addr::new(127, 0, 0, last), addr, stop))
+        })
+        .collect();
+    let until = Instant::now() + Duration::from_secs(10);
+    while stats.connections.load(Ordering::Relaxed) < Limits::default().max_connections {
+        assert!(Instant::now() < until, "the attack never filled the table");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let evicted_before = stats.evicted.load(Ordering::Relaxed);
+
+    let mut latencies = Vec::new();
+    for _ in 0..100 {
+        let t0 = Instant::now();
+        let mut s = connect_from(owner, f.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        write!(
+            s,
+            "GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        latencies.push(t0.elapsed());
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "the owner got {:?}",
+            String::from_utf8_lossy(&answer[..answer.len().min(200)])
+        );
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let connections_under_attack = stats.connections.load(Ordering::Relaxed);
+    dashboard.write_all(status_request.as_bytes()).unwrap();
+    let kept = read_answers(&mut dashboard, 1, Duration::from_secs(5));
+    assert!(
+        kept.first().is_some_and(|h| h.starts_with("HTTP/1.1 200")),
+        "the owner's idle keep-alive was evicted: {kept:?}"
+    );
+    let evicted = stats.evicted.load(Ordering::Relaxed) - evicted_before;
+    stop.store(true, Ordering::Relaxed);
+    let opened: usize = attackers.into_iter().map(|a| a.join().unwrap()).sum();
+    latencies.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    // Nearest rank: the 99th of 100.
+    let p99 = latencies[latencies.len() * 99 / 100 - 1];
+    println!(
+        "owner under attack: /api/status p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} requests; \
+         attacker opened {opened} connections from 5 addresses, {connections_under_attack} open, \
+         {evicted} evicted while the owner asked",
+        ms(latencies[latencies.len() / 2]),
+        ms(p99),
+        ms(latencies[latencies.len() - 1]),
+        latencies.len()
+    );
+    let dropped = frames_dropped(&f) - dropped_before;
+    println!("recording dropped {dropped} frames during the attack");
+    assert_eq!(dropped, 0, "recording dropped frames");
+    assert!(ms(p99) < 100.0, "owner p99 {:.1} ms", ms(p99));
+    assert!(
+        evicted > 0,
+        "the table never had to make room: no real pressure"
+    );
+}
+
+#[test]
+fn a_frame_step_of_i64_min_is_refused_naming_step() {
+    let f = Fixture::start();
+    let at = format_rfc3339_ms(SystemClock.wall_ns());
+    for step in [
+        "-9223372036854775808",
+        "9223372036854775807",
+        "-9223372036854775809",
+        "-10001",
+    ] {
+        let (status, head, body) = get(
+            f.addr,
+            &format!("/api/frame?camera=front&at={at}&step={step}"),
+        );
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(status, 400, "step={step}: {head}{text}");
+        assert!(text.contains("step"), "step={step}: {text}");
+    }
+    // Times at the edge of what a nanosecond count holds, with the largest
+    // step: no overflow anywhere, just no frame there.
+    for at in ["2262-04-11T23:47:16Z", "1970-01-01T00:00:00Z"] {
+        for step in ["10000", "-10000", "0"] {
+            let (status, head, body) = get(
+                f.addr,
+                &format!("/api/frame?camera=front&at={at}&step={step}"),
+            );
+            assert_eq!(
+                status,
+                404,
+                "at={at} step={step}: {head}{}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+    }
+    for (from, to) in [("2262-04-11T23:47:16Z", ""), ("", "1970-01-01T00:00:00Z")] {
+        let (status, head, _) = get(
+            f.addr,
+            &format!("/api/recordings?camera=front&from={from}&to={to}"),
+        );
+        assert!(
+            status == 200 || status == 400,
+            "from={from} to={to}: {head}"
+        );
+    }
+}
+
+/// A client that sends a request every millisecond and never reads an
+/// answer, with a 4 kB receive buffer; it stops after 3,000 requests (13 MB
+/// of answers, more than loopback buffers hold) or when the server stops
+/// taking them, and hands back its socket, still open.
+fn deaf_client(addr: SocketAddr) -> std::thread::JoinHandle<(TcpStream, usize)> {
+    std::thread::spawn(move || {
+        let mut s = connect_with(std::net::Ipv4Addr::LOCALHOST, addr, Some(4096)).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut sent = 0;
+        while sent < 3000
+            && s.write_all(b"GET /login HTTP/1.1\r\nHost: x\r\n\r\n")
+                .is_ok()
+        {
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        (s, sent)
+    })
+}
+
+#[test]
+fn clients_that_never_read_their_answers_do_not_hold_the_workers() {
+    let f = Fixture::start();
+    // One more than there are workers; each asks for far more login pages
+    // than socket buffers hold.
+    let deaf: Vec<_> = (0..Limits::default().workers + 1)
+        .map(|_| deaf_client(f.addr))
+        .collect();
+    let held: Vec<(TcpStream, usize)> = deaf.into_iter().map(|d| d.join().unwrap()).collect();
+    let owner = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let t0 = Instant::now();
+        let mut s = connect_from(owner, f.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        write!(
+            s,
+            "GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        assert!(answer.starts_with(b"HTTP/1.1 200"));
+        slowest = slowest.max(t0.elapsed());
+    }
+    let sent: Vec<usize> = held.iter().map(|(_, n)| *n).collect();
+    println!(
+        "{} non-reading clients (requests sent: {sent:?}): the owner's slowest /api/status took {} ms",
+        held.len(),
+        slowest.as_millis()
+    );
+    assert!(slowest < Duration::from_millis(100));
+}
+
+/// The owner's `/api/status` from 127.0.0.2 on a new connection: its status
+/// and how long it took.
+fn owner_status(addr: SocketAddr) -> (u16, Duration) {
+    let t0 = Instant::now();
+    let mut s = connect_from(std::net::Ipv4Addr::new(127, 0, 0, 2), addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    write!(
+        s,
+        "GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let status = String::from_utf8_lossy(&answer[..answer.len().min(12)])
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, t0.elapsed())
+}
+
+#[test]
+fn idle_keep_alives_and_half_sent_heads_from_one_address_leave_room_for_the_owner() {
+    let f = Fixture::start();
+    let max = Limits::default().max_connections;
+    // As many idle keep-alives as the table holds, each after one /health.
+    let mut idle = Vec::new();
+    for _ in 0..max {
+        let mut s = TcpStream::connect(f.addr).unwrap();
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let _ = read_answers(&mut s, 1, Duration::from_secs(2));
+        idle.push(s);
+    }
+    let (status, took) = owner_status(f.addr);
+    println!(
+        "{max} idle keep-alives: owner answered {status} in {} ms",
+        took.as_millis()
+    );
+    assert_eq!(status, 200);
+    assert!(took < Duration::from_millis(100));
+    // More half-sent heads than the table holds.
+    let heads: Vec<TcpStream> = (0..max + 6)
+        .filter_map(|_| {
+            let mut s = TcpStream::connect(f.addr).ok()?;
+            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .ok()?;
+            Some(s)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let (status, took) = owner_status(f.addr);
+    println!(
+        "{} half-sent heads: owner answered {status} in {} ms",
+        heads.len(),
+        took.as_millis()
+    );
+    assert_eq!(status, 200);
+    assert!(took < Duration::from_millis(100));
+    drop((idle, heads));
+}
+
+#[test]
+fn an_answer_nobody_reads_is_dropped_at_the_write_timeout() {
+    let write_timeout = Duration::from_secs(1);
+    let f = Fixture::start_with(Limits {
+        request_timeout: REQUEST_TIMEOUT,
+        write_timeout,
+        ..Limits::default()
+    });
+    let stats = f
+        .http
+        .as_ref()
+        .unwrap()
+        .ctx
+        .server_stats
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap();
+    let timed_out_before = stats.timed_out.load(Ordering::Relaxed);
+    let started = Instant::now();
+    // It stops sending when the server stops taking its requests.
+    let (deaf, sent) = deaf_client(f.addr).join().unwrap();
+    let stopped_sending = Instant::now();
+    // The server holds the unread answer in the poller, then gives up.
+    while stats.connections.load(Ordering::Relaxed) > 0 {
+        assert!(
+            stopped_sending.elapsed() < write_timeout * 4,
+            "a connection whose answers nobody reads is still open"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!(
+        "a client that sent {sent} requests in {} ms and read nothing was dropped {} ms after it stopped",
+        (stopped_sending - started).as_millis(),
+        stopped_sending.elapsed().as_millis()
+    );
+    assert!(stats.timed_out.load(Ordering::Relaxed) > timed_out_before);
+    assert_eq!(owner_status(f.addr).0, 200);
+    drop(deaf);
 }

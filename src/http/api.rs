@@ -139,7 +139,13 @@ impl Handler for ApiContext {
                 return e.response();
             }
         }
-        (route.handler)(self, req).unwrap_or_else(|e| e.response())
+        let answer = (route.handler)(self, req).unwrap_or_else(|e| e.response());
+        // The server keeps room for connections that proved who they are.
+        if route.access == Access::Token {
+            answer.authenticated()
+        } else {
+            answer
+        }
     }
 }
 
@@ -239,6 +245,7 @@ fn status_value(ctx: &ApiContext) -> Value {
             "connections": s.connections.load(Ordering::Relaxed),
             "streams": s.streams.load(Ordering::Relaxed),
             "rejected_busy": s.rejected_busy.load(Ordering::Relaxed),
+            "evicted": s.evicted.load(Ordering::Relaxed),
         });
     }
     v
@@ -289,7 +296,7 @@ fn recordings(ctx: &ApiContext, req: &Request) -> ApiResult {
     let camera = ctx.camera_param(req, true)?;
     let now = ctx.clock.wall_ns();
     let to = time_param(req, "to")?.unwrap_or(now);
-    let from = time_param(req, "from")?.unwrap_or(to - DAY_NS);
+    let from = time_param(req, "from")?.unwrap_or(to.saturating_sub(DAY_NS));
     if from >= to {
         return Err(ApiError::BadRequest("from: must be before to".into()));
     }

@@ -39,9 +39,8 @@ pub fn file(name: &str) -> Result<Response, ApiError> {
         .iter()
         .find(|(n, _, _)| *n == name)
         .ok_or_else(|| ApiError::NotFound(format!("no file '{name}'")))?;
-    Ok(Response::new(200, content_type, Body::Static(bytes))
-        .with_header("Cache-Control", "no-cache")
-        .with_header("X-Content-Type-Options", "nosniff"))
+    // Cache-Control and nosniff are the server's defaults.
+    Ok(Response::new(200, content_type, Body::Static(bytes)))
 }
 
 /// The login page is served without a session, so it cannot load

@@ -112,7 +112,7 @@ pub fn export_mp4(ctx: &ApiContext, req: &Request) -> Result<Response, ApiError>
         .with_header("Accept-Ranges", "bytes")
         .with_header("ETag", etag)
         .with_header("Content-Disposition", disposition)
-        .with_header("Cache-Control", "private, no-transform");
+        .with_header("Cache-Control", "no-store, no-transform");
     if skipped > 0 || unreadable > 0 {
         // The text track names each span; clients can tell without parsing it.
         r = r

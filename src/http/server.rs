@@ -1,14 +1,25 @@
 //! A small HTTP/1.1 server with fixed limits, built on std sockets and
 //! poll(2); `httparse` parses request heads. Why not tiny_http: docs/http.md.
 //!
-//! Threads are bounded: one poller accepts connections and reads request
-//! heads without blocking, so a slow, idle or hostile client costs a buffer,
-//! never a thread. Complete requests go to a fixed pool of workers. Long
+//! Threads are bounded: one poller accepts connections, reads request heads
+//! and sends what a client did not take at once, all without blocking, so a
+//! slow, idle, hostile or non-reading client costs a buffer, never a thread.
+//! Complete requests go to a fixed pool of workers, which write answers
+//! without blocking and hand any unsent rest back to the poller. Long
 //! responses (live streams, big downloads) move to a thread of their own,
 //! counted against `max_streams`; beyond it the answer is 503.
+//!
+//! The connection table is shared fairly: one address holds at most
+//! `per_address_connections` connections and `per_address_heads` unfinished
+//! request heads, and when the table is full a new connection evicts the
+//! oldest connection the poller holds, unauthenticated ones first, so idle
+//! or slow clients can never lock the owner out. The handler says which
+//! answers were authenticated (`Response::authenticated`); the server knows
+//! nothing else about credentials.
 
+use std::collections::HashMap;
 use std::io::{self, BufWriter, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -37,8 +48,14 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Time one write may block on a client that does not read.
     pub write_timeout: Duration,
-    /// Bodies larger than this are sent from a stream thread.
+    /// Bodies larger than this are sent from a stream thread. Smaller ones
+    /// are built in memory, so an answer a client does not read waits in the
+    /// poller, not on a worker.
     pub stream_threshold_bytes: u64,
+    /// Open connections from one client address.
+    pub per_address_connections: usize,
+    /// Request heads from one address that have started but not arrived whole.
+    pub per_address_heads: usize,
 }
 
 impl Default for Limits {
@@ -53,6 +70,8 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(10),
             stream_threshold_bytes: 1024 * 1024,
+            per_address_connections: 16,
+            per_address_heads: 8,
         }
     }
 }
@@ -109,7 +128,20 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Body,
+    /// The request carried credentials the handler accepted: its connection
+    /// is then evicted only when no unauthenticated one can be.
+    pub authenticated: bool,
 }
+
+/// Sent with every answer unless the handler set the header itself.
+/// Nothing here is meant to be cached: live frames, status and recordings
+/// change by the second and are private, and the dashboard files are
+/// embedded in the binary, so a browser saves little by keeping them.
+const DEFAULT_HEADERS: [(&str, &str); 3] = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("Cache-Control", "no-store"),
+    ("Referrer-Policy", "no-referrer"),
+];
 
 impl Response {
     pub fn new(status: u16, content_type: &str, body: Body) -> Response {
@@ -117,6 +149,7 @@ impl Response {
             status,
             headers: vec![("Content-Type".into(), content_type.into())],
             body,
+            authenticated: false,
         }
     }
 
@@ -129,6 +162,12 @@ impl Response {
 
     pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Response {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Marks the answer as given to an authenticated request.
+    pub fn authenticated(mut self) -> Response {
+        self.authenticated = true;
         self
     }
 }
@@ -146,6 +185,8 @@ pub struct ServerStats {
     pub streams: AtomicUsize,
     pub rejected_busy: AtomicUsize,
     pub timed_out: AtomicUsize,
+    /// Connections closed to make room for a new one.
+    pub evicted: AtomicUsize,
 }
 
 pub struct HttpServer {
@@ -158,18 +199,108 @@ pub struct HttpServer {
 struct Conn {
     stream: TcpStream,
     peer: IpAddr,
+    /// Received bytes not yet used by a request.
     buf: Vec<u8>,
+    /// An answer, or its rest, that the client has not taken yet.
+    out: Vec<u8>,
+    out_sent: usize,
+    /// Whether the connection stays open once `out` is sent.
+    keep_after_out: bool,
     deadline: Instant,
+    /// The deadline is the keep-alive one: the first byte of a new request
+    /// replaces it with the request timeout.
+    idle_deadline: bool,
+    /// When the connection last changed state; the oldest is evicted first.
+    since: Instant,
+    /// Some request on it carried credentials the handler accepted.
+    authenticated: bool,
+    /// The client shut down its side: answer what it sent, then close.
+    peer_closed: bool,
     /// Released when the connection is dropped.
     _slot: ConnSlot,
 }
 
-struct ConnSlot(Arc<ServerStats>);
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ConnState {
+    /// Waiting for the first byte of a request.
+    Idle,
+    /// Part of a request head (or body) has arrived.
+    Head,
+    /// An answer waits for the client to read it.
+    Writing,
+}
+
+impl Conn {
+    fn state(&self) -> ConnState {
+        if self.out_sent < self.out.len() {
+            ConnState::Writing
+        } else if self.buf.is_empty() {
+            ConnState::Idle
+        } else {
+            ConnState::Head
+        }
+    }
+
+    /// Sends as much of `out` as the socket takes without blocking. True
+    /// once all of it is sent.
+    fn flush_out(&mut self) -> io::Result<bool> {
+        while self.out_sent < self.out.len() {
+            match (&self.stream).write(&self.out[self.out_sent..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.out_sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.out = Vec::new();
+        self.out_sent = 0;
+        Ok(true)
+    }
+
+    /// Closes after the last answer: the client reads it to the end.
+    fn close(self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+    }
+}
+
+/// Open connections per client address, shared by every thread that holds
+/// a connection.
+type PerAddress = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+struct ConnSlot {
+    stats: Arc<ServerStats>,
+    per_address: PerAddress,
+    peer: IpAddr,
+}
+
+impl ConnSlot {
+    fn take(stats: &Arc<ServerStats>, per_address: &PerAddress, peer: IpAddr) -> ConnSlot {
+        stats.connections.fetch_add(1, Ordering::Relaxed);
+        *lock(per_address).entry(peer).or_insert(0) += 1;
+        ConnSlot {
+            stats: stats.clone(),
+            per_address: per_address.clone(),
+            peer,
+        }
+    }
+}
 
 impl Drop for ConnSlot {
     fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+        self.stats.connections.fetch_sub(1, Ordering::Relaxed);
+        let mut open = lock(&self.per_address);
+        if let Some(n) = open.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.peer);
+            }
+        }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 struct StreamSlot(Arc<ServerStats>);
@@ -197,7 +328,8 @@ struct Job {
     req: Request,
 }
 
-/// Where workers hand keep-alive connections back to the poller.
+/// Where workers hand connections back to the poller: kept-alive ones, and
+/// ones whose answer the client has not read yet.
 #[derive(Clone)]
 struct ReturnPath {
     tx: Sender<Conn>,
@@ -253,6 +385,7 @@ impl HttpServer {
             returned: ret_rx,
             jobs: job_tx,
             conns: Vec::new(),
+            per_address: PerAddress::default(),
             limits,
             stats: stats.clone(),
             stop: stop.clone(),
@@ -289,7 +422,9 @@ struct Poller {
     wake: UnixStream,
     returned: Receiver<Conn>,
     jobs: SyncSender<Job>,
+    /// Connections the poller holds: idle, reading a head, or writing.
     conns: Vec<Conn>,
+    per_address: PerAddress,
     limits: Limits,
     stats: Arc<ServerStats>,
     stop: Arc<AtomicBool>,
@@ -300,15 +435,10 @@ const POLL_INTERVAL_MS: u16 = 200;
 impl Poller {
     fn run(mut self) {
         while !self.stop.load(Ordering::SeqCst) {
-            let now = Instant::now();
-            while let Ok(mut conn) = self.returned.try_recv() {
-                conn.deadline = now + self.limits.idle_timeout;
-                self.conns.push(conn);
+            while let Ok(conn) = self.returned.try_recv() {
+                self.take_back(conn);
             }
-            let before = self.conns.len();
-            self.conns.retain(|c| c.deadline > now);
-            let expired = before - self.conns.len();
-            self.stats.timed_out.fetch_add(expired, Ordering::Relaxed);
+            self.expire(Instant::now());
             let (listener_ready, wake_ready, ready) = match self.wait() {
                 Ok(r) => r,
                 Err(e) => {
@@ -323,10 +453,67 @@ impl Poller {
             }
             // Highest index first so removals keep the others in place.
             for i in ready.into_iter().rev() {
-                self.read_from(i);
+                if self.conns[i].state() == ConnState::Writing {
+                    self.write_to(i);
+                } else {
+                    self.read_from(i);
+                }
             }
             if listener_ready {
                 self.accept_all();
+            }
+        }
+    }
+
+    /// A connection back from a worker: its answer may still be unsent.
+    fn take_back(&mut self, mut conn: Conn) {
+        let now = Instant::now();
+        conn.since = now;
+        if conn.state() == ConnState::Writing {
+            conn.deadline = now + self.limits.write_timeout;
+            self.conns.push(conn);
+        } else {
+            self.answered(conn);
+        }
+    }
+
+    /// The answer on `conn` is sent: wait for the next request, serving any
+    /// that already arrived (pipelined) at once.
+    fn answered(&mut self, mut conn: Conn) {
+        if !conn.keep_after_out {
+            conn.close();
+            return;
+        }
+        let now = Instant::now();
+        conn.since = now;
+        if conn.buf.is_empty() {
+            conn.deadline = now + self.limits.idle_timeout;
+            conn.idle_deadline = true;
+        } else {
+            conn.deadline = now + self.limits.request_timeout;
+            conn.idle_deadline = false;
+        }
+        self.advance(conn);
+    }
+
+    /// Closes connections past their deadline. A request head that did not
+    /// arrive in time gets 408; an idle connection or an unread answer is
+    /// just closed.
+    fn expire(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.conns.len() {
+            if self.conns[i].deadline > now {
+                i += 1;
+                continue;
+            }
+            let conn = self.conns.swap_remove(i);
+            self.stats.timed_out.fetch_add(1, Ordering::Relaxed);
+            if conn.state() == ConnState::Head {
+                let message = format!(
+                    "the request did not arrive whole within {} ms",
+                    self.limits.request_timeout.as_millis()
+                );
+                refuse(conn.stream, 408, &message);
             }
         }
     }
@@ -337,7 +524,12 @@ impl Poller {
         fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
         fds.push(PollFd::new(self.wake.as_fd(), PollFlags::POLLIN));
         for c in &self.conns {
-            fds.push(PollFd::new(c.stream.as_fd(), PollFlags::POLLIN));
+            let want = if c.state() == ConnState::Writing {
+                PollFlags::POLLOUT
+            } else {
+                PollFlags::POLLIN
+            };
+            fds.push(PollFd::new(c.stream.as_fd(), want));
         }
         poll(&mut fds, PollTimeout::from(POLL_INTERVAL_MS))?;
         let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
@@ -348,6 +540,10 @@ impl Poller {
             .map(|(i, _)| i)
             .collect();
         Ok((ready(&fds[0]), ready(&fds[1]), conns))
+    }
+
+    fn open_from(&self, peer: IpAddr) -> usize {
+        lock(&self.per_address).get(&peer).copied().unwrap_or(0)
     }
 
     fn accept_all(&mut self) {
@@ -361,24 +557,97 @@ impl Poller {
                     return;
                 }
             };
-            let open = self.stats.connections.fetch_add(1, Ordering::Relaxed);
-            let slot = ConnSlot(self.stats.clone());
-            if open >= self.limits.max_connections {
+            let peer = peer.ip();
+            // Room is made by evicting what the poller holds: connections at
+            // a worker or streaming are busy, not idle.
+            if self.open_from(peer) >= self.limits.per_address_connections
+                && !self.evict(Some(peer))
+            {
+                self.stats.rejected_busy.fetch_add(1, Ordering::Relaxed);
+                refuse(
+                    stream,
+                    503,
+                    "too many connections from this address; try again shortly",
+                );
+                continue;
+            }
+            if self.stats.connections.load(Ordering::Relaxed) >= self.limits.max_connections
+                && !self.evict(None)
+            {
                 self.stats.rejected_busy.fetch_add(1, Ordering::Relaxed);
                 refuse(stream, 503, "too many connections; try again shortly");
                 continue;
             }
+            let slot = ConnSlot::take(&self.stats, &self.per_address, peer);
             let _ = stream.set_nodelay(true);
             if stream.set_nonblocking(true).is_err() {
                 continue;
             }
+            let now = Instant::now();
             self.conns.push(Conn {
                 stream,
-                peer: peer.ip(),
+                peer,
                 buf: Vec::new(),
-                deadline: Instant::now() + self.limits.request_timeout,
+                out: Vec::new(),
+                out_sent: 0,
+                keep_after_out: false,
+                deadline: now + self.limits.request_timeout,
+                idle_deadline: false,
+                since: now,
+                authenticated: false,
+                peer_closed: false,
                 _slot: slot,
             });
+        }
+    }
+
+    /// Closes the connection that matters least (of `peer` only, when
+    /// given): an unauthenticated one in any state, else an idle
+    /// authenticated one; the oldest first. False if none can go.
+    fn evict(&mut self, peer: Option<IpAddr>) -> bool {
+        let victim = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| peer.is_none_or(|p| c.peer == p))
+            .filter_map(|(i, c)| {
+                let rank = match (c.authenticated, c.state()) {
+                    (false, _) => 0,
+                    (true, ConnState::Idle) => 1,
+                    (true, _) => return None,
+                };
+                Some((rank, c.since, i))
+            })
+            .min();
+        let Some((_, _, i)) = victim else {
+            return false;
+        };
+        let conn = self.conns.swap_remove(i);
+        self.stats.evicted.fetch_add(1, Ordering::Relaxed);
+        if conn.state() == ConnState::Head {
+            refuse(conn.stream, 503, "the server is busy; try again shortly");
+        }
+        true
+    }
+
+    fn write_to(&mut self, i: usize) {
+        let conn = &mut self.conns[i];
+        let sent_before = conn.out_sent;
+        match conn.flush_out() {
+            Ok(false) => {
+                // Like a blocking write's timeout: a slow phone that keeps
+                // reading keeps its answer; one that stopped loses it.
+                if conn.out_sent > sent_before {
+                    conn.deadline = Instant::now() + self.limits.write_timeout;
+                }
+            }
+            Ok(true) => {
+                let conn = self.conns.swap_remove(i);
+                self.answered(conn);
+            }
+            Err(_) => {
+                self.conns.swap_remove(i);
+            }
         }
     }
 
@@ -389,12 +658,15 @@ impl Poller {
         loop {
             match conn.stream.read(&mut chunk) {
                 Ok(0) => {
-                    self.conns.swap_remove(i);
-                    return;
+                    // A half-close ends what the client sends, not what it
+                    // reads: requests already here are still answered.
+                    conn.peer_closed = true;
+                    break;
                 }
                 Ok(n) => {
-                    if conn.buf.is_empty() {
+                    if conn.buf.is_empty() && conn.idle_deadline {
                         conn.deadline = Instant::now() + self.limits.request_timeout;
+                        conn.idle_deadline = false;
                     }
                     conn.buf.extend_from_slice(&chunk[..n]);
                     if conn.buf.len() > limit {
@@ -409,14 +681,38 @@ impl Poller {
                 }
             }
         }
+        let conn = self.conns.swap_remove(i);
+        self.advance(conn);
+    }
+
+    /// Serves the request at the start of `conn.buf` if it is whole, else
+    /// keeps waiting for it.
+    fn advance(&mut self, mut conn: Conn) {
         match parse_request(&conn.buf, conn.peer, &self.limits) {
-            Parsed::Incomplete => {}
-            Parsed::Bad(status, message) => {
-                let conn = self.conns.swap_remove(i);
-                refuse(conn.stream, status, &message);
+            Parsed::Incomplete => {
+                if conn.peer_closed {
+                    return;
+                }
+                if !conn.buf.is_empty() {
+                    let heads = self
+                        .conns
+                        .iter()
+                        .filter(|c| c.peer == conn.peer && c.state() == ConnState::Head)
+                        .count();
+                    if heads >= self.limits.per_address_heads {
+                        self.stats.rejected_busy.fetch_add(1, Ordering::Relaxed);
+                        refuse(
+                            conn.stream,
+                            429,
+                            "too many unfinished requests from this address",
+                        );
+                        return;
+                    }
+                }
+                self.conns.push(conn);
             }
+            Parsed::Bad(status, message) => refuse(conn.stream, status, &message),
             Parsed::Complete(req, used) => {
-                let mut conn = self.conns.swap_remove(i);
                 conn.buf.drain(..used);
                 match self.jobs.try_send(Job { conn, req }) {
                     Ok(()) => {}
@@ -488,14 +784,38 @@ pub fn parse_request(buf: &[u8], peer: IpAddr, limits: &Limits) -> Parsed {
             )
         })
         .collect();
-    let find = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v);
-    if find("transfer-encoding").is_some() {
-        return Parsed::Bad(411, "send request bodies with Content-Length".into());
+    let all = |name: &str| -> Vec<&str> {
+        headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    let lengths = all("content-length");
+    // Two framings, or two lengths, are how requests get smuggled past a
+    // proxy that reads them differently: refuse rather than pick one.
+    if !all("transfer-encoding").is_empty() {
+        return if lengths.is_empty() {
+            Parsed::Bad(411, "send request bodies with Content-Length".into())
+        } else {
+            Parsed::Bad(
+                400,
+                "Content-Length and Transfer-Encoding together are ambiguous".into(),
+            )
+        };
     }
-    let body_len = match find("content-length").map(|v| v.parse::<usize>()) {
-        None => 0,
-        Some(Ok(n)) => n,
-        Some(Err(_)) => return Parsed::Bad(400, "Content-Length is not a number".into()),
+    let body_len = match lengths.as_slice() {
+        [] => 0,
+        [one] => match content_length(one) {
+            Some(n) => n,
+            None => {
+                return Parsed::Bad(
+                    400,
+                    format!("Content-Length '{one}' is not a plain decimal number"),
+                )
+            }
+        },
+        _ => return Parsed::Bad(400, "more than one Content-Length".into()),
     };
     if body_len > limits.body_bytes_max {
         return Parsed::Bad(
@@ -527,17 +847,36 @@ pub fn parse_request(buf: &[u8], peer: IpAddr, limits: &Limits) -> Parsed {
     )
 }
 
+/// A Content-Length value: digits only (`usize::from_str` would also take
+/// a leading `+`).
+fn content_length(value: &str) -> Option<usize> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse().ok()
+}
+
+/// The default headers the handler did not set, as head lines.
+fn default_headers(set: &[(String, String)]) -> String {
+    DEFAULT_HEADERS
+        .iter()
+        .filter(|(name, _)| !set.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)))
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect()
+}
+
 /// Sends a short JSON error and closes, without ever blocking the poller.
 fn refuse(stream: TcpStream, status: u16, message: &str) {
     let body = serde_json::json!({ "error": message }).to_string();
     let head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\n{}Content-Length: {}\r\nConnection: close\r\n\r\n",
         reason(status),
+        default_headers(&[]),
         body.len()
     );
     let _ = stream.set_nonblocking(true);
     let _ = (&stream).write_all(format!("{head}{body}").as_bytes());
-    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = stream.shutdown(Shutdown::Write);
 }
 
 fn worker_loop(
@@ -548,34 +887,25 @@ fn worker_loop(
     back: ReturnPath,
 ) {
     loop {
-        let job = {
-            let rx = jobs.lock().unwrap_or_else(|e| e.into_inner());
-            rx.recv()
+        let job = lock(&jobs).recv();
+        let Ok(Job { mut conn, req }) = job else {
+            return;
         };
-        let Ok(Job { conn, req }) = job else { return };
-        if conn.stream.set_nonblocking(false).is_err()
-            || conn
-                .stream
-                .set_write_timeout(Some(limits.write_timeout))
-                .is_err()
-        {
-            continue;
-        }
         let response =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.handle(&req)))
                 .unwrap_or_else(|_| {
                     log::error!("http: handler panicked on {} {}", req.method, req.path);
                     Response::json(500, &serde_json::json!({"error": "internal error"}))
                 });
+        conn.authenticated |= response.authenticated;
         if let Some(conn) = respond(conn, &req, response, &limits, &stats) {
-            if conn.stream.set_nonblocking(true).is_ok() {
-                back.give_back(conn);
-            }
+            back.give_back(conn);
         }
     }
 }
 
-/// Writes the response. Returns the connection if it can be kept alive.
+/// Writes the response. Returns the connection if the poller must go on
+/// with it: to keep it alive, or to send what the client has not taken.
 fn respond(
     mut conn: Conn,
     req: &Request,
@@ -618,6 +948,7 @@ fn respond(
     for (k, v) in &response.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
+    head.push_str(&default_headers(&response.headers));
     let length = match &response.body {
         Body::Empty => Some(0),
         Body::Bytes(b) => Some(b.len() as u64),
@@ -638,37 +969,73 @@ fn respond(
     } else {
         response.body
     };
+    let mut out = head.into_bytes();
     match body {
-        Body::Empty => conn.stream.write_all(head.as_bytes()).ok()?,
-        Body::Bytes(b) => write_small(&mut conn.stream, head, &b).ok()?,
-        Body::Static(b) => write_small(&mut conn.stream, head, b).ok()?,
-        Body::Sized { write, .. } | Body::Endless(write) => match stream_slot {
-            Some(slot) => {
-                let started = spawn("http-stream".into(), move || {
-                    send_streamed(&conn, head, write);
-                    drop(slot);
-                });
-                if let Err(e) = started {
-                    log::error!("http: cannot start a stream thread: {e}");
-                }
+        Body::Empty => {}
+        Body::Bytes(b) => out.extend_from_slice(&b),
+        Body::Static(b) => out.extend_from_slice(b),
+        Body::Sized { write, .. } | Body::Endless(write) if stream_slot.is_some() => {
+            let slot = stream_slot;
+            // A stream thread may block on its client: that costs only its
+            // own slot, and the write timeout ends it.
+            if conn.stream.set_nonblocking(false).is_err()
+                || conn
+                    .stream
+                    .set_write_timeout(Some(limits.write_timeout))
+                    .is_err()
+            {
                 return None;
             }
-            None => {
-                if !send_streamed(&conn, head, write) {
-                    return None;
-                }
+            let started = spawn("http-stream".into(), move || {
+                send_streamed(&conn, out, write);
+                drop(slot);
+            });
+            if let Err(e) = started {
+                log::error!("http: cannot start a stream thread: {e}");
             }
-        },
+            return None;
+        }
+        Body::Sized { write, len } => {
+            // At most `stream_threshold_bytes`: built here, so that sending
+            // it never waits on the client.
+            let start = out.len();
+            if let Err(e) = write(&mut out) {
+                log::warn!("http: answer to {} could not be built: {e}", conn.peer);
+                return None;
+            }
+            if (out.len() - start) as u64 != len {
+                log::error!(
+                    "http: answer to {} {} is {} bytes, not the {len} announced",
+                    req.method,
+                    req.path,
+                    out.len() - start
+                );
+                return None;
+            }
+        }
+        // Without a stream slot an endless body has already been replaced
+        // by the 503 above.
+        Body::Endless(_) => return None,
     }
-    keep_alive.then_some(conn)
+    conn.out = out;
+    conn.out_sent = 0;
+    conn.keep_after_out = keep_alive;
+    match conn.flush_out() {
+        Err(_) => None,
+        Ok(true) if !keep_alive => {
+            conn.close();
+            None
+        }
+        Ok(_) => Some(conn),
+    }
 }
 
 /// Sends a head and a produced body; false if the client went away.
-fn send_streamed(conn: &Conn, head: String, write: BodyWriter) -> bool {
+fn send_streamed(conn: &Conn, head: Vec<u8>, write: BodyWriter) -> bool {
     let mut out = BufWriter::with_capacity(64 * 1024, &conn.stream);
     // The head goes out at once: a download starts before its body is read.
     let result = out
-        .write_all(head.as_bytes())
+        .write_all(&head)
         .and_then(|()| out.flush())
         .and_then(|()| write(&mut out))
         .and_then(|()| out.flush());
@@ -676,12 +1043,6 @@ fn send_streamed(conn: &Conn, head: String, write: BodyWriter) -> bool {
         log::debug!("http: response to {} ended early: {e}", conn.peer);
     }
     result.is_ok()
-}
-
-fn write_small(stream: &mut TcpStream, head: String, body: &[u8]) -> io::Result<()> {
-    let mut all = head.into_bytes();
-    all.extend_from_slice(body);
-    stream.write_all(&all)
 }
 
 pub fn reason(status: u16) -> &'static str {
@@ -696,6 +1057,7 @@ pub fn reason(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         411 => "Length Required",
         413 => "Content Too Large",
         416 => "Range Not Satisfiable",
@@ -752,5 +1114,49 @@ mod tests {
         let chunked = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert!(matches!(parse(chunked), Parsed::Bad(411, _)));
         assert!(matches!(parse("GARBAGE\x01\r\n\r\n"), Parsed::Bad(400, _)));
+    }
+
+    #[test]
+    fn a_duplicate_content_length_is_refused() {
+        let twice =
+            "POST /api/login HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 7\r\n\r\nabcdefg";
+        assert!(matches!(parse(twice), Parsed::Bad(400, _)));
+        let same = "POST /api/login HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc";
+        assert!(matches!(parse(same), Parsed::Bad(400, _)));
+        let listed = "POST /api/login HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\nabc";
+        assert!(matches!(parse(listed), Parsed::Bad(400, _)));
+    }
+
+    #[test]
+    fn a_signed_content_length_is_refused() {
+        for value in ["+7", "-1", "+0", " +7", "0x7", "7 7", ""] {
+            let raw = format!("POST /api/login HTTP/1.1\r\nContent-Length: {value}\r\n\r\ntoken=a");
+            assert!(
+                matches!(parse(&raw), Parsed::Bad(400, _)),
+                "Content-Length {value:?}"
+            );
+        }
+        let plain = "POST /api/login HTTP/1.1\r\nContent-Length: 7\r\n\r\ntoken=a";
+        assert!(matches!(parse(plain), Parsed::Complete(_, _)));
+    }
+
+    #[test]
+    fn content_length_with_transfer_encoding_is_refused() {
+        let both =
+            "POST /api/login HTTP/1.1\r\nContent-Length: 7\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(matches!(parse(both), Parsed::Bad(400, _)));
+        let reversed = "POST /api/login HTTP/1.1\r\nTransfer-Encoding: identity\r\nContent-Length: 7\r\n\r\ntoken=a";
+        assert!(matches!(parse(reversed), Parsed::Bad(400, _)));
+    }
+
+    #[test]
+    fn default_headers_give_way_to_the_handlers_own() {
+        let none = default_headers(&[]);
+        assert!(none.contains("X-Content-Type-Options: nosniff\r\n"));
+        assert!(none.contains("Cache-Control: no-store\r\n"));
+        assert!(none.contains("Referrer-Policy: no-referrer\r\n"));
+        let set = default_headers(&[("cache-control".into(), "no-store, no-transform".into())]);
+        assert!(!set.contains("Cache-Control"));
+        assert!(set.contains("nosniff"));
     }
 }

@@ -139,7 +139,8 @@ pub fn recorded_frame(ctx: &ApiContext, req: &Request) -> ApiResult {
         Some(s) => s
             .parse()
             .ok()
-            .filter(|n: &i64| n.abs() <= 10_000)
+            // Not `abs()`: it wraps (or panics) on i64::MIN.
+            .filter(|n: &i64| (-10_000..=10_000).contains(n))
             .ok_or_else(|| {
                 ApiError::BadRequest(format!(
                     "step: '{s}' is not a whole number from -10000 to 10000"
