@@ -554,3 +554,28 @@ fn recordings_are_private_to_the_owner_and_its_group() {
         assert_eq!(mode(f), 0o640, "{}", f.display());
     }
 }
+
+#[test]
+fn the_videos_list_gives_download_links_that_open_without_the_token() {
+    let service = start_service(10, BOOT, Limits::default());
+    let auth = [("Authorization", bearer(TOKEN))];
+    let auth = [(auth[0].0, auth[0].1.as_str())];
+    let mut download = None;
+    for _ in 0..100 {
+        // The oldest of two is closed: its frames are all on disk.
+        let v = get(&service, ip(2), "/api/videos", &auth).json();
+        let listed = v["videos"].as_array().map_or(0, Vec::len);
+        if let Some(d) = v["videos"][0]["download"].as_str().filter(|_| listed >= 2) {
+            download = Some(d.to_string());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let download = download.expect("two segments listed in 10 s");
+    assert!(download.contains("&sig="), "{download}");
+    let r = get(&service, ip(3), &download, &[]);
+    assert_eq!(r.status, 200, "{}", r.error());
+    assert_eq!(&r.body[..2], b"\xff\xd8", "JPEG frames");
+    let unsigned = download.split("&exp=").next().unwrap();
+    assert_eq!(get(&service, ip(3), unsigned, &[]).status, 401);
+}

@@ -1438,6 +1438,27 @@
     toLogin();
   });
 
+  // A new token needs the current one again: a phone left logged in must
+  // not be able to lock its owner out.
+  $('rotate-token').addEventListener('click', async () => {
+    const current = window.prompt('Current token (a new one replaces it and logs every device out):');
+    if (!current) return;
+    try {
+      const r = await fetch('/api/auth/rotate', {
+        method: 'POST',
+        credentials: 'same-origin',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ token: current }),
+      });
+      if (!r.ok) throw await errorOf(r);
+      const j = await r.json();
+      window.prompt('New token: copy it now, it is shown once. Log in again with it.', j.token);
+      toLogin();
+    } catch (e) {
+      window.alert('The token was not changed: ' + e.message);
+    }
+  });
+
   function tickClock() {
     $('clock').textContent = fmtHMS(serverNow()) + ' UTC';
     $('clock').setAttribute('datetime', iso(serverNow()));

@@ -390,6 +390,8 @@ fn summarize(
     Ok(summary)
 }
 
+/// Every stored segment, each with a signed download link valid for
+/// [`auth::LINK_TTL_DEFAULT_S`].
 fn videos(ctx: &ApiContext, _: &Request) -> ApiResult {
     let all = ctx.store.all_segments()?;
     let list: Vec<Value> = all
@@ -401,7 +403,12 @@ fn videos(ctx: &ApiContext, _: &Request) -> ApiResult {
                 "size": s.len,
                 "start": query::label_start_ns(s).map(format_rfc3339),
                 "protected": s.protected,
-                "download": format!("/api/video/download?camera={}&name={}", s.camera, s.name),
+                // Signed, so a player or a Dash of Pi client can open it
+                // without the token in the URL.
+                "download": ctx.auth.sign_link(
+                    &format!("/api/video/download?camera={}&name={}", s.camera, s.name),
+                    auth::LINK_TTL_DEFAULT_S,
+                ).url,
             })
         })
         .collect();
