@@ -579,3 +579,84 @@ fn the_videos_list_gives_download_links_that_open_without_the_token() {
     let unsigned = download.split("&exp=").next().unwrap();
     assert_eq!(get(&service, ip(3), unsigned, &[]).status, 401);
 }
+
+/// `dashvault run` on a free port in `dir`, its output (not a terminal)
+/// going to `dir/out.txt`, and the port once it listens.
+fn spawn_recorder(dir: &Path) -> (std::process::Child, u16) {
+    let port = closed_port();
+    let config = format!(
+        r#"{{ "port": {port}, "data_dir": "data",
+  "cameras": [{{ "id": "front", "res_width": 320, "res_height": 240, "fps": 5 }}] }}"#
+    );
+    std::fs::write(dir.join("dashvault.json"), config).unwrap();
+    let out = std::fs::File::create(dir.join("out.txt")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dashvault"))
+        .arg("-c")
+        .arg(dir.join("dashvault.json"))
+        .args(["run", "--clock-offset-only", "--duration-s", "30"])
+        .env_remove("DASHVAULT_CONFIG")
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    for _ in 0..300 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return (child, port);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the recorder did not listen on {port} in 15 s");
+}
+
+fn stop_recorder(mut child: std::process::Child) {
+    // SAFETY: signals a child this test started.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let _ = child.wait();
+}
+
+/// The status of `GET /api/status` on `port` with `token`.
+fn status_with(port: u16, token: &str) -> u16 {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    raw.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_token_stays_out_of_logs_and_rotates_through_the_running_recorder() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, port) = spawn_recorder(dir.path());
+    let file = dir.path().join(TOKEN_FILE_NAME);
+    let old = std::fs::read_to_string(&file).unwrap().trim().to_string();
+    assert_eq!(status_with(port, &old), 200);
+    let (code, out, err) = dashvault(&dir.path().join("dashvault.json"), &["token", "rotate"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("by the recorder"), "{out}");
+    let new = std::fs::read_to_string(&file).unwrap().trim().to_string();
+    assert_ne!(new, old);
+    assert!(out.contains(&new), "the console shows the new token: {out}");
+    assert_eq!(status_with(port, &old), 401, "the old token is over");
+    assert_eq!(status_with(port, &new), 200);
+    stop_recorder(child);
+    // Its output went to a file, as the appliance's goes to its log: the
+    // token it created is named only by its fingerprint.
+    let logged = std::fs::read_to_string(dir.path().join("out.txt")).unwrap();
+    let fingerprint = dashvault::http::auth::fingerprint(&old);
+    assert!(!logged.contains(&old), "{logged}");
+    assert!(!logged.contains(&new), "{logged}");
+    assert!(
+        logged.contains(&format!("token:  {fingerprint}")),
+        "{logged}"
+    );
+}
