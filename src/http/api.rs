@@ -397,6 +397,7 @@ fn videos(ctx: &ApiContext, _: &Request) -> ApiResult {
     let list: Vec<Value> = all
         .iter()
         .map(|s| {
+            let download = format!("/api/video/download?camera={}&name={}", s.camera, s.name);
             json!({
                 "camera": s.camera,
                 "name": s.name,
@@ -405,10 +406,8 @@ fn videos(ctx: &ApiContext, _: &Request) -> ApiResult {
                 "protected": s.protected,
                 // Signed, so a player or a Dash of Pi client can open it
                 // without the token in the URL.
-                "download": ctx.auth.sign_link(
-                    &format!("/api/video/download?camera={}&name={}", s.camera, s.name),
-                    auth::LINK_TTL_DEFAULT_S,
-                ).url,
+                "download": ctx.auth.sign_link(&download, auth::LINK_TTL_DEFAULT_S)
+                    .map_or(download, |l| l.url),
             })
         })
         .collect();
@@ -546,7 +545,9 @@ fn sign_link(ctx: &ApiContext, req: &Request) -> ApiResult {
             auth::LINK_TTL_MAX_S
         )));
     }
-    let link = ctx.auth.sign_link(&asked.url, ttl_s);
+    let link = ctx.auth.sign_link(&asked.url, ttl_s).ok_or_else(|| {
+        ApiError::Unavailable("signed links are off: the recorder has no key".into())
+    })?;
     Ok(Response::json(
         200,
         &json!({"url": link.url, "expires": format_rfc3339(link.expires_wall_ns), "ttl_s": ttl_s}),

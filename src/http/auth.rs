@@ -289,23 +289,23 @@ impl Throttle {
 pub struct Auth {
     token: RwLock<String>,
     home: TokenHome,
-    /// Signs links; new at start and at every rotation.
-    link_key: RwLock<[u8; 32]>,
+    /// Signs links; new at start and at every rotation. `None` when the
+    /// kernel gave no randomness: then no link is made or accepted.
+    link_key: RwLock<Option<[u8; 32]>>,
     clock: Arc<dyn Clock>,
     /// Session id → expiry (monotonic ns).
     sessions: Mutex<HashMap<String, u64>>,
     throttle: Mutex<Throttle>,
 }
 
-fn new_link_key() -> [u8; 32] {
-    let mut key = [0u8; 32];
-    match random_bytes(key.len()) {
-        Ok(b) => key.copy_from_slice(&b),
-        // Without the kernel's randomness no session id could be made
-        // either; a key nobody knows is still better than a fixed one.
-        Err(e) => log::error!("cannot make a key for signed links: {e}"),
+fn new_link_key() -> Option<[u8; 32]> {
+    match random_bytes(32) {
+        Ok(b) => b.try_into().ok(),
+        Err(e) => {
+            log::error!("cannot make a key for signed links, so none will open: {e}");
+            None
+        }
     }
-    key
 }
 
 impl Auth {
@@ -444,7 +444,8 @@ impl Auth {
 
     /// A signed link to `path_and_query` (a path, `?`, and the query as the
     /// client would send it), valid for `ttl_s` seconds from now.
-    pub fn sign_link(&self, path_and_query: &str, ttl_s: u64) -> SignedLink {
+    /// `None` when there is no key to sign with.
+    pub fn sign_link(&self, path_and_query: &str, ttl_s: u64) -> Option<SignedLink> {
         let (path, query) = path_and_query
             .split_once('?')
             .unwrap_or((path_and_query, ""));
@@ -455,11 +456,11 @@ impl Auth {
             .collect();
         pairs.push((LINK_EXPIRY_PARAM.into(), expires_mono_s.to_string()));
         let signed = signed_text(path, &pairs);
-        let sig = self.signature(&signed);
-        SignedLink {
+        let sig = self.signature(&signed)?;
+        Some(SignedLink {
             url: format!("{signed}&{LINK_SIGNATURE_PARAM}={sig}"),
             expires_wall_ns: self.clock.wall_ns() + (ttl_s * NS_PER_S) as i64,
-        }
+        })
     }
 
     /// `Some(Allowed)` for a request that carries a valid signed link,
@@ -473,7 +474,11 @@ impl Auth {
             .filter(|(k, _)| k != LINK_SIGNATURE_PARAM)
             .cloned()
             .collect();
-        let expected = self.signature(&signed_text(&req.path, &pairs));
+        let Some(expected) = self.signature(&signed_text(&req.path, &pairs)) else {
+            return Some(Verdict::BadLink(
+                "signed links are off: the recorder has no key",
+            ));
+        };
         if !constant_time_eq::constant_time_eq(sig.as_bytes(), expected.as_bytes()) {
             return Some(Verdict::BadLink("this link's signature does not match: it was changed, or made before a restart or a token rotation"));
         }
@@ -487,12 +492,12 @@ impl Auth {
         Some(Verdict::Allowed)
     }
 
-    fn signature(&self, text: &str) -> String {
-        let key = self.link_key.read().unwrap_or_else(|e| e.into_inner());
-        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&key[..])
-            .expect("HMAC takes keys of any length");
+    fn signature(&self, text: &str) -> Option<String> {
+        let key = (*self.link_key.read().unwrap_or_else(|e| e.into_inner()))?;
+        // HMAC takes keys of any length: this never fails.
+        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&key).ok()?;
         mac.update(text.as_bytes());
-        hex(&mac.finalize().into_bytes())
+        Some(hex(&mac.finalize().into_bytes()))
     }
 }
 
@@ -672,7 +677,9 @@ mod tests {
     #[test]
     fn a_signed_link_opens_only_its_url_until_it_expires() {
         let (a, clock) = auth();
-        let link = a.sign_link("/api/export.mp4?camera=front&from=2026-01-01T00:00:00Z", 60);
+        let link = a
+            .sign_link("/api/export.mp4?camera=front&from=2026-01-01T00:00:00Z", 60)
+            .unwrap();
         assert!(link
             .url
             .starts_with("/api/export.mp4?camera=front&from=2026-01-01T00%3A00%3A00Z&exp="));
@@ -703,7 +710,7 @@ mod tests {
         let clock = Arc::new(SimulatedClock::new(1_000_000_000, 0));
         let a = Auth::kept_in(old.clone(), TokenHome::of(&src, Path::new("c.json")), clock);
         let id = a.login("10.0.0.1".parse().unwrap(), &old).unwrap();
-        let link = a.sign_link("/api/snapshot?camera=front", 60);
+        let link = a.sign_link("/api/snapshot?camera=front", 60).unwrap();
         let returned = a.rotate().unwrap();
         let path = dir.path().join(TOKEN_FILE_NAME);
         let new = std::fs::read_to_string(&path).unwrap().trim().to_string();
