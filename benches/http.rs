@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-const TOKEN: &str = "benchbenchbenchbenchbenchbenchbenchbenchbenchbenchbenchbench0000";
+// A configured token must pass the 128-bit rule (docs/api.md).
+const TOKEN: &str = "be9c4a1f07d2e853b6a0c1d4e7f29b3865a1c0d7e2f4b9a3c6d8e0f1a2b3c4d5";
 const WINDOW: Duration = Duration::from_secs(8);
 
 fn free_port() -> u16 {

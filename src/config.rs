@@ -338,12 +338,77 @@ impl Config {
         if let Some(wifi) = &self.wifi {
             wifi.validate(&mut errs);
         }
+        if let Some(problem) = self.auth_token.as_deref().and_then(auth_token_weakness) {
+            errs.push(FieldError::new("auth_token", problem));
+        }
         if errs.is_empty() {
             Ok(())
         } else {
             Err(errs)
         }
     }
+}
+
+/// Bits a configured `auth_token` must be worth: anyone who joins the
+/// hotspot can guess at it.
+pub const AUTH_TOKEN_BITS_MIN: f64 = 128.0;
+/// Fewer different characters than this is a pattern, not a secret.
+const AUTH_TOKEN_DISTINCT_MIN: usize = 8;
+
+/// Characters that join words (`your-secure-token`): they add nothing to
+/// the alphabet of a token.
+const WORD_SEPARATORS: &[char] = &['-', '_', '.'];
+
+/// An upper estimate of the bits a token is worth: length × log2 of its
+/// alphabet. A token of hex digits only counts 4 bits a character (so 32
+/// hex digits make 128 bits); any other counts log2 of the sum of the
+/// character classes it uses: a-z 26, A-Z 26, 0-9 10, any other character
+/// but `-`, `_` and `.` 33.
+pub fn auth_token_bits(token: &str) -> f64 {
+    let chars = token.chars().count() as f64;
+    if token.chars().all(|c| c.is_ascii_hexdigit()) {
+        return chars * 4.0;
+    }
+    let has = |f: fn(&char) -> bool| token.chars().any(|c| f(&c));
+    let alphabet = [
+        (has(char::is_ascii_lowercase), 26),
+        (has(char::is_ascii_uppercase), 26),
+        (has(char::is_ascii_digit), 10),
+        (
+            has(|c| !c.is_ascii_alphanumeric() && !WORD_SEPARATORS.contains(c)),
+            33,
+        ),
+    ]
+    .iter()
+    .filter(|(present, _)| *present)
+    .map(|(_, n)| *n)
+    .sum::<u32>();
+    chars * f64::from(alphabet).log2()
+}
+
+/// Why a configured token is refused, if it is: under
+/// [`AUTH_TOKEN_BITS_MIN`] bits by [`auth_token_bits`], fewer than 8
+/// different characters, or whitespace or control characters (it travels
+/// in an HTTP header).
+fn auth_token_weakness(token: &str) -> Option<String> {
+    let advice = "use 32 or more random hex digits (openssl rand -hex 16), or delete auth_token to let dashvault make one";
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some(format!(
+            "contains spaces or control characters, which cannot be sent in a header; {advice}"
+        ));
+    }
+    let mut distinct: Vec<char> = token.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let bits = auth_token_bits(token);
+    if bits < AUTH_TOKEN_BITS_MIN || distinct.len() < AUTH_TOKEN_DISTINCT_MIN {
+        return Some(format!(
+            "is too easy to guess ({} characters, {} different, at most {bits:.0} bits; at least {AUTH_TOKEN_BITS_MIN:.0} bits are needed); {advice}",
+            token.chars().count(),
+            distinct.len()
+        ));
+    }
+    None
 }
 
 impl CameraConfig {
@@ -1103,7 +1168,7 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 
 /// Write `<path>.tmp`, fsync it, rename it over `path`, fsync the folder.
 /// The file is created `0600`: it can hold the dashboard's token.
-fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = with_suffix(path, ".tmp");
     let written = (|| {
         let mut f = OpenOptions::new()
@@ -1664,7 +1729,7 @@ mod tests {
   "port": 8081,
   "video_dir": "/home/pi/.local/state/dash-of-pi/videos",
   "storage_cap_gb": 5,
-  "auth_token": "abc123",
+  "auth_token": "1f0e9a8b7c6d5e4f3a2b1c0d9e8f7a6b",
   "segment_length_s": 120,
   "video_res_width": 1640,
   "video_res_height": 1232,
@@ -1747,7 +1812,7 @@ mod tests {
         let json = DASH_OF_PI_EXAMPLE
             .replacen(
                 "\"port\": 8080,",
-                "\"port\": 8080,\n  \"video_dir\": \"/home/user/.local/state/dash-of-pi\",\n  \"auth_token\": \"your-secure-token-here\",",
+                "\"port\": 8080,\n  \"video_dir\": \"/home/user/.local/state/dash-of-pi\",\n  \"auth_token\": \"Kq3vN8xR2mZ7pL5wT9yB4cF6hJ1sD0gA\",",
                 1,
             )
             .replace(
@@ -1759,7 +1824,10 @@ mod tests {
             c.data_dir,
             PathBuf::from("/home/user/.local/state/dash-of-pi")
         );
-        assert_eq!(c.auth_token.as_deref(), Some("your-secure-token-here"));
+        assert_eq!(
+            c.auth_token.as_deref(),
+            Some("Kq3vN8xR2mZ7pL5wT9yB4cF6hJ1sD0gA")
+        );
         assert_eq!(c.cameras[0].pixel_format.as_deref(), Some("auto"));
         assert_eq!(c.cameras[1].pixel_format, None);
     }
@@ -1818,7 +1886,8 @@ mod tests {
         let c = parse_str(
             r#"{"port": 9000, "bind": "0.0.0.0", "storage_cap_gb": 2.5,
                 "segment_length_s": 300, "sync_interval_ms": 250, "min_free_mb": 0,
-                "data_dir": "/var/lib/dashvault", "auth_token": "t0k"}"#,
+                "data_dir": "/var/lib/dashvault",
+                "auth_token": "0123456789abcdef0123456789abcdef"}"#,
         )
         .unwrap()
         .config;
@@ -1829,8 +1898,35 @@ mod tests {
         assert_eq!(c.sync_interval_ms, 250);
         assert_eq!(c.min_free_mb, 0);
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/dashvault"));
-        assert_eq!(c.auth_token.as_deref(), Some("t0k"));
+        assert_eq!(
+            c.auth_token.as_deref(),
+            Some("0123456789abcdef0123456789abcdef")
+        );
         assert_eq!(c.cameras, Config::default().cameras);
+    }
+
+    #[test]
+    fn a_weak_auth_token_is_a_config_problem_naming_the_field() {
+        for weak in [
+            "abc123",
+            "your-secure-token-here",
+            "0123456789abcdef0123456789abcde", // 31 hex digits: 124 bits
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "correct horse battery staple and more words",
+        ] {
+            let json = format!(r#"{{"auth_token": "{weak}"}}"#);
+            let msg = only_problem(&json);
+            assert!(msg.starts_with("auth_token: "), "{weak}: {msg}");
+        }
+        for strong in [
+            "0123456789abcdef0123456789abcdef", // 32 hex digits
+            "Kq3vN8xR2mZ7pL5wT9yB4c",           // 22 base64url: 131 bits
+            "zq8-w3xQk2m9p7r4t6y1b5n0",         // 24 characters of 3 classes
+        ] {
+            let json = format!(r#"{{"auth_token": "{strong}"}}"#);
+            assert!(parse_str(&json).is_ok(), "{strong} was refused");
+        }
+        assert_eq!(auth_token_bits("0123456789abcdef0123456789abcdef"), 128.0);
     }
 
     #[test]
@@ -1861,7 +1957,10 @@ mod tests {
             PathBuf::from("/home/pi/.local/state/dash-of-pi/videos")
         );
         assert_eq!(c.storage_cap_gb, 5.0);
-        assert_eq!(c.auth_token.as_deref(), Some("abc123"));
+        assert_eq!(
+            c.auth_token.as_deref(),
+            Some("1f0e9a8b7c6d5e4f3a2b1c0d9e8f7a6b")
+        );
         assert_eq!(c.segment_length_s, 120);
         assert_eq!(c.cameras.len(), 1);
         let cam = &c.cameras[0];
@@ -2248,7 +2347,7 @@ mod tests {
             bind: "0.0.0.0".into(),
             storage_cap_gb: 1.5,
             data_dir: PathBuf::from("/srv/cam"),
-            auth_token: Some("secret".into()),
+            auth_token: Some("5f4dcc3b5aa765d61d8327deb882cf99".into()),
             cameras: vec![CameraConfig::synthetic("front"), rear],
             ..Config::default()
         };

@@ -162,6 +162,24 @@
     return new HttpError(r.status, r.status + ' ' + r.statusText);
   }
 
+  // A player (VLC, a download manager) opens a URL without the dashboard's
+  // cookie, and the token is never accepted in a URL: ask the server for a
+  // signed link to exactly this URL, valid for an hour, and show it to copy.
+  async function showPlayerLink(path, what) {
+    try {
+      const r = await api('/api/links', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ url: path, ttl_s: 3600 }),
+      });
+      if (!r.ok) throw await errorOf(r);
+      const link = await r.json();
+      window.prompt(what + ': open this link in VLC or another player until ' + fmtHMS(Date.parse(link.expires)) + ' UTC.', location.origin + link.url);
+    } catch (e) {
+      if (!(e instanceof HttpError && e.status === 401)) window.alert('No link: ' + e.message);
+    }
+  }
+
   async function apiJson(path) {
     const r = await api(path);
     if (!r.ok) throw await errorOf(r);
@@ -501,7 +519,9 @@
       const fig = h('figure', { class: 'live-tile' },
         h('div', { class: 'live-view' }, img, badge),
         h('figcaption', null, h('span', { class: 'dot', 'data-dot': c.id }), h('span', { class: 'name' }, cameraName(c.id)),
-          h('a', { class: 'button small', href: '/api/snapshot?camera=' + enc(c.id), download: '', 'aria-label': 'Snapshot of ' + cameraName(c.id) }, 'Snapshot')));
+          h('a', { class: 'button small', href: '/api/snapshot?camera=' + enc(c.id), download: '', 'aria-label': 'Snapshot of ' + cameraName(c.id) }, 'Snapshot'),
+          h('button', { type: 'button', class: 'button small', 'aria-label': 'Link to the live view of ' + cameraName(c.id) + ' for a player',
+            onclick: () => showPlayerLink('/api/stream/mjpeg?camera=' + enc(c.id), 'Live view of ' + cameraName(c.id)) }, 'VLC link')));
       return fig;
     }));
     if (!document.hidden) for (const t of tiles.values()) startStream(t);
@@ -1206,6 +1226,11 @@
   $('export-link').addEventListener('click', () => {
     if (exp.preset === 'last5') applyPreset('last5');
   });
+  $('export-player-link').addEventListener('click', () => {
+    if (exp.preset === 'last5') applyPreset('last5');
+    const href = $('export-link').getAttribute('href');
+    if (href) showPlayerLink(href, 'Export');
+  });
 
   // --------------------------------------------------------------- segments
 
@@ -1411,6 +1436,27 @@
       await fetch('/api/logout', { method: 'POST', credentials: 'same-origin' });
     } catch (_) { /* going to the login page anyway */ }
     toLogin();
+  });
+
+  // A new token needs the current one again: a phone left logged in must
+  // not be able to lock its owner out.
+  $('rotate-token').addEventListener('click', async () => {
+    const current = window.prompt('Current token (a new one replaces it and logs every device out):');
+    if (!current) return;
+    try {
+      const r = await fetch('/api/auth/rotate', {
+        method: 'POST',
+        credentials: 'same-origin',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ token: current }),
+      });
+      if (!r.ok) throw await errorOf(r);
+      const j = await r.json();
+      window.prompt('New token: copy it now, it is shown once. Log in again with it.', j.token);
+      toLogin();
+    } catch (e) {
+      window.alert('The token was not changed: ' + e.message);
+    }
   });
 
   function tickClock() {

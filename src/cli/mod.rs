@@ -7,6 +7,7 @@ pub mod export;
 pub mod lock;
 pub mod run;
 pub mod status;
+pub mod token;
 pub mod verify;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +37,7 @@ pub enum Command {
     Config(config_check::ConfigArgs),
     Lock(lock::LockArgs),
     Cameras(cameras::CamerasArgs),
+    Token(token::TokenArgs),
 }
 
 /// Runs a command; returns the process exit code.
@@ -53,6 +55,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Config(args) => config_check::run(&config_path, args),
         Command::Lock(args) => lock::run(&config_path, args),
         Command::Cameras(args) => cameras::run(&config_path, args),
+        Command::Token(args) => token::run(&config_path, args),
     }
 }
 

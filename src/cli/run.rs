@@ -14,7 +14,7 @@ use crate::clock::{
 use crate::config::CameraConfig;
 use crate::config::{self, ConfigOrigin};
 use crate::http::api::ApiContext;
-use crate::http::auth::{load_or_create_token, Auth, TokenSource};
+use crate::http::auth::{fingerprint, load_or_create_token, Auth, TokenHome, TokenSource};
 use crate::http::server::Limits;
 use crate::http::HttpService;
 use crate::recorder::{Discovery, Recorder, RecorderParts};
@@ -336,20 +336,39 @@ fn start_http(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let token = match load_or_create_token(config_dir, config.auth_token.as_deref()) {
+    let (token, home) = match load_or_create_token(config_dir, config.auth_token.as_deref()) {
         Ok((token, source)) => {
-            match source {
-                TokenSource::Config => println!("token:  from {}", config_path.display()),
-                TokenSource::File(p) => println!("token:  {} (from {})", token, p.display()),
+            // The whole token is shown once, when it is made, and only on a
+            // terminal (the appliance pipes this output into its log);
+            // otherwise only its fingerprint, so logs do not carry it.
+            let fp = fingerprint(&token);
+            // SAFETY: isatty only inspects the descriptor.
+            let on_terminal = unsafe { libc::isatty(libc::STDOUT_FILENO) } == 1;
+            match &source {
+                TokenSource::Config => {
+                    println!("token:  {fp}… (from {})", config_path.display())
+                }
+                TokenSource::File(p) => println!("token:  {fp}… (in {})", p.display()),
+                TokenSource::Created(p) if on_terminal => {
+                    println!("token:  {token} (new, saved in {})", p.display())
+                }
                 TokenSource::Created(p) => {
-                    println!("token:  {} (new, saved in {})", token, p.display())
+                    println!("token:  {fp}… (new; `cat {}` shows it)", p.display())
                 }
                 TokenSource::Ephemeral(why) => {
                     log::error!("{why}; this token lasts until restart");
-                    println!("token:  {token} (until restart)");
+                    if on_terminal {
+                        println!("token:  {token} (until restart)");
+                    } else {
+                        println!(
+                            "token:  {fp}… (until restart; run dashvault in a terminal to see it)"
+                        );
+                    }
                 }
             }
-            token
+            log::info!("dashboard token {fp}…");
+            let home = TokenHome::of(&source, config_path);
+            (token, home)
         }
         Err(e) => {
             log::error!("DASHBOARD OFF: cannot read or create the access token: {e}");
@@ -362,7 +381,7 @@ fn start_http(
         recorder.status.clone(),
         recorder.live.clone(),
         clock.clone(),
-        Auth::new(token, clock),
+        Auth::kept_in(token, home, clock),
     );
     ctx.timekeeper = Some(timekeeper);
     ctx.incidents = Some(recorder.incidents.clone());

@@ -22,6 +22,9 @@ pub enum Access {
     Public,
     /// Needs the token or a session.
     Token,
+    /// Needs the token or a session, or a signed link to this very URL
+    /// (`POST /api/links`): what a player or a download opens on its own.
+    Link,
 }
 
 pub struct Route {
@@ -45,26 +48,16 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/api/cameras/*", Access::Token, camera),
     route("GET", "/api/recordings", Access::Token, recordings),
     route("GET", "/api/videos", Access::Token, videos),
-    route("GET", "/api/video/download", Access::Token, video_download),
-    route(
-        "GET",
-        "/api/stream/frame",
-        Access::Token,
-        stream::live_frame,
-    ),
-    route("GET", "/api/snapshot", Access::Token, stream::snapshot),
-    route(
-        "GET",
-        "/api/stream/mjpeg",
-        Access::Token,
-        stream::live_mjpeg,
-    ),
-    route("GET", "/api/frame", Access::Token, stream::recorded_frame),
-    route("GET", "/api/playback", Access::Token, stream::playback),
+    route("GET", "/api/video/download", Access::Link, video_download),
+    route("GET", "/api/stream/frame", Access::Link, stream::live_frame),
+    route("GET", "/api/snapshot", Access::Link, stream::snapshot),
+    route("GET", "/api/stream/mjpeg", Access::Link, stream::live_mjpeg),
+    route("GET", "/api/frame", Access::Link, stream::recorded_frame),
+    route("GET", "/api/playback", Access::Link, stream::playback),
     route(
         "GET",
         "/api/export.mp4",
-        Access::Token,
+        Access::Link,
         super::export::export_mp4,
     ),
     route("GET", "/api/clock", Access::Token, super::clock::get_clock),
@@ -77,7 +70,8 @@ pub const ROUTES: &[Route] = &[
         super::incidents::list,
     ),
     route("GET", "/api/config", Access::Token, config),
-    route("GET", "/api/auth/token", Access::Token, token),
+    route("POST", "/api/auth/rotate", Access::Token, rotate_token),
+    route("POST", "/api/links", Access::Token, sign_link),
 ];
 
 const fn route(
@@ -122,14 +116,14 @@ impl Handler for ApiContext {
             };
             return error.response();
         };
-        if route.access == Access::Token {
-            let denied = match self.auth.check(req) {
+        if route.access != Access::Public {
+            let mut verdict = self.auth.check(req);
+            if verdict != Verdict::Allowed && route.access == Access::Link {
+                verdict = self.auth.check_link(req).unwrap_or(verdict);
+            }
+            let denied = match verdict {
                 Verdict::Allowed => None,
-                Verdict::SlowDown(s) => Some(ApiError::SlowDown(s)),
-                Verdict::Wrong => Some(ApiError::Unauthorized("wrong token".into())),
-                Verdict::Missing => Some(ApiError::Unauthorized(
-                    "log in, or send Authorization: Bearer <token>".into(),
-                )),
+                other => Some(ApiError::from_verdict(other)),
             };
             if let Some(e) = denied {
                 // People opening the dashboard are sent to the login page.
@@ -206,9 +200,8 @@ fn login(ctx: &ApiContext, req: &Request) -> ApiResult {
         Err(Verdict::SlowDown(s)) if !is_json => {
             Ok(redirect("/login?error=slow").with_header("Retry-After", s.to_string()))
         }
-        Err(Verdict::SlowDown(s)) => Err(ApiError::SlowDown(s)),
         Err(_) if !is_json => Ok(redirect("/login?error=1")),
-        Err(_) => Err(ApiError::Unauthorized("wrong token".into())),
+        Err(v) => Err(ApiError::from_verdict(v)),
     }
 }
 
@@ -404,18 +397,24 @@ fn summarize(
     Ok(summary)
 }
 
+/// Every stored segment, each with a signed download link valid for
+/// [`auth::LINK_TTL_DEFAULT_S`].
 fn videos(ctx: &ApiContext, _: &Request) -> ApiResult {
     let all = ctx.store.all_segments()?;
     let list: Vec<Value> = all
         .iter()
         .map(|s| {
+            let download = format!("/api/video/download?camera={}&name={}", s.camera, s.name);
             json!({
                 "camera": s.camera,
                 "name": s.name,
                 "size": s.len,
                 "start": query::label_start_ns(s).map(format_rfc3339),
                 "protected": s.protected,
-                "download": format!("/api/video/download?camera={}&name={}", s.camera, s.name),
+                // Signed, so a player or a Dash of Pi client can open it
+                // without the token in the URL.
+                "download": ctx.auth.sign_link(&download, auth::LINK_TTL_DEFAULT_S)
+                    .map_or(download, |l| l.url),
             })
         })
         .collect();
@@ -472,15 +471,95 @@ fn video_download(ctx: &ApiContext, req: &Request) -> ApiResult {
     ))
 }
 
+/// What `/api/config` shows for a secret that is set.
+pub const REDACTED: &str = "(set)";
+
+/// The running config without its secrets: the token and the Wi-Fi
+/// password read `(set)` when they are set.
 fn config(ctx: &ApiContext, _: &Request) -> ApiResult {
     let mut c = ctx.config.clone();
-    c.auth_token = None;
+    if c.auth_token.is_some() {
+        c.auth_token = Some(REDACTED.into());
+    }
+    if let Some(pw) = c.wifi.as_mut().and_then(|w| w.password.as_mut()) {
+        *pw = REDACTED.into();
+    }
     Ok(Response::json(200, &c))
 }
 
-fn token(ctx: &ApiContext, _: &Request) -> ApiResult {
-    Ok(Response::json(200, &json!({ "token": ctx.auth.token() }))
-        .with_header("Cache-Control", "no-store"))
+/// The token from a JSON body `{"token": "..."}`.
+fn token_in_body(req: &Request) -> Option<String> {
+    serde_json::from_slice::<Value>(&req.body)
+        .ok()
+        .and_then(|v| v.get("token")?.as_str().map(str::to_string))
+}
+
+/// A new token; needs the current one in the body (`{"token": "..."}`), so
+/// a session left open on a phone cannot lock its owner out. Every session
+/// and signed link ends, this one's too. The answer holds the new token,
+/// once.
+fn rotate_token(ctx: &ApiContext, req: &Request) -> ApiResult {
+    let presented = token_in_body(req).ok_or_else(|| {
+        ApiError::BadRequest("token: missing; send the current token to confirm".into())
+    })?;
+    match ctx.auth.confirm(req.peer, &presented) {
+        Verdict::Allowed => {}
+        other => return Err(ApiError::from_verdict(other)),
+    }
+    let token = ctx
+        .auth
+        .rotate()
+        .map_err(|e| ApiError::Conflict(e.to_string()))?;
+    Ok(Response::json(
+        200,
+        &json!({"token": token, "fingerprint": auth::fingerprint(&token)}),
+    )
+    .with_header("Cache-Control", "no-store")
+    .with_header("Set-Cookie", auth::expired_cookie_header()))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkRequest {
+    /// The path and query to open, e.g. `/api/export.mp4?camera=front&...`.
+    url: String,
+    ttl_s: Option<u64>,
+}
+
+/// A signed link to a route that players open on their own (`Access::Link`).
+fn sign_link(ctx: &ApiContext, req: &Request) -> ApiResult {
+    let asked: LinkRequest = serde_json::from_slice(&req.body)
+        .map_err(|e| ApiError::BadRequest(format!("body: {e}; send {{\"url\": \"/api/...\"}}")))?;
+    let path = asked.url.split('?').next().unwrap_or_default();
+    let linkable = ROUTES
+        .iter()
+        .any(|r| r.access == Access::Link && r.matches_path(path));
+    if !linkable {
+        return Err(ApiError::BadRequest(format!(
+            "url: {path:?} cannot be opened by a link; links open {}",
+            ROUTES
+                .iter()
+                .filter(|r| r.access == Access::Link)
+                .map(|r| r.path)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let ttl_s = asked.ttl_s.unwrap_or(auth::LINK_TTL_DEFAULT_S);
+    if !(1..=auth::LINK_TTL_MAX_S).contains(&ttl_s) {
+        return Err(ApiError::BadRequest(format!(
+            "ttl_s: {ttl_s} is not allowed; use 1 to {}",
+            auth::LINK_TTL_MAX_S
+        )));
+    }
+    let link = ctx.auth.sign_link(&asked.url, ttl_s).ok_or_else(|| {
+        ApiError::Unavailable("signed links are off: the recorder has no key".into())
+    })?;
+    Ok(Response::json(
+        200,
+        &json!({"url": link.url, "expires": format_rfc3339(link.expires_wall_ns), "ttl_s": ttl_s}),
+    )
+    .with_header("Cache-Control", "no-store"))
 }
 
 #[cfg(test)]
@@ -503,5 +582,30 @@ mod tests {
             .map(|r| r.path)
             .collect();
         assert_eq!(public, ["/health", "/login", "/api/login"]);
+    }
+
+    #[test]
+    fn links_open_only_what_players_and_downloads_fetch() {
+        let linkable: Vec<&str> = ROUTES
+            .iter()
+            .filter(|r| r.access == Access::Link)
+            .map(|r| r.path)
+            .collect();
+        assert_eq!(
+            linkable,
+            [
+                "/api/video/download",
+                "/api/stream/frame",
+                "/api/snapshot",
+                "/api/stream/mjpeg",
+                "/api/frame",
+                "/api/playback",
+                "/api/export.mp4"
+            ]
+        );
+        assert!(ROUTES
+            .iter()
+            .filter(|r| r.access == Access::Link)
+            .all(|r| r.method == "GET"));
     }
 }

@@ -1,10 +1,24 @@
-//! Who may use the API: the device token, login sessions, and a slowdown for
-//! clients that keep guessing.
+//! Who may use the API: the device token, login sessions, signed links, and
+//! a slowdown for wrong tokens.
 //!
 //! The token (256 random bits, hex) lives in `dashvault.token` beside the
 //! config, mode 0600, unless the config sets `auth_token`. Sessions are
 //! random ids held in memory, so a restart asks for the token again.
 //! Comparisons are constant-time.
+//!
+//! Invariants:
+//! - Valid credentials always pass. The slowdown is consulted only after a
+//!   token has been found wrong, so no amount of wrong attempts, from any
+//!   address, can refuse the owner's session cookie or the right token.
+//! - The token is accepted only from `Authorization: Bearer` and the login
+//!   form, never from a URL (URLs end up in histories, logs and `Referer`).
+//!   A URL that a player must open on its own carries a signed link instead:
+//!   an HMAC-SHA256, under a key that lives in memory, over the path, the
+//!   query and an expiry. A link opens only that URL, only until it expires,
+//!   and not after a restart or a token rotation.
+//! - Wrong tokens are counted per address (a backoff) and all together (a
+//!   cap per minute), so addresses that rotate gain nothing.
+//! - Rotating the token ends every session and every signed link.
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -12,7 +26,10 @@ use std::io::{self, Write};
 use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
 
 use crate::clock::Clock;
 
@@ -23,15 +40,28 @@ pub const SESSION_COOKIE: &str = "dashvault_session";
 const TOKEN_BYTES: usize = 32;
 const SESSIONS_MAX: usize = 64;
 pub const SESSION_TTL_S: u64 = 7 * 24 * 3600;
-/// Wrong attempts allowed from one address before it must wait.
+/// Wrong tokens allowed from one address before its wrong tokens are
+/// answered 429.
 const FREE_ATTEMPTS: u32 = 5;
-const SLOWDOWN_MAX_S: u64 = 60;
-/// Addresses remembered for the slowdown; the oldest is forgotten first.
+const BACKOFF_MAX_S: u64 = 60;
+/// Wrong tokens allowed from all addresses together in one minute; past it,
+/// every wrong token is answered 429 until the minute is over.
+pub const FAILURES_PER_MINUTE_MAX: u32 = 30;
+const MINUTE_NS: u64 = 60 * NS_PER_S;
+/// Addresses remembered for the backoff; the oldest is forgotten first (the
+/// cap per minute still counts them).
 const FAILURE_ADDRESSES_MAX: usize = 1024;
 const NS_PER_S: u64 = 1_000_000_000;
+/// Query parameters of a signed link.
+pub const LINK_EXPIRY_PARAM: &str = "exp";
+pub const LINK_SIGNATURE_PARAM: &str = "sig";
+pub const LINK_TTL_DEFAULT_S: u64 = 3600;
+pub const LINK_TTL_MAX_S: u64 = 24 * 3600;
 
-/// `bytes` random bytes from the kernel, as lower-case hex.
-pub fn random_hex(bytes: usize) -> io::Result<String> {
+type HmacSha256 = Hmac<Sha256>;
+
+/// `bytes` random bytes from the kernel.
+fn random_bytes(bytes: usize) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; bytes];
     let mut filled = 0;
     while filled < bytes {
@@ -46,7 +76,22 @@ pub fn random_hex(bytes: usize) -> io::Result<String> {
         }
         filled += n as usize;
     }
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(buf)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `bytes` random bytes from the kernel, as lower-case hex.
+pub fn random_hex(bytes: usize) -> io::Result<String> {
+    random_bytes(bytes).map(|b| hex(&b))
+}
+
+/// What may be shown of a token: the first 8 hex digits of its SHA-256.
+/// It tells two tokens apart without helping anyone guess either.
+pub fn fingerprint(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes())[..4])
 }
 
 /// Where the token in use came from.
@@ -101,6 +146,61 @@ pub fn load_or_create_token(
     }
 }
 
+/// Where a rotated token is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenHome {
+    /// The token file: rotation replaces it atomically (0600).
+    File(PathBuf),
+    /// The config's `auth_token` sets the token: rotation is refused, since
+    /// the next start would read the old one again.
+    Config(PathBuf),
+    /// Nowhere (tests, a token that could not be saved): rotation is refused.
+    Memory,
+}
+
+impl TokenHome {
+    /// Where the token of `source` lives; `config_path` names the config.
+    pub fn of(source: &TokenSource, config_path: &Path) -> TokenHome {
+        match source {
+            TokenSource::Config => TokenHome::Config(config_path.to_path_buf()),
+            TokenSource::File(p) | TokenSource::Created(p) => TokenHome::File(p.clone()),
+            TokenSource::Ephemeral(_) => TokenHome::Memory,
+        }
+    }
+}
+
+/// Why a rotation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    #[error("the token is set by auth_token in {0}; rotate it there (put a new random value of 32 or more hex digits, then restart)")]
+    SetByConfig(PathBuf),
+    #[error("this token is not kept in a file, so a new one would be lost at restart; nothing was changed")]
+    NotKept,
+    #[error("cannot write {path}: {source}; the old token stays valid")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("cannot make a new token: {0}")]
+    Random(io::Error),
+}
+
+/// Makes a new token and writes it to the token file atomically, mode 0600.
+/// Returns the new token. Does not touch a running service (see
+/// [`Auth::rotate`]).
+pub fn rotate_token_file(home: &TokenHome) -> Result<String, RotateError> {
+    let path = match home {
+        TokenHome::File(p) => p,
+        TokenHome::Config(c) => return Err(RotateError::SetByConfig(c.clone())),
+        TokenHome::Memory => return Err(RotateError::NotKept),
+    };
+    let token = random_hex(TOKEN_BYTES).map_err(RotateError::Random)?;
+    crate::config::write_atomic(path, format!("{token}\n").as_bytes()).map_err(|source| {
+        RotateError::Write {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    Ok(token)
+}
+
 /// The result of checking a request's credentials.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -109,8 +209,13 @@ pub enum Verdict {
     Missing,
     /// A wrong token was presented.
     Wrong,
-    /// Too many wrong tokens from this address: wait this many seconds.
+    /// A wrong token, and too many of them lately (from this address or from
+    /// everyone): wait this many seconds before trying again.
     SlowDown(u64),
+    /// `?token=` in the URL: never accepted, whatever it holds.
+    TokenInUrl,
+    /// A signed link whose signature does not match, or that has expired.
+    BadLink(&'static str),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -120,48 +225,129 @@ struct Failures {
     last_ns: u64,
 }
 
+/// Wrong tokens: per address for the backoff, and all together per minute.
+#[derive(Default)]
+struct Throttle {
+    per_address: HashMap<IpAddr, Failures>,
+    minute_start_ns: u64,
+    minute_failures: u32,
+}
+
+impl Throttle {
+    /// Counts a wrong token from `peer` at `now`; returns the seconds to wait
+    /// when `peer` or everyone together is over the limit.
+    fn fail(&mut self, peer: IpAddr, now: u64) -> (u32, Option<u64>) {
+        if now.saturating_sub(self.minute_start_ns) >= MINUTE_NS || self.minute_start_ns == 0 {
+            if self.minute_failures > FAILURES_PER_MINUTE_MAX {
+                log::warn!(
+                    "{} wrong tokens in the last minute (the first {FAILURES_PER_MINUTE_MAX} were logged one by one)",
+                    self.minute_failures
+                );
+            }
+            self.minute_start_ns = now;
+            self.minute_failures = 0;
+        }
+        self.minute_failures = self.minute_failures.saturating_add(1);
+        if self.per_address.len() >= FAILURE_ADDRESSES_MAX && !self.per_address.contains_key(&peer)
+        {
+            if let Some(oldest) = self
+                .per_address
+                .iter()
+                .min_by_key(|(_, f)| f.last_ns)
+                .map(|(k, _)| *k)
+            {
+                self.per_address.remove(&oldest);
+            }
+        }
+        let f = self.per_address.entry(peer).or_insert(Failures {
+            count: 0,
+            blocked_until_ns: 0,
+            last_ns: now,
+        });
+        let address_wait =
+            (f.blocked_until_ns > now).then(|| (f.blocked_until_ns - now).div_ceil(NS_PER_S));
+        f.count = f.count.saturating_add(1);
+        f.last_ns = now;
+        if f.count >= FREE_ATTEMPTS {
+            let wait_s = (1u64 << (f.count - FREE_ATTEMPTS).min(6)).min(BACKOFF_MAX_S);
+            f.blocked_until_ns = f.blocked_until_ns.max(now + wait_s * NS_PER_S);
+        }
+        let global_wait = (self.minute_failures > FAILURES_PER_MINUTE_MAX)
+            .then(|| (self.minute_start_ns + MINUTE_NS - now).div_ceil(NS_PER_S));
+        let wait = match (address_wait, global_wait) {
+            (Some(a), Some(g)) => Some(a.max(g)),
+            (a, g) => a.or(g),
+        };
+        (f.count, wait)
+    }
+
+    fn succeed(&mut self, peer: IpAddr) {
+        self.per_address.remove(&peer);
+    }
+}
+
 pub struct Auth {
-    token: String,
+    token: RwLock<String>,
+    home: TokenHome,
+    /// Signs links; new at start and at every rotation. `None` when the
+    /// kernel gave no randomness: then no link is made or accepted.
+    link_key: RwLock<Option<[u8; 32]>>,
     clock: Arc<dyn Clock>,
     /// Session id → expiry (monotonic ns).
     sessions: Mutex<HashMap<String, u64>>,
-    failures: Mutex<HashMap<IpAddr, Failures>>,
+    throttle: Mutex<Throttle>,
+}
+
+fn new_link_key() -> Option<[u8; 32]> {
+    match random_bytes(32) {
+        Ok(b) => b.try_into().ok(),
+        Err(e) => {
+            log::error!("cannot make a key for signed links, so none will open: {e}");
+            None
+        }
+    }
 }
 
 impl Auth {
+    /// A token that stays as it is: rotation is refused.
     pub fn new(token: String, clock: Arc<dyn Clock>) -> Auth {
+        Auth::kept_in(token, TokenHome::Memory, clock)
+    }
+
+    /// A token kept in `home`, where a rotation writes the new one.
+    pub fn kept_in(token: String, home: TokenHome, clock: Arc<dyn Clock>) -> Auth {
         Auth {
-            token,
+            token: RwLock::new(token),
+            home,
+            link_key: RwLock::new(new_link_key()),
             clock,
             sessions: Mutex::default(),
-            failures: Mutex::default(),
+            throttle: Mutex::default(),
         }
     }
 
-    pub fn token(&self) -> &str {
-        &self.token
+    /// The fingerprint of the token in use (never the token).
+    pub fn token_fingerprint(&self) -> String {
+        fingerprint(&self.token.read().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Checks `Authorization: Bearer`, then the session cookie, then the
-    /// Dash of Pi style `?token=` parameter.
+    /// Checks, in this order, the session cookie, `Authorization: Bearer`,
+    /// and refuses `?token=`. Signed links are checked by [`Auth::check_link`].
     pub fn check(&self, req: &Request) -> Verdict {
-        if let Some(wait) = self.blocked(req.peer) {
-            return Verdict::SlowDown(wait);
+        if let Some(id) = session_cookie(req) {
+            if self.session_valid(id) {
+                return Verdict::Allowed;
+            }
         }
         if let Some(value) = req.header("authorization") {
             let presented = value
                 .strip_prefix("Bearer ")
                 .or_else(|| value.strip_prefix("bearer "))
                 .unwrap_or("");
-            return self.judge(req.peer, presented);
+            return self.judge(req.peer, presented.trim());
         }
-        if let Some(id) = session_cookie(req) {
-            if self.session_valid(id) {
-                return Verdict::Allowed;
-            }
-        }
-        if let Some(presented) = req.param("token") {
-            return self.judge(req.peer, presented);
+        if req.param("token").is_some() {
+            return Verdict::TokenInUrl;
         }
         Verdict::Missing
     }
@@ -169,9 +355,6 @@ impl Auth {
     /// Checks a token typed into the login form; on success returns a new
     /// session id for the cookie.
     pub fn login(&self, peer: IpAddr, presented: &str) -> Result<String, Verdict> {
-        if let Some(wait) = self.blocked(peer) {
-            return Err(Verdict::SlowDown(wait));
-        }
         match self.judge(peer, presented.trim()) {
             Verdict::Allowed => {}
             other => return Err(other),
@@ -205,6 +388,30 @@ impl Auth {
         }
     }
 
+    /// Checks a token presented again to confirm a sensitive action (a
+    /// rotation); wrong ones count like any other.
+    pub fn confirm(&self, peer: IpAddr, presented: &str) -> Verdict {
+        self.judge(peer, presented.trim())
+    }
+
+    /// A new token, kept where the old one was; every session and signed
+    /// link ends. Returns the new token.
+    pub fn rotate(&self) -> Result<String, RotateError> {
+        let mut token = self.token.write().unwrap_or_else(|e| e.into_inner());
+        let new = rotate_token_file(&self.home)?;
+        *token = new;
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        *self.link_key.write().unwrap_or_else(|e| e.into_inner()) = new_link_key();
+        log::warn!(
+            "token rotated (now {}): every session and signed link has ended",
+            fingerprint(&token)
+        );
+        Ok(token.clone())
+    }
+
     fn session_valid(&self, id: &str) -> bool {
         let now = self.clock.mono_ns();
         let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
@@ -213,47 +420,104 @@ impl Auth {
         sessions.get(id).is_some_and(|expiry| *expiry > now)
     }
 
+    /// Whether `presented` is the token. The slowdown is consulted only for
+    /// a wrong token, so the right one always passes.
     fn judge(&self, peer: IpAddr, presented: &str) -> Verdict {
-        if constant_time_eq::constant_time_eq(presented.as_bytes(), self.token.as_bytes()) {
-            self.failures
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&peer);
+        let right = {
+            let token = self.token.read().unwrap_or_else(|e| e.into_inner());
+            constant_time_eq::constant_time_eq(presented.as_bytes(), token.as_bytes())
+        };
+        let mut throttle = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
+        if right {
+            throttle.succeed(peer);
             return Verdict::Allowed;
         }
-        let now = self.clock.mono_ns();
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if failures.len() >= FAILURE_ADDRESSES_MAX && !failures.contains_key(&peer) {
-            if let Some(oldest) = failures
-                .iter()
-                .min_by_key(|(_, f)| f.last_ns)
-                .map(|(k, _)| *k)
-            {
-                failures.remove(&oldest);
-            }
+        let (count, wait) = throttle.fail(peer, self.clock.mono_ns());
+        if throttle.minute_failures <= FAILURES_PER_MINUTE_MAX {
+            log::warn!("wrong token from {peer} (attempt {count})");
         }
-        let f = failures.entry(peer).or_insert(Failures {
-            count: 0,
-            blocked_until_ns: 0,
-            last_ns: now,
-        });
-        f.count += 1;
-        f.last_ns = now;
-        if f.count >= FREE_ATTEMPTS {
-            let wait_s = (1u64 << (f.count - FREE_ATTEMPTS).min(6)).min(SLOWDOWN_MAX_S);
-            f.blocked_until_ns = now + wait_s * NS_PER_S;
+        match wait {
+            Some(s) => Verdict::SlowDown(s),
+            None => Verdict::Wrong,
         }
-        log::warn!("wrong token from {peer} (attempt {})", f.count);
-        Verdict::Wrong
     }
 
-    /// Seconds `peer` must still wait, if it is being slowed down.
-    fn blocked(&self, peer: IpAddr) -> Option<u64> {
-        let now = self.clock.mono_ns();
-        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let f = failures.get(&peer)?;
-        (f.blocked_until_ns > now).then(|| (f.blocked_until_ns - now).div_ceil(NS_PER_S))
+    /// A signed link to `path_and_query` (a path, `?`, and the query as the
+    /// client would send it), valid for `ttl_s` seconds from now.
+    /// `None` when there is no key to sign with.
+    pub fn sign_link(&self, path_and_query: &str, ttl_s: u64) -> Option<SignedLink> {
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let expires_mono_s = self.clock.mono_ns() / NS_PER_S + ttl_s;
+        let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+            .filter(|(k, _)| k != LINK_EXPIRY_PARAM && k != LINK_SIGNATURE_PARAM && k != "token")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        pairs.push((LINK_EXPIRY_PARAM.into(), expires_mono_s.to_string()));
+        let signed = signed_text(path, &pairs);
+        let sig = self.signature(&signed)?;
+        Some(SignedLink {
+            url: format!("{signed}&{LINK_SIGNATURE_PARAM}={sig}"),
+            expires_wall_ns: self.clock.wall_ns() + (ttl_s * NS_PER_S) as i64,
+        })
     }
+
+    /// `Some(Allowed)` for a request that carries a valid signed link,
+    /// `Some(BadLink)` for one whose link is wrong or expired, `None` when it
+    /// carries no link.
+    pub fn check_link(&self, req: &Request) -> Option<Verdict> {
+        let sig = req.param(LINK_SIGNATURE_PARAM)?;
+        let pairs: Vec<(String, String)> = req
+            .query
+            .iter()
+            .filter(|(k, _)| k != LINK_SIGNATURE_PARAM)
+            .cloned()
+            .collect();
+        let Some(expected) = self.signature(&signed_text(&req.path, &pairs)) else {
+            return Some(Verdict::BadLink(
+                "signed links are off: the recorder has no key",
+            ));
+        };
+        if !constant_time_eq::constant_time_eq(sig.as_bytes(), expected.as_bytes()) {
+            return Some(Verdict::BadLink("this link's signature does not match: it was changed, or made before a restart or a token rotation"));
+        }
+        let expires_s = req
+            .param(LINK_EXPIRY_PARAM)
+            .and_then(|e| e.parse::<u64>().ok())
+            .unwrap_or(0);
+        if self.clock.mono_ns() / NS_PER_S >= expires_s {
+            return Some(Verdict::BadLink("this link has expired; make a new one"));
+        }
+        Some(Verdict::Allowed)
+    }
+
+    fn signature(&self, text: &str) -> Option<String> {
+        let key = (*self.link_key.read().unwrap_or_else(|e| e.into_inner()))?;
+        // HMAC takes keys of any length: this never fails.
+        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&key).ok()?;
+        mac.update(text.as_bytes());
+        Some(hex(&mac.finalize().into_bytes()))
+    }
+}
+
+/// A URL that opens one route without the token, until it expires.
+#[derive(Clone, Debug)]
+pub struct SignedLink {
+    /// Path and query, with `exp` and `sig` last.
+    pub url: String,
+    pub expires_wall_ns: i64,
+}
+
+/// What a link's signature covers: the path as sent, then the query
+/// parameters (without `sig`) in their order, percent-encoded the one way
+/// `form_urlencoded` does, so a link still matches after a client re-encodes
+/// it (`%20` for `+`).
+fn signed_text(path: &str, pairs: &[(String, String)]) -> String {
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
+    format!("{path}?{query}")
 }
 
 /// The session id from the `Cookie` header.
@@ -280,6 +544,8 @@ mod tests {
     use crate::clock::SimulatedClock;
     use std::time::Duration;
 
+    const TOKEN: &str = "secret";
+
     fn request(peer: &str, headers: &[(&str, &str)], query: &[(&str, &str)]) -> Request {
         Request {
             method: "GET".into(),
@@ -298,19 +564,31 @@ mod tests {
         }
     }
 
+    /// A request for `url` (path and query as a client sends it).
+    fn get(url: &str) -> Request {
+        let (path, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut r = request("10.0.0.1", &[], &[]);
+        r.path = path.into();
+        r.query = form_urlencoded::parse(query.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        r
+    }
+
     fn auth() -> (Auth, Arc<SimulatedClock>) {
         let clock = Arc::new(SimulatedClock::new(1_000_000_000, 0));
-        (Auth::new("secret".into(), clock.clone()), clock)
+        (Auth::new(TOKEN.into(), clock.clone()), clock)
+    }
+
+    fn bearer(peer: &str, token: &str) -> Request {
+        request(peer, &[("authorization", &format!("Bearer {token}"))], &[])
     }
 
     #[test]
-    fn bearer_cookie_and_query_token_are_accepted() {
+    fn bearer_and_cookie_are_accepted() {
         let (a, _) = auth();
-        let bearer = request("10.0.0.1", &[("authorization", "Bearer secret")], &[]);
-        assert_eq!(a.check(&bearer), Verdict::Allowed);
-        let query = request("10.0.0.1", &[], &[("token", "secret")]);
-        assert_eq!(a.check(&query), Verdict::Allowed);
-        let id = a.login("10.0.0.1".parse().unwrap(), "secret").unwrap();
+        assert_eq!(a.check(&bearer("10.0.0.1", TOKEN)), Verdict::Allowed);
+        let id = a.login("10.0.0.1".parse().unwrap(), TOKEN).unwrap();
         let cookie = format!("theme=dark; {SESSION_COOKIE}={id}");
         let with_cookie = request("10.0.0.2", &[("cookie", &cookie)], &[]);
         assert_eq!(a.check(&with_cookie), Verdict::Allowed);
@@ -320,9 +598,16 @@ mod tests {
     }
 
     #[test]
+    fn a_token_in_the_url_is_refused() {
+        let (a, _) = auth();
+        let query = request("10.0.0.1", &[], &[("token", TOKEN)]);
+        assert_eq!(a.check(&query), Verdict::TokenInUrl);
+    }
+
+    #[test]
     fn sessions_expire() {
         let (a, clock) = auth();
-        let id = a.login("10.0.0.1".parse().unwrap(), "secret").unwrap();
+        let id = a.login("10.0.0.1".parse().unwrap(), TOKEN).unwrap();
         let cookie = format!("{SESSION_COOKIE}={id}");
         let req = request("10.0.0.1", &[("cookie", &cookie)], &[]);
         clock.advance(Duration::from_secs(SESSION_TTL_S + 1));
@@ -332,25 +617,141 @@ mod tests {
     #[test]
     fn repeated_wrong_tokens_slow_down_that_address_only() {
         let (a, clock) = auth();
-        let wrong = request("10.0.0.9", &[("authorization", "Bearer nope")], &[]);
+        let wrong = bearer("10.0.0.9", "nope");
         for _ in 0..FREE_ATTEMPTS {
             assert_eq!(a.check(&wrong), Verdict::Wrong);
         }
-        // Even the right token waits now, from that address.
-        let right = request("10.0.0.9", &[("authorization", "Bearer secret")], &[]);
-        assert_eq!(a.check(&right), Verdict::SlowDown(1));
-        let other = request("10.0.0.10", &[("authorization", "Bearer secret")], &[]);
-        assert_eq!(a.check(&other), Verdict::Allowed);
-        clock.advance(Duration::from_millis(1100));
-        assert_eq!(a.check(&wrong), Verdict::Wrong);
-        assert_eq!(a.check(&right), Verdict::SlowDown(2), "the wait doubles");
-        clock.advance(Duration::from_secs(3));
-        assert_eq!(a.check(&right), Verdict::Allowed);
+        assert_eq!(a.check(&wrong), Verdict::SlowDown(1));
+        assert_eq!(a.check(&bearer("10.0.0.10", "nope")), Verdict::Wrong);
+        clock.advance(Duration::from_secs(5));
+        assert_eq!(a.check(&wrong), Verdict::Wrong, "the wait is over");
+        assert_eq!(a.check(&wrong), Verdict::SlowDown(4), "the wait doubles");
+    }
+
+    #[test]
+    fn the_right_token_passes_from_an_address_that_is_slowed_down() {
+        let (a, _) = auth();
+        let wrong = bearer("10.0.0.9", "nope");
+        for _ in 0..FREE_ATTEMPTS + 3 {
+            a.check(&wrong);
+        }
+        assert!(matches!(a.check(&wrong), Verdict::SlowDown(_)));
+        assert_eq!(a.check(&bearer("10.0.0.9", TOKEN)), Verdict::Allowed);
+        assert!(a.login("10.0.0.9".parse().unwrap(), TOKEN).is_ok());
         assert_eq!(
-            a.check(&right),
-            Verdict::Allowed,
-            "success forgets failures"
+            a.check(&wrong),
+            Verdict::Wrong,
+            "success forgets that address's failures"
         );
+    }
+
+    #[test]
+    fn a_valid_cookie_passes_after_wrong_tokens_from_the_same_address() {
+        let (a, _) = auth();
+        let id = a.login("10.0.0.9".parse().unwrap(), TOKEN).unwrap();
+        for _ in 0..FREE_ATTEMPTS + 3 {
+            a.check(&bearer("10.0.0.9", "nope"));
+        }
+        let cookie = format!("{SESSION_COOKIE}={id}");
+        let req = request("10.0.0.9", &[("cookie", &cookie)], &[]);
+        assert_eq!(a.check(&req), Verdict::Allowed);
+    }
+
+    #[test]
+    fn rotating_addresses_meet_the_cap_per_minute() {
+        let (a, clock) = auth();
+        let mut verdicts = Vec::new();
+        for i in 0..FAILURES_PER_MINUTE_MAX + 5 {
+            let peer = format!("fd00::{:x}", i + 1);
+            verdicts.push(a.check(&bearer(&peer, "nope")));
+        }
+        let wrong = verdicts.iter().filter(|v| **v == Verdict::Wrong).count();
+        assert_eq!(wrong, FAILURES_PER_MINUTE_MAX as usize);
+        assert_eq!(verdicts.last(), Some(&Verdict::SlowDown(60)));
+        // Still, the right token passes from a new address.
+        assert_eq!(a.check(&bearer("fd00::ffff", TOKEN)), Verdict::Allowed);
+        clock.advance(Duration::from_secs(61));
+        assert_eq!(a.check(&bearer("fd00::fffe", "nope")), Verdict::Wrong);
+    }
+
+    #[test]
+    fn a_signed_link_opens_only_its_url_until_it_expires() {
+        let (a, clock) = auth();
+        let link = a
+            .sign_link("/api/export.mp4?camera=front&from=2026-01-01T00:00:00Z", 60)
+            .unwrap();
+        assert!(link
+            .url
+            .starts_with("/api/export.mp4?camera=front&from=2026-01-01T00%3A00%3A00Z&exp="));
+        assert_eq!(a.check_link(&get(&link.url)), Some(Verdict::Allowed));
+        let other = link.url.replace("camera=front", "camera=rear");
+        assert!(matches!(
+            a.check_link(&get(&other)),
+            Some(Verdict::BadLink(_))
+        ));
+        let other_route = link.url.replace("/api/export.mp4", "/api/video/download");
+        assert!(matches!(
+            a.check_link(&get(&other_route)),
+            Some(Verdict::BadLink(_))
+        ));
+        assert_eq!(a.check_link(&get("/api/export.mp4?camera=front")), None);
+        clock.advance(Duration::from_secs(61));
+        assert!(matches!(
+            a.check_link(&get(&link.url)),
+            Some(Verdict::BadLink(_))
+        ));
+    }
+
+    #[test]
+    fn rotation_ends_sessions_and_links_and_keeps_the_new_token() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (old, src) = load_or_create_token(dir.path(), None).unwrap();
+        let clock = Arc::new(SimulatedClock::new(1_000_000_000, 0));
+        let a = Auth::kept_in(old.clone(), TokenHome::of(&src, Path::new("c.json")), clock);
+        let id = a.login("10.0.0.1".parse().unwrap(), &old).unwrap();
+        let link = a.sign_link("/api/snapshot?camera=front", 60).unwrap();
+        let returned = a.rotate().unwrap();
+        let path = dir.path().join(TOKEN_FILE_NAME);
+        let new = std::fs::read_to_string(&path).unwrap().trim().to_string();
+        assert_ne!(new, old);
+        assert_eq!(returned, new);
+        assert_eq!(a.token_fingerprint(), fingerprint(&new));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let cookie = format!("{SESSION_COOKIE}={id}");
+        assert_eq!(
+            a.check(&request("10.0.0.1", &[("cookie", &cookie)], &[])),
+            Verdict::Missing
+        );
+        assert!(matches!(
+            a.check_link(&get(&link.url)),
+            Some(Verdict::BadLink(_))
+        ));
+        assert_eq!(a.check(&bearer("10.0.0.1", &old)), Verdict::Wrong);
+        assert_eq!(a.check(&bearer("10.0.0.1", &new)), Verdict::Allowed);
+    }
+
+    #[test]
+    fn rotation_is_refused_when_the_config_sets_the_token() {
+        let clock = Arc::new(SimulatedClock::new(1_000_000_000, 0));
+        let a = Auth::kept_in(
+            TOKEN.into(),
+            TokenHome::Config("/etc/dashvault.json".into()),
+            clock,
+        );
+        let e = a.rotate().unwrap_err().to_string();
+        assert!(
+            e.contains("auth_token") && e.contains("/etc/dashvault.json"),
+            "{e}"
+        );
+        assert_eq!(a.check(&bearer("10.0.0.1", TOKEN)), Verdict::Allowed);
+    }
+
+    #[test]
+    fn a_fingerprint_is_8_hex_digits_of_the_sha256() {
+        // SHA-256("abc") = ba7816bf...
+        assert_eq!(fingerprint("abc"), "ba7816bf");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::status::Status;
 use crate::store::query::Span;
 use crate::store::{Store, StoreError};
 
-use super::auth::Auth;
+use super::auth::{Auth, Verdict};
 use super::server::{Request, Response, ServerStats};
 
 /// Everything the handlers read.
@@ -78,7 +78,7 @@ impl ApiError {
             ),
             ApiError::SlowDown(s) => (
                 429,
-                format!("too many wrong tokens from this address; wait {s} s"),
+                format!("too many wrong tokens lately; wait {s} s before trying again"),
             ),
             ApiError::Unavailable(m) => (503, m.clone()),
             ApiError::Internal(m) => (500, m.clone()),
@@ -93,6 +93,25 @@ impl ApiError {
             _ => {}
         }
         r
+    }
+}
+
+impl ApiError {
+    /// Why credentials were refused, as an answer. Only wrong tokens are
+    /// ever slowed down.
+    pub fn from_verdict(v: Verdict) -> ApiError {
+        match v {
+            Verdict::Allowed => ApiError::Internal("allowed credentials treated as refused".into()),
+            Verdict::SlowDown(s) => ApiError::SlowDown(s),
+            Verdict::Wrong => ApiError::Unauthorized("wrong token".into()),
+            Verdict::Missing => ApiError::Unauthorized(
+                "log in, or send Authorization: Bearer <token>".into(),
+            ),
+            Verdict::TokenInUrl => ApiError::Unauthorized(
+                "token: not accepted in a URL (URLs end up in histories and logs); send Authorization: Bearer <token>, log in, or open a signed link from POST /api/links".into(),
+            ),
+            Verdict::BadLink(why) => ApiError::Unauthorized(why.into()),
+        }
     }
 }
 

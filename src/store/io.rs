@@ -7,7 +7,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -96,6 +96,12 @@ pub trait SegmentFile: Send + Sync {
 }
 
 /// The real filesystem.
+/// Folders the store creates: the owner and its group may list them, no
+/// one else (footage shows where the car has been).
+pub const DIR_MODE: u32 = 0o750;
+/// Files the store creates (segments, sidecars): owner writes, group reads.
+pub const FILE_MODE: u32 = 0o640;
+
 #[derive(Default)]
 pub struct RealIo {
     counters: Arc<IoCounters>,
@@ -109,7 +115,10 @@ impl RealIo {
 
 impl StorageIo for RealIo {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(dir)
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(dir)
     }
 
     fn create_new(&self, path: &Path, want_direct: bool) -> io::Result<Box<dyn SegmentFile>> {
@@ -117,6 +126,7 @@ impl StorageIo for RealIo {
             .read(true)
             .write(true)
             .create_new(true)
+            .mode(FILE_MODE)
             .open(path)?;
         // O_DIRECT is tried on a second descriptor: some filesystems (tmpfs)
         // refuse it at open, and the file must exist either way.

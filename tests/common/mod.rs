@@ -28,11 +28,25 @@ pub struct RunningService {
 /// every 200 ms, with the clock and incident routes live. The host's clock
 /// is never set: a phone-set time stays an offset.
 pub fn start_service(fps: u32, boot_id: [u8; 16], limits: Limits) -> RunningService {
+    start_service_with(fps, boot_id, limits, |_, _, clock| {
+        Auth::new(TOKEN.into(), clock)
+    })
+}
+
+/// [`start_service`], with the config changed and the [`Auth`] made by
+/// `setup` (given the config, the temporary folder and the clock).
+#[allow(dead_code)] // not every test file sets up its own
+pub fn start_service_with(
+    fps: u32,
+    boot_id: [u8; 16],
+    limits: Limits,
+    setup: impl FnOnce(&mut Config, &std::path::Path, Arc<dyn Clock>) -> Auth,
+) -> RunningService {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     let mut cam = CameraConfig::synthetic("front");
     (cam.res_width, cam.res_height, cam.fps) = (320, 240, fps);
-    let config = Config {
+    let mut config = Config {
         cameras: vec![cam.clone()],
         segment_length_s: 2,
         sync_interval_ms: 200,
@@ -40,6 +54,7 @@ pub fn start_service(fps: u32, boot_id: [u8; 16], limits: Limits) -> RunningServ
     };
     let adjustable = Arc::new(AdjustableClock::new(Arc::new(SystemClock)));
     let clock: Arc<dyn Clock> = adjustable.clone();
+    let auth = setup(&mut config, dir.path(), clock.clone());
     let store = Store::on_disk(&data_dir);
     let timekeeper = Arc::new(Timekeeper::start(
         store.clone(),
@@ -67,7 +82,7 @@ pub fn start_service(fps: u32, boot_id: [u8; 16], limits: Limits) -> RunningServ
         recorder.status.clone(),
         recorder.live.clone(),
         clock.clone(),
-        Auth::new(TOKEN.into(), clock),
+        auth,
     );
     ctx.timekeeper = Some(timekeeper);
     ctx.incidents = Some(recorder.incidents.clone());
