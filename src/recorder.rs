@@ -184,9 +184,16 @@ impl Recorder {
             ..Status::default()
         });
         let live = Arc::new(LiveHub::new(sources.iter().map(|(c, _)| c.id.as_str())));
-        store.create()?;
+        // A data folder that cannot be made or listed now (a card mounted
+        // read-only, a failing reader) must not stop the recorder: each
+        // writer keeps trying, counts the failure and shows it in status.
+        if let Err(e) = store.create() {
+            log::error!("STORAGE: {e}; recording starts as soon as it can be written");
+        }
         // Every camera folder is recovered, including cameras no longer configured.
-        store.recover()?;
+        if let Err(e) = store.recover() {
+            log::error!("STORAGE: recovery could not list the recordings: {e}");
+        }
         status
             .started_mono_ns
             .store(clock.mono_ns(), Ordering::Relaxed);

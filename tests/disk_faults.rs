@@ -216,6 +216,27 @@ fn a_read_only_data_folder_is_shown_retried_with_backoff_and_recording_resumes()
     r.stop();
 }
 
+#[test]
+fn a_data_folder_that_cannot_be_made_at_start_does_not_stop_the_recorder() {
+    // A card mounted read-only: neither the folders nor any file can be
+    // made when the recorder starts.
+    let sim = SimIo::default();
+    sim.fail_folders_with(Some(ErrorKind::ReadOnlyFilesystem));
+    sim.fail_writes_with(Some(ErrorKind::ReadOnlyFilesystem));
+    let r = start(&sim, (160, 120), 10, 0);
+    wait_for("the failure in status", 20, || {
+        last_error(&r).contains("injected fault")
+    });
+    assert_eq!(cam(&r).storage.written.load(Ordering::Relaxed), 0);
+    // Remounted writable: recording starts by itself.
+    sim.fail_folders_with(None);
+    sim.fail_writes_with(None);
+    wait_for("recording to start", 20, || {
+        cam(&r).storage.written.load(Ordering::Relaxed) >= 5
+    });
+    r.stop();
+}
+
 fn spawn_binary(dir: &Path) -> std::process::Child {
     std::fs::write(
         dir.join("dashvault.json"),

@@ -85,6 +85,7 @@ struct SimState {
     pending: Vec<PendingWrite>,
     capacity_bytes: u64,
     fail_writes: Option<io::ErrorKind>,
+    fail_folders: Option<io::ErrorKind>,
     fail_syncs: Option<io::ErrorKind>,
     /// Reads of this file fail with EIO (a bad sector).
     unreadable: Option<PathBuf>,
@@ -148,6 +149,11 @@ impl SimIo {
     /// Makes every later write fail with `kind` (None: writes work again).
     pub fn fail_writes_with(&self, kind: Option<io::ErrorKind>) {
         self.lock().fail_writes = kind;
+    }
+
+    /// Makes every later folder creation fail with `kind` (None: works).
+    pub fn fail_folders_with(&self, kind: Option<io::ErrorKind>) {
+        self.lock().fail_folders = kind;
     }
 
     pub fn fail_syncs_with(&self, kind: Option<io::ErrorKind>) {
@@ -302,8 +308,15 @@ fn not_found(path: &Path) -> io::Error {
 }
 
 impl StorageIo for SimIo {
-    fn create_dir_all(&self, _dir: &Path) -> io::Result<()> {
-        Ok(()) // folders are implicit in paths
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        // Folders are implicit in paths; only an injected fault fails here.
+        match self.lock().fail_folders {
+            Some(kind) => Err(io::Error::new(
+                kind,
+                format!("{}: injected fault on creating the folder", dir.display()),
+            )),
+            None => Ok(()),
+        }
     }
 
     fn create_new(&self, path: &Path, _want_direct: bool) -> io::Result<Box<dyn SegmentFile>> {

@@ -139,6 +139,8 @@ pub struct SegmentWriter {
     buf: AlignedBuf,
     next_segment_seq: u64,
     next_frame_seq: u64,
+    /// Whether the numbers above were continued from the folder's listing.
+    numbered: bool,
     segments_started: u64,
     last_segment_bytes: Option<u64>,
     warned_no_prealloc: bool,
@@ -153,11 +155,7 @@ impl SegmentWriter {
         stats: Arc<CameraStoreStats>,
         open_segments: OpenSegments,
     ) -> Result<SegmentWriter, StoreError> {
-        create_camera_dir(io.as_ref(), &settings.camera_dir)?;
-        let listing = list_folder(io.as_ref(), &settings.camera_dir)?;
-        let next_segment_seq = listing.next_segment_seq();
-        let next_frame_seq = next_frame_seq(io.as_ref(), &listing);
-        Ok(SegmentWriter {
+        let mut writer = SegmentWriter {
             io,
             settings,
             stats,
@@ -165,13 +163,35 @@ impl SegmentWriter {
             before_new_segment: None,
             current: None,
             buf: AlignedBuf::with_capacity(1 << 20),
-            next_segment_seq,
-            next_frame_seq,
+            next_segment_seq: 0,
+            next_frame_seq: 0,
+            numbered: false,
             segments_started: 0,
             last_segment_bytes: None,
             warned_no_prealloc: false,
             abandoned: Vec::new(),
-        })
+        };
+        // A folder that cannot be made or listed yet (a card mounted
+        // read-only) is retried before the first segment: the writer exists,
+        // so recording starts once storage works, and every failure until
+        // then is the first append's error, shown in status.
+        if let Err(e) = writer.number_from_folder() {
+            log::error!(
+                "[{}] {e}; retrying before the first segment",
+                writer.settings.camera_id
+            );
+        }
+        Ok(writer)
+    }
+
+    /// Makes the camera folder and continues its segment and frame numbers.
+    fn number_from_folder(&mut self) -> Result<(), StoreError> {
+        create_camera_dir(self.io.as_ref(), &self.settings.camera_dir)?;
+        let listing = list_folder(self.io.as_ref(), &self.settings.camera_dir)?;
+        self.next_segment_seq = listing.next_segment_seq();
+        self.next_frame_seq = next_frame_seq(self.io.as_ref(), &listing);
+        self.numbered = true;
+        Ok(())
     }
 
     pub fn set_before_new_segment(&mut self, hook: BeforeNewSegment) {
@@ -412,7 +432,11 @@ impl SegmentWriter {
         }
         // Before the new segment takes the space retention just freed.
         self.close_abandoned();
-        if !self.io.exists(&self.settings.camera_dir) {
+        if !self.numbered {
+            // Never numbered from the folder: starting at 0 could reuse
+            // numbers already stored.
+            self.number_from_folder()?;
+        } else if !self.io.exists(&self.settings.camera_dir) {
             // The data folder vanished (deleted, card unmounted): make it
             // again so recording resumes as soon as storage is writable.
             self.create_camera_dir()?;
