@@ -524,3 +524,55 @@ fn export_of_damaged_footage_names_what_it_left_out_and_exits_3() {
         .code();
     assert_eq!(code, Some(1), "verify exits 1 on damage");
 }
+
+#[test]
+fn lock_and_status_reach_the_recorder_after_its_config_broke() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, port) = spawn_service(dir.path(), "");
+    // The file now names another port and does not load: the recorder
+    // runs on, and the commands must still find it where it listens.
+    let other = free_port();
+    std::fs::write(
+        dir.path().join("dashvault.json"),
+        format!(r#"{{ "port": {other}, "cameras": [ "#),
+    )
+    .unwrap();
+    let status = status_when(dir.path(), "live status", |v| v["uptime_s"].is_number());
+    assert!(status["cameras"][0]["id"] == "front", "{status}");
+    let out = dashvault(dir.path()).arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("http://127.0.0.1:{port}/")),
+        "{out:?}"
+    );
+    let out = dashvault(dir.path()).arg("lock").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    stop(child);
+    // Stopped: the address is withdrawn and status says it did not answer.
+    assert!(!dir.path().join("dashvault.running.json").exists());
+    let out = dashvault(dir.path()).arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
+
+#[test]
+fn verify_with_no_config_and_no_data_folder_is_an_error_naming_the_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dashvault(dir.path()).arg("verify").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        msg.contains("no data folder at") && msg.contains("no config at"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn version_is_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dashvault(dir.path()).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("dashvault {}", env!("CARGO_PKG_VERSION"))
+    );
+}

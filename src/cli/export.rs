@@ -58,7 +58,7 @@ pub struct ExportArgs {
 }
 
 pub fn run(config_path: &Path, args: ExportArgs) -> anyhow::Result<i32> {
-    let data_dir = super::data_dir_for(config_path, args.data_dir.clone());
+    let data_dir = super::service::data_dir(config_path, args.data_dir.clone());
     let store = Store::on_disk(&data_dir);
     let camera = match &args.camera {
         Some(c) => {

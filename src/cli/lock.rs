@@ -8,7 +8,9 @@ use serde_json::Value;
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "lock")]
-/// protect the footage around now from being overwritten (an incident)
+/// protect the footage around now from being overwritten (an incident).
+/// Exit status: 0 locked, 1 the recorder refused or is not answering, 2
+/// error
 pub struct LockArgs {
     /// print the raw JSON
     #[argh(switch)]
@@ -16,7 +18,7 @@ pub struct LockArgs {
 }
 
 pub fn run(config_path: &Path, args: LockArgs) -> anyhow::Result<i32> {
-    let (addr, token) = match super::status::service_address(config_path) {
+    let (addr, token) = match super::service::address_and_token(config_path) {
         Ok(a) => a,
         Err(why) => {
             eprintln!("cannot reach the recorder: {why}");

@@ -6,11 +6,12 @@ pub mod config_check;
 pub mod export;
 pub mod lock;
 pub mod run;
+pub mod service;
 pub mod status;
 pub mod token;
 pub mod verify;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use argh::FromArgs;
 
@@ -18,13 +19,17 @@ use argh::FromArgs;
 pub const DEFAULT_CONFIG_PATH: &str = "dashvault.json";
 
 #[derive(FromArgs, Debug)]
-/// dashvault: a dash cam recorder whose footage survives power cuts.
+/// dashvault: a dash cam recorder whose footage survives power cuts. Each
+/// command's --help gives its exit statuses; 2 is always "could not run".
 pub struct Cli {
     /// config file (default: $DASHVAULT_CONFIG or ./dashvault.json)
     #[argh(option, short = 'c')]
     pub config: Option<PathBuf>,
+    /// print the version and exit
+    #[argh(switch, short = 'V')]
+    pub version: bool,
     #[argh(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(FromArgs, Debug)]
@@ -46,8 +51,16 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         .config
         .or_else(|| std::env::var_os("DASHVAULT_CONFIG").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    let Some(command) = cli.command else {
+        if cli.version {
+            println!("dashvault {}", env!("CARGO_PKG_VERSION"));
+            return Ok(0);
+        }
+        eprintln!("no command given; `dashvault --help` lists them");
+        return Ok(2);
+    };
     raise_open_file_limit();
-    match cli.command {
+    match command {
         Command::Run(args) => run::run(&config_path, args),
         Command::Verify(args) => verify::run(&config_path, args),
         Command::Status(args) => status::run(&config_path, args),
@@ -57,24 +70,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Cameras(args) => cameras::run(&config_path, args),
         Command::Token(args) => token::run(&config_path, args),
     }
-}
-
-/// The data folder for commands that only read: `--data-dir`, else the
-/// config's (or the default config's when the file cannot be loaded).
-pub fn data_dir_for(config_path: &Path, explicit: Option<PathBuf>) -> PathBuf {
-    if let Some(d) = explicit {
-        return d;
-    }
-    let config = match crate::config::load(config_path) {
-        Ok(loaded) => loaded.config,
-        Err(e) => {
-            if !e.is_not_found() {
-                log::warn!("{e}");
-            }
-            crate::config::Config::default()
-        }
-    };
-    config.resolved_data_dir(config_path)
 }
 
 /// Long exports and timelines keep one descriptor per segment open (so

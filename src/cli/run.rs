@@ -24,7 +24,9 @@ use std::net::{IpAddr, SocketAddr};
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "run")]
-/// record every enabled camera until stopped
+/// record every enabled camera until stopped. Exit status: 0 stopped
+/// cleanly, 2 could not start (a broken config is not that: it records
+/// with the last good one)
 pub struct RunArgs {
     /// record here instead of the config's data_dir
     #[argh(option)]
@@ -174,6 +176,18 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
         clock.clone(),
         timekeeper,
     );
+    let running = super::service::Running {
+        pid: std::process::id(),
+        address: http.as_ref().ok().map(HttpService::local_addr),
+        dashboard_off: http.as_ref().err().cloned(),
+        data_dir: std::path::absolute(&data_dir).unwrap_or(data_dir),
+    };
+    if let Err(e) = super::service::publish(config_path, &running) {
+        log::warn!(
+            "cannot publish this recorder's address beside {} ({e}): `dashvault status` and `lock` will look at the config's",
+            config_path.display()
+        );
+    }
     println!("recording; stop with Ctrl-C");
     let deadline = args.duration_s.map(|s| clock.mono_ns() + (s * 1e9) as u64);
     while !STOP_REQUESTED.load(Ordering::SeqCst) {
@@ -183,9 +197,10 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
         std::thread::sleep(Duration::from_millis(100));
     }
     log::info!("stopping: closing segments");
-    if let Some(h) = http {
+    if let Ok(h) = http {
         h.stop();
     }
+    super::service::withdraw(config_path);
     trigger_threads.0.store(true, Ordering::SeqCst);
     for t in trigger_threads.1 {
         let _ = t.join();
@@ -323,7 +338,7 @@ fn start_triggers(
 }
 
 /// Starts the dashboard. Recording goes on without it if it cannot start
-/// (port taken, bad address), with a loud log line.
+/// (port taken, bad address), with a loud log line; the error says why.
 fn start_http(
     config_path: &Path,
     config: &config::Config,
@@ -331,7 +346,7 @@ fn start_http(
     recorder: &Recorder,
     clock: Arc<dyn Clock>,
     timekeeper: Arc<Timekeeper>,
-) -> Option<HttpService> {
+) -> Result<HttpService, String> {
     let config_dir = config_path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -371,8 +386,9 @@ fn start_http(
             (token, home)
         }
         Err(e) => {
-            log::error!("DASHBOARD OFF: cannot read or create the access token: {e}");
-            return None;
+            let why = format!("cannot read or create the access token: {e}");
+            log::error!("DASHBOARD OFF: {why}");
+            return Err(why);
         }
     };
     let mut ctx = ApiContext::new(
@@ -388,21 +404,20 @@ fn start_http(
     let addr = match config.bind.parse::<IpAddr>() {
         Ok(ip) => SocketAddr::new(ip, config.port),
         Err(e) => {
-            log::error!(
-                "DASHBOARD OFF: bind '{}' is not an address: {e}",
-                config.bind
-            );
-            return None;
+            let why = format!("bind '{}' is not an address: {e}", config.bind);
+            log::error!("DASHBOARD OFF: {why}");
+            return Err(why);
         }
     };
     match HttpService::start(ctx, addr, Limits::default()) {
         Ok(h) => {
             println!("dashboard: http://{}/", h.local_addr());
-            Some(h)
+            Ok(h)
         }
         Err(e) => {
-            log::error!("DASHBOARD OFF: cannot listen on {addr}: {e}; recording goes on");
-            None
+            let why = format!("cannot listen on {addr}: {e}");
+            log::error!("DASHBOARD OFF: {why}; recording goes on");
+            Err(why)
         }
     }
 }

@@ -1,8 +1,10 @@
 //! `dashvault status`: asks the running service on this machine; when it is
 //! not answering, reads the status file it left and what is in the store.
+//! Exit status: 0 the recorder answered, 1 it did not (what it left is
+//! shown), 2 the command could not run.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,7 +15,8 @@ use crate::status::StatusSnapshot;
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "status")]
-/// show what the running recorder is doing
+/// show what the running recorder is doing. Exit status: 0 the recorder
+/// answered, 1 it did not (what it left is shown), 2 error
 pub struct StatusArgs {
     /// print the raw JSON
     #[argh(switch)]
@@ -26,7 +29,7 @@ pub struct StatusArgs {
 const SERVICE_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub fn run(config_path: &Path, args: StatusArgs) -> anyhow::Result<i32> {
-    let data_dir = super::data_dir_for(config_path, args.data_dir.clone());
+    let data_dir = super::service::data_dir(config_path, args.data_dir.clone());
     match ask_service(config_path) {
         Ok((addr, bytes)) => {
             if args.json {
@@ -47,7 +50,7 @@ pub fn run(config_path: &Path, args: StatusArgs) -> anyhow::Result<i32> {
     match std::fs::read(&path) {
         Ok(bytes) if args.json => {
             println!("{}", String::from_utf8_lossy(&bytes));
-            return Ok(0);
+            return Ok(EXIT_NOT_ANSWERING);
         }
         Ok(bytes) => {
             let s: StatusSnapshot = serde_json::from_slice(&bytes)?;
@@ -65,12 +68,16 @@ pub fn run(config_path: &Path, args: StatusArgs) -> anyhow::Result<i32> {
         }
         Err(e) => println!("no status file at {} ({e})", path.display()),
     }
-    print_store(&data_dir)
+    print_store(&data_dir)?;
+    Ok(EXIT_NOT_ANSWERING)
 }
+
+/// What scripts see when the recorder is not running or not answering.
+const EXIT_NOT_ANSWERING: i32 = 1;
 
 /// The address and token of the local service, from the config.
 fn ask_service(config_path: &Path) -> Result<(SocketAddr, Vec<u8>), String> {
-    let (addr, token) = service_address(config_path)?;
+    let (addr, token) = super::service::address_and_token(config_path)?;
     let (status, body) =
         http_call(addr, "GET", "/api/status", &token, b"").map_err(|e| format!("{addr}: {e}"))?;
     if status != 200 {
@@ -80,31 +87,6 @@ fn ask_service(config_path: &Path) -> Result<(SocketAddr, Vec<u8>), String> {
         ));
     }
     Ok((addr, body))
-}
-
-/// Where the local service listens and the token it wants, from the config
-/// (and the token file beside it).
-pub fn service_address(config_path: &Path) -> Result<(SocketAddr, String), String> {
-    let config = crate::config::load(config_path)
-        .map(|l| l.config)
-        .unwrap_or_default();
-    let ip = match config.bind.parse::<IpAddr>() {
-        Ok(ip) if !ip.is_unspecified() => ip,
-        _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
-    };
-    let addr = SocketAddr::new(ip, config.port);
-    let dir = config_path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let token = match config.auth_token {
-        Some(t) => t,
-        None => std::fs::read_to_string(dir.join(crate::http::auth::TOKEN_FILE_NAME))
-            .map_err(|e| format!("no token file in {}: {e}", dir.display()))?
-            .trim()
-            .to_string(),
-    };
-    Ok((addr, token))
 }
 
 /// A one-shot request over HTTP/1.1 with `Connection: close`.
@@ -136,12 +118,12 @@ pub fn http_call(
 }
 
 /// What is stored, per camera, read from the files themselves.
-fn print_store(data_dir: &Path) -> anyhow::Result<i32> {
+fn print_store(data_dir: &Path) -> anyhow::Result<()> {
     let store = crate::store::Store::on_disk(data_dir);
     let cameras = store.cameras()?;
     if cameras.is_empty() {
         println!("no recordings in {}", data_dir.display());
-        return Ok(1);
+        return Ok(());
     }
     for camera in cameras {
         let listing = store.segments(&camera)?;
@@ -159,7 +141,7 @@ fn print_store(data_dir: &Path) -> anyhow::Result<i32> {
             }
         );
     }
-    Ok(0)
+    Ok(())
 }
 
 fn print_snapshot(s: &StatusSnapshot) {

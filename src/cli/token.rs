@@ -61,7 +61,7 @@ fn rotate(config_path: &Path) -> anyhow::Result<i32> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let file = dir.join(TOKEN_FILE_NAME);
-    if let Ok((addr, current)) = super::status::service_address(config_path) {
+    if let Ok((addr, current)) = super::service::address_and_token(config_path) {
         let body = json!({ "token": current }).to_string();
         match super::status::http_call(addr, "POST", "/api/auth/rotate", &current, body.as_bytes())
         {

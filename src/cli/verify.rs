@@ -26,7 +26,26 @@ pub struct VerifyArgs {
 }
 
 pub fn run(config_path: &Path, args: VerifyArgs) -> anyhow::Result<i32> {
-    let data_dir = super::data_dir_for(config_path, args.data_dir);
+    let explicit = args.data_dir.is_some();
+    let data_dir = super::service::data_dir(config_path, args.data_dir);
+    if !data_dir.is_dir() {
+        // Nothing to check is not "no damage": most likely the wrong folder.
+        let whose = if explicit {
+            "given with --data-dir".to_string()
+        } else if config_path.exists() {
+            format!("the data_dir of {}", config_path.display())
+        } else {
+            format!(
+                "the default, as there is no config at {}",
+                config_path.display()
+            )
+        };
+        eprintln!(
+            "no data folder at {} ({whose}); give the recordings' folder with --data-dir, or the recorder's config with -c",
+            data_dir.display()
+        );
+        return Ok(2);
+    }
     let report = Store::on_disk(&data_dir).verify(args.deep)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
