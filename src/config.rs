@@ -1093,10 +1093,20 @@ impl LoadedConfig {
 }
 
 /// Parses a config from JSON text; `path` only names the file in errors.
+/// The error lists every problem: after an unknown key or a wrong type,
+/// the rest of the file is still read and checked.
 pub fn parse(path: &Path, json: &[u8]) -> Result<LoadedConfig, ConfigError> {
     let mut de = serde_json::Deserializer::from_slice(json);
-    let Object::<FileConfig>(file) = serde_path_to_error::deserialize(&mut de)
-        .map_err(|e| ConfigError::from_json(path, &e.path().to_string(), e.inner()))?;
+    let file = match serde_path_to_error::deserialize(&mut de) {
+        Ok(Object::<FileConfig>(file)) => file,
+        Err(e) => {
+            let first = ConfigError::from_json(path, &e.path().to_string(), e.inner());
+            return Err(match first.kind {
+                ConfigErrorKind::Invalid => every_problem(first, json, e.path()),
+                _ => first,
+            });
+        }
+    };
     de.end()
         .map_err(|e| ConfigError::from_json(path, ".", &e))?;
     let (config, migrated_legacy) = file.into_config().map_err(|problems| ConfigError {
@@ -1108,6 +1118,88 @@ pub fn parse(path: &Path, json: &[u8]) -> Result<LoadedConfig, ConfigError> {
         config,
         migrated_legacy,
     })
+}
+
+/// At most this many problems are listed from one file.
+const PROBLEMS_MAX: usize = 50;
+
+/// `first` (the problem at `at`, found reading the text) and every other:
+/// each field that cannot be read is left out in turn and the rest read
+/// again, then what remains is validated. Later problems have no line
+/// numbers: they are found in the parsed document, not the text.
+fn every_problem(
+    mut first: ConfigError,
+    json: &[u8],
+    at: &serde_path_to_error::Path,
+) -> ConfigError {
+    let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(json) else {
+        return first;
+    };
+    let mut left_out = vec![at.to_string()];
+    if !remove_at(&mut doc, at) {
+        return first;
+    }
+    while first.problems.len() < PROBLEMS_MAX {
+        match serde_path_to_error::deserialize::<_, Object<FileConfig>>(&doc) {
+            Ok(Object(file)) => {
+                // A field left out reads as unset; its follow-on problems
+                // ("no cameras" after a broken `cameras`) would only mislead.
+                let follows =
+                    |p: &FieldError| left_out.iter().any(|l| p.field.starts_with(l.as_str()));
+                if let Err(problems) = file.into_config() {
+                    first
+                        .problems
+                        .extend(problems.into_iter().filter(|p| !follows(p)));
+                }
+                break;
+            }
+            Err(e) => {
+                let field = e.path().to_string();
+                first.problems.push(FieldError::new(
+                    field.clone(),
+                    suggest_field(&e.inner().to_string()),
+                ));
+                left_out.push(field);
+                if !remove_at(&mut doc, e.path()) {
+                    break;
+                }
+            }
+        }
+    }
+    first
+}
+
+/// Removes the value at `at` from `doc`; false when there is none (the
+/// top level).
+fn remove_at(doc: &mut serde_json::Value, at: &serde_path_to_error::Path) -> bool {
+    use serde_path_to_error::Segment;
+    let segments: Vec<&Segment> = at.iter().collect();
+    let Some((last, parents)) = segments.split_last() else {
+        return false;
+    };
+    let mut parent = String::new();
+    for s in parents {
+        match s {
+            Segment::Seq { index } => parent.push_str(&format!("/{index}")),
+            Segment::Map { key } => {
+                parent.push('/');
+                parent.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            }
+            _ => return false,
+        }
+    }
+    let Some(node) = doc.pointer_mut(&parent) else {
+        return false;
+    };
+    match (last, node) {
+        (Segment::Map { key }, serde_json::Value::Object(map)) => map.remove(key).is_some(),
+        (Segment::Seq { index }, serde_json::Value::Array(items)) if *index < items.len() => {
+            // Kept in place so later indexes still name the same items.
+            items[*index] = serde_json::Value::Object(Default::default());
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Reads, parses and validates a config file.
@@ -1759,6 +1851,38 @@ mod tests {
         let ps = problems(json);
         assert_eq!(ps.len(), 1, "expected one problem, got {ps:#?}");
         ps[0].to_string()
+    }
+
+    #[test]
+    fn config_check_lists_every_problem_after_an_unknown_key_or_a_wrong_type() {
+        let ps = problems(
+            r#"{ "port": "eighty", "storage_cap_gb": -1, "colour": 3,
+                 "cameras": [ {"id": "front", "fsp": 10, "rotation": 45},
+                              {"id": "rear", "res_width": "big"} ] }"#,
+        );
+        let fields: Vec<&str> = ps.iter().map(|p| p.field.as_str()).collect();
+        for f in [
+            "port",
+            "colour",
+            "cameras[0].fsp",
+            "cameras[1].res_width",
+            "storage_cap_gb",
+            "cameras[0].rotation",
+        ] {
+            assert!(fields.contains(&f), "{f} missing from {ps:#?}");
+        }
+        assert_eq!(ps.len(), 6, "{ps:#?}");
+        // The first keeps its place in the text.
+        assert!(ps[0].message.contains("line 1"), "{}", ps[0]);
+        assert!(ps.iter().any(|p| p.message.contains("did you mean `fps`")));
+    }
+
+    #[test]
+    fn a_field_that_cannot_be_read_brings_no_follow_on_problems() {
+        // `cameras` of the wrong type: not also "no cameras".
+        let ps = problems(r#"{"cameras": "front"}"#);
+        assert_eq!(ps.len(), 1, "{ps:#?}");
+        assert_eq!(ps[0].field, "cameras");
     }
 
     fn one_camera(fields: &str) -> String {
