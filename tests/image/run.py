@@ -249,6 +249,17 @@ def check_clock_file(vm):
           f"save-clock once writes the time ({saved}, now {now}) and leaves no temporary file ({out.split()!r})")
 
 
+def segment_frames(port, cam):
+    """Segment name -> frames stored in it, for every segment of `cam`."""
+    _, body = http(port, f"/api/recordings?camera={cam}"
+                   "&from=2000-01-01T00:00:00Z&to=2200-01-01T00:00:00Z", TOKEN)
+    return {s["name"]: s["frames"] for s in json.loads(body)["segments"]}
+
+
+def retention_deletions(port):
+    return status(port)["storage"]["retention_deleted_segments"]
+
+
 def verify_deep(vm):
     rc, out = vm.run("dashvault verify --deep --json", timeout=120)
     report = json.loads(out)
@@ -463,12 +474,15 @@ def main():
         rc, report, frames = verify_deep(vm)
         check(rc == 0, f"verify --deep after the first boot: {frames}")
         stored = frames.get("front", 0)
+        # The card fills up during the cuts: frames that retention deletes
+        # (the oldest segments, counted by the recorder) are not lost.
+        listed = segment_frames(port, "front")
         for n in range(1, CUTS + 1):
             time.sleep(2 + n)  # cut at a different point of the sync cycle each time
             synced_run, syncs = counters(port)["front"]
             wait_synced(port, "front", syncs)
+            deleted_run = retention_deletions(port)
             vm.kill()
-            must_have = stored + synced_run
             vm = boot_virt_nbd(image, port, n)
             vm.login()
             rc, out = vm.run("cat /run/dashvault/fsck.rc; dmesg | grep -c 'EXT4-fs error' || true")
@@ -480,9 +494,19 @@ def main():
             rc, report, frames = verify_deep(vm)
             check(rc == 0 and report["ok"], f"cut {n}: dashvault verify --deep passes")
             got = frames.get("front", 0)
+            now_listed = segment_frames(port, "front")
+            gone = sorted(name for name in listed if name not in now_listed)
+            # Names start with the segment's sequence number: retention
+            # takes the oldest, so anything gone must be older than all kept.
+            check(all(g < min(now_listed) for g in gone)
+                  and len(gone) <= deleted_run + retention_deletions(port),
+                  f"cut {n}: the {len(gone)} segment(s) gone are the oldest, deleted by retention")
+            must_have = stored - sum(listed[g] for g in gone) + synced_run
             check(got >= must_have,
-                  f"cut {n}: {got} frames stored >= {must_have} synced before the cut")
+                  f"cut {n}: {got} frames stored >= {must_have} synced before the cut"
+                  f" (less {len(gone)} segment(s) retention deleted)")
             stored = got
+            listed = now_listed
     finally:
         vm.kill()
     sys.dont_write_bytecode = True
