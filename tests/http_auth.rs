@@ -520,6 +520,10 @@ fn token_rotate_replaces_the_token_file_when_no_recorder_runs() {
     assert!(out.contains(&new), "the console shows the new token: {out}");
     let mode = std::fs::metadata(&file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
+    // A new session key too, so the sessions of the old token end.
+    let key = dir.path().join(SESSION_KEY_FILE_NAME);
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
 }
 
 #[test]

@@ -1464,7 +1464,7 @@
 
   $('logout').addEventListener('click', async () => {
     try {
-      await fetch('/api/logout', await withCsrf({ method: 'POST', credentials: 'same-origin' }, false));
+      await api('/api/logout', { method: 'POST' });
     } catch (_) { /* going to the login page anyway */ }
     toLogin();
   });

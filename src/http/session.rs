@@ -32,7 +32,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
@@ -149,8 +149,13 @@ fn read_key(dir: &Path) -> io::Result<Option<[u8; SESSION_KEY_BYTES]>> {
         })
 }
 
+/// One replacement at a time in this process: a rotation and a full
+/// revocation list replacing the key together would share its `.tmp` file.
+static REPLACING: Mutex<()> = Mutex::new(());
+
 /// Replaces the key file in `dir` atomically, mode 0600.
 pub fn write_key(dir: &Path, raw: &[u8; SESSION_KEY_BYTES]) -> io::Result<()> {
+    let _one_at_a_time = REPLACING.lock().unwrap_or_else(|e| e.into_inner());
     crate::config::write_atomic(
         &dir.join(SESSION_KEY_FILE_NAME),
         format!("{}\n", hex(raw)).as_bytes(),
@@ -196,6 +201,7 @@ fn write_revoked(dir: &Path, list: &[Revoked]) -> io::Result<()> {
         .iter()
         .map(|r| format!("{} {}\n", r.id, r.expires_s))
         .collect();
+    let _one_at_a_time = REPLACING.lock().unwrap_or_else(|e| e.into_inner());
     crate::config::write_atomic(&dir.join(REVOKED_FILE_NAME), text.as_bytes())
 }
 
