@@ -7,7 +7,7 @@
 //! days, until a logout or a rotation. Comparisons are constant-time.
 //!
 //! Invariants:
-//! - Valid credentials always pass. The slowdown is consulted only after a
+//! - Valid credentials always pass the slowdown: it is consulted only after a
 //!   token has been found wrong, so no amount of wrong attempts, from any
 //!   address, can refuse the owner's session cookie or the right token.
 //! - A request that changes something (any method but GET and HEAD) and is
@@ -22,7 +22,9 @@
 //!   A URL that a player must open on its own carries a signed link instead:
 //!   an HMAC-SHA256, under a key that lives in memory, over the path, the
 //!   query and an expiry. A link opens only that URL, only until it expires,
-//!   and not after a restart or a token rotation.
+//!   and not after a restart or a token rotation. (Its expiry is read on the
+//!   monotonic clock, which starts again at every boot, so its key is not
+//!   kept on disk like the session key.)
 //! - Wrong tokens are counted per address (a backoff) and all together (a
 //!   cap per minute), so addresses that rotate gain nothing.
 //! - Rotating the token ends every session and every signed link: a new
