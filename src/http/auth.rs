@@ -421,7 +421,9 @@ impl Auth {
             Verdict::Allowed => {}
             other => return Err(other),
         }
-        self.sessions.issue(self.now_s()).ok_or(Verdict::Missing)
+        self.sessions
+            .new_cookie(self.now_s())
+            .ok_or(Verdict::Missing)
     }
 
     /// Ends the request's session for good (it stays ended after a restart).

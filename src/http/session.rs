@@ -307,7 +307,7 @@ impl Sessions {
 
     /// A cookie value for a new session that expires [`SESSION_TTL_S`] after
     /// `now_s`; `None` without randomness.
-    pub fn issue(&self, now_s: i64) -> Option<String> {
+    pub fn new_cookie(&self, now_s: i64) -> Option<String> {
         let id = random_hex(SESSION_ID_BYTES)
             .map_err(|e| log::error!("cannot make a session id: {e}"))
             .ok()?;
@@ -340,7 +340,7 @@ impl Sessions {
         // The expiry is wall-clock time, and the board has no real-time
         // clock: at boot its wall clock is restored from a saved time, which
         // is earlier than the real one, and later it can jump (set from a
-        // phone). Only `now < expiry` is checked, never "issued in the
+        // phone). Only `now < expiry` is checked, never "made in the
         // future", so a clock still at the saved earlier time keeps every
         // session (they last that much longer). A clock jumping far ahead
         // ends sessions early: the owner logs in again. A session made under
@@ -444,7 +444,7 @@ mod tests {
     fn a_cookie_is_version_id_expiry_and_mac() {
         let dir = tempfile::tempdir().unwrap();
         let s = opened(dir.path());
-        let cookie = s.issue(NOW_S).unwrap();
+        let cookie = s.new_cookie(NOW_S).unwrap();
         let parts: Vec<&str> = cookie.split('.').collect();
         assert_eq!(parts.len(), 4, "{cookie}");
         assert_eq!(parts[0], "v1");
@@ -474,7 +474,7 @@ mod tests {
     fn a_changed_id_expiry_mac_or_version_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let s = opened(dir.path());
-        let cookie = s.issue(NOW_S).unwrap();
+        let cookie = s.new_cookie(NOW_S).unwrap();
         for part in 0..4 {
             let bad = changed(&cookie, part);
             assert_eq!(s.verify(&bad, NOW_S), None, "{bad}");
@@ -495,7 +495,7 @@ mod tests {
     #[test]
     fn a_cookie_opens_until_its_expiry_only() {
         let s = Sessions::in_memory(TOKEN);
-        let cookie = s.issue(NOW_S).unwrap();
+        let cookie = s.new_cookie(NOW_S).unwrap();
         let expiry = NOW_S + SESSION_TTL_S as i64;
         assert!(s.verify(&cookie, expiry - 1).is_some());
         assert_eq!(s.verify(&cookie, expiry), None);
@@ -507,7 +507,7 @@ mod tests {
         // Made while the clock was right; the next boot restores a saved
         // time two days behind it.
         let dir = tempfile::tempdir().unwrap();
-        let cookie = opened(dir.path()).issue(NOW_S).unwrap();
+        let cookie = opened(dir.path()).new_cookie(NOW_S).unwrap();
         let after_boot = Sessions::open(dir.path(), TOKEN, NOW_S - 2 * 86_400);
         assert!(after_boot.verify(&cookie, NOW_S - 2 * 86_400).is_some());
     }
@@ -515,7 +515,7 @@ mod tests {
     #[test]
     fn the_key_is_kept_private_and_reused_and_bound_to_the_token() {
         let dir = tempfile::tempdir().unwrap();
-        let cookie = opened(dir.path()).issue(NOW_S).unwrap();
+        let cookie = opened(dir.path()).new_cookie(NOW_S).unwrap();
         let path = dir.path().join(SESSION_KEY_FILE_NAME);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
@@ -531,7 +531,7 @@ mod tests {
     #[test]
     fn a_damaged_key_file_is_replaced_and_ends_every_session() {
         let dir = tempfile::tempdir().unwrap();
-        let cookie = opened(dir.path()).issue(NOW_S).unwrap();
+        let cookie = opened(dir.path()).new_cookie(NOW_S).unwrap();
         let path = dir.path().join(SESSION_KEY_FILE_NAME);
         std::fs::write(&path, "not hex\n").unwrap();
         let s = opened(dir.path());
@@ -544,7 +544,10 @@ mod tests {
     fn a_logout_holds_after_reopening_and_drops_out_after_the_expiry() {
         let dir = tempfile::tempdir().unwrap();
         let s = opened(dir.path());
-        let (a, b) = (s.issue(NOW_S).unwrap(), s.issue(NOW_S + 10).unwrap());
+        let (a, b) = (
+            s.new_cookie(NOW_S).unwrap(),
+            s.new_cookie(NOW_S + 10).unwrap(),
+        );
         let session = s.verify(&a, NOW_S).unwrap();
         s.revoke(&session, NOW_S);
         s.revoke(&session, NOW_S);
@@ -568,16 +571,16 @@ mod tests {
     fn the_revocation_list_stays_bounded_by_a_new_key() {
         let dir = tempfile::tempdir().unwrap();
         let s = opened(dir.path());
-        let kept = s.issue(NOW_S).unwrap();
+        let kept = s.new_cookie(NOW_S).unwrap();
         for _ in 0..REVOKED_MAX {
-            let c = s.issue(NOW_S).unwrap();
+            let c = s.new_cookie(NOW_S).unwrap();
             s.revoke(&s.verify(&c, NOW_S).unwrap(), NOW_S);
         }
         assert_eq!(s.revoked_len(), REVOKED_MAX);
         assert!(s.verify(&kept, NOW_S).is_some());
         let key_path = dir.path().join(SESSION_KEY_FILE_NAME);
         let old_key = std::fs::read_to_string(&key_path).unwrap();
-        let one_more = s.issue(NOW_S).unwrap();
+        let one_more = s.new_cookie(NOW_S).unwrap();
         s.revoke(&s.verify(&one_more, NOW_S).unwrap(), NOW_S);
         assert_eq!(s.revoked_len(), 0);
         assert_eq!(s.verify(&kept, NOW_S), None, "every session ended");
@@ -587,13 +590,15 @@ mod tests {
         assert_eq!(list, "");
         let again = opened(dir.path());
         assert_eq!(again.verify(&kept, NOW_S), None, "and after a restart");
-        assert!(again.verify(&again.issue(NOW_S).unwrap(), NOW_S).is_some());
+        assert!(again
+            .verify(&again.new_cookie(NOW_S).unwrap(), NOW_S)
+            .is_some());
     }
 
     #[test]
     fn an_unreadable_revocation_list_ends_every_session() {
         let dir = tempfile::tempdir().unwrap();
-        let cookie = opened(dir.path()).issue(NOW_S).unwrap();
+        let cookie = opened(dir.path()).new_cookie(NOW_S).unwrap();
         std::fs::write(dir.path().join(REVOKED_FILE_NAME), "garbage\n").unwrap();
         let s = opened(dir.path());
         assert_eq!(s.verify(&cookie, NOW_S), None);
@@ -604,8 +609,8 @@ mod tests {
     fn the_csrf_token_belongs_to_one_session_and_outlasts_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let s = opened(dir.path());
-        let a = s.verify(&s.issue(NOW_S).unwrap(), NOW_S).unwrap();
-        let b = s.verify(&s.issue(NOW_S).unwrap(), NOW_S).unwrap();
+        let a = s.verify(&s.new_cookie(NOW_S).unwrap(), NOW_S).unwrap();
+        let b = s.verify(&s.new_cookie(NOW_S).unwrap(), NOW_S).unwrap();
         let csrf = s.csrf(&a).unwrap();
         assert_eq!(csrf.len(), 64);
         assert_ne!(Some(&csrf), s.csrf(&b).as_ref());
@@ -621,7 +626,7 @@ mod tests {
         std::fs::create_dir(&blocked).unwrap();
         let s = opened(dir.path());
         assert_eq!(s.key_file(), None);
-        let cookie = s.issue(NOW_S).unwrap();
+        let cookie = s.new_cookie(NOW_S).unwrap();
         assert!(s.verify(&cookie, NOW_S).is_some());
         assert!(!dir.path().join(SESSION_KEY_FILE_NAME).exists());
     }
