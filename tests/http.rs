@@ -285,10 +285,14 @@ fn cookie_login_sets_a_private_session() {
     let page = f.get_with("/", &[("Cookie", pair)]);
     assert_eq!(page.status, 200);
     assert!(String::from_utf8_lossy(&page.body).contains("<html"));
+    let session = f.get_with("/api/session", &[("Cookie", pair)]);
+    assert_eq!(session.status, 200);
+    let csrf: serde_json::Value = serde_json::from_slice(&session.body).unwrap();
     let logout = Reply::from(
         f.agent
             .post(format!("{}/api/logout", f.base))
             .header("Cookie", pair)
+            .header("X-CSRF-Token", csrf["csrf"].as_str().unwrap())
             .send("")
             .unwrap(),
     );

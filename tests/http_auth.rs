@@ -1,7 +1,9 @@
 //! Who gets in, end to end on a real server on loopback: valid credentials
 //! always pass whatever wrong ones came before, the token is never taken
 //! from a URL, signed links open one URL until they expire, secrets stay out
-//! of `/api/config`, and a rotation ends every session. Clients speak from
+//! of `/api/config`, and a rotation ends every session. Sessions outlast a
+//! restart and a power cycle, but not a logout or a rotation; a session's
+//! POST needs proof that the dashboard sent it. Clients speak from
 //! several loopback addresses (127.0.0.2, 127.0.0.3, ...) to stand for
 //! different devices on the hotspot.
 
@@ -14,13 +16,16 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{start_service, start_service_with, RunningService, TOKEN};
-use dashvault::config::WifiConfig;
+use common::{restart_service, start_service, start_service_with, RunningService, TOKEN};
+use dashvault::clock::Clock;
+use dashvault::config::{Config, WifiConfig};
 use dashvault::http::auth::{
     load_or_create_token, Auth, TokenHome, FAILURES_PER_MINUTE_MAX, TOKEN_FILE_NAME,
 };
 use dashvault::http::server::Limits;
+use dashvault::http::session::{REVOKED_FILE_NAME, SESSION_KEY_FILE_NAME};
 use serde_json::Value;
+use std::sync::Arc;
 
 const BOOT: [u8; 16] = [7; 16];
 
@@ -355,18 +360,24 @@ fn links_are_made_only_for_media_routes_and_only_with_credentials() {
     assert_eq!(anonymous.status, 401);
 }
 
+/// The token from `dashvault.token` in `dir` (made there the first time),
+/// as `dashvault run` does.
+fn token_file_auth(_: &mut Config, dir: &Path, clock: Arc<dyn Clock>) -> Auth {
+    let (t, source) = load_or_create_token(dir, None).unwrap();
+    Auth::kept_in(
+        t,
+        TokenHome::of(&source, &dir.join("dashvault.json")),
+        clock,
+    )
+}
+
 /// A service whose token lives in `dashvault.token` in its folder.
 fn service_with_token_file() -> (RunningService, String) {
-    let mut token = String::new();
-    let service = start_service_with(5, BOOT, Limits::default(), |_, dir, clock| {
-        let (t, source) = load_or_create_token(dir, None).unwrap();
-        token = t.clone();
-        Auth::kept_in(
-            t,
-            TokenHome::of(&source, &dir.join("dashvault.json")),
-            clock,
-        )
-    });
+    let service = start_service_with(5, BOOT, Limits::default(), token_file_auth);
+    let token = std::fs::read_to_string(service.dir.path().join(TOKEN_FILE_NAME))
+        .unwrap()
+        .trim()
+        .to_string();
     (service, token)
 }
 
@@ -380,7 +391,8 @@ fn rotation_needs_the_token_again_ends_sessions_and_keeps_the_new_token() {
     let (service, old) = service_with_token_file();
     let (_, cookie) = form_login(&service, ip(2), &old);
     let cookie = cookie.unwrap();
-    let session = [("Cookie", cookie.as_str())];
+    let csrf = csrf_of(&service, &cookie);
+    let session = [("Cookie", cookie.as_str()), ("X-CSRF-Token", csrf.as_str())];
     // A session alone cannot rotate: a phone left logged in must not be
     // able to lock its owner out.
     assert_eq!(rotate(&service, &session, "{}").status, 400);
@@ -507,6 +519,10 @@ fn token_rotate_replaces_the_token_file_when_no_recorder_runs() {
     assert_ne!(new, old);
     assert!(out.contains(&new), "the console shows the new token: {out}");
     let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // A new session key too, so the sessions of the old token end.
+    let key = dir.path().join(SESSION_KEY_FILE_NAME);
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
 }
 
@@ -659,4 +675,328 @@ fn the_token_stays_out_of_logs_and_rotates_through_the_running_recorder() {
         logged.contains(&format!("token:  {fingerprint}")),
         "{logged}"
     );
+}
+
+/// The token set by the config, sessions signed with the key beside the
+/// config in `dir`, as `dashvault run` does with `auth_token`.
+fn config_token_auth(config: &mut Config, dir: &Path, clock: Arc<dyn Clock>) -> Auth {
+    config.auth_token = Some(TOKEN.into());
+    Auth::kept_in(
+        TOKEN.into(),
+        TokenHome::Config(dir.join("dashvault.json")),
+        clock,
+    )
+}
+
+const OTHER_BOOT: [u8; 16] = [8; 16];
+
+/// A form login with the right token; the cookie (`name=value`).
+fn logged_in(service: &RunningService, from: Ipv4Addr) -> String {
+    let (r, cookie) = form_login(service, from, TOKEN);
+    assert_eq!(r.status, 303);
+    cookie.expect("a session cookie")
+}
+
+/// The status of `GET /api/status` with `cookie`.
+fn status_with_cookie(service: &RunningService, cookie: &str) -> u16 {
+    get(service, ip(2), "/api/status", &[("Cookie", cookie)]).status
+}
+
+/// The CSRF token of the session `cookie`, from `GET /api/session`.
+fn csrf_of(service: &RunningService, cookie: &str) -> String {
+    let r = get(service, ip(2), "/api/session", &[("Cookie", cookie)]);
+    assert_eq!(r.status, 200, "{}", r.error());
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert!(r.json()["expires"]
+        .as_str()
+        .is_some_and(|e| e.ends_with('Z')));
+    r.json()["csrf"].as_str().expect("a csrf token").to_string()
+}
+
+/// A POST of `body` (`content_type`) with `headers`.
+fn post(
+    service: &RunningService,
+    path: &str,
+    headers: &[(&str, &str)],
+    content_type: &str,
+    body: &str,
+) -> Reply {
+    let mut all = vec![("Content-Type", content_type)];
+    all.extend_from_slice(headers);
+    request(service, ip(2), "POST", path, &all, body)
+}
+
+fn incidents(service: &RunningService) -> usize {
+    let r = get(
+        service,
+        ip(2),
+        "/api/incidents",
+        &[("Authorization", &bearer(TOKEN))],
+    );
+    r.json()["incidents"].as_array().map_or(0, Vec::len)
+}
+
+fn clock_unix_ms(service: &RunningService) -> i64 {
+    let r = get(
+        service,
+        ip(2),
+        "/api/clock",
+        &[("Authorization", &bearer(TOKEN))],
+    );
+    r.json()["unix_ms"].as_i64().expect("unix_ms")
+}
+
+#[test]
+fn a_session_outlasts_a_power_cycle_with_its_csrf_token() {
+    use std::os::unix::fs::PermissionsExt;
+    let service = start_service_with(5, BOOT, Limits::default(), config_token_auth);
+    let cookie = logged_in(&service, ip(2));
+    let csrf = csrf_of(&service, &cookie);
+    let key = service.dir.path().join(SESSION_KEY_FILE_NAME);
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the session key is private");
+    let service = restart_service(service, 5, OTHER_BOOT, Limits::default(), config_token_auth);
+    assert_eq!(status_with_cookie(&service, &cookie), 200);
+    assert_eq!(csrf_of(&service, &cookie), csrf);
+    let r = post(
+        &service,
+        "/api/lock",
+        &[("Cookie", &cookie), ("X-CSRF-Token", &csrf)],
+        "application/json",
+        r#"{"source": "dashboard"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.error());
+}
+
+#[test]
+fn a_logged_out_session_stays_ended_after_a_restart() {
+    let service = start_service_with(5, BOOT, Limits::default(), config_token_auth);
+    let (phone, tablet) = (logged_in(&service, ip(2)), logged_in(&service, ip(3)));
+    let csrf = csrf_of(&service, &phone);
+    let r = post(
+        &service,
+        "/api/logout",
+        &[("Cookie", &phone), ("X-CSRF-Token", &csrf)],
+        "application/json",
+        "",
+    );
+    assert_eq!(r.status, 200, "{}", r.error());
+    assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
+    assert_eq!(status_with_cookie(&service, &phone), 401);
+    assert_eq!(status_with_cookie(&service, &tablet), 200);
+    let service = restart_service(service, 5, BOOT, Limits::default(), config_token_auth);
+    assert_eq!(status_with_cookie(&service, &phone), 401, "still ended");
+    assert_eq!(status_with_cookie(&service, &tablet), 200);
+    let revoked = std::fs::read_to_string(service.dir.path().join(REVOKED_FILE_NAME)).unwrap();
+    assert_eq!(revoked.lines().count(), 1, "{revoked}");
+}
+
+#[test]
+fn a_rotation_ends_sessions_and_they_stay_ended_after_a_restart() {
+    let (service, old) = service_with_token_file();
+    let (_, cookie) = form_login(&service, ip(2), &old);
+    let cookie = cookie.unwrap();
+    let key = service.dir.path().join(SESSION_KEY_FILE_NAME);
+    let old_key = std::fs::read_to_string(&key).unwrap();
+    let r = rotate(
+        &service,
+        &[("Authorization", &bearer(&old))],
+        &format!(r#"{{"token": "{old}"}}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.error());
+    assert_ne!(std::fs::read_to_string(&key).unwrap(), old_key);
+    assert_eq!(status_with_cookie(&service, &cookie), 401);
+    let service = restart_service(service, 5, OTHER_BOOT, Limits::default(), token_file_auth);
+    assert_eq!(status_with_cookie(&service, &cookie), 401, "still ended");
+    let new = r.json()["token"].as_str().unwrap().to_string();
+    let (_, fresh) = form_login(&service, ip(2), &new);
+    assert_eq!(status_with_cookie(&service, &fresh.unwrap()), 200);
+}
+
+#[test]
+fn a_changed_session_cookie_is_refused() {
+    let service = start_service_with(5, BOOT, Limits::default(), config_token_auth);
+    let cookie = logged_in(&service, ip(2));
+    let (name, value) = cookie.split_once('=').unwrap();
+    let parts: Vec<&str> = value.split('.').collect();
+    assert_eq!(parts.len(), 4, "{value}");
+    // One character of the id, of the expiry, of the MAC; a later expiry.
+    let flip = |s: &str| {
+        let (head, last) = s.split_at(s.len() - 1);
+        format!("{head}{}", if last == "1" { "2" } else { "1" })
+    };
+    let later = (parts[2].parse::<i64>().unwrap() + 30 * 86_400).to_string();
+    let changed = [
+        [parts[0], &flip(parts[1]), parts[2], parts[3]].join("."),
+        [parts[0], parts[1], &flip(parts[2]), parts[3]].join("."),
+        [parts[0], parts[1], parts[2], &flip(parts[3])].join("."),
+        [parts[0], parts[1], &later, parts[3]].join("."),
+    ];
+    for c in changed {
+        assert_eq!(
+            status_with_cookie(&service, &format!("{name}={c}")),
+            401,
+            "{c}"
+        );
+    }
+    assert_eq!(status_with_cookie(&service, &cookie), 200);
+}
+
+#[test]
+fn a_session_ends_when_the_clock_passes_its_expiry_but_not_when_it_goes_back() {
+    let service = start_service_with(5, BOOT, Limits::default(), config_token_auth);
+    let cookie = logged_in(&service, ip(2));
+    let set = |unix_ms: i64| {
+        let r = post(
+            &service,
+            "/api/clock",
+            &[("Authorization", &bearer(TOKEN))],
+            "application/json",
+            &format!(r#"{{"unix_ms": {unix_ms}}}"#),
+        );
+        assert_eq!(r.status, 200, "{}", r.error());
+    };
+    let now = clock_unix_ms(&service);
+    // As after a boot that restored a saved time two days old.
+    set(now - 2 * 86_400_000);
+    assert_eq!(status_with_cookie(&service, &cookie), 200);
+    set(now + 8 * 86_400_000);
+    assert_eq!(status_with_cookie(&service, &cookie), 401);
+}
+
+#[test]
+fn a_read_only_config_folder_still_lets_the_owner_log_in() {
+    use std::os::unix::fs::PermissionsExt;
+    let service = start_service_with(5, BOOT, Limits::default(), |config, dir, clock| {
+        std::fs::create_dir(dir.join("data")).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o500)).unwrap();
+        // Root ignores folder modes: for root, a folder where the key's
+        // temporary file would go makes the write fail the same way.
+        if std::fs::write(dir.join("probe"), "").is_ok() {
+            std::fs::remove_file(dir.join("probe")).unwrap();
+            std::fs::create_dir(dir.join(format!("{SESSION_KEY_FILE_NAME}.tmp"))).unwrap();
+        }
+        config_token_auth(config, dir, clock)
+    });
+    let cookie = logged_in(&service, ip(2));
+    assert_eq!(status_with_cookie(&service, &cookie), 200);
+    let csrf = csrf_of(&service, &cookie);
+    let r = post(
+        &service,
+        "/api/lock",
+        &[("Cookie", &cookie), ("X-CSRF-Token", &csrf)],
+        "application/json",
+        "{}",
+    );
+    assert_eq!(r.status, 200, "{}", r.error());
+    assert_eq!(service.http.ctx.auth.session_key_file(), None);
+    assert!(!service.dir.path().join(SESSION_KEY_FILE_NAME).exists());
+    std::fs::set_permissions(service.dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+#[test]
+fn a_cross_site_post_with_the_session_cookie_is_refused_and_changes_nothing() {
+    let service = start_service(5, BOOT, Limits::default());
+    let cookie = logged_in(&service, ip(2));
+    // What a page on another site can make the owner's phone send: a form
+    // (url-encoded, or text/plain that reads as JSON) or a simple fetch,
+    // with the cookie, without our header, from its own origin or none.
+    let year_2031 = r#"{"time": "2031-01-01T00:00:00Z"}"#;
+    let forged = [
+        (
+            "/api/lock",
+            "application/x-www-form-urlencoded",
+            "source=dashboard",
+        ),
+        ("/api/lock", "text/plain", r#"{"source": "dashboard"}"#),
+        ("/api/lock", "application/json", "{}"),
+        ("/api/clock", "text/plain", year_2031),
+        ("/api/clock", "application/json", year_2031),
+        ("/api/logout", "text/plain", ""),
+        (
+            "/api/links",
+            "text/plain",
+            r#"{"url": "/api/stream/frame?camera=front"}"#,
+        ),
+    ];
+    for (path, content_type, body) in forged {
+        for origin in [Some("http://evil.example"), Some("null"), None] {
+            let mut headers = vec![("Cookie", cookie.as_str())];
+            headers.extend(origin.map(|o| ("Origin", o)));
+            let r = post(&service, path, &headers, content_type, body);
+            assert_eq!(r.status, 403, "{path} {content_type} {origin:?}");
+            assert!(
+                r.error().contains("X-CSRF-Token") && r.error().contains("Origin"),
+                "{}",
+                r.error()
+            );
+        }
+    }
+    let wrong = post(
+        &service,
+        "/api/lock",
+        &[("Cookie", &cookie), ("X-CSRF-Token", "0000")],
+        "application/json",
+        "{}",
+    );
+    assert_eq!(wrong.status, 403);
+    assert_eq!(incidents(&service), 0, "nothing was locked");
+    assert!(
+        clock_unix_ms(&service) < 1_900_000_000_000,
+        "the clock was not moved to 2031"
+    );
+    assert_eq!(
+        status_with_cookie(&service, &cookie),
+        200,
+        "still logged in"
+    );
+}
+
+#[test]
+fn a_session_post_with_its_csrf_token_or_from_this_server_works() {
+    let service = start_service(5, BOOT, Limits::default());
+    let cookie = logged_in(&service, ip(2));
+    let csrf = csrf_of(&service, &cookie);
+    let r = post(
+        &service,
+        "/api/lock",
+        &[("Cookie", &cookie), ("X-CSRF-Token", &csrf)],
+        "application/json",
+        r#"{"source": "dashboard"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.error());
+    assert_eq!(incidents(&service), 1);
+    // The test client sends `Host: dashvault`.
+    let r = post(
+        &service,
+        "/api/clock",
+        &[("Cookie", &cookie), ("Origin", "http://dashvault")],
+        "application/json",
+        &format!(r#"{{"unix_ms": {}}}"#, clock_unix_ms(&service)),
+    );
+    assert_eq!(r.status, 200, "{}", r.error());
+}
+
+#[test]
+fn a_bearer_post_needs_no_csrf_token_or_origin() {
+    let service = start_service(5, BOOT, Limits::default());
+    let auth = bearer(TOKEN);
+    let r = post(
+        &service,
+        "/api/lock",
+        &[("Authorization", &auth)],
+        "application/json",
+        "{}",
+    );
+    assert_eq!(r.status, 200, "{}", r.error());
+    let r = post(
+        &service,
+        "/api/clock",
+        &[("Authorization", &auth), ("Origin", "http://evil.example")],
+        "application/json",
+        &format!(r#"{{"unix_ms": {}}}"#, clock_unix_ms(&service)),
+    );
+    assert_eq!(r.status, 200, "{}", r.error());
+    let r = get(&service, ip(2), "/api/session", &[("Authorization", &auth)]);
+    assert_eq!(r.status, 400, "no session, no CSRF token");
 }

@@ -145,8 +145,39 @@
     location.href = '/login';
   }
 
+  // Every POST carries the session's CSRF token from GET /api/session: a
+  // form that another site posts here comes with the cookie, never with
+  // this header, and that site cannot read the token.
+  let csrfToken = '';
+  async function csrf(renew) {
+    if (renew || !csrfToken) {
+      try {
+        const r = await fetch('/api/session', { credentials: 'same-origin', cache: 'no-store' });
+        if (r.ok) csrfToken = String((await r.json()).csrf || '');
+      } catch (_) { /* the request that needs it says what went wrong */ }
+    }
+    return csrfToken;
+  }
+
+  function changes(opts) {
+    const method = ((opts && opts.method) || 'GET').toUpperCase();
+    return method !== 'GET' && method !== 'HEAD';
+  }
+
+  async function withCsrf(opts, renew) {
+    const headers = Object.assign({}, opts.headers, { 'X-CSRF-Token': await csrf(renew) });
+    return Object.assign({}, opts, { headers });
+  }
+
   async function api(path, opts) {
-    const r = await fetch(path, Object.assign({ credentials: 'same-origin', cache: 'no-store' }, opts));
+    let o = Object.assign({ credentials: 'same-origin', cache: 'no-store' }, opts);
+    if (changes(o)) o = await withCsrf(o, false);
+    let r = await fetch(path, o);
+    if (r.status === 403 && changes(o)) {
+      // Refused before doing anything: the token may be another session's
+      // (logged in again since); once more with this session's.
+      r = await fetch(path, await withCsrf(o, true));
+    }
     if (r.status === 401) {
       toLogin();
       throw new HttpError(401, 'not logged in');
@@ -1433,7 +1464,7 @@
 
   $('logout').addEventListener('click', async () => {
     try {
-      await fetch('/api/logout', { method: 'POST', credentials: 'same-origin' });
+      await api('/api/logout', { method: 'POST' });
     } catch (_) { /* going to the login page anyway */ }
     toLogin();
   });
@@ -1444,12 +1475,12 @@
     const current = window.prompt('Current token (a new one replaces it and logs every device out):');
     if (!current) return;
     try {
-      const r = await fetch('/api/auth/rotate', {
+      const r = await fetch('/api/auth/rotate', await withCsrf({
         method: 'POST',
         credentials: 'same-origin',
         headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify({ token: current }),
-      });
+      }, false));
       if (!r.ok) throw await errorOf(r);
       const j = await r.json();
       window.prompt('New token: copy it now, it is shown once. Log in again with it.', j.token);

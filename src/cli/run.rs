@@ -391,13 +391,18 @@ fn start_http(
             return Err(why);
         }
     };
+    let auth = Auth::kept_in(token, home, clock.clone());
+    match auth.session_key_file() {
+        Some(key) => println!("sessions: outlast a restart (key in {})", key.display()),
+        None => println!("sessions: end at restart (their key is kept in memory)"),
+    }
     let mut ctx = ApiContext::new(
         config.clone(),
         store,
         recorder.status.clone(),
         recorder.live.clone(),
-        clock.clone(),
-        Auth::kept_in(token, home, clock),
+        clock,
+        auth,
     );
     ctx.timekeeper = Some(timekeeper);
     ctx.incidents = Some(recorder.incidents.clone());

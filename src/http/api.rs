@@ -41,6 +41,7 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/login", Access::Public, login_page),
     route("POST", "/api/login", Access::Public, login),
     route("POST", "/api/logout", Access::Token, logout),
+    route("GET", "/api/session", Access::Token, session),
     route("GET", "/", Access::Token, dashboard),
     route("GET", "/assets/*", Access::Token, asset),
     route("GET", "/api/status", Access::Token, status),
@@ -209,6 +210,32 @@ fn logout(ctx: &ApiContext, req: &Request) -> ApiResult {
     ctx.auth.logout(req);
     Ok(Response::json(200, &json!({"ok": true}))
         .with_header("Set-Cookie", auth::expired_cookie_header()))
+}
+
+/// What `GET /api/session` answers: the CSRF token to send as
+/// `X-CSRF-Token` with every POST, and when the session ends.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct SessionAnswer {
+    pub csrf: String,
+    /// RFC 3339.
+    pub expires: String,
+}
+
+/// The session of the request's cookie. A page on another site cannot read
+/// this answer (no CORS header is ever sent), so the token it holds proves
+/// that a request came from the dashboard.
+fn session(ctx: &ApiContext, req: &Request) -> ApiResult {
+    let (csrf, expires_s) = ctx.auth.session_of(req).ok_or_else(|| {
+        ApiError::BadRequest(
+            "no session: this request came with Authorization: Bearer, which needs no CSRF token"
+                .into(),
+        )
+    })?;
+    let answer = SessionAnswer {
+        csrf,
+        expires: format_rfc3339(expires_s.saturating_mul(1_000_000_000)),
+    };
+    Ok(Response::json(200, &answer).with_header("Cache-Control", "no-store"))
 }
 
 fn status_value(ctx: &ApiContext) -> Value {
@@ -582,6 +609,18 @@ mod tests {
             .map(|r| r.path)
             .collect();
         assert_eq!(public, ["/health", "/login", "/api/login"]);
+    }
+
+    #[test]
+    fn every_route_that_changes_something_needs_credentials_but_login() {
+        // Auth::check asks a session for its CSRF proof on every method but
+        // GET and HEAD: no such route may be public, /api/login aside.
+        let public_changes: Vec<&str> = ROUTES
+            .iter()
+            .filter(|r| r.method != "GET" && r.access == Access::Public)
+            .map(|r| r.path)
+            .collect();
+        assert_eq!(public_changes, ["/api/login"]);
     }
 
     #[test]

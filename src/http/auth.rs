@@ -2,23 +2,34 @@
 //! a slowdown for wrong tokens.
 //!
 //! The token (256 random bits, hex) lives in `dashvault.token` beside the
-//! config, mode 0600, unless the config sets `auth_token`. Sessions are
-//! random ids held in memory, so a restart asks for the token again.
-//! Comparisons are constant-time.
+//! config, mode 0600, unless the config sets `auth_token`. A session is a
+//! signed cookie (`session`): it outlasts a restart or a power cycle, for 7
+//! days, until a logout or a rotation. Comparisons are constant-time.
 //!
 //! Invariants:
-//! - Valid credentials always pass. The slowdown is consulted only after a
+//! - Valid credentials always pass the slowdown: it is consulted only after a
 //!   token has been found wrong, so no amount of wrong attempts, from any
 //!   address, can refuse the owner's session cookie or the right token.
+//! - A request that changes something (any method but GET and HEAD) and is
+//!   let in by its session cookie must also prove it comes from the
+//!   dashboard: an `X-CSRF-Token` header equal to its session's CSRF token,
+//!   or an `Origin` equal to `http://` and its own `Host`. A cookie is sent
+//!   along with a form that another site posts here; neither of those is.
+//!   `Authorization: Bearer` needs no such proof: another site's page cannot
+//!   send that header without a CORS preflight, which is never granted.
 //! - The token is accepted only from `Authorization: Bearer` and the login
 //!   form, never from a URL (URLs end up in histories, logs and `Referer`).
 //!   A URL that a player must open on its own carries a signed link instead:
 //!   an HMAC-SHA256, under a key that lives in memory, over the path, the
 //!   query and an expiry. A link opens only that URL, only until it expires,
-//!   and not after a restart or a token rotation.
+//!   and not after a restart or a token rotation. (Its expiry is read on the
+//!   monotonic clock, which starts again at every boot, so its key is not
+//!   kept on disk like the session key.)
 //! - Wrong tokens are counted per address (a backoff) and all together (a
 //!   cap per minute), so addresses that rotate gain nothing.
-//! - Rotating the token ends every session and every signed link.
+//! - Rotating the token ends every session and every signed link: a new
+//!   session key is written before the new token, so a cut between the two
+//!   ends the sessions and keeps the old token, never the other way round.
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -34,11 +45,14 @@ use sha2::{Digest, Sha256};
 use crate::clock::Clock;
 
 use super::server::Request;
+use super::session::{self, Session, Sessions};
 
 pub const TOKEN_FILE_NAME: &str = "dashvault.token";
 pub const SESSION_COOKIE: &str = "dashvault_session";
+/// The header that carries a session's CSRF token (lower case, as the
+/// server stores header names).
+pub const CSRF_HEADER: &str = "x-csrf-token";
 const TOKEN_BYTES: usize = 32;
-const SESSIONS_MAX: usize = 64;
 pub const SESSION_TTL_S: u64 = 7 * 24 * 3600;
 /// Wrong tokens allowed from one address before its wrong tokens are
 /// answered 429.
@@ -61,7 +75,7 @@ pub const LINK_TTL_MAX_S: u64 = 24 * 3600;
 type HmacSha256 = Hmac<Sha256>;
 
 /// `bytes` random bytes from the kernel.
-fn random_bytes(bytes: usize) -> io::Result<Vec<u8>> {
+pub(super) fn random_bytes(bytes: usize) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; bytes];
     let mut filled = 0;
     while filled < bytes {
@@ -79,7 +93,7 @@ fn random_bytes(bytes: usize) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -182,23 +196,46 @@ pub enum RotateError {
     Random(io::Error),
 }
 
-/// Makes a new token and writes it to the token file atomically, mode 0600.
-/// Returns the new token. Does not touch a running service (see
-/// [`Auth::rotate`]).
+/// Makes a new token and writes it to the token file atomically, mode 0600,
+/// after a new session key beside it (so every session ends). Returns the
+/// new token. Does not touch a running service (see [`Auth::rotate`]).
 pub fn rotate_token_file(home: &TokenHome) -> Result<String, RotateError> {
+    rotate_files(home).map(|(token, _)| token)
+}
+
+/// [`rotate_token_file`], also returning the new session key.
+fn rotate_files(
+    home: &TokenHome,
+) -> Result<(String, [u8; session::SESSION_KEY_BYTES]), RotateError> {
     let path = match home {
         TokenHome::File(p) => p,
         TokenHome::Config(c) => return Err(RotateError::SetByConfig(c.clone())),
         TokenHome::Memory => return Err(RotateError::NotKept),
     };
     let token = random_hex(TOKEN_BYTES).map_err(RotateError::Random)?;
+    let key = session::new_session_key().map_err(RotateError::Random)?;
+    // The key first: a cut before the token is written leaves the old token
+    // with every session ended, which is safe; the other order could leave
+    // a new token with the old sessions still open.
+    let dir = folder_of(path);
+    session::write_key(dir, &key).map_err(|source| RotateError::Write {
+        path: dir.join(session::SESSION_KEY_FILE_NAME),
+        source,
+    })?;
     crate::config::write_atomic(path, format!("{token}\n").as_bytes()).map_err(|source| {
         RotateError::Write {
             path: path.clone(),
             source,
         }
     })?;
-    Ok(token)
+    Ok((token, key))
+}
+
+/// The folder a file is in (`.` for a bare name).
+fn folder_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// The result of checking a request's credentials.
@@ -216,6 +253,10 @@ pub enum Verdict {
     TokenInUrl,
     /// A signed link whose signature does not match, or that has expired.
     BadLink(&'static str),
+    /// A session cookie on a request that changes something, without proof
+    /// that the dashboard sent it (no right `X-CSRF-Token`, no own `Origin`):
+    /// what a form posted from another site looks like.
+    CrossSite,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -293,8 +334,7 @@ pub struct Auth {
     /// kernel gave no randomness: then no link is made or accepted.
     link_key: RwLock<Option<[u8; 32]>>,
     clock: Arc<dyn Clock>,
-    /// Session id → expiry (monotonic ns).
-    sessions: Mutex<HashMap<String, u64>>,
+    sessions: Sessions,
     throttle: Mutex<Throttle>,
 }
 
@@ -309,21 +349,39 @@ fn new_link_key() -> Option<[u8; 32]> {
 }
 
 impl Auth {
-    /// A token that stays as it is: rotation is refused.
+    /// A token that stays as it is: rotation is refused, and sessions end
+    /// at restart.
     pub fn new(token: String, clock: Arc<dyn Clock>) -> Auth {
         Auth::kept_in(token, TokenHome::Memory, clock)
     }
 
-    /// A token kept in `home`, where a rotation writes the new one.
+    /// A token kept in `home`, where a rotation writes the new one. Sessions
+    /// are signed with the key in the same folder (the config's), so they
+    /// outlast a restart; in memory for [`TokenHome::Memory`].
     pub fn kept_in(token: String, home: TokenHome, clock: Arc<dyn Clock>) -> Auth {
+        let sessions = match &home {
+            TokenHome::File(p) | TokenHome::Config(p) => {
+                Sessions::open(folder_of(p), &token, wall_s(clock.as_ref()))
+            }
+            TokenHome::Memory => Sessions::in_memory(&token),
+        };
         Auth {
             token: RwLock::new(token),
             home,
             link_key: RwLock::new(new_link_key()),
             clock,
-            sessions: Mutex::default(),
+            sessions,
             throttle: Mutex::default(),
         }
+    }
+
+    /// The session key file, when sessions outlast a restart.
+    pub fn session_key_file(&self) -> Option<PathBuf> {
+        self.sessions.key_file()
+    }
+
+    fn now_s(&self) -> i64 {
+        wall_s(self.clock.as_ref())
     }
 
     /// The fingerprint of the token in use (never the token).
@@ -331,12 +389,16 @@ impl Auth {
         fingerprint(&self.token.read().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Checks, in this order, the session cookie, `Authorization: Bearer`,
-    /// and refuses `?token=`. Signed links are checked by [`Auth::check_link`].
+    /// Checks, in this order, the session cookie (with its CSRF proof when
+    /// the request changes something), `Authorization: Bearer`, and refuses
+    /// `?token=`. Signed links are checked by [`Auth::check_link`].
     pub fn check(&self, req: &Request) -> Verdict {
-        if let Some(id) = session_cookie(req) {
-            if self.session_valid(id) {
+        if let Some(session) = self.session(req) {
+            if !changes_state(req) || self.sent_by_dashboard(req, &session) {
                 return Verdict::Allowed;
+            }
+            if req.header("authorization").is_none() {
+                return Verdict::CrossSite;
             }
         }
         if let Some(value) = req.header("authorization") {
@@ -352,39 +414,51 @@ impl Auth {
         Verdict::Missing
     }
 
-    /// Checks a token typed into the login form; on success returns a new
-    /// session id for the cookie.
+    /// Checks a token typed into the login form; on success returns the
+    /// value of a new session cookie.
     pub fn login(&self, peer: IpAddr, presented: &str) -> Result<String, Verdict> {
         match self.judge(peer, presented.trim()) {
             Verdict::Allowed => {}
             other => return Err(other),
         }
-        let id = random_hex(TOKEN_BYTES).map_err(|e| {
-            log::error!("cannot make a session id: {e}");
-            Verdict::Missing
-        })?;
-        let now = self.clock.mono_ns();
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        sessions.retain(|_, expiry| *expiry > now);
-        if sessions.len() >= SESSIONS_MAX {
-            if let Some(oldest) = sessions
-                .iter()
-                .min_by_key(|(_, e)| **e)
-                .map(|(k, _)| k.clone())
-            {
-                sessions.remove(&oldest);
-            }
-        }
-        sessions.insert(id.clone(), now + SESSION_TTL_S * NS_PER_S);
-        Ok(id)
+        self.sessions
+            .new_cookie(self.now_s())
+            .ok_or(Verdict::Missing)
     }
 
+    /// Ends the request's session for good (it stays ended after a restart).
     pub fn logout(&self, req: &Request) {
-        if let Some(id) = session_cookie(req) {
-            self.sessions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(id);
+        if let Some(session) = self.session(req) {
+            self.sessions.revoke(&session, self.now_s());
+        }
+    }
+
+    /// The CSRF token and expiry (Unix seconds) of the request's session;
+    /// `None` when no valid session cookie came with it.
+    pub fn session_of(&self, req: &Request) -> Option<(String, i64)> {
+        let session = self.session(req)?;
+        Some((self.sessions.csrf(&session)?, session.expires_s))
+    }
+
+    fn session(&self, req: &Request) -> Option<Session> {
+        self.sessions.verify(session_cookie(req)?, self.now_s())
+    }
+
+    /// Whether a request with a valid session cookie proves that the
+    /// dashboard sent it: its session's CSRF token in `X-CSRF-Token`, or an
+    /// `Origin` that is this server (`http://` and the `Host` it was sent to).
+    fn sent_by_dashboard(&self, req: &Request, session: &Session) -> bool {
+        if let (Some(sent), Some(expected)) = (req.header(CSRF_HEADER), self.sessions.csrf(session))
+        {
+            if constant_time_eq::constant_time_eq(sent.trim().as_bytes(), expected.as_bytes()) {
+                return true;
+            }
+        }
+        match (req.header("origin"), req.header("host")) {
+            (Some(origin), Some(host)) if !host.is_empty() => origin
+                .strip_prefix("http://")
+                .is_some_and(|o| o.eq_ignore_ascii_case(host.trim())),
+            _ => false,
         }
     }
 
@@ -398,26 +472,15 @@ impl Auth {
     /// link ends. Returns the new token.
     pub fn rotate(&self) -> Result<String, RotateError> {
         let mut token = self.token.write().unwrap_or_else(|e| e.into_inner());
-        let new = rotate_token_file(&self.home)?;
+        let (new, key) = rotate_files(&self.home)?;
+        self.sessions.adopt(key, &new);
         *token = new;
-        self.sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
         *self.link_key.write().unwrap_or_else(|e| e.into_inner()) = new_link_key();
         log::warn!(
             "token rotated (now {}): every session and signed link has ended",
             fingerprint(&token)
         );
         Ok(token.clone())
-    }
-
-    fn session_valid(&self, id: &str) -> bool {
-        let now = self.clock.mono_ns();
-        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        // Looking up by hash is not constant-time, but ids are 256 random
-        // bits: there is nothing to learn from timing a guess.
-        sessions.get(id).is_some_and(|expiry| *expiry > now)
     }
 
     /// Whether `presented` is the token. The slowdown is consulted only for
@@ -520,7 +583,17 @@ fn signed_text(path: &str, pairs: &[(String, String)]) -> String {
     format!("{path}?{query}")
 }
 
-/// The session id from the `Cookie` header.
+/// Wall-clock Unix seconds, as the recorder believes them.
+fn wall_s(clock: &dyn Clock) -> i64 {
+    clock.wall_ns().div_euclid(NS_PER_S as i64)
+}
+
+/// Whether the request may change something: any method but GET and HEAD.
+fn changes_state(req: &Request) -> bool {
+    !matches!(req.method.as_str(), "GET" | "HEAD")
+}
+
+/// The session cookie's value from the `Cookie` header.
 fn session_cookie(req: &Request) -> Option<&str> {
     req.header("cookie")?.split(';').find_map(|c| {
         let (k, v) = c.trim().split_once('=')?;
@@ -529,8 +602,8 @@ fn session_cookie(req: &Request) -> Option<&str> {
 }
 
 /// The `Set-Cookie` value for a new session.
-pub fn session_cookie_header(id: &str) -> String {
-    format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_TTL_S}")
+pub fn session_cookie_header(value: &str) -> String {
+    format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_TTL_S}")
 }
 
 /// The `Set-Cookie` value that ends a session.
@@ -595,6 +668,87 @@ mod tests {
         a.logout(&with_cookie);
         assert_eq!(a.check(&with_cookie), Verdict::Missing);
         assert_eq!(a.check(&request("10.0.0.1", &[], &[])), Verdict::Missing);
+    }
+
+    /// A POST to /api/lock from `peer` with `headers`.
+    fn post(headers: &[(&str, &str)]) -> Request {
+        let mut r = request("10.0.0.1", headers, &[]);
+        r.method = "POST".into();
+        r.path = "/api/lock".into();
+        r
+    }
+
+    #[test]
+    fn a_session_changes_something_only_with_proof_that_the_dashboard_sent_it() {
+        let (a, _) = auth();
+        let value = a.login("10.0.0.1".parse().unwrap(), TOKEN).unwrap();
+        let cookie = format!("{SESSION_COOKIE}={value}");
+        let get = request("10.0.0.1", &[("cookie", &cookie)], &[]);
+        assert_eq!(a.check(&get), Verdict::Allowed, "reading needs no proof");
+        let (csrf, _) = a.session_of(&get).unwrap();
+        let with = |extra: &[(&str, &str)]| {
+            let mut headers = vec![("cookie", cookie.as_str()), ("host", "192.168.4.1")];
+            headers.extend_from_slice(extra);
+            a.check(&post(&headers))
+        };
+        assert_eq!(with(&[]), Verdict::CrossSite);
+        assert_eq!(
+            with(&[("origin", "http://evil.example")]),
+            Verdict::CrossSite
+        );
+        assert_eq!(with(&[("origin", "null")]), Verdict::CrossSite);
+        assert_eq!(
+            with(&[("origin", "https://192.168.4.1")]),
+            Verdict::CrossSite
+        );
+        assert_eq!(with(&[(CSRF_HEADER, "0123")]), Verdict::CrossSite);
+        assert_eq!(with(&[(CSRF_HEADER, &csrf)]), Verdict::Allowed);
+        assert_eq!(with(&[("origin", "http://192.168.4.1")]), Verdict::Allowed);
+        assert_eq!(
+            with(&[("authorization", &format!("Bearer {TOKEN}"))]),
+            Verdict::Allowed,
+            "the token needs no proof"
+        );
+        assert_eq!(
+            with(&[("authorization", "Bearer nope")]),
+            Verdict::Wrong,
+            "a wrong token is judged as one"
+        );
+        assert_eq!(
+            a.check(&post(&[("authorization", &format!("Bearer {TOKEN}"))])),
+            Verdict::Allowed
+        );
+        // Another session's token is no proof.
+        let other = a.login("10.0.0.2".parse().unwrap(), TOKEN).unwrap();
+        let other_get = request(
+            "10.0.0.2",
+            &[("cookie", &format!("{SESSION_COOKIE}={other}"))],
+            &[],
+        );
+        let (other_csrf, _) = a.session_of(&other_get).unwrap();
+        assert_eq!(with(&[(CSRF_HEADER, &other_csrf)]), Verdict::CrossSite);
+    }
+
+    #[test]
+    fn a_logout_needs_the_session_and_ends_only_it() {
+        let (a, _) = auth();
+        let one = format!(
+            "{SESSION_COOKIE}={}",
+            a.login("10.0.0.1".parse().unwrap(), TOKEN).unwrap()
+        );
+        let two = format!(
+            "{SESSION_COOKIE}={}",
+            a.login("10.0.0.1".parse().unwrap(), TOKEN).unwrap()
+        );
+        a.logout(&request("10.0.0.1", &[("cookie", &one)], &[]));
+        assert_eq!(
+            a.check(&request("10.0.0.1", &[("cookie", &one)], &[])),
+            Verdict::Missing
+        );
+        assert_eq!(
+            a.check(&request("10.0.0.1", &[("cookie", &two)], &[])),
+            Verdict::Allowed
+        );
     }
 
     #[test]
@@ -711,7 +865,11 @@ mod tests {
         let a = Auth::kept_in(old.clone(), TokenHome::of(&src, Path::new("c.json")), clock);
         let id = a.login("10.0.0.1".parse().unwrap(), &old).unwrap();
         let link = a.sign_link("/api/snapshot?camera=front", 60).unwrap();
+        let key_file = dir.path().join(session::SESSION_KEY_FILE_NAME);
+        assert_eq!(a.session_key_file(), Some(key_file.clone()));
+        let old_key = std::fs::read_to_string(&key_file).unwrap();
         let returned = a.rotate().unwrap();
+        assert_ne!(std::fs::read_to_string(&key_file).unwrap(), old_key);
         let path = dir.path().join(TOKEN_FILE_NAME);
         let new = std::fs::read_to_string(&path).unwrap().trim().to_string();
         assert_ne!(new, old);

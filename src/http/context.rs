@@ -52,6 +52,9 @@ pub(super) struct SegmentSummary {
 pub enum ApiError {
     BadRequest(String),
     Unauthorized(String),
+    /// The credentials are right, but the request may not do this (a
+    /// session's change without proof that the dashboard sent it).
+    Forbidden(String),
     NotFound(String),
     MethodNotAllowed(String),
     /// The thing asked for exists but is damaged (a segment download).
@@ -69,6 +72,7 @@ impl ApiError {
         let (status, message) = match self {
             ApiError::BadRequest(m) => (400, m.clone()),
             ApiError::Unauthorized(m) => (401, m.clone()),
+            ApiError::Forbidden(m) => (403, m.clone()),
             ApiError::NotFound(m) => (404, m.clone()),
             ApiError::MethodNotAllowed(m) => (405, m.clone()),
             ApiError::Conflict(m) => (409, m.clone()),
@@ -111,6 +115,9 @@ impl ApiError {
                 "token: not accepted in a URL (URLs end up in histories and logs); send Authorization: Bearer <token>, log in, or open a signed link from POST /api/links".into(),
             ),
             Verdict::BadLink(why) => ApiError::Unauthorized(why.into()),
+            Verdict::CrossSite => ApiError::Forbidden(
+                "missing or wrong X-CSRF-Token header, and Origin is not this server's; the dashboard gets its token from GET /api/session".into(),
+            ),
         }
     }
 }

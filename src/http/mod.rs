@@ -1,5 +1,6 @@
 //! The dashboard and JSON API: a bounded HTTP server (`server`), token and
-//! session checks (`auth`), what handlers share (`context`), the routes
+//! session checks (`auth`), session cookies and their key (`session`), what
+//! handlers share (`context`), the routes
 //! (`api`), live and playback streams
 //! (`stream`), MP4 export with byte ranges (`export`), and the embedded
 //! dashboard files (`assets`).
@@ -12,6 +13,7 @@ pub mod context;
 pub mod export;
 pub mod incidents;
 pub mod server;
+pub mod session;
 pub mod stream;
 
 use std::net::SocketAddr;

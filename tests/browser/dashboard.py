@@ -10,7 +10,9 @@ timeline shows a span covering the recorded time, a tap on it plays back and
 frame stepping works, nothing scrolls sideways, the Lock button adds an
 incident whose export downloads. Then the same at desktop size. Last, a
 phone whose clock is an hour ahead is offered to set the camera's clock, and
-doing so moves the recorder's clock and its timeline.
+doing so moves the recorder's clock and its timeline; and after the recorder
+restarts, as on the next drive, the same session still opens the dashboard
+and its Lock button (which sends the session's X-CSRF-Token) still works.
 Screenshots go to target/browser/ for people to look at.
 
 Prints one line per check and a closing `test result:` line in cargo's format
@@ -25,6 +27,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -119,6 +122,9 @@ class Server:
             config.update(cameras=[], discover_cameras=True)
         (self.dir / "dashvault.json").write_text(json.dumps(config, indent=2))
         self.log = open(self.dir / "server.log", "wb")
+        self.start()
+
+    def start(self):
         binary = dashvault_binary()
         if not binary.exists():
             raise RuntimeError(f"{binary} does not exist: run `cargo build --release` first")
@@ -143,6 +149,17 @@ class Server:
             time.sleep(0.1)
         # Recording starts with the service: footage from here on is expected.
         self.started = time.time()
+
+    def restart(self):
+        """Stops the recorder and starts it again on the same folder and
+        port, as the next drive does."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.start()
 
     def log_tail(self, lines=30):
         self.log.flush()
@@ -352,7 +369,10 @@ class Checks:
         ctx.close()
 
     def lock_button_adds_an_incident(self):
-        self.page.click("#lock")
+        with self.page.expect_request(lambda r: r.url.endswith("/api/lock") and r.method == "POST") as sent:
+            self.page.click("#lock")
+        csrf = sent.value.headers.get("x-csrf-token") or ""
+        assert re.fullmatch("[0-9a-f]{64}", csrf), f"the lock request has no X-CSRF-Token: {csrf!r}"
         wait_until(lambda: "Incident" in self.page.inner_text("#lock-note"), "no note after tapping Lock")
         item = self.page.locator("#incident-list li").first
         item.wait_for()
@@ -410,6 +430,18 @@ class Checks:
     def no_script_errors(self):
         assert not self.errors, "script errors:\n" + "\n".join(self.errors)
 
+    def session_outlasts_a_restart(self):
+        if isinstance(self.server, External):
+            print("  (a server of our own is needed: skipped)")
+            return
+        self.server.restart()
+        self.page.goto(self.base + "/")
+        assert not self.page.url.endswith("/login"), "the restart ended the session"
+        self.page.locator("#lock").wait_for()
+        with self.page.expect_response(is_lock_post) as answered:
+            self.page.click("#lock")
+        assert answered.value.status == 200, f"Lock after a restart answered {answered.value.status}"
+
     def no_camera_found_is_shown(self):
         """A recorder that has found no camera says so, in red, with the checks."""
         if isinstance(self.server, External):
@@ -441,6 +473,10 @@ class Checks:
             server.stop()
 
 
+def is_lock_post(r):
+    return r.url.endswith("/api/lock") and r.request.method == "POST"
+
+
 STEPS = [
     "login_page_first",
     "wrong_token_shows_error",
@@ -456,6 +492,7 @@ STEPS = [
     "lock_button_adds_an_incident",
     "desktop_layout",
     "clock_offer_sets_the_camera_clock",
+    "session_outlasts_a_restart",
     "no_camera_found_is_shown",
     "no_script_errors",
 ]

@@ -42,7 +42,39 @@ pub fn start_service_with(
     limits: Limits,
     setup: impl FnOnce(&mut Config, &std::path::Path, Arc<dyn Clock>) -> Auth,
 ) -> RunningService {
-    let dir = tempfile::tempdir().unwrap();
+    start_service_in(tempfile::tempdir().unwrap(), fps, boot_id, limits, setup)
+}
+
+/// Stops `service` and starts it again on the same folder (config folder
+/// and data), as a restart of the service or a power cycle (with another
+/// `boot_id`) would.
+#[allow(dead_code)] // not every test file restarts
+pub fn restart_service(
+    service: RunningService,
+    fps: u32,
+    boot_id: [u8; 16],
+    limits: Limits,
+    setup: impl FnOnce(&mut Config, &std::path::Path, Arc<dyn Clock>) -> Auth,
+) -> RunningService {
+    let RunningService {
+        dir,
+        recorder,
+        http,
+        ..
+    } = service;
+    http.stop();
+    recorder.stop();
+    start_service_in(dir, fps, boot_id, limits, setup)
+}
+
+/// [`start_service_with`] in the folder `dir`.
+fn start_service_in(
+    dir: tempfile::TempDir,
+    fps: u32,
+    boot_id: [u8; 16],
+    limits: Limits,
+    setup: impl FnOnce(&mut Config, &std::path::Path, Arc<dyn Clock>) -> Auth,
+) -> RunningService {
     let data_dir = dir.path().join("data");
     let mut cam = CameraConfig::synthetic("front");
     (cam.res_width, cam.res_height, cam.fps) = (320, 240, fps);
