@@ -10,9 +10,9 @@
 //! - Every field in the file is optional; missing fields take the defaults
 //!   below. Unknown fields are rejected, so a typo is never silently ignored.
 //! - Problems are collected, not returned one at a time: a [`ConfigError`]
-//!   lists every field that is wrong and what it accepts. (A file that is not
-//!   JSON, or has a value of the wrong type, stops parsing at that spot, so it
-//!   reports that one problem.)
+//!   lists every field that is wrong and what it accepts, also after an
+//!   unknown key or a value of the wrong type. (A file that is not JSON
+//!   reports the one spot where it stops being JSON.)
 //! - Files are only ever replaced atomically (write `<name>.tmp`, fsync,
 //!   rename, fsync the folder), so a power cut leaves the old or the new file,
 //!   never half of one.
@@ -20,13 +20,14 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::store::sidecar::{self, Readers};
 
 pub const DEFAULT_PORT: u16 = 8080;
 pub const DEFAULT_STORAGE_CAP_GB: f64 = 10.0;
@@ -1258,31 +1259,10 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Write `<path>.tmp`, fsync it, rename it over `path`, fsync the folder.
-/// The file is created `0600`: it can hold the dashboard's token.
+/// Replaces a file beside the config ([`sidecar::replace_file`]), readable
+/// by the owner only: it can hold the dashboard's token.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = with_suffix(path, ".tmp");
-    let written = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-        return written;
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    File::open(dir)?.sync_all()
+    sidecar::replace_file(path, Readers::Owner, |out| out.write_all(bytes))
 }
 
 /// Where the config the service runs with came from.

@@ -7,7 +7,7 @@
 //! never grows with a slow disk or a slow encoder.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -24,6 +24,7 @@ use crate::led::{LedState, StatusLed};
 use crate::live::{LiveHub, LiveSlot};
 use crate::status::{CameraStatus, DropReason, Status};
 use crate::store::retention::{Retention, RetentionPolicy};
+use crate::store::sidecar;
 use crate::store::writer::{EncodedFrame, SegmentWriter, WriterSettings};
 use crate::store::{Store, StoreError};
 use crate::timekeeper::Timekeeper;
@@ -256,7 +257,7 @@ impl Recorder {
                 status.clone(),
                 clock,
                 stop.clone(),
-                store.data_dir().to_path_buf(),
+                store.clone(),
                 timekeeper.clone(),
             ));
         let watch = (discovery.is_some() || status_led.is_some()).then(|| {
@@ -700,7 +701,7 @@ fn spawn_housekeeping(
     status: Arc<Status>,
     clock: Arc<dyn Clock>,
     stop: Arc<AtomicBool>,
-    data_dir: PathBuf,
+    store: Store,
     timekeeper: Option<Arc<Timekeeper>>,
 ) -> JoinHandle<()> {
     spawn_named("housekeeping".into(), move || loop {
@@ -710,23 +711,22 @@ fn spawn_housekeeping(
                 serde_json::to_value(tk.report()).ok();
         }
         retention.enforce();
-        write_status_file(&data_dir, &status, clock.as_ref());
+        write_status_file(&store, &status, clock.as_ref());
         if !pause(&stop, HOUSEKEEPING_INTERVAL_MS) {
-            write_status_file(&data_dir, &status, clock.as_ref());
+            write_status_file(&store, &status, clock.as_ref());
             break;
         }
     })
 }
 
-/// Writes `status.json` (temp file + rename) for `dashvault status`.
-fn write_status_file(data_dir: &Path, status: &Status, clock: &dyn Clock) {
+/// Writes `status.json` for `dashvault status`, durably: after a power cut
+/// it tells what the recorder last saw.
+fn write_status_file(store: &Store, status: &Status, clock: &dyn Clock) {
     let snap = status.snapshot(clock.mono_ns(), clock.wall_ns());
-    let path = data_dir.join(STATUS_FILE_NAME);
-    let tmp = data_dir.join(format!("{STATUS_FILE_NAME}.tmp"));
+    let path = store.data_dir().join(STATUS_FILE_NAME);
     let result = serde_json::to_vec_pretty(&snap)
         .map_err(std::io::Error::other)
-        .and_then(|bytes| std::fs::write(&tmp, bytes))
-        .and_then(|()| std::fs::rename(&tmp, &path));
+        .and_then(|bytes| sidecar::write_atomic(store.io().as_ref(), &path, &bytes));
     if let Err(e) = result {
         log::debug!("cannot write {}: {e}", path.display());
     }

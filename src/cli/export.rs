@@ -6,7 +6,6 @@
 //! footage was left out (each span is named on stderr and in the text
 //! track).
 
-use std::fs::OpenOptions;
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -16,6 +15,7 @@ use argh::FromArgs;
 
 use crate::clock::{format_rfc3339, parse_rfc3339};
 use crate::export::{ExportError, ExportOptions, Mp4Export};
+use crate::store::sidecar::{self, Readers};
 use crate::store::Store;
 
 /// Output buffer: large writes keep the copy loop cheap.
@@ -165,47 +165,24 @@ fn report_left_out(export: &Mp4Export) -> i32 {
     }
 }
 
-/// Writes to a hidden temporary name next to `path`, syncs, then renames, so
-/// `path` never holds a partial file.
+/// Writes through the store's one way of replacing a file (temporary name,
+/// sync, rename, sync the folder), so `path` never holds a partial file.
 fn write_file(export: &Mp4Export, path: &Path) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("{} is not a file name", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.part",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> anyhow::Result<()> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
+    if path.file_name().is_none() {
+        bail!("{} is not a file name", path.display());
+    }
+    sidecar::replace_file(path, Readers::Group, |out| {
         let mut w = Progress::new(
-            BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, file),
+            BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, out),
             export.len(),
         );
-        export.write_range(0, export.len(), &mut w)?;
-        let file = w
-            .finish()?
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        file.sync_all()
-            .with_context(|| format!("syncing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+        export
+            .write_range(0, export.len(), &mut w)
+            .map_err(std::io::Error::other)?;
+        w.finish()?.into_inner().map_err(|e| e.into_error())?;
         Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    })
+    .with_context(|| format!("writing {}", path.display()))
 }
 
 /// `[from, to)` in wall ns from the arguments; `None` when `--last` needs

@@ -46,6 +46,11 @@ pub trait StorageIo: Send + Sync {
     /// Creates a file that must not exist yet (O_CREAT|O_EXCL). With
     /// `want_direct`, writes bypass the page cache when the filesystem allows it.
     fn create_new(&self, path: &Path, want_direct: bool) -> io::Result<Box<dyn SegmentFile>>;
+    /// Like [`StorageIo::create_new`], through the page cache, readable by
+    /// the owner only (tokens, keys, the config).
+    fn create_private(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
+        self.create_new(path, false)
+    }
     /// Opens an existing file for reading and writing (recovery).
     fn open_rw(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>>;
     fn open_read(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>>;
@@ -101,6 +106,8 @@ pub trait SegmentFile: Send + Sync {
 pub const DIR_MODE: u32 = 0o750;
 /// Files the store creates (segments, sidecars): owner writes, group reads.
 pub const FILE_MODE: u32 = 0o640;
+/// Files with secrets in them: the owner only.
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
 
 #[derive(Default)]
 pub struct RealIo {
@@ -111,22 +118,18 @@ impl RealIo {
     pub fn new() -> RealIo {
         RealIo::default()
     }
-}
 
-impl StorageIo for RealIo {
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(DIR_MODE)
-            .create(dir)
-    }
-
-    fn create_new(&self, path: &Path, want_direct: bool) -> io::Result<Box<dyn SegmentFile>> {
+    fn create_with_mode(
+        &self,
+        path: &Path,
+        mode: u32,
+        want_direct: bool,
+    ) -> io::Result<Box<dyn SegmentFile>> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
-            .mode(FILE_MODE)
+            .mode(mode)
             .open(path)?;
         // O_DIRECT is tried on a second descriptor: some filesystems (tmpfs)
         // refuse it at open, and the file must exist either way.
@@ -144,6 +147,23 @@ impl StorageIo for RealIo {
             direct,
             counters: self.counters.clone(),
         }))
+    }
+}
+
+impl StorageIo for RealIo {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(dir)
+    }
+
+    fn create_new(&self, path: &Path, want_direct: bool) -> io::Result<Box<dyn SegmentFile>> {
+        self.create_with_mode(path, FILE_MODE, want_direct)
+    }
+
+    fn create_private(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
+        self.create_with_mode(path, PRIVATE_FILE_MODE, false)
     }
 
     fn open_rw(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
