@@ -527,6 +527,26 @@ fn token_rotate_replaces_the_token_file_when_no_recorder_runs() {
 }
 
 #[test]
+fn token_show_prints_the_token_in_use_on_the_console() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dashvault.json");
+    std::fs::write(&config, format!(r#"{{"port": {}}}"#, closed_port())).unwrap();
+    let (code, _, err) = dashvault(&config, &["token", "show"]);
+    assert_eq!(code, 1, "no token before the first start: {err}");
+    let (token, _) = load_or_create_token(dir.path(), None).unwrap();
+    let (code, out, err) = dashvault(&config, &["token", "show"]);
+    assert_eq!((code, out.trim()), (0, token.as_str()), "{err}");
+    // A token set in the config is the one in use.
+    std::fs::write(
+        &config,
+        format!(r#"{{"port": {}, "auth_token": "{TOKEN}"}}"#, closed_port()),
+    )
+    .unwrap();
+    let (code, out, _) = dashvault(&config, &["token", "show"]);
+    assert_eq!((code, out.trim()), (0, TOKEN));
+}
+
+#[test]
 fn token_rotate_refuses_a_token_set_in_the_config() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("dashvault.json");

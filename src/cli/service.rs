@@ -142,15 +142,23 @@ pub fn address_and_token(config_path: &Path) -> Result<(SocketAddr, String), Str
             reachable(SocketAddr::new(ip, config.port))
         }
     };
+    Ok((addr, token_of(config_path, config)?))
+}
+
+/// The dashboard token the recorder uses: the config's `auth_token`, else
+/// the token file beside the config.
+pub fn token(config_path: &Path) -> Result<String, String> {
+    token_of(config_path, config_in_use(config_path))
+}
+
+fn token_of(config_path: &Path, config: config::Config) -> Result<String, String> {
+    if let Some(t) = config.auth_token {
+        return Ok(t);
+    }
     let dir = config_dir(config_path);
-    let token = match config.auth_token {
-        Some(t) => t,
-        None => std::fs::read_to_string(dir.join(TOKEN_FILE_NAME))
-            .map_err(|e| format!("no token file in {}: {e}", dir.display()))?
-            .trim()
-            .to_string(),
-    };
-    Ok((addr, token))
+    std::fs::read_to_string(dir.join(TOKEN_FILE_NAME))
+        .map(|t| t.trim().to_string())
+        .map_err(|e| format!("no token file in {}: {e}", dir.display()))
 }
 
 /// The data folder: `--data-dir`, else the running (or last) recorder's,

@@ -1,6 +1,9 @@
-//! `dashvault token rotate`: a new dashboard token. The running service
-//! makes it when it answers (so it ends its sessions at once); when none
-//! answers, the token file is replaced here and the next start reads it.
+//! `dashvault token show`: the dashboard token, for the owner at the
+//! console (the dashboard never shows it: a page that did would hand it to
+//! anyone holding an unlocked phone). `dashvault token rotate`: a new one.
+//! The running service makes it when it answers (so it ends its sessions at
+//! once); when none answers, the token file is replaced here and the next
+//! start reads it.
 
 use std::io::ErrorKind;
 use std::path::Path;
@@ -21,8 +24,15 @@ pub struct TokenArgs {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
 pub enum TokenAction {
+    Show(ShowArgs),
     Rotate(RotateArgs),
 }
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "show")]
+/// print the dashboard token (to type on a new phone). Exit status: 0
+/// printed, 1 there is none yet (the recorder makes it at its first start)
+pub struct ShowArgs {}
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "rotate")]
@@ -32,7 +42,25 @@ pub struct RotateArgs {}
 
 pub fn run(config_path: &Path, args: TokenArgs) -> anyhow::Result<i32> {
     match args.action {
+        TokenAction::Show(_) => Ok(show(config_path)),
         TokenAction::Rotate(_) => rotate(config_path),
+    }
+}
+
+fn show(config_path: &Path) -> i32 {
+    match super::service::token(config_path) {
+        Ok(token) => {
+            println!("{token}");
+            eprintln!(
+                "fingerprint {} (the log names the token by it)",
+                fingerprint(&token)
+            );
+            0
+        }
+        Err(why) => {
+            eprintln!("{why}; the recorder makes one at its first start");
+            1
+        }
     }
 }
 
