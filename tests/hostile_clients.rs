@@ -131,7 +131,7 @@ fn get_with(addr: SocketAddr, path: &str, extra: &str) -> (u16, String, Vec<u8>)
     raw(
         addr,
         format!(
-            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n{extra}Connection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n{extra}Connection: close\r\n\r\n"
         )
         .as_bytes(),
     )
@@ -345,7 +345,7 @@ fn hostile_clients_never_slow_recording_or_reach_past_their_limits() {
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             write!(
                 s,
-                "GET /api/stream/mjpeg?camera=front HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+                "GET /api/stream/mjpeg?camera=front HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
             )
             .unwrap();
             let mut head = [0u8; 12];
@@ -373,7 +373,7 @@ fn hostile_clients_never_slow_recording_or_reach_past_their_limits() {
             let (status, head, _) = raw(
                 addr,
                 format!(
-                    "GET /api/status HTTP/1.1\r\nAuthorization: Bearer wrong{i}\r\nConnection: close\r\n\r\n"
+                    "GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer wrong{i}\r\nConnection: close\r\n\r\n"
                 )
                 .as_bytes(),
             );
@@ -447,7 +447,7 @@ fn a_request_followed_by_a_half_close_is_answered() {
     for _ in 0..40 {
         let mut s = TcpStream::connect(f.addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             .unwrap();
         s.shutdown(std::net::Shutdown::Write).unwrap();
         let mut answer = String::new();
@@ -465,7 +465,7 @@ fn pipelined_requests_already_received_are_answered_without_more_bytes() {
     let f = Fixture::start();
     let mut s = TcpStream::connect(f.addr).unwrap();
     s.write_all(
-        b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
     )
     .unwrap();
     // The client sends nothing more and keeps the connection open.
@@ -487,7 +487,8 @@ fn a_signed_or_duplicate_content_length_is_refused_on_the_wire() {
     ] {
         let (status, head, _) = raw(
             f.addr,
-            format!("POST /api/login HTTP/1.1\r\nHost: x\r\n{length}\r\n\r\ntoken=a").as_bytes(),
+            format!("POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\n{length}\r\n\r\ntoken=a")
+                .as_bytes(),
         );
         assert_eq!(status, 400, "{length}: {head}");
     }
@@ -497,7 +498,7 @@ fn a_signed_or_duplicate_content_length_is_refused_on_the_wire() {
 fn a_request_head_that_times_out_gets_408() {
     let f = Fixture::start();
     let mut s = TcpStream::connect(f.addr).unwrap();
-    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
         .unwrap();
     s.set_read_timeout(Some(REQUEST_TIMEOUT * 3)).unwrap();
     let t0 = Instant::now();
@@ -546,7 +547,7 @@ fn every_answer_says_nosniff_no_store_and_no_referrer() {
             "no token",
             raw(
                 f.addr,
-                b"GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
             ),
         ),
         (
@@ -566,7 +567,7 @@ fn every_answer_says_nosniff_no_store_and_no_referrer() {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     write!(
         s,
-        "GET /api/stream/mjpeg?camera=front HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+        "GET /api/stream/mjpeg?camera=front HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
     )
     .unwrap();
     let mut head = Vec::new();
@@ -692,7 +693,7 @@ fn hold_connections(
     let limits = Limits::default();
     let per_kind = limits.per_address_connections;
     let (mut idle, mut heads, mut deaf) = (VecDeque::new(), VecDeque::new(), VecDeque::new());
-    let pipelined = "GET /login HTTP/1.1\r\nHost: x\r\n\r\n".repeat(2000);
+    let pipelined = "GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(2000);
     let mut opened = 0;
     let open = |opened: &mut usize| {
         let s = connect_from(from, addr).ok()?;
@@ -710,12 +711,12 @@ fn hold_connections(
     while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(60) {
         for _ in 0..3 {
             if let Some(mut s) = open(&mut opened) {
-                let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+                let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
                 let _ = read_answers(&mut s, 1, Duration::from_millis(500));
                 idle.push_back(s);
             }
             if let Some(mut s) = open(&mut opened) {
-                let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+                let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ");
                 heads.push_back(s);
             }
         }
@@ -754,8 +755,9 @@ fn an_attacker_holding_its_connections_cannot_slow_the_owner() {
     // The owner's dashboard keeps a connection open between requests: an
     // authenticated idle connection outlives the unauthenticated ones.
     let owner = Ipv4Addr::new(127, 0, 0, 2);
-    let status_request =
-        format!("GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n");
+    let status_request = format!(
+        "GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+    );
     let mut dashboard = connect_from(owner, f.addr).unwrap();
     dashboard.write_all(status_request.as_bytes()).unwrap();
     assert_eq!(
@@ -785,7 +787,7 @@ fn an_attacker_holding_its_connections_cannot_slow_the_owner() {
         s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
         write!(
             s,
-            "GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+            "GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
         )
         .unwrap();
         let mut answer = Vec::new();
@@ -887,7 +889,7 @@ fn deaf_client(addr: SocketAddr) -> std::thread::JoinHandle<(TcpStream, usize)> 
         s.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
         let mut sent = 0;
         while sent < 3000
-            && s.write_all(b"GET /login HTTP/1.1\r\nHost: x\r\n\r\n")
+            && s.write_all(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 .is_ok()
         {
             sent += 1;
@@ -914,7 +916,7 @@ fn clients_that_never_read_their_answers_do_not_hold_the_workers() {
         s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
         write!(
             s,
-            "GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+            "GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
         )
         .unwrap();
         let mut answer = Vec::new();
@@ -939,7 +941,7 @@ fn owner_status(addr: SocketAddr) -> (u16, Duration) {
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     write!(
         s,
-        "GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+        "GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut answer = Vec::new();
@@ -960,7 +962,7 @@ fn idle_keep_alives_and_half_sent_heads_from_one_address_leave_room_for_the_owne
     let mut idle = Vec::new();
     for _ in 0..max {
         let mut s = TcpStream::connect(f.addr).unwrap();
-        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             .unwrap();
         let _ = read_answers(&mut s, 1, Duration::from_secs(2));
         idle.push(s);
@@ -976,7 +978,7 @@ fn idle_keep_alives_and_half_sent_heads_from_one_address_leave_room_for_the_owne
     let heads: Vec<TcpStream> = (0..max + 6)
         .filter_map(|_| {
             let mut s = TcpStream::connect(f.addr).ok()?;
-            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
                 .ok()?;
             Some(s)
         })

@@ -88,7 +88,7 @@ fn request(
 ) -> Reply {
     let mut s = connect_from(from, service.http.local_addr());
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = format!("{method} {url} HTTP/1.1\r\nHost: dashvault\r\nConnection: close\r\n");
+    let mut req = format!("{method} {url} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -622,7 +622,7 @@ fn status_with(port: u16, token: &str) -> u16 {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        "GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = String::new();

@@ -99,6 +99,9 @@ impl Route {
 
 impl Handler for ApiContext {
     fn handle(&self, req: &Request) -> Response {
+        if let Err(e) = super::host::check(req, &self.config) {
+            return e.response();
+        }
         let method = if req.method == "HEAD" {
             "GET"
         } else {

@@ -1,7 +1,7 @@
 //! The dashboard and JSON API: a bounded HTTP server (`server`), token and
-//! session checks (`auth`), what handlers share (`context`), the routes
-//! (`api`), live and playback streams
-//! (`stream`), MP4 export with byte ranges (`export`), and the embedded
+//! session checks (`auth`), what handlers share (`context`), the names
+//! the server answers to (`host`), the routes (`api`), live and playback
+//! streams (`stream`), MP4 export with byte ranges (`export`), and the embedded
 //! dashboard files (`assets`).
 
 pub mod api;
@@ -10,6 +10,7 @@ pub mod auth;
 pub mod clock;
 pub mod context;
 pub mod export;
+pub mod host;
 pub mod incidents;
 pub mod server;
 pub mod stream;
