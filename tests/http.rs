@@ -258,18 +258,16 @@ fn cookie_login_sets_a_private_session() {
         Reply::from(
             f.agent
                 .post(format!("{}/api/login", f.base))
-                .header("Content-Type", "application/x-www-form-urlencoded")
+                .header("Content-Type", "application/json")
                 .send(body)
                 .unwrap(),
         )
     };
-    let wrong = post("token=nope");
-    assert_eq!(wrong.status, 303);
-    assert_eq!(wrong.header("location"), Some("/login?error=1"));
+    let wrong = post(r#"{"token": "nope"}"#);
+    assert_eq!(wrong.status, 401);
     assert!(wrong.header("set-cookie").is_none());
-    let ok = post(&format!("token={TOKEN}"));
-    assert_eq!(ok.status, 303);
-    assert_eq!(ok.header("location"), Some("/"));
+    let ok = post(&format!(r#"{{"token": "{TOKEN}"}}"#));
+    assert_eq!(ok.status, 200);
     let cookie = ok.header("set-cookie").unwrap().to_string();
     assert!(
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),

@@ -125,15 +125,16 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
-/// A form login from `from`; the session cookie (`name=value`) on success.
-fn form_login(service: &RunningService, from: Ipv4Addr, token: &str) -> (Reply, Option<String>) {
+/// A login from `from`, as the login page sends it; the session cookie
+/// (`name=value`) on success.
+fn login(service: &RunningService, from: Ipv4Addr, token: &str) -> (Reply, Option<String>) {
     let r = request(
         service,
         from,
         "POST",
         "/api/login",
-        &[("Content-Type", "application/x-www-form-urlencoded")],
-        &format!("token={token}"),
+        &[("Content-Type", "application/json")],
+        &format!(r#"{{"token": "{token}"}}"#),
     );
     let cookie = r
         .header("set-cookie")
@@ -146,7 +147,7 @@ fn form_login(service: &RunningService, from: Ipv4Addr, token: &str) -> (Reply, 
 fn a_valid_cookie_passes_after_wrong_tokens_from_the_same_address() {
     let service = start_service(5, BOOT, Limits::default());
     let owner = ip(2);
-    let (_, cookie) = form_login(&service, owner, TOKEN);
+    let (_, cookie) = login(&service, owner, TOKEN);
     let cookie = cookie.expect("a session");
     let mut slowed = 0;
     for _ in 0..10 {
@@ -183,24 +184,33 @@ fn the_right_token_passes_after_wrong_tokens_from_the_same_address() {
         &[("Authorization", &bearer(TOKEN))],
     );
     assert_eq!(r.status, 200, "{}", r.error());
-    let (r, cookie) = form_login(&service, owner, TOKEN);
-    assert_eq!((r.status, r.header("location")), (303, Some("/")));
-    assert!(cookie.is_some(), "the login form works too");
+    let (r, cookie) = login(&service, owner, TOKEN);
+    assert_eq!(r.status, 200);
+    assert!(cookie.is_some(), "the login page works too");
 }
 
 #[test]
 fn cross_site_wrong_logins_cannot_lock_the_owner_out() {
     // What a page on another site can make the owner's phone send: form
-    // POSTs to /api/login and <img src="/api/status?token=x">.
+    // POSTs to /api/login and <img src="/api/status?token=x">. The forms
+    // are refused unread (415).
     let service = start_service(5, BOOT, Limits::default());
     let phone = ip(2);
     for _ in 0..20 {
-        let (r, _) = form_login(&service, phone, "x");
+        let r = request(
+            &service,
+            phone,
+            "POST",
+            "/api/login",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            "token=x",
+        );
+        assert_eq!(r.status, 415);
         assert!(r.header("set-cookie").is_none());
         get(&service, phone, "/api/stream/frame?token=x", &[]);
     }
-    let (r, cookie) = form_login(&service, phone, TOKEN);
-    assert_eq!((r.status, r.header("location")), (303, Some("/")));
+    let (r, cookie) = login(&service, phone, TOKEN);
+    assert_eq!(r.status, 200);
     let r = get(
         &service,
         phone,
@@ -371,14 +381,16 @@ fn service_with_token_file() -> (RunningService, String) {
 }
 
 fn rotate(service: &RunningService, headers: &[(&str, &str)], body: &str) -> Reply {
-    request(service, ip(2), "POST", "/api/auth/rotate", headers, body)
+    let mut headers = headers.to_vec();
+    headers.push(("Content-Type", "application/json"));
+    request(service, ip(2), "POST", "/api/auth/rotate", &headers, body)
 }
 
 #[test]
 fn rotation_needs_the_token_again_ends_sessions_and_keeps_the_new_token() {
     use std::os::unix::fs::PermissionsExt;
     let (service, old) = service_with_token_file();
-    let (_, cookie) = form_login(&service, ip(2), &old);
+    let (_, cookie) = login(&service, ip(2), &old);
     let cookie = cookie.unwrap();
     let session = [("Cookie", cookie.as_str())];
     // A session alone cannot rotate: a phone left logged in must not be

@@ -1,12 +1,13 @@
 //! The dashboard and JSON API: a bounded HTTP server (`server`), token and
-//! session checks (`auth`), what handlers share (`context`), the names
-//! the server answers to (`host`), the routes (`api`), live and playback
-//! streams (`stream`), MP4 export with byte ranges (`export`), and the embedded
-//! dashboard files (`assets`).
+//! session checks (`auth`), what handlers share (`context`), the names the
+//! server answers to (`host`) and the bodies it reads (`body_type`), the
+//! routes (`api`), live and playback streams (`stream`), MP4 export with
+//! byte ranges (`export`), and the embedded dashboard files (`assets`).
 
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod body_type;
 pub mod clock;
 pub mod context;
 pub mod export;

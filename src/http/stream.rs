@@ -170,11 +170,7 @@ pub fn recorded_frame(ctx: &ApiContext, req: &Request) -> ApiResult {
     Ok(Response::new(200, "image/jpeg", Body::Bytes(jpeg))
         .with_header("X-Frame-Time", format_rfc3339_ms(wall_ns))
         .with_header("X-Frame-Segment", segment)
-        .with_header("X-Frame-Index", index.to_string())
-        .with_header(
-            "Access-Control-Expose-Headers",
-            "X-Frame-Time, X-Frame-Segment, X-Frame-Index",
-        ))
+        .with_header("X-Frame-Index", index.to_string()))
 }
 
 /// `/api/playback?camera=&from=&to=&speed=`: recorded frames from `from`,
