@@ -14,6 +14,7 @@ use super::assets;
 use super::auth::{self, Verdict};
 use super::context::SegmentSummary;
 pub use super::context::{time_param, ApiContext, ApiError, ApiResult};
+use super::names;
 use super::server::{Body, Handler, Request, Response};
 use super::stream;
 
@@ -389,7 +390,11 @@ fn videos(ctx: &ApiContext, _: &Request) -> ApiResult {
     let list: Vec<Value> = all
         .iter()
         .map(|s| {
-            let download = format!("/api/video/download?camera={}&name={}", s.camera, s.name);
+            let download = format!(
+                "/api/video/download?camera={}&name={}",
+                names::percent_encode(&s.camera),
+                names::percent_encode(&s.name)
+            );
             json!({
                 "camera": s.camera,
                 "name": s.name,
@@ -436,6 +441,7 @@ fn video_download(ctx: &ApiContext, req: &Request) -> ApiResult {
         }
     }
     let file_name = format!("{camera}_{}.mjpeg", entry.start_label());
+    let disposition = names::attachment(&file_name);
     Ok(Response::new(
         200,
         "video/x-motion-jpeg",
@@ -450,10 +456,7 @@ fn video_download(ctx: &ApiContext, req: &Request) -> ApiResult {
             }),
         },
     )
-    .with_header(
-        "Content-Disposition",
-        format!("attachment; filename=\"{file_name}\""),
-    ))
+    .with_header("Content-Disposition", disposition))
 }
 
 /// What `/api/config` shows for a secret that is set.

@@ -5,6 +5,7 @@
 use crate::export::{ExportError, ExportOptions, Mp4Export};
 
 use super::context::{time_param, ApiContext, ApiError};
+use super::names;
 use super::server::{Body, Request, Response};
 
 /// A byte range asked for with `Range:`, resolved against the length.
@@ -83,7 +84,7 @@ pub fn export_mp4(ctx: &ApiContext, req: &Request) -> Result<Response, ApiError>
     let etag = export.etag();
     let skipped: u64 = export.skipped().iter().map(|s| s.frames).sum();
     let unreadable = export.problems().len();
-    let disposition = format!("attachment; filename=\"{}\"", export.file_name());
+    let disposition = names::attachment(&export.file_name());
     if req
         .header("if-none-match")
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))

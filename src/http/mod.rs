@@ -2,7 +2,8 @@
 //! session checks (`auth`), what handlers share (`context`), the names the
 //! server answers to (`host`) and the bodies it reads (`body_type`), the
 //! routes (`api`), live and playback streams (`stream`), MP4 export with
-//! byte ranges (`export`), and the embedded dashboard files (`assets`).
+//! byte ranges (`export`), names from the card in headers and URLs
+//! (`names`), and the embedded dashboard files (`assets`).
 
 pub mod api;
 pub mod assets;
@@ -13,6 +14,7 @@ pub mod context;
 pub mod export;
 pub mod host;
 pub mod incidents;
+pub mod names;
 pub mod server;
 pub mod stream;
 
