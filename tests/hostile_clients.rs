@@ -1035,3 +1035,304 @@ fn an_answer_nobody_reads_is_dropped_at_the_write_timeout() {
     assert_eq!(owner_status(f.addr).0, 200);
     drop(deaf);
 }
+
+/// One request with `Connection: close`, naming `host`; `extra` are whole
+/// header lines.
+fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    host: &str,
+    extra: &[&str],
+    body: &str,
+) -> (u16, String, Vec<u8>) {
+    let lines: String = extra.iter().map(|h| format!("{h}\r\n")).collect();
+    raw(
+        addr,
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{lines}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+}
+
+fn bearer() -> String {
+    format!("Authorization: Bearer {TOKEN}")
+}
+
+#[test]
+fn a_rebinding_page_gets_421_and_no_data_even_with_a_valid_token() {
+    // A page at http://evil.example/ whose name now resolves to the Pi: the
+    // browser sends its requests with Host: evil.example, cookies and all.
+    let f = Fixture::start();
+    let auth = bearer();
+    let port = f.addr.port();
+    for host in [
+        "evil.example",
+        &format!("evil.example:{port}"),
+        "192.168.4.1.nip.io",
+    ] {
+        for path in [
+            "/",
+            "/login",
+            "/health",
+            "/api/status",
+            "/api/videos",
+            "/nowhere",
+        ] {
+            let (status, head, body) = send(f.addr, "GET", path, host, &[&auth], "");
+            let text = String::from_utf8_lossy(&body);
+            assert_eq!(status, 421, "{host} {path}: {head}");
+            assert!(header(&head, "set-cookie").is_none());
+            assert!(
+                !text.contains("cameras") && !text.contains("<html") && !text.contains("version"),
+                "{host} {path} leaked: {text}"
+            );
+            assert!(text.contains("open http://"), "{text}");
+        }
+        let (status, _, _) = send(
+            f.addr,
+            "POST",
+            "/api/login",
+            host,
+            &["Content-Type: application/json"],
+            &format!(r#"{{"token": "{TOKEN}"}}"#),
+        );
+        assert_eq!(status, 421, "{host}: login");
+    }
+    // The recorder's own addresses and names are answered.
+    for host in [
+        "127.0.0.1".to_string(),
+        format!("127.0.0.1:{port}"),
+        "192.168.4.1".into(),
+        "[::1]".into(),
+        format!("localhost:{port}"),
+    ] {
+        let (status, _, body) = send(f.addr, "GET", "/api/status", &host, &[&auth], "");
+        assert_eq!(status, 200, "{host}");
+        assert!(String::from_utf8_lossy(&body).contains("cameras"));
+    }
+    // HTTP/1.1 must name a host; HTTP/1.0 need not.
+    let (status, _, _) = raw(
+        f.addr,
+        format!("GET /api/status HTTP/1.1\r\n{auth}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(status, 400);
+    let (status, _, _) = raw(
+        f.addr,
+        format!("GET /api/status HTTP/1.0\r\n{auth}\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(status, 200);
+}
+
+fn incidents(addr: SocketAddr) -> usize {
+    let (status, _, body) = send(addr, "GET", "/api/incidents", "127.0.0.1", &[&bearer()], "");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    v["incidents"].as_array().unwrap().len()
+}
+
+#[test]
+fn cross_site_form_and_text_posts_are_415_and_change_nothing() {
+    let f = Fixture::start();
+    let addr = f.addr;
+    let (status, head, _) = send(
+        addr,
+        "POST",
+        "/api/login",
+        "127.0.0.1",
+        &["Content-Type: application/json"],
+        &format!(r#"{{"token": "{TOKEN}"}}"#),
+    );
+    assert_eq!(status, 200);
+    let cookie = header(&head, "set-cookie")
+        .and_then(|c| c.split(';').next())
+        .map(|c| format!("Cookie: {c}"))
+        .expect("a session");
+    // What another site's page can send without a preflight: forms, text,
+    // and a body with no type at all (fetch of a bare Blob).
+    let kinds = [
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=b"),
+        Some("text/plain"),
+        Some("text/plain; charset=utf-8"),
+        None,
+    ];
+    let mut refused = 0;
+    for kind in kinds {
+        let content_type = kind.map(|t| format!("Content-Type: {t}"));
+        let mut lines = vec![cookie.as_str()];
+        lines.extend(content_type.as_deref());
+        for (path, body) in [
+            ("/api/login", format!(r#"{{"token": "{TOKEN}"}}"#)),
+            ("/api/login", format!("token={TOKEN}")),
+            ("/api/lock", r#"{"source": "dashboard"}"#.to_string()),
+            ("/api/lock", "source=dashboard".to_string()),
+            ("/api/lock", String::new()),
+            ("/api/clock", r#"{"unix_ms": 1900000000000}"#.to_string()),
+            ("/api/auth/rotate", format!(r#"{{"token": "{TOKEN}"}}"#)),
+            ("/api/logout", "x".to_string()),
+        ] {
+            if kind.is_none() && body.is_empty() {
+                continue; // no type and no body: nothing to refuse
+            }
+            let (status, head, answer) = send(addr, "POST", path, "127.0.0.1", &lines, &body);
+            assert_eq!(status, 415, "{kind:?} {path} {body:?}: {head}");
+            assert!(header(&head, "set-cookie").is_none(), "{path}: {head}");
+            assert!(
+                String::from_utf8_lossy(&answer).contains("application/json"),
+                "the answer names the type to send"
+            );
+            refused += 1;
+        }
+    }
+    println!("cross-site bodies: {refused} form, text and untyped POSTs refused with 415");
+    assert_eq!(incidents(addr), 0, "no footage was locked");
+    let (status, _, _) = send(addr, "GET", "/api/status", "127.0.0.1", &[&cookie], "");
+    assert_eq!(status, 200, "the session survived: no logout or rotation");
+    // The dashboard's own JSON lock still works.
+    let (status, _, _) = send(
+        addr,
+        "POST",
+        "/api/lock",
+        "127.0.0.1",
+        &[&cookie, "Content-Type: application/json"],
+        r#"{"source": "dashboard"}"#,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(incidents(addr), 1);
+}
+
+#[test]
+fn no_route_grants_cross_origin_access() {
+    let f = Fixture::start();
+    let auth = bearer();
+    let preflight = [
+        "Origin: http://evil.example",
+        "Access-Control-Request-Method: POST",
+        "Access-Control-Request-Headers: content-type, authorization",
+    ];
+    for route in ROUTES {
+        let path = route.path.replace('*', "front");
+        let (status, head, _) = send(f.addr, "OPTIONS", &path, "127.0.0.1", &preflight, "");
+        assert!(matches!(status, 404 | 405), "OPTIONS {path}: {status}");
+        assert!(
+            !head.to_ascii_lowercase().contains("access-control-"),
+            "OPTIONS {path}: {head}"
+        );
+        if route.method == "GET" && !path.contains("mjpeg") && !path.contains("playback") {
+            let (_, head, _) = send(
+                f.addr,
+                "GET",
+                &format!("{path}?camera=front"),
+                "127.0.0.1",
+                &[&auth, "Origin: http://evil.example"],
+                "",
+            );
+            assert!(
+                !head.to_ascii_lowercase().contains("access-control-"),
+                "GET {path}: {head}"
+            );
+        }
+    }
+}
+
+/// True when a `Content-Disposition` value holds only a safe ASCII file
+/// name, and the original, if any, only percent-encoded.
+fn safe_disposition(value: &str) -> bool {
+    let safe_name = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    let Some(rest) = value.strip_prefix("attachment; filename=\"") else {
+        return false;
+    };
+    let Some((name, rest)) = rest.split_once('"') else {
+        return false;
+    };
+    safe_name(name)
+        && (rest.is_empty()
+            || rest.strip_prefix("; filename*=UTF-8''").is_some_and(|o| {
+                o.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.~%".contains(&b))
+            }))
+}
+
+#[test]
+fn hostile_camera_and_segment_names_download_with_safe_headers() {
+    let f = Fixture::start();
+    let front = f.data_dir.join("recordings/front");
+    // A closed segment of the real camera, copied under hostile names: the
+    // id with the most hostile characters a config allows, and folder and
+    // file names only a card edited elsewhere would hold.
+    let until = Instant::now() + Duration::from_secs(20);
+    let segment = loop {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(&front)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        names.retain(|p| p.extension().is_some_and(|e| e == "dvr"));
+        names.sort();
+        if names.len() >= 2 {
+            break names[0].clone();
+        }
+        assert!(Instant::now() < until, "no closed segment");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let hostile = [
+        ("-_-", "000000000001_20261121T100000Z.dvr"),
+        (
+            "--_0-_",
+            "000000000002_x \"y\"\r\nSet-Cookie: stolen=1; a=b&c#d?e%f+g.dvr",
+        ),
+        (
+            "Caméra \"2\"\r\nX-Evil: 1&x=#",
+            "000000000003_ünï \"q\".dvr",
+        ),
+    ];
+    for (camera, name) in hostile {
+        let dir = f.data_dir.join("recordings").join(camera);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(&segment, dir.join(name)).unwrap();
+    }
+    let (status, _, body) = get(f.addr, "/api/videos");
+    assert_eq!(status, 200);
+    let videos: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    for (camera, name) in hostile {
+        let video = videos["videos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["camera"] == camera && v["name"] == name)
+            .unwrap_or_else(|| panic!("{camera:?} {name:?} not listed"));
+        // The signed link as listed, and the same URL with the token.
+        let link = video["download"].as_str().unwrap();
+        assert!(
+            link.bytes().all(|b| b.is_ascii_graphic()) && !link.contains('#'),
+            "{link}"
+        );
+        for (path, extra) in [
+            (link.to_string(), String::new()),
+            (link.split("&exp=").next().unwrap().to_string(), bearer()),
+        ] {
+            let lines: Vec<&str> = [extra.as_str()]
+                .into_iter()
+                .filter(|l| !l.is_empty())
+                .collect();
+            let (status, head, body) = send(f.addr, "GET", &path, "127.0.0.1", &lines, "");
+            assert_eq!(status, 200, "{path}: {head}");
+            assert!(body.starts_with(&[0xff, 0xd8]), "{path}: not a JPEG stream");
+            let disposition = header(&head, "content-disposition").unwrap();
+            assert!(safe_disposition(disposition), "{disposition}");
+            assert!(
+                header(&head, "set-cookie").is_none() && header(&head, "x-evil").is_none(),
+                "{head}"
+            );
+        }
+    }
+    println!(
+        "hostile names: {} cameras and segments listed and downloaded with safe headers",
+        hostile.len()
+    );
+}
