@@ -17,6 +17,10 @@ pub mod incidents;
 pub mod names;
 pub mod server;
 pub mod stream;
+/// Test support: handlers over a data folder with recorded frames, for the
+/// fuzz targets. Not part of the API's surface.
+#[doc(hidden)]
+pub mod testutil;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
