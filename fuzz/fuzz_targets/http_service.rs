@@ -24,17 +24,24 @@ const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 /// Longest sized body the target builds in memory to check its length.
 const CHECKED_BODY_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
-/// Recorded once per process, in a folder of its own under the temporary
-/// folder (a few hundred kB, left there).
+/// Recorded once into a folder under the temporary folder that every run
+/// shares and only reads (a few hundred kB, kept between runs; delete it
+/// after changing `http::testutil`). It is written under a name of its
+/// own, then renamed into place, so processes started together never see
+/// it half written.
 fn data_dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!(
-            "dashvault-fuzz-http_service-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        testutil::record_frames(&dir, 3).expect("recording the test frames");
+        let dir = std::env::temp_dir().join("dashvault-fuzz-http_service");
+        if !dir.exists() {
+            let fresh = dir.with_extension(std::process::id().to_string());
+            let _ = std::fs::remove_dir_all(&fresh);
+            testutil::record_frames(&fresh, 3).expect("recording the test frames");
+            if std::fs::rename(&fresh, &dir).is_err() {
+                // Another process put its copy there first.
+                let _ = std::fs::remove_dir_all(&fresh);
+            }
+        }
         dir
     })
 }
