@@ -282,4 +282,26 @@ mod tests {
         assert!(text.contains("http://dashcam.home:8080/"), "{text}");
         assert!(text.contains("'evil.example'"), "{text}");
     }
+
+    #[test]
+    fn listening_on_every_address_names_the_machines_own() {
+        let config = Config {
+            bind: "0.0.0.0".into(),
+            ..Config::default()
+        };
+        let urls = working_urls(&config, Some("dashvault"), "80");
+        assert_eq!(urls.last().map(String::as_str), Some("http://dashvault/"));
+        let addresses = &urls[..urls.len() - 1];
+        assert!(
+            (1..=ADDRESSES_NAMED_MAX).contains(&addresses.len()),
+            "{urls:?}"
+        );
+        for url in addresses {
+            let ip = url
+                .strip_prefix("http://")
+                .and_then(|u| u.strip_suffix('/'))
+                .and_then(|u| u.parse::<Ipv4Addr>().ok());
+            assert!(ip.is_some(), "{url}");
+        }
+    }
 }
