@@ -171,7 +171,7 @@ lint-libcamera: libcamera
 # `make test` runs all of it at CI size.
 .PHONY: torture powercut fuzz fuzz-deps
 TORTURE_TESTS := --test store_torture --test kill_loop --test disk_faults --test hostile_clients
-FUZZ_TARGETS := segment config_json http_request range_header time_string
+FUZZ_TARGETS := segment config_json http_request http_service range_header time_string
 FUZZ_SECONDS ?= 30
 # address needs rustup's sanitizer runtime; none works with any rustc.
 FUZZ_SANITIZER ?= address

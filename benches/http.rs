@@ -44,7 +44,7 @@ fn request(port: u16, path: &str) -> (Duration, Duration, Vec<u8>) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut first = [0u8; 1];
@@ -61,7 +61,7 @@ fn viewer(port: u16, stop: Arc<AtomicBool>, frames: Arc<AtomicU64>) -> JoinHandl
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         write!(
             s,
-            "GET /api/stream/mjpeg?camera=front HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+            "GET /api/stream/mjpeg?camera=front HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
         )
         .unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

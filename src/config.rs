@@ -58,6 +58,11 @@ pub struct Config {
     pub port: u16,
     /// Address the dashboard listens on.
     pub bind: String,
+    /// Names the dashboard answers to besides its IP addresses, `localhost`
+    /// and the machine's host name (`dashcam.home`); requests naming any
+    /// other host are refused (docs/http.md, "Host names").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hostnames: Vec<String>,
     pub storage_cap_gb: f64,
     pub segment_length_s: u32,
     pub sync_interval_ms: u32,
@@ -203,6 +208,7 @@ impl Default for Config {
         Config {
             port: DEFAULT_PORT,
             bind: DEFAULT_BIND.into(),
+            hostnames: Vec::new(),
             storage_cap_gb: DEFAULT_STORAGE_CAP_GB,
             segment_length_s: DEFAULT_SEGMENT_LENGTH_S,
             sync_interval_ms: DEFAULT_SYNC_INTERVAL_MS,
@@ -270,6 +276,11 @@ impl Config {
                     self.bind
                 ),
             ));
+        }
+        for (i, name) in self.hostnames.iter().enumerate() {
+            if let Some(problem) = hostname_problem(name) {
+                errs.push(FieldError::new(format!("hostnames[{i}]"), problem));
+            }
         }
         if !(self.storage_cap_gb.is_finite() && self.storage_cap_gb > 0.0) {
             errs.push(FieldError::new(
@@ -555,6 +566,23 @@ fn fit<T: TryFrom<i128>>(
     }
 }
 
+/// Why a `hostnames` entry is not a DNS name: 1-253 characters in labels
+/// of 1-63 letters, digits and inner `-`, joined by dots.
+fn hostname_problem(name: &str) -> Option<String> {
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if (1..=253).contains(&name.len()) && name.split('.').all(label_ok) {
+        return None;
+    }
+    Some(format!(
+        "{name:?} is not a DNS name; use letters, digits and - in labels joined by dots, such as \"dashcam.home\""
+    ))
+}
+
 fn id_problem(id: &str) -> Option<String> {
     let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-';
     let allowed = "use 1-32 characters from a-z, 0-9, _ and -";
@@ -784,6 +812,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
 struct FileConfig {
     port: Option<Int>,
     bind: Option<String>,
+    hostnames: Option<Vec<String>>,
     storage_cap_gb: Option<f64>,
     segment_length_s: Option<Int>,
     sync_interval_ms: Option<Int>,
@@ -927,6 +956,7 @@ impl FileConfig {
         let config = Config {
             port: fit(&mut errs, "port", self.port, PORT, DEFAULT_PORT),
             bind: self.bind.unwrap_or_else(|| DEFAULT_BIND.into()),
+            hostnames: self.hostnames.unwrap_or_default(),
             storage_cap_gb: self.storage_cap_gb.unwrap_or(DEFAULT_STORAGE_CAP_GB),
             segment_length_s: fit(
                 &mut errs,
@@ -2362,6 +2392,30 @@ mod tests {
             "{msg}"
         );
         assert!(parse_str(r#"{"bind": "::"}"#).is_ok());
+    }
+
+    #[test]
+    fn hostnames_are_dns_names_named_by_index() {
+        let loaded = parse_str(r#"{"hostnames": ["dashcam.home", "Pi-2", "a.b-c.d"]}"#).unwrap();
+        assert_eq!(loaded.config.hostnames, ["dashcam.home", "Pi-2", "a.b-c.d"]);
+        for bad in [
+            "",
+            "-pi",
+            "pi-",
+            "a..b",
+            "dash cam",
+            "dashcam.home.",
+            "x/y",
+            "ü.example",
+        ] {
+            let msg = only_problem(&format!(r#"{{"hostnames": ["ok", {bad:?}]}}"#));
+            assert!(
+                msg.starts_with(&format!("hostnames[1]: {bad:?} is not a DNS name")),
+                "{msg}"
+            );
+        }
+        let long = format!(r#"{{"hostnames": ["{}"]}}"#, "a".repeat(64));
+        assert!(only_problem(&long).starts_with("hostnames[0]: "));
     }
 
     #[test]

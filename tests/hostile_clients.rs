@@ -131,7 +131,7 @@ fn get_with(addr: SocketAddr, path: &str, extra: &str) -> (u16, String, Vec<u8>)
     raw(
         addr,
         format!(
-            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n{extra}Connection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n{extra}Connection: close\r\n\r\n"
         )
         .as_bytes(),
     )
@@ -345,7 +345,7 @@ fn hostile_clients_never_slow_recording_or_reach_past_their_limits() {
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             write!(
                 s,
-                "GET /api/stream/mjpeg?camera=front HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+                "GET /api/stream/mjpeg?camera=front HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
             )
             .unwrap();
             let mut head = [0u8; 12];
@@ -373,7 +373,7 @@ fn hostile_clients_never_slow_recording_or_reach_past_their_limits() {
             let (status, head, _) = raw(
                 addr,
                 format!(
-                    "GET /api/status HTTP/1.1\r\nAuthorization: Bearer wrong{i}\r\nConnection: close\r\n\r\n"
+                    "GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer wrong{i}\r\nConnection: close\r\n\r\n"
                 )
                 .as_bytes(),
             );
@@ -447,7 +447,7 @@ fn a_request_followed_by_a_half_close_is_answered() {
     for _ in 0..40 {
         let mut s = TcpStream::connect(f.addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             .unwrap();
         s.shutdown(std::net::Shutdown::Write).unwrap();
         let mut answer = String::new();
@@ -465,7 +465,7 @@ fn pipelined_requests_already_received_are_answered_without_more_bytes() {
     let f = Fixture::start();
     let mut s = TcpStream::connect(f.addr).unwrap();
     s.write_all(
-        b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
     )
     .unwrap();
     // The client sends nothing more and keeps the connection open.
@@ -487,7 +487,8 @@ fn a_signed_or_duplicate_content_length_is_refused_on_the_wire() {
     ] {
         let (status, head, _) = raw(
             f.addr,
-            format!("POST /api/login HTTP/1.1\r\nHost: x\r\n{length}\r\n\r\ntoken=a").as_bytes(),
+            format!("POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\n{length}\r\n\r\ntoken=a")
+                .as_bytes(),
         );
         assert_eq!(status, 400, "{length}: {head}");
     }
@@ -497,7 +498,7 @@ fn a_signed_or_duplicate_content_length_is_refused_on_the_wire() {
 fn a_request_head_that_times_out_gets_408() {
     let f = Fixture::start();
     let mut s = TcpStream::connect(f.addr).unwrap();
-    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
         .unwrap();
     s.set_read_timeout(Some(REQUEST_TIMEOUT * 3)).unwrap();
     let t0 = Instant::now();
@@ -546,7 +547,7 @@ fn every_answer_says_nosniff_no_store_and_no_referrer() {
             "no token",
             raw(
                 f.addr,
-                b"GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
             ),
         ),
         (
@@ -566,7 +567,7 @@ fn every_answer_says_nosniff_no_store_and_no_referrer() {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     write!(
         s,
-        "GET /api/stream/mjpeg?camera=front HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+        "GET /api/stream/mjpeg?camera=front HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
     )
     .unwrap();
     let mut head = Vec::new();
@@ -692,7 +693,7 @@ fn hold_connections(
     let limits = Limits::default();
     let per_kind = limits.per_address_connections;
     let (mut idle, mut heads, mut deaf) = (VecDeque::new(), VecDeque::new(), VecDeque::new());
-    let pipelined = "GET /login HTTP/1.1\r\nHost: x\r\n\r\n".repeat(2000);
+    let pipelined = "GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(2000);
     let mut opened = 0;
     let open = |opened: &mut usize| {
         let s = connect_from(from, addr).ok()?;
@@ -710,12 +711,12 @@ fn hold_connections(
     while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(60) {
         for _ in 0..3 {
             if let Some(mut s) = open(&mut opened) {
-                let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+                let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
                 let _ = read_answers(&mut s, 1, Duration::from_millis(500));
                 idle.push_back(s);
             }
             if let Some(mut s) = open(&mut opened) {
-                let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+                let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ");
                 heads.push_back(s);
             }
         }
@@ -754,8 +755,9 @@ fn an_attacker_holding_its_connections_cannot_slow_the_owner() {
     // The owner's dashboard keeps a connection open between requests: an
     // authenticated idle connection outlives the unauthenticated ones.
     let owner = Ipv4Addr::new(127, 0, 0, 2);
-    let status_request =
-        format!("GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n");
+    let status_request = format!(
+        "GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+    );
     let mut dashboard = connect_from(owner, f.addr).unwrap();
     dashboard.write_all(status_request.as_bytes()).unwrap();
     assert_eq!(
@@ -785,7 +787,7 @@ fn an_attacker_holding_its_connections_cannot_slow_the_owner() {
         s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
         write!(
             s,
-            "GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+            "GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
         )
         .unwrap();
         let mut answer = Vec::new();
@@ -887,7 +889,7 @@ fn deaf_client(addr: SocketAddr) -> std::thread::JoinHandle<(TcpStream, usize)> 
         s.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
         let mut sent = 0;
         while sent < 3000
-            && s.write_all(b"GET /login HTTP/1.1\r\nHost: x\r\n\r\n")
+            && s.write_all(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 .is_ok()
         {
             sent += 1;
@@ -914,7 +916,7 @@ fn clients_that_never_read_their_answers_do_not_hold_the_workers() {
         s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
         write!(
             s,
-            "GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+            "GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
         )
         .unwrap();
         let mut answer = Vec::new();
@@ -939,7 +941,7 @@ fn owner_status(addr: SocketAddr) -> (u16, Duration) {
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     write!(
         s,
-        "GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+        "GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut answer = Vec::new();
@@ -960,7 +962,7 @@ fn idle_keep_alives_and_half_sent_heads_from_one_address_leave_room_for_the_owne
     let mut idle = Vec::new();
     for _ in 0..max {
         let mut s = TcpStream::connect(f.addr).unwrap();
-        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             .unwrap();
         let _ = read_answers(&mut s, 1, Duration::from_secs(2));
         idle.push(s);
@@ -976,7 +978,7 @@ fn idle_keep_alives_and_half_sent_heads_from_one_address_leave_room_for_the_owne
     let heads: Vec<TcpStream> = (0..max + 6)
         .filter_map(|_| {
             let mut s = TcpStream::connect(f.addr).ok()?;
-            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
                 .ok()?;
             Some(s)
         })
@@ -1032,4 +1034,309 @@ fn an_answer_nobody_reads_is_dropped_at_the_write_timeout() {
     assert!(stats.timed_out.load(Ordering::Relaxed) > timed_out_before);
     assert_eq!(owner_status(f.addr).0, 200);
     drop(deaf);
+}
+
+/// One request with `Connection: close`, naming `host`; `extra` are whole
+/// header lines.
+fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    host: &str,
+    extra: &[&str],
+    body: &str,
+) -> (u16, String, Vec<u8>) {
+    let lines: String = extra.iter().map(|h| format!("{h}\r\n")).collect();
+    raw(
+        addr,
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{lines}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+}
+
+fn bearer() -> String {
+    format!("Authorization: Bearer {TOKEN}")
+}
+
+#[test]
+fn a_rebinding_page_gets_421_and_no_data_even_with_a_valid_token() {
+    // A page at http://evil.example/ whose name now resolves to the Pi: the
+    // browser sends its requests with Host: evil.example, cookies and all.
+    let f = Fixture::start();
+    let auth = bearer();
+    let port = f.addr.port();
+    for host in [
+        "evil.example",
+        &format!("evil.example:{port}"),
+        "192.168.4.1.nip.io",
+    ] {
+        for path in [
+            "/",
+            "/login",
+            "/health",
+            "/api/status",
+            "/api/videos",
+            "/nowhere",
+        ] {
+            let (status, head, body) = send(f.addr, "GET", path, host, &[&auth], "");
+            let text = String::from_utf8_lossy(&body);
+            assert_eq!(status, 421, "{host} {path}: {head}");
+            assert!(header(&head, "set-cookie").is_none());
+            assert!(
+                !text.contains("cameras") && !text.contains("<html") && !text.contains("version"),
+                "{host} {path} leaked: {text}"
+            );
+            assert!(text.contains("open http://"), "{text}");
+        }
+        let (status, _, _) = send(
+            f.addr,
+            "POST",
+            "/api/login",
+            host,
+            &["Content-Type: application/json"],
+            &format!(r#"{{"token": "{TOKEN}"}}"#),
+        );
+        assert_eq!(status, 421, "{host}: login");
+    }
+    // The recorder's own addresses and names are answered.
+    for host in [
+        "127.0.0.1".to_string(),
+        format!("127.0.0.1:{port}"),
+        "192.168.4.1".into(),
+        "[::1]".into(),
+        format!("localhost:{port}"),
+    ] {
+        let (status, _, body) = send(f.addr, "GET", "/api/status", &host, &[&auth], "");
+        assert_eq!(status, 200, "{host}");
+        assert!(String::from_utf8_lossy(&body).contains("cameras"));
+    }
+    // HTTP/1.1 must name a host; HTTP/1.0 need not.
+    let (status, _, _) = raw(
+        f.addr,
+        format!("GET /api/status HTTP/1.1\r\n{auth}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(status, 400);
+    let (status, _, _) = raw(
+        f.addr,
+        format!("GET /api/status HTTP/1.0\r\n{auth}\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(status, 200);
+}
+
+fn incidents(addr: SocketAddr) -> usize {
+    let (status, _, body) = send(addr, "GET", "/api/incidents", "127.0.0.1", &[&bearer()], "");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    v["incidents"].as_array().unwrap().len()
+}
+
+#[test]
+fn cross_site_form_and_text_posts_are_415_and_change_nothing() {
+    let f = Fixture::start();
+    let addr = f.addr;
+    let (status, head, _) = send(
+        addr,
+        "POST",
+        "/api/login",
+        "127.0.0.1",
+        &["Content-Type: application/json"],
+        &format!(r#"{{"token": "{TOKEN}"}}"#),
+    );
+    assert_eq!(status, 200);
+    let cookie = header(&head, "set-cookie")
+        .and_then(|c| c.split(';').next())
+        .map(|c| format!("Cookie: {c}"))
+        .expect("a session");
+    // What another site's page can send without a preflight: forms, text,
+    // and a body with no type at all (fetch of a bare Blob).
+    let kinds = [
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=b"),
+        Some("text/plain"),
+        Some("text/plain; charset=utf-8"),
+        None,
+    ];
+    let mut refused = 0;
+    for kind in kinds {
+        let content_type = kind.map(|t| format!("Content-Type: {t}"));
+        let mut lines = vec![cookie.as_str()];
+        lines.extend(content_type.as_deref());
+        for (path, body) in [
+            ("/api/login", format!(r#"{{"token": "{TOKEN}"}}"#)),
+            ("/api/login", format!("token={TOKEN}")),
+            ("/api/lock", r#"{"source": "dashboard"}"#.to_string()),
+            ("/api/lock", "source=dashboard".to_string()),
+            ("/api/lock", String::new()),
+            ("/api/clock", r#"{"unix_ms": 1900000000000}"#.to_string()),
+            ("/api/auth/rotate", format!(r#"{{"token": "{TOKEN}"}}"#)),
+            ("/api/logout", "x".to_string()),
+        ] {
+            if kind.is_none() && body.is_empty() {
+                continue; // no type and no body: nothing to refuse
+            }
+            let (status, head, answer) = send(addr, "POST", path, "127.0.0.1", &lines, &body);
+            assert_eq!(status, 415, "{kind:?} {path} {body:?}: {head}");
+            assert!(header(&head, "set-cookie").is_none(), "{path}: {head}");
+            assert!(
+                String::from_utf8_lossy(&answer).contains("application/json"),
+                "the answer names the type to send"
+            );
+            refused += 1;
+        }
+    }
+    println!("cross-site bodies: {refused} form, text and untyped POSTs refused with 415");
+    assert_eq!(incidents(addr), 0, "no footage was locked");
+    let (status, _, _) = send(addr, "GET", "/api/status", "127.0.0.1", &[&cookie], "");
+    assert_eq!(status, 200, "the session survived: no logout or rotation");
+    // The dashboard's own JSON lock still works (same origin).
+    let (status, _, _) = send(
+        addr,
+        "POST",
+        "/api/lock",
+        "127.0.0.1",
+        &[
+            &cookie,
+            "Content-Type: application/json",
+            "Origin: http://127.0.0.1",
+        ],
+        r#"{"source": "dashboard"}"#,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(incidents(addr), 1);
+}
+
+#[test]
+fn no_route_grants_cross_origin_access() {
+    let f = Fixture::start();
+    let auth = bearer();
+    let preflight = [
+        "Origin: http://evil.example",
+        "Access-Control-Request-Method: POST",
+        "Access-Control-Request-Headers: content-type, authorization",
+    ];
+    for route in ROUTES {
+        let path = route.path.replace('*', "front");
+        let (status, head, _) = send(f.addr, "OPTIONS", &path, "127.0.0.1", &preflight, "");
+        assert!(matches!(status, 404 | 405), "OPTIONS {path}: {status}");
+        assert!(
+            !head.to_ascii_lowercase().contains("access-control-"),
+            "OPTIONS {path}: {head}"
+        );
+        if route.method == "GET" && !path.contains("mjpeg") && !path.contains("playback") {
+            let (_, head, _) = send(
+                f.addr,
+                "GET",
+                &format!("{path}?camera=front"),
+                "127.0.0.1",
+                &[&auth, "Origin: http://evil.example"],
+                "",
+            );
+            assert!(
+                !head.to_ascii_lowercase().contains("access-control-"),
+                "GET {path}: {head}"
+            );
+        }
+    }
+}
+
+/// True when a `Content-Disposition` value holds only a safe ASCII file
+/// name, and the original, if any, only percent-encoded.
+fn safe_disposition(value: &str) -> bool {
+    let safe_name = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    let Some(rest) = value.strip_prefix("attachment; filename=\"") else {
+        return false;
+    };
+    let Some((name, rest)) = rest.split_once('"') else {
+        return false;
+    };
+    safe_name(name)
+        && (rest.is_empty()
+            || rest.strip_prefix("; filename*=UTF-8''").is_some_and(|o| {
+                o.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.~%".contains(&b))
+            }))
+}
+
+#[test]
+fn hostile_camera_and_segment_names_download_with_safe_headers() {
+    let f = Fixture::start();
+    let front = f.data_dir.join("recordings/front");
+    // A closed segment of the real camera, copied under hostile names: the
+    // id with the most hostile characters a config allows, and folder and
+    // file names only a card edited elsewhere would hold.
+    let until = Instant::now() + Duration::from_secs(20);
+    let segment = loop {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(&front)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        names.retain(|p| p.extension().is_some_and(|e| e == "dvr"));
+        names.sort();
+        if names.len() >= 2 {
+            break names[0].clone();
+        }
+        assert!(Instant::now() < until, "no closed segment");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let hostile = [
+        ("-_-", "000000000001_20261121T100000Z.dvr"),
+        (
+            "--_0-_",
+            "000000000002_x \"y\"\r\nSet-Cookie: stolen=1; a=b&c#d?e%f+g.dvr",
+        ),
+        (
+            "Caméra \"2\"\r\nX-Evil: 1&x=#",
+            "000000000003_ünï \"q\".dvr",
+        ),
+    ];
+    for (camera, name) in hostile {
+        let dir = f.data_dir.join("recordings").join(camera);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(&segment, dir.join(name)).unwrap();
+    }
+    let (status, _, body) = get(f.addr, "/api/videos");
+    assert_eq!(status, 200);
+    let videos: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    for (camera, name) in hostile {
+        let video = videos["videos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["camera"] == camera && v["name"] == name)
+            .unwrap_or_else(|| panic!("{camera:?} {name:?} not listed"));
+        // The signed link as listed, and the same URL with the token.
+        let link = video["download"].as_str().unwrap();
+        assert!(
+            link.bytes().all(|b| b.is_ascii_graphic()) && !link.contains('#'),
+            "{link}"
+        );
+        for (path, extra) in [
+            (link.to_string(), String::new()),
+            (link.split("&exp=").next().unwrap().to_string(), bearer()),
+        ] {
+            let lines: Vec<&str> = [extra.as_str()]
+                .into_iter()
+                .filter(|l| !l.is_empty())
+                .collect();
+            let (status, head, body) = send(f.addr, "GET", &path, "127.0.0.1", &lines, "");
+            assert_eq!(status, 200, "{path}: {head}");
+            assert!(body.starts_with(&[0xff, 0xd8]), "{path}: not a JPEG stream");
+            let disposition = header(&head, "content-disposition").unwrap();
+            assert!(safe_disposition(disposition), "{disposition}");
+            assert!(
+                header(&head, "set-cookie").is_none() && header(&head, "x-evil").is_none(),
+                "{head}"
+            );
+        }
+    }
+    println!(
+        "hostile names: {} cameras and segments listed and downloaded with safe headers",
+        hostile.len()
+    );
 }

@@ -93,7 +93,7 @@ fn request(
 ) -> Reply {
     let mut s = connect_from(from, service.http.local_addr());
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = format!("{method} {url} HTTP/1.1\r\nHost: dashvault\r\nConnection: close\r\n");
+    let mut req = format!("{method} {url} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -130,15 +130,16 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
-/// A form login from `from`; the session cookie (`name=value`) on success.
-fn form_login(service: &RunningService, from: Ipv4Addr, token: &str) -> (Reply, Option<String>) {
+/// A login from `from`, as the login page sends it; the session cookie
+/// (`name=value`) on success.
+fn login(service: &RunningService, from: Ipv4Addr, token: &str) -> (Reply, Option<String>) {
     let r = request(
         service,
         from,
         "POST",
         "/api/login",
-        &[("Content-Type", "application/x-www-form-urlencoded")],
-        &format!("token={token}"),
+        &[("Content-Type", "application/json")],
+        &format!(r#"{{"token": "{token}"}}"#),
     );
     let cookie = r
         .header("set-cookie")
@@ -151,7 +152,7 @@ fn form_login(service: &RunningService, from: Ipv4Addr, token: &str) -> (Reply, 
 fn a_valid_cookie_passes_after_wrong_tokens_from_the_same_address() {
     let service = start_service(5, BOOT, Limits::default());
     let owner = ip(2);
-    let (_, cookie) = form_login(&service, owner, TOKEN);
+    let (_, cookie) = login(&service, owner, TOKEN);
     let cookie = cookie.expect("a session");
     let mut slowed = 0;
     for _ in 0..10 {
@@ -188,24 +189,33 @@ fn the_right_token_passes_after_wrong_tokens_from_the_same_address() {
         &[("Authorization", &bearer(TOKEN))],
     );
     assert_eq!(r.status, 200, "{}", r.error());
-    let (r, cookie) = form_login(&service, owner, TOKEN);
-    assert_eq!((r.status, r.header("location")), (303, Some("/")));
-    assert!(cookie.is_some(), "the login form works too");
+    let (r, cookie) = login(&service, owner, TOKEN);
+    assert_eq!(r.status, 200);
+    assert!(cookie.is_some(), "the login page works too");
 }
 
 #[test]
 fn cross_site_wrong_logins_cannot_lock_the_owner_out() {
     // What a page on another site can make the owner's phone send: form
-    // POSTs to /api/login and <img src="/api/status?token=x">.
+    // POSTs to /api/login and <img src="/api/status?token=x">. The forms
+    // are refused unread (415).
     let service = start_service(5, BOOT, Limits::default());
     let phone = ip(2);
     for _ in 0..20 {
-        let (r, _) = form_login(&service, phone, "x");
+        let r = request(
+            &service,
+            phone,
+            "POST",
+            "/api/login",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            "token=x",
+        );
+        assert_eq!(r.status, 415);
         assert!(r.header("set-cookie").is_none());
         get(&service, phone, "/api/stream/frame?token=x", &[]);
     }
-    let (r, cookie) = form_login(&service, phone, TOKEN);
-    assert_eq!((r.status, r.header("location")), (303, Some("/")));
+    let (r, cookie) = login(&service, phone, TOKEN);
+    assert_eq!(r.status, 200);
     let r = get(
         &service,
         phone,
@@ -382,14 +392,16 @@ fn service_with_token_file() -> (RunningService, String) {
 }
 
 fn rotate(service: &RunningService, headers: &[(&str, &str)], body: &str) -> Reply {
-    request(service, ip(2), "POST", "/api/auth/rotate", headers, body)
+    let mut headers = headers.to_vec();
+    headers.push(("Content-Type", "application/json"));
+    request(service, ip(2), "POST", "/api/auth/rotate", &headers, body)
 }
 
 #[test]
 fn rotation_needs_the_token_again_ends_sessions_and_keeps_the_new_token() {
     use std::os::unix::fs::PermissionsExt;
     let (service, old) = service_with_token_file();
-    let (_, cookie) = form_login(&service, ip(2), &old);
+    let (_, cookie) = login(&service, ip(2), &old);
     let cookie = cookie.unwrap();
     let csrf = csrf_of(&service, &cookie);
     let session = [("Cookie", cookie.as_str()), ("X-CSRF-Token", csrf.as_str())];
@@ -658,7 +670,7 @@ fn status_with(port: u16, token: &str) -> u16 {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        "GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = String::new();
@@ -710,10 +722,10 @@ fn config_token_auth(config: &mut Config, dir: &Path, clock: Arc<dyn Clock>) -> 
 
 const OTHER_BOOT: [u8; 16] = [8; 16];
 
-/// A form login with the right token; the cookie (`name=value`).
+/// A login with the right token; the cookie (`name=value`).
 fn logged_in(service: &RunningService, from: Ipv4Addr) -> String {
-    let (r, cookie) = form_login(service, from, TOKEN);
-    assert_eq!(r.status, 303);
+    let (r, cookie) = login(service, from, TOKEN);
+    assert_eq!(r.status, 200);
     cookie.expect("a session cookie")
 }
 
@@ -814,7 +826,7 @@ fn a_logged_out_session_stays_ended_after_a_restart() {
 #[test]
 fn a_rotation_ends_sessions_and_they_stay_ended_after_a_restart() {
     let (service, old) = service_with_token_file();
-    let (_, cookie) = form_login(&service, ip(2), &old);
+    let (_, cookie) = login(&service, ip(2), &old);
     let cookie = cookie.unwrap();
     let key = service.dir.path().join(SESSION_KEY_FILE_NAME);
     let old_key = std::fs::read_to_string(&key).unwrap();
@@ -829,7 +841,7 @@ fn a_rotation_ends_sessions_and_they_stay_ended_after_a_restart() {
     let service = restart_service(service, 5, OTHER_BOOT, Limits::default(), token_file_auth);
     assert_eq!(status_with_cookie(&service, &cookie), 401, "still ended");
     let new = r.json()["token"].as_str().unwrap().to_string();
-    let (_, fresh) = form_login(&service, ip(2), &new);
+    let (_, fresh) = login(&service, ip(2), &new);
     assert_eq!(status_with_cookie(&service, &fresh.unwrap()), 200);
 }
 
@@ -944,6 +956,11 @@ fn a_cross_site_post_with_the_session_cookie_is_refused_and_changes_nothing() {
             let mut headers = vec![("Cookie", cookie.as_str())];
             headers.extend(origin.map(|o| ("Origin", o)));
             let r = post(&service, path, &headers, content_type, body);
+            if content_type != "application/json" {
+                // Refused for its body before anyone looks at the cookie.
+                assert_eq!(r.status, 415, "{path} {content_type} {origin:?}");
+                continue;
+            }
             assert_eq!(r.status, 403, "{path} {content_type} {origin:?}");
             assert!(
                 r.error().contains("X-CSRF-Token") && r.error().contains("Origin"),
@@ -986,11 +1003,11 @@ fn a_session_post_with_its_csrf_token_or_from_this_server_works() {
     );
     assert_eq!(r.status, 200, "{}", r.error());
     assert_eq!(incidents(&service), 1);
-    // The test client sends `Host: dashvault`.
+    // The test client sends `Host: 127.0.0.1`.
     let r = post(
         &service,
         "/api/clock",
-        &[("Cookie", &cookie), ("Origin", "http://dashvault")],
+        &[("Cookie", &cookie), ("Origin", "http://127.0.0.1")],
         "application/json",
         &format!(r#"{{"unix_ms": {}}}"#, clock_unix_ms(&service)),
     );

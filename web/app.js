@@ -1041,7 +1041,8 @@
       const ft = parseTime(r.headers.get('X-Frame-Time'));
       player.t = Number.isFinite(ft) ? ft : at;
       player.exact = Number.isFinite(ft);
-      const segName = r.headers.get('X-Frame-Segment');
+      // Percent-encoded by the server: a file name may hold anything.
+      const segName = decodeURIComponent(r.headers.get('X-Frame-Segment') || '');
       const index = r.headers.get('X-Frame-Index');
       setPlayerMsg(segName ? 'Segment ' + segName + (index !== null ? ', frame ' + index : '') : '');
       renderPlayerTime('· paused');

@@ -14,6 +14,7 @@ use super::assets;
 use super::auth::{self, Verdict};
 use super::context::SegmentSummary;
 pub use super::context::{time_param, ApiContext, ApiError, ApiResult};
+use super::names;
 use super::server::{Body, Handler, Request, Response};
 use super::stream;
 
@@ -100,6 +101,9 @@ impl Route {
 
 impl Handler for ApiContext {
     fn handle(&self, req: &Request) -> Response {
+        if let Err(e) = super::host::check(req, &self.config) {
+            return e.response();
+        }
         let method = if req.method == "HEAD" {
             "GET"
         } else {
@@ -117,6 +121,9 @@ impl Handler for ApiContext {
             };
             return error.response();
         };
+        if let Err(e) = super::body_type::check(req) {
+            return e.response();
+        }
         if route.access != Access::Public {
             let mut verdict = self.auth.check(req);
             if verdict != Verdict::Allowed && route.access == Access::Link {
@@ -172,36 +179,15 @@ fn asset(_: &ApiContext, req: &Request) -> ApiResult {
     assets::file(req.path.trim_start_matches("/assets/"))
 }
 
+/// A session for the token in a JSON body (`{"token": "..."}`), which the
+/// login page sends with `fetch`: a form from another site cannot send
+/// JSON (`body_type`), so it cannot even spend the owner's wrong guesses.
 fn login(ctx: &ApiContext, req: &Request) -> ApiResult {
-    let is_json = req
-        .header("content-type")
-        .is_some_and(|t| t.starts_with("application/json"));
-    let presented = if is_json {
-        serde_json::from_slice::<Value>(&req.body)
-            .ok()
-            .and_then(|v| v.get("token")?.as_str().map(str::to_string))
-    } else {
-        form_urlencoded::parse(&req.body)
-            .find(|(k, _)| k == "token")
-            .map(|(_, v)| v.into_owned())
-    };
-    let Some(presented) = presented else {
-        return Err(ApiError::BadRequest("token: missing".into()));
-    };
+    let presented = token_in_body(req)
+        .ok_or_else(|| ApiError::BadRequest("token: missing; send {\"token\": \"...\"}".into()))?;
     match ctx.auth.login(req.peer, &presented) {
-        Ok(id) => {
-            let cookie = auth::session_cookie_header(&id);
-            Ok(if is_json {
-                Response::json(200, &json!({"ok": true}))
-            } else {
-                redirect("/")
-            }
-            .with_header("Set-Cookie", cookie))
-        }
-        Err(Verdict::SlowDown(s)) if !is_json => {
-            Ok(redirect("/login?error=slow").with_header("Retry-After", s.to_string()))
-        }
-        Err(_) if !is_json => Ok(redirect("/login?error=1")),
+        Ok(id) => Ok(Response::json(200, &json!({"ok": true}))
+            .with_header("Set-Cookie", auth::session_cookie_header(&id))),
         Err(v) => Err(ApiError::from_verdict(v)),
     }
 }
@@ -431,7 +417,11 @@ fn videos(ctx: &ApiContext, _: &Request) -> ApiResult {
     let list: Vec<Value> = all
         .iter()
         .map(|s| {
-            let download = format!("/api/video/download?camera={}&name={}", s.camera, s.name);
+            let download = format!(
+                "/api/video/download?camera={}&name={}",
+                names::percent_encode(&s.camera),
+                names::percent_encode(&s.name)
+            );
             json!({
                 "camera": s.camera,
                 "name": s.name,
@@ -478,6 +468,7 @@ fn video_download(ctx: &ApiContext, req: &Request) -> ApiResult {
         }
     }
     let file_name = format!("{camera}_{}.mjpeg", entry.start_label());
+    let disposition = names::attachment(&file_name);
     Ok(Response::new(
         200,
         "video/x-motion-jpeg",
@@ -492,10 +483,7 @@ fn video_download(ctx: &ApiContext, req: &Request) -> ApiResult {
             }),
         },
     )
-    .with_header(
-        "Content-Disposition",
-        format!("attachment; filename=\"{file_name}\""),
-    ))
+    .with_header("Content-Disposition", disposition))
 }
 
 /// What `/api/config` shows for a secret that is set.

@@ -57,6 +57,10 @@ pub enum ApiError {
     Forbidden(String),
     NotFound(String),
     MethodNotAllowed(String),
+    /// The request names a host this recorder is not (`http::host`).
+    MisdirectedRequest(String),
+    /// A body that is not `application/json` (`http::body_type`).
+    UnsupportedMediaType(String),
     /// The thing asked for exists but is damaged (a segment download).
     Conflict(String),
     RangeNotSatisfiable {
@@ -76,6 +80,8 @@ impl ApiError {
             ApiError::NotFound(m) => (404, m.clone()),
             ApiError::MethodNotAllowed(m) => (405, m.clone()),
             ApiError::Conflict(m) => (409, m.clone()),
+            ApiError::UnsupportedMediaType(m) => (415, m.clone()),
+            ApiError::MisdirectedRequest(m) => (421, m.clone()),
             ApiError::RangeNotSatisfiable { len } => (
                 416,
                 format!("the range is outside the {len} bytes of this file"),
@@ -91,6 +97,9 @@ impl ApiError {
         match self {
             ApiError::SlowDown(s) => r = r.with_header("Retry-After", s.to_string()),
             ApiError::Unauthorized(_) => r = r.with_header("WWW-Authenticate", "Bearer"),
+            ApiError::UnsupportedMediaType(_) => {
+                r = r.with_header("Accept-Post", "application/json")
+            }
             ApiError::RangeNotSatisfiable { len } => {
                 r = r.with_header("Content-Range", format!("bytes */{len}"))
             }

@@ -8,16 +8,13 @@ use crate::incident::{IncidentKeeper, TriggerSource};
 use crate::store::incidents::IncidentRecord;
 
 use super::context::{ApiContext, ApiError};
+use super::names::percent_encode as enc;
 use super::server::{Request, Response};
 
 fn keeper(ctx: &ApiContext) -> Result<&IncidentKeeper, ApiError> {
     ctx.incidents
         .as_deref()
         .ok_or_else(|| ApiError::Unavailable("this service is not recording".into()))
-}
-
-fn enc(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// An incident as the API shows it.

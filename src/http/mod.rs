@@ -1,20 +1,28 @@
 //! The dashboard and JSON API: a bounded HTTP server (`server`), token and
 //! session checks (`auth`), session cookies and their key (`session`), what
-//! handlers share (`context`), the routes
-//! (`api`), live and playback streams
-//! (`stream`), MP4 export with byte ranges (`export`), and the embedded
-//! dashboard files (`assets`).
+//! handlers share (`context`), the names the server answers to (`host`) and
+//! the bodies it reads (`body_type`), the routes (`api`), live and playback
+//! streams (`stream`), MP4 export with byte ranges (`export`), names from
+//! the card in headers and URLs (`names`), and the embedded dashboard files
+//! (`assets`).
 
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod body_type;
 pub mod clock;
 pub mod context;
 pub mod export;
+pub mod host;
 pub mod incidents;
+pub mod names;
 pub mod server;
 pub mod session;
 pub mod stream;
+/// Test support: handlers over a data folder with recorded frames, for the
+/// fuzz targets. Not part of the API's surface.
+#[doc(hidden)]
+pub mod testutil;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;

@@ -16,6 +16,7 @@ use crate::store::StoredFrame;
 use crate::clock::format_rfc3339_ms;
 
 use super::context::{time_param, ApiContext, ApiError};
+use super::names;
 use super::server::{Body, Request, Response};
 
 const BOUNDARY: &str = "dashvaultframe";
@@ -100,10 +101,7 @@ pub fn live_frame(ctx: &ApiContext, req: &Request) -> ApiResult {
 pub fn snapshot(ctx: &ApiContext, req: &Request) -> ApiResult {
     let (camera, r, wall) = newest_jpeg(ctx, req)?;
     let name = format!("{camera}_{}.jpg", crate::clock::format_compact(wall));
-    Ok(r.with_header(
-        "Content-Disposition",
-        format!("attachment; filename=\"{name}\""),
-    ))
+    Ok(r.with_header("Content-Disposition", names::attachment(&name)))
 }
 
 pub fn live_mjpeg(ctx: &ApiContext, req: &Request) -> ApiResult {
@@ -169,12 +167,8 @@ pub fn recorded_frame(ctx: &ApiContext, req: &Request) -> ApiResult {
     } = frame;
     Ok(Response::new(200, "image/jpeg", Body::Bytes(jpeg))
         .with_header("X-Frame-Time", format_rfc3339_ms(wall_ns))
-        .with_header("X-Frame-Segment", segment)
-        .with_header("X-Frame-Index", index.to_string())
-        .with_header(
-            "Access-Control-Expose-Headers",
-            "X-Frame-Time, X-Frame-Segment, X-Frame-Index",
-        ))
+        .with_header("X-Frame-Segment", names::percent_encode(&segment))
+        .with_header("X-Frame-Index", index.to_string()))
 }
 
 /// `/api/playback?camera=&from=&to=&speed=`: recorded frames from `from`,
