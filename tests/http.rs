@@ -1026,3 +1026,123 @@ fn download_of_a_damaged_segment_is_refused_up_front_naming_the_damage() {
         r.body.len().to_string()
     );
 }
+
+/// The segment being written is preallocated to its expected size; the
+/// timeline and the segment list showed that size as if it were footage.
+#[test]
+fn the_open_segment_reports_the_bytes_written_not_its_preallocation() {
+    let f = Fixture::start(Limits::default());
+    f.wait_written(5);
+    let until = Instant::now() + Duration::from_secs(20);
+    let (name, frames, bytes) = loop {
+        assert!(Instant::now() < until, "no open segment with frames");
+        let t = f.json("/api/recordings?camera=front");
+        let open = t["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["closed"] == false && s["frames"].as_u64().unwrap_or(0) >= 5)
+            .cloned();
+        if let Some(s) = open {
+            break (
+                s["name"].as_str().unwrap().to_string(),
+                s["frames"].as_u64().unwrap() as usize,
+                s["bytes"].as_u64().unwrap(),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let io = RealIo::new();
+    let entry = |name: &str| {
+        catalog::list_segments(&io, &f.data_dir, "front")
+            .unwrap()
+            .segments
+            .into_iter()
+            .find(|s| s.name == name)
+            .unwrap()
+    };
+    let preallocated = entry(&name).len;
+    assert!(
+        bytes < preallocated,
+        "{name}: {bytes} bytes reported, the preallocation is {preallocated}"
+    );
+    // Once closed, the segment's frames say what had been written: at least
+    // the first `frames` records, at most a few more (the counts were read
+    // a moment apart) and the padding of a sync.
+    let until = Instant::now() + Duration::from_secs(20);
+    while f.recorder.as_ref().unwrap().status.cameras()[0]
+        .storage
+        .current_segment()
+        .as_deref()
+        == Some(name.as_str())
+    {
+        assert!(Instant::now() < until, "{name} was never closed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let closed_entry = entry(&name);
+    let closed = SegmentReader::open(&io, &closed_entry.path).unwrap();
+    let end_of = |i: usize| closed.frames[i].offset + closed.frames[i].payload_len as u64;
+    let payloads: u64 = closed.frames[..frames]
+        .iter()
+        .map(|x| x.payload_len as u64)
+        .sum();
+    assert!(
+        bytes >= end_of(frames - 1) && bytes >= payloads,
+        "{name}: {bytes} bytes reported for {frames} frames of {payloads} bytes ending at {}",
+        end_of(frames - 1)
+    );
+    let upper = closed
+        .frames
+        .get(frames + 3)
+        .map_or(closed_entry.len, |x| x.offset);
+    assert!(
+        bytes <= upper,
+        "{name}: {bytes} bytes reported for {frames} frames ending at {}",
+        end_of(frames - 1)
+    );
+    // The list of videos says the same of a segment being written.
+    let videos = f.json("/api/videos");
+    let open_now = f.recorder.as_ref().unwrap().status.cameras()[0]
+        .storage
+        .current_segment()
+        .unwrap();
+    let listed = videos["videos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == open_now.as_str())
+        .map(|v| v["size"].as_u64().unwrap());
+    if let Some(size) = listed {
+        assert!(size < entry(&open_now).len, "{open_now}: {size} bytes");
+    }
+}
+
+/// During the post-roll the incident list showed one size for the incident
+/// and another for the total locked: the open segment counted its
+/// preallocation in one and nothing in the other.
+#[test]
+fn an_incident_and_the_locked_total_agree_during_the_post_roll() {
+    let f = Fixture::start(Limits::default());
+    f.wait_written(25);
+    let r = f.post_json("/api/lock", r#"{"source": "dashboard"}"#, Some(TOKEN));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let until = Instant::now() + Duration::from_secs(20);
+    let list = loop {
+        let list = f.json("/api/incidents");
+        if list["incidents"][0]["segments"].as_u64().unwrap_or(0) >= 2 {
+            break list;
+        }
+        assert!(
+            Instant::now() < until,
+            "the incident locked no segments: {list}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        list["incidents"][0]["complete"], false,
+        "still in post-roll"
+    );
+    let one = list["incidents"][0]["bytes"].as_u64().unwrap();
+    assert!(one > 0);
+    assert_eq!(list["locked_bytes"].as_u64().unwrap(), one, "{list}");
+}

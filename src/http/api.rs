@@ -347,7 +347,7 @@ fn recordings(ctx: &ApiContext, req: &Request) -> ApiResult {
             "start": format_rfc3339_ms(summary.spans.first().map_or(0, |s| s.start_ns)),
             "end": format_rfc3339_ms(summary.spans.last().map_or(0, |s| s.end_ns)),
             "frames": summary.frames,
-            "bytes": entry.len,
+            "bytes": ctx.store.segment_bytes(entry),
             "closed": summary.closed,
             "protected": entry.protected,
         }));
@@ -379,11 +379,11 @@ fn summarize(
 ) -> Result<SegmentSummary, StoreError> {
     {
         let stats = ctx.store.camera_stats(camera);
-        let open = stats.open_spans();
-        if open.0.as_deref() == Some(entry.name.as_str()) {
+        let open = stats.open_segment();
+        if open.name.as_deref() == Some(entry.name.as_str()) {
             return Ok(SegmentSummary {
-                frames: open.1.spans.iter().map(|s| s.frames as usize).sum(),
-                spans: open.1.spans.clone(),
+                frames: open.spans.spans.iter().map(|s| s.frames as usize).sum(),
+                spans: open.spans.spans.clone(),
                 closed: false,
             });
         }
@@ -425,7 +425,7 @@ fn videos(ctx: &ApiContext, _: &Request) -> ApiResult {
             json!({
                 "camera": s.camera,
                 "name": s.name,
-                "size": s.len,
+                "size": ctx.store.segment_bytes(s),
                 "start": query::label_start_ns(s).map(format_rfc3339),
                 "protected": s.protected,
                 // Signed, so a player or a Dash of Pi client can open it

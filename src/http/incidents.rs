@@ -1,6 +1,8 @@
 //! `POST /api/lock` (protect the footage around now) and `GET /api/incidents`
 //! (what is protected, with one export link per camera).
 
+use std::collections::HashMap;
+
 use serde_json::{json, Value};
 
 use crate::clock::format_rfc3339_ms;
@@ -17,8 +19,30 @@ fn keeper(ctx: &ApiContext) -> Result<&IncidentKeeper, ApiError> {
         .ok_or_else(|| ApiError::Unavailable("this service is not recording".into()))
 }
 
+/// Bytes each locked segment holds now, by camera and name: one figure for
+/// the incidents and for their total, so the two always agree (a segment
+/// still being written counts what was written, not its preallocation).
+fn locked_sizes(ctx: &ApiContext) -> Result<HashMap<(String, String), u64>, ApiError> {
+    Ok(ctx
+        .store
+        .all_segments()?
+        .iter()
+        .filter(|s| s.protected)
+        .map(|s| {
+            (
+                (s.camera.clone(), s.name.clone()),
+                ctx.store.segment_bytes(s),
+            )
+        })
+        .collect())
+}
+
 /// An incident as the API shows it.
-pub fn incident_value(ctx: &ApiContext, rec: &IncidentRecord) -> Value {
+fn incident_value(
+    ctx: &ApiContext,
+    rec: &IncidentRecord,
+    sizes: &HashMap<(String, String), u64>,
+) -> Value {
     let mut cameras: Vec<&str> = rec.segments.iter().map(|s| s.camera.as_str()).collect();
     cameras.sort();
     cameras.dedup();
@@ -47,7 +71,16 @@ pub fn incident_value(ctx: &ApiContext, rec: &IncidentRecord) -> Value {
         "released": rec.released,
         "cut_short": rec.cut_short,
         "segments": rec.segments.len(),
-        "bytes": rec.locked_bytes(),
+        "bytes": rec
+            .segments
+            .iter()
+            .map(|s| {
+                sizes
+                    .get(&(s.camera.clone(), s.name.clone()))
+                    .copied()
+                    .unwrap_or(s.bytes)
+            })
+            .sum::<u64>(),
         "exports": exports,
     })
 }
@@ -78,7 +111,7 @@ pub fn lock(ctx: &ApiContext, req: &Request) -> Result<Response, ApiError> {
     };
     let rec = k.trigger(source)?;
     let roll = k.roll();
-    let mut v = incident_value(ctx, &rec);
+    let mut v = incident_value(ctx, &rec, &locked_sizes(ctx)?);
     v["pre_roll_s"] = json!(roll.pre_roll_ns / 1_000_000_000);
     v["post_roll_s"] = json!(roll.post_roll_ns / 1_000_000_000);
     Ok(Response::json(200, &v))
@@ -86,14 +119,19 @@ pub fn lock(ctx: &ApiContext, req: &Request) -> Result<Response, ApiError> {
 
 pub fn list(ctx: &ApiContext, _: &Request) -> Result<Response, ApiError> {
     let k = keeper(ctx)?;
-    let all: Vec<Value> = k.list()?.iter().map(|r| incident_value(ctx, r)).collect();
+    let sizes = locked_sizes(ctx)?;
+    let all: Vec<Value> = k
+        .list()?
+        .iter()
+        .map(|r| incident_value(ctx, r, &sizes))
+        .collect();
     let st = &ctx.status.store;
     let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     Ok(Response::json(
         200,
         &json!({
             "incidents": all,
-            "locked_bytes": get(&st.locked_bytes),
+            "locked_bytes": sizes.values().sum::<u64>(),
             "locked_cap_bytes": get(&st.locked_cap_bytes),
             "message": st.locked_message.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         }),

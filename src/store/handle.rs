@@ -163,6 +163,19 @@ impl Store {
         catalog::list_segments(self.io_ref(), self.data_dir(), camera)
     }
 
+    /// Bytes a segment holds: its file's length, or for the segment being
+    /// written, the bytes written into it so far (its file is preallocated
+    /// to the expected size until it is closed).
+    pub fn segment_bytes(&self, entry: &SegmentEntry) -> u64 {
+        let stats = self.camera_stats(&entry.camera);
+        let open = stats.open_segment();
+        if open.name.as_deref() == Some(entry.name.as_str()) {
+            open.bytes
+        } else {
+            entry.len
+        }
+    }
+
     /// Every camera's segments.
     pub fn all_segments(&self) -> Result<Vec<SegmentEntry>, StoreError> {
         catalog::list_all(self.io_ref(), self.data_dir())
@@ -423,7 +436,7 @@ impl Store {
         let shift = relabel.wall_minus_mono_ns - relabel.current_offset_ns;
         let cameras = self.inner.cameras.lock().unwrap_or_else(|e| e.into_inner());
         for stats in cameras.values() {
-            for s in stats.open_spans().1.spans.iter_mut() {
+            for s in stats.open_segment().spans.spans.iter_mut() {
                 s.start_ns += shift;
                 s.end_ns += shift;
                 s.estimated = false;

@@ -59,21 +59,34 @@ pub struct CameraStoreStats {
     /// Monotonic ns of the last completed fdatasync (0: never).
     pub last_sync_mono_ns: AtomicU64,
     pub direct_io: AtomicBool,
-    /// The segment being written and the spans of what went into it, so the
-    /// timeline need not rescan a file that is still growing.
-    pub open_spans: Mutex<(Option<String>, SpanBuilder)>,
+    /// The segment being written, so the timeline need not rescan (or
+    /// believe the preallocated size of) a file that is still growing.
+    pub open: Mutex<OpenSegmentStats>,
     /// What start-up recovery did to this camera's segments.
     pub recovery: Mutex<Vec<RecoveryReport>>,
+}
+
+/// What went into the segment being written so far.
+#[derive(Clone, Debug, Default)]
+pub struct OpenSegmentStats {
+    /// Its file name; `None` between segments.
+    pub name: Option<String>,
+    /// The spans of its frames' wall times.
+    pub spans: SpanBuilder,
+    /// Bytes of records written into it (buffered ones included): its
+    /// file is preallocated, so the file's length says nothing until it
+    /// is closed and trimmed.
+    pub bytes: u64,
 }
 
 impl CameraStoreStats {
     /// The name of the segment being written, if any.
     pub fn current_segment(&self) -> Option<String> {
-        lock(&self.open_spans).0.clone()
+        lock(&self.open).name.clone()
     }
 
-    pub fn open_spans(&self) -> MutexGuard<'_, (Option<String>, SpanBuilder)> {
-        lock(&self.open_spans)
+    pub fn open_segment(&self) -> MutexGuard<'_, OpenSegmentStats> {
+        lock(&self.open)
     }
 
     pub fn recovery(&self) -> Vec<RecoveryReport> {

@@ -21,7 +21,7 @@ use super::format::{
 };
 use super::io::{SegmentFile, StorageIo};
 use super::reader::{read_trailer, SegmentReader};
-use super::stats::CameraStoreStats;
+use super::stats::{CameraStoreStats, OpenSegmentStats};
 use super::{segment_file_name, StoreError};
 use crate::frame::CaptureTime;
 
@@ -245,10 +245,14 @@ impl SegmentWriter {
         self.stats
             .written_bytes
             .fetch_add(frame.jpeg.len() as u64, Ordering::Relaxed);
-        self.stats.open_spans().1.push(
-            frame.captured.wall_ns,
-            frame.flags & super::format::FLAG_WALL_ESTIMATED != 0,
-        );
+        {
+            let mut open = self.stats.open_segment();
+            open.spans.push(
+                frame.captured.wall_ns,
+                frame.flags & super::format::FLAG_WALL_ESTIMATED != 0,
+            );
+            open.bytes = seg.buf_start + self.buf.len as u64;
+        }
         self.tick(now_mono_ns)
     }
 
@@ -361,7 +365,7 @@ impl SegmentWriter {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(path);
-        *self.stats.open_spans() = Default::default();
+        *self.stats.open_segment() = Default::default();
     }
 
     fn finish_segment(&mut self, seg: &mut OpenSegment) -> Result<(), StoreError> {
@@ -521,7 +525,11 @@ impl SegmentWriter {
             self.settings.segment_length_ns
         };
         self.segments_started += 1;
-        *self.stats.open_spans() = (Some(name), Default::default());
+        *self.stats.open_segment() = OpenSegmentStats {
+            name: Some(name),
+            spans: Default::default(),
+            bytes: self.buf.len as u64,
+        };
         self.current = Some(OpenSegment {
             path,
             file,
