@@ -95,11 +95,20 @@ impl CameraStatus {
         let st = &self.storage;
         let last_sync = get(&st.last_sync_mono_ns);
         let d = self.detail().clone();
+        let connected = self.connected.load(Ordering::Relaxed);
         CameraSnapshot {
             id: self.id.clone(),
             source: d.source,
             format: d.format,
-            connected: self.connected.load(Ordering::Relaxed),
+            connected,
+            checks: if connected {
+                Vec::new()
+            } else {
+                crate::discovery::NO_CAMERA_CHECKS
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect()
+            },
             fps: get(&self.fps_milli) as f64 / 1000.0,
             live_viewers: get(&self.live_viewers),
             captured: get(&self.captured),
@@ -148,6 +157,8 @@ pub struct Status {
     /// Kept by the store's retention.
     pub store: Arc<StoreStats>,
     pub config_problem: Mutex<Option<String>>,
+    /// Which config is in use: `file`, `created`, `last_good` or `defaults`.
+    pub config_origin: Mutex<Option<String>>,
     /// The state of the wall clock, refreshed by the housekeeping thread.
     pub clock: Mutex<Option<serde_json::Value>>,
     /// Incident trigger devices and whether they opened.
@@ -178,7 +189,7 @@ impl Status {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let s = &self.store;
         StatusSnapshot {
-            time: crate::clock::format_rfc3339(wall_ns),
+            time: crate::clock::format_rfc3339_ms(wall_ns),
             version: env!("CARGO_PKG_VERSION").to_string(),
             uptime_s: now_mono_ns.saturating_sub(get(&self.started_mono_ns)) as f64 / 1e9,
             cameras: self
@@ -230,6 +241,11 @@ impl Status {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
+            config_origin: self
+                .config_origin
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         }
     }
 }
@@ -245,6 +261,7 @@ pub struct NoCamera {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StatusSnapshot {
+    /// The recorder's wall clock, RFC 3339 with milliseconds.
     pub time: String,
     #[serde(default)]
     pub version: String,
@@ -259,6 +276,11 @@ pub struct StatusSnapshot {
     pub status_led: Option<String>,
     pub storage: StorageSnapshot,
     pub config_problem: Option<String>,
+    /// Which config is in use: `file`, `created` (written with defaults
+    /// because there was none), `last_good` (the file is broken; the copy
+    /// of the last one that loaded is used) or `defaults` (neither loaded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_origin: Option<String>,
     /// Whether the wall time is estimated, and where it came from.
     #[serde(default)]
     pub clock: Option<serde_json::Value>,
@@ -272,6 +294,9 @@ pub struct CameraSnapshot {
     pub source: String,
     pub format: String,
     pub connected: bool,
+    /// What to check while the camera is not connected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<String>,
     /// Frames per second being stored, measured.
     #[serde(default)]
     pub fps: f64,

@@ -1117,6 +1117,20 @@ fn the_open_segment_reports_the_bytes_written_not_its_preallocation() {
     }
 }
 
+/// The header clock lagged the picture: the status time was cut to whole
+/// seconds.
+#[test]
+fn status_time_has_milliseconds() {
+    let f = Fixture::start(Limits::default());
+    let s = f.json("/api/status");
+    let time = s["time"].as_str().unwrap();
+    assert_eq!(time.len(), "2026-11-20T10:00:00.250Z".len(), "{time}");
+    let shown = parse_rfc3339(time).unwrap();
+    assert!((shown - SystemClock.wall_ns()).abs() < 2_000_000_000);
+    // A camera that records needs no checks.
+    assert!(s["cameras"][0].get("checks").is_none(), "{s}");
+}
+
 /// During the post-roll the incident list showed one size for the incident
 /// and another for the total locked: the open segment counted its
 /// preallocation in one and nothing in the other.

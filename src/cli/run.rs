@@ -153,6 +153,19 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
         },
     )?;
     let trigger_threads = start_triggers(&config, &recorder);
+    *recorder
+        .status
+        .config_origin
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(
+        match loaded.origin {
+            ConfigOrigin::Created => "created",
+            ConfigOrigin::File => "file",
+            ConfigOrigin::LastGood => "last_good",
+            ConfigOrigin::Defaults => "defaults",
+        }
+        .to_string(),
+    );
     if let Some(problem) = &loaded.problem {
         *recorder
             .status

@@ -146,7 +146,15 @@ fn print_store(data_dir: &Path) -> anyhow::Result<()> {
 
 fn print_snapshot(s: &StatusSnapshot) {
     if let Some(p) = &s.config_problem {
-        println!("CONFIG PROBLEM: {p}");
+        match s.config_origin.as_deref() {
+            Some("last_good") => {
+                println!("CONFIG PROBLEM (recording with the last good config): {p}")
+            }
+            Some("defaults") => {
+                println!("CONFIG PROBLEM (recording with built-in defaults): {p}")
+            }
+            _ => println!("CONFIG PROBLEM: {p}"),
+        }
     }
     if let Some(n) = &s.no_camera {
         println!(
