@@ -28,6 +28,9 @@
   const EXPORT_LAST_MS = 5 * 60 * 1000;
   const SEGMENT_LIST_MAX = 200;
   const SCRUB_STEPS = 10000;
+  // Status times differing from the running clock by less than this are
+  // round-trip jitter: eased in, so the header clock never jumps back.
+  const CLOCK_EASE_LIMIT_MS = 250;
 
   // ---------------------------------------------------------------- helpers
 
@@ -224,7 +227,10 @@
     names: {}, // id -> display name from /api/cameras
     status: null,
     statusError: null,
-    serverOffsetMs: 0, // recorder clock minus this device's clock
+    // The recorder's clock: its time at a moment of this page's monotonic
+    // clock (performance.now()), so it runs on smoothly between polls and
+    // ignores changes to this device's clock.
+    serverAnchor: null, // {serverMs, perfMs}
     lastCounters: {}, // id -> {at, captured, written, dropped}
     rates: {}, // id -> {fps, droppedRecently}
     configCapBytes: null,
@@ -232,7 +238,24 @@
     win: { spanMs: 86400000, endMs: null }, // endMs null: follows now
   };
 
-  const serverNow = () => Date.now() + state.serverOffsetMs;
+  function serverNow() {
+    const a = state.serverAnchor;
+    return a ? a.serverMs + (performance.now() - a.perfMs) : Date.now();
+  }
+
+  // The recorder said `serverMs` at `perfMs` (the middle of the round trip).
+  function anchorServerTime(serverMs, perfMs) {
+    const a = state.serverAnchor;
+    if (a) {
+      const predicted = a.serverMs + (perfMs - a.perfMs);
+      const diff = serverMs - predicted;
+      if (Math.abs(diff) < CLOCK_EASE_LIMIT_MS) {
+        state.serverAnchor = { serverMs: predicted + diff / 4, perfMs };
+        return;
+      }
+    }
+    state.serverAnchor = { serverMs, perfMs };
+  }
   const cameraName = (id) => {
     const c = state.cameras.find((x) => x.id === id);
     return state.names[id] || (c && c.name) || id;
@@ -298,11 +321,11 @@
 
   async function pollStatus() {
     try {
-      const t0 = Date.now();
+      const t0 = performance.now();
       const s = await apiJson('/api/status');
-      const t1 = Date.now();
+      const t1 = performance.now();
       const serverMs = parseTime(s.time);
-      if (Number.isFinite(serverMs)) state.serverOffsetMs = serverMs - (t0 + t1) / 2;
+      if (Number.isFinite(serverMs)) anchorServerTime(serverMs, (t0 + t1) / 2);
       // Back after an outage or a restart of the recorder: live streams
       // ended with the old connection (an <img> keeps its last frame and
       // says nothing), so open them again.
@@ -368,7 +391,7 @@
     }
     if (state.statusError || st.cap_unreachable || storageErrors > 0 || (s && s.no_camera)) worst = 'bad';
 
-    if (s && Math.abs(state.serverOffsetMs) > CLOCK_SKEW_NOTE_MS) {
+    if (s && Math.abs(serverNow() - Date.now()) > CLOCK_SKEW_NOTE_MS) {
       alerts.push(['info', 'The recorder clock reads ' + fmtDateTime(serverNow()) + ', this device '
         + fmtDateTime(Date.now()) + '. Times shown here are the recorder\'s.']);
     }
@@ -1491,9 +1514,17 @@
     }
   });
 
+  // Ticks just after each second of the recorder's clock turns. A
+  // correction from a status poll can move the clock back by a few ms
+  // across a tick: the same second is then not written again.
   function tickClock() {
-    $('clock').textContent = fmtHMS(serverNow()) + ' UTC';
-    $('clock').setAttribute('datetime', iso(serverNow()));
+    const now = serverNow();
+    const text = fmtHMS(now) + ' UTC';
+    if ($('clock').textContent !== text) {
+      $('clock').textContent = text;
+      $('clock').setAttribute('datetime', iso(now));
+    }
+    setTimeout(tickClock, 1000 - (((now % 1000) + 1000) % 1000) + 5);
   }
 
   // Names and the storage cap, before the first status poll so the page is
@@ -1519,7 +1550,6 @@
   });
 
   tickClock();
-  setInterval(tickClock, 1000);
   loadNames().then(() => {
     statusLoop();
     pollClock();
