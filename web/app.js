@@ -829,7 +829,38 @@
     }
     openPlayer(camera);
     play(at);
-    $('player').scrollIntoView({ behavior: 'smooth', block: 'start' });
+    revealPlayer();
+  }
+
+  // The header wraps to two rows on a phone: what scrolls under it must
+  // know its real height (style.css reads --header-h).
+  const topbar = document.querySelector('.topbar');
+  const measureHeader = () => document.documentElement.style.setProperty('--header-h', topbar.offsetHeight + 'px');
+  if (window.ResizeObserver) new ResizeObserver(measureHeader).observe(topbar);
+  window.addEventListener('resize', measureHeader);
+  measureHeader();
+
+  // Brings the picture into view below the sticky header (whose height
+  // changes as it wraps). When the timeline's window buttons and the whole
+  // picture fit on the screen together, both stay in view, so a phone can
+  // zoom and watch without scrolling back.
+  function revealPlayer() {
+    requestAnimationFrame(() => {
+      const margin = 8;
+      const top = document.querySelector('.topbar').getBoundingClientRect().bottom + margin;
+      const bottom = window.innerHeight - margin;
+      const tools = document.querySelector('#timeline .toolbar').getBoundingClientRect();
+      const view = document.querySelector('#player .player-view').getBoundingClientRect();
+      let delta;
+      if (tools.top < view.top && view.bottom - tools.top <= bottom - top) {
+        if (tools.top < top) delta = tools.top - top;
+        else if (view.bottom > bottom) delta = view.bottom - bottom;
+        else return;
+      } else {
+        delta = $('player-h').getBoundingClientRect().top - top;
+      }
+      window.scrollBy({ top: delta, behavior: 'smooth' });
+    });
   }
 
   function setWindow(spanMs, endMs) {
@@ -881,6 +912,12 @@
       pause(true);
       player.camera = camera;
       player.t = null;
+      // The picture's shape before its first frame arrives, so the page
+      // does not move under the reader when it does.
+      const cam = ((state.status && state.status.cameras) || []).find((c) => c && c.id === camera);
+      if (cam && num(cam.width) && num(cam.height)) {
+        $('player-img').parentElement.style.aspectRatio = cam.width + ' / ' + cam.height;
+      }
     }
     $('player-empty').hidden = true;
     $('player-body').hidden = false;
@@ -1324,7 +1361,7 @@
           h('div', { class: 'seg-meta' }, meta),
           h('div', { class: 'seg-meta mono seg-name', title: s.name }, s.name)),
         okTimes ? h('button', { type: 'button', class: 'button small', 'aria-label': 'Play segment from ' + fmtHMS(s.startMs) + ' UTC',
-          title: 'Play', onclick: () => { openPlayer(camera); play(s.startMs); $('player').scrollIntoView({ behavior: 'smooth', block: 'start' }); } },
+          title: 'Play', onclick: () => { openPlayer(camera); play(s.startMs); revealPlayer(); } },
         icon('M7 5v14l12-7z')) : null,
         h('a', { class: 'button small', href: '/api/video/download?camera=' + enc(camera) + '&name=' + enc(s.name),
           download: '', title: 'Download (.mjpeg)', 'aria-label': 'Download segment ' + s.name }, icon('M11 4h2v9l3.5-3.5 1.4 1.4L12 16.8l-5.9-5.9 1.4-1.4L11 13zM5 18h14v2H5z')));
