@@ -124,12 +124,32 @@
     return fmtDuration(s * 1000) + ' ago';
   }
 
-  // datetime-local inputs hold "YYYY-MM-DDTHH:MM[:SS]" with no zone; this
-  // page labels them UTC and reads them as UTC.
-  const toInputValue = (ms) => iso(ms).slice(0, 19);
+  // The export range is typed as 24-hour UTC text, "YYYY-MM-DD HH:MM:SS"
+  // like every other time on the page (a datetime-local field shows the
+  // phone's local 12- or 24-hour format and clips on some desktops).
+  const toInputValue = (ms) => fmtDate(ms) + ' ' + fmtHMS(ms);
+
+  // Epoch ms of a typed UTC time, or an Error saying what is wrong with it.
+  // Accepts a "T" for the space, no seconds, a fraction and a trailing
+  // "Z" or "UTC"; refuses dates that do not exist (2026-02-30).
+  function parseInputTime(v) {
+    const text = String(v || '').trim();
+    if (!text) return new Error('empty');
+    const m = /^(\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d)(?::(\d\d)(?:\.(\d{1,3}))?)?(?:\s*(?:Z|UTC))?$/i.exec(text);
+    if (!m) return new Error('"' + text + '" is not YYYY-MM-DD HH:MM:SS');
+    const [y, mo, d, hh, mm, ss] = m.slice(1, 7).map((x) => Number(x || 0));
+    const ms = Number(((m[7] || '') + '00').slice(0, 3));
+    const t = Date.UTC(y, mo - 1, d, hh, mm, ss, ms);
+    const back = new Date(t);
+    if (back.getUTCFullYear() !== y || back.getUTCMonth() !== mo - 1 || back.getUTCDate() !== d
+      || hh > 23 || mm > 59 || ss > 59) {
+      return new Error('"' + text + '" is not a real date and time');
+    }
+    return t;
+  }
   function fromInputValue(v) {
-    if (!v) return NaN;
-    return parseTime(v.length === 16 ? v + ':00Z' : v + 'Z');
+    const t = parseInputTime(v);
+    return t instanceof Error ? NaN : t;
   }
 
   // -------------------------------------------------------------------- api
@@ -1284,16 +1304,23 @@
   function updateExportLink() {
     const link = $('export-link');
     const camera = $('export-camera').value;
-    const from = fromInputValue($('export-from').value);
-    const to = fromInputValue($('export-to').value);
-    let problem = null;
-    if (!camera) problem = 'No camera.';
-    else if (!Number.isFinite(from) || !Number.isFinite(to)) problem = 'Pick a start and an end (UTC).';
-    else if (to <= from) problem = 'The end must be after the start.';
+    const from = parseInputTime($('export-from').value);
+    const to = parseInputTime($('export-to').value);
+    const example = toInputValue(Math.floor(serverNow() / 1000) * 1000);
+    const fieldProblem = (name, t) => (t instanceof Error
+      ? name + ': ' + (t.message === 'empty' ? 'missing' : t.message) + '; type UTC as YYYY-MM-DD HH:MM:SS, e.g. ' + example + '.'
+      : null);
+    const order = !(from instanceof Error) && !(to instanceof Error) && to <= from;
+    let problem = fieldProblem('From', from) || fieldProblem('To', to) || (order ? 'To must be after From.' : null);
+    $('export-from').setAttribute('aria-invalid', String(from instanceof Error));
+    $('export-to').setAttribute('aria-invalid', String(to instanceof Error || order));
+    $('export-error').textContent = problem || '';
+    $('export-error').hidden = !problem;
+    if (!camera) problem = problem || 'No camera.';
     if (problem) {
       link.removeAttribute('href');
       link.setAttribute('aria-disabled', 'true');
-      $('export-summary').textContent = problem;
+      $('export-summary').textContent = camera ? '' : 'No camera.';
       return;
     }
     link.href = '/api/export.mp4?camera=' + enc(camera) + '&from=' + enc(iso(from)) + '&to=' + enc(iso(to));
