@@ -21,6 +21,8 @@
   const PLAYER_TICK_MS = 250;
   const SYNC_AGE_WARN_S = 3;
   const SYNC_AGE_BAD_S = 10;
+  // A camera not connected this long after start is reported as down.
+  const CAMERA_START_GRACE_S = 5;
   const CLOCK_SKEW_NOTE_MS = 120000;
   const CLOCK_OFFER_SKEW_MS = 2000;
   const CLOCK_POLL_MS = 10000;
@@ -319,6 +321,17 @@
     }
   }
 
+  // Whether a camera delivers nothing, in words: 'not found' when its
+  // device is missing, else 'disconnected'; null while it records or is
+  // still starting.
+  function cameraDown(cam) {
+    if (cam.connected !== false) return null;
+    const uptime = num(state.status && state.status.uptime_s);
+    if (!cam.last_error && uptime !== null && uptime < CAMERA_START_GRACE_S) return null;
+    return /no such|not found|does not exist|enoent|no device/i.test(String(cam.last_error || ''))
+      ? 'not found' : 'disconnected';
+  }
+
   // ok / warn / bad for one camera, and why.
   function cameraHealth(cam) {
     const reasons = [];
@@ -329,7 +342,9 @@
     };
     const age = syncAgeS(cam);
     const uptime = num(state.status && state.status.uptime_s);
-    if (cam.connected === false) raise('bad', 'camera disconnected');
+    const down = cameraDown(cam);
+    if (down) raise('bad', 'camera ' + down);
+    else if (cam.connected === false) raise('warn', 'camera starting');
     if (age !== null && age > SYNC_AGE_BAD_S) raise('bad', 'nothing synced for ' + fmtDuration(age * 1000));
     else if (age !== null && age > SYNC_AGE_WARN_S) raise('warn', 'last sync ' + age.toFixed(1) + ' s ago');
     else if (age === null && (uptime === null || uptime > SYNC_AGE_BAD_S)) raise('warn', 'nothing synced yet');
@@ -383,7 +398,20 @@
       const checks = Array.isArray(n.checks) ? n.checks : [];
       alerts.push(['bad', h('span', null, h('strong', null, 'No camera found. '),
         'Recording starts by itself when one appears. Check: ',
-        h('ul', { class: 'checks' }, ...checks.map((c) => h('li', null, String(c)))))]);
+        h('ul', { class: 'checks' }, ...checks.map((c) => h('li', null, String(c))))), 'camera-checks']);
+    }
+    // Cameras that deliver nothing while others record: one alert with the
+    // checks, which their live tiles link to.
+    const downCams = cams.filter((c) => cameraDown(c));
+    if (downCams.length) {
+      const withChecks = downCams.find((c) => Array.isArray(c.checks) && c.checks.length);
+      const checks = withChecks ? withChecks.checks : [];
+      alerts.push(['bad', h('span', null,
+        h('strong', null, downCams.map((c) => cameraName(c.id) + ': camera ' + cameraDown(c)).join('; ') + '. '),
+        downCams.filter((c) => c.last_error).map((c) => 'Last error: ' + c.last_error + '. '),
+        'Recording starts by itself when it appears.',
+        checks.length ? [' Check: ', h('ul', { class: 'checks' }, ...checks.map((c) => h('li', null, String(c))))] : null),
+      'camera-checks']);
     }
     const st = (s && s.storage) || {};
     if (st.cap_unreachable) {
@@ -402,7 +430,7 @@
       const health = cameraHealth(cam);
       if (health.level === 'bad') {
         worst = 'bad';
-        alerts.push(['bad', h('span', null, h('strong', null, cameraName(cam.id) + ': '), health.reasons.join(', '))]);
+        if (!cameraDown(cam)) alerts.push(['bad', h('span', null, h('strong', null, cameraName(cam.id) + ': '), health.reasons.join(', '))]);
       } else if (health.level === 'warn' && worst === 'ok') worst = 'warn';
       if (health.level !== 'ok') problems.push(cameraName(cam.id) + ' ' + health.reasons[0]);
       if (num(cam.storage_errors) > 0) {
@@ -457,12 +485,13 @@
   }
 
   let lastAlertsKey = '';
+  // alerts: [level, message, id?]; the id is a place others link to.
   function renderAlerts(alerts) {
-    const key = alerts.map(([l, m]) => l + ':' + (typeof m === 'string' ? m : m.textContent)).join('\n');
+    const key = alerts.map(([l, m, id]) => l + ':' + (id || '') + ':' + (typeof m === 'string' ? m : m.textContent)).join('\n');
     if (key === lastAlertsKey) return;
     lastAlertsKey = key;
     const box = $('alerts');
-    box.replaceChildren(...alerts.map(([level, msg]) => h('div', { class: 'alert ' + level, role: level === 'info' ? null : 'alert' }, msg)));
+    box.replaceChildren(...alerts.map(([level, msg, id]) => h('div', { class: 'alert ' + level, role: level === 'info' ? null : 'alert', id: id || null }, msg)));
   }
 
   function renderStorage(st) {
@@ -506,9 +535,10 @@
           fps !== null && num(cam.target_fps) && fps < 0.8 * cam.target_fps ? 'warn' : null),
         stat('Dropped', String(dropped) + (reasonText ? ' (' + reasonText + ')' : ''), rate.droppedRecently > 0 ? 'warn' : null),
         stat('Last sync', fmtAge(age), age === null ? null : age > SYNC_AGE_BAD_S ? 'bad' : age > SYNC_AGE_WARN_S ? 'warn' : null),
-        stat('Camera', cam.connected === false ? 'disconnected' : cam.connected ? 'connected' : '?', cam.connected === false ? 'bad' : null),
-        num(cam.written) !== null ? stat('Frames stored', String(cam.written)) : null,
-        num(cam.written_bytes) !== null ? stat('Bytes stored', fmtBytes(cam.written_bytes)) : null,
+        stat('Camera', cameraDown(cam) || (cam.connected === false ? 'starting' : cam.connected ? 'connected' : '?'),
+          cameraDown(cam) ? 'bad' : null),
+        num(cam.written) !== null ? stat('Frames stored since start', String(cam.written)) : null,
+        num(cam.written_bytes) !== null ? stat('Bytes stored since start', fmtBytes(cam.written_bytes)) : null,
         (cam.io_mode || typeof cam.direct_io === 'boolean')
           ? stat('Disk writes', cam.io_mode || (cam.direct_io ? 'direct' : 'buffered')) : null,
         num(cam.reconnects) ? stat('Reconnects', String(cam.reconnects), 'warn') : null,
@@ -578,7 +608,7 @@
     grid.replaceChildren(...state.cameras.map((c) => {
       const img = h('img', { alt: 'Live view of ' + cameraName(c.id), 'data-camera': c.id });
       const badge = h('span', { class: 'live-badge' }, '…');
-      const tile = { id: c.id, img, badge, mode: 'off', timer: null, retryAt: 0, objectUrl: null, frames: 0, ctrl: null };
+      const tile = { id: c.id, img, badge, mode: 'off', timer: null, retryAt: 0, objectUrl: null, frames: 0, ctrl: null, down: null, downBox: null };
       img.addEventListener('load', () => {
         tile.frames++;
         img.dataset.frames = tile.frames;
@@ -605,16 +635,46 @@
     for (const cam of cams) {
       const dot = document.querySelector('[data-dot="' + CSS.escape(cam.id) + '"]');
       if (dot) dot.className = 'dot ' + cameraHealth(cam).level;
+      const tile = tiles.get(cam.id);
+      if (tile) setTileDown(tile, cameraDown(cam), cam);
+    }
+  }
+
+  // A camera that delivers nothing shows why on its tile, not a black
+  // picture labelled LIVE, and links to the checks.
+  function setTileDown(tile, down, cam) {
+    const was = tile.down;
+    tile.down = down;
+    if (down) {
+      if (!tile.downBox) {
+        tile.downBox = h('div', { class: 'live-down', role: 'status' });
+        tile.img.parentElement.append(tile.downBox);
+      }
+      tile.downBox.replaceChildren(
+        h('strong', null, 'Camera ' + down),
+        cam.last_error ? h('span', null, String(cam.last_error)) : null,
+        h('a', { href: '#camera-checks' }, 'What to check'));
+      if (!was) stopTile(tile);
+      else setBadge(tile);
+    } else if (was) {
+      if (tile.downBox) tile.downBox.remove();
+      tile.downBox = null;
+      if (!document.hidden) startStream(tile);
     }
   }
 
   function setBadge(tile, text, live) {
+    if (tile.down) {
+      text = tile.down === 'not found' ? 'NOT FOUND' : 'DISCONNECTED';
+      live = false;
+    }
     tile.badge.textContent = text;
-    tile.badge.className = 'live-badge' + (live ? ' live' : '');
+    tile.badge.className = 'live-badge' + (tile.down ? ' down' : live ? ' live' : '');
   }
 
   function startStream(tile) {
     stopTile(tile);
+    if (tile.down) return;
     tile.mode = 'stream';
     setBadge(tile, 'LIVE', true);
     tile.img.src = '/api/stream/mjpeg?camera=' + enc(tile.id) + '&t=' + Date.now();
