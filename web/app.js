@@ -237,10 +237,34 @@
   }
 
   async function apiJson(path) {
-    const r = await api(path);
+    let r;
+    try {
+      r = await api(path);
+    } catch (e) {
+      if (e instanceof HttpError || e.name === 'AbortError') throw e;
+      throw new HttpError(0, 'the recorder does not answer');
+    }
     if (!r.ok) throw await errorOf(r);
     return r.json();
   }
+
+  // A card's loading, empty or error state, in a line under its heading.
+  // kind: 'loading', 'empty', 'error', or null when it shows its content.
+  function setCardState(cardId, kind, text) {
+    const card = $(cardId);
+    let line = card.querySelector(':scope > .card-state');
+    if (!line) {
+      line = h('p', { class: 'card-state', role: 'status' });
+      card.querySelector('h2').after(line);
+    }
+    card.dataset.state = kind || 'ok';
+    line.className = 'card-state' + (kind ? ' ' + kind : '');
+    line.textContent = kind ? text : '';
+    line.hidden = !kind;
+  }
+  setCardState('health', 'loading', 'Loading…');
+  setCardState('timeline', 'loading', 'Loading…');
+  setCardState('incidents', 'loading', 'Loading…');
 
   // ------------------------------------------------------------------ state
 
@@ -389,6 +413,14 @@
 
     if (state.statusError) {
       alerts.push(['bad', 'Cannot reach the recorder: ' + state.statusError]);
+      const again = ' — retrying every ' + STATUS_POLL_MS / 1000 + ' s';
+      setCardState('health', 'error', 'Could not load: ' + state.statusError + again + (s ? '; what is shown is from before.' : '.'));
+      setCardState('live', 'error', 'Could not reach the recorder: ' + state.statusError + again + (s ? '; the pictures may be old.' : '.'));
+    } else if (!s) {
+      setCardState('health', 'loading', 'Loading…');
+    } else {
+      setCardState('health', cams.length ? null : 'empty', 'No camera is recording yet.');
+      setCardState('live', null);
     }
     if (s && s.config_problem) {
       alerts.push(['warn', h('span', null, h('strong', null, 'Config problem: '), String(s.config_problem))]);
@@ -777,6 +809,7 @@
     clearTimeout(timelineTimer);
     const seq = ++timelineSeq;
     const { from, to } = windowRange();
+    if (!Object.keys(state.recordings).length && state.cameras.length) setCardState('timeline', 'loading', 'Loading…');
     const results = await Promise.all(state.cameras.map(async (c) => {
       try {
         return [c.id, await fetchRecordings(c.id, from, to)];
@@ -786,9 +819,17 @@
     }));
     if (seq !== timelineSeq) return;
     state.recordings = Object.fromEntries(results);
+    const failed = results.filter(([, r]) => r.error);
+    if (!state.cameras.length) setCardState('timeline', 'empty', 'No cameras yet: nothing recorded.');
+    else if (failed.length) {
+      const which = failed.length < results.length ? ' ' + failed.map(([id]) => cameraName(id)).join(', ') : '';
+      setCardState('timeline', 'error', 'Could not load' + which + ': ' + failed[0][1].error
+        + ' — retrying every ' + TIMELINE_REFRESH_MS / 1000 + ' s.');
+    } else if (results.every(([, r]) => !r.spans.length)) setCardState('timeline', 'empty', 'No recordings in this window yet.');
+    else setCardState('timeline', null);
     renderTimeline();
     renderSegments();
-    if (state.win.endMs === null && !document.hidden) {
+    if ((state.win.endMs === null || failed.length) && !document.hidden) {
       timelineTimer = setTimeout(loadTimeline, TIMELINE_REFRESH_MS);
     }
   }
@@ -1422,7 +1463,7 @@
       return;
     }
     if (rec.error) {
-      list.replaceChildren(h('li', { class: 'muted' }, 'Could not load: ' + rec.error));
+      list.replaceChildren(h('li', { class: 'muted' }, 'Could not load: ' + rec.error + ' — retrying.'));
       return;
     }
     const segs = rec.segments.slice().sort((a, b) => (b.startMs || 0) - (a.startMs || 0));
@@ -1572,10 +1613,12 @@
     clearTimeout(incidentTimer);
     try {
       const j = await apiJson('/api/incidents');
+      setCardState('incidents', null);
       renderIncidents(j);
     } catch (e) {
       if (e.status === 401) return;
-      $('incidents-summary').textContent = 'Could not load incidents: ' + (e.message || e);
+      setCardState('incidents', 'error', 'Could not load: ' + (e.message || e) + ' — retrying every '
+        + INCIDENT_POLL_MS / 1000 + ' s.');
     }
     incidentTimer = setTimeout(loadIncidents, INCIDENT_POLL_MS);
   }
