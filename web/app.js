@@ -423,7 +423,14 @@
       setCardState('live', null);
     }
     if (s && s.config_problem) {
-      alerts.push(['warn', h('span', null, h('strong', null, 'Config problem: '), String(s.config_problem))]);
+      // Say which config the recorder runs with instead of the broken file.
+      const using = {
+        last_good: 'Recording with the last good config',
+        defaults: 'Recording with built-in defaults (the test camera)',
+      }[s.config_origin];
+      alerts.push(['warn', h('span', null, h('strong', null, 'Config problem: '), String(s.config_problem),
+        using ? h('span', { class: 'config-in-use' }, h('br'), h('strong', null, using),
+          ' until the file is fixed and the recorder restarted.') : null)]);
     }
     if (s && s.no_camera) {
       const n = s.no_camera;
