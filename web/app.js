@@ -281,6 +281,7 @@
     rates: {}, // id -> {fps, droppedRecently}
     configCapBytes: null,
     recordings: {}, // id -> {from, to, spans, segments, problems, error}
+    incidents: [], // from /api/incidents, newest first
     win: { spanMs: 86400000, endMs: null }, // endMs null: follows now
   };
 
@@ -872,13 +873,15 @@
     }
     const now = serverNow();
     for (const [id, r] of timelineRows) {
+      const marks = incidentMarks(id, from, to, pct);
       const rec = state.recordings[id];
       const spans = rec ? rec.spans.filter((s) => s.end >= from && s.start <= to) : [];
       let stored = 0;
       for (const s of spans) stored += Math.min(s.end, to) - Math.max(s.start, from);
       const gaps = Math.max(0, spans.length - 1);
       r.name.textContent = cameraName(id);
-      r.stats.textContent = fmtDuration(stored) + ' stored' + (gaps ? ' · ' + gaps + (gaps === 1 ? ' gap' : ' gaps') : '');
+      r.stats.textContent = fmtDuration(stored) + ' stored' + (gaps ? ' · ' + gaps + (gaps === 1 ? ' gap' : ' gaps') : '')
+        + (marks.length ? ' · ' + marks.length + ' locked' : '');
       r.bar.setAttribute('aria-label', cameraName(id) + ' recordings ' + fmtHM(from) + ' to ' + fmtHM(to) + ' UTC: '
         + fmtDuration(stored) + ' stored' + (gaps ? ' with ' + gaps + (gaps === 1 ? ' gap' : ' gaps') : '')
         + '. Activate to play the latest footage.');
@@ -890,6 +893,7 @@
           'data-start': iso(s.start), 'data-end': iso(s.end), 'data-frames': s.frames,
           style: { left: Math.max(0, pct(s.start)) + '%', width: Math.max(0, pct(Math.min(s.end, to)) - Math.max(0, pct(s.start))) + '%' },
         })),
+        ...marks,
         ...(now >= from && now <= to ? [h('div', { class: 'tl-now', style: { left: 'calc(' + pct(now) + '% - 2px)' } })] : []),
         ...(rec && rec.error ? [h('div', { class: 'tl-empty' }, 'Could not load: ' + rec.error)]
           : rec && !spans.length ? [h('div', { class: 'tl-empty' }, 'No footage in this window')] : []));
@@ -913,6 +917,24 @@
   }
 
   const timelineRows = new Map(); // camera id -> {row, name, stats, bar}
+
+  // Locked incidents over one camera's bar: a red-edged band over each
+  // incident's whole range (post-roll still to come included).
+  function incidentMarks(camera, from, to, pct) {
+    return state.incidents
+      .filter((inc) => {
+        const cams = Array.isArray(inc.exports) ? inc.exports.map((x) => x.camera) : [];
+        return !inc.released && (!cams.length || cams.includes(camera));
+      })
+      .map((inc) => ({ inc, a: parseTime(inc.from), b: parseTime(inc.to) }))
+      .filter(({ a, b }) => Number.isFinite(a) && Number.isFinite(b) && b >= from && a <= to)
+      .map(({ inc, a, b }) => h('div', {
+        class: 'tl-incident',
+        title: 'Locked incident #' + inc.id + ': ' + fmtHMS(a) + '–' + fmtHMS(b) + ' UTC',
+        'data-incident': inc.id, 'data-from': iso(a), 'data-to': iso(b),
+        style: { left: Math.max(0, pct(a)) + '%', width: Math.max(0, Math.min(100, pct(b)) - Math.max(0, pct(a))) + '%' },
+      }));
+  }
 
   function timelineRow(id) {
     const name = h('span', { class: 'name' });
@@ -1632,6 +1654,8 @@
 
   function renderIncidents(j) {
     const list = Array.isArray(j.incidents) ? j.incidents : [];
+    state.incidents = list;
+    renderTimeline();
     const used = num(j.locked_bytes);
     const cap = num(j.locked_cap_bytes);
     let summary = list.length ? list.length + (list.length === 1 ? ' incident' : ' incidents') : 'No incidents yet.';
