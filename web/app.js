@@ -1673,12 +1673,12 @@
           h('div', { class: 'inc-time' }, fmtDate(from) + ' ' + fmtHMS(from) + ' – ' + fmtHMS(to) + ' UTC'
             + (inc.estimated ? ' (estimated time)' : '')),
           h('div', { class: 'inc-meta' }, '#' + inc.id + ' · ' + triggers + ' · ' + phase
-            + (num(inc.bytes) ? ' · ' + fmtBytes(inc.bytes) : '')
+            + (num(inc.bytes) ? ' · ' + fmtBytes(inc.bytes) + ' locked' : '')
             + (inc.released ? ' · ' + inc.released : ''))),
-        ...exports.map((x) => h('a', {
+        exports.length ? h('div', { class: 'inc-exports' }, ...exports.map((x) => h('a', {
           class: 'button small', href: x.url, download: '',
           'data-camera': x.camera,
-        }, exports.length > 1 ? 'Export ' + cameraName(x.camera) : 'Export MP4')));
+        }, exports.length > 1 ? 'Export ' + cameraName(x.camera) : 'Export MP4'))) : null);
     }));
   }
 
