@@ -44,8 +44,9 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::Clock;
 
+use super::random::{hex, random_bytes, random_hex};
 use super::server::Request;
-use super::session::{self, Session, Sessions};
+use super::session::{self, Session, Sessions, SESSION_TTL_S};
 
 pub const TOKEN_FILE_NAME: &str = "dashvault.token";
 pub const SESSION_COOKIE: &str = "dashvault_session";
@@ -53,7 +54,6 @@ pub const SESSION_COOKIE: &str = "dashvault_session";
 /// server stores header names).
 pub const CSRF_HEADER: &str = "x-csrf-token";
 const TOKEN_BYTES: usize = 32;
-pub const SESSION_TTL_S: u64 = 7 * 24 * 3600;
 /// Wrong tokens allowed from one address before its wrong tokens are
 /// answered 429.
 const FREE_ATTEMPTS: u32 = 5;
@@ -73,34 +73,6 @@ pub const LINK_TTL_DEFAULT_S: u64 = 3600;
 pub const LINK_TTL_MAX_S: u64 = 24 * 3600;
 
 type HmacSha256 = Hmac<Sha256>;
-
-/// `bytes` random bytes from the kernel.
-pub(super) fn random_bytes(bytes: usize) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; bytes];
-    let mut filled = 0;
-    while filled < bytes {
-        // SAFETY: the pointer and length describe the unfilled part of `buf`.
-        let n = unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), bytes - filled, 0) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-            continue;
-        }
-        filled += n as usize;
-    }
-    Ok(buf)
-}
-
-pub(super) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// `bytes` random bytes from the kernel, as lower-case hex.
-pub fn random_hex(bytes: usize) -> io::Result<String> {
-    random_bytes(bytes).map(|b| hex(&b))
-}
 
 /// What may be shown of a token: the first 8 hex digits of its SHA-256.
 /// It tells two tokens apart without helping anyone guess either.

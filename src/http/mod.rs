@@ -3,8 +3,8 @@
 //! handlers share (`context`), the names the server answers to (`host`) and
 //! the bodies it reads (`body_type`), the routes (`api`), live and playback
 //! streams (`stream`), MP4 export with byte ranges (`export`), names from
-//! the card in headers and URLs (`names`), and the embedded dashboard files
-//! (`assets`).
+//! the card in headers and URLs (`names`), randomness for tokens and keys
+//! (`random`), and the embedded dashboard files (`assets`).
 
 pub mod api;
 pub mod assets;
@@ -16,6 +16,7 @@ pub mod export;
 pub mod host;
 pub mod incidents;
 pub mod names;
+pub mod random;
 pub mod server;
 pub mod session;
 pub mod stream;

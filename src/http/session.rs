@@ -37,8 +37,10 @@ use std::sync::{Mutex, RwLock};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-use super::auth::{hex, random_bytes, random_hex, SESSION_TTL_S};
+use super::random::{hex, random_bytes, random_hex};
 
+/// How long a login lasts.
+pub const SESSION_TTL_S: u64 = 7 * 24 * 3600;
 pub const SESSION_KEY_FILE_NAME: &str = "dashvault.session-key";
 pub const REVOKED_FILE_NAME: &str = "dashvault.sessions-revoked";
 /// Revoked sessions kept at most; see [`Sessions::revoke`].
