@@ -16,19 +16,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::rules::{
-    check_rule, FieldError, Rule, BITRATE_KBPS, DEBOUNCE_MS, ENCODER_THREADS, FPS, GPIO_LINE,
-    I2C_ADDRESS, JPEG_QUALITY, LOCKED_CAP_PERCENT, MAX_EXPOSURE_US, MIN_FREE_MB, MJPEG_QUALITY,
-    PORT, RES_HEIGHT, RES_WIDTH, ROLL_S, ROTATION, SAMPLE_HZ, SEGMENT_LENGTH_S, SYNC_INTERVAL_MS,
-};
+use super::rules::{out_of_type, Check, FieldError};
 use super::{
-    default_max_exposure_us, AccelerometerConfig, CameraConfig, Config, GpioButtonConfig,
-    IncidentConfig, SourceKind, TriggersConfig, WifiConfig, DEFAULT_BIND, DEFAULT_DATA_DIR,
-    DEFAULT_DEBOUNCE_MS, DEFAULT_ENCODER_THREADS, DEFAULT_FPS, DEFAULT_JPEG_QUALITY,
-    DEFAULT_LOCKED_CAP_PERCENT, DEFAULT_MIN_FREE_MB, DEFAULT_PORT, DEFAULT_POST_ROLL_S,
-    DEFAULT_PRE_ROLL_S, DEFAULT_RES_HEIGHT, DEFAULT_RES_WIDTH, DEFAULT_SAMPLE_HZ,
-    DEFAULT_SEGMENT_LENGTH_S, DEFAULT_STORAGE_CAP_GB, DEFAULT_SYNC_INTERVAL_MS,
-    DEFAULT_THRESHOLD_G,
+    AccelerometerConfig, CameraConfig, Config, GpioButtonConfig, IncidentConfig, SourceKind,
+    TriggersConfig, WifiConfig, DEFAULT_DEBOUNCE_MS, DEFAULT_SAMPLE_HZ, DEFAULT_THRESHOLD_G,
 };
 
 /// Id and name of the camera a legacy single-camera config migrates to.
@@ -295,6 +286,8 @@ impl FileConfig {
     /// it was migrated from the legacy single-camera form.
     fn into_config(self) -> Result<(Config, bool), Vec<FieldError>> {
         let mut errs = Vec::new();
+        let defaults = Config::default();
+        let ints = Ints::new(Config::RULES, "");
         let legacy = self.legacy_keys_present();
         let data_dir = match (self.data_dir, self.video_dir) {
             (Some(d), Some(v)) if d != v => {
@@ -310,7 +303,7 @@ impl FileConfig {
             }
             (Some(d), _) => d,
             (None, Some(v)) => v,
-            (None, None) => PathBuf::from(DEFAULT_DATA_DIR),
+            (None, None) => defaults.data_dir,
         };
         let mut migrated = false;
         let cameras = match self.cameras {
@@ -353,49 +346,46 @@ impl FileConfig {
             }
             // Found at run time instead of the test pattern.
             None if self.discover_cameras == Some(true) => Vec::new(),
-            None => Config::default().cameras,
+            None => defaults.cameras,
         };
         let config = Config {
-            port: fit(&mut errs, "port", self.port, PORT, DEFAULT_PORT),
-            bind: self.bind.unwrap_or_else(|| DEFAULT_BIND.into()),
-            hostnames: self.hostnames.unwrap_or_default(),
-            storage_cap_gb: self.storage_cap_gb.unwrap_or(DEFAULT_STORAGE_CAP_GB),
-            segment_length_s: fit(
+            port: ints.fit(&mut errs, "port", self.port, defaults.port),
+            bind: self.bind.unwrap_or(defaults.bind),
+            hostnames: self.hostnames.unwrap_or(defaults.hostnames),
+            storage_cap_gb: self.storage_cap_gb.unwrap_or(defaults.storage_cap_gb),
+            segment_length_s: ints.fit(
                 &mut errs,
                 "segment_length_s",
                 self.segment_length_s,
-                SEGMENT_LENGTH_S,
-                DEFAULT_SEGMENT_LENGTH_S,
+                defaults.segment_length_s,
             ),
-            sync_interval_ms: fit(
+            sync_interval_ms: ints.fit(
                 &mut errs,
                 "sync_interval_ms",
                 self.sync_interval_ms,
-                SYNC_INTERVAL_MS,
-                DEFAULT_SYNC_INTERVAL_MS,
+                defaults.sync_interval_ms,
             ),
-            min_free_mb: fit(
+            min_free_mb: ints.fit(
                 &mut errs,
                 "min_free_mb",
                 self.min_free_mb,
-                MIN_FREE_MB,
-                DEFAULT_MIN_FREE_MB,
+                defaults.min_free_mb,
             ),
             data_dir,
             // Dash of Pi writes "" when it has no token yet.
             auth_token: self.auth_token.filter(|t| !t.is_empty()),
             cameras,
-            discover_cameras: self.discover_cameras.unwrap_or(false),
+            discover_cameras: self.discover_cameras.unwrap_or(defaults.discover_cameras),
             status_led: self.status_led,
             wifi: self.wifi.map(|Object(w)| w),
             incident: self
                 .incident
                 .map(|Object(f)| f.into_config(&mut errs))
-                .unwrap_or_default(),
+                .unwrap_or(defaults.incident),
             triggers: self
                 .triggers
                 .map(|Object(f)| f.into_config(&mut errs))
-                .unwrap_or_default(),
+                .unwrap_or(defaults.triggers),
         };
         if let Err(more) = config.validate() {
             if migrated {
@@ -437,95 +427,97 @@ fn infer_source(device: &str) -> SourceKind {
 
 impl FileCamera {
     fn into_camera(self, index: usize, prefix: &str, errs: &mut Vec<FieldError>) -> CameraConfig {
-        let field = |name: &str| format!("{prefix}.{name}");
+        // The synthetic camera has every default.
+        let defaults = CameraConfig::synthetic("");
+        let ints = Ints::new(CameraConfig::RULES, prefix);
         // Dash of Pi names cameras without an id "camera_<index>".
         let id = self
             .id
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| format!("camera_{index}"));
         let name = self.name.filter(|s| !s.is_empty()).unwrap_or(id.clone());
-        let device = self.device.unwrap_or_default();
+        let device = self.device.unwrap_or(defaults.device);
         let source = self.source.unwrap_or_else(|| infer_source(&device));
-        let mjpeg_quality: Option<u8> = self
-            .mjpeg_quality
-            .map(|q| fit(errs, &field("mjpeg_quality"), Some(q), MJPEG_QUALITY, 2));
+        let mjpeg_quality = ints.fit_optional(errs, "mjpeg_quality", self.mjpeg_quality);
         let jpeg_quality = match (self.jpeg_quality, mjpeg_quality) {
-            (Some(q), _) => fit(
-                errs,
-                &field("jpeg_quality"),
-                Some(q),
-                JPEG_QUALITY,
-                DEFAULT_JPEG_QUALITY,
-            ),
+            (Some(q), _) => ints.fit(errs, "jpeg_quality", Some(q), defaults.jpeg_quality),
             (None, Some(m)) => jpeg_quality_from_mjpeg(m),
-            (None, None) => DEFAULT_JPEG_QUALITY,
+            (None, None) => defaults.jpeg_quality,
         };
         CameraConfig {
             id,
             name,
             source,
             device,
-            rotation: fit(errs, &field("rotation"), self.rotation, ROTATION, 0),
-            res_width: fit(
-                errs,
-                &field("res_width"),
-                self.res_width,
-                RES_WIDTH,
-                DEFAULT_RES_WIDTH,
-            ),
-            res_height: fit(
-                errs,
-                &field("res_height"),
-                self.res_height,
-                RES_HEIGHT,
-                DEFAULT_RES_HEIGHT,
-            ),
-            fps: fit(errs, &field("fps"), self.fps, FPS, DEFAULT_FPS),
+            rotation: ints.fit(errs, "rotation", self.rotation, defaults.rotation),
+            res_width: ints.fit(errs, "res_width", self.res_width, defaults.res_width),
+            res_height: ints.fit(errs, "res_height", self.res_height, defaults.res_height),
+            fps: ints.fit(errs, "fps", self.fps, defaults.fps),
             jpeg_quality,
             mjpeg_quality,
-            bitrate: self
-                .bitrate
-                .map(|b| fit(errs, &field("bitrate"), Some(b), BITRATE_KBPS, 0)),
-            embed_timestamp: self.embed_timestamp.unwrap_or(true),
-            enabled: self.enabled.unwrap_or(true),
-            encoder_threads: fit(
+            bitrate: ints.fit_optional(errs, "bitrate", self.bitrate),
+            embed_timestamp: self.embed_timestamp.unwrap_or(defaults.embed_timestamp),
+            enabled: self.enabled.unwrap_or(defaults.enabled),
+            encoder_threads: ints.fit(
                 errs,
-                &field("encoder_threads"),
+                "encoder_threads",
                 self.encoder_threads,
-                ENCODER_THREADS,
-                DEFAULT_ENCODER_THREADS,
+                defaults.encoder_threads,
             ),
             pixel_format: self.pixel_format.filter(|s| !s.is_empty()),
-            max_exposure_us: fit(
+            max_exposure_us: ints.fit(
                 errs,
-                &field("max_exposure_us"),
+                "max_exposure_us",
                 self.max_exposure_us,
-                MAX_EXPOSURE_US,
-                default_max_exposure_us(),
+                defaults.max_exposure_us,
             ),
         }
     }
 }
 
-/// Converts a number from the file into the field's type, reporting values
-/// that do not fit it with the field's allowed values. Returns `default` after
-/// reporting, so the caller can carry on and find more problems.
-fn fit<T: TryFrom<i128>>(
-    errs: &mut Vec<FieldError>,
-    field: &str,
-    v: Option<Int>,
-    rule: Rule,
-    default: T,
-) -> T {
-    match v {
-        None => default,
-        Some(Int(n)) => match T::try_from(n) {
-            Ok(t) => t,
-            Err(_) => {
-                check_rule(errs, field, n, rule);
-                default
-            }
-        },
+/// Converts the integers of one object in the file to their fields' types.
+/// A number that does not fit is reported with the values the field allows,
+/// from the rule table of the model struct `M`.
+struct Ints<M: 'static> {
+    rules: &'static [Check<M>],
+    /// The object's path in the file (`cameras[1]`, `""` for the top level).
+    at: String,
+}
+
+impl<M> Ints<M> {
+    fn new(rules: &'static [Check<M>], at: &str) -> Ints<M> {
+        Ints {
+            rules,
+            at: at.to_string(),
+        }
+    }
+
+    /// The field `name`, or `default` when it is not given or does not fit
+    /// (reported), so the caller can carry on and find more problems.
+    fn fit<T: TryFrom<i128>>(
+        &self,
+        errs: &mut Vec<FieldError>,
+        name: &str,
+        v: Option<Int>,
+        default: T,
+    ) -> T {
+        self.fit_optional(errs, name, v).unwrap_or(default)
+    }
+
+    /// An optional field: `None` when it is not given or does not fit
+    /// (reported).
+    fn fit_optional<T: TryFrom<i128>>(
+        &self,
+        errs: &mut Vec<FieldError>,
+        name: &str,
+        v: Option<Int>,
+    ) -> Option<T> {
+        let Int(n) = v?;
+        let fitted = T::try_from(n).ok();
+        if fitted.is_none() {
+            errs.push(out_of_type(self.rules, &self.at, name, n));
+        }
+        fitted
     }
 }
 
@@ -552,27 +544,16 @@ struct FileIncident {
 
 impl FileIncident {
     fn into_config(self, errs: &mut Vec<FieldError>) -> IncidentConfig {
+        let defaults = IncidentConfig::default();
+        let ints = Ints::new(IncidentConfig::RULES, "incident");
         IncidentConfig {
-            pre_roll_s: fit(
+            pre_roll_s: ints.fit(errs, "pre_roll_s", self.pre_roll_s, defaults.pre_roll_s),
+            post_roll_s: ints.fit(errs, "post_roll_s", self.post_roll_s, defaults.post_roll_s),
+            locked_cap_percent: ints.fit(
                 errs,
-                "incident.pre_roll_s",
-                self.pre_roll_s,
-                ROLL_S,
-                DEFAULT_PRE_ROLL_S,
-            ),
-            post_roll_s: fit(
-                errs,
-                "incident.post_roll_s",
-                self.post_roll_s,
-                ROLL_S,
-                DEFAULT_POST_ROLL_S,
-            ),
-            locked_cap_percent: fit(
-                errs,
-                "incident.locked_cap_percent",
+                "locked_cap_percent",
                 self.locked_cap_percent,
-                LOCKED_CAP_PERCENT,
-                DEFAULT_LOCKED_CAP_PERCENT,
+                defaults.locked_cap_percent,
             ),
         }
     }
@@ -607,8 +588,9 @@ struct FileAccelerometer {
 impl FileTriggers {
     fn into_config(self, errs: &mut Vec<FieldError>) -> TriggersConfig {
         let gpio_button = self.gpio_button.map(|Object(b)| {
+            let ints = Ints::new(GpioButtonConfig::RULES, "triggers.gpio_button");
             let line = match b.line {
-                Some(l) => fit(errs, "triggers.gpio_button.line", Some(l), GPIO_LINE, 0),
+                Some(l) => ints.fit(errs, "line", Some(l), 0),
                 None => {
                     errs.push(FieldError::new(
                         "triggers.gpio_button.line",
@@ -621,35 +603,18 @@ impl FileTriggers {
                 chip: b.chip.unwrap_or_else(|| PathBuf::from("/dev/gpiochip0")),
                 line,
                 active_low: b.active_low.unwrap_or(true),
-                debounce_ms: fit(
-                    errs,
-                    "triggers.gpio_button.debounce_ms",
-                    b.debounce_ms,
-                    DEBOUNCE_MS,
-                    DEFAULT_DEBOUNCE_MS,
-                ),
+                debounce_ms: ints.fit(errs, "debounce_ms", b.debounce_ms, DEFAULT_DEBOUNCE_MS),
             }
         });
         let accelerometer = self.accelerometer.map(|Object(a)| {
+            let ints = Ints::new(AccelerometerConfig::RULES, "triggers.accelerometer");
             let part = a.part.unwrap_or(crate::triggers::accel::AccelPart::Mpu6050);
             AccelerometerConfig {
                 device: a.device.unwrap_or_else(|| PathBuf::from("/dev/i2c-1")),
                 part,
-                address: fit(
-                    errs,
-                    "triggers.accelerometer.address",
-                    a.address,
-                    I2C_ADDRESS,
-                    part.default_address(),
-                ),
+                address: ints.fit(errs, "address", a.address, part.default_address()),
                 threshold_g: a.threshold_g.unwrap_or(DEFAULT_THRESHOLD_G),
-                sample_hz: fit(
-                    errs,
-                    "triggers.accelerometer.sample_hz",
-                    a.sample_hz,
-                    SAMPLE_HZ,
-                    DEFAULT_SAMPLE_HZ,
-                ),
+                sample_hz: ints.fit(errs, "sample_hz", a.sample_hz, DEFAULT_SAMPLE_HZ),
             }
         });
         TriggersConfig {
@@ -667,7 +632,8 @@ impl FileTriggers {
 pub struct LoadedConfig {
     pub config: Config,
     /// The file was in Dash of Pi's legacy single-camera form and was
-    /// converted in memory; see [`rewrite_migrated`] to store the new form.
+    /// converted in memory; see [`rewrite_migrated`](super::rewrite_migrated)
+    /// to store the new form.
     pub migrated_legacy: bool,
 }
 
@@ -787,8 +753,8 @@ fn remove_at(doc: &mut serde_json::Value, at: &serde_path_to_error::Path) -> boo
     }
 }
 
-/// The JSON [`save`] writes: pretty-printed, ending in a newline. Fails only
-/// for a `data_dir` that is not valid UTF-8.
+/// The JSON [`save`](super::save) writes: pretty-printed, ending in a
+/// newline. Fails only for a `data_dir` that is not valid UTF-8.
 pub fn to_json(config: &Config) -> io::Result<Vec<u8>> {
     let mut out = serde_json::to_vec_pretty(config)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
@@ -800,6 +766,7 @@ pub fn to_json(config: &Config) -> io::Result<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::config::testutil::*;
+    use crate::config::{DEFAULT_ENCODER_THREADS, DEFAULT_MIN_FREE_MB, DEFAULT_SYNC_INTERVAL_MS};
 
     #[test]
     fn defaults_without_the_sections() {
@@ -1228,5 +1195,70 @@ mod tests {
         let again = parse(p(), &to_json(&loaded.config).unwrap()).unwrap();
         assert_eq!(again.config, loaded.config);
         assert_eq!(parse_str("{}").unwrap().config.wifi, None);
+    }
+
+    /// Puts members (`"fps": 1`) where one level of the file expects an
+    /// object; a button gets the line it needs.
+    type Wrap = fn(&str) -> String;
+
+    /// The keys `parse` accepts in the object `wrap` places, from its
+    /// "expected one of" list for an unknown key.
+    fn accepted_keys(wrap: Wrap) -> Vec<String> {
+        let e = parse_str(&wrap(r#""\u0001": 1"#)).unwrap_err();
+        let (_, expected) = e.problems[0].message.split_once("expected").unwrap();
+        expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The conversion finds each integer's rule in its struct's table by
+    /// the key's name: a key without a line there would go unchecked.
+    #[test]
+    fn every_integer_key_too_large_for_its_type_gets_its_allowed_values() {
+        let levels: [(&str, Wrap); 5] = [
+            ("", |m| format!("{{{m}}}")),
+            ("cameras[0].", |m| format!(r#"{{"cameras": [{{{m}}}]}}"#)),
+            ("incident.", |m| format!(r#"{{"incident": {{{m}}}}}"#)),
+            ("triggers.gpio_button.", |m| {
+                let line = if m.starts_with(r#""line""#) {
+                    ""
+                } else {
+                    r#""line": 1, "#
+                };
+                format!(r#"{{"triggers": {{"gpio_button": {{{line}{m}}}}}}}"#)
+            }),
+            ("triggers.accelerometer.", |m| {
+                format!(r#"{{"triggers": {{"accelerometer": {{{m}}}}}}}"#)
+            }),
+        ];
+        let too_large = u64::MAX;
+        let mut integers = 0;
+        for (prefix, wrap) in levels {
+            for key in accepted_keys(wrap) {
+                let not_integer = parse_str(&wrap(&format!(r#""{key}": 0.5"#)));
+                let is_integer = not_integer.is_err_and(|e| {
+                    e.problems
+                        .iter()
+                        .any(|p| p.message.contains("expected an integer"))
+                });
+                if !is_integer {
+                    continue;
+                }
+                integers += 1;
+                // Dash of Pi's camera keys at the top level keep their name.
+                let field = format!("{prefix}{key}");
+                let ps = problems(&wrap(&format!(r#""{key}": {too_large}"#)));
+                let p = ps.iter().find(|p| p.field == field);
+                let expected = format!("{too_large} is not allowed; use ");
+                assert!(
+                    p.is_some_and(|p| p.message.starts_with(&expected)),
+                    "{field}: {ps:#?}"
+                );
+            }
+        }
+        assert!(integers >= 25, "only {integers} integer keys found");
     }
 }

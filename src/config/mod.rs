@@ -16,6 +16,19 @@
 //!   the last-good copy that lets the recorder start even after a bad edit,
 //!   and [`load_for_run`].
 //!
+//! Adding a field takes:
+//! 1. here: the field in its struct, and its default in the struct's
+//!    `Default` (`CameraConfig::synthetic` for a camera);
+//! 2. `rules.rs`, if it has a rule: one line in the struct's `RULES` table,
+//!    `Integer` with its allowed values or `Field` with a check;
+//! 3. `file.rs`: the field in the file's view of the struct (`FileCamera`
+//!    for a camera), optional, an integer as `Option<Int>`; and its line in
+//!    the conversion to the model: `ints.fit(errs, "name", self.name,
+//!    defaults.name)` for an integer, `self.name.unwrap_or(defaults.name)`
+//!    otherwise;
+//! 4. a row in README.md's configuration table (a test holds the table to
+//!    the keys the parser accepts).
+//!
 //! Invariants:
 //! - A [`Config`] returned by [`load`] has passed [`Config::validate`]; every
 //!   camera has a unique, non-empty id of `[a-z0-9_-]`.

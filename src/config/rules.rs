@@ -2,15 +2,21 @@
 //! checks them all and reports every broken rule as a [`FieldError`] named
 //! by the field's path in the file (`cameras[1].fps`).
 //!
-//! Parsing uses the same rules for numbers that do not even fit the field's
-//! type, so a value out of range gets the same message either way.
+//! Each struct of the model has one table, `RULES`, with a line per field
+//! that has a rule, in the order problems are reported. Parsing looks up the
+//! same table for numbers that do not even fit the field's type, so a value
+//! out of range gets the same message either way.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::Path;
 
-use super::{CameraConfig, Config, IncidentConfig, SourceKind, TriggersConfig, WifiConfig};
+use super::{
+    AccelerometerConfig, CameraConfig, Config, GpioButtonConfig, IncidentConfig, SourceKind,
+    TriggersConfig, WifiConfig,
+};
+use Check::{Field, Integer, OptionalInteger, Within};
 
 /// One thing wrong with a config, named by its path in the file
 /// (`cameras[1].fps`).
@@ -35,152 +41,341 @@ impl fmt::Display for FieldError {
     }
 }
 
+/// The values an integer field allows.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Rule {
+    Range(i128, i128),
+    EvenRange(i128, i128),
+    OneOf(&'static [i128]),
+}
+
+impl Rule {
+    fn allows(self, v: i128) -> bool {
+        match self {
+            Rule::Range(lo, hi) => (lo..=hi).contains(&v),
+            Rule::EvenRange(lo, hi) => (lo..=hi).contains(&v) && v % 2 == 0,
+            Rule::OneOf(set) => set.contains(&v),
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Rule::Range(lo, hi) => format!("use {lo}-{hi}"),
+            Rule::EvenRange(lo, hi) => format!("use an even number from {lo} to {hi}"),
+            Rule::OneOf(set) => {
+                let names: Vec<String> = set.iter().map(|v| v.to_string()).collect();
+                match names.split_last() {
+                    Some((last, rest)) if !rest.is_empty() => {
+                        format!("use {} or {last}", rest.join(", "))
+                    }
+                    _ => format!("use {}", names.join("")),
+                }
+            }
+        }
+    }
+
+    fn refusal(self, v: i128) -> String {
+        format!("{v} is not allowed; {}", self.describe())
+    }
+}
+
+/// One line of a struct's rule table: a field, by its key in the file, and
+/// what it allows.
+pub(super) enum Check<M> {
+    /// An integer field.
+    Integer(&'static str, Rule, fn(&M) -> i128),
+    /// An integer field that may be unset.
+    OptionalInteger(&'static str, Rule, fn(&M) -> Option<i128>),
+    /// Any other field: why its value is refused, if it is.
+    Field(&'static str, fn(&M) -> Option<String>),
+    /// What a field holds (list entries, a nested object), checked with the
+    /// field's path in the file.
+    Within(&'static str, fn(&M, &str, &mut Vec<FieldError>)),
+}
+
+/// Checks `m`, found at `at` in the file (`""` for the top level), against
+/// its table.
+fn check_all<M>(rules: &[Check<M>], m: &M, at: &str, errs: &mut Vec<FieldError>) {
+    for check in rules {
+        match check {
+            Integer(name, rule, value) => {
+                let v = value(m);
+                if !rule.allows(v) {
+                    errs.push(FieldError::new(path(at, name), rule.refusal(v)));
+                }
+            }
+            OptionalInteger(name, rule, value) => {
+                if let Some(v) = value(m).filter(|v| !rule.allows(*v)) {
+                    errs.push(FieldError::new(path(at, name), rule.refusal(v)));
+                }
+            }
+            Field(name, problem) => {
+                if let Some(message) = problem(m) {
+                    errs.push(FieldError::new(path(at, name), message));
+                }
+            }
+            Within(name, check) => check(m, &path(at, name), errs),
+        }
+    }
+}
+
+fn path(at: &str, name: &str) -> String {
+    if at.is_empty() {
+        name.to_string()
+    } else {
+        format!("{at}.{name}")
+    }
+}
+
+/// The problem with a number from the file that does not fit the type of
+/// the integer field `name` of `M` (found at `at`): the values its rule
+/// allows.
+pub(super) fn out_of_type<M>(rules: &[Check<M>], at: &str, name: &str, v: i128) -> FieldError {
+    let rule = rules.iter().find_map(|check| match check {
+        Integer(n, rule, _) | OptionalInteger(n, rule, _) if *n == name => Some(*rule),
+        _ => None,
+    });
+    let message = match rule {
+        Some(rule) => rule.refusal(v),
+        // Not reached: every integer in the file has a line in its table
+        // (a test gives each one a number too large for any field).
+        None => format!("{v} is not allowed"),
+    };
+    FieldError::new(path(at, name), message)
+}
+
 impl Config {
     /// Checks every field against its allowed values and returns every
-    /// problem found. [`load`] runs this; call it again after changing a
-    /// config in memory (for example from the dashboard) before saving it.
+    /// problem found. [`load`](super::load) runs this; call it again after
+    /// changing a config in memory (for example from the dashboard) before
+    /// saving it.
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut errs = Vec::new();
-        check_rule(&mut errs, "port", self.port.into(), PORT);
-        if self.bind.parse::<IpAddr>().is_err() {
-            errs.push(FieldError::new(
-                "bind",
-                format!(
-                    "{:?} is not an IP address; use e.g. 127.0.0.1, 0.0.0.0 or ::",
-                    self.bind
-                ),
-            ));
-        }
-        for (i, name) in self.hostnames.iter().enumerate() {
-            if let Some(problem) = hostname_problem(name) {
-                errs.push(FieldError::new(format!("hostnames[{i}]"), problem));
-            }
-        }
-        if !(self.storage_cap_gb.is_finite() && self.storage_cap_gb > 0.0) {
-            errs.push(FieldError::new(
-                "storage_cap_gb",
-                format!(
-                    "{} is not allowed; use a number of gigabytes greater than 0",
-                    self.storage_cap_gb
-                ),
-            ));
-        }
-        check_rule(
-            &mut errs,
-            "segment_length_s",
-            self.segment_length_s.into(),
-            SEGMENT_LENGTH_S,
-        );
-        check_rule(
-            &mut errs,
-            "sync_interval_ms",
-            self.sync_interval_ms.into(),
-            SYNC_INTERVAL_MS,
-        );
-        check_rule(
-            &mut errs,
-            "min_free_mb",
-            self.min_free_mb.into(),
-            MIN_FREE_MB,
-        );
-        if self.data_dir.as_os_str().is_empty() {
-            errs.push(FieldError::new(
-                "data_dir",
-                "must not be empty; use a folder such as \"data\" or \"/var/lib/dashvault\"",
-            ));
-        }
-        if self.cameras.is_empty() && !self.discover_cameras {
-            errs.push(FieldError::new(
-                "cameras",
-                "no cameras; add at least one camera (a camera with no device records a synthetic test pattern), or set discover_cameras",
-            ));
-        }
-        if let Some(led) = &self.status_led {
-            let plain = led.bytes().all(|b| b.is_ascii_graphic() && b != b'/');
-            if led.is_empty() || led.len() > 64 || !plain || led.starts_with('.') {
-                errs.push(FieldError::new(
-                    "status_led",
-                    format!("{led:?} is not an LED name; use the name of a folder under /sys/class/leds, such as \"ACT\""),
-                ));
-            }
-        }
-        self.incident.validate_into(&mut errs);
-        self.triggers.validate_into(&mut errs);
-        let mut first_use: HashMap<&str, usize> = HashMap::new();
-        for (i, cam) in self.cameras.iter().enumerate() {
-            cam.validate_into(&format!("cameras[{i}]"), &mut errs);
-            if let Some(first) = first_use.get(cam.id.as_str()) {
-                errs.push(FieldError::new(
-                    format!("cameras[{i}].id"),
-                    format!(
-                        "{:?} is already used by cameras[{first}]; camera ids must be unique",
-                        cam.id
-                    ),
-                ));
-            } else {
-                first_use.insert(&cam.id, i);
-            }
-        }
-        if let Some(wifi) = &self.wifi {
-            wifi.validate(&mut errs);
-        }
-        if let Some(problem) = self.auth_token.as_deref().and_then(auth_token_weakness) {
-            errs.push(FieldError::new("auth_token", problem));
-        }
+        check_all(Config::RULES, self, "", &mut errs);
         if errs.is_empty() {
             Ok(())
         } else {
             Err(errs)
         }
     }
+
+    pub(super) const RULES: &'static [Check<Config>] = &[
+        Integer("port", Rule::Range(1, 65535), |c| c.port.into()),
+        Field("bind", |c| {
+            c.bind.parse::<IpAddr>().is_err().then(|| {
+                format!(
+                    "{:?} is not an IP address; use e.g. 127.0.0.1, 0.0.0.0 or ::",
+                    c.bind
+                )
+            })
+        }),
+        Within("hostnames", |c, at, errs| {
+            for (i, name) in c.hostnames.iter().enumerate() {
+                if let Some(problem) = hostname_problem(name) {
+                    errs.push(FieldError::new(format!("{at}[{i}]"), problem));
+                }
+            }
+        }),
+        Field("storage_cap_gb", |c| {
+            let gb = c.storage_cap_gb;
+            (!(gb.is_finite() && gb > 0.0))
+                .then(|| format!("{gb} is not allowed; use a number of gigabytes greater than 0"))
+        }),
+        Integer("segment_length_s", Rule::Range(10, 3600), |c| {
+            c.segment_length_s.into()
+        }),
+        Integer("sync_interval_ms", Rule::Range(100, 60_000), |c| {
+            c.sync_interval_ms.into()
+        }),
+        Integer("min_free_mb", Rule::Range(0, 1_048_576), |c| {
+            c.min_free_mb.into()
+        }),
+        Field("data_dir", |c| {
+            c.data_dir.as_os_str().is_empty().then(|| {
+                "must not be empty; use a folder such as \"data\" or \"/var/lib/dashvault\"".into()
+            })
+        }),
+        Field("cameras", |c| {
+            (c.cameras.is_empty() && !c.discover_cameras).then(|| {
+                "no cameras; add at least one camera (a camera with no device records a synthetic test pattern), or set discover_cameras".into()
+            })
+        }),
+        Field("status_led", |c| {
+            let led = c.status_led.as_deref()?;
+            let plain = led.bytes().all(|b| b.is_ascii_graphic() && b != b'/');
+            (led.is_empty() || led.len() > 64 || !plain || led.starts_with('.')).then(|| {
+                format!("{led:?} is not an LED name; use the name of a folder under /sys/class/leds, such as \"ACT\"")
+            })
+        }),
+        Within("incident", |c, at, errs| {
+            check_all(IncidentConfig::RULES, &c.incident, at, errs)
+        }),
+        Within("triggers", |c, at, errs| {
+            check_all(TriggersConfig::RULES, &c.triggers, at, errs)
+        }),
+        Within("cameras", |c, at, errs| {
+            let mut first_use: HashMap<&str, usize> = HashMap::new();
+            for (i, cam) in c.cameras.iter().enumerate() {
+                let cam_at = format!("{at}[{i}]");
+                check_all(CameraConfig::RULES, cam, &cam_at, errs);
+                if let Some(first) = first_use.get(cam.id.as_str()) {
+                    errs.push(FieldError::new(
+                        format!("{cam_at}.id"),
+                        format!(
+                            "{:?} is already used by cameras[{first}]; camera ids must be unique",
+                            cam.id
+                        ),
+                    ));
+                } else {
+                    first_use.insert(&cam.id, i);
+                }
+            }
+        }),
+        Within("wifi", |c, at, errs| {
+            if let Some(wifi) = &c.wifi {
+                check_all(WifiConfig::RULES, wifi, at, errs);
+            }
+        }),
+        Field("auth_token", |c| {
+            c.auth_token.as_deref().and_then(auth_token_weakness)
+        }),
+    ];
+}
+
+impl CameraConfig {
+    pub(super) const RULES: &'static [Check<CameraConfig>] = &[
+        Field("id", |c| id_problem(&c.id)),
+        Field("device", |c| {
+            (c.source == SourceKind::V4l2 && c.device.is_empty()).then(|| {
+                "is required when source is \"v4l2\"; use a device such as \"/dev/video0\"".into()
+            })
+        }),
+        Integer("rotation", Rule::OneOf(&[0, 90, 180, 270]), |c| {
+            c.rotation.into()
+        }),
+        Integer("res_width", Rule::EvenRange(16, 7680), |c| {
+            c.res_width.into()
+        }),
+        Integer("res_height", Rule::EvenRange(16, 4320), |c| {
+            c.res_height.into()
+        }),
+        Integer("fps", Rule::Range(1, 120), |c| c.fps.into()),
+        Integer("jpeg_quality", Rule::Range(1, 100), |c| {
+            c.jpeg_quality.into()
+        }),
+        OptionalInteger("mjpeg_quality", Rule::Range(2, 31), |c| {
+            c.mjpeg_quality.map(Into::into)
+        }),
+        // Kilobits per second; any u32.
+        OptionalInteger("bitrate", Rule::Range(0, u32::MAX as i128), |c| {
+            c.bitrate.map(Into::into)
+        }),
+        Integer("encoder_threads", Rule::Range(1, 8), |c| {
+            c.encoder_threads.into()
+        }),
+        Integer("max_exposure_us", Rule::Range(0, 1_000_000), |c| {
+            c.max_exposure_us.into()
+        }),
+    ];
 }
 
 impl WifiConfig {
-    /// Values end up in hostapd's line-based config, so control characters
-    /// (a newline would start a new setting) are refused everywhere.
-    fn validate(&self, errs: &mut Vec<FieldError>) {
-        if let Some(ssid) = &self.ssid {
-            if ssid.is_empty() || ssid.len() > 32 || ssid.chars().any(char::is_control) {
-                errs.push(FieldError::new(
-                    "wifi.ssid",
-                    format!("{ssid:?} is not allowed; use 1-32 bytes without control characters"),
-                ));
-            }
-        }
-        if let Some(pw) = &self.password {
+    // Values end up in hostapd's line-based config, so control characters
+    // (a newline would start a new setting) are refused everywhere.
+    pub(super) const RULES: &'static [Check<WifiConfig>] = &[
+        Field("ssid", |w| {
+            let ssid = w.ssid.as_deref()?;
+            (ssid.is_empty() || ssid.len() > 32 || ssid.chars().any(char::is_control)).then(|| {
+                format!("{ssid:?} is not allowed; use 1-32 bytes without control characters")
+            })
+        }),
+        Field("password", |w| {
+            let pw = w.password.as_deref()?;
             let printable = pw.bytes().all(|b| (0x20..0x7f).contains(&b));
-            if !(8..=63).contains(&pw.len()) || !printable {
-                errs.push(FieldError::new(
-                    "wifi.password",
-                    format!(
-                        "is {} characters long{}; WPA2 needs 8-63 printable ASCII characters",
-                        pw.chars().count(),
-                        if printable {
-                            ""
-                        } else {
-                            " with characters outside printable ASCII"
-                        }
-                    ),
-                ));
+            (!(8..=63).contains(&pw.len()) || !printable).then(|| {
+                format!(
+                    "is {} characters long{}; WPA2 needs 8-63 printable ASCII characters",
+                    pw.chars().count(),
+                    if printable {
+                        ""
+                    } else {
+                        " with characters outside printable ASCII"
+                    }
+                )
+            })
+        }),
+        Field("country", |w| {
+            let c = w.country.as_deref()?;
+            (c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase())).then(|| {
+                format!("{c:?} is not allowed; use a two-letter country code such as DE or US")
+            })
+        }),
+        Field("channel", |w| {
+            let ch = w.channel?;
+            (!(1..=13).contains(&ch))
+                .then(|| format!("{ch} is not allowed; use a 2.4 GHz channel from 1 to 13"))
+        }),
+    ];
+}
+
+impl IncidentConfig {
+    pub(super) const RULES: &'static [Check<IncidentConfig>] = &[
+        Integer("pre_roll_s", Rule::Range(0, 600), |c| c.pre_roll_s.into()),
+        Integer("post_roll_s", Rule::Range(0, 600), |c| c.post_roll_s.into()),
+        Integer("locked_cap_percent", Rule::Range(1, 90), |c| {
+            c.locked_cap_percent.into()
+        }),
+    ];
+}
+
+impl TriggersConfig {
+    pub(super) const RULES: &'static [Check<TriggersConfig>] = &[
+        Within("gpio_button", |t, at, errs| {
+            if let Some(b) = &t.gpio_button {
+                check_all(GpioButtonConfig::RULES, b, at, errs);
             }
-        }
-        if let Some(c) = &self.country {
-            if c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
-                errs.push(FieldError::new(
-                    "wifi.country",
-                    format!("{c:?} is not allowed; use a two-letter country code such as DE or US"),
-                ));
+        }),
+        Within("accelerometer", |t, at, errs| {
+            if let Some(a) = &t.accelerometer {
+                check_all(AccelerometerConfig::RULES, a, at, errs);
             }
-        }
-        if let Some(ch) = self.channel {
-            if !(1..=13).contains(&ch) {
-                errs.push(FieldError::new(
-                    "wifi.channel",
-                    format!("{ch} is not allowed; use a 2.4 GHz channel from 1 to 13"),
-                ));
-            }
-        }
-    }
+        }),
+    ];
+}
+
+impl GpioButtonConfig {
+    pub(super) const RULES: &'static [Check<GpioButtonConfig>] = &[
+        Field("chip", |b| {
+            device_problem(
+                &b.chip,
+                "a GPIO character device; use e.g. \"/dev/gpiochip0\" (sysfs GPIO is not supported)",
+            )
+        }),
+        Integer("line", Rule::Range(0, 1023), |b| b.line.into()),
+        Integer("debounce_ms", Rule::Range(1, 1000), |b| {
+            b.debounce_ms.into()
+        }),
+    ];
+}
+
+impl AccelerometerConfig {
+    pub(super) const RULES: &'static [Check<AccelerometerConfig>] = &[
+        Field("device", |a| {
+            device_problem(&a.device, "an I2C bus device; use e.g. \"/dev/i2c-1\"")
+        }),
+        Integer("address", Rule::Range(0x03, 0x77), |a| a.address.into()),
+        Field("threshold_g", |a| {
+            let g = a.threshold_g;
+            (!(g.is_finite() && (0.5..=16.0).contains(&g)))
+                .then(|| format!("{g} is not allowed; use 0.5-16 (g)"))
+        }),
+        Integer("sample_hz", Rule::Range(10, 1000), |a| a.sample_hz.into()),
+    ];
+}
+
+/// A device node, not a sysfs path or a file name.
+fn device_problem(path: &Path, hint: &str) -> Option<String> {
+    (!path.starts_with("/dev/")).then(|| format!("{} is not {hint}", path.display()))
 }
 
 /// Bits a configured `auth_token` must be worth: anyone who joins the
@@ -245,121 +440,6 @@ fn auth_token_weakness(token: &str) -> Option<String> {
     None
 }
 
-impl CameraConfig {
-    /// Validates one camera; `prefix` is how the camera is named in messages
-    /// (`cameras[1]`).
-    fn validate_into(&self, prefix: &str, errs: &mut Vec<FieldError>) {
-        let field = |name: &str| format!("{prefix}.{name}");
-        if let Some(message) = id_problem(&self.id) {
-            errs.push(FieldError::new(field("id"), message));
-        }
-        if self.source == SourceKind::V4l2 && self.device.is_empty() {
-            errs.push(FieldError::new(
-                field("device"),
-                "is required when source is \"v4l2\"; use a device such as \"/dev/video0\"",
-            ));
-        }
-        check_rule(errs, &field("rotation"), self.rotation.into(), ROTATION);
-        check_rule(errs, &field("res_width"), self.res_width.into(), RES_WIDTH);
-        check_rule(
-            errs,
-            &field("res_height"),
-            self.res_height.into(),
-            RES_HEIGHT,
-        );
-        check_rule(errs, &field("fps"), self.fps.into(), FPS);
-        check_rule(
-            errs,
-            &field("jpeg_quality"),
-            self.jpeg_quality.into(),
-            JPEG_QUALITY,
-        );
-        if let Some(q) = self.mjpeg_quality {
-            check_rule(errs, &field("mjpeg_quality"), q.into(), MJPEG_QUALITY);
-        }
-        check_rule(
-            errs,
-            &field("encoder_threads"),
-            self.encoder_threads.into(),
-            ENCODER_THREADS,
-        );
-        check_rule(
-            errs,
-            &field("max_exposure_us"),
-            self.max_exposure_us.into(),
-            MAX_EXPOSURE_US,
-        );
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Allowed values, shared by parsing (values that do not even fit the field's
-// type) and by `Config::validate`, so both say the same thing.
-
-#[derive(Clone, Copy, Debug)]
-pub(super) enum Rule {
-    Range(i128, i128),
-    EvenRange(i128, i128),
-    OneOf(&'static [i128]),
-}
-
-pub(super) const PORT: Rule = Rule::Range(1, 65535);
-pub(super) const SEGMENT_LENGTH_S: Rule = Rule::Range(10, 3600);
-pub(super) const SYNC_INTERVAL_MS: Rule = Rule::Range(100, 60_000);
-pub(super) const MIN_FREE_MB: Rule = Rule::Range(0, 1_048_576);
-pub(super) const ROTATION: Rule = Rule::OneOf(&[0, 90, 180, 270]);
-pub(super) const RES_WIDTH: Rule = Rule::EvenRange(16, 7680);
-pub(super) const RES_HEIGHT: Rule = Rule::EvenRange(16, 4320);
-pub(super) const FPS: Rule = Rule::Range(1, 120);
-pub(super) const JPEG_QUALITY: Rule = Rule::Range(1, 100);
-pub(super) const MJPEG_QUALITY: Rule = Rule::Range(2, 31);
-pub(super) const ENCODER_THREADS: Rule = Rule::Range(1, 8);
-pub(super) const BITRATE_KBPS: Rule = Rule::Range(0, u32::MAX as i128);
-pub(super) const MAX_EXPOSURE_US: Rule = Rule::Range(0, 1_000_000);
-const CAMERA_ID_MAX_CHARS: usize = 32;
-
-impl Rule {
-    fn allows(self, v: i128) -> bool {
-        match self {
-            Rule::Range(lo, hi) => (lo..=hi).contains(&v),
-            Rule::EvenRange(lo, hi) => (lo..=hi).contains(&v) && v % 2 == 0,
-            Rule::OneOf(set) => set.contains(&v),
-        }
-    }
-
-    fn describe(self) -> String {
-        match self {
-            Rule::Range(lo, hi) => format!("use {lo}-{hi}"),
-            Rule::EvenRange(lo, hi) => format!("use an even number from {lo} to {hi}"),
-            Rule::OneOf(set) => {
-                let names: Vec<String> = set.iter().map(|v| v.to_string()).collect();
-                match names.split_last() {
-                    Some((last, rest)) if !rest.is_empty() => {
-                        format!("use {} or {last}", rest.join(", "))
-                    }
-                    _ => format!("use {}", names.join("")),
-                }
-            }
-        }
-    }
-}
-
-pub(super) fn check_rule(errs: &mut Vec<FieldError>, field: &str, v: i128, rule: Rule) {
-    if !rule.allows(v) {
-        errs.push(FieldError::new(
-            field,
-            format!("{v} is not allowed; {}", rule.describe()),
-        ));
-    }
-}
-
-pub(super) const ROLL_S: Rule = Rule::Range(0, 600);
-pub(super) const LOCKED_CAP_PERCENT: Rule = Rule::Range(1, 90);
-pub(super) const GPIO_LINE: Rule = Rule::Range(0, 1023);
-pub(super) const DEBOUNCE_MS: Rule = Rule::Range(1, 1000);
-pub(super) const I2C_ADDRESS: Rule = Rule::Range(0x03, 0x77);
-pub(super) const SAMPLE_HZ: Rule = Rule::Range(10, 1000);
-
 /// Why a `hostnames` entry is not a DNS name: 1-253 characters in labels
 /// of 1-63 letters, digits and inner `-`, joined by dots.
 fn hostname_problem(name: &str) -> Option<String> {
@@ -376,6 +456,8 @@ fn hostname_problem(name: &str) -> Option<String> {
         "{name:?} is not a DNS name; use letters, digits and - in labels joined by dots, such as \"dashcam.home\""
     ))
 }
+
+const CAMERA_ID_MAX_CHARS: usize = 32;
 
 fn id_problem(id: &str) -> Option<String> {
     let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-';
@@ -399,79 +481,6 @@ fn id_problem(id: &str) -> Option<String> {
         ));
     }
     Some(format!("{id:?} is not allowed; {allowed}"))
-}
-
-impl IncidentConfig {
-    fn validate_into(&self, errs: &mut Vec<FieldError>) {
-        check_rule(errs, "incident.pre_roll_s", self.pre_roll_s.into(), ROLL_S);
-        check_rule(
-            errs,
-            "incident.post_roll_s",
-            self.post_roll_s.into(),
-            ROLL_S,
-        );
-        check_rule(
-            errs,
-            "incident.locked_cap_percent",
-            self.locked_cap_percent.into(),
-            LOCKED_CAP_PERCENT,
-        );
-    }
-}
-
-impl TriggersConfig {
-    fn validate_into(&self, errs: &mut Vec<FieldError>) {
-        // A device node, not a sysfs path or a file name.
-        let check_device = |errs: &mut Vec<FieldError>, field: &str, path: &Path, hint: &str| {
-            if !path.starts_with("/dev/") {
-                errs.push(FieldError::new(
-                    field,
-                    format!("{} is not {hint}", path.display()),
-                ));
-            }
-        };
-        if let Some(b) = &self.gpio_button {
-            check_device(
-                errs,
-                "triggers.gpio_button.chip",
-                &b.chip,
-                "a GPIO character device; use e.g. \"/dev/gpiochip0\" (sysfs GPIO is not supported)",
-            );
-            check_rule(errs, "triggers.gpio_button.line", b.line.into(), GPIO_LINE);
-            check_rule(
-                errs,
-                "triggers.gpio_button.debounce_ms",
-                b.debounce_ms.into(),
-                DEBOUNCE_MS,
-            );
-        }
-        if let Some(a) = &self.accelerometer {
-            check_device(
-                errs,
-                "triggers.accelerometer.device",
-                &a.device,
-                "an I2C bus device; use e.g. \"/dev/i2c-1\"",
-            );
-            check_rule(
-                errs,
-                "triggers.accelerometer.address",
-                a.address.into(),
-                I2C_ADDRESS,
-            );
-            if !(a.threshold_g.is_finite() && (0.5..=16.0).contains(&a.threshold_g)) {
-                errs.push(FieldError::new(
-                    "triggers.accelerometer.threshold_g",
-                    format!("{} is not allowed; use 0.5-16 (g)", a.threshold_g),
-                ));
-            }
-            check_rule(
-                errs,
-                "triggers.accelerometer.sample_hz",
-                a.sample_hz.into(),
-                SAMPLE_HZ,
-            );
-        }
-    }
 }
 
 #[cfg(test)]
