@@ -20,7 +20,8 @@
 //! 1. here: the field in its struct, and its default in the struct's
 //!    `Default` (`CameraConfig::synthetic` for a camera);
 //! 2. `rules.rs`, if it has a rule: one line in the struct's `RULES` table,
-//!    `Integer` with its allowed values or `Field` with a check;
+//!    `Integer` with its allowed values or `Field` with a check (every
+//!    integer needs one: a test fails for an integer key without it);
 //! 3. `file.rs`: the field in the file's view of the struct (`FileCamera`
 //!    for a camera), optional, an integer as `Option<Int>`; and its line in
 //!    the conversion to the model: `ints.fit(errs, "name", self.name,
