@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use dashvault::clock::{format_rfc3339_ms, parse_rfc3339, Clock, SystemClock};
-use dashvault::http::api::{Access, ROUTES};
+use dashvault::http::routes::{Access, ROUTES};
 use dashvault::http::server::Limits;
 use dashvault::http::HttpService;
 use dashvault::recorder::Recorder;

@@ -1,6 +1,6 @@
 //! What every handler reads ([`ApiContext`]) and how it fails
 //! ([`ApiError`], mapped to a status code in one place). The route table
-//! (`api`) and the handler modules all build on this, not on each other.
+//! (`routes`) and the handler modules all build on this, not on each other.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
