@@ -2,10 +2,11 @@
 //! (the CSRF token), `POST /api/auth/rotate` (a new token) and
 //! `POST /api/links` (signed links for players).
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::clock::format_rfc3339;
 
+use super::answers::{LinkAnswer, OkAnswer, RotateAnswer, SessionAnswer};
 use super::auth::{self, Verdict};
 use super::context::{ApiContext, ApiError, ApiResult};
 use super::server::{Request, Response};
@@ -17,7 +18,7 @@ pub fn login(ctx: &ApiContext, req: &Request) -> ApiResult {
     let presented = token_in_body(req)
         .ok_or_else(|| ApiError::BadRequest("token: missing; send {\"token\": \"...\"}".into()))?;
     match ctx.auth.login(req.peer, &presented) {
-        Ok(id) => Ok(Response::json(200, &json!({"ok": true}))
+        Ok(id) => Ok(Response::json(200, &OkAnswer { ok: true })
             .with_header("Set-Cookie", auth::session_cookie_header(&id))),
         Err(v) => Err(ApiError::from_verdict(v)),
     }
@@ -25,17 +26,8 @@ pub fn login(ctx: &ApiContext, req: &Request) -> ApiResult {
 
 pub fn logout(ctx: &ApiContext, req: &Request) -> ApiResult {
     ctx.auth.logout(req);
-    Ok(Response::json(200, &json!({"ok": true}))
+    Ok(Response::json(200, &OkAnswer { ok: true })
         .with_header("Set-Cookie", auth::expired_cookie_header()))
-}
-
-/// What `GET /api/session` answers: the CSRF token to send as
-/// `X-CSRF-Token` with every POST, and when the session ends.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct SessionAnswer {
-    pub csrf: String,
-    /// RFC 3339.
-    pub expires: String,
 }
 
 /// The session of the request's cookie. A page on another site cannot read
@@ -78,12 +70,13 @@ pub fn rotate_token(ctx: &ApiContext, req: &Request) -> ApiResult {
         .auth
         .rotate()
         .map_err(|e| ApiError::Conflict(e.to_string()))?;
-    Ok(Response::json(
-        200,
-        &json!({"token": token, "fingerprint": auth::fingerprint(&token)}),
-    )
-    .with_header("Cache-Control", "no-store")
-    .with_header("Set-Cookie", auth::expired_cookie_header()))
+    let answer = RotateAnswer {
+        fingerprint: auth::fingerprint(&token),
+        token,
+    };
+    Ok(Response::json(200, &answer)
+        .with_header("Cache-Control", "no-store")
+        .with_header("Set-Cookie", auth::expired_cookie_header()))
 }
 
 #[derive(serde::Deserialize)]
@@ -122,9 +115,10 @@ pub fn sign_link(
     let link = ctx.auth.sign_link(&asked.url, ttl_s).ok_or_else(|| {
         ApiError::Unavailable("signed links are off: the recorder has no key".into())
     })?;
-    Ok(Response::json(
-        200,
-        &json!({"url": link.url, "expires": format_rfc3339(link.expires_wall_ns), "ttl_s": ttl_s}),
-    )
-    .with_header("Cache-Control", "no-store"))
+    let answer = LinkAnswer {
+        url: link.url,
+        expires: format_rfc3339(link.expires_wall_ns),
+        ttl_s,
+    };
+    Ok(Response::json(200, &answer).with_header("Cache-Control", "no-store"))
 }

@@ -9,11 +9,13 @@
 //!   the clock (`clock`), incidents (`incidents`), who is asking (`account`)
 //!   and the embedded dashboard files (`assets`);
 //! - what handlers share (`context`: the context and the error type);
+//! - every JSON answer as a type (`answers`), at the bottom;
 //! - underneath: a bounded HTTP server (`server`), token and session
 //!   checks (`auth`), session cookies and their key (`session`), names from the card in headers and URLs
 //!   (`names`) and randomness for tokens and keys (`random`).
 
 pub mod account;
+pub mod answers;
 pub mod assets;
 pub mod auth;
 pub mod body_type;

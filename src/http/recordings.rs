@@ -2,13 +2,12 @@
 //! timeline shows of a range), `/api/videos` (every segment, with a signed
 //! download link) and `/api/video/download` (one segment as `.mjpeg`).
 
-use serde_json::{json, Value};
-
 use crate::clock::{format_rfc3339, format_rfc3339_ms};
 use crate::store::catalog::SegmentEntry;
 use crate::store::query::{self, Span, SpanBuilder};
 use crate::store::StoreError;
 
+use super::answers::{RecordingsAnswer, SegmentAnswer, SpanAnswer, VideoAnswer, VideosAnswer};
 use super::auth;
 use super::context::{time_param, ApiContext, ApiError, ApiResult, SegmentSummary};
 use super::names;
@@ -60,32 +59,35 @@ pub fn recordings(ctx: &ApiContext, req: &Request) -> ApiResult {
         for s in &inside {
             spans.extend(*s);
         }
-        listed.push(json!({
-            "name": entry.name,
-            "start": format_rfc3339_ms(summary.spans.first().map_or(0, |s| s.start_ns)),
-            "end": format_rfc3339_ms(summary.spans.last().map_or(0, |s| s.end_ns)),
-            "frames": summary.frames,
-            "bytes": ctx.store.segment_bytes(entry),
-            "closed": summary.closed,
-            "protected": entry.protected,
-        }));
+        listed.push(SegmentAnswer {
+            name: entry.name.clone(),
+            start: format_rfc3339_ms(summary.spans.first().map_or(0, |s| s.start_ns)),
+            end: format_rfc3339_ms(summary.spans.last().map_or(0, |s| s.end_ns)),
+            frames: summary.frames as u64,
+            bytes: ctx.store.segment_bytes(entry),
+            closed: summary.closed,
+            protected: entry.protected,
+        });
     }
-    let spans: Vec<Value> = spans
+    let spans = spans
         .spans
         .iter()
-        .map(|s| json!({"start": format_rfc3339_ms(s.start_ns), "end": format_rfc3339_ms(s.end_ns), "frames": s.frames, "estimated": s.estimated}))
+        .map(|s| SpanAnswer {
+            start: format_rfc3339_ms(s.start_ns),
+            end: format_rfc3339_ms(s.end_ns),
+            frames: s.frames,
+            estimated: s.estimated,
+        })
         .collect();
-    Ok(Response::json(
-        200,
-        &json!({
-            "camera": camera,
-            "from": format_rfc3339_ms(from),
-            "to": format_rfc3339_ms(to),
-            "spans": spans,
-            "segments": listed,
-            "problems": problems,
-        }),
-    ))
+    let answer = RecordingsAnswer {
+        camera,
+        from: format_rfc3339_ms(from),
+        to: format_rfc3339_ms(to),
+        spans,
+        segments: listed,
+        problems,
+    };
+    Ok(Response::json(200, &answer))
 }
 
 /// The spans of one segment: from the writer for the open segment, from a
@@ -132,7 +134,7 @@ fn summarize(
 /// [`auth::LINK_TTL_DEFAULT_S`].
 pub fn videos(ctx: &ApiContext, _: &Request) -> ApiResult {
     let all = ctx.store.all_segments()?;
-    let list: Vec<Value> = all
+    let videos = all
         .iter()
         .map(|s| {
             let download = format!(
@@ -140,20 +142,22 @@ pub fn videos(ctx: &ApiContext, _: &Request) -> ApiResult {
                 names::percent_encode(&s.camera),
                 names::percent_encode(&s.name)
             );
-            json!({
-                "camera": s.camera,
-                "name": s.name,
-                "size": ctx.store.segment_bytes(s),
-                "start": query::label_start_ns(s).map(format_rfc3339),
-                "protected": s.protected,
+            VideoAnswer {
+                camera: s.camera.clone(),
+                name: s.name.clone(),
+                size: ctx.store.segment_bytes(s),
+                start: query::label_start_ns(s).map(format_rfc3339),
+                protected: s.protected,
                 // Signed, so a player or a Dash of Pi client can open it
                 // without the token in the URL.
-                "download": ctx.auth.sign_link(&download, auth::LINK_TTL_DEFAULT_S)
+                download: ctx
+                    .auth
+                    .sign_link(&download, auth::LINK_TTL_DEFAULT_S)
                     .map_or(download, |l| l.url),
-            })
+            }
         })
         .collect();
-    Ok(Response::json(200, &json!({ "videos": list })))
+    Ok(Response::json(200, &VideosAnswer { videos }))
 }
 
 /// One segment as concatenated JPEGs (`.mjpeg`), which ffplay and VLC open.

@@ -4,10 +4,18 @@
 //! CSRF). The router sits on top of the handler modules: it imports them,
 //! they never import it.
 
+use super::answers::Answer::{self, NotJson};
+use super::answers::{
+    json, CameraAnswer, ClockAnswer, ClockSetAnswer, ConfigAnswer, HealthAnswer, IncidentsAnswer,
+    LinkAnswer, LockAnswer, OkAnswer, RecordingsAnswer, RotateAnswer, SessionAnswer, StatusAnswer,
+    VideosAnswer,
+};
 use super::auth::Verdict;
 use super::context::{ApiContext, ApiError, ApiResult};
 use super::server::{Body, Handler, Request, Response};
 use super::{account, assets, clock, export, incidents, recordings, stream, system};
+
+use Access::{Link, Public, Token};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -24,64 +32,56 @@ pub struct Route {
     /// Exact path, or a prefix when it ends with `/*`.
     pub path: &'static str,
     pub access: Access,
+    /// What it answers when it succeeds.
+    pub answer: Answer,
     pub handler: fn(&ApiContext, &Request) -> ApiResult,
 }
 
-/// Every route the service answers. `GET` routes also answer `HEAD`.
+/// Every route the service answers, with the type of its JSON answer.
+/// `GET` routes also answer `HEAD`; every route may fail with
+/// [`ErrorAnswer`](super::answers::ErrorAnswer).
+#[rustfmt::skip]
 pub const ROUTES: &[Route] = &[
-    route("GET", "/health", Access::Public, system::health),
-    route("GET", "/login", Access::Public, assets::login_page),
-    route("POST", "/api/login", Access::Public, account::login),
-    route("POST", "/api/logout", Access::Token, account::logout),
-    route("GET", "/api/session", Access::Token, account::session),
-    route("GET", "/", Access::Token, assets::dashboard),
-    route("GET", "/assets/*", Access::Token, assets::asset),
-    route("GET", "/api/status", Access::Token, system::status),
-    route("GET", "/api/cameras", Access::Token, system::cameras),
-    route("GET", "/api/cameras/*", Access::Token, system::camera),
-    route(
-        "GET",
-        "/api/recordings",
-        Access::Token,
-        recordings::recordings,
-    ),
-    route("GET", "/api/videos", Access::Token, recordings::videos),
-    route(
-        "GET",
-        "/api/video/download",
-        Access::Link,
-        recordings::video_download,
-    ),
-    route("GET", "/api/stream/frame", Access::Link, stream::live_frame),
-    route("GET", "/api/snapshot", Access::Link, stream::snapshot),
-    route("GET", "/api/stream/mjpeg", Access::Link, stream::live_mjpeg),
-    route("GET", "/api/frame", Access::Link, stream::recorded_frame),
-    route("GET", "/api/playback", Access::Link, stream::playback),
-    route("GET", "/api/export.mp4", Access::Link, export::export_mp4),
-    route("GET", "/api/clock", Access::Token, clock::get_clock),
-    route("POST", "/api/clock", Access::Token, clock::set_clock),
-    route("POST", "/api/lock", Access::Token, incidents::lock),
-    route("GET", "/api/incidents", Access::Token, incidents::list),
-    route("GET", "/api/config", Access::Token, system::config),
-    route(
-        "POST",
-        "/api/auth/rotate",
-        Access::Token,
-        account::rotate_token,
-    ),
-    route("POST", "/api/links", Access::Token, sign_link),
+    route("GET",  "/health",             Public, json::<HealthAnswer>(),      system::health),
+    route("GET",  "/login",              Public, NotJson,                     assets::login_page),
+    route("POST", "/api/login",          Public, json::<OkAnswer>(),          account::login),
+    route("POST", "/api/logout",         Token,  json::<OkAnswer>(),          account::logout),
+    route("GET",  "/api/session",        Token,  json::<SessionAnswer>(),     account::session),
+    route("GET",  "/",                   Token,  NotJson,                     assets::dashboard),
+    route("GET",  "/assets/*",           Token,  NotJson,                     assets::asset),
+    route("GET",  "/api/status",         Token,  json::<StatusAnswer>(),      system::status),
+    route("GET",  "/api/cameras",        Token,  json::<Vec<CameraAnswer>>(), system::cameras),
+    route("GET",  "/api/cameras/*",      Token,  json::<CameraAnswer>(),      system::camera),
+    route("GET",  "/api/recordings",     Token,  json::<RecordingsAnswer>(),  recordings::recordings),
+    route("GET",  "/api/videos",         Token,  json::<VideosAnswer>(),      recordings::videos),
+    route("GET",  "/api/video/download", Link,   NotJson,                     recordings::video_download),
+    route("GET",  "/api/stream/frame",   Link,   NotJson,                     stream::live_frame),
+    route("GET",  "/api/snapshot",       Link,   NotJson,                     stream::snapshot),
+    route("GET",  "/api/stream/mjpeg",   Link,   NotJson,                     stream::live_mjpeg),
+    route("GET",  "/api/frame",          Link,   NotJson,                     stream::recorded_frame),
+    route("GET",  "/api/playback",       Link,   NotJson,                     stream::playback),
+    route("GET",  "/api/export.mp4",     Link,   NotJson,                     export::export_mp4),
+    route("GET",  "/api/clock",          Token,  json::<ClockAnswer>(),       clock::get_clock),
+    route("POST", "/api/clock",          Token,  json::<ClockSetAnswer>(),    clock::set_clock),
+    route("POST", "/api/lock",           Token,  json::<LockAnswer>(),        incidents::lock),
+    route("GET",  "/api/incidents",      Token,  json::<IncidentsAnswer>(),   incidents::list),
+    route("GET",  "/api/config",         Token,  json::<ConfigAnswer>(),      system::config),
+    route("POST", "/api/auth/rotate",    Token,  json::<RotateAnswer>(),      account::rotate_token),
+    route("POST", "/api/links",          Token,  json::<LinkAnswer>(),        sign_link),
 ];
 
 const fn route(
     method: &'static str,
     path: &'static str,
     access: Access,
+    answer: Answer,
     handler: fn(&ApiContext, &Request) -> ApiResult,
 ) -> Route {
     Route {
         method,
         path,
         access,
+        answer,
         handler,
     }
 }
@@ -167,7 +167,7 @@ mod tests {
 
     #[test]
     fn prefix_routes_need_something_after_the_prefix() {
-        let r = route("GET", "/assets/*", Access::Token, assets::asset);
+        let r = route("GET", "/assets/*", Token, NotJson, assets::asset);
         assert!(r.matches_path("/assets/app.js"));
         assert!(!r.matches_path("/assets/"));
         assert!(!r.matches_path("/assetsx"));

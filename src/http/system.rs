@@ -3,8 +3,10 @@
 
 use std::sync::atomic::Ordering;
 
-use serde_json::{json, Value};
-
+use super::answers::{
+    CameraAnswer, CameraStatusAnswer, ConfigAnswer, HealthAnswer, HttpAnswer, StatusAnswer,
+    REDACTED,
+};
 use super::context::{ApiContext, ApiError, ApiResult};
 use super::server::{Request, Response};
 
@@ -14,91 +16,84 @@ pub fn health(ctx: &ApiContext, _: &Request) -> ApiResult {
         .cameras()
         .iter()
         .any(|c| c.connected.load(Ordering::Relaxed));
-    Ok(Response::json(
-        200,
-        &json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"), "recording": recording}),
-    ))
+    let answer = HealthAnswer {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        recording,
+    };
+    Ok(Response::json(200, &answer))
 }
 
-fn status_value(ctx: &ApiContext) -> Value {
-    let snap = ctx
-        .status
-        .snapshot(ctx.clock.mono_ns(), ctx.clock.wall_ns());
-    let mut v = serde_json::to_value(snap).unwrap_or(Value::Null);
+fn status_answer(ctx: &ApiContext) -> StatusAnswer {
     let configs = ctx.cameras();
-    if let Some(cams) = v.get_mut("cameras").and_then(Value::as_array_mut) {
-        for cam in cams {
-            let id = cam.get("id").and_then(Value::as_str).unwrap_or("");
-            if let Some(c) = configs.iter().find(|c| c.id == id) {
-                cam["name"] = json!(c.name);
-                cam["target_fps"] = json!(c.fps);
-                cam["width"] = json!(c.res_width);
-                cam["height"] = json!(c.res_height);
+    let recorder = ctx
+        .status
+        .snapshot(ctx.clock.mono_ns(), ctx.clock.wall_ns())
+        .map_cameras(|status| {
+            let config = configs.iter().find(|c| c.id == status.id);
+            CameraStatusAnswer {
+                name: config.map(|c| c.name.clone()),
+                target_fps: config.map(|c| c.fps),
+                width: config.map(|c| c.res_width),
+                height: config.map(|c| c.res_height),
+                status,
             }
-        }
-    }
+        });
     let stats = ctx
         .server_stats
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
-    if let Some(s) = stats {
-        v["http"] = json!({
-            "connections": s.connections.load(Ordering::Relaxed),
-            "streams": s.streams.load(Ordering::Relaxed),
-            "rejected_busy": s.rejected_busy.load(Ordering::Relaxed),
-            "evicted": s.evicted.load(Ordering::Relaxed),
-        });
-    }
-    v
+    let get = |a: &std::sync::atomic::AtomicUsize| a.load(Ordering::Relaxed) as u64;
+    let http = stats.map(|s| HttpAnswer {
+        connections: get(&s.connections),
+        streams: get(&s.streams),
+        rejected_busy: get(&s.rejected_busy),
+        evicted: get(&s.evicted),
+    });
+    StatusAnswer { recorder, http }
 }
 
 pub fn status(ctx: &ApiContext, _: &Request) -> ApiResult {
-    Ok(Response::json(200, &status_value(ctx)).with_header("Cache-Control", "no-store"))
+    Ok(Response::json(200, &status_answer(ctx)).with_header("Cache-Control", "no-store"))
 }
 
-fn camera_values(ctx: &ApiContext) -> Vec<Value> {
-    let status = status_value(ctx);
-    let live: Vec<Value> = status["cameras"].as_array().cloned().unwrap_or_default();
+fn camera_answers(ctx: &ApiContext) -> Vec<CameraAnswer> {
+    let live = status_answer(ctx).recorder.cameras;
     ctx.cameras()
-        .iter()
-        .map(|c| {
-            json!({
-                "id": c.id,
-                "name": c.name,
-                "source": c.source,
-                "device": c.device,
-                "width": c.res_width,
-                "height": c.res_height,
-                "fps": c.fps,
-                "rotation": c.rotation,
-                "enabled": c.enabled,
-                "status": live.iter().find(|s| s["id"] == json!(c.id)),
-            })
+        .into_iter()
+        .map(|c| CameraAnswer {
+            status: live.iter().find(|s| s.status.id == c.id).cloned(),
+            id: c.id,
+            name: c.name,
+            source: c.source,
+            device: c.device,
+            width: c.res_width,
+            height: c.res_height,
+            fps: c.fps,
+            rotation: c.rotation,
+            enabled: c.enabled,
         })
         .collect()
 }
 
 pub fn cameras(ctx: &ApiContext, _: &Request) -> ApiResult {
-    Ok(Response::json(200, &camera_values(ctx)))
+    Ok(Response::json(200, &camera_answers(ctx)))
 }
 
 pub fn camera(ctx: &ApiContext, req: &Request) -> ApiResult {
     let id = req.path.trim_start_matches("/api/cameras/");
-    camera_values(ctx)
+    camera_answers(ctx)
         .into_iter()
-        .find(|c| c["id"] == json!(id))
+        .find(|c| c.id == id)
         .map(|c| Response::json(200, &c))
         .ok_or_else(|| ApiError::NotFound(format!("no camera '{id}'")))
 }
 
-/// What `/api/config` shows for a secret that is set.
-pub const REDACTED: &str = "(set)";
-
 /// The running config without its secrets: the token and the Wi-Fi
 /// password read `(set)` when they are set.
 pub fn config(ctx: &ApiContext, _: &Request) -> ApiResult {
-    let mut c = ctx.config.clone();
+    let mut c: ConfigAnswer = ctx.config.clone();
     if c.auth_token.is_some() {
         c.auth_token = Some(REDACTED.into());
     }
