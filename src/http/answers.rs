@@ -5,8 +5,10 @@
 //! parses every example in `docs/api.md` into its type and back, so the
 //! docs cannot drift from the code.
 //!
-//! The module owns no behaviour and imports no other part of `http`: it
-//! sits at the bottom, under the server, the handlers and the router.
+//! Besides the types, the module holds only [`Answer::check`], which says
+//! whether a JSON value is exactly one of them. It imports no other part of
+//! `http`: it sits at the bottom, under the server, the handlers and the
+//! router.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
