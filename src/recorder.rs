@@ -707,8 +707,7 @@ fn spawn_housekeeping(
     spawn_named("housekeeping".into(), move || loop {
         if let Some(tk) = &timekeeper {
             tk.save_if_due();
-            *status.clock.lock().unwrap_or_else(|e| e.into_inner()) =
-                serde_json::to_value(tk.report()).ok();
+            *status.clock.lock().unwrap_or_else(|e| e.into_inner()) = Some(tk.report());
         }
         retention.enforce();
         write_status_file(&store, &status, clock.as_ref());

@@ -24,6 +24,7 @@ pub enum DropReason {
 use crate::config::CameraConfig;
 pub use crate::store::stats::RecoveryReport;
 use crate::store::stats::{CameraStoreStats, StoreStats};
+use crate::timekeeper::ClockReport;
 
 #[derive(Debug, Default)]
 pub struct CameraStatus {
@@ -160,7 +161,7 @@ pub struct Status {
     /// Which config is in use: `file`, `created`, `last_good` or `defaults`.
     pub config_origin: Mutex<Option<String>>,
     /// The state of the wall clock, refreshed by the housekeeping thread.
-    pub clock: Mutex<Option<serde_json::Value>>,
+    pub clock: Mutex<Option<ClockReport>>,
     /// Incident trigger devices and whether they opened.
     pub triggers: Mutex<Vec<String>>,
 }
@@ -259,15 +260,18 @@ pub struct NoCamera {
     pub checks: Vec<String>,
 }
 
+/// The recorder's status. `C` is what each camera shows: its counters
+/// here and in the status file, more in the HTTP answer
+/// (`http::answers::StatusAnswer`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct StatusSnapshot {
+pub struct StatusSnapshot<C = CameraSnapshot> {
     /// The recorder's wall clock, RFC 3339 with milliseconds.
     pub time: String,
     #[serde(default)]
     pub version: String,
     #[serde(default)]
     pub uptime_s: f64,
-    pub cameras: Vec<CameraSnapshot>,
+    pub cameras: Vec<C>,
     /// Present while the recorder looks for cameras and has found none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_camera: Option<NoCamera>,
@@ -283,9 +287,28 @@ pub struct StatusSnapshot {
     pub config_origin: Option<String>,
     /// Whether the wall time is estimated, and where it came from.
     #[serde(default)]
-    pub clock: Option<serde_json::Value>,
+    pub clock: Option<ClockReport>,
     #[serde(default)]
     pub triggers: Vec<String>,
+}
+
+impl<C> StatusSnapshot<C> {
+    /// The same status with each camera shown as `show` makes it.
+    pub fn map_cameras<D>(self, show: impl FnMut(C) -> D) -> StatusSnapshot<D> {
+        StatusSnapshot {
+            time: self.time,
+            version: self.version,
+            uptime_s: self.uptime_s,
+            cameras: self.cameras.into_iter().map(show).collect(),
+            no_camera: self.no_camera,
+            status_led: self.status_led,
+            storage: self.storage,
+            config_problem: self.config_problem,
+            config_origin: self.config_origin,
+            clock: self.clock,
+            triggers: self.triggers,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::clock::{boot_id_hex, format_rfc3339_ms, AdjustableClock, Clock, WallClockSetter};
 use crate::store::io::StorageIo;
@@ -27,7 +27,7 @@ pub const SAVED_TIME_FILE: &str = "last-wall-time";
 pub const SAVE_INTERVAL_NS: u64 = 60_000_000_000;
 
 /// How the wall clock came to be what it is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClockSource {
     /// The system clock as the machine had it.
@@ -42,7 +42,7 @@ pub enum ClockSource {
     SetOffset,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClockReport {
     pub time: String,
     pub estimated: bool,
@@ -53,8 +53,8 @@ pub struct ClockReport {
     pub last_save_error: Option<String>,
 }
 
-/// What setting the clock did.
-#[derive(Clone, Debug, Serialize)]
+/// What setting the clock did (`http::answers::ClockSetAnswer` shows it).
+#[derive(Clone, Debug)]
 pub struct ClockSetResult {
     pub previous: String,
     pub time: String,
@@ -63,9 +63,7 @@ pub struct ClockSetResult {
     pub relabelled_segments: usize,
     /// Wall minus monotonic time before and after, for callers that must
     /// shift times they hold in memory.
-    #[serde(skip)]
     pub old_wall_minus_mono_ns: i64,
-    #[serde(skip)]
     pub new_wall_minus_mono_ns: i64,
 }
 

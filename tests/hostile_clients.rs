@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use dashvault::clock::{format_rfc3339_ms, Clock, SystemClock};
-use dashvault::http::api::ROUTES;
+use dashvault::http::routes::ROUTES;
 use dashvault::http::server::Limits;
 use dashvault::http::HttpService;
 use dashvault::recorder::Recorder;

@@ -8,7 +8,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use dashvault::clock::{format_rfc3339_ms, parse_rfc3339, Clock, SystemClock};
-use dashvault::http::api::{Access, ROUTES};
+use dashvault::http::answers::{json, Answer, ErrorAnswer};
+use dashvault::http::routes::{Access, ROUTES};
 use dashvault::http::server::Limits;
 use dashvault::http::HttpService;
 use dashvault::recorder::Recorder;
@@ -1159,4 +1160,50 @@ fn an_incident_and_the_locked_total_agree_during_the_post_roll() {
     let one = list["incidents"][0]["bytes"].as_u64().unwrap();
     assert!(one > 0);
     assert_eq!(list["locked_bytes"].as_u64().unwrap(), one, "{list}");
+}
+
+/// What the server answers is exactly the type the route table names
+/// (`src/http/answers.rs`), the type `docs/api.md` is checked against: no
+/// field more, none less.
+#[test]
+fn every_json_answer_is_exactly_its_routes_type() {
+    let f = Fixture::start(Limits::default());
+    f.wait_written(2);
+    let check = |what: &str, route: &dashvault::http::routes::Route, reply: Reply| {
+        let answer = if reply.status == 200 {
+            route.answer
+        } else {
+            json::<ErrorAnswer>()
+        };
+        if let Err(problems) = answer.check(&reply.json()) {
+            panic!("{what} ({}): {problems:?}", reply.status);
+        }
+    };
+    let lock = ROUTES.iter().find(|r| r.path == "/api/lock").unwrap();
+    check(
+        "POST /api/lock",
+        lock,
+        f.post_json("/api/lock", "{}", Some(TOKEN)),
+    );
+    for route in ROUTES {
+        if !matches!(route.answer, Answer::Json(_)) {
+            continue;
+        }
+        let path = sample_path(route.path);
+        let reply = match (route.method, route.path) {
+            ("GET", _) => f.get(&path),
+            ("POST", "/api/links") => {
+                f.post_json(&path, r#"{"url": "/api/frame?camera=front"}"#, Some(TOKEN))
+            }
+            ("POST", "/api/clock") => f.post_json(
+                &path,
+                &format!(r#"{{"unix_ms": {}}}"#, SystemClock.wall_ns() / 1_000_000),
+                Some(TOKEN),
+            ),
+            // Locking is checked above; logging in and out and rotating
+            // the token end this fixture's credentials.
+            _ => continue,
+        };
+        check(&format!("{} {path}", route.method), route, reply);
+    }
 }

@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use dashvault::http::api::time_param;
+use dashvault::http::context::time_param;
 use dashvault::http::server::{parse_request, Limits, Parsed};
 use libfuzzer_sys::fuzz_target;
 

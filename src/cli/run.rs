@@ -13,8 +13,8 @@ use crate::clock::{
 };
 use crate::config::CameraConfig;
 use crate::config::{self, ConfigOrigin};
-use crate::http::api::ApiContext;
 use crate::http::auth::{fingerprint, load_or_create_token, Auth, TokenHome, TokenSource};
+use crate::http::context::ApiContext;
 use crate::http::server::Limits;
 use crate::http::HttpService;
 use crate::recorder::{Discovery, Recorder, RecorderParts};

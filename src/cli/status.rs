@@ -203,11 +203,10 @@ fn print_snapshot(s: &StatusSnapshot) {
         }
     }
     if let Some(c) = &s.clock {
-        let estimated = c["estimated"] == serde_json::Value::Bool(true);
         println!(
             "  clock: {}{}",
-            c["time"].as_str().unwrap_or("?"),
-            if estimated {
+            c.time,
+            if c.estimated {
                 " (ESTIMATED: restored after a power cut; set it from the dashboard)"
             } else {
                 ""

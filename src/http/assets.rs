@@ -1,8 +1,24 @@
 //! The dashboard files from `web/`, embedded in the binary so the device
-//! serves them offline.
+//! serves them offline, and the routes that serve them: the login page,
+//! the dashboard and its assets.
 
-use super::context::ApiError;
-use super::server::{Body, Response};
+use super::context::{ApiContext, ApiError, ApiResult};
+use super::server::{Body, Request, Response};
+
+/// `GET /login`.
+pub fn login_page(_: &ApiContext, _: &Request) -> ApiResult {
+    page("login.html")
+}
+
+/// `GET /`: the dashboard.
+pub fn dashboard(_: &ApiContext, _: &Request) -> ApiResult {
+    page("index.html")
+}
+
+/// `GET /assets/*`.
+pub fn asset(_: &ApiContext, req: &Request) -> ApiResult {
+    file(req.path.trim_start_matches("/assets/"))
+}
 
 /// Name, content type and bytes of every embedded file.
 const FILES: &[(&str, &str, &[u8])] = &[

@@ -1,10 +1,11 @@
 //! `GET /api/clock` and `POST /api/clock`: what the recorder believes the
 //! time is, and setting it from a device that knows (a phone).
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::clock::{format_rfc3339_ms, parse_rfc3339};
 
+use super::answers::{ClockAnswer, ClockSetAnswer};
 use super::context::{ApiContext, ApiError};
 use super::server::{Request, Response};
 
@@ -15,10 +16,11 @@ fn keeper(ctx: &ApiContext) -> Result<&crate::timekeeper::Timekeeper, ApiError> 
 }
 
 pub fn get_clock(ctx: &ApiContext, _: &Request) -> Result<Response, ApiError> {
-    let report = keeper(ctx)?.report();
-    let mut v = serde_json::to_value(&report).unwrap_or(Value::Null);
-    v["unix_ms"] = json!(ctx.clock.wall_ns() / 1_000_000);
-    Ok(Response::json(200, &v).with_header("Cache-Control", "no-store"))
+    let answer = ClockAnswer {
+        clock: keeper(ctx)?.report(),
+        unix_ms: ctx.clock.wall_ns() / 1_000_000,
+    };
+    Ok(Response::json(200, &answer).with_header("Cache-Control", "no-store"))
 }
 
 /// 2020-01-01: nothing this recorder stores is older.
@@ -75,9 +77,8 @@ pub fn set_clock(ctx: &ApiContext, req: &Request) -> Result<Response, ApiError> 
     if let Some(keeper) = &ctx.incidents {
         keeper.relabel(result.new_wall_minus_mono_ns)?;
     }
-    *ctx.status.clock.lock().unwrap_or_else(|e| e.into_inner()) =
-        serde_json::to_value(tk.report()).ok();
-    Ok(Response::json(200, &result))
+    *ctx.status.clock.lock().unwrap_or_else(|e| e.into_inner()) = Some(tk.report());
+    Ok(Response::json(200, &ClockSetAnswer::from(&result)))
 }
 
 #[cfg(test)]

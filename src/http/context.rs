@@ -1,13 +1,11 @@
 //! What every handler reads ([`ApiContext`]) and how it fails
 //! ([`ApiError`], mapped to a status code in one place). The route table
-//! (`api`) and the handler modules all build on this, not on each other.
+//! (`routes`) and the handler modules all build on this, not on each other.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-
-use serde_json::json;
 
 use crate::clock::{parse_rfc3339, Clock};
 use crate::config::{CameraConfig, Config};
@@ -16,6 +14,7 @@ use crate::status::Status;
 use crate::store::query::Span;
 use crate::store::{Store, StoreError};
 
+use super::answers::ErrorAnswer;
 use super::auth::{Auth, Verdict};
 use super::server::{Request, Response, ServerStats};
 
@@ -73,7 +72,7 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn response(&self) -> Response {
-        let (status, message) = match self {
+        let (status, error) = match self {
             ApiError::BadRequest(m) => (400, m.clone()),
             ApiError::Unauthorized(m) => (401, m.clone()),
             ApiError::Forbidden(m) => (403, m.clone()),
@@ -93,7 +92,7 @@ impl ApiError {
             ApiError::Unavailable(m) => (503, m.clone()),
             ApiError::Internal(m) => (500, m.clone()),
         };
-        let mut r = Response::json(status, &json!({ "error": message }));
+        let mut r = Response::json(status, &ErrorAnswer { error });
         match self {
             ApiError::SlowDown(s) => r = r.with_header("Retry-After", s.to_string()),
             ApiError::Unauthorized(_) => r = r.with_header("WWW-Authenticate", "Bearer"),

@@ -3,12 +3,13 @@
 
 use std::collections::HashMap;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::clock::format_rfc3339_ms;
 use crate::incident::{IncidentKeeper, TriggerSource};
 use crate::store::incidents::IncidentRecord;
 
+use super::answers::{ExportLinkAnswer, IncidentAnswer, IncidentsAnswer, LockAnswer};
 use super::context::{ApiContext, ApiError};
 use super::names::percent_encode as enc;
 use super::server::{Request, Response};
@@ -38,11 +39,11 @@ fn locked_sizes(ctx: &ApiContext) -> Result<HashMap<(String, String), u64>, ApiE
 }
 
 /// An incident as the API shows it.
-fn incident_value(
+fn incident_answer(
     ctx: &ApiContext,
     rec: &IncidentRecord,
     sizes: &HashMap<(String, String), u64>,
-) -> Value {
+) -> IncidentAnswer {
     let mut cameras: Vec<&str> = rec.segments.iter().map(|s| s.camera.as_str()).collect();
     cameras.sort();
     cameras.dedup();
@@ -51,27 +52,30 @@ fn incident_value(
         cameras = configured.iter().map(|c| c.id.as_str()).collect();
     }
     let (from, to) = (format_rfc3339_ms(rec.from_ns), format_rfc3339_ms(rec.to_ns));
-    let exports: Vec<Value> = cameras
+    let exports = cameras
         .iter()
-        .map(|c| {
-            json!({
-                "camera": c,
-                "url": format!("/api/export.mp4?camera={}&from={}&to={}", enc(c), enc(&from), enc(&to)),
-            })
+        .map(|c| ExportLinkAnswer {
+            camera: c.to_string(),
+            url: format!(
+                "/api/export.mp4?camera={}&from={}&to={}",
+                enc(c),
+                enc(&from),
+                enc(&to)
+            ),
         })
         .collect();
-    json!({
-        "id": rec.id,
-        "triggers": rec.triggers,
-        "at": format_rfc3339_ms(rec.at_ns),
-        "from": from,
-        "to": to,
-        "estimated": rec.estimated,
-        "complete": rec.complete,
-        "released": rec.released,
-        "cut_short": rec.cut_short,
-        "segments": rec.segments.len(),
-        "bytes": rec
+    IncidentAnswer {
+        id: rec.id.clone(),
+        triggers: rec.triggers.clone(),
+        at: format_rfc3339_ms(rec.at_ns),
+        from,
+        to,
+        estimated: rec.estimated,
+        complete: rec.complete,
+        released: rec.released.clone(),
+        cut_short: rec.cut_short,
+        segments: rec.segments.len(),
+        bytes: rec
             .segments
             .iter()
             .map(|s| {
@@ -80,9 +84,9 @@ fn incident_value(
                     .copied()
                     .unwrap_or(s.bytes)
             })
-            .sum::<u64>(),
-        "exports": exports,
-    })
+            .sum(),
+        exports,
+    }
 }
 
 pub fn lock(ctx: &ApiContext, req: &Request) -> Result<Response, ApiError> {
@@ -111,30 +115,33 @@ pub fn lock(ctx: &ApiContext, req: &Request) -> Result<Response, ApiError> {
     };
     let rec = k.trigger(source)?;
     let roll = k.roll();
-    let mut v = incident_value(ctx, &rec, &locked_sizes(ctx)?);
-    v["pre_roll_s"] = json!(roll.pre_roll_ns / 1_000_000_000);
-    v["post_roll_s"] = json!(roll.post_roll_ns / 1_000_000_000);
-    Ok(Response::json(200, &v))
+    let answer = LockAnswer {
+        incident: incident_answer(ctx, &rec, &locked_sizes(ctx)?),
+        pre_roll_s: roll.pre_roll_ns / 1_000_000_000,
+        post_roll_s: roll.post_roll_ns / 1_000_000_000,
+    };
+    Ok(Response::json(200, &answer))
 }
 
 pub fn list(ctx: &ApiContext, _: &Request) -> Result<Response, ApiError> {
     let k = keeper(ctx)?;
     let sizes = locked_sizes(ctx)?;
-    let all: Vec<Value> = k
+    let incidents = k
         .list()?
         .iter()
-        .map(|r| incident_value(ctx, r, &sizes))
+        .map(|r| incident_answer(ctx, r, &sizes))
         .collect();
     let st = &ctx.status.store;
     let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-    Ok(Response::json(
-        200,
-        &json!({
-            "incidents": all,
-            "locked_bytes": sizes.values().sum::<u64>(),
-            "locked_cap_bytes": get(&st.locked_cap_bytes),
-            "message": st.locked_message.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-        }),
-    )
-    .with_header("Cache-Control", "no-store"))
+    let answer = IncidentsAnswer {
+        incidents,
+        locked_bytes: sizes.values().sum(),
+        locked_cap_bytes: get(&st.locked_cap_bytes),
+        message: st
+            .locked_message
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+    };
+    Ok(Response::json(200, &answer).with_header("Cache-Control", "no-store"))
 }

@@ -1,12 +1,21 @@
-//! The dashboard and JSON API: a bounded HTTP server (`server`), token and
-//! session checks (`auth`), session cookies and their key (`session`), what
-//! handlers share (`context`), the names the server answers to (`host`) and
-//! the bodies it reads (`body_type`), the routes (`api`), live and playback
-//! streams (`stream`), MP4 export with byte ranges (`export`), names from
-//! the card in headers and URLs (`names`), randomness for tokens and keys
-//! (`random`), and the embedded dashboard files (`assets`).
+//! The dashboard and JSON API, in layers that import downwards only:
+//!
+//! - the router (`routes`): the route table and the gates every request
+//!   passes: the names the server answers to (`host`), the bodies it reads
+//!   (`body_type`), credentials and CSRF (checked by `auth`);
+//! - the handlers, one module per resource: what the recorder is and does
+//!   (`system`), stored footage as lists and files (`recordings`), live and
+//!   playback streams (`stream`), MP4 export with byte ranges (`export`),
+//!   the clock (`clock`), incidents (`incidents`), who is asking (`account`)
+//!   and the embedded dashboard files (`assets`);
+//! - what handlers share (`context`: the context and the error type);
+//! - every JSON answer as a type (`answers`), at the bottom;
+//! - underneath: a bounded HTTP server (`server`), token and session
+//!   checks (`auth`), session cookies and their key (`session`), names from the card in headers and URLs
+//!   (`names`) and randomness for tokens and keys (`random`).
 
-pub mod api;
+pub mod account;
+pub mod answers;
 pub mod assets;
 pub mod auth;
 pub mod body_type;
@@ -17,9 +26,12 @@ pub mod host;
 pub mod incidents;
 pub mod names;
 pub mod random;
+pub mod recordings;
+pub mod routes;
 pub mod server;
 pub mod session;
 pub mod stream;
+pub mod system;
 /// Test support: handlers over a data folder with recorded frames, for the
 /// fuzz targets. Not part of the API's surface.
 #[doc(hidden)]

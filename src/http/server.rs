@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+use super::answers::ErrorAnswer;
+
 /// Resource limits of the server.
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -867,7 +869,10 @@ fn default_headers(set: &[(String, String)]) -> String {
 
 /// Sends a short JSON error and closes, without ever blocking the poller.
 fn refuse(stream: TcpStream, status: u16, message: &str) {
-    let body = serde_json::json!({ "error": message }).to_string();
+    let answer = ErrorAnswer {
+        error: message.into(),
+    };
+    let body = serde_json::to_string(&answer).unwrap_or_default();
     let head = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\n{}Content-Length: {}\r\nConnection: close\r\n\r\n",
         reason(status),
@@ -895,7 +900,12 @@ fn worker_loop(
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.handle(&req)))
                 .unwrap_or_else(|_| {
                     log::error!("http: handler panicked on {} {}", req.method, req.path);
-                    Response::json(500, &serde_json::json!({"error": "internal error"}))
+                    Response::json(
+                        500,
+                        &ErrorAnswer {
+                            error: "internal error".into(),
+                        },
+                    )
                 });
         conn.authenticated |= response.authenticated;
         if let Some(conn) = respond(conn, &req, response, &limits, &stats) {
@@ -931,7 +941,7 @@ fn respond(
                     "{} streams are already open, the most this device serves at once; close one and retry",
                     limits.max_streams
                 );
-                response = Response::json(503, &serde_json::json!({ "error": message }))
+                response = Response::json(503, &ErrorAnswer { error: message })
                     .with_header("Retry-After", "5");
                 None
             }
