@@ -10,7 +10,8 @@
 //! - [`store`] owns the segment format and every durability rule; nothing
 //!   outside it opens a segment file.
 //! - [`export`] builds `.mp4` files of stored footage on demand, for the
-//!   CLI and HTTP alike.
+//!   CLI and HTTP alike; [`share`] re-encodes a range as a small H.264
+//!   clip to send from a phone.
 //! - [`recorder`] wires cameras, encoder pools and segment writers together
 //!   with bounded queues and counts everything in [`status`]; it adds the
 //!   cameras [`discovery`] finds while running and shows its state on the
@@ -33,6 +34,7 @@ pub mod incident;
 pub mod led;
 pub mod live;
 pub mod recorder;
+pub mod share;
 pub mod status;
 pub mod store;
 pub mod timekeeper;
