@@ -109,9 +109,11 @@ fn a_camera_that_appears_after_start_is_recorded_without_a_restart() {
     let snap = serde_json::to_value(status.snapshot(clock.mono_ns(), 0)).unwrap();
     assert_eq!(snap["no_camera"]["message"], "no camera found");
     assert!(!snap["no_camera"]["checks"].as_array().unwrap().is_empty());
-    wait_for("the slow blink", || read(&led_dir, "delay_on") == "1000");
-    assert_eq!(read(&led_dir, "trigger"), "timer");
-    assert_eq!(read(&led_dir, "delay_off"), "1000");
+    wait_for("the slow blink", || {
+        read(&led_dir, "trigger") == "timer"
+            && read(&led_dir, "delay_on") == "1000"
+            && read(&led_dir, "delay_off") == "1000"
+    });
 
     // The driver loads: a device node appears and the search finds it.
     attached.lock().unwrap().push(usb_camera("/dev/video0"));
@@ -123,8 +125,12 @@ fn a_camera_that_appears_after_start_is_recorded_without_a_restart() {
             .is_some_and(|c| c.storage.written.load(Ordering::Relaxed) > 5)
     });
     assert!(status.snapshot(clock.mono_ns(), 0).no_camera.is_none());
-    wait_for("the solid LED", || read(&led_dir, "trigger") == "none");
-    assert_eq!(read(&led_dir, "brightness"), "255");
+    // The LED folder here is regular files, not sysfs attributes: a read can
+    // fall between the trigger and the brightness write, or inside one
+    // write (an empty file). So wait for the whole final state.
+    wait_for("the solid LED", || {
+        read(&led_dir, "trigger") == "none" && read(&led_dir, "brightness") == "255"
+    });
     {
         let found = status.found_cameras.read().unwrap();
         assert_eq!(found.len(), 1);
