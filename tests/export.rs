@@ -931,3 +931,33 @@ fn video_sample_entry_is_jpeg_never_mp4v() {
     assert_eq!(probe["streams"][0]["codec_tag_string"], "jpeg");
     assert_eq!(probe["streams"][0]["codec_name"], "mjpeg");
 }
+
+/// A range with more frames than an export may hold is refused after
+/// opening only as many segments as it takes to pass the limit, not every
+/// segment of the range (a year-long range costs no more memory than the
+/// limit).
+#[test]
+fn a_range_over_the_frame_limit_stops_opening_segments_at_the_limit() {
+    let footage = record_footage();
+    let (from, to) = footage.range();
+    let store = Store::on_disk(footage.data_dir());
+    let whole = store
+        .intact_range_at_most("front", from, to, usize::MAX)
+        .unwrap();
+    assert!(!whole.over_limit);
+    assert_eq!(whole.frame_count(), footage.frames.len());
+    let first_segment = whole.segments[0].frames.len();
+
+    let limited = store.intact_range_at_most("front", from, to, 10).unwrap();
+    assert!(limited.over_limit);
+    assert_eq!(limited.segments.len(), 1, "stopped after the first segment");
+    assert_eq!(limited.frame_count(), first_segment);
+    assert!(limited.skipped.is_empty());
+
+    // Exactly at the limit is not over it.
+    let exact = store
+        .intact_range_at_most("front", from, to, footage.frames.len())
+        .unwrap();
+    assert!(!exact.over_limit);
+    assert_eq!(exact.frame_count(), footage.frames.len());
+}
