@@ -314,8 +314,8 @@ fn main() {
     // --- 24 hours, for memory --------------------------------------------
     // Memory follows the number of frames (indexes, sample tables), not
     // their size, so the day is recorded at the default 30 fps in 64x48
-    // frames (about 1 KB each, 3 GB for the store and the peer's copy) to
-    // keep the bench within minutes and a few GB of disk.
+    // frames (about 2 KB a record: a 5 GB store, plus the peer's copy of
+    // the JPEGs) to keep the bench within minutes and under 8 GB of disk.
     const DAY_S: u64 = 24 * 3600;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

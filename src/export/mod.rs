@@ -16,7 +16,8 @@
 //!   the segment and byte offset; nothing of it is written);
 //! - memory does not grow with the bytes exported: one read buffer of at
 //!   most [`READ_BATCH_BYTES`] (or one frame record, if larger), plus the
-//!   header and the segment indexes, about 50 bytes per frame.
+//!   header and the segment indexes: about 50 bytes per frame kept, 85 at
+//!   the peak while the header is built (docs/export.md §10).
 //!
 //! `docs/export.md` explains the box layout, durations and gaps.
 
@@ -43,8 +44,9 @@ const DURATION_NS_MIN: u64 = 1_000_000;
 const GAP_SLACK_NS: u64 = 1_000_000_000;
 /// Frame interval when a segment does not state a usable rate.
 const FALLBACK_INTERVAL_NS: u64 = 33_333_333;
-/// Most frames in one export: about 37 hours at 30 fps, and about 200 MB of
-/// index and header in memory. Keeps every sample table far below 4 GiB.
+/// Most frames in one export: about 37 hours at 30 fps, and about 340 MB of
+/// index and header in memory at the peak. Keeps every sample table far
+/// below 4 GiB. Checked as segments are opened, before all are read.
 pub const EXPORT_FRAMES_MAX: usize = 4_000_000;
 /// Chunk offsets above this are written as 64-bit (`co64`).
 const CHUNK_OFFSET_LIMIT_32: u64 = u32::MAX as u64;
