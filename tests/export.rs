@@ -771,3 +771,193 @@ fn cli_export_to_a_reader_that_stops_reading_ends_quietly() {
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(!err.to_lowercase().contains("broken pipe"), "{err}");
 }
+
+/// 30 s of footage whose capture times wander as a real camera's do:
+/// frames 33 ms apart, each up to ±10 ms off, with a few pairs captured
+/// 2 ms apart (a driver handing over two buffers at once) and a few drops.
+fn record_jittered_footage() -> Footage {
+    let dir = tempfile::tempdir().unwrap();
+    let pictures = jpegs(30, 160, 120);
+    let mut w = writer(dir.path(), 1);
+    let mut frames = Vec::new();
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |m: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % m
+    };
+    let mono0 = 5_000_000_000u64;
+    let mut last_t = 0u64;
+    for n in 0..900u64 {
+        if n % 97 == 50 {
+            continue; // dropped
+        }
+        let jitter = next(20_000_001) as i64 - 10_000_000;
+        let mut t = (n as i64 * 33_000_000 + jitter).max(0) as u64;
+        if n % 61 == 30 {
+            t = last_t + 2_000_000; // close behind the frame before
+        }
+        let t = t.max(last_t + 1_000_000);
+        last_t = t;
+        let f = Recorded {
+            jpeg: pictures[n as usize % pictures.len()].clone(),
+            mono_ns: mono0 + t,
+            wall_ns: START_WALL_NS + t as i64,
+            boot: 1,
+        };
+        append(&mut w, &f, 160, 120);
+        frames.push(f);
+    }
+    w.close().unwrap();
+    Footage { dir, frames }
+}
+
+/// ffmpeg's video frame count and stderr for `ffmpeg -v error -stats -i
+/// <path> <args> -f null -` (the count from the last progress line).
+fn ffmpeg_null_decode(path: &Path, args: &[&str]) -> (usize, String) {
+    let o = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-stats", "-i"])
+        .arg(path)
+        .args(args)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg installed (make deps)");
+    let err = String::from_utf8_lossy(&o.stderr).replace('\r', "\n");
+    assert!(o.status.success(), "{err}");
+    let frames = err
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("frame="))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let problems = err
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with("frame="))
+        .collect::<Vec<_>>()
+        .join("\n");
+    (frames, problems)
+}
+
+/// Regression: `ffmpeg -v error -i x.mp4 -f null -` printed "non
+/// monotonically increasing dts" for exports whose capture times jitter.
+/// The export keeps capture times (to the 90 kHz tick); ffmpeg's default
+/// rounds them to its guessed 1/30 s, where two close frames meet
+/// (docs/export.md §4). The documented command keeps the file's time base
+/// and is silent, and every frame is decoded either way.
+#[test]
+fn ffmpeg_v_error_on_a_jittered_export_prints_nothing() {
+    let footage = record_jittered_footage();
+    let (export, body) = export_all(&footage, ExportOptions::default());
+    let frames = &footage.frames;
+    assert_eq!(export.frame_count(), frames.len());
+    let out = tempfile::tempdir().unwrap();
+    let path = write_file(out.path(), "jitter.mp4", &body);
+
+    // The times in the file are the capture times, to the tick.
+    let packets = ffprobe(
+        &path,
+        &["-select_streams", "v:0", "-show_entries", "packet=pts"],
+    );
+    let got: Vec<u64> = packets["packets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["pts"].as_u64().unwrap())
+        .collect();
+    assert_eq!(got, expected_timeline(frames).0);
+
+    for args in [
+        &["-enc_time_base", "-1"][..],
+        &["-map", "0", "-c:s", "srt", "-enc_time_base", "-1"],
+    ] {
+        let (decoded, problems) = ffmpeg_null_decode(&path, args);
+        assert_eq!(problems, "", "ffmpeg -v error -i x.mp4 {args:?} -f null -");
+        assert_eq!(decoded, frames.len(), "{args:?}");
+    }
+
+    // ffmpeg's default still decodes every frame; what it prints is only
+    // its own rounding (if a newer ffmpeg stops, docs/export.md §4 can
+    // say so).
+    let (decoded, problems) = ffmpeg_null_decode(&path, &[]);
+    assert_eq!(decoded, frames.len());
+    for line in problems.lines() {
+        assert!(
+            line.contains("non monotonically increasing dts") || line.contains("Last message"),
+            "{line}"
+        );
+    }
+}
+
+/// Windows' Media Foundation reads `mp4v` as MPEG-4 Part 2, so the video
+/// must be described as `jpeg`, in every sample description (one per
+/// picture size).
+#[test]
+fn video_sample_entry_is_jpeg_never_mp4v() {
+    let footage = record_footage();
+    let (_, body) = export_all(&footage, ExportOptions::default());
+    let stsd = find_boxes(
+        &body,
+        &[b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsd"],
+    );
+    assert_eq!(stsd.len(), 2, "video and text track");
+    let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    // Video: version/flags, entry count, then entries (size, type, ...).
+    let video = &body[stsd[0].clone()];
+    let count = be32(&video[4..8]);
+    assert_eq!(count, 2, "one entry per picture size");
+    let mut at = 8;
+    for _ in 0..count {
+        let size = be32(&video[at..at + 4]) as usize;
+        assert_eq!(&video[at + 4..at + 8], b"jpeg");
+        at += size;
+    }
+    assert_eq!(at, video.len());
+    assert!(
+        !body[..stsd[1].end].windows(4).any(|w| w == b"mp4v"),
+        "no mp4v anywhere in the header"
+    );
+    let out = tempfile::tempdir().unwrap();
+    let path = write_file(out.path(), "out.mp4", &body);
+    let probe = ffprobe(
+        &path,
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_tag_string,codec_name",
+        ],
+    );
+    assert_eq!(probe["streams"][0]["codec_tag_string"], "jpeg");
+    assert_eq!(probe["streams"][0]["codec_name"], "mjpeg");
+}
+
+/// A range with more frames than an export may hold is refused after
+/// opening only as many segments as it takes to pass the limit, not every
+/// segment of the range (a year-long range costs no more memory than the
+/// limit).
+#[test]
+fn a_range_over_the_frame_limit_stops_opening_segments_at_the_limit() {
+    let footage = record_footage();
+    let (from, to) = footage.range();
+    let store = Store::on_disk(footage.data_dir());
+    let whole = store
+        .intact_range_at_most("front", from, to, usize::MAX)
+        .unwrap();
+    assert!(!whole.over_limit);
+    assert_eq!(whole.frame_count(), footage.frames.len());
+    let first_segment = whole.segments[0].frames.len();
+
+    let limited = store.intact_range_at_most("front", from, to, 10).unwrap();
+    assert!(limited.over_limit);
+    assert_eq!(limited.segments.len(), 1, "stopped after the first segment");
+    assert_eq!(limited.frame_count(), first_segment);
+    assert!(limited.skipped.is_empty());
+
+    // Exactly at the limit is not over it.
+    let exact = store
+        .intact_range_at_most("front", from, to, footage.frames.len())
+        .unwrap();
+    assert!(!exact.over_limit);
+    assert_eq!(exact.frame_count(), footage.frames.len());
+}

@@ -16,7 +16,8 @@
 //!   the segment and byte offset; nothing of it is written);
 //! - memory does not grow with the bytes exported: one read buffer of at
 //!   most [`READ_BATCH_BYTES`] (or one frame record, if larger), plus the
-//!   header and the segment indexes, about 50 bytes per frame.
+//!   header and the segment indexes: about 50 bytes per frame kept, 85 at
+//!   the peak while the header is built (docs/export.md §10).
 //!
 //! `docs/export.md` explains the box layout, durations and gaps.
 
@@ -43,8 +44,9 @@ const DURATION_NS_MIN: u64 = 1_000_000;
 const GAP_SLACK_NS: u64 = 1_000_000_000;
 /// Frame interval when a segment does not state a usable rate.
 const FALLBACK_INTERVAL_NS: u64 = 33_333_333;
-/// Most frames in one export: about 37 hours at 30 fps, and about 200 MB of
-/// index and header in memory. Keeps every sample table far below 4 GiB.
+/// Most frames in one export: about 37 hours at 30 fps, and about 340 MB of
+/// index and header in memory at the peak. Keeps every sample table far
+/// below 4 GiB. Checked as segments are opened, before all are read.
 pub const EXPORT_FRAMES_MAX: usize = 4_000_000;
 /// Chunk offsets above this are written as 64-bit (`co64`).
 const CHUNK_OFFSET_LIMIT_32: u64 = u32::MAX as u64;
@@ -80,7 +82,7 @@ pub enum ExportError {
     )]
     BadTimeRange { from: i64, to: i64 },
     #[error(
-        "camera '{camera}': {frames} frames in the range, more than the {max} one export can hold"
+        "camera '{camera}': more than {max} frames in the range (at least {frames}), more than one export can hold; export a shorter range"
     )]
     TooManyFrames {
         camera: String,
@@ -141,16 +143,30 @@ pub struct Mp4Export {
     etag: String,
 }
 
-/// One frame on the export's timeline.
+/// One frame on the export's timeline. 24 bytes: a day at 30 fps holds
+/// 2.6 million of these while the header is built.
 struct Sample {
-    segment: usize,
-    size: u32,
     wall_ns: i64,
-    estimated: bool,
+    /// Index into the range's segments, with [`ESTIMATED_BIT`] set when the
+    /// frame's wall time was estimated.
+    segment_flags: u32,
+    size: u32,
     duration_ticks: u32,
     /// Part of `duration_ticks` that is a gap in recording (the frame is
     /// held through it); zero for an ordinary frame.
     gap_ticks: u32,
+}
+
+/// In [`Sample::segment_flags`]: the wall time was estimated.
+const ESTIMATED_BIT: u32 = 1 << 31;
+
+impl Sample {
+    fn segment(&self) -> usize {
+        (self.segment_flags & !ESTIMATED_BIT) as usize
+    }
+    fn estimated(&self) -> bool {
+        self.segment_flags & ESTIMATED_BIT != 0
+    }
 }
 
 /// A text sample: the capture time of the frames it spans.
@@ -202,8 +218,17 @@ impl Mp4Export {
         }
         // Damaged frames are left out (and named) before the header is
         // built, so the file never promises a frame it cannot deliver.
-        let range = store.intact_range(camera, from_ns, to_ns)?;
+        // Over the limit, segments stop being opened as soon as the count
+        // passes it: a year-long range costs no more than the limit.
+        let range = store.intact_range_at_most(camera, from_ns, to_ns, EXPORT_FRAMES_MAX)?;
         let frame_count = range.frame_count();
+        if range.over_limit {
+            return Err(ExportError::TooManyFrames {
+                camera: camera.to_string(),
+                frames: frame_count,
+                max: EXPORT_FRAMES_MAX,
+            });
+        }
         if frame_count == 0 {
             return Err(ExportError::NoFootage {
                 camera: camera.to_string(),
@@ -405,19 +430,21 @@ fn ticks(ns: u64) -> u64 {
 /// (immune to clock steps), else wall times; the last frame, and any frame
 /// whose next one does not come later, gets the nominal interval.
 fn timeline(range: &FrameRange) -> (Vec<Sample>, u64) {
-    let frames: Vec<_> = range
+    // Frames are walked in place (no list of them is collected): the
+    // tables here are the per-frame memory of an export.
+    let mut frames = range
         .segments
         .iter()
         .enumerate()
         .flat_map(|(s, seg)| seg.entries().iter().map(move |f| (s, f)))
-        .collect();
-    let mut samples = Vec::with_capacity(frames.len());
+        .peekable();
+    let mut samples = Vec::with_capacity(range.frame_count());
     let mut pts_ns = 0u64;
     let mut pts_ticks = 0u64;
-    for (n, (s, f)) in frames.iter().enumerate() {
-        let stream = &range.segments[*s].reader.stream;
+    while let Some((s, f)) = frames.next() {
+        let stream = &range.segments[s].reader.stream;
         let nominal = nominal_interval_ns(stream);
-        let delta = frames.get(n + 1).and_then(|(ns, next)| {
+        let delta = frames.peek().and_then(|(ns, next)| {
             let next_stream = &range.segments[*ns].reader.stream;
             let same_boot = next_stream.boot_id == stream.boot_id && stream.boot_id != [0; 16];
             if same_boot && next.mono_ns > f.mono_ns {
@@ -440,11 +467,16 @@ fn timeline(range: &FrameRange) -> (Vec<Sample>, u64) {
         } else {
             0
         };
+        let estimated = if f.flags & FLAG_WALL_ESTIMATED != 0 {
+            ESTIMATED_BIT
+        } else {
+            0
+        };
         samples.push(Sample {
-            segment: *s,
-            size: f.payload_len,
             wall_ns: f.wall_ns,
-            estimated: f.flags & FLAG_WALL_ESTIMATED != 0,
+            // Segments number far fewer than 2^31 (one per minute).
+            segment_flags: s as u32 | estimated,
+            size: f.payload_len,
             duration_ticks,
             gap_ticks,
         });
@@ -460,12 +492,12 @@ fn text_samples(samples: &[Sample]) -> Vec<TextSample> {
     let mut start = 0;
     while start < samples.len() {
         let second = samples[start].wall_ns.div_euclid(NS_PER_S as i64);
-        let estimated = samples[start].estimated;
+        let estimated = samples[start].estimated();
         let mut end = start + 1;
         while end < samples.len()
             && samples[end - 1].gap_ticks == 0
             && samples[end].wall_ns.div_euclid(NS_PER_S as i64) == second
-            && samples[end].estimated == estimated
+            && samples[end].estimated() == estimated
         {
             end += 1;
         }
@@ -570,12 +602,21 @@ impl Layout {
                 i as u32 + 1
             })
             .collect();
-        // Index (into reader.frames) of each sample's frame, per segment.
-        let frame_index: Vec<usize> = range
+        // Sample number of each segment's first frame: with the segment's
+        // own frame range it gives any sample's index into reader.frames,
+        // without a table per frame.
+        let first_sample: Vec<usize> = range
             .segments
             .iter()
-            .flat_map(|s| s.frames.clone())
+            .scan(0, |n, s| {
+                let first = *n;
+                *n += s.frames.len();
+                Some(first)
+            })
             .collect();
+        let frame_index = |segment: usize, sample: usize| {
+            range.segments[segment].frames.start + sample - first_sample[segment]
+        };
 
         let mut video = Track {
             id: 1,
@@ -616,10 +657,10 @@ impl Layout {
             }
             let mut i = t.frames.start;
             while i < t.frames.end {
-                let segment = samples[i].segment;
+                let segment = samples[i].segment();
                 let mut j = i;
                 let mut bytes = 0u64;
-                while j < t.frames.end && samples[j].segment == segment {
+                while j < t.frames.end && samples[j].segment() == segment {
                     bytes += samples[j].size as u64;
                     j += 1;
                 }
@@ -632,7 +673,7 @@ impl Layout {
                     bytes,
                     Part::Frames {
                         segment,
-                        frames: frame_index[i]..frame_index[j - 1] + 1,
+                        frames: frame_index(segment, i)..frame_index(segment, j - 1) + 1,
                     },
                 ));
                 body_len += bytes;
@@ -676,9 +717,22 @@ impl Layout {
         } else {
             short
         };
-        let mut header = ftyp.buf;
-        header.extend_from_slice(&moov(co64, body_start));
+        // The moov is written straight after the ftyp: one copy of the
+        // largest table in memory, not two.
+        let mut w = BoxWriter::default();
+        w.buf = ftyp.buf;
+        mp4::write_moov(
+            &mut w,
+            &Movie {
+                tracks: &tracks,
+                start_wall_ns,
+                body_start,
+                co64,
+            },
+        );
+        let mut header = w.buf;
         header.extend_from_slice(&mdat);
+        header.shrink_to_fit();
         debug_assert_eq!(header.len() as u64, body_start);
 
         let mut pieces = Vec::with_capacity(body.len() + 1);
@@ -757,10 +811,9 @@ mod tests {
 
     fn sample(wall_s: f64, duration_ticks: u32, gap_ticks: u32) -> Sample {
         Sample {
-            segment: 0,
-            size: 1,
             wall_ns: (wall_s * 1e9) as i64,
-            estimated: false,
+            segment_flags: 0,
+            size: 1,
             duration_ticks,
             gap_ticks,
         }

@@ -233,7 +233,7 @@ impl Store {
 
     /// The frames of `camera` with wall time in `[from_ns, to_ns)`.
     pub fn range(&self, camera: &str, from_ns: i64, to_ns: i64) -> Result<FrameRange, StoreError> {
-        query::open_range(self, camera, from_ns, to_ns)
+        query::open_range(self, camera, from_ns, to_ns, usize::MAX)
     }
 
     /// As [`range`](Store::range), with damaged frames left out and named
@@ -244,7 +244,20 @@ impl Store {
         from_ns: i64,
         to_ns: i64,
     ) -> Result<FrameRange, StoreError> {
-        query::intact_range(self, camera, from_ns, to_ns)
+        query::intact_range(self, camera, from_ns, to_ns, usize::MAX)
+    }
+
+    /// As [`intact_range`](Store::intact_range), opening segments only
+    /// until more than `frames_max` frames were found; then the range is
+    /// `over_limit`, incomplete, and unchecked.
+    pub fn intact_range_at_most(
+        &self,
+        camera: &str,
+        from_ns: i64,
+        to_ns: i64,
+        frames_max: usize,
+    ) -> Result<FrameRange, StoreError> {
+        query::intact_range(self, camera, from_ns, to_ns, frames_max)
     }
 
     /// The frames of an opened segment that fail their checks, with why.

@@ -43,6 +43,10 @@ pub struct FrameRange {
     /// Frames left out of an [`intact_range`]: damaged, or lost inside a
     /// segment (its frame numbers jump). Empty for a plain range.
     pub skipped: Vec<SkippedFrames>,
+    /// The range holds more frames than the caller's limit: segments were
+    /// opened only until the count passed it, so the frames here are
+    /// not all of the range.
+    pub over_limit: bool,
 }
 
 /// A run of frames missing from a range, named so that it can be found
@@ -148,12 +152,15 @@ fn frames_in(frames: &[IndexEntry], from_ns: i64, to_ns: i64) -> Range<usize> {
 /// Segments come in the order of their frame numbers (their recording
 /// order, even if files were renamed), each frame number once; one that
 /// cannot be read is listed in `problems`, and the frames of the others are
-/// all there.
+/// all there. Stops opening segments once more than `frames_max` frames
+/// were found (`over_limit`), so a range too long to serve costs no more
+/// memory than the limit.
 pub(crate) fn open_range(
     store: &Store,
     camera: &str,
     from_ns: i64,
     to_ns: i64,
+    frames_max: usize,
 ) -> Result<FrameRange, StoreError> {
     let segments = store.segments(camera)?.segments;
     let mut out = FrameRange {
@@ -161,8 +168,14 @@ pub(crate) fn open_range(
         segments: Vec::new(),
         problems: Vec::new(),
         skipped: Vec::new(),
+        over_limit: false,
     };
+    let mut found = 0usize;
     for i in candidate_segments(&segments, from_ns, to_ns) {
+        if found > frames_max {
+            out.over_limit = true;
+            return Ok(out);
+        }
         let entry = segments[i].clone();
         let reader = match store.open_segment(&entry) {
             Ok(r) => r,
@@ -173,6 +186,7 @@ pub(crate) fn open_range(
             }
         };
         let frames = frames_in(&reader.frames, from_ns, to_ns);
+        found += frames.len();
         if !frames.is_empty() {
             out.segments.push(RangeSegment {
                 entry,
@@ -210,13 +224,19 @@ pub(crate) fn intact_range(
     camera: &str,
     from_ns: i64,
     to_ns: i64,
+    frames_max: usize,
 ) -> Result<FrameRange, StoreError> {
-    let range = open_range(store, camera, from_ns, to_ns)?;
+    let mut range = open_range(store, camera, from_ns, to_ns, frames_max)?;
+    if range.over_limit {
+        // Nothing to check: the caller refuses the range.
+        return Ok(range);
+    }
     let mut out = FrameRange {
         camera: range.camera,
         segments: Vec::new(),
-        problems: range.problems,
+        problems: std::mem::take(&mut range.problems),
         skipped: Vec::new(),
+        over_limit: false,
     };
     for seg in range.segments {
         let damaged = store.damaged_frames(&seg.reader, CHECK_BATCH_BYTES);
@@ -332,6 +352,7 @@ pub(crate) fn frame_near(
         camera,
         at_ns.saturating_sub(reach),
         at_ns.saturating_add(reach),
+        usize::MAX,
     )?;
     let frames: Vec<_> = range.frames().collect();
     // Nearest first, ties to the earlier frame.
