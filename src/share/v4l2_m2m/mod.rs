@@ -28,10 +28,14 @@
 //!   buffer (Annex B start codes; NAL type 5 with SPS and PPS on key
 //!   frames, type 1 otherwise), so tests check order, key frames and that
 //!   rows were copied into the right place;
-//! - alignment: it imitates bcm2835-codec's rules as read from the driver
-//!   source (luma stride rounded up to 32 bytes, the buffer holding a luma
-//!   plane of height rounded up to 16, chroma planes at half stride), and
-//!   can be told to change the height in its S_FMT answer too;
+//! - formats: it follows bcm2835-codec's rules as the driver source states
+//!   them for the video encoder (luma stride rounded up to 32 bytes,
+//!   `sizeimage = bytesperline * height * 3 / 2`, height unchanged, SPS/PPS
+//!   in a buffer of their own before the first picture, LAST on an empty
+//!   buffer), and can be told to pad the rows to 16 as the driver does for
+//!   its decoder, to change the height in its S_FMT answer, to put the
+//!   LAST flag on the final unit, to ignore REPEAT_SEQ_HEADER, to drop
+//!   timestamps or a picture;
 //! - timing: it encodes only when it is polled or a buffer is queued, never
 //!   in the background, and can be told to hold back a number of pictures
 //!   (output lagging input) or to stall (a poll that times out at once
@@ -40,9 +44,9 @@
 //!   driver already holds, DQBUF before STREAMON) by failing like a driver
 //!   would, and records every call for the tests to compare.
 //!
-//! The real firmware encoder also rate-controls, may take the first picture
-//! more slowly, and on some kernels flags the last buffer with
-//! `bytesused` 0; none of that is simulated beyond the empty LAST buffer.
+//! The real firmware also rate-controls, may take the first picture more
+//! slowly, and scales timestamps to microseconds and back (harmless: ours
+//! are picture numbers in microseconds); none of that is simulated.
 
 mod device;
 pub mod ioctl;
