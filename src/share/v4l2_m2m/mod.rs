@@ -16,8 +16,9 @@
 //!   [`STALL_TIMEOUT_MS`]; each error names the device and the step.
 //!
 //! Invariants kept whatever the driver does: the n-th access unit returned
-//! belongs to the n-th picture (checked with the timestamps the driver
-//! copies from OUTPUT to CAPTURE buffers, and by counting); a key frame's
+//! belongs to the n-th picture (checked with the timestamps, each
+//! picture's time in the clip, that the driver copies from OUTPUT to
+//! CAPTURE buffers, and by counting); a key frame's
 //! access unit carries SPS and PPS (a header the driver sends in a buffer of
 //! its own is held and put in front of the next picture, and the last
 //! SPS/PPS seen is put in front of a key frame that lacks them).
@@ -46,7 +47,7 @@
 //!
 //! The real firmware also rate-controls, may take the first picture more
 //! slowly, and scales timestamps to microseconds and back (harmless: ours
-//! are picture numbers in microseconds); none of that is simulated.
+//! are whole microseconds); none of that is simulated.
 
 mod device;
 pub mod ioctl;
@@ -517,43 +518,51 @@ impl<D: M2mDevice> V4l2M2mEncoder<D> {
             log::warn!("{}: VIDIOC_S_PARM ({fps} fps): {e}", path.display());
         }
         let level = h264_level(width, height, fps);
+        // (what, control, value, needed): the clip must have the bitrate,
+        // the profile every phone plays and seek points; without the others
+        // the firmware's defaults still make a valid stream (key frames get
+        // the last SPS/PPS seen when headers are not repeated).
         let controls = [
             (
                 "bitrate",
                 V4L2_CID_MPEG_VIDEO_BITRATE,
                 bitrate_bps.min(i32::MAX as u32) as i32,
+                true,
             ),
             (
                 "bitrate mode",
                 V4L2_CID_MPEG_VIDEO_BITRATE_MODE,
                 V4L2_MPEG_VIDEO_BITRATE_MODE_CBR,
+                false,
             ),
             (
                 "profile",
                 V4L2_CID_MPEG_VIDEO_H264_PROFILE,
                 V4L2_MPEG_VIDEO_H264_PROFILE_CONSTRAINED_BASELINE,
+                true,
             ),
-            ("level", V4L2_CID_MPEG_VIDEO_H264_LEVEL, level),
+            ("level", V4L2_CID_MPEG_VIDEO_H264_LEVEL, level, false),
             (
                 "key frame interval",
                 V4L2_CID_MPEG_VIDEO_H264_I_PERIOD,
                 keyframe_interval.clamp(1, i32::MAX as u32) as i32,
+                true,
+            ),
+            (
+                "repeat sequence header",
+                V4L2_CID_MPEG_VIDEO_REPEAT_SEQ_HEADER,
+                1,
+                false,
             ),
         ];
-        for (what, id, value) in controls {
-            self.device
-                .set_control(id, value)
-                .map_err(|e| self.device_error(&format!("VIDIOC_S_CTRL ({what} {value})"), e))?;
-        }
-        // Without it the stream still works: key frames get the last SPS/PPS seen.
-        if let Err(e) = self
-            .device
-            .set_control(V4L2_CID_MPEG_VIDEO_REPEAT_SEQ_HEADER, 1)
-        {
-            log::info!(
-                "{}: VIDIOC_S_CTRL (repeat sequence header): {e}",
-                path.display()
-            );
+        for (what, id, value, needed) in controls {
+            match self.device.set_control(id, value) {
+                Ok(()) => {}
+                Err(e) if needed => {
+                    return Err(self.device_error(&format!("VIDIOC_S_CTRL ({what} {value})"), e))
+                }
+                Err(e) => log::info!("{}: VIDIOC_S_CTRL ({what} {value}): {e}", path.display()),
+            }
         }
 
         let outputs = self
@@ -711,11 +720,13 @@ impl<D: M2mDevice> V4l2M2mEncoder<D> {
             return Ok(());
         }
         let expected = self.units_out + 1;
-        // The driver copies our timestamp (picture number) to the buffer;
-        // 0 means it did not, and only the count can be checked.
-        if timestamp_us != 0 && timestamp_us != expected {
+        // The driver copies our timestamp to the buffer; 0 means it did
+        // not, and only the count can be checked.
+        if timestamp_us != 0 && timestamp_us != self.picture_time_us(expected) {
+            let fps = u64::from(self.settings.fps.max(1));
+            let got = (timestamp_us * fps + 500_000) / 1_000_000;
             return Err(self.error(format_args!(
-                "access unit of picture {timestamp_us} came out where picture {expected} was due (the encoder dropped or reordered pictures)"
+                "access unit of picture {got} came out where picture {expected} was due (the encoder dropped or reordered pictures)"
             )));
         }
         if expected > self.pictures_in {
@@ -746,6 +757,13 @@ impl<D: M2mDevice> V4l2M2mEncoder<D> {
             keyframe,
         });
         Ok(())
+    }
+
+    /// The timestamp picture `n` (from 1) goes in with: its time in the
+    /// clip, as real clients give the firmware (which may use it for rate
+    /// control); never 0, and distinct for every picture up to 1 MHz.
+    fn picture_time_us(&self, n: u64) -> u64 {
+        n * 1_000_000 / u64::from(self.settings.fps.max(1))
     }
 
     fn shut_down(&mut self) {
@@ -816,8 +834,9 @@ impl<D: M2mDevice> H264Encoder for V4l2M2mEncoder<D> {
             h / 2,
         );
         let number = self.pictures_in + 1;
+        let time_us = self.picture_time_us(number);
         self.device
-            .queue_buffer(Queue::Output, index, l.size as u32, number)
+            .queue_buffer(Queue::Output, index, l.size as u32, time_us)
             .map_err(|e| self.device_error("VIDIOC_QBUF (output)", e))?;
         self.pictures_in = number;
         self.reap(&mut out)?;

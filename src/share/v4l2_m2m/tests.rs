@@ -36,6 +36,8 @@ struct FakeConfig {
     /// This picture number (1-based) is skipped, as rate control might.
     drop_picture: Option<u64>,
     encoder_cmd_supported: bool,
+    /// Control ids S_CTRL answers EINVAL for.
+    refuse_controls: Vec<u32>,
 }
 
 impl Default for FakeConfig {
@@ -60,6 +62,7 @@ impl Default for FakeConfig {
             copy_timestamps: true,
             drop_picture: None,
             encoder_cmd_supported: true,
+            refuse_controls: Vec::new(),
         }
     }
 }
@@ -87,6 +90,8 @@ struct FakeState {
     stopping: bool,
     last_sent: bool,
     dequeued_captures: usize,
+    /// Timestamps of the pictures queued, in order.
+    times_in: Vec<u64>,
 }
 
 fn align(v: u32, to: u32) -> u32 {
@@ -338,6 +343,9 @@ impl M2mDevice for FakeM2m {
 
     fn set_control(&mut self, id: u32, value: i32) -> Result<(), DeviceError> {
         let mut st = call(&self.state, format!("S_CTRL {id:#x}={value}"))?;
+        if st.cfg.refuse_controls.contains(&id) {
+            return Err(DeviceError::new("VIDIOC_S_CTRL", Errno::EINVAL));
+        }
         match id {
             V4L2_CID_MPEG_VIDEO_H264_I_PERIOD => st.i_period = value,
             V4L2_CID_MPEG_VIDEO_REPEAT_SEQ_HEADER => st.repeat_header = value != 0,
@@ -394,6 +402,7 @@ impl M2mDevice for FakeM2m {
                 assert!((index as usize) < st.out_buffers);
                 assert!(bytes_used > 0, "an empty picture buffer");
                 st.out_queued.push_back((index, timestamp_us));
+                st.times_in.push(timestamp_us);
             }
             Queue::Capture => {
                 assert!((index as usize) < st.cap_buffers);
@@ -950,6 +959,41 @@ fn dropped_picture_is_an_error_not_a_shifted_stream() {
         err.message
             .contains("access unit of picture 4 came out where picture 3 was due"),
         "{err}"
+    );
+}
+
+#[test]
+fn pictures_go_in_with_their_time_in_the_clip() {
+    let (mut enc, state) = open(FakeConfig::default(), settings(320, 240));
+    let _ = run(&mut enc, 3);
+    let times = state.lock().unwrap().times_in.clone();
+    assert_eq!(times, vec![33_333, 66_666, 100_000]);
+}
+
+#[test]
+fn a_control_the_driver_lacks_is_fatal_only_when_the_clip_needs_it() {
+    let cfg = FakeConfig {
+        refuse_controls: vec![
+            V4L2_CID_MPEG_VIDEO_H264_LEVEL,
+            V4L2_CID_MPEG_VIDEO_BITRATE_MODE,
+        ],
+        ..FakeConfig::default()
+    };
+    let (mut enc, _) = open(cfg, settings(320, 240));
+    let (units, _, sums) = run(&mut enc, 4);
+    assert_stream(&units, &sums, 10);
+
+    let cfg = FakeConfig {
+        refuse_controls: vec![V4L2_CID_MPEG_VIDEO_H264_PROFILE],
+        ..FakeConfig::default()
+    };
+    let (dev, _) = FakeM2m::new(cfg);
+    let err = V4l2M2mEncoder::with_device(dev, Path::new(DEV), settings(320, 240))
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.message,
+        "/dev/video11: VIDIOC_S_CTRL (profile 1) failed: EINVAL (Invalid argument)"
     );
 }
 
