@@ -38,6 +38,8 @@ struct FakeConfig {
     encoder_cmd_supported: bool,
     /// Control ids S_CTRL answers EINVAL for.
     refuse_controls: Vec<u32>,
+    /// Real access units to hand out, one per picture, instead of made-up ones.
+    replay: VecDeque<Vec<u8>>,
 }
 
 impl Default for FakeConfig {
@@ -63,6 +65,7 @@ impl Default for FakeConfig {
             drop_picture: None,
             encoder_cmd_supported: true,
             refuse_controls: Vec::new(),
+            replay: VecDeque::new(),
         }
     }
 }
@@ -131,6 +134,45 @@ fn picture_checksum(p: &Picture<'_>) -> u32 {
     crc.finalize()
 }
 
+/// `data` without its SPS and PPS NAL units.
+fn strip_parameter_sets(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for nal in nal_units(data).filter(|n| !matches!(n[0] & 0x1f, 7 | 8)) {
+        out.extend_from_slice(&[0, 0, 0, 1]);
+        out.extend_from_slice(nal);
+    }
+    out
+}
+
+/// Splits an Annex B stream with one slice per picture into access units:
+/// the NAL units before each slice, and the slice.
+fn split_access_units(stream: &[u8]) -> Vec<Vec<u8>> {
+    let mut units = Vec::new();
+    let mut current = Vec::new();
+    for nal in nal_units(stream) {
+        current.extend_from_slice(&[0, 0, 0, 1]);
+        current.extend_from_slice(nal);
+        if matches!(nal[0] & 0x1f, 1 | 5) {
+            units.push(std::mem::take(&mut current));
+        }
+    }
+    units
+}
+
+fn ffmpeg(args: &[&str]) -> Vec<u8> {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin"])
+        .args(args)
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 fn nal(kind: u8, body: &[u8]) -> Vec<u8> {
     let mut v = vec![0, 0, 0, 1, kind];
     v.extend_from_slice(body);
@@ -185,8 +227,14 @@ impl FakeState {
         {
             if self.cfg.header_separate && !self.header_sent {
                 self.header_sent = true;
-                let mut h = nal(7, b"sps-fake");
-                h.extend(nal(8, b"pps-fake"));
+                let h = match self.cfg.replay.front() {
+                    Some(first) => parameter_sets(first),
+                    None => {
+                        let mut h = nal(7, b"sps-fake");
+                        h.extend(nal(8, b"pps-fake"));
+                        h
+                    }
+                };
                 self.emit(cap_bufs, &h, 0, 0);
                 continue;
             }
@@ -195,6 +243,15 @@ impl FakeState {
             let n = self.pictures_seen;
             self.out_done.push_back(index);
             if self.cfg.drop_picture == Some(n) {
+                continue;
+            }
+            if let Some(mut data) = self.cfg.replay.pop_front() {
+                let key = nal_types(&data).contains(&5);
+                if self.cfg.ignores_repeat_header {
+                    data = strip_parameter_sets(&data);
+                }
+                let flags = if key { V4L2_BUF_FLAG_KEYFRAME } else { 0 };
+                self.emit(cap_bufs, &data, flags, ts);
                 continue;
             }
             let (stride, rows, w, h) = self.layout();
@@ -1125,4 +1182,86 @@ fn nal_types_read_three_and_four_byte_start_codes() {
         vec![0, 0, 0, 1, 0x67, 1, 2, 0, 0, 0, 1, 0x68, 3]
     );
     assert!(nal_types(&[]).is_empty());
+}
+
+/// A real encoder's access units (x264, Constrained Baseline, SPS/PPS in
+/// front of every key frame) through the fake as the firmware hands them
+/// out: header alone first, then one buffer per picture. What comes out,
+/// written back to back, must decode in ffmpeg to the very same pictures,
+/// with the key frames where x264 put them, also when the driver does not
+/// repeat the header.
+#[test]
+fn real_h264_through_the_encoder_decodes_to_the_same_pictures() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("x264.h264");
+    let src = source.to_str().unwrap();
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=320x240:rate=30",
+        "-frames:v",
+        "45",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:v",
+        "libx264",
+        "-profile:v",
+        "baseline",
+        "-g",
+        "15",
+        "-bf",
+        "0",
+        "-f",
+        "h264",
+        src,
+    ]);
+    let stream = std::fs::read(&source).unwrap();
+    let units = split_access_units(&stream);
+    assert_eq!(units.len(), 45);
+    // x264 repeats SPS/PPS on every key frame: the "driver ignores
+    // REPEAT_SEQ_HEADER" run below really strips something.
+    for k in [0, 15, 30] {
+        assert!(nal_types(&units[k]).contains(&7), "{k}");
+    }
+    assert!(!nal_types(&units[1]).contains(&7));
+    let want_md5 = ffmpeg(&["-i", src, "-f", "framemd5", "-"]);
+
+    for ignores_repeat_header in [false, true] {
+        let cfg = FakeConfig {
+            replay: units.iter().cloned().collect(),
+            ignores_repeat_header,
+            lag: 2,
+            ..FakeConfig::default()
+        };
+        let (mut enc, _) = open(cfg, settings(320, 240));
+        let mut out = Vec::new();
+        for n in 0..45 {
+            let p = OwnedPicture::new(320, 240, n);
+            out.extend(enc.encode(&p.picture()).unwrap());
+        }
+        out.extend(enc.finish().unwrap());
+        assert_eq!(out.len(), 45);
+        let keys: Vec<usize> = (0..45).filter(|&i| out[i].keyframe).collect();
+        assert_eq!(keys, vec![0, 15, 30]);
+        for &k in &keys {
+            let types = nal_types(&out[k].data);
+            assert!(types.contains(&7) && types.contains(&8), "{k}: {types:?}");
+            assert_eq!(
+                types.iter().filter(|&&t| t == 7).count(),
+                1,
+                "{k}: {types:?}"
+            );
+        }
+
+        let written = dir.path().join(format!("out-{ignores_repeat_header}.h264"));
+        let bytes: Vec<u8> = out.into_iter().flat_map(|u| u.data).collect();
+        std::fs::write(&written, bytes).unwrap();
+        let got_md5 = ffmpeg(&["-i", written.to_str().unwrap(), "-f", "framemd5", "-"]);
+        assert_eq!(
+            String::from_utf8_lossy(&got_md5),
+            String::from_utf8_lossy(&want_md5),
+            "ignores_repeat_header={ignores_repeat_header}"
+        );
+    }
 }
