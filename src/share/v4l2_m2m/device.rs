@@ -317,7 +317,8 @@ impl M2mDevice for RealM2mDevice {
             b.timestamp.tv_sec.max(0) as u64 * 1_000_000 + b.timestamp.tv_usec.max(0) as u64;
         Ok(Some(DequeuedBuffer {
             index: b.index,
-            bytes_used: plane.bytesused.saturating_sub(plane.data_offset),
+            data_offset: plane.data_offset,
+            bytes_used: plane.bytesused,
             flags: b.flags,
             timestamp_us,
         }))

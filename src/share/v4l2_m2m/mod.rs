@@ -121,6 +121,8 @@ pub struct QueueFormat {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DequeuedBuffer {
     pub index: u32,
+    /// The payload is `data_offset..bytes_used` of the mapped buffer.
+    pub data_offset: u32,
     pub bytes_used: u32,
     /// `V4L2_BUF_FLAG_*`.
     pub flags: u32,
@@ -688,7 +690,8 @@ impl<D: M2mDevice> V4l2M2mEncoder<D> {
                 .device
                 .buffer(Queue::Capture, b.index)
                 .map_err(|e| device_error_at(&self.path, "capture buffer", e))?;
-            mapped[..(b.bytes_used as usize).min(mapped.len())].to_vec()
+            let end = (b.bytes_used as usize).min(mapped.len());
+            mapped[(b.data_offset as usize).min(end)..end].to_vec()
         };
         let last = b.flags & V4L2_BUF_FLAG_LAST != 0;
         if !data.is_empty() {

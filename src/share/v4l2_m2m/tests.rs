@@ -40,6 +40,8 @@ struct FakeConfig {
     refuse_controls: Vec<u32>,
     /// Real access units to hand out, one per picture, instead of made-up ones.
     replay: VecDeque<Vec<u8>>,
+    /// Bytes before the payload in each encoded buffer (`data_offset`).
+    data_offset: u32,
 }
 
 impl Default for FakeConfig {
@@ -66,6 +68,7 @@ impl Default for FakeConfig {
             encoder_cmd_supported: true,
             refuse_controls: Vec::new(),
             replay: VecDeque::new(),
+            data_offset: 0,
         }
     }
 }
@@ -199,14 +202,17 @@ impl FakeState {
     fn emit(&mut self, bufs: &mut [Vec<u8>], data: &[u8], flags: u32, timestamp_us: u64) {
         let index = self.cap_queued.pop_front().expect("no capture buffer");
         let buf = &mut bufs[index as usize];
+        let off = self.cfg.data_offset as usize;
         assert!(
-            data.len() <= buf.len(),
+            off + data.len() <= buf.len(),
             "access unit larger than the capture buffer"
         );
-        buf[..data.len()].copy_from_slice(data);
+        buf[..off].fill(0xAA);
+        buf[off..off + data.len()].copy_from_slice(data);
         self.cap_done.push_back(DequeuedBuffer {
             index,
-            bytes_used: data.len() as u32,
+            data_offset: off as u32,
+            bytes_used: (off + data.len()) as u32,
             flags,
             timestamp_us: if self.cfg.copy_timestamps {
                 timestamp_us
@@ -478,6 +484,7 @@ impl M2mDevice for FakeM2m {
         match queue {
             Queue::Output => Ok(st.out_done.pop_front().map(|index| DequeuedBuffer {
                 index,
+                data_offset: 0,
                 bytes_used: 0,
                 flags: 0,
                 timestamp_us: 0,
@@ -1052,6 +1059,17 @@ fn a_control_the_driver_lacks_is_fatal_only_when_the_clip_needs_it() {
         err.message,
         "/dev/video11: VIDIOC_S_CTRL (profile 1) failed: EINVAL (Invalid argument)"
     );
+}
+
+#[test]
+fn payload_after_a_data_offset_is_read_from_there() {
+    let cfg = FakeConfig {
+        data_offset: 16,
+        ..FakeConfig::default()
+    };
+    let (mut enc, _) = open(cfg, settings(320, 240));
+    let (units, _, sums) = run(&mut enc, 4);
+    assert_stream(&units, &sums, 10);
 }
 
 #[test]
