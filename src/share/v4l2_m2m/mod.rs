@@ -31,9 +31,10 @@
 //!   rows were copied into the right place;
 //! - formats: it follows bcm2835-codec's rules as the driver source states
 //!   them for the video encoder (luma stride rounded up to 32 bytes,
-//!   `sizeimage = bytesperline * height * 3 / 2`, height unchanged, SPS/PPS
-//!   in a buffer of their own before the first picture, LAST on an empty
-//!   buffer), and can be told to pad the rows to 16 as the driver does for
+//!   `sizeimage = bytesperline * height * 3 / 2`, height unchanged, LAST on
+//!   an empty buffer) and, as MMAL's encoder is known to, sends SPS/PPS in
+//!   a buffer of their own before the first picture (not seen on a Pi
+//!   here; inline-only headers are tested too), and can be told to pad the rows to 16 as the driver does for
 //!   its decoder, to change the height in its S_FMT answer, to put the
 //!   LAST flag on the final unit, to ignore REPEAT_SEQ_HEADER, to drop
 //!   timestamps or a picture;
