@@ -7,3 +7,4 @@
 //! encoder where it exists, a software encoder elsewhere.
 
 pub mod encoder;
+pub mod v4l2_m2m;
