@@ -1131,7 +1131,10 @@ fn status_time_has_milliseconds() {
     let time = s["time"].as_str().unwrap();
     assert_eq!(time.len(), "2026-11-20T10:00:00.250Z".len(), "{time}");
     let shown = parse_rfc3339(time).unwrap();
-    assert!(before <= shown && shown <= after, "{time} outside the request");
+    assert!(
+        before <= shown && shown <= after,
+        "{time} outside the request"
+    );
     // A camera that records needs no checks.
     assert!(s["cameras"][0].get("checks").is_none(), "{s}");
 }

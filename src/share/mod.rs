@@ -7,3 +7,5 @@
 //! encoder where it exists, a software encoder elsewhere.
 
 pub mod encoder;
+#[cfg(feature = "software-h264")]
+pub mod openh264;
