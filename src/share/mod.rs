@@ -6,6 +6,8 @@
 //! of the encoders behind [`encoder::H264Encoder`]: the Pi's hardware
 //! encoder where it exists, a software encoder elsewhere.
 
+pub mod clip;
 pub mod encoder;
 #[cfg(feature = "software-h264")]
 pub mod openh264;
+pub mod picture;
