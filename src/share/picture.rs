@@ -1,10 +1,10 @@
 //! Stored JPEG frames turned into the I420 pictures an H.264 encoder takes,
 //! at the share clip's size.
 //!
-//! libjpeg decodes straight to a smaller size (DCT scaling, n/8), which is
-//! the cheap part of the reduction and averages like an area filter; a
-//! bilinear step then reaches the exact size, never more than a factor of
-//! two away. Samples come out as BT.601 limited range ("TV range"), what
+//! libjpeg decodes straight to a smaller size (DCT scaling by 1/2, 1/4 or
+//! 1/8), which is the cheap part of the reduction and averages like an area
+//! filter; a bilinear step then reaches the exact size, never more than a
+//! factor of two away. Samples come out as BT.601 limited range ("TV range"), what
 //! every H.264 player assumes; JPEG's full range is mapped on the way.
 
 use std::fmt;
@@ -140,8 +140,12 @@ impl PictureScaler {
                 if sw == 0 || sh == 0 {
                     return Err("empty picture".into());
                 }
-                // The smallest n/8 that keeps at least the target size.
-                let n = (1..=8u8)
+                // The smallest of 1/8, 1/4, 1/2 and 1 that keeps at least
+                // the target size: libjpeg-turbo has SIMD code for these,
+                // and its other scales (3/8, 6/8...) are slower than a full
+                // decode.
+                let n = [1u8, 2, 4, 8]
+                    .into_iter()
                     .find(|n| sw * *n as usize >= tw * 8 && sh * *n as usize >= th * 8)
                     .unwrap_or(8);
                 d.scale(n);
