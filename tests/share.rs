@@ -257,3 +257,54 @@ fn share_cli_names_the_accepted_values() {
     let v = probe(&out, "v:0", "stream=codec_name,nb_read_frames");
     assert!(v.contains("codec_name=h264\nnb_read_frames=10"), "{v}");
 }
+
+/// The page the browser check loads: plays the video named after `#`, and
+/// writes what happened into the page once it knows.
+const PLAYER_PAGE: &str = r#"<!doctype html><html><body>
+<video id="v" muted playsinline></video><pre id="out">pending</pre>
+<script>
+const v = document.getElementById('v'), out = document.getElementById('out');
+const r = {};
+const done = () => { out.textContent = 'RESULT ' + JSON.stringify(r); };
+v.addEventListener('loadedmetadata', () => { r.width = v.videoWidth; r.height = v.videoHeight; });
+v.addEventListener('error', () => { r.error = v.error ? v.error.code + ' ' + v.error.message : 'error'; done(); });
+v.addEventListener('timeupdate', () => { if (v.currentTime > 0.5 && !r.played) { r.played = v.currentTime; done(); } });
+v.src = location.hash.slice(1);
+v.play().catch(e => { r.error = 'play: ' + e; done(); });
+</script></body></html>"#;
+
+#[test]
+fn share_clip_plays_in_headless_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let range = record(dir.path(), 60, 640, 360);
+    clip(dir.path(), range, ShareSize::P480, "clip.mp4");
+    let page = dir.path().join("player.html");
+    std::fs::write(&page, PLAYER_PAGE).unwrap();
+    // Debian's chromium (make test-deps); virtual time lets the 2 s clip
+    // play without waiting for it, and --dump-dom prints the page after.
+    let out = Command::new("timeout")
+        .args([
+            "120",
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+        ])
+        .args(["--autoplay-policy=no-user-gesture-required"])
+        .args([
+            "--allow-file-access-from-files",
+            "--virtual-time-budget=5000",
+        ])
+        .arg("--dump-dom")
+        .arg(format!("file://{}#clip.mp4", page.display()))
+        .output()
+        .expect("chromium is installed (make test-deps)");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let result = dom
+        .lines()
+        .find_map(|l| l.split("RESULT {").nth(1))
+        .unwrap_or_else(|| panic!("no result from the page: {dom}"));
+    assert!(!result.contains("error"), "{result}");
+    assert!(result.contains(r#""width":640,"height":360"#), "{result}");
+    assert!(result.contains(r#""played":"#), "{result}");
+}
