@@ -29,6 +29,18 @@ const START_WALL_NS: i64 = 1_795_168_800_000_000_000;
 /// `count` frames of `width`x`height` at 30 fps in segments of 2 s; the
 /// wall range that holds them.
 fn record(dir: &Path, count: usize, width: u32, height: u32) -> (i64, i64) {
+    record_with(dir, count, width, height, None)
+}
+
+/// As [`record`], with frame `not_jpeg` stored as bytes that are no JPEG
+/// (its record's CRCs check: the camera delivered it so).
+fn record_with(
+    dir: &Path,
+    count: usize,
+    width: u32,
+    height: u32,
+    not_jpeg: Option<usize>,
+) -> (i64, i64) {
     let mut cam = SyntheticCamera::new(width, height, 1_000_000, Arc::new(SystemClock));
     cam.open().unwrap();
     let mut enc = JpegEncoder::new(EncoderSettings {
@@ -55,7 +67,10 @@ fn record(dir: &Path, count: usize, width: u32, height: u32) -> (i64, i64) {
     .unwrap();
     let mono0 = 5_000_000_000u64;
     for n in 0..count {
-        let jpeg = enc.encode(&cam.next_frame().unwrap()).unwrap().jpeg;
+        let mut jpeg = enc.encode(&cam.next_frame().unwrap()).unwrap().jpeg;
+        if not_jpeg == Some(n) {
+            jpeg = b"\xff\xd8 not a picture".to_vec();
+        }
         let t = n as u64 * INTERVAL_NS;
         w.append(
             &EncodedFrame {
@@ -307,4 +322,26 @@ fn share_clip_plays_in_headless_chromium() {
     assert!(!result.contains("error"), "{result}");
     assert!(result.contains(r#""width":640,"height":360"#), "{result}");
     assert!(result.contains(r#""played":"#), "{result}");
+}
+
+#[test]
+fn share_clip_holds_the_previous_picture_over_a_frame_that_does_not_decode() {
+    let dir = tempfile::tempdir().unwrap();
+    let range = record_with(dir.path(), 30, 320, 240, Some(12));
+    let (report, _) = clip(dir.path(), range, ShareSize::P480, "held.mp4");
+    assert_eq!(report.frames, 30);
+    assert_eq!(report.undecodable.len(), 1, "{:?}", report.undecodable);
+    assert!(
+        report.undecodable[0].contains("at byte"),
+        "{:?}",
+        report.undecodable
+    );
+    let path = dir.path().join("held.mp4");
+    let v = probe(&path, "v:0", "stream=nb_read_frames");
+    assert!(v.contains("nb_read_frames=30"), "{v}");
+    let (out, err) = run(Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&path)
+        .args(["-f", "null", "-"]));
+    assert_eq!(out + &err, "", "ffmpeg complains");
 }
