@@ -30,6 +30,7 @@ bench: test-deps
 	$(CARGO) bench --bench store
 	$(CARGO) bench --bench export
 	$(CARGO) bench --bench http
+	$(CARGO) bench --bench share
 	$(LIBCAMERA_BENCH)
 
 lint:

@@ -5,6 +5,9 @@
 //! error (an unknown camera included), 3 written, but damaged or unreadable
 //! footage was left out (each span is named on stderr and in the text
 //! track).
+//!
+//! With `--share` it writes a share clip instead: H.264 at a chosen size
+//! and quality (`share::clip`), same range options and exit statuses.
 
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -15,6 +18,9 @@ use argh::FromArgs;
 
 use crate::clock::{format_rfc3339, parse_rfc3339};
 use crate::export::{ExportError, ExportOptions, Mp4Export};
+use crate::share::clip::{best_encoder, write_clip, Quality, ShareError, ShareOptions};
+use crate::share::encoder::EncoderSettings;
+use crate::share::picture::ShareSize;
 use crate::store::sidecar::{self, Readers};
 use crate::store::Store;
 
@@ -55,6 +61,17 @@ pub struct ExportArgs {
     /// data folder (default: the config's data_dir)
     #[argh(option)]
     pub data_dir: Option<PathBuf>,
+    /// write a share clip: H.264 that phones, browsers and messengers
+    /// play, instead of the lossless Motion JPEG
+    #[argh(switch)]
+    pub share: bool,
+    /// share clip height in lines: 480, 720 (default) or 1080; never
+    /// more than the footage has
+    #[argh(option)]
+    pub size: Option<String>,
+    /// share clip quality: small, standard (default) or high
+    #[argh(option)]
+    pub quality: Option<String>,
 }
 
 pub fn run(config_path: &Path, args: ExportArgs) -> anyhow::Result<i32> {
@@ -88,6 +105,12 @@ pub fn run(config_path: &Path, args: ExportArgs) -> anyhow::Result<i32> {
         eprintln!("no footage of camera '{camera}' in {}", data_dir.display());
         return Ok(1);
     };
+    if args.share {
+        return run_share(&store, &camera, from_ns, to_ns, &args);
+    }
+    if args.size.is_some() || args.quality.is_some() {
+        bail!("--size and --quality are for share clips: add --share");
+    }
     let options = ExportOptions {
         time_track: !args.no_time_track,
     };
@@ -134,6 +157,122 @@ pub fn run(config_path: &Path, args: ExportArgs) -> anyhow::Result<i32> {
         export.len() as f64 / 1e6,
     );
     Ok(report_left_out(&export))
+}
+
+/// `--share`: encodes the range as an H.264 share clip into a file.
+fn run_share(
+    store: &Store,
+    camera: &str,
+    from_ns: i64,
+    to_ns: i64,
+    args: &ExportArgs,
+) -> anyhow::Result<i32> {
+    let size = match &args.size {
+        None => ShareOptions::default().size,
+        Some(s) => ShareSize::parse(s).ok_or_else(|| {
+            anyhow!(
+                "--size: '{s}' is not a share clip size; use {}",
+                ShareSize::ACCEPTED
+            )
+        })?,
+    };
+    let quality = match &args.quality {
+        None => ShareOptions::default().quality,
+        Some(q) => Quality::parse(q).ok_or_else(|| {
+            anyhow!(
+                "--quality: '{q}' is not a preset; use {}",
+                Quality::ACCEPTED
+            )
+        })?,
+    };
+    if args.no_time_track {
+        bail!("--no-time-track is for the lossless export; a share clip always has its time track");
+    }
+    let output = match &args.output {
+        Some(o) if o == "-" => bail!("a share clip is written to a file: give -o FILE"),
+        Some(o) => o.clone(),
+        None => format!(
+            "{}_{}_{}_{}p.mp4",
+            crate::export::safe_file_part(camera),
+            crate::clock::format_compact(from_ns),
+            crate::clock::format_compact(to_ns),
+            size.lines()
+        ),
+    };
+    let show = std::io::stderr().is_terminal();
+    let started = Instant::now();
+    let mut last_draw: Option<Instant> = None;
+    let mut progress = |done: usize, total: usize| {
+        if show
+            && (done == total
+                || last_draw
+                    .is_none_or(|t| t.elapsed() >= Duration::from_millis(PROGRESS_INTERVAL_MS)))
+        {
+            let secs = started.elapsed().as_secs_f64().max(1e-3);
+            let rate = done as f64 / secs;
+            let left = (total - done) as f64 / rate.max(1e-3);
+            eprint!("\r{done} / {total} frames  {rate:.0} frames/s  {left:.0} s left ");
+            last_draw = Some(Instant::now());
+        }
+        true
+    };
+    let make_encoder = |settings: EncoderSettings| {
+        let encoder = best_encoder(settings)?;
+        log::info!(
+            "share clip of '{camera}': {}x{} at {} kbit/s with the {} encoder",
+            settings.width,
+            settings.height,
+            settings.bitrate_bps / 1000,
+            encoder.name()
+        );
+        Ok(encoder)
+    };
+    let result = write_clip(
+        store,
+        camera,
+        from_ns,
+        to_ns,
+        ShareOptions { size, quality },
+        Path::new(&output),
+        &make_encoder,
+        &mut progress,
+    );
+    if show {
+        eprintln!();
+    }
+    let report = match result {
+        Ok(r) => r,
+        Err(ShareError::Range(e @ ExportError::NoFootage { .. })) => {
+            eprintln!("{e}");
+            return Ok(1);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    eprintln!(
+        "wrote a {}x{} share clip ({} encoder) of {} frames of '{camera}', {:.1} s from {}, {:.1} MB, to {output}",
+        report.width,
+        report.height,
+        report.encoder,
+        report.frames,
+        report.duration_ns as f64 / 1e9,
+        format_rfc3339(report.start_wall_ns),
+        report.bytes as f64 / 1e6,
+    );
+    for p in &report.problems {
+        eprintln!("left out: unreadable segment: {p}");
+    }
+    for s in &report.skipped {
+        eprintln!("left out: {s}, near {}", format_rfc3339(s.wall_ns));
+    }
+    for u in &report.undecodable {
+        eprintln!("held the previous picture: {u}");
+    }
+    if report.problems.is_empty() && report.skipped.is_empty() && report.undecodable.is_empty() {
+        Ok(0)
+    } else {
+        eprintln!("the share clip is incomplete: footage was left out (named above)");
+        Ok(EXIT_LEFT_OUT)
+    }
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

@@ -627,7 +627,7 @@ impl Layout {
         };
         let (width, height) = match &video.media {
             TrackMedia::Jpeg { sizes } => sizes.first().copied().unwrap_or((0, 0)),
-            TrackMedia::Text { .. } => (0, 0),
+            _ => (0, 0),
         };
         let mut text = Track {
             id: 2,
@@ -757,6 +757,48 @@ impl Layout {
             len: at,
         }
     }
+}
+
+/// The timing an export of `range` gives its frames, for a file built
+/// elsewhere from the same frames (the share clip): each frame's duration
+/// in ticks of [`TIMESCALE`], and the time track's samples.
+pub struct RangeTiming {
+    pub durations: Vec<u32>,
+    /// Text, duration in ticks, and the frames it is shown over (indexes
+    /// into `durations`; empty over a gap).
+    pub texts: Vec<(String, u32, Range<usize>)>,
+    pub duration_ns: u64,
+    pub start_wall_ns: i64,
+}
+
+pub fn range_timing(range: &FrameRange) -> RangeTiming {
+    let (samples, duration_ns) = timeline(range);
+    let mut texts = text_samples(&samples);
+    note_skipped(&mut texts, &samples, &range.skipped);
+    RangeTiming {
+        durations: samples.iter().map(|s| s.duration_ticks).collect(),
+        texts: texts
+            .into_iter()
+            .map(|t| (t.text, t.duration_ticks, t.frames))
+            .collect(),
+        duration_ns,
+        start_wall_ns: samples.first().map_or(0, |s| s.wall_ns),
+    }
+}
+
+/// A camera id as it may appear in a file name (as in
+/// [`Mp4Export::file_name`]).
+pub fn safe_file_part(camera: &str) -> String {
+    camera
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// 64-bit FNV-1a: small, stable across builds and platforms.

@@ -88,6 +88,19 @@ pub enum TrackMedia {
     Jpeg { sizes: Vec<(u32, u32)> },
     /// 3GPP timed text (`tx3g`) drawn over a video of this size.
     Text { width: u32, height: u32 },
+    /// H.264 (`avc1`): samples are access units with 4-byte NAL lengths.
+    Avc(AvcMedia),
+}
+
+/// An H.264 track's description and its key frames.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AvcMedia {
+    pub width: u32,
+    pub height: u32,
+    /// The `avcC` body, see [`avc_config`].
+    pub config: Vec<u8>,
+    /// 1-based numbers of the samples that are key frames (`stss`).
+    pub sync_samples: Vec<u32>,
 }
 
 #[derive(Clone, Debug)]
@@ -194,6 +207,7 @@ fn write_trak(w: &mut BoxWriter, movie: &Movie, track: &Track, created: u64) {
         }
         // Text sits above the picture (lower layers are drawn on top).
         TrackMedia::Text { width, height } => (*width, *height, -1i16, true),
+        TrackMedia::Avc(avc) => (avc.width, avc.height, 0i16, false),
     };
     w.begin(b"trak");
 
@@ -281,6 +295,10 @@ fn write_stbl(w: &mut BoxWriter, movie: &Movie, track: &Track) {
             w.u32(1);
             text_sample_entry(w, *width, *height);
         }
+        TrackMedia::Avc(avc) => {
+            w.u32(1);
+            avc_sample_entry(w, avc);
+        }
     }
     w.end();
 
@@ -294,7 +312,15 @@ fn write_stbl(w: &mut BoxWriter, movie: &Movie, track: &Track) {
     }
     w.end();
 
-    // No `stss`: without it every sample is a sync sample, as every JPEG is.
+    // No `stss` for JPEG: without it every sample is a sync sample.
+    if let TrackMedia::Avc(avc) = &track.media {
+        w.begin_full(b"stss", 0, 0);
+        w.u32(avc.sync_samples.len() as u32);
+        for n in &avc.sync_samples {
+            w.u32(*n);
+        }
+        w.end();
+    }
 
     // Samples per chunk, run-length coded over chunks.
     w.begin_full(b"stsc", 0, 0);
@@ -391,6 +417,88 @@ fn jpeg_sample_entry(w: &mut BoxWriter, width: u32, height: u32) {
     w.u16(24); // depth: colour
     w.i16(-1); // no colour table
     w.end();
+}
+
+/// Visual sample entry `avc1` (ISO/IEC 14496-15) with its `avcC`.
+fn avc_sample_entry(w: &mut BoxWriter, avc: &AvcMedia) {
+    w.begin(b"avc1");
+    w.zeros(6);
+    w.u16(1); // data reference index
+    w.zeros(16); // pre_defined, reserved
+    w.u16(avc.width.min(u16::MAX as u32) as u16);
+    w.u16(avc.height.min(u16::MAX as u32) as u16);
+    w.u32(0x0048_0000); // 72 dpi
+    w.u32(0x0048_0000);
+    w.u32(0); // reserved
+    w.u16(1); // frames per sample
+    w.zeros(32); // compressor name: none
+    w.u16(24); // depth: colour
+    w.i16(-1);
+    w.begin(b"avcC");
+    w.bytes(&avc.config);
+    w.end();
+    w.end();
+}
+
+/// The NAL units of an Annex B byte stream (start codes removed).
+pub fn annexb_nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 3 <= data.len() {
+        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+            starts.push(i + 3);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let ends: Vec<usize> = starts
+        .iter()
+        .skip(1)
+        .map(|s| {
+            // The next start code, and a fourth zero before it if present.
+            let mut e = s - 3;
+            while e > 0 && data[e - 1] == 0 {
+                e -= 1;
+            }
+            e
+        })
+        .chain(std::iter::once(data.len()))
+        .collect();
+    starts
+        .into_iter()
+        .zip(ends)
+        .map(move |(s, e)| &data[s..e.max(s)])
+        .filter(|n| !n.is_empty())
+}
+
+/// Appends an Annex B access unit as an MP4 sample: each NAL unit behind
+/// its 4-byte big-endian length. SPS and PPS are left out (they live in
+/// `avcC`). Returns the bytes appended.
+pub fn append_avc_sample(annexb: &[u8], out: &mut Vec<u8>) -> usize {
+    let before = out.len();
+    for nal in annexb_nal_units(annexb) {
+        if matches!(nal[0] & 0x1f, 7 | 8) {
+            continue;
+        }
+        out.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+        out.extend_from_slice(nal);
+    }
+    out.len() - before
+}
+
+/// The `avcC` body (AVCDecoderConfigurationRecord) from the SPS and PPS of
+/// a key frame's access unit; `None` if it lacks either.
+pub fn avc_config(keyframe: &[u8]) -> Option<Vec<u8>> {
+    let sps = annexb_nal_units(keyframe).find(|n| n[0] & 0x1f == 7 && n.len() >= 4)?;
+    let pps = annexb_nal_units(keyframe).find(|n| n[0] & 0x1f == 8)?;
+    let mut c = vec![1, sps[1], sps[2], sps[3], 0xff, 0xe1];
+    c.extend_from_slice(&(sps.len() as u16).to_be_bytes());
+    c.extend_from_slice(sps);
+    c.push(1);
+    c.extend_from_slice(&(pps.len() as u16).to_be_bytes());
+    c.extend_from_slice(pps);
+    Some(c)
 }
 
 /// Text sample entry `tx3g` (3GPP TS 26.245): white text, centred at the
@@ -588,6 +696,64 @@ mod tests {
         let mdhd = &m[find_boxes(&m, &[b"moov", b"trak", b"mdia", b"mdhd"])[0].clone()];
         assert_eq!(be32(&mdhd[12..16]), TIMESCALE);
         assert_eq!(be32(&mdhd[16..20]), 8999);
+    }
+
+    #[test]
+    fn annex_b_becomes_length_prefixed_samples_and_an_avcc() {
+        let au = [
+            0, 0, 0, 1, 0x67, 0x42, 0xc0, 0x1e, 9, // SPS
+            0, 0, 0, 1, 0x68, 0xce, // PPS
+            0, 0, 1, 0x65, 1, 2, 3, // IDR slice, 3-byte start code
+        ];
+        let nals: Vec<&[u8]> = annexb_nal_units(&au).collect();
+        assert_eq!(nals.len(), 3);
+        assert_eq!(nals[2], &[0x65, 1, 2, 3]);
+        let mut out = Vec::new();
+        assert_eq!(append_avc_sample(&au, &mut out), 8);
+        assert_eq!(out, vec![0, 0, 0, 4, 0x65, 1, 2, 3]);
+        let c = avc_config(&au).expect("avcC");
+        assert_eq!(&c[..6], &[1, 0x42, 0xc0, 0x1e, 0xff, 0xe1]);
+        assert_eq!(&c[6..8], &[0, 5]);
+        assert_eq!(&c[13..], &[1, 0, 2, 0x68, 0xce]);
+        assert!(avc_config(&au[15..]).is_none());
+    }
+
+    #[test]
+    fn avc_tracks_list_their_key_frames() {
+        let track = Track {
+            id: 1,
+            media: TrackMedia::Avc(AvcMedia {
+                width: 64,
+                height: 48,
+                config: vec![1, 2, 3],
+                sync_samples: vec![1, 31],
+            }),
+            durations: vec![3000; 40],
+            sizes: vec![5; 40],
+            chunks: vec![Chunk {
+                samples: 40,
+                description: 1,
+                body_offset: 0,
+            }],
+        };
+        let mut w = BoxWriter::default();
+        write_moov(
+            &mut w,
+            &Movie {
+                tracks: &[track],
+                start_wall_ns: 0,
+                body_start: 0,
+                co64: false,
+            },
+        );
+        let stbl: &[&[u8; 4]] = &[b"moov", b"trak", b"mdia", b"minf", b"stbl"];
+        let stss = &w.buf[find_boxes(&w.buf, &[stbl, &[b"stss"]].concat())[0].clone()];
+        assert_eq!(&stss[4..], &[0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 31]);
+        let stsd = find_boxes(&w.buf, &[stbl, &[b"stsd"]].concat())[0].clone();
+        let avcc = find_boxes(&w.buf[stsd.start + 8..stsd.end], &[b"avc1"])[0].clone();
+        let body = &w.buf[stsd.start + 8 + avcc.start..stsd.start + 8 + avcc.end];
+        assert_eq!(&body[24..28], &[0, 64, 0, 48]);
+        assert_eq!(find_boxes(&body[78..], &[b"avcC"]), vec![8..11]);
     }
 
     #[test]

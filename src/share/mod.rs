@@ -6,5 +6,9 @@
 //! of the encoders behind [`encoder::H264Encoder`]: the Pi's hardware
 //! encoder where it exists, a software encoder elsewhere.
 
+pub mod clip;
 pub mod encoder;
+#[cfg(feature = "software-h264")]
+pub mod openh264;
+pub mod picture;
 pub mod v4l2_m2m;

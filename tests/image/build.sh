@@ -142,7 +142,7 @@ log "cross-compiling dashvault for $TARGET"
 (cd "$TOP" && env CARGO_TARGET_DIR="$TARGET_DIR" RUSTC=/usr/bin/rustc \
 	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
 	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static" \
-	/usr/bin/cargo build --release --locked --target $TARGET --bin dashvault)
+	/usr/bin/cargo build --release --locked --no-default-features --target $TARGET --bin dashvault)
 BIN=$TARGET_DIR/$TARGET/release/dashvault
 
 # 2. Debian arm64 packages, downloaded once into OUT_DIR/debs.

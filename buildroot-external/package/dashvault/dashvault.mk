@@ -33,6 +33,10 @@ define DASHVAULT_VENDOR_CRATES
 	fi
 endef
 DASHVAULT_PRE_BUILD_HOOKS += DASHVAULT_VENDOR_CRATES
+# The appliance encodes share clips with the Pi's hardware encoder, so the
+# default software H.264 encoder (OpenH264 from source) is left out.
+DASHVAULT_CARGO_BUILD_OPTS += --no-default-features
+DASHVAULT_CARGO_INSTALL_OPTS += --no-default-features
 ifeq ($(BR2_PACKAGE_LIBCAMERA),y)
 # libcamera-sys generates its bindings with bindgen (libclang), which
 # parses libcamera's C++ headers (<array>, <map>, <string>...). An

@@ -1,0 +1,347 @@
+//! Share clips end to end: footage recorded with the real segment writer,
+//! turned into an H.264 `.mp4`, and judged by ffprobe and ffmpeg: codec,
+//! profile, pixel format, size (never upscaled), frame count, duration,
+//! clean decoding, the time text track, and `moov` before `mdat`.
+#![cfg(feature = "software-h264")]
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use dashvault::camera::synthetic::SyntheticCamera;
+use dashvault::camera::CameraSource;
+use dashvault::clock::SystemClock;
+use dashvault::encode::{EncoderSettings, JpegEncoder};
+use dashvault::frame::CaptureTime;
+use dashvault::share::clip::{
+    software_encoder, write_clip, Quality, ShareError, ShareOptions, ShareReport,
+};
+use dashvault::share::picture::ShareSize;
+use dashvault::store::io::{RealIo, StorageIo};
+use dashvault::store::writer::{EncodedFrame, SegmentWriter, WriterSettings};
+use dashvault::store::Store;
+
+const INTERVAL_NS: u64 = 33_333_333;
+/// 2026-11-20T10:00:00Z
+const START_WALL_NS: i64 = 1_795_168_800_000_000_000;
+
+/// `count` frames of `width`x`height` at 30 fps in segments of 2 s; the
+/// wall range that holds them.
+fn record(dir: &Path, count: usize, width: u32, height: u32) -> (i64, i64) {
+    record_with(dir, count, width, height, None)
+}
+
+/// As [`record`], with frame `not_jpeg` stored as bytes that are no JPEG
+/// (its record's CRCs check: the camera delivered it so).
+fn record_with(
+    dir: &Path,
+    count: usize,
+    width: u32,
+    height: u32,
+    not_jpeg: Option<usize>,
+) -> (i64, i64) {
+    let mut cam = SyntheticCamera::new(width, height, 1_000_000, Arc::new(SystemClock));
+    cam.open().unwrap();
+    let mut enc = JpegEncoder::new(EncoderSettings {
+        quality: 80,
+        rotation: 0,
+        embed_timestamp: true,
+    });
+    let io: Arc<dyn StorageIo> = Arc::new(RealIo::new());
+    let mut w = SegmentWriter::new(
+        io,
+        WriterSettings {
+            camera_id: "front".into(),
+            camera_dir: dir.join("recordings/front"),
+            fps_milli: 30_000,
+            segment_length_ns: 2_000_000_000,
+            first_segment_length_ns: 2_000_000_000,
+            sync_interval_ns: 200_000_000,
+            want_direct: true,
+            boot_id: [1; 16],
+        },
+        Default::default(),
+        Default::default(),
+    )
+    .unwrap();
+    let mono0 = 5_000_000_000u64;
+    for n in 0..count {
+        let mut jpeg = enc.encode(&cam.next_frame().unwrap()).unwrap().jpeg;
+        if not_jpeg == Some(n) {
+            jpeg = b"\xff\xd8 not a picture".to_vec();
+        }
+        let t = n as u64 * INTERVAL_NS;
+        w.append(
+            &EncodedFrame {
+                jpeg: jpeg.into(),
+                width,
+                height,
+                captured: CaptureTime {
+                    mono_ns: mono0 + t,
+                    wall_ns: START_WALL_NS + t as i64,
+                },
+                flags: 0,
+            },
+            mono0 + t,
+        )
+        .unwrap();
+    }
+    w.close().unwrap();
+    (
+        START_WALL_NS,
+        START_WALL_NS + (count as u64 * INTERVAL_NS) as i64,
+    )
+}
+
+fn run(cmd: &mut Command) -> (String, String) {
+    let out = cmd.output().expect("ffmpeg and ffprobe are installed");
+    assert!(out.status.success(), "{cmd:?}: {out:?}");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn clip(dir: &Path, range: (i64, i64), size: ShareSize, name: &str) -> (ShareReport, f64) {
+    let store = Store::on_disk(dir);
+    let path = dir.join(name);
+    let started = Instant::now();
+    let report = write_clip(
+        &store,
+        "front",
+        range.0,
+        range.1,
+        ShareOptions {
+            size,
+            quality: Quality::Standard,
+        },
+        &path,
+        &software_encoder,
+        &mut |_, _| true,
+    )
+    .expect("share clip");
+    (report, started.elapsed().as_secs_f64())
+}
+
+fn probe(path: &Path, stream: &str, entries: &str) -> String {
+    run(Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", stream, "-count_frames"])
+        .args(["-show_entries", entries, "-of", "default=nw=1"])
+        .arg(path))
+    .0
+}
+
+#[test]
+fn share_clip_is_h264_that_ffmpeg_decodes_cleanly_with_its_time_track() {
+    let dir = tempfile::tempdir().unwrap();
+    let frames = 150;
+    let range = record(dir.path(), frames, 1280, 720);
+    let (report, secs) = clip(dir.path(), range, ShareSize::P480, "clip.mp4");
+    eprintln!(
+        "share clip 720p -> 480p: {frames} frames in {secs:.2} s, {:.0} frames/s, {} bytes",
+        frames as f64 / secs,
+        report.bytes
+    );
+    assert_eq!(report.encoder, "openh264");
+    assert_eq!((report.width, report.height), (854, 480));
+    assert_eq!(report.frames, frames);
+    let path = dir.path().join("clip.mp4");
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), report.bytes);
+
+    let v = probe(
+        &path,
+        "v:0",
+        "stream=codec_name,profile,pix_fmt,width,height,nb_read_frames,duration",
+    );
+    assert!(v.contains("codec_name=h264"), "{v}");
+    assert!(v.contains("profile=Constrained Baseline"), "{v}");
+    assert!(v.contains("pix_fmt=yuv420p\n"), "{v}");
+    assert!(v.contains("width=854\nheight=480"), "{v}");
+    assert!(v.contains(&format!("nb_read_frames={frames}")), "{v}");
+    assert!(v.contains("duration=5.000000"), "{v}");
+
+    let (out, err) = run(Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&path)
+        .args(["-f", "null", "-"]));
+    assert_eq!(out + &err, "", "ffmpeg complains");
+
+    // The time track: a second stream whose first cue is the start time.
+    let t = probe(&path, "s:0", "stream=codec_name");
+    assert!(t.contains("codec_name=mov_text"), "{t}");
+    let (srt, _) = run(Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&path)
+        .args(["-map", "0:s:0", "-f", "srt", "-"]));
+    assert!(srt.contains("2026-11-20 10:00:00 UTC"), "{srt}");
+    assert!(srt.contains("2026-11-20 10:00:04 UTC"), "{srt}");
+
+    // moov first, so a phone can start playing before the end arrives.
+    let bytes = std::fs::read(&path).unwrap();
+    let moov = bytes.windows(4).position(|w| w == b"moov").unwrap();
+    let mdat = bytes.windows(4).position(|w| w == b"mdat").unwrap();
+    assert!(moov < mdat);
+    // No temporary files are left behind.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+}
+
+#[test]
+fn share_clip_is_never_upscaled() {
+    let dir = tempfile::tempdir().unwrap();
+    let range = record(dir.path(), 20, 640, 360);
+    let (report, _) = clip(dir.path(), range, ShareSize::P1080, "big.mp4");
+    assert_eq!((report.width, report.height), (640, 360));
+    let v = probe(&dir.path().join("big.mp4"), "v:0", "stream=width,height");
+    assert!(v.contains("width=640\nheight=360"), "{v}");
+}
+
+#[test]
+fn share_clip_cancels_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let range = record(dir.path(), 30, 320, 240);
+    let store = Store::on_disk(dir.path());
+    let path = dir.path().join("cancelled.mp4");
+    let err = write_clip(
+        &store,
+        "front",
+        range.0,
+        range.1,
+        ShareOptions::default(),
+        &path,
+        &software_encoder,
+        &mut |done, _| done < 10,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ShareError::Cancelled {
+                done: 10,
+                total: 30
+            }
+        ),
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "recordings")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn share_cli_names_the_accepted_values() {
+    let dir = tempfile::tempdir().unwrap();
+    record(dir.path(), 10, 320, 240);
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_dashvault"))
+            .env("DASHVAULT_CONFIG", dir.path().join("none.json"))
+            .args(["export", "--share", "--data-dir"])
+            .arg(dir.path())
+            .args([
+                "--from",
+                "2026-11-20T10:00:00Z",
+                "--to",
+                "2026-11-20T10:00:01Z",
+            ])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let bad = cli(&["--size", "360"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("480, 720 or 1080"), "{err}");
+    let bad = cli(&["--quality", "best"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("small, standard or high"), "{err}");
+
+    let out = dir.path().join("cli.mp4");
+    let ok = cli(&["--size", "480", "-o", out.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&ok.stderr);
+    assert_eq!(ok.status.code(), Some(0), "{err}");
+    assert!(err.contains("openh264"), "{err}");
+    let v = probe(&out, "v:0", "stream=codec_name,nb_read_frames");
+    assert!(v.contains("codec_name=h264\nnb_read_frames=10"), "{v}");
+}
+
+/// The page the browser check loads: plays the video named after `#`, and
+/// writes what happened into the page once it knows.
+const PLAYER_PAGE: &str = r#"<!doctype html><html><body>
+<video id="v" muted playsinline></video><pre id="out">pending</pre>
+<script>
+const v = document.getElementById('v'), out = document.getElementById('out');
+const r = {};
+const done = () => { out.textContent = 'RESULT ' + JSON.stringify(r); };
+v.addEventListener('loadedmetadata', () => { r.width = v.videoWidth; r.height = v.videoHeight; });
+v.addEventListener('error', () => { r.error = v.error ? v.error.code + ' ' + v.error.message : 'error'; done(); });
+v.addEventListener('timeupdate', () => { if (v.currentTime > 0.5 && !r.played) { r.played = v.currentTime; done(); } });
+v.src = location.hash.slice(1);
+v.play().catch(e => { r.error = 'play: ' + e; done(); });
+</script></body></html>"#;
+
+#[test]
+fn share_clip_plays_in_headless_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let range = record(dir.path(), 60, 640, 360);
+    clip(dir.path(), range, ShareSize::P480, "clip.mp4");
+    let page = dir.path().join("player.html");
+    std::fs::write(&page, PLAYER_PAGE).unwrap();
+    // Debian's chromium (make test-deps); virtual time lets the 2 s clip
+    // play without waiting for it, and --dump-dom prints the page after.
+    let out = Command::new("timeout")
+        .args([
+            "120",
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+        ])
+        .args(["--autoplay-policy=no-user-gesture-required"])
+        .args([
+            "--allow-file-access-from-files",
+            "--virtual-time-budget=5000",
+        ])
+        .arg("--dump-dom")
+        .arg(format!("file://{}#clip.mp4", page.display()))
+        .output()
+        .expect("chromium is installed (make test-deps)");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let result = dom
+        .lines()
+        .find_map(|l| l.split("RESULT {").nth(1))
+        .unwrap_or_else(|| panic!("no result from the page: {dom}"));
+    assert!(!result.contains("error"), "{result}");
+    assert!(result.contains(r#""width":640,"height":360"#), "{result}");
+    assert!(result.contains(r#""played":"#), "{result}");
+}
+
+#[test]
+fn share_clip_holds_the_previous_picture_over_a_frame_that_does_not_decode() {
+    let dir = tempfile::tempdir().unwrap();
+    let range = record_with(dir.path(), 30, 320, 240, Some(12));
+    let (report, _) = clip(dir.path(), range, ShareSize::P480, "held.mp4");
+    assert_eq!(report.frames, 30);
+    assert_eq!(report.undecodable.len(), 1, "{:?}", report.undecodable);
+    assert!(
+        report.undecodable[0].contains("at byte"),
+        "{:?}",
+        report.undecodable
+    );
+    let path = dir.path().join("held.mp4");
+    let v = probe(&path, "v:0", "stream=nb_read_frames");
+    assert!(v.contains("nb_read_frames=30"), "{v}");
+    let (out, err) = run(Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&path)
+        .args(["-f", "null", "-"]));
+    assert_eq!(out + &err, "", "ffmpeg complains");
+}
