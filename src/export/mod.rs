@@ -31,7 +31,7 @@ use crate::store::format::{StreamHeader, FLAG_WALL_ESTIMATED};
 use crate::store::query::{FrameRange, SkippedFrames};
 use crate::store::{Store, StoreError};
 
-use mp4::{BoxWriter, Chunk, Movie, Track, TrackMedia, TIMESCALE};
+use mp4::{Chunk, Track, TrackMedia, TIMESCALE};
 
 const NS_PER_S: u64 = 1_000_000_000;
 /// Most bytes read from a segment in one positional read while streaming.
@@ -687,53 +687,8 @@ impl Layout {
             vec![video]
         };
         let start_wall_ns = samples.first().map_or(0, |s| s.wall_ns);
-        let mut ftyp = BoxWriter::default();
-        mp4::write_ftyp(&mut ftyp);
-        let mdat = mp4::mdat_header(body_len);
-        let moov = |co64: bool, body_start: u64| {
-            let mut w = BoxWriter::default();
-            mp4::write_moov(
-                &mut w,
-                &Movie {
-                    tracks: &tracks,
-                    start_wall_ns,
-                    body_start,
-                    co64,
-                },
-            );
-            w.buf
-        };
-        let last_chunk_offset = tracks
-            .iter()
-            .filter_map(|t| t.chunks.last())
-            .map(|c| c.body_offset)
-            .max()
-            .unwrap_or(0);
-        let body_start = |moov_len: usize| (ftyp.buf.len() + moov_len + mdat.len()) as u64;
-        let short = body_start(moov(false, 0).len());
-        let co64 = short + last_chunk_offset > chunk_offset_limit;
-        let body_start = if co64 {
-            body_start(moov(true, 0).len())
-        } else {
-            short
-        };
-        // The moov is written straight after the ftyp: one copy of the
-        // largest table in memory, not two.
-        let mut w = BoxWriter::default();
-        w.buf = ftyp.buf;
-        mp4::write_moov(
-            &mut w,
-            &Movie {
-                tracks: &tracks,
-                start_wall_ns,
-                body_start,
-                co64,
-            },
-        );
-        let mut header = w.buf;
-        header.extend_from_slice(&mdat);
-        header.shrink_to_fit();
-        debug_assert_eq!(header.len() as u64, body_start);
+        let header = mp4::file_header(&tracks, start_wall_ns, body_len, chunk_offset_limit);
+        let body_start = header.len() as u64;
 
         let mut pieces = Vec::with_capacity(body.len() + 1);
         pieces.push(Piece {

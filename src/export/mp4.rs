@@ -440,6 +440,59 @@ fn avc_sample_entry(w: &mut BoxWriter, avc: &AvcMedia) {
     w.end();
 }
 
+/// `ftyp`, `moov` and the `mdat` header for a body of `body_len` bytes that
+/// follows them. Chunk offsets are 32-bit unless the last chunk would start
+/// past `chunk_offset_limit` (`u32::MAX` outside tests); the moov is written
+/// straight after the ftyp, so the largest table is in memory once.
+pub fn file_header(
+    tracks: &[Track],
+    start_wall_ns: i64,
+    body_len: u64,
+    chunk_offset_limit: u64,
+) -> Vec<u8> {
+    let mut w = BoxWriter::default();
+    write_ftyp(&mut w);
+    let ftyp_len = w.buf.len();
+    let mdat = mdat_header(body_len);
+    let moov_len = |co64: bool| {
+        let mut m = BoxWriter::default();
+        let movie = Movie {
+            tracks,
+            start_wall_ns,
+            body_start: 0,
+            co64,
+        };
+        write_moov(&mut m, &movie);
+        m.buf.len()
+    };
+    let last_chunk_offset = tracks
+        .iter()
+        .filter_map(|t| t.chunks.last())
+        .map(|c| c.body_offset)
+        .max()
+        .unwrap_or(0);
+    let body_start = |moov_len: usize| (ftyp_len + moov_len + mdat.len()) as u64;
+    let short = body_start(moov_len(false));
+    let co64 = short + last_chunk_offset > chunk_offset_limit;
+    let body_start = if co64 {
+        body_start(moov_len(true))
+    } else {
+        short
+    };
+    let movie = Movie {
+        tracks,
+        start_wall_ns,
+        body_start,
+        co64,
+    };
+    write_moov(&mut w, &movie);
+    let mut header = w.buf;
+    header.extend_from_slice(&mdat);
+    header.shrink_to_fit();
+    debug_assert_eq!(header.len() as u64, body_start);
+    header
+}
+
 /// The NAL units of an Annex B byte stream (start codes removed).
 pub fn annexb_nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut starts = Vec::new();

@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::export::mp4::{self, AvcMedia, BoxWriter, Chunk, Movie, Track, TrackMedia};
+use crate::export::mp4::{self, AvcMedia, Chunk, Track, TrackMedia};
 use crate::export::{range_timing, ExportError, READ_BATCH_BYTES};
 use crate::store::query::SkippedFrames;
 use crate::store::sidecar::{self, Readers};
@@ -385,7 +385,7 @@ pub fn write_clip(
         chunks: body.text_chunks,
     };
     let tracks = [video, text];
-    let header = header(&tracks, timing.start_wall_ns, body.len);
+    let header = mp4::file_header(&tracks, timing.start_wall_ns, body.len, u32::MAX as u64);
     let bytes = header.len() as u64 + body.len;
 
     file.seek(SeekFrom::Start(0)).map_err(io_err)?;
@@ -423,38 +423,6 @@ pub fn write_clip(
         skipped: range.skipped.clone(),
         undecodable,
     })
-}
-
-/// `ftyp`, `moov` and the `mdat` header for a body of `body_len` bytes.
-fn header(tracks: &[Track], start_wall_ns: i64, body_len: u64) -> Vec<u8> {
-    let mut ftyp = BoxWriter::default();
-    mp4::write_ftyp(&mut ftyp);
-    let mdat = mp4::mdat_header(body_len);
-    let moov = |co64: bool, body_start: u64| {
-        let mut w = BoxWriter::default();
-        mp4::write_moov(
-            &mut w,
-            &Movie {
-                tracks,
-                start_wall_ns,
-                body_start,
-                co64,
-            },
-        );
-        w.buf
-    };
-    let start = |moov_len: usize| (ftyp.buf.len() + moov_len + mdat.len()) as u64;
-    let short = start(moov(false, 0).len());
-    let co64 = short + body_len > u32::MAX as u64;
-    let body_start = if co64 {
-        start(moov(true, 0).len())
-    } else {
-        short
-    };
-    let mut out = ftyp.buf;
-    out.extend_from_slice(&moov(co64, body_start));
-    out.extend_from_slice(&mdat);
-    out
 }
 
 /// `.<name>.<what>.tmp` beside `path`.

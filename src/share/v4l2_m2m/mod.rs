@@ -62,6 +62,7 @@ pub use self::device::RealM2mDevice;
 use self::ioctl::*;
 use super::encoder::{AccessUnit, EncodeError, EncoderSettings, H264Encoder, Picture};
 use crate::camera::v4l2::{DeviceCaps, DeviceError, FourCc};
+use crate::export::mp4::annexb_nal_units;
 
 /// The name in every [`EncodeError`] from this module.
 pub const ENCODER_NAME: &str = "v4l2-m2m";
@@ -302,45 +303,13 @@ pub fn h264_level(width: u32, height: u32, fps: u32) -> i32 {
 
 /// NAL unit types in an Annex B byte stream, in order.
 pub fn nal_types(data: &[u8]) -> Vec<u8> {
-    nal_units(data).map(|nal| nal[0] & 0x1f).collect()
-}
-
-/// The NAL units (without start codes) of an Annex B byte stream.
-fn nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut starts = Vec::new();
-    let mut i = 0;
-    while i + 3 <= data.len() {
-        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
-            starts.push(i + 3);
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    let ends: Vec<usize> = starts
-        .iter()
-        .skip(1)
-        .map(|&s| {
-            // Back over the start code and the zero of a 4-byte one.
-            let mut e = s - 3;
-            while e > 0 && data[e - 1] == 0 {
-                e -= 1;
-            }
-            e
-        })
-        .chain(std::iter::once(data.len()))
-        .collect();
-    starts
-        .into_iter()
-        .zip(ends)
-        .filter(|(s, e)| s < e)
-        .map(move |(s, e)| &data[s..e])
+    annexb_nal_units(data).map(|nal| nal[0] & 0x1f).collect()
 }
 
 /// SPS and PPS NAL units of `data`, each behind a 4-byte start code.
 fn parameter_sets(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    for nal in nal_units(data).filter(|n| matches!(n[0] & 0x1f, 7 | 8)) {
+    for nal in annexb_nal_units(data).filter(|n| matches!(n[0] & 0x1f, 7 | 8)) {
         out.extend_from_slice(&[0, 0, 0, 1]);
         out.extend_from_slice(nal);
     }

@@ -140,7 +140,7 @@ fn picture_checksum(p: &Picture<'_>) -> u32 {
 /// `data` without its SPS and PPS NAL units.
 fn strip_parameter_sets(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    for nal in nal_units(data).filter(|n| !matches!(n[0] & 0x1f, 7 | 8)) {
+    for nal in annexb_nal_units(data).filter(|n| !matches!(n[0] & 0x1f, 7 | 8)) {
         out.extend_from_slice(&[0, 0, 0, 1]);
         out.extend_from_slice(nal);
     }
@@ -152,7 +152,7 @@ fn strip_parameter_sets(data: &[u8]) -> Vec<u8> {
 fn split_access_units(stream: &[u8]) -> Vec<Vec<u8>> {
     let mut units = Vec::new();
     let mut current = Vec::new();
-    for nal in nal_units(stream) {
+    for nal in annexb_nal_units(stream) {
         current.extend_from_slice(&[0, 0, 0, 1]);
         current.extend_from_slice(nal);
         if matches!(nal[0] & 0x1f, 1 | 5) {
