@@ -47,6 +47,9 @@ OUT = os.path.abspath(sys.argv[1])
 BOOT_TIMEOUT_S = 180
 CUTS = 5
 TOKEN = None
+# Lines the system writes to the console on its own (the hotspot loop's
+# warnings, kernel messages): they can land between a command's output lines.
+UNSOLICITED = re.compile(r"^(hotspot: .*|\[\s*\d+\.\d+\] .*)\n?", re.M)
 
 
 def free_port():
@@ -110,7 +113,7 @@ class Vm:
         start = len(self.text())
         self.send(f"echo B{tag}; {cmd}; echo E{tag} $?")
         m = self.wait_for(rf"(?s)B{tag}\r?\n(.*?)E{tag} (\d+)", timeout, start=start)
-        out = m.group(1).replace("\r", "")
+        out = UNSOLICITED.sub("", m.group(1).replace("\r", ""))
         return int(m.group(2)), out
 
     def kill(self):
