@@ -28,6 +28,9 @@
   const CLOCK_POLL_MS = 10000;
   const INCIDENT_POLL_MS = 5000;
   const EXPORT_LAST_MS = 5 * 60 * 1000;
+  const ESTIMATE_DEBOUNCE_MS = 400;
+  // A share job is polled only while it runs.
+  const SHARE_POLL_MS = 1000;
   const SEGMENT_LIST_MAX = 200;
   const SCRUB_STEPS = 10000;
   // Status times differing from the running clock by less than this are
@@ -1450,13 +1453,17 @@
     if (problem) {
       link.removeAttribute('href');
       link.setAttribute('aria-disabled', 'true');
+      $('share-start').setAttribute('aria-disabled', 'true');
       $('export-summary').textContent = camera ? '' : 'No camera.';
+      scheduleEstimate(null);
       return;
     }
     link.href = '/api/export.mp4?camera=' + enc(camera) + '&from=' + enc(iso(from)) + '&to=' + enc(iso(to));
     link.setAttribute('aria-disabled', 'false');
+    $('share-start').setAttribute('aria-disabled', 'false');
     $('export-summary').textContent = cameraName(camera) + ': ' + fmtDateTime(from) + ' to '
       + (fmtDate(to) === fmtDate(from) ? fmtHMS(to) + ' UTC' : fmtDateTime(to)) + ' (' + fmtDuration(to - from) + ')';
+    scheduleEstimate({ camera, from, to });
   }
 
   for (const b of document.querySelectorAll('[data-preset]')) {
@@ -1479,6 +1486,281 @@
     if (exp.preset === 'last5') applyPreset('last5');
     const href = $('export-link').getAttribute('href');
     if (href) showPlayerLink(href, 'Export');
+  });
+
+  // ----------------------------------------------------------- share clips
+
+  // A share clip is the range re-encoded as H.264 by a background job on
+  // the recorder (one at a time): what phones and messengers take, where
+  // the lossless export (Motion JPEG) is for VLC and computers. Both sizes
+  // are estimated before anything is made, as a phone on the hotspot may
+  // not want to fetch hundreds of megabytes.
+
+  const share = {
+    job: null, // the last job the recorder reported
+    pollTimer: null,
+    estimateTimer: null,
+    estimateKey: null, // the range and options of the estimate shown
+    estimateSeq: 0, // answers to older requests are dropped
+    notice: '', // why a start was refused while a job runs; shown under it
+  };
+
+  function shareOptions() {
+    return { size: Number($('share-size').value) || 720, quality: $('share-quality').value || 'standard' };
+  }
+
+  function setEstimate(kind, text) {
+    const line = $('export-estimate');
+    line.className = 'estimate' + (kind ? ' ' + kind : '');
+    line.textContent = text;
+  }
+
+  // range: {camera, from, to} in ms, or null when the form has none.
+  function scheduleEstimate(range) {
+    if (!range) {
+      clearTimeout(share.estimateTimer);
+      share.estimateKey = null;
+      share.estimateSeq++;
+      setEstimate(null, '');
+      return;
+    }
+    const o = shareOptions();
+    const query = 'camera=' + enc(range.camera) + '&from=' + enc(iso(range.from)) + '&to=' + enc(iso(range.to))
+      + '&size=' + o.size + '&quality=' + enc(o.quality);
+    if (query === share.estimateKey) return;
+    clearTimeout(share.estimateTimer);
+    share.estimateKey = query;
+    const seq = ++share.estimateSeq;
+    setEstimate('loading', 'Estimating sizes…');
+    share.estimateTimer = setTimeout(async () => {
+      try {
+        const j = await apiJson('/api/export/estimate?' + query);
+        if (seq !== share.estimateSeq) return;
+        const lines = num(j.share_height);
+        const frames = num(j.frames);
+        setEstimate(null, 'Lossless ≈ ' + fmtBytes(j.lossless_bytes) + ' · Share clip ≈ ' + fmtBytes(j.share_bytes)
+          + (lines !== null ? ' (' + lines + 'p)' : '')
+          + (frames !== null ? ' · ' + frames + ' frames' : ''));
+        $('export-estimate').dataset.shareWidth = num(j.share_width) !== null ? String(j.share_width) : '';
+      } catch (e) {
+        if (seq !== share.estimateSeq || e.status === 401) return;
+        // Asked again on the next change, not repeated for the same range.
+        share.estimateKey = null;
+        setEstimate('error', 'No size estimate: ' + (e.message || e));
+      }
+    }, ESTIMATE_DEBOUNCE_MS);
+  }
+
+  // Starts a share job for camera and [from, to] (ms) with the options of
+  // the export card, and shows it there.
+  async function startShare(camera, from, to, button) {
+    if (button) button.setAttribute('aria-disabled', 'true');
+    const o = shareOptions();
+    const busy = share.job && share.job.state === 'running';
+    if (!busy) showShareMessage('Starting share clip…', null);
+    revealShareJob();
+    try {
+      const r = await api('/api/share', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ camera, from: iso(from), to: iso(to), size: o.size, quality: o.quality }),
+      });
+      if (!r.ok) {
+        const e = await errorOf(r);
+        const wait = num(Number(r.headers.get('Retry-After')));
+        throw new HttpError(r.status, e.message + (r.status === 503 && wait ? ' Try again in ' + wait + ' s.' : ''));
+      }
+      share.notice = '';
+      renderShareJob(await r.json());
+    } catch (e) {
+      if (e.status === 401) return;
+      const why = e.message || String(e);
+      // Refused while a job runs (one at a time, perhaps started from
+      // another phone): that job stays in view with the reason.
+      if (e.status === 503) {
+        share.notice = 'Not started: ' + why;
+        await pollShare();
+      }
+      if (!(share.job && share.job.state === 'running')) showShareMessage('Share clip not started', why);
+    } finally {
+      if (button) button.removeAttribute('aria-disabled');
+      if (button === $('share-start')) updateExportLink();
+    }
+  }
+
+  // The job panel with a title and an error, and nothing else (before a
+  // job answered, or when it could not start).
+  function showShareMessage(title, error) {
+    const box = $('share-job');
+    box.hidden = false;
+    box.dataset.state = error ? 'failed' : 'starting';
+    $('share-job-title').textContent = title;
+    $('share-job-clip').textContent = '';
+    $('share-job-text').textContent = '';
+    $('share-progress').hidden = true;
+    $('share-job-error').textContent = error || '';
+    $('share-job-error').hidden = !error;
+    for (const id of ['share-cancel', 'share-download', 'share-play']) $(id).hidden = true;
+  }
+
+  function revealShareJob() {
+    const box = $('share-job');
+    const r = box.getBoundingClientRect();
+    if (r.top < 0 || r.bottom > window.innerHeight) box.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
+  }
+
+  function describeShareClip(j) {
+    const from = parseTime(j.from);
+    const to = parseTime(j.to);
+    const parts = [];
+    if (j.camera) parts.push(cameraName(j.camera));
+    if (Number.isFinite(from) && Number.isFinite(to)) {
+      parts.push(fmtDate(from) + ' ' + fmtHMS(from) + '–' + fmtHMS(to) + ' UTC (' + fmtDuration(to - from) + ')');
+    }
+    if (num(j.size) !== null) parts.push(j.size + ' lines');
+    if (j.quality) parts.push(String(j.quality));
+    return parts.join(' · ');
+  }
+
+  function renderShareJob(j) {
+    share.job = j || null;
+    clearTimeout(share.pollTimer);
+    const st = j && j.state;
+    const box = $('share-job');
+    if (!st || st === 'idle') {
+      box.hidden = true;
+      return;
+    }
+    box.hidden = false;
+    box.dataset.state = st;
+    const running = st === 'running';
+    const done = st === 'done';
+    const titles = { running: 'Making share clip…', done: 'Share clip ready', failed: 'Share clip failed', cancelled: 'Share clip cancelled' };
+    $('share-job-title').textContent = titles[st] || 'Share clip: ' + st;
+    $('share-job-clip').textContent = describeShareClip(j);
+
+    const total = num(j.frames_total);
+    const doneFrames = num(j.frames_done) || 0;
+    const progress = $('share-progress');
+    progress.hidden = !running;
+    if (running && total) {
+      progress.max = total;
+      progress.value = Math.min(doneFrames, total);
+    } else if (running) {
+      progress.removeAttribute('value'); // not known yet: indeterminate
+    }
+    const encoder = j.encoder ? 'Encoder: ' + j.encoder : null;
+    let text = [];
+    if (running) {
+      const eta = num(j.eta_s);
+      text.push(total !== null ? doneFrames + ' of ' + total + ' frames' : 'Starting');
+      if (eta !== null) text.push('about ' + fmtDuration(Math.max(1, eta) * 1000) + ' left');
+      text = [text.join(' · ')];
+      if (encoder) text.push(encoder);
+    } else if (done) {
+      const t = [];
+      if (num(j.bytes) !== null) t.push(fmtBytes(j.bytes));
+      if (total !== null) t.push(total + ' frames');
+      if (num(j.elapsed_s) !== null) t.push('made in ' + fmtDuration(Math.max(1, j.elapsed_s) * 1000));
+      text.push(t.join(' · '));
+      if (encoder) text.push(encoder);
+    } else if (st === 'cancelled') {
+      text.push(total !== null ? 'Stopped after ' + doneFrames + ' of ' + total + ' frames.' : 'Stopped.');
+    }
+    $('share-job-text').replaceChildren(...text.filter(Boolean).map((t, i) => (i ? [h('br'), t] : t)).flat());
+    if (!running) share.notice = '';
+    const err = (st === 'failed' || st === 'cancelled') && j.error ? String(j.error) : share.notice;
+    $('share-job-error').textContent = err;
+    $('share-job-error').hidden = !err;
+
+    $('share-cancel').hidden = !running;
+    $('share-cancel').removeAttribute('aria-disabled');
+    const url = done && typeof j.url === 'string' ? j.url : null;
+    const dl = $('share-download');
+    dl.hidden = !url;
+    $('share-play').hidden = !url;
+    const video = $('share-video');
+    if (url) {
+      dl.href = url;
+      dl.setAttribute('download', url.split('/').pop() || 'share.mp4');
+    } else {
+      dl.removeAttribute('href');
+    }
+    // A different clip, or none: the old one's player goes.
+    if (video.dataset.url && video.dataset.url !== url) {
+      video.pause();
+      video.removeAttribute('src');
+      delete video.dataset.url;
+      video.load();
+      video.hidden = true;
+    }
+    if (running) share.pollTimer = setTimeout(pollShare, SHARE_POLL_MS);
+  }
+
+  async function pollShare() {
+    try {
+      renderShareJob(await apiJson('/api/share'));
+    } catch (e) {
+      if (e.status === 401) return;
+      if (e.status === 404) { // a recorder without share clips
+        $('share-job').hidden = true;
+        return;
+      }
+      $('share-job-text').textContent = 'Could not get progress: ' + (e.message || e) + ' — retrying.';
+      share.pollTimer = setTimeout(pollShare, SHARE_POLL_MS * 3);
+    }
+  }
+
+  // A job started before this page was opened (or reloaded) still shows.
+  async function loadShareJob() {
+    try {
+      const j = await apiJson('/api/share');
+      if (j && (j.state === 'running' || j.state === 'done')) renderShareJob(j);
+    } catch (_) { /* an older recorder: no share clips */ }
+  }
+
+  $('share-start').addEventListener('click', () => {
+    if ($('share-start').getAttribute('aria-disabled') === 'true') return;
+    if (exp.preset === 'last5') applyPreset('last5');
+    const camera = $('export-camera').value;
+    const from = fromInputValue($('export-from').value);
+    const to = fromInputValue($('export-to').value);
+    if (!camera || !Number.isFinite(from) || !Number.isFinite(to) || to <= from) return;
+    startShare(camera, from, to, $('share-start'));
+  });
+  for (const id of ['share-size', 'share-quality']) $(id).addEventListener('change', updateExportLink);
+
+  $('share-cancel').addEventListener('click', async () => {
+    const btn = $('share-cancel');
+    btn.setAttribute('aria-disabled', 'true');
+    try {
+      const r = await api('/api/share/cancel', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: '{}',
+      });
+      // 404: it ended on its own meanwhile; the job says how.
+      if (!r.ok && r.status !== 404) throw await errorOf(r);
+      renderShareJob(r.ok ? await r.json() : await apiJson('/api/share'));
+    } catch (e) {
+      if (e.status === 401) return;
+      btn.removeAttribute('aria-disabled');
+      $('share-job-error').textContent = 'Could not cancel: ' + (e.message || e);
+      $('share-job-error').hidden = false;
+    }
+  });
+
+  $('share-play').addEventListener('click', () => {
+    const url = share.job && share.job.url;
+    if (!url) return;
+    const video = $('share-video');
+    if (video.dataset.url !== url) {
+      video.dataset.url = url;
+      video.src = url;
+    }
+    video.hidden = false;
+    video.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
+    video.play().catch(() => { /* the controls are there to start it */ });
   });
 
   // --------------------------------------------------------------- segments
@@ -1521,7 +1803,10 @@
           title: 'Play', onclick: () => { openPlayer(camera); play(s.startMs); revealPlayer(); } },
         icon('M7 5v14l12-7z')) : null,
         h('a', { class: 'button small', href: '/api/video/download?camera=' + enc(camera) + '&name=' + enc(s.name),
-          download: '', title: 'Download (.mjpeg)', 'aria-label': 'Download segment ' + s.name }, icon('M11 4h2v9l3.5-3.5 1.4 1.4L12 16.8l-5.9-5.9 1.4-1.4L11 13zM5 18h14v2H5z')));
+          download: '', title: 'Download (.mjpeg)', 'aria-label': 'Download segment ' + s.name }, icon('M11 4h2v9l3.5-3.5 1.4 1.4L12 16.8l-5.9-5.9 1.4-1.4L11 13zM5 18h14v2H5z')),
+        okTimes ? h('button', { type: 'button', class: 'button small share', 'data-share': s.name,
+          title: 'Share clip (H.264) of this segment', 'aria-label': 'Share clip of segment from ' + fmtHMS(s.startMs) + ' UTC',
+          onclick: (e) => startShare(camera, s.startMs, s.endMs, e.currentTarget) }, 'Share') : null);
     }), segs.length > shown.length
       ? h('li', { class: 'muted' }, (segs.length - shown.length) + ' older segments not listed: narrow the timeline window.')
       : []);
@@ -1678,7 +1963,15 @@
         exports.length ? h('div', { class: 'inc-exports' }, ...exports.map((x) => h('a', {
           class: 'button small', href: x.url, download: '',
           'data-camera': x.camera,
-        }, exports.length > 1 ? 'Export ' + cameraName(x.camera) : 'Export MP4'))) : null);
+        }, exports.length > 1 ? 'Export ' + cameraName(x.camera) : 'Export MP4'))) : null,
+        // Shared once its post-roll is recorded: before, its end is still to come.
+        exports.length && Number.isFinite(from) && Number.isFinite(to)
+          ? h('div', { class: 'inc-shares' }, ...exports.map((x) => h('button', {
+            type: 'button', class: 'button small', 'data-camera': x.camera,
+            'aria-disabled': inc.complete || inc.released ? null : 'true',
+            title: inc.complete || inc.released ? 'Share clip (H.264)' : 'Once the post-roll is recorded',
+            onclick: (e) => startShare(x.camera, from, to, e.currentTarget),
+          }, exports.length > 1 ? 'Share ' + cameraName(x.camera) : 'Share clip'))) : null);
     }));
   }
 
@@ -1752,5 +2045,6 @@
     statusLoop();
     pollClock();
     loadIncidents();
+    loadShareJob();
   });
 })();
