@@ -9,6 +9,7 @@
 //! - peak RSS of `dashvault export` over 24 hours of footage at 30 fps,
 //!   against ffmpeg remuxing the same frames (`-c copy`).
 
+#[allow(dead_code)] // synthetic_recorder is for the other benches
 mod common;
 use common::{peak_rss_kib, synthetic_jpegs};
 

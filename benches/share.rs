@@ -8,24 +8,32 @@
 //! - SSIM of the share clip against the lossless frames (ffmpeg's ssim
 //!   filter, the lossless frames scaled to the clip's size).
 //!
+//! - recording (a 720p30 synthetic camera through the real recorder) while
+//!   a share job runs, against the same recorder with no job: frames
+//!   stored per second and frames dropped.
+//!
 //! Targets: the 720p clip at most 1/10 of the lossless size at SSIM 0.95 or
 //! more; about 150 frames/s for 720p footage to a 480p clip (five minutes in
 //! under a minute).
 
 #[allow(dead_code)] // peak_rss_kib is for the other benches
 mod common;
-use common::synthetic_jpegs;
+use common::{synthetic_jpegs, synthetic_recorder};
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dashvault::config::CameraConfig;
 use dashvault::export::{ExportOptions, Mp4Export};
 use dashvault::frame::CaptureTime;
+use dashvault::share::cache::ShareCache;
 use dashvault::share::clip::{software_encoder, write_clip, Quality, ShareOptions};
+use dashvault::share::jobs::{JobState, ShareJobs, ShareRequest};
 use dashvault::share::picture::{PictureScaler, ShareSize};
 use dashvault::store::io::{RealIo, StorageIo};
 use dashvault::store::writer::{EncodedFrame, SegmentWriter, WriterSettings};
@@ -202,4 +210,78 @@ fn main() {
             );
         }
     }
+    recording_during_a_job(dir.path());
+}
+
+/// Frames stored per second and frames dropped by a recorder of one 720p30
+/// synthetic camera over `window`, while `during` runs (or idles).
+fn recording_over(window: Duration, during: impl FnOnce()) -> (f64, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cam = CameraConfig::synthetic("rec");
+    (cam.res_width, cam.res_height, cam.fps) = (1280, 720, 30);
+    let rec = synthetic_recorder(dir.path(), cam, 30);
+    std::thread::sleep(Duration::from_secs(1));
+    let cs = rec.status.cameras()[0].clone();
+    let dropped = || {
+        let s = &cs;
+        [
+            &s.dropped_encoder_busy,
+            &s.dropped_writer_busy,
+            &s.dropped_encode_error,
+            &s.dropped_storage_error,
+        ]
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum::<u64>()
+    };
+    let start = (
+        Instant::now(),
+        cs.storage.written.load(Ordering::Relaxed),
+        dropped(),
+    );
+    let deadline = start.0 + window;
+    during();
+    if let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        std::thread::sleep(left);
+    }
+    let written = cs.storage.written.load(Ordering::Relaxed) - start.1;
+    let fps = written as f64 / start.0.elapsed().as_secs_f64();
+    let drops = dropped() - start.2;
+    rec.stop();
+    (fps, drops)
+}
+
+/// Recording while the 20 s of footage become a 720p share clip through the
+/// HTTP job (niced thread, the best encoder here), against recording alone.
+fn recording_during_a_job(footage: &Path) {
+    let cache_dir = tempfile::tempdir().unwrap();
+    let jobs = ShareJobs::new(
+        Store::on_disk(footage),
+        Arc::new(ShareCache::open(cache_dir.path(), 1_000_000_000).unwrap()),
+        Arc::new(dashvault::share::clip::best_encoder),
+        "best".into(),
+        0,
+    );
+    let mut job_s = 0.0;
+    let (busy_fps, busy_drops) = recording_over(Duration::from_secs(1), || {
+        let started = Instant::now();
+        jobs.start(ShareRequest {
+            camera: "front".into(),
+            from_ns: START_WALL_NS,
+            to_ns: END_WALL_NS,
+            options: ShareOptions::default(),
+        })
+        .unwrap();
+        while jobs.snapshot().unwrap().state == JobState::Running {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        job_s = started.elapsed().as_secs_f64();
+    });
+    let (idle_fps, idle_drops) = recording_over(Duration::from_secs_f64(job_s), || {});
+    println!(
+        "recording 720p30 while a 720p share job runs ({job_s:.1} s): {busy_fps:.1} frames/s stored, \
+         {busy_drops} dropped; alone over the same time: {idle_fps:.1} frames/s, {idle_drops} dropped; \
+         ratio {:.3}",
+        busy_fps / idle_fps
+    );
 }

@@ -11,7 +11,7 @@
 //!   set (a clock anchor to apply to each), against the same without one.
 
 mod common;
-use common::{peak_rss_kib, synthetic_jpegs};
+use common::{peak_rss_kib, synthetic_jpegs, synthetic_recorder};
 
 use std::path::Path;
 use std::process::Command;
@@ -21,11 +21,10 @@ use std::time::{Duration, Instant};
 
 use dashvault::camera::synthetic::SyntheticCamera;
 use dashvault::camera::CameraSource;
-use dashvault::clock::{Clock, SystemClock};
-use dashvault::config::{CameraConfig, Config};
+use dashvault::clock::SystemClock;
+use dashvault::config::CameraConfig;
 use dashvault::encode::{EncoderSettings, JpegEncoder};
 use dashvault::frame::CaptureTime;
-use dashvault::recorder::{Recorder, RecorderParts};
 use dashvault::store::io::{RealIo, StorageIo};
 use dashvault::store::recovery::recover_segment;
 use dashvault::store::writer::{EncodedFrame, SegmentWriter, WriterSettings};
@@ -90,26 +89,8 @@ fn pipeline_fps(threads: u8) -> f64 {
     let mut cam = CameraConfig::synthetic("front");
     cam.fps = 1000; // faster than the pipeline: the pipeline is the limit
     cam.encoder_threads = threads;
-    let config = Config {
-        cameras: vec![cam.clone()],
-        ..Config::default()
-    };
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let source = Box::new(SyntheticCamera::new(W, H, 1000, clock.clone()));
-    let rec = Recorder::start(
-        &config,
-        RecorderParts {
-            store: Store::on_disk(dir.path()),
-            clock,
-            sources: vec![(cam, source)],
-            want_direct: true,
-            boot_id: [0; 16],
-            timekeeper: None,
-            discovery: None,
-            status_led: None,
-        },
-    )
-    .unwrap();
+    (cam.res_width, cam.res_height) = (W, H);
+    let rec = synthetic_recorder(dir.path(), cam, 1000);
     std::thread::sleep(Duration::from_millis(500));
     let cs = rec.status.cameras()[0].clone();
     let start = (Instant::now(), cs.storage.written.load(Ordering::Relaxed));

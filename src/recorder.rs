@@ -22,6 +22,9 @@ use crate::frame::VideoFrame;
 use crate::incident::{IncidentKeeper, RollSettings};
 use crate::led::{LedState, StatusLed};
 use crate::live::{LiveHub, LiveSlot};
+use crate::share::cache::ShareCache;
+use crate::share::clip::{best_encoder, share_encoder_description};
+use crate::share::jobs::ShareJobs;
 use crate::status::{CameraStatus, DropReason, Status};
 use crate::store::retention::{Retention, RetentionPolicy};
 use crate::store::sidecar;
@@ -275,6 +278,35 @@ impl Recorder {
             incidents,
             timekeeper,
         })
+    }
+
+    /// Share clips for the dashboard, kept in `share-cache` beside the
+    /// recordings, with the best encoder this machine has. Finished clips
+    /// make way before any footage when recording needs the space. `None`
+    /// (and a log line) when the folder cannot be made.
+    pub fn start_share_jobs(&self, config: &Config) -> Option<Arc<ShareJobs>> {
+        let store = &self.pipelines.store;
+        let dir = store.data_dir().join("share-cache");
+        let cache = match ShareCache::open(&dir, config.share_cache_mb * 1_000_000) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                log::error!("share clips off: cannot use {}: {e}", dir.display());
+                return None;
+            }
+        };
+        let yielding = cache.clone();
+        self.pipelines
+            .retention
+            .set_space_yielder(Arc::new(move |bytes| yielding.yield_space(bytes)));
+        let encoder = share_encoder_description();
+        log::info!("share clips: encoder {encoder}");
+        Some(Arc::new(ShareJobs::new(
+            store.clone(),
+            cache,
+            Arc::new(best_encoder),
+            encoder,
+            config.min_free_mb * 1_000_000,
+        )))
     }
 
     /// Stops capture, lets queued frames drain, closes every segment.

@@ -1214,3 +1214,148 @@ fn every_json_answer_is_exactly_its_routes_type() {
         check(&format!("{} {path}", route.method), route, reply);
     }
 }
+
+/// A share clip over HTTP as the dashboard makes one: sizes estimated
+/// before, a job started with POST and polled, the clip served by its URL
+/// and by `format=h264`, and ffprobe reading H.264 with every frame.
+#[cfg(feature = "software-h264")]
+#[test]
+fn share_clip_job_goes_from_estimate_to_a_served_h264_file() {
+    let f = Fixture::start(Limits::default());
+    f.wait_written(40);
+    let now = SystemClock.wall_ns();
+    let (from, to) = (
+        format_rfc3339_ms(now - 3_000_000_000),
+        format_rfc3339_ms(now - 500_000_000),
+    );
+    let q = format!("camera=front&from={from}&to={to}&size=480&quality=standard");
+
+    let status = f.json("/api/status");
+    assert_eq!(status["share_encoder"], "openh264 (software)", "{status}");
+    let est = f.json(&format!("/api/export/estimate?{q}"));
+    // 320x240 recorded, 480 asked: never upscaled.
+    assert_eq!(
+        (est["share_width"].as_u64(), est["share_height"].as_u64()),
+        (Some(320), Some(240))
+    );
+    let est_frames = est["frames"].as_u64().unwrap();
+    assert!((18..=32).contains(&est_frames), "{est}");
+    assert!(est["lossless_bytes"].as_u64().unwrap() > 0, "{est}");
+    let r = f.get(&format!("/api/export.mp4?{q}&format=h264"));
+    assert_eq!(
+        r.status,
+        409,
+        "a clip not made yet: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert!(String::from_utf8_lossy(&r.body).contains("POST /api/share"));
+
+    let body = serde_json::json!({"camera": "front", "from": from, "to": to,
+                                  "size": 480, "quality": "standard"})
+    .to_string();
+    let r = f.post_json("/api/share", &body, Some(TOKEN));
+    assert!(
+        matches!(r.status, 200 | 202),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let until = Instant::now() + Duration::from_secs(60);
+    let job = loop {
+        let job = f.json("/api/share");
+        if job["state"] != "running" {
+            break job;
+        }
+        assert!(Instant::now() < until, "the job did not end: {job}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(job["state"], "done", "{job}");
+    let frames = job["frames_total"].as_u64().unwrap();
+    assert_eq!(job["frames_done"].as_u64(), Some(frames));
+    assert!(
+        frames.abs_diff(est_frames) <= 2,
+        "estimated {est_frames}, made {frames}"
+    );
+    assert_eq!(job["encoder"], "openh264");
+    let url = job["url"].as_str().unwrap().to_string();
+    assert!(
+        url.starts_with("/api/share/clip/front_") && url.ends_with("_480p_standard.mp4"),
+        "{url}"
+    );
+
+    let clip = f.get(&url);
+    assert_eq!(clip.status, 200);
+    assert_eq!(clip.header("content-type"), Some("video/mp4"));
+    assert_eq!(Some(clip.body.len() as u64), job["bytes"].as_u64());
+    let share_est = est["share_bytes"].as_u64().unwrap() as f64;
+    let ratio = clip.body.len() as f64 / share_est;
+    assert!(
+        (0.3..3.0).contains(&ratio),
+        "estimated {share_est} bytes, made {}",
+        clip.body.len()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("clip.mp4");
+    std::fs::write(&file, &clip.body).unwrap();
+    let probe = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-count_frames"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames",
+        ])
+        .args(["-of", "default=nw=1"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let probe = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        probe.contains("codec_name=h264")
+            && probe.contains("width=320")
+            && probe.contains(&format!("nb_read_frames={frames}")),
+        "{probe}"
+    );
+
+    // The same clip by the export's URL, in part, and asked for again.
+    let again = f.get(&format!("/api/export.mp4?{q}&format=h264"));
+    assert_eq!((again.status, again.body == clip.body), (200, true));
+    let part = f.get_with(
+        &url,
+        &[
+            ("Authorization", &format!("Bearer {TOKEN}")),
+            ("Range", "bytes=0-99"),
+        ],
+    );
+    assert_eq!(
+        (part.status, part.body.as_slice()),
+        (206, &clip.body[..100])
+    );
+    let r = f.post_json("/api/share", &body, Some(TOKEN));
+    assert_eq!(r.status, 200, "made already: answered from the cache");
+    let r: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        (r["state"].as_str(), r["url"].as_str()),
+        (Some("done"), Some(url.as_str()))
+    );
+
+    for bad in [
+        "/api/share/clip/..%2Fx.mp4",
+        "/api/share/clip/.hidden.mp4",
+        "/api/share/clip/x.mp4.tmp",
+    ] {
+        assert_eq!(f.get(bad).status, 404, "{bad}");
+    }
+    assert_eq!(
+        f.get(&format!("/api/export.mp4?{q}&format=webm")).status,
+        400
+    );
+    let r = f.post_json(
+        "/api/share",
+        r#"{"camera": "front", "from": "x"}"#,
+        Some(TOKEN),
+    );
+    assert_eq!(r.status, 400);
+    assert!(String::from_utf8_lossy(&r.body).contains("from: "));
+    assert_eq!(
+        f.post_json("/api/share/cancel", "{}", Some(TOKEN)).status,
+        404
+    );
+}

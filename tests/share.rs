@@ -14,9 +14,12 @@ use dashvault::camera::CameraSource;
 use dashvault::clock::SystemClock;
 use dashvault::encode::{EncoderSettings, JpegEncoder};
 use dashvault::frame::CaptureTime;
+use dashvault::share::cache::ShareCache;
 use dashvault::share::clip::{
     software_encoder, write_clip, Quality, ShareError, ShareOptions, ShareReport,
 };
+use dashvault::share::encoder::{AccessUnit, EncodeError, H264Encoder, Picture};
+use dashvault::share::jobs::{JobSnapshot, JobState, ShareJobs, ShareRequest, StartError};
 use dashvault::share::picture::ShareSize;
 use dashvault::store::io::{RealIo, StorageIo};
 use dashvault::store::writer::{EncodedFrame, SegmentWriter, WriterSettings};
@@ -344,4 +347,150 @@ fn share_clip_holds_the_previous_picture_over_a_frame_that_does_not_decode() {
         .arg(&path)
         .args(["-f", "null", "-"]));
     assert_eq!(out + &err, "", "ffmpeg complains");
+}
+
+/// The software encoder, slowed down so a job is still running when the
+/// test looks.
+struct SlowEncoder(Box<dyn H264Encoder>);
+
+impl H264Encoder for SlowEncoder {
+    fn name(&self) -> String {
+        self.0.name()
+    }
+    fn encode(&mut self, picture: &Picture<'_>) -> Result<Vec<AccessUnit>, EncodeError> {
+        std::thread::sleep(std::time::Duration::from_millis(40));
+        self.0.encode(picture)
+    }
+    fn finish(&mut self) -> Result<Vec<AccessUnit>, EncodeError> {
+        self.0.finish()
+    }
+}
+
+fn slow_jobs(data: &Path, cap_bytes: u64, min_free_bytes: u64) -> ShareJobs {
+    let cache = ShareCache::open(&data.join("share-cache"), cap_bytes).unwrap();
+    ShareJobs::new(
+        Store::on_disk(data),
+        Arc::new(cache),
+        Arc::new(|s| Ok(Box::new(SlowEncoder(software_encoder(s)?)) as Box<dyn H264Encoder>)),
+        "slow software".into(),
+        min_free_bytes,
+    )
+}
+
+fn request(range: (i64, i64)) -> ShareRequest {
+    ShareRequest {
+        camera: "front".into(),
+        from_ns: range.0,
+        to_ns: range.1,
+        options: ShareOptions::default(),
+    }
+}
+
+fn wait_ended(jobs: &ShareJobs) -> JobSnapshot {
+    let until = Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let s = jobs.snapshot().unwrap();
+        if s.state != JobState::Running {
+            return s;
+        }
+        assert!(Instant::now() < until, "the job did not end");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn cache_entries(data: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(data.join("share-cache"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn share_job_runs_one_at_a_time_with_progress_and_answers_again_from_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let range = record(dir.path(), 60, 320, 240);
+    let jobs = slow_jobs(dir.path(), 100_000_000, 0);
+    let first = jobs.start(request(range)).unwrap();
+    assert_eq!((first.state, first.frames_total), (JobState::Running, 60));
+    let mut other = request(range);
+    other.options.size = ShareSize::P480;
+    match jobs.start(other.clone()) {
+        Err(e @ StartError::Busy { .. }) => {
+            assert!(e.to_string().contains("one is made at a time"), "{e}")
+        }
+        r => panic!("a second job while one runs: {r:?}"),
+    }
+    // Progress moves, with an estimate of the time left once under way.
+    let until = Instant::now() + std::time::Duration::from_secs(30);
+    let mid = loop {
+        let s = jobs.snapshot().unwrap();
+        if s.frames_done >= 20 {
+            break s;
+        }
+        assert!(Instant::now() < until, "no progress: {s:?}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert!(mid.eta.is_some_and(|t| t.as_secs_f64() > 0.1), "{mid:?}");
+    assert_eq!(mid.encoder.as_deref(), Some("openh264"));
+    // While it runs, nothing in the cache is a clip that could be served.
+    let name = request(range).clip_name();
+    assert!(jobs.cache().finished(&name).is_none());
+
+    let done = wait_ended(&jobs);
+    assert_eq!(done.state, JobState::Done, "{:?}", done.error);
+    assert_eq!(done.frames_done, 60);
+    let (clip_name, bytes) = done.clip.clone().unwrap();
+    assert_eq!(clip_name, name);
+    assert_eq!(cache_entries(dir.path()), std::slice::from_ref(&name));
+    let frames = probe(&jobs.cache().path(&name), "v:0", "stream=nb_read_frames");
+    assert!(frames.contains("nb_read_frames=60"), "{frames}");
+
+    let again = jobs.start(request(range)).unwrap();
+    assert_eq!(
+        (again.state, again.clip),
+        (JobState::Done, Some((name, bytes)))
+    );
+    // Now the other size may start.
+    assert_eq!(jobs.start(other).unwrap().state, JobState::Running);
+    wait_ended(&jobs);
+}
+
+#[test]
+fn share_job_cancelled_or_cut_by_a_restart_leaves_no_clip_to_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let range = record(dir.path(), 90, 320, 240);
+    let jobs = slow_jobs(dir.path(), 100_000_000, 0);
+    jobs.start(request(range)).unwrap();
+    while jobs.snapshot().unwrap().frames_done < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // A restart now: the cache opened again finds only what a stopped job
+    // leaves, and removes it.
+    let reopened = ShareCache::open(&dir.path().join("share-cache"), 100_000_000).unwrap();
+    assert!(reopened.clips().is_empty());
+    let cancelled = jobs.cancel().unwrap();
+    assert_eq!(cancelled.state, JobState::Cancelled);
+    assert!(cancelled.error.unwrap().starts_with("cancelled after"));
+    assert!(cancelled.frames_done < 90);
+    assert_eq!(cache_entries(dir.path()), Vec::<String>::new());
+    assert!(jobs.cancel().is_none(), "nothing runs any more");
+}
+
+#[test]
+fn share_job_never_takes_the_space_recording_keeps_or_more_than_its_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let range = record(dir.path(), 30, 320, 240);
+    let jobs = slow_jobs(dir.path(), 100_000_000, u64::MAX / 2);
+    match jobs.start(request(range)) {
+        Err(StartError::NoRoom(m)) => assert!(m.contains("min_free_mb"), "{m}"),
+        r => panic!("{r:?}"),
+    }
+    let jobs = slow_jobs(dir.path(), 1000, 0);
+    match jobs.start(request(range)) {
+        Err(StartError::NoRoom(m)) => assert!(m.contains("share_cache_mb"), "{m}"),
+        r => panic!("{r:?}"),
+    }
+    assert!(jobs.snapshot().is_none(), "no job was started");
 }

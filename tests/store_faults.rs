@@ -370,3 +370,35 @@ fn a_segment_whose_close_failed_is_closed_again_once_storage_works() {
     assert!(r.closed, "the segment whose close failed stays unclosed");
     assert_eq!(r.frames.len(), 5);
 }
+
+#[test]
+fn share_clips_make_way_before_any_footage_when_space_runs_short() {
+    // 2 MB disk, 300 kB kept free: the recordings (about 1 MB) alone fit,
+    // a share clip of 800 kB beside them does not.
+    let mut rig = rig(2_000_000, u64::MAX / 4, 300_000);
+    let clip = data_dir().join("share-cache/a.mp4");
+    rig.sim.put_durable(&clip, vec![0u8; 800_000]);
+    let (sim, path) = (rig.sim.clone(), clip.clone());
+    rig.retention.set_space_yielder(Arc::new(move |_wanted| {
+        let len = sim.contents(&path).map_or(0, |c| c.len() as u64);
+        if len > 0 {
+            sim.remove_file(&path).unwrap();
+        }
+        len
+    }));
+    for n in 0..100 {
+        rig.writer.append(&frame(n), n * FRAME_NS).unwrap();
+    }
+    rig.writer.close().unwrap();
+    rig.retention.enforce();
+    assert!(rig.sim.contents(&clip).is_none(), "the share clip was kept");
+    assert_eq!(
+        rig.status
+            .store
+            .retention_deleted_segments
+            .load(Ordering::Relaxed),
+        0,
+        "footage was deleted while a share clip could make way"
+    );
+    assert_eq!(list_all(&rig.sim, &data_dir()).unwrap().len(), 10);
+}

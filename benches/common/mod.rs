@@ -1,13 +1,47 @@
 //! Helpers shared by the benchmarks.
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use dashvault::camera::synthetic::SyntheticCamera;
 use dashvault::camera::CameraSource;
-use dashvault::clock::SystemClock;
+use dashvault::clock::{Clock, SystemClock};
+use dashvault::config::{CameraConfig, Config};
 use dashvault::encode::{EncoderSettings, JpegEncoder};
+use dashvault::recorder::{Recorder, RecorderParts};
+use dashvault::store::Store;
+
+/// The real recorder on `data_dir` with one synthetic camera of `cam`'s
+/// size, delivering `source_fps` frames a second.
+pub fn synthetic_recorder(data_dir: &Path, cam: CameraConfig, source_fps: u32) -> Recorder {
+    let config = Config {
+        cameras: vec![cam.clone()],
+        ..Config::default()
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let source = Box::new(SyntheticCamera::new(
+        cam.res_width,
+        cam.res_height,
+        source_fps,
+        clock.clone(),
+    ));
+    Recorder::start(
+        &config,
+        RecorderParts {
+            store: Store::on_disk(data_dir),
+            clock,
+            sources: vec![(cam, source)],
+            want_direct: true,
+            boot_id: [0; 16],
+            timekeeper: None,
+            discovery: None,
+            status_led: None,
+        },
+    )
+    .unwrap()
+}
 
 /// `count` JPEGs of the synthetic camera at quality 75 with the timestamp.
 pub fn synthetic_jpegs(count: usize, width: u32, height: u32) -> Vec<Arc<[u8]>> {

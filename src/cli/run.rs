@@ -18,6 +18,7 @@ use crate::http::context::ApiContext;
 use crate::http::server::Limits;
 use crate::http::HttpService;
 use crate::recorder::{Discovery, Recorder, RecorderParts};
+use crate::share::jobs::ShareJobs;
 use crate::store::Store;
 use crate::timekeeper::Timekeeper;
 use std::net::{IpAddr, SocketAddr};
@@ -181,6 +182,7 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
             );
         }
     }
+    let share = recorder.start_share_jobs(&config);
     let http = start_http(
         config_path,
         &config,
@@ -188,6 +190,7 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
         &recorder,
         clock.clone(),
         timekeeper,
+        share,
     );
     let running = super::service::Running {
         pid: std::process::id(),
@@ -359,6 +362,7 @@ fn start_http(
     recorder: &Recorder,
     clock: Arc<dyn Clock>,
     timekeeper: Arc<Timekeeper>,
+    share: Option<Arc<ShareJobs>>,
 ) -> Result<HttpService, String> {
     let config_dir = config_path
         .parent()
@@ -419,6 +423,7 @@ fn start_http(
     );
     ctx.timekeeper = Some(timekeeper);
     ctx.incidents = Some(recorder.incidents.clone());
+    ctx.share = share;
     let addr = match config.bind.parse::<IpAddr>() {
         Ok(ip) => SocketAddr::new(ip, config.port),
         Err(e) => {

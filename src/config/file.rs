@@ -210,6 +210,7 @@ struct FileConfig {
     segment_length_s: Option<Int>,
     sync_interval_ms: Option<Int>,
     min_free_mb: Option<Int>,
+    share_cache_mb: Option<Int>,
     data_dir: Option<PathBuf>,
     /// Dash of Pi's name for `data_dir`.
     video_dir: Option<PathBuf>,
@@ -370,6 +371,12 @@ impl FileConfig {
                 "min_free_mb",
                 self.min_free_mb,
                 defaults.min_free_mb,
+            ),
+            share_cache_mb: ints.fit(
+                &mut errs,
+                "share_cache_mb",
+                self.share_cache_mb,
+                defaults.share_cache_mb,
             ),
             data_dir,
             // Dash of Pi writes "" when it has no token yet.

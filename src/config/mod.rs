@@ -69,6 +69,8 @@ pub const DEFAULT_STORAGE_CAP_GB: f64 = 10.0;
 pub const DEFAULT_SEGMENT_LENGTH_S: u32 = 60;
 pub const DEFAULT_SYNC_INTERVAL_MS: u32 = 1000;
 pub const DEFAULT_MIN_FREE_MB: u64 = 256;
+/// Room for a few five-minute 720p share clips.
+pub const DEFAULT_SHARE_CACHE_MB: u64 = 500;
 pub const DEFAULT_JPEG_QUALITY: u8 = 75;
 pub const DEFAULT_ENCODER_THREADS: u8 = 2;
 pub const DEFAULT_BIND: &str = "127.0.0.1";
@@ -99,6 +101,8 @@ pub struct Config {
     pub segment_length_s: u32,
     pub sync_interval_ms: u32,
     pub min_free_mb: u64,
+    /// Cap of the finished share clips kept on the data partition.
+    pub share_cache_mb: u64,
     /// Where recordings live; relative paths are relative to the config file's folder.
     pub data_dir: PathBuf,
     /// Dash of Pi stored its token here; kept so its configs load. Ours lives beside the config.
@@ -197,6 +201,7 @@ impl Default for Config {
             segment_length_s: DEFAULT_SEGMENT_LENGTH_S,
             sync_interval_ms: DEFAULT_SYNC_INTERVAL_MS,
             min_free_mb: DEFAULT_MIN_FREE_MB,
+            share_cache_mb: DEFAULT_SHARE_CACHE_MB,
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             auth_token: None,
             cameras: vec![CameraConfig::synthetic("front")],

@@ -190,6 +190,9 @@ impl Config {
         Integer("min_free_mb", Rule::Range(0, 1_048_576), |c| {
             c.min_free_mb.into()
         }),
+        Integer("share_cache_mb", Rule::Range(0, 1_048_576), |c| {
+            c.share_cache_mb.into()
+        }),
         Field("data_dir", |c| {
             c.data_dir.as_os_str().is_empty().then(|| {
                 "must not be empty; use a folder such as \"data\" or \"/var/lib/dashvault\"".into()

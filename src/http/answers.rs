@@ -258,6 +258,51 @@ pub struct StatusAnswer {
     /// Absent until the server runs (handlers driven without one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpAnswer>,
+    /// Which H.264 encoder share clips use here; absent when share clips
+    /// are off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_encoder: Option<String>,
+}
+
+/// `GET /api/share`, `POST /api/share`, `POST /api/share/cancel`: the
+/// share clip job running now, or the last one.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ShareJobAnswer {
+    /// `idle` (no job since start), `running`, `done`, `failed` or `cancelled`.
+    pub state: String,
+    pub camera: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// Lines asked for (480, 720, 1080); the clip is never upscaled.
+    pub size: Option<u32>,
+    pub quality: Option<String>,
+    pub frames_done: u64,
+    pub frames_total: u64,
+    pub elapsed_s: f64,
+    /// From the rate so far; null until a few frames are done.
+    pub eta_s: Option<f64>,
+    /// The encoder the job uses, once it has opened one.
+    pub encoder: Option<String>,
+    /// The finished clip's size.
+    pub bytes: Option<u64>,
+    /// Where the finished clip is served.
+    pub url: Option<String>,
+    /// Frames of the range left out (damaged or missing).
+    pub skipped_frames: u64,
+    pub error: Option<String>,
+}
+
+/// `GET /api/export/estimate`: both clips' sizes before either is made.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExportEstimateAnswer {
+    pub frames: u64,
+    pub duration_s: f64,
+    /// The lossless export (`/api/export.mp4`).
+    pub lossless_bytes: u64,
+    /// The share clip at the size and quality asked for.
+    pub share_bytes: u64,
+    pub share_width: u32,
+    pub share_height: u32,
 }
 
 /// One camera in `/api/status`: its counters, then what its config asks for.

@@ -34,6 +34,8 @@ pub struct ApiContext {
     pub timekeeper: Option<Arc<crate::timekeeper::Timekeeper>>,
     /// Incident locks (`/api/lock`, `/api/incidents`).
     pub incidents: Option<Arc<crate::incident::IncidentKeeper>>,
+    /// Share clips (`/api/share`); `None` when their folder could not be made.
+    pub share: Option<Arc<crate::share::jobs::ShareJobs>>,
     /// Timeline summaries of segments that no longer change, by path and size.
     pub(super) summaries: Mutex<HashMap<PathBuf, (u64, SegmentSummary)>>,
 }
@@ -67,6 +69,13 @@ pub enum ApiError {
     },
     SlowDown(u64),
     Unavailable(String),
+    /// Busy with something done one at a time (a share clip): try later.
+    Busy {
+        message: String,
+        retry_after_s: u64,
+    },
+    /// No room on the data partition beside what recording keeps.
+    InsufficientStorage(String),
     Internal(String),
 }
 
@@ -90,11 +99,16 @@ impl ApiError {
                 format!("too many wrong tokens lately; wait {s} s before trying again"),
             ),
             ApiError::Unavailable(m) => (503, m.clone()),
+            ApiError::Busy { message, .. } => (503, message.clone()),
+            ApiError::InsufficientStorage(m) => (507, m.clone()),
             ApiError::Internal(m) => (500, m.clone()),
         };
         let mut r = Response::json(status, &ErrorAnswer { error });
         match self {
             ApiError::SlowDown(s) => r = r.with_header("Retry-After", s.to_string()),
+            ApiError::Busy { retry_after_s, .. } => {
+                r = r.with_header("Retry-After", retry_after_s.to_string())
+            }
             ApiError::Unauthorized(_) => r = r.with_header("WWW-Authenticate", "Bearer"),
             ApiError::UnsupportedMediaType(_) => {
                 r = r.with_header("Accept-Post", "application/json")
@@ -159,6 +173,7 @@ impl ApiContext {
             server_stats: Mutex::default(),
             timekeeper: None,
             incidents: None,
+            share: None,
             summaries: Mutex::default(),
         }
     }

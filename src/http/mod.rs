@@ -30,6 +30,7 @@ pub mod recordings;
 pub mod routes;
 pub mod server;
 pub mod session;
+pub mod share;
 pub mod stream;
 pub mod system;
 /// Test support: handlers over a data folder with recorded frames, for the

@@ -6,14 +6,14 @@
 
 use super::answers::Answer::{self, NotJson};
 use super::answers::{
-    json, CameraAnswer, ClockAnswer, ClockSetAnswer, ConfigAnswer, HealthAnswer, IncidentsAnswer,
-    LinkAnswer, LockAnswer, OkAnswer, RecordingsAnswer, RotateAnswer, SessionAnswer, StatusAnswer,
-    VideosAnswer,
+    json, CameraAnswer, ClockAnswer, ClockSetAnswer, ConfigAnswer, ExportEstimateAnswer,
+    HealthAnswer, IncidentsAnswer, LinkAnswer, LockAnswer, OkAnswer, RecordingsAnswer,
+    RotateAnswer, SessionAnswer, ShareJobAnswer, StatusAnswer, VideosAnswer,
 };
 use super::auth::Verdict;
 use super::context::{ApiContext, ApiError, ApiResult};
 use super::server::{Body, Handler, Request, Response};
-use super::{account, assets, clock, export, incidents, recordings, stream, system};
+use super::{account, assets, clock, export, incidents, recordings, share, stream, system};
 
 use Access::{Link, Public, Token};
 
@@ -60,7 +60,12 @@ pub const ROUTES: &[Route] = &[
     route("GET",  "/api/stream/mjpeg",   Link,   NotJson,                     stream::live_mjpeg),
     route("GET",  "/api/frame",          Link,   NotJson,                     stream::recorded_frame),
     route("GET",  "/api/playback",       Link,   NotJson,                     stream::playback),
-    route("GET",  "/api/export.mp4",     Link,   NotJson,                     export::export_mp4),
+    route("GET",  "/api/export.mp4",     Link,   NotJson,                     export_mp4),
+    route("GET",  "/api/export/estimate", Token, json::<ExportEstimateAnswer>(), share::estimate),
+    route("POST", "/api/share",          Token,  json::<ShareJobAnswer>(),    share::start),
+    route("GET",  "/api/share",          Token,  json::<ShareJobAnswer>(),    share::progress),
+    route("POST", "/api/share/cancel",   Token,  json::<ShareJobAnswer>(),    share::cancel),
+    route("GET",  "/api/share/clip/*",   Link,   NotJson,                     share::clip),
     route("GET",  "/api/clock",          Token,  json::<ClockAnswer>(),       clock::get_clock),
     route("POST", "/api/clock",          Token,  json::<ClockSetAnswer>(),    clock::set_clock),
     route("POST", "/api/lock",           Token,  json::<LockAnswer>(),        incidents::lock),
@@ -147,6 +152,18 @@ impl Handler for ApiContext {
     }
 }
 
+/// `/api/export.mp4`: the lossless export, or with `format=h264` the
+/// share clip of the range once made.
+fn export_mp4(ctx: &ApiContext, req: &Request) -> ApiResult {
+    match req.param("format") {
+        None | Some("" | "mjpeg" | "lossless") => export::export_mp4(ctx, req),
+        Some("h264") => share::export_h264(ctx, req),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "format: '{other}' is not an export format; use lossless (the default) or h264"
+        ))),
+    }
+}
+
 fn redirect(to: &str) -> Response {
     Response::new(303, "text/plain", Body::Empty).with_header("Location", to)
 }
@@ -211,7 +228,8 @@ mod tests {
                 "/api/stream/mjpeg",
                 "/api/frame",
                 "/api/playback",
-                "/api/export.mp4"
+                "/api/export.mp4",
+                "/api/share/clip/*"
             ]
         );
         assert!(ROUTES

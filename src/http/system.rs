@@ -51,7 +51,14 @@ fn status_answer(ctx: &ApiContext) -> StatusAnswer {
         rejected_busy: get(&s.rejected_busy),
         evicted: get(&s.evicted),
     });
-    StatusAnswer { recorder, http }
+    StatusAnswer {
+        recorder,
+        http,
+        share_encoder: ctx
+            .share
+            .as_ref()
+            .map(|s| s.encoder_description().to_string()),
+    }
 }
 
 pub fn status(ctx: &ApiContext, _: &Request) -> ApiResult {

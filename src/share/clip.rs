@@ -52,6 +52,14 @@ impl Quality {
         }
     }
 
+    pub fn name(self) -> &'static str {
+        match self {
+            Quality::Small => "small",
+            Quality::Standard => "standard",
+            Quality::High => "high",
+        }
+    }
+
     /// Bits per pixel per frame, in thousandths.
     fn milli_bits_per_pixel(self) -> u64 {
         match self {
@@ -151,6 +159,17 @@ pub fn best_encoder(settings: EncoderSettings) -> Result<Box<dyn H264Encoder>, E
         }
     }
     software_encoder(settings)
+}
+
+/// Which encoder [`best_encoder`] will use here, for the log and status.
+pub fn share_encoder_description() -> String {
+    if let Some(node) = super::v4l2_m2m::find_hardware_encoder() {
+        format!("hardware ({})", node.display())
+    } else if cfg!(feature = "software-h264") {
+        "openh264 (software)".into()
+    } else {
+        "none: no hardware H.264 encoder, and this build has no software one".into()
+    }
 }
 
 /// Collects access units into the body file and the sample tables.
@@ -256,8 +275,17 @@ pub fn write_clip(
         }
         .into());
     }
-    let range = store.intact_range(camera, from_ns, to_ns)?;
+    let range =
+        store.intact_range_at_most(camera, from_ns, to_ns, crate::export::EXPORT_FRAMES_MAX)?;
     let total = range.frame_count();
+    if range.over_limit {
+        return Err(ExportError::TooManyFrames {
+            camera: camera.to_string(),
+            frames: total,
+            max: crate::export::EXPORT_FRAMES_MAX,
+        }
+        .into());
+    }
     if total == 0 {
         return Err(ExportError::NoFootage {
             camera: camera.to_string(),

@@ -6,8 +6,10 @@
 //! of the encoders behind [`encoder::H264Encoder`]: the Pi's hardware
 //! encoder where it exists, a software encoder elsewhere.
 
+pub mod cache;
 pub mod clip;
 pub mod encoder;
+pub mod jobs;
 #[cfg(feature = "software-h264")]
 pub mod openh264;
 pub mod picture;

@@ -88,7 +88,13 @@ pub struct Retention {
     /// Runs under the pass lock before segments are listed (incident locks
     /// for a post-roll in progress).
     before_plan: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
+    /// Frees space that is not footage (finished share clips) before any
+    /// segment is deleted for free space; given the bytes wanted, returns
+    /// the bytes freed.
+    yield_space: Mutex<Option<SpaceYielder>>,
 }
+
+pub type SpaceYielder = Arc<dyn Fn(u64) -> u64 + Send + Sync>;
 
 impl Retention {
     pub fn new(
@@ -108,6 +114,7 @@ impl Retention {
             locked_cap_bytes: Mutex::new(None),
             locked_cap_stuck: AtomicBool::new(false),
             before_plan: Mutex::new(None),
+            yield_space: Mutex::new(None),
         }
     }
 
@@ -130,6 +137,10 @@ impl Retention {
 
     pub fn set_before_plan(&self, hook: Arc<dyn Fn() + Send + Sync>) {
         *self.before_plan.lock().unwrap_or_else(|e| e.into_inner()) = Some(hook);
+    }
+
+    pub fn set_space_yielder(&self, yielder: SpaceYielder) {
+        *self.yield_space.lock().unwrap_or_else(|e| e.into_inner()) = Some(yielder);
     }
 
     /// The lock every pass holds.
@@ -282,7 +293,23 @@ impl Retention {
                 .min_free_bytes
                 .max(space.free_bytes.saturating_add(extra_bytes));
         }
-        let plan = plan(&segments, space.free_bytes, policy, &open);
+        let mut free_bytes = space.free_bytes;
+        let short = policy.min_free_bytes.saturating_sub(free_bytes);
+        let yielder = self
+            .yield_space
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(yielder) = yielder.filter(|_| short > 0) {
+            let yielded = yielder(short);
+            if yielded > 0 {
+                free_bytes = match self.io.space(&self.data_dir) {
+                    Ok(s) => s.free_bytes,
+                    Err(_) => free_bytes.saturating_add(yielded),
+                };
+            }
+        }
+        let plan = plan(&segments, free_bytes, policy, &open);
         let mut deleted = 0;
         let mut freed = 0;
         let mut dirs: HashSet<PathBuf> = HashSet::new();

@@ -118,6 +118,7 @@ fn start_service_in(
     );
     ctx.timekeeper = Some(timekeeper);
     ctx.incidents = Some(recorder.incidents.clone());
+    ctx.share = recorder.start_share_jobs(&ctx.config);
     let http = HttpService::start(ctx, "127.0.0.1:0".parse().unwrap(), limits).unwrap();
     RunningService {
         dir,

@@ -255,9 +255,11 @@ def check_clock_file(vm):
 
 
 def segment_frames(port, cam):
-    """Segment name -> frames stored in it, for every segment of `cam`."""
+    """Segment name -> frames stored in it, for every segment of `cam`,
+    from 1970 on: the first boot records before the clock is set, and a
+    segment of those that retention deletes must count as gone."""
     _, body = http(port, f"/api/recordings?camera={cam}"
-                   "&from=2000-01-01T00:00:00Z&to=2200-01-01T00:00:00Z", TOKEN)
+                   "&from=1970-01-01T00:00:00Z&to=2200-01-01T00:00:00Z", TOKEN)
     return {s["name"]: s["frames"] for s in json.loads(body)["segments"]}
 
 
