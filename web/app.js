@@ -1565,11 +1565,7 @@
         headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify({ camera, from: iso(from), to: iso(to), size: o.size, quality: o.quality }),
       });
-      if (!r.ok) {
-        const e = await errorOf(r);
-        const wait = num(Number(r.headers.get('Retry-After')));
-        throw new HttpError(r.status, e.message + (r.status === 503 && wait ? ' Try again in ' + wait + ' s.' : ''));
-      }
+      if (!r.ok) throw await errorOf(r);
       share.notice = '';
       renderShareJob(await r.json());
     } catch (e) {
@@ -1661,10 +1657,11 @@
       const t = [];
       if (num(j.bytes) !== null) t.push(fmtBytes(j.bytes));
       if (total !== null) t.push(total + ' frames');
+      if (num(j.skipped_frames)) t.push(j.skipped_frames + ' damaged frames replaced by the one before');
       if (num(j.elapsed_s) !== null) t.push('made in ' + fmtDuration(Math.max(1, j.elapsed_s) * 1000));
       text.push(t.join(' · '));
       if (encoder) text.push(encoder);
-    } else if (st === 'cancelled') {
+    } else if (st === 'cancelled' && !j.error) {
       text.push(total !== null ? 'Stopped after ' + doneFrames + ' of ' + total + ' frames.' : 'Stopped.');
     }
     $('share-job-text').replaceChildren(...text.filter(Boolean).map((t, i) => (i ? [h('br'), t] : t)).flat());

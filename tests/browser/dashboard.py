@@ -10,7 +10,12 @@ time, the health panel reports recording, the timeline shows a span
 covering the recorded time, a tap on it plays back with the picture clear of
 the sticky header and the window buttons in view, frame stepping works, the
 export range is 24-hour UTC text that fits its fields and refuses nonsense,
-nothing scrolls sideways, the Lock button adds an incident whose export
+the export card estimates the lossless and the share clip's sizes before
+any tap, a share clip of a few seconds is made from the dashboard with a
+progress bar and Chromium plays it at the estimated width; on a recorder
+with a 1280x720 camera a long share job still shows after a reload,
+refuses a second one with the recorder's reason and stops on Cancel, and
+a 480-line clip plays scaled down; nothing scrolls sideways, the Lock button adds an incident whose export
 downloads, which the timeline marks and whose size the list states once.
 Then the same at desktop size (1280x800). A phone whose clock is an hour
 ahead is offered to set the camera's clock, and doing so moves the
@@ -58,7 +63,14 @@ PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
 TOKEN = hashlib.sha256(b"dashvault browser test").hexdigest()
 CAMERA = "front"
-WHOLE_TEST_S = 180
+CAMERA_WIDTH = 320
+# The camera of the recorder whose share jobs run long enough to cancel.
+BIG_WIDTH, BIG_HEIGHT, BIG_FPS = 1280, 720, 30
+SHARE_LONG_FRAMES = 300
+# The share clip made and played: a few seconds of the test camera.
+SHARE_CLIP_S = 3
+SHARE_DONE_S = 30
+WHOLE_TEST_S = 240
 STEP_TIMEOUT_MS = 10_000
 SERVER_START_S = 15
 
@@ -273,7 +285,76 @@ CLOCK_CHANGES_JS = """() => new Promise((resolve) => {
   setTimeout(() => { obs.disconnect(); resolve(seen); }, 3500);
 })"""
 
+# "Lossless ≈ 355 MB · Share clip ≈ 36 MB (720p)"
+ESTIMATE_TEXT = re.compile(r"Lossless ≈ [\d.]+ [kMGT]?B · Share clip ≈ [\d.]+ [kMGT]?B \(\d+p\)")
+
+# Notes the share job's progress text whenever its progress bar shows.
+SAW_PROGRESS_JS = """() => {
+  window.__shareProgress = null;
+  const box = document.getElementById('share-job');
+  const bar = document.getElementById('share-progress');
+  const note = () => { if (!bar.hidden && !box.hidden) window.__shareProgress = box.innerText; };
+  new MutationObserver(note).observe(box, { subtree: true, childList: true, attributes: true, characterData: true });
+}"""
+
+# The share clip's player: its picture size, how far it plays, any error.
+PLAYS_JS = """async (timeoutMs) => {
+  const v = document.getElementById('share-video');
+  const until = (ok) => new Promise((resolve) => {
+    const t0 = performance.now();
+    const check = () => (ok() || v.error || performance.now() - t0 > timeoutMs) ? resolve() : setTimeout(check, 50);
+    check();
+  });
+  v.muted = true;
+  await until(() => v.readyState >= 1);
+  const start = v.currentTime;
+  try { await v.play(); } catch (e) { return { error: String(e), src: v.currentSrc }; }
+  await until(() => v.currentTime > start + 0.3);
+  v.pause();
+  return { error: v.error ? v.error.code + ' ' + v.error.message : null, src: v.currentSrc,
+    width: v.videoWidth, height: v.videoHeight, advanced: v.currentTime - start, hidden: v.hidden };
+}"""
+
 TIME_FIELD = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d")
+
+
+def input_time(epoch_s):
+    """A time as the export card's fields take it."""
+    return datetime.fromtimestamp(round(epoch_s), timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def is_share_post(r):
+    return r.url.endswith("/api/share") and r.request.method == "POST"
+
+
+def share_range(page, from_s, to_s):
+    """Types a range into the export card, waits for its size estimates and
+    returns the recorder's estimate for it with the card's options."""
+    page.locator("#export-from").scroll_into_view_if_needed()
+    page.fill("#export-from", input_time(from_s))
+    page.fill("#export-to", input_time(to_s))
+    line = page.locator("#export-estimate")
+    wait_until(lambda: ESTIMATE_TEXT.search(line.inner_text()), "no size estimates for the typed range")
+    q = (f"camera={CAMERA}&from={iso_utc(round(from_s))}&to={iso_utc(round(to_s))}"
+         f"&size={page.input_value('#share-size')}&quality={page.input_value('#share-quality')}")
+    return page.evaluate("async (q) => (await fetch('/api/export/estimate?' + q)).json()", q)
+
+
+def check_share_clip_plays(page, estimate):
+    """The done job's download link and, in the page's player, Chromium
+    playing the clip at the estimated width."""
+    link = page.locator("#share-download")
+    href = link.get_attribute("href")
+    assert href and href.startswith("/api/share/clip/") and href.endswith(".mp4"), f"download link: {href!r}"
+    assert link.get_attribute("download"), "the download link has no download attribute"
+    page.click("#share-play")
+    played = page.evaluate(PLAYS_JS, STEP_TIMEOUT_MS)
+    assert played["error"] is None, f"Chromium could not play the share clip: {played}"
+    assert played["src"].endswith(href), f"the player plays {played['src']!r}, not {href!r}"
+    assert not played["hidden"], "the player is hidden"
+    assert played["width"] == estimate["share_width"] and played["height"] == estimate["share_height"], \
+        f"{played} against the estimate {estimate}"
+    assert played["advanced"] > 0.2, f"the clip did not play on: {played}"
 
 
 def wait_scroll_settled(page):
@@ -333,6 +414,8 @@ class Checks:
 
     def new_page(self, ctx):
         page = ctx.new_page()
+        self.requests, self.posts = getattr(self, "requests", []), getattr(self, "posts", [])
+        page.on("request", lambda r: (self.posts if r.method == "POST" else self.requests).append(r.url))
         page.on("pageerror", lambda e: self.errors.append(f"{page.url}: {e}"))
         page.on("console", lambda m: self.on_console(page, m))
         return page
@@ -377,6 +460,23 @@ class Checks:
         wait_until(lambda: "used" in self.page.inner_text("#storage-text"), "no storage use shown")
         text = card.inner_text()
         assert "Frames stored since start" in text, f"the frame count does not say what it counts: {text!r}"
+
+    def export_sizes_are_estimated_before_any_tap(self):
+        # Right after login, before anything was tapped: the lossless size
+        # and the share clip's, for the default range (last 5 minutes) and
+        # the default options (720 lines, standard).
+        line = self.page.locator("#export-estimate")
+        wait_until(lambda: ESTIMATE_TEXT.search(line.inner_text()), "no size estimates in the export card")
+        asked = [u for u in self.requests if "/api/export/estimate?" in u]
+        assert asked and "size=720" in asked[-1] and "quality=standard" in asked[-1], f"estimates asked: {asked}"
+        assert not any("/api/share" in u for u in self.posts), f"something was started: {self.posts}"
+        # Other options: estimated again.
+        with self.page.expect_request(lambda r: "/api/export/estimate?" in r.url and "size=480" in r.url):
+            self.page.select_option("#share-size", "480")
+        wait_until(lambda: ESTIMATE_TEXT.search(line.inner_text()), "no size estimates for 480 lines")
+        self.page.select_option("#share-size", "720")
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.locator("#export").screenshot(path=str(SHOTS / "phone-share-estimate.png"))
 
     def header_clock_keeps_the_recorder_time(self):
         status = self.page.evaluate("async () => (await fetch('/api/status')).json()")
@@ -473,6 +573,107 @@ class Checks:
             "async (href) => { const r = await fetch(href); await r.arrayBuffer(); return r.status; }",
             link.get_attribute("href"))
         assert status == 200, f"segment download answered {status}"
+
+    def share_clip_is_made_and_plays(self):
+        page = self.page
+        start = self.server.started + 2
+        estimate = share_range(page, start, start + SHARE_CLIP_S)
+        assert 0 < estimate["share_width"] <= CAMERA_WIDTH, f"estimate: {estimate}"
+        assert estimate["share_bytes"] < estimate["lossless_bytes"], f"estimate: {estimate}"
+        page.evaluate(SAW_PROGRESS_JS)
+        with page.expect_response(is_share_post) as sent:
+            page.click("#share-start")
+        assert sent.value.status in (200, 202), f"POST /api/share answered {sent.value.status}"
+        body = json.loads(sent.value.request.post_data)
+        assert body["camera"] == CAMERA and body["size"] == 720 and body["quality"] == "standard", body
+        job = page.locator("#share-job")
+        wait_until(lambda: job.get_attribute("data-state") == "done", "the share clip was never done",
+                   timeout_s=SHARE_DONE_S)
+        seen = page.evaluate("window.__shareProgress")
+        assert sent.value.status == 200 or (seen and re.search(r"\d+ of \d+ frames", seen)), \
+            f"no progress bar while it ran (saw {seen!r})"
+        text = job.inner_text()
+        assert "Encoder:" in text, f"the job does not name its encoder: {text!r}"
+        check_share_clip_plays(page, estimate)
+        job.scroll_into_view_if_needed()
+        page.locator("#export").screenshot(path=str(SHOTS / "phone-share-done.png"))
+
+    # A recorder with a 1280x720 camera: its share jobs run for seconds,
+    # long enough to reload the page and cancel, and its clips are scaled.
+    def share_recorder_starts(self):
+        if isinstance(self.server, External):
+            raise Skip("a server of our own is needed")
+        self.server3 = Server(cameras=[{"id": CAMERA, "name": "Front", "source": "synthetic",
+                                        "res_width": BIG_WIDTH, "res_height": BIG_HEIGHT, "fps": BIG_FPS}])
+        ctx = self.ctx3 = self.browser.new_context(viewport=PHONE, device_scale_factor=1)
+        ctx.set_default_timeout(STEP_TIMEOUT_MS)
+        page = self.page3 = self.new_page(ctx)
+        page.goto(self.server3.url + "/login")
+        page.fill("#token", self.server3.token)
+        page.click("button[type=submit]")
+        page.wait_for_url(self.server3.url + "/")
+        page.locator(f'#live-grid img[data-camera="{CAMERA}"]').wait_for()
+
+    def share_page(self):
+        if not getattr(self, "page3", None):
+            raise Skip("no recorder with a large camera")
+        return self.page3
+
+    def share_cancel_stops_a_running_job(self):
+        page = self.share_page()
+        # All footage so far at the highest quality: seconds of work.
+        page.select_option("#share-quality", "high")
+        server = self.server3
+        time.sleep(max(0, server.started + SHARE_LONG_FRAMES / BIG_FPS + 1 - time.time()))
+        wait_until(lambda: share_range(page, server.started, time.time() - 1)["frames"] >= SHARE_LONG_FRAMES,
+                   f"the large camera recorded fewer than {SHARE_LONG_FRAMES} frames", timeout_s=30, interval_s=1)
+        page.click("#share-start")
+        job = page.locator("#share-job")
+        wait_until(lambda: job.get_attribute("data-state") == "running", "the long share job is not running")
+        page.locator("#share-progress").wait_for(state="visible")
+        # A reload finds it still running.
+        page.reload()
+        wait_until(lambda: job.get_attribute("data-state") == "running", "after a reload the job is not shown")
+        page.locator("#share-progress").wait_for(state="visible")
+        wait_until(lambda: re.search(r"\d+ of \d+ frames · about", job.inner_text()) and "Encoder:" in job.inner_text(),
+                   "no frames, time left and encoder while it runs")
+        # Another one at the same time is refused with the recorder's reason.
+        page.select_option("#segments-camera", CAMERA)
+        with page.expect_response(is_share_post) as refused:
+            page.locator("#segment-list button[data-share]").first.click()
+        assert refused.value.status == 503, f"a second job answered {refused.value.status}"
+        reason = refused.value.json()["error"]
+        error = page.locator("#share-job-error")
+        wait_until(lambda: reason in error.inner_text(), f"the refusal ({reason!r}) is not shown")
+        assert job.get_attribute("data-state") == "running", "the running job is no longer shown"
+        job.scroll_into_view_if_needed()
+        page.locator("#export").screenshot(path=str(SHOTS / "phone-share-running.png"))
+        page.click("#share-cancel")
+        wait_until(lambda: job.get_attribute("data-state") == "cancelled", "the job was not cancelled")
+        state = page.evaluate("async () => (await fetch('/api/share')).json()")
+        assert state["state"] == "cancelled", f"GET /api/share after cancel: {state}"
+        assert state["frames_done"] < state["frames_total"], f"it had finished: {state}"
+        assert "cancelled" in job.inner_text().lower()
+        page.locator("#export").screenshot(path=str(SHOTS / "phone-share-cancelled.png"))
+
+    def share_clip_is_scaled_down_and_plays(self):
+        page = self.share_page()
+        page.select_option("#share-quality", "standard")
+        page.select_option("#share-size", "480")
+        start = self.server3.started + 2
+        estimate = share_range(page, start, start + SHARE_CLIP_S)
+        assert estimate["share_height"] == 480 and estimate["share_width"] < BIG_WIDTH, f"estimate: {estimate}"
+        page.click("#share-start")
+        job = page.locator("#share-job")
+        wait_until(lambda: job.get_attribute("data-state") == "done", "the 480-line clip was never done",
+                   timeout_s=SHARE_DONE_S)
+        check_share_clip_plays(page, estimate)
+
+    def share_recorder_stops(self):
+        self.share_page()
+        self.ctx3.close()
+        self.page3 = None
+        self.server3.stop()
 
     def phone_has_no_sideways_scroll(self):
         self.page.evaluate("window.scrollTo(0, 0)")
@@ -703,6 +904,8 @@ class Checks:
     def close(self):
         if getattr(self, "server2", None):
             self.server2.stop()
+        if getattr(self, "server3", None):
+            self.server3.stop()
 
     def no_script_errors(self):
         assert not self.errors, "script errors:\n" + "\n".join(self.errors)
@@ -765,6 +968,7 @@ STEPS = [
     "live_image_updates",
     "header_clock_keeps_the_recorder_time",
     "health_panel_reports_recording",
+    "export_sizes_are_estimated_before_any_tap",
     "timeline_shows_recorded_span",
     "tap_timeline_plays_back",
     "playback_clears_the_header_and_keeps_the_window_buttons",
@@ -772,6 +976,11 @@ STEPS = [
     "export_link_is_built",
     "export_range_is_24_hour_utc_text",
     "segment_download_link_works",
+    "share_clip_is_made_and_plays",
+    "share_recorder_starts",
+    "share_cancel_stops_a_running_job",
+    "share_clip_is_scaled_down_and_plays",
+    "share_recorder_stops",
     "phone_has_no_sideways_scroll",
     "lock_button_adds_an_incident",
     "incident_is_marked_on_the_timeline",
