@@ -399,6 +399,7 @@
       }
       state.status = s;
       state.statusError = null;
+      setShareEncoder(s.share_encoder);
       const cams = Array.isArray(s.cameras) ? s.cameras.filter((c) => c && c.id) : [];
       updateRates(cams);
       setCameras(cams.map((c) => ({ id: String(c.id), name: c.name })));
@@ -1503,7 +1504,24 @@
     estimateKey: null, // the range and options of the estimate shown
     estimateSeq: 0, // answers to older requests are dropped
     notice: '', // why a start was refused while a job runs; shown under it
+    // From /api/status: which H.264 encoder this recorder uses, if any. A
+    // recorder that does not say (older, or share clips off) has none.
+    encoder: null,
+    available: true, // until a status says otherwise
   };
+
+  function setShareEncoder(value) {
+    const encoder = typeof value === 'string' ? value : null;
+    const available = encoder !== null && !/^none\b/i.test(encoder);
+    if (encoder === share.encoder && available === share.available) return;
+    share.encoder = encoder;
+    share.available = available;
+    for (const id of ['share-options', 'share-hint', 'share-start']) $(id).hidden = !available;
+    $('share-hint').textContent = 'A share clip is H.264 that phones and messengers take; never upscaled.'
+      + (encoder ? ' Encoder here: ' + encoder + '.' : '');
+    renderSegments();
+    updateExportLink();
+  }
 
   function shareOptions() {
     return { size: Number($('share-size').value) || 720, quality: $('share-quality').value || 'standard' };
@@ -1525,11 +1543,12 @@
       return;
     }
     const o = shareOptions();
+    const withShare = share.available;
     const query = 'camera=' + enc(range.camera) + '&from=' + enc(iso(range.from)) + '&to=' + enc(iso(range.to))
       + '&size=' + o.size + '&quality=' + enc(o.quality);
-    if (query === share.estimateKey) return;
+    if (query + withShare === share.estimateKey) return;
     clearTimeout(share.estimateTimer);
-    share.estimateKey = query;
+    share.estimateKey = query + withShare;
     const seq = ++share.estimateSeq;
     setEstimate('loading', 'Estimating sizes…');
     share.estimateTimer = setTimeout(async () => {
@@ -1538,10 +1557,9 @@
         if (seq !== share.estimateSeq) return;
         const lines = num(j.share_height);
         const frames = num(j.frames);
-        setEstimate(null, 'Lossless ≈ ' + fmtBytes(j.lossless_bytes) + ' · Share clip ≈ ' + fmtBytes(j.share_bytes)
-          + (lines !== null ? ' (' + lines + 'p)' : '')
+        setEstimate(null, 'Lossless ≈ ' + fmtBytes(j.lossless_bytes)
+          + (withShare ? ' · Share clip ≈ ' + fmtBytes(j.share_bytes) + (lines !== null ? ' (' + lines + 'p)' : '') : '')
           + (frames !== null ? ' · ' + frames + ' frames' : ''));
-        $('export-estimate').dataset.shareWidth = num(j.share_width) !== null ? String(j.share_width) : '';
       } catch (e) {
         if (seq !== share.estimateSeq || e.status === 401) return;
         // Asked again on the next change, not repeated for the same range.
@@ -1801,7 +1819,7 @@
         icon('M7 5v14l12-7z')) : null,
         h('a', { class: 'button small', href: '/api/video/download?camera=' + enc(camera) + '&name=' + enc(s.name),
           download: '', title: 'Download (.mjpeg)', 'aria-label': 'Download segment ' + s.name }, icon('M11 4h2v9l3.5-3.5 1.4 1.4L12 16.8l-5.9-5.9 1.4-1.4L11 13zM5 18h14v2H5z')),
-        okTimes ? h('button', { type: 'button', class: 'button small share', 'data-share': s.name,
+        okTimes && share.available ? h('button', { type: 'button', class: 'button small share', 'data-share': s.name,
           title: 'Share clip (H.264) of this segment', 'aria-label': 'Share clip of segment from ' + fmtHMS(s.startMs) + ' UTC',
           onclick: (e) => startShare(camera, s.startMs, s.endMs, e.currentTarget) }, 'Share') : null);
     }), segs.length > shown.length
@@ -1962,7 +1980,7 @@
           'data-camera': x.camera,
         }, exports.length > 1 ? 'Export ' + cameraName(x.camera) : 'Export MP4'))) : null,
         // Shared once its post-roll is recorded: before, its end is still to come.
-        exports.length && Number.isFinite(from) && Number.isFinite(to)
+        exports.length && share.available && Number.isFinite(from) && Number.isFinite(to)
           ? h('div', { class: 'inc-shares' }, ...exports.map((x) => h('button', {
             type: 'button', class: 'button small', 'data-camera': x.camera,
             'aria-disabled': inc.complete || inc.released ? null : 'true',

@@ -470,6 +470,9 @@ class Checks:
         asked = [u for u in self.requests if "/api/export/estimate?" in u]
         assert asked and "size=720" in asked[-1] and "quality=standard" in asked[-1], f"estimates asked: {asked}"
         assert not any("/api/share" in u for u in self.posts), f"something was started: {self.posts}"
+        encoder = self.page.evaluate("async () => (await fetch('/api/status')).json()")["share_encoder"]
+        hint = self.page.inner_text("#share-hint")
+        assert encoder in hint, f"the card does not name the encoder {encoder!r}: {hint!r}"
         # Other options: estimated again.
         with self.page.expect_request(lambda r: "/api/export/estimate?" in r.url and "size=480" in r.url):
             self.page.select_option("#share-size", "480")
