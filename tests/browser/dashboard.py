@@ -323,6 +323,15 @@ def input_time(epoch_s):
     return datetime.fromtimestamp(round(epoch_s), timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def screenshot_above(page, selector, name):
+    """A screenshot of the window with the element at its bottom, so that
+    what is above it shows below the sticky header."""
+    page.eval_on_selector(selector, "e => e.scrollIntoView({block: 'end'})")
+    wait_scroll_settled(page)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / name))
+
+
 def is_share_post(r):
     return r.url.endswith("/api/share") and r.request.method == "POST"
 
@@ -479,7 +488,7 @@ class Checks:
         wait_until(lambda: ESTIMATE_TEXT.search(line.inner_text()), "no size estimates for 480 lines")
         self.page.select_option("#share-size", "720")
         SHOTS.mkdir(parents=True, exist_ok=True)
-        self.page.locator("#export").screenshot(path=str(SHOTS / "phone-share-estimate.png"))
+        screenshot_above(self.page, "#export-actions", "phone-share-estimate.png")
 
     def header_clock_keeps_the_recorder_time(self):
         status = self.page.evaluate("async () => (await fetch('/api/status')).json()")
@@ -598,8 +607,7 @@ class Checks:
         text = job.inner_text()
         assert "Encoder:" in text, f"the job does not name its encoder: {text!r}"
         check_share_clip_plays(page, estimate)
-        job.scroll_into_view_if_needed()
-        page.locator("#export").screenshot(path=str(SHOTS / "phone-share-done.png"))
+        screenshot_above(page, "#share-job", "phone-share-done.png")
 
     # A recorder with a 1280x720 camera: its share jobs run for seconds,
     # long enough to reload the page and cancel, and its clips are scaled.
@@ -649,15 +657,14 @@ class Checks:
         error = page.locator("#share-job-error")
         wait_until(lambda: reason in error.inner_text(), f"the refusal ({reason!r}) is not shown")
         assert job.get_attribute("data-state") == "running", "the running job is no longer shown"
-        job.scroll_into_view_if_needed()
-        page.locator("#export").screenshot(path=str(SHOTS / "phone-share-running.png"))
+        screenshot_above(page, "#share-job", "phone-share-running.png")
         page.click("#share-cancel")
         wait_until(lambda: job.get_attribute("data-state") == "cancelled", "the job was not cancelled")
         state = page.evaluate("async () => (await fetch('/api/share')).json()")
         assert state["state"] == "cancelled", f"GET /api/share after cancel: {state}"
         assert state["frames_done"] < state["frames_total"], f"it had finished: {state}"
         assert "cancelled" in job.inner_text().lower()
-        page.locator("#export").screenshot(path=str(SHOTS / "phone-share-cancelled.png"))
+        screenshot_above(page, "#share-job", "phone-share-cancelled.png")
 
     def share_clip_is_scaled_down_and_plays(self):
         page = self.share_page()
