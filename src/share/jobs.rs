@@ -112,7 +112,11 @@ pub struct ShareJobs {
     cache: Arc<ShareCache>,
     make_encoder: MakeEncoder,
     /// Which encoder `make_encoder` picks on this machine (status).
-    encoder_description: String,
+    describe_encoder: Arc<dyn Fn() -> String + Send + Sync>,
+    /// The last description and when it was made: the Pi's codec driver
+    /// is a module that can load after the service starts, so a
+    /// description without a hardware encoder is made again now and then.
+    encoder_description: Mutex<(Instant, String)>,
     /// What recording keeps free on the data partition; a job never
     /// writes into it.
     min_free_bytes: u64,
@@ -121,6 +125,8 @@ pub struct ShareJobs {
 
 /// Free space is read this often (in frames) while a job runs.
 const SPACE_CHECK_FRAMES: usize = 64;
+/// How often status looks again for a hardware encoder it did not find.
+const ENCODER_LOOK_AGAIN: Duration = Duration::from_secs(10);
 /// Nice value of the job thread: recording comes first.
 const JOB_NICE: i32 = 10;
 
@@ -129,21 +135,31 @@ impl ShareJobs {
         store: Store,
         cache: Arc<ShareCache>,
         make_encoder: MakeEncoder,
-        encoder_description: String,
+        describe_encoder: Arc<dyn Fn() -> String + Send + Sync>,
         min_free_bytes: u64,
     ) -> ShareJobs {
+        let description = describe_encoder();
         ShareJobs {
             store,
             cache,
             make_encoder,
-            encoder_description,
+            describe_encoder,
+            encoder_description: Mutex::new((Instant::now(), description)),
             min_free_bytes,
             current: Arc::default(),
         }
     }
 
-    pub fn encoder_description(&self) -> &str {
-        &self.encoder_description
+    /// Which encoder a job would use now, for status.
+    pub fn encoder_description(&self) -> String {
+        let mut d = self
+            .encoder_description
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !d.1.starts_with("hardware") && d.0.elapsed() >= ENCODER_LOOK_AGAIN {
+            *d = (Instant::now(), (self.describe_encoder)());
+        }
+        d.1.clone()
     }
 
     pub fn cache(&self) -> &Arc<ShareCache> {
@@ -548,6 +564,34 @@ mod tests {
             "front_cam_20251204T101500.250Z_20251204T102000Z_720p_standard.mp4"
         );
         assert!(super::super::cache::is_clip_name(&other.clip_name()));
+    }
+
+    #[test]
+    fn status_finds_the_hardware_encoder_when_its_driver_loads_after_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ShareCache::open(&dir.path().join("c"), 1000).unwrap();
+        let looks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = looks.clone();
+        let jobs = ShareJobs::new(
+            Store::on_disk(dir.path()),
+            Arc::new(cache),
+            Arc::new(|_| unreachable!("no job is started")),
+            Arc::new(move || match counted.fetch_add(1, Ordering::SeqCst) {
+                0 => "none: no hardware H.264 encoder".to_string(),
+                _ => "hardware (/dev/video11)".to_string(),
+            }),
+            0,
+        );
+        // Not looked for again on every status poll...
+        assert!(jobs.encoder_description().starts_with("none"));
+        assert_eq!(looks.load(Ordering::SeqCst), 1);
+        // ...but after a while, and then kept once found.
+        let back = Instant::now() - ENCODER_LOOK_AGAIN - Duration::from_secs(1);
+        jobs.encoder_description.lock().unwrap().0 = back;
+        assert_eq!(jobs.encoder_description(), "hardware (/dev/video11)");
+        jobs.encoder_description.lock().unwrap().0 = back;
+        assert_eq!(jobs.encoder_description(), "hardware (/dev/video11)");
+        assert_eq!(looks.load(Ordering::SeqCst), 2);
     }
 
     #[test]
