@@ -121,6 +121,7 @@ pub struct ShareJobs {
     /// writes into it.
     min_free_bytes: u64,
     current: Arc<Mutex<Option<Job>>>,
+    starting: Mutex<()>,
 }
 
 /// Free space is read this often (in frames) while a job runs.
@@ -147,6 +148,7 @@ impl ShareJobs {
             encoder_description: Mutex::new((Instant::now(), description)),
             min_free_bytes,
             current: Arc::default(),
+            starting: Mutex::new(()),
         }
     }
 
@@ -208,8 +210,13 @@ impl ShareJobs {
 
     /// Starts a job, or answers at once with the clip already made.
     pub fn start(&self, request: ShareRequest) -> Result<JobSnapshot, StartError> {
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(job) = current
+        // Starts one at a time; `current` is held only for moments, so
+        // progress polls are answered while the range is measured.
+        let _one_start = self.starting.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(job) = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
             .as_ref()
             .filter(|j| j.snapshot.state == JobState::Running)
         {
@@ -235,7 +242,7 @@ impl ShareJobs {
         if let Some((_, bytes)) = self.cache.finished(&name) {
             snapshot.state = JobState::Done;
             snapshot.clip = Some((name, bytes));
-            *current = Some(Job {
+            *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(Job {
                 snapshot: snapshot.clone(),
                 started: Instant::now(),
                 cancel: Arc::default(),
@@ -247,12 +254,11 @@ impl ShareJobs {
         self.check_room(estimate.share_bytes)?;
 
         let cancel = Arc::new(AtomicBool::new(false));
-        *current = Some(Job {
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(Job {
             snapshot: snapshot.clone(),
             started: Instant::now(),
             cancel: cancel.clone(),
         });
-        drop(current);
         let worker = Worker {
             store: self.store.clone(),
             cache: self.cache.clone(),
