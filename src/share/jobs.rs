@@ -124,6 +124,9 @@ pub struct ShareJobs {
     starting: Mutex<()>,
 }
 
+/// A running job stops this far above what recording keeps free, so that
+/// it stops before retention would delete footage for the space.
+const SPACE_MARGIN_BYTES: u64 = 16_000_000;
 /// Free space is read this often (in frames) while a job runs.
 const SPACE_CHECK_FRAMES: usize = 64;
 /// How often status looks again for a hardware encoder it did not find.
@@ -291,7 +294,7 @@ impl ShareJobs {
         if free.saturating_sub(bytes.saturating_mul(2)) < self.min_free_bytes {
             return Err(StartError::NoRoom(format!(
                 "not enough free space for a clip of about {} MB: {} MB free, and recording \
-                 keeps {} MB (min_free_mb)",
+                 keeps {} MB (min_free_mb); a storage_cap_gb below the card's size leaves room",
                 bytes.div_ceil(1_000_000),
                 free / 1_000_000,
                 self.min_free_bytes / 1_000_000
@@ -461,7 +464,7 @@ impl Worker {
             }
             if done % SPACE_CHECK_FRAMES == 0 {
                 let free = free_bytes(&self.store, self.cache.dir());
-                if free < self.min_free_bytes {
+                if free < self.min_free_bytes.saturating_add(SPACE_MARGIN_BYTES) {
                     out_of_space = Some(free);
                     return false;
                 }
