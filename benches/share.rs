@@ -259,7 +259,7 @@ fn recording_during_a_job(footage: &Path) {
         Store::on_disk(footage),
         Arc::new(ShareCache::open(cache_dir.path(), 1_000_000_000).unwrap()),
         Arc::new(dashvault::share::clip::best_encoder),
-        "best".into(),
+        Arc::new(dashvault::share::clip::share_encoder_description),
         0,
     );
     let mut job_s = 0.0;

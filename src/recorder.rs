@@ -298,15 +298,15 @@ impl Recorder {
         self.pipelines
             .retention
             .set_space_yielder(Arc::new(move |bytes| yielding.yield_space(bytes)));
-        let encoder = share_encoder_description();
-        log::info!("share clips: encoder {encoder}");
-        Some(Arc::new(ShareJobs::new(
+        let jobs = ShareJobs::new(
             store.clone(),
             cache,
             Arc::new(best_encoder),
-            encoder,
+            Arc::new(share_encoder_description),
             config.min_free_mb * 1_000_000,
-        )))
+        );
+        log::info!("share clips: encoder {}", jobs.encoder_description());
+        Some(Arc::new(jobs))
     }
 
     /// Stops capture, lets queued frames drain, closes every segment.

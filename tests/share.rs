@@ -372,7 +372,7 @@ fn slow_jobs(data: &Path, cap_bytes: u64, min_free_bytes: u64) -> ShareJobs {
         Store::on_disk(data),
         Arc::new(cache),
         Arc::new(|s| Ok(Box::new(SlowEncoder(software_encoder(s)?)) as Box<dyn H264Encoder>)),
-        "slow software".into(),
+        Arc::new(|| "slow software".to_string()),
         min_free_bytes,
     )
 }

@@ -54,10 +54,7 @@ fn status_answer(ctx: &ApiContext) -> StatusAnswer {
     StatusAnswer {
         recorder,
         http,
-        share_encoder: ctx
-            .share
-            .as_ref()
-            .map(|s| s.encoder_description().to_string()),
+        share_encoder: ctx.share.as_ref().map(|s| s.encoder_description()),
     }
 }
 

@@ -112,15 +112,25 @@ pub struct ShareJobs {
     cache: Arc<ShareCache>,
     make_encoder: MakeEncoder,
     /// Which encoder `make_encoder` picks on this machine (status).
-    encoder_description: String,
+    describe_encoder: Arc<dyn Fn() -> String + Send + Sync>,
+    /// The last description and when it was made: the Pi's codec driver
+    /// is a module that can load after the service starts, so a
+    /// description without a hardware encoder is made again now and then.
+    encoder_description: Mutex<(Instant, String)>,
     /// What recording keeps free on the data partition; a job never
     /// writes into it.
     min_free_bytes: u64,
     current: Arc<Mutex<Option<Job>>>,
+    starting: Mutex<()>,
 }
 
+/// A running job stops this far above what recording keeps free, so that
+/// it stops before retention would delete footage for the space.
+const SPACE_MARGIN_BYTES: u64 = 16_000_000;
 /// Free space is read this often (in frames) while a job runs.
 const SPACE_CHECK_FRAMES: usize = 64;
+/// How often status looks again for a hardware encoder it did not find.
+const ENCODER_LOOK_AGAIN: Duration = Duration::from_secs(10);
 /// Nice value of the job thread: recording comes first.
 const JOB_NICE: i32 = 10;
 
@@ -129,21 +139,32 @@ impl ShareJobs {
         store: Store,
         cache: Arc<ShareCache>,
         make_encoder: MakeEncoder,
-        encoder_description: String,
+        describe_encoder: Arc<dyn Fn() -> String + Send + Sync>,
         min_free_bytes: u64,
     ) -> ShareJobs {
+        let description = describe_encoder();
         ShareJobs {
             store,
             cache,
             make_encoder,
-            encoder_description,
+            describe_encoder,
+            encoder_description: Mutex::new((Instant::now(), description)),
             min_free_bytes,
             current: Arc::default(),
+            starting: Mutex::new(()),
         }
     }
 
-    pub fn encoder_description(&self) -> &str {
-        &self.encoder_description
+    /// Which encoder a job would use now, for status.
+    pub fn encoder_description(&self) -> String {
+        let mut d = self
+            .encoder_description
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !d.1.starts_with("hardware") && d.0.elapsed() >= ENCODER_LOOK_AGAIN {
+            *d = (Instant::now(), (self.describe_encoder)());
+        }
+        d.1.clone()
     }
 
     pub fn cache(&self) -> &Arc<ShareCache> {
@@ -192,8 +213,13 @@ impl ShareJobs {
 
     /// Starts a job, or answers at once with the clip already made.
     pub fn start(&self, request: ShareRequest) -> Result<JobSnapshot, StartError> {
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(job) = current
+        // Starts one at a time; `current` is held only for moments, so
+        // progress polls are answered while the range is measured.
+        let _one_start = self.starting.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(job) = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
             .as_ref()
             .filter(|j| j.snapshot.state == JobState::Running)
         {
@@ -219,7 +245,7 @@ impl ShareJobs {
         if let Some((_, bytes)) = self.cache.finished(&name) {
             snapshot.state = JobState::Done;
             snapshot.clip = Some((name, bytes));
-            *current = Some(Job {
+            *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(Job {
                 snapshot: snapshot.clone(),
                 started: Instant::now(),
                 cancel: Arc::default(),
@@ -231,12 +257,11 @@ impl ShareJobs {
         self.check_room(estimate.share_bytes)?;
 
         let cancel = Arc::new(AtomicBool::new(false));
-        *current = Some(Job {
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(Job {
             snapshot: snapshot.clone(),
             started: Instant::now(),
             cancel: cancel.clone(),
         });
-        drop(current);
         let worker = Worker {
             store: self.store.clone(),
             cache: self.cache.clone(),
@@ -269,7 +294,7 @@ impl ShareJobs {
         if free.saturating_sub(bytes.saturating_mul(2)) < self.min_free_bytes {
             return Err(StartError::NoRoom(format!(
                 "not enough free space for a clip of about {} MB: {} MB free, and recording \
-                 keeps {} MB (min_free_mb)",
+                 keeps {} MB (min_free_mb); a storage_cap_gb below the card's size leaves room",
                 bytes.div_ceil(1_000_000),
                 free / 1_000_000,
                 self.min_free_bytes / 1_000_000
@@ -439,7 +464,7 @@ impl Worker {
             }
             if done % SPACE_CHECK_FRAMES == 0 {
                 let free = free_bytes(&self.store, self.cache.dir());
-                if free < self.min_free_bytes {
+                if free < self.min_free_bytes.saturating_add(SPACE_MARGIN_BYTES) {
                     out_of_space = Some(free);
                     return false;
                 }
@@ -548,6 +573,34 @@ mod tests {
             "front_cam_20251204T101500.250Z_20251204T102000Z_720p_standard.mp4"
         );
         assert!(super::super::cache::is_clip_name(&other.clip_name()));
+    }
+
+    #[test]
+    fn status_finds_the_hardware_encoder_when_its_driver_loads_after_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ShareCache::open(&dir.path().join("c"), 1000).unwrap();
+        let looks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = looks.clone();
+        let jobs = ShareJobs::new(
+            Store::on_disk(dir.path()),
+            Arc::new(cache),
+            Arc::new(|_| unreachable!("no job is started")),
+            Arc::new(move || match counted.fetch_add(1, Ordering::SeqCst) {
+                0 => "none: no hardware H.264 encoder".to_string(),
+                _ => "hardware (/dev/video11)".to_string(),
+            }),
+            0,
+        );
+        // Not looked for again on every status poll...
+        assert!(jobs.encoder_description().starts_with("none"));
+        assert_eq!(looks.load(Ordering::SeqCst), 1);
+        // ...but after a while, and then kept once found.
+        let back = Instant::now() - ENCODER_LOOK_AGAIN - Duration::from_secs(1);
+        jobs.encoder_description.lock().unwrap().0 = back;
+        assert_eq!(jobs.encoder_description(), "hardware (/dev/video11)");
+        jobs.encoder_description.lock().unwrap().0 = back;
+        assert_eq!(jobs.encoder_description(), "hardware (/dev/video11)");
+        assert_eq!(looks.load(Ordering::SeqCst), 2);
     }
 
     #[test]

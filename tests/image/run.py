@@ -406,6 +406,12 @@ def check_camera_appears(vm, port):
     rc, out = vm.run("dashvault status")
     check(rc == 0 and re.search(r"front \[connected\]", out) and (c["source"] in out or c["format"] in out),
           f"dashvault status on the console shows the camera recording ({c['format']})")
+    # QEMU has no VideoCore, so no hardware H.264 encoder; the appliance
+    # builds no software one: the status must say so, not promise clips.
+    share = status(port).get("share_encoder", "")
+    check(share.startswith("none"), f"share clips: status names the encoder state ({share!r})")
+    rc, out = vm.run("ls -d /data/share-cache")
+    check(rc == 0, "share clip cache folder made on the data partition")
     led = wait_led(vm, "none")
     check(led["trigger"] == "none" and led["brightness"] == led["max_brightness"] != "0",
           f"status LED solid on while recording (trigger [{led['trigger']}], "
