@@ -1276,6 +1276,11 @@ fn share_clip_job_goes_from_estimate_to_a_served_h264_file() {
         "estimated {est_frames}, made {frames}"
     );
     assert_eq!(job["encoder"], "openh264");
+    // 480 lines asked of a 240-line camera: the job says what it made.
+    assert_eq!(
+        (job["width"].as_u64(), job["height"].as_u64()),
+        (Some(320), Some(240))
+    );
     let url = job["url"].as_str().unwrap().to_string();
     assert!(
         url.starts_with("/api/share/clip/front_") && url.ends_with("_480p_standard.mp4"),

@@ -1631,7 +1631,9 @@
     if (Number.isFinite(from) && Number.isFinite(to)) {
       parts.push(fmtDate(from) + ' ' + fmtHMS(from) + '–' + fmtHMS(to) + ' UTC (' + fmtDuration(to - from) + ')');
     }
-    if (num(j.size) !== null) parts.push(j.size + ' lines');
+    // The clip's own picture once known: never more lines than recorded.
+    if (num(j.width) !== null && num(j.height) !== null) parts.push(j.width + '×' + j.height);
+    else if (num(j.size) !== null) parts.push(j.size + ' lines');
     if (j.quality) parts.push(String(j.quality));
     return parts.join(' · ');
   }

@@ -283,6 +283,10 @@ pub struct ShareJobAnswer {
     pub eta_s: Option<f64>,
     /// The encoder the job uses, once it has opened one.
     pub encoder: Option<String>,
+    /// The clip's picture, once the encoder is open: never larger than
+    /// the footage, whatever `size` asked for.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
     /// The finished clip's size.
     pub bytes: Option<u64>,
     /// Where the finished clip is served.

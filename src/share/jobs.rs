@@ -78,6 +78,9 @@ pub struct JobSnapshot {
     /// From the rate so far; `None` until a few frames are done.
     pub eta: Option<Duration>,
     pub encoder: Option<String>,
+    /// The clip's picture size, once the encoder is open (never more than
+    /// the footage's, whatever size was asked for).
+    pub picture: Option<(u32, u32)>,
     /// The finished clip: its name in the cache and its size.
     pub clip: Option<(String, u64)>,
     pub error: Option<String>,
@@ -238,6 +241,7 @@ impl ShareJobs {
             elapsed: Duration::ZERO,
             eta: None,
             encoder: None,
+            picture: None,
             clip: None,
             error: None,
             skipped_frames: 0,
@@ -453,6 +457,7 @@ impl Worker {
             log::info!("share clip {}: encoding with {name}", request.clip_name());
             if let Some(job) = current.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
                 job.snapshot.encoder = Some(name);
+                job.snapshot.picture = Some((settings.width, settings.height));
             }
             Ok(encoder)
         };

@@ -606,6 +606,9 @@ class Checks:
             f"no progress bar while it ran (saw {seen!r})"
         text = job.inner_text()
         assert "Encoder:" in text, f"the job does not name its encoder: {text!r}"
+        # 720 lines asked of a smaller camera: the job names the size it made.
+        made = f"{estimate['share_width']}×{estimate['share_height']}"
+        assert made in text and "720 lines" not in text, f"the job does not say it made {made}: {text!r}"
         check_share_clip_plays(page, estimate)
         screenshot_above(page, "#share-job", "phone-share-done.png")
 
