@@ -9,22 +9,20 @@
 //! - peak RSS of `dashvault export` over 24 hours of footage at 30 fps,
 //!   against ffmpeg remuxing the same frames (`-c copy`).
 
-#[allow(dead_code)] // synthetic_recorder is for the other benches
+#[allow(dead_code)] // not every helper is for this bench
 mod common;
-use common::{peak_rss_kib, synthetic_jpegs};
+use common::{front_writer_30fps, peak_rss_kib, synthetic_jpegs};
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dashvault::clock::format_rfc3339;
 use dashvault::export::{ExportOptions, Mp4Export};
 use dashvault::frame::CaptureTime;
-use dashvault::store::io::{RealIo, StorageIo};
-use dashvault::store::writer::{EncodedFrame, SegmentWriter, WriterSettings};
+use dashvault::store::writer::EncodedFrame;
 use dashvault::store::Store;
 
 const FPS: u64 = 30;
@@ -40,23 +38,7 @@ const REENCODE_FRAMES: u64 = 600;
 /// them) with an ffmpeg concat list. Returns the list's path.
 fn record(data_dir: &Path, seconds: u64, width: u32, height: u32) -> PathBuf {
     let jpegs = synthetic_jpegs(30, width, height);
-    let io: Arc<dyn StorageIo> = Arc::new(RealIo::new());
-    let mut w = SegmentWriter::new(
-        io,
-        WriterSettings {
-            camera_id: "front".into(),
-            camera_dir: data_dir.join("recordings/front"),
-            fps_milli: 30_000,
-            segment_length_ns: 60_000_000_000,
-            first_segment_length_ns: 60_000_000_000,
-            sync_interval_ns: 1_000_000_000,
-            want_direct: true,
-            boot_id: [7; 16],
-        },
-        Default::default(),
-        Default::default(),
-    )
-    .unwrap();
+    let mut w = front_writer_30fps(data_dir);
     let peer_dir = data_dir.join("mjpeg");
     std::fs::create_dir_all(&peer_dir).unwrap();
     let list_path = peer_dir.join("list.txt");

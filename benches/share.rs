@@ -16,9 +16,9 @@
 //! more; about 150 frames/s for 720p footage to a 480p clip (five minutes in
 //! under a minute).
 
-#[allow(dead_code)] // peak_rss_kib is for the other benches
+#[allow(dead_code)] // not every helper is for this bench
 mod common;
-use common::{synthetic_jpegs, synthetic_recorder};
+use common::{front_writer_30fps, synthetic_jpegs, synthetic_recorder};
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -35,8 +35,7 @@ use dashvault::share::cache::ShareCache;
 use dashvault::share::clip::{software_encoder, write_clip, Quality, ShareOptions};
 use dashvault::share::jobs::{JobState, ShareJobs, ShareRequest};
 use dashvault::share::picture::{PictureScaler, ShareSize};
-use dashvault::store::io::{RealIo, StorageIo};
-use dashvault::store::writer::{EncodedFrame, SegmentWriter, WriterSettings};
+use dashvault::store::writer::EncodedFrame;
 use dashvault::store::Store;
 
 const FPS: u64 = 30;
@@ -47,23 +46,7 @@ const START_WALL_NS: i64 = 1_795_168_800_000_000_000;
 const END_WALL_NS: i64 = START_WALL_NS + (SECONDS * 1_000_000_000) as i64;
 
 fn record(data_dir: &Path, jpegs: &[Arc<[u8]>]) {
-    let io: Arc<dyn StorageIo> = Arc::new(RealIo::new());
-    let mut w = SegmentWriter::new(
-        io,
-        WriterSettings {
-            camera_id: "front".into(),
-            camera_dir: data_dir.join("recordings/front"),
-            fps_milli: 30_000,
-            segment_length_ns: 60_000_000_000,
-            first_segment_length_ns: 60_000_000_000,
-            sync_interval_ns: 1_000_000_000,
-            want_direct: true,
-            boot_id: [7; 16],
-        },
-        Default::default(),
-        Default::default(),
-    )
-    .unwrap();
+    let mut w = front_writer_30fps(data_dir);
     for n in 0..SECONDS * FPS {
         let t = n * INTERVAL_NS;
         let f = EncodedFrame {

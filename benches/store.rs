@@ -10,6 +10,7 @@
 //! - listing and opening a day of one-minute segments after the clock was
 //!   set (a clock anchor to apply to each), against the same without one.
 
+#[allow(dead_code)] // not every helper is for this bench
 mod common;
 use common::{peak_rss_kib, synthetic_jpegs, synthetic_recorder};
 

@@ -11,7 +11,31 @@ use dashvault::clock::{Clock, SystemClock};
 use dashvault::config::{CameraConfig, Config};
 use dashvault::encode::{EncoderSettings, JpegEncoder};
 use dashvault::recorder::{Recorder, RecorderParts};
+use dashvault::store::io::{RealIo, StorageIo};
+use dashvault::store::writer::{SegmentWriter, WriterSettings};
 use dashvault::store::Store;
+
+/// The store's writer for camera `front` at 30 fps in one-minute segments,
+/// as the recorder writes them (O_DIRECT where the filesystem allows it).
+pub fn front_writer_30fps(data_dir: &Path) -> SegmentWriter {
+    let io: Arc<dyn StorageIo> = Arc::new(RealIo::new());
+    SegmentWriter::new(
+        io,
+        WriterSettings {
+            camera_id: "front".into(),
+            camera_dir: data_dir.join("recordings/front"),
+            fps_milli: 30_000,
+            segment_length_ns: 60_000_000_000,
+            first_segment_length_ns: 60_000_000_000,
+            sync_interval_ns: 1_000_000_000,
+            want_direct: true,
+            boot_id: [7; 16],
+        },
+        Default::default(),
+        Default::default(),
+    )
+    .unwrap()
+}
 
 /// The real recorder on `data_dir` with one synthetic camera of `cam`'s
 /// size, delivering `source_fps` frames a second.
