@@ -2,6 +2,8 @@
 //! from stored frames, with its length known up front, byte ranges, a strong
 //! ETag and a file name naming camera and range.
 
+use std::io::Write;
+
 use crate::export::{ExportError, ExportOptions, Mp4Export};
 
 use super::context::{time_param, ApiContext, ApiError};
@@ -96,24 +98,12 @@ pub fn export_mp4(ctx: &ApiContext, req: &Request) -> Result<Response, ApiError>
         Some(v) if v.trim() != etag => None,
         _ => req.header("range"),
     };
-    let (status, start, end) = match parse_range(range_header, len) {
-        ByteRange::Whole => (200, 0, len),
-        ByteRange::Part(s, e) => (206, s, e),
-        ByteRange::Unsatisfiable => return Err(ApiError::RangeNotSatisfiable { len }),
-    };
-    let body = Body::Sized {
-        len: end - start,
-        write: Box::new(move |out| {
-            export
-                .write_range(start, end, out)
-                .map_err(std::io::Error::other)
-        }),
-    };
-    let mut r = Response::new(status, "video/mp4", body)
-        .with_header("Accept-Ranges", "bytes")
-        .with_header("ETag", etag)
-        .with_header("Content-Disposition", disposition)
-        .with_header("Cache-Control", "no-store, no-transform");
+    let mut r = mp4_answer(range_header, len, disposition, move |start, end, out| {
+        export
+            .write_range(start, end, out)
+            .map_err(std::io::Error::other)
+    })?
+    .with_header("ETag", etag);
     if skipped > 0 || unreadable > 0 {
         // The text track names each span; clients can tell without parsing
         // it. (The dashboard reads these same-origin, where every header is
@@ -122,10 +112,36 @@ pub fn export_mp4(ctx: &ApiContext, req: &Request) -> Result<Response, ApiError>
             .with_header("X-Skipped-Frames", skipped.to_string())
             .with_header("X-Unreadable-Segments", unreadable.to_string());
     }
-    if status == 206 {
-        r = r.with_header("Content-Range", format!("bytes {start}-{}/{len}", end - 1));
-    }
     Ok(r)
+}
+
+/// A `video/mp4` download of `len` bytes for a request's `Range` header:
+/// the whole file (200), one part of it (206 with `Content-Range`) or 416.
+/// `write(start, end, out)` sends bytes `[start, end)`.
+pub fn mp4_answer(
+    range_header: Option<&str>,
+    len: u64,
+    disposition: String,
+    write: impl FnOnce(u64, u64, &mut dyn Write) -> std::io::Result<()> + Send + 'static,
+) -> Result<Response, ApiError> {
+    let (status, start, end) = match parse_range(range_header, len) {
+        ByteRange::Whole => (200, 0, len),
+        ByteRange::Part(s, e) => (206, s, e),
+        ByteRange::Unsatisfiable => return Err(ApiError::RangeNotSatisfiable { len }),
+    };
+    let body = Body::Sized {
+        len: end - start,
+        write: Box::new(move |out| write(start, end, out)),
+    };
+    let r = Response::new(status, "video/mp4", body)
+        .with_header("Accept-Ranges", "bytes")
+        .with_header("Content-Disposition", disposition)
+        .with_header("Cache-Control", "no-store, no-transform");
+    Ok(if status == 206 {
+        r.with_header("Content-Range", format!("bytes {start}-{}/{len}", end - 1))
+    } else {
+        r
+    })
 }
 
 #[cfg(test)]

@@ -18,9 +18,9 @@ use crate::share::picture::ShareSize;
 
 use super::answers::{ExportEstimateAnswer, ShareJobAnswer};
 use super::context::{time_param, ApiContext, ApiError, ApiResult};
-use super::export::{parse_range, ByteRange};
+use super::export::mp4_answer;
 use super::names;
-use super::server::{Body, Request, Response};
+use super::server::{Request, Response};
 
 /// Where finished clips are served.
 pub const CLIP_PATH: &str = "/api/share/clip/";
@@ -249,28 +249,17 @@ fn serve_clip(ctx: &ApiContext, req: &Request, name: &str) -> ApiResult {
         .metadata()
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .len();
-    let (status, start, end) = match parse_range(req.header("range"), len) {
-        ByteRange::Whole => (200, 0, len),
-        ByteRange::Part(s, e) => (206, s, e),
-        ByteRange::Unsatisfiable => return Err(ApiError::RangeNotSatisfiable { len }),
-    };
-    let body = Body::Sized {
-        len: end - start,
-        write: Box::new(move |out| {
+    mp4_answer(
+        req.header("range"),
+        len,
+        names::attachment(name),
+        move |start, end, out| {
             file.seek(SeekFrom::Start(start))?;
             let copied = std::io::copy(&mut (&mut file).take(end - start), out)?;
             if copied != end - start {
                 return Err(std::io::Error::other("the clip got shorter while sent"));
             }
             Ok(())
-        }),
-    };
-    let mut r = Response::new(status, "video/mp4", body)
-        .with_header("Accept-Ranges", "bytes")
-        .with_header("Content-Disposition", names::attachment(name))
-        .with_header("Cache-Control", "no-store, no-transform");
-    if status == 206 {
-        r = r.with_header("Content-Range", format!("bytes {start}-{}/{len}", end - 1));
-    }
-    Ok(r)
+        },
+    )
 }
