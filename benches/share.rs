@@ -146,7 +146,7 @@ fn main() {
             },
             &out,
             &software_encoder,
-            &mut |_, _| true,
+            &mut |_| true,
         )
         .unwrap();
         let share_fps = frames / start.elapsed().as_secs_f64();

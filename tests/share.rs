@@ -121,7 +121,7 @@ fn clip(dir: &Path, range: (i64, i64), size: ShareSize, name: &str) -> (ShareRep
         },
         &path,
         &software_encoder,
-        &mut |_, _| true,
+        &mut |_| true,
     )
     .expect("share clip");
     (report, started.elapsed().as_secs_f64())
@@ -218,7 +218,7 @@ fn share_clip_cancels_and_leaves_nothing() {
         ShareOptions::default(),
         &path,
         &software_encoder,
-        &mut |done, _| done < 10,
+        &mut |p| p.encoded < 10,
     )
     .unwrap_err();
     assert!(
@@ -237,6 +237,58 @@ fn share_clip_cancels_and_leaves_nothing() {
         .filter(|n| n != "recordings")
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// Progress covers the check that reads every frame before the first is
+/// encoded (before, a job showed 0 frames done and could not be cancelled
+/// while it read the whole range), and a cancel during it stops the job.
+#[test]
+fn share_clip_progress_and_cancel_cover_the_check_before_encoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let range = record(dir.path(), 30, 320, 240);
+    let store = Store::on_disk(dir.path());
+    let path = dir.path().join("clip.mp4");
+    let mut seen = Vec::new();
+    write_clip(
+        &store,
+        "front",
+        range.0,
+        range.1,
+        ShareOptions::default(),
+        &path,
+        &software_encoder,
+        &mut |p| {
+            seen.push(p);
+            true
+        },
+    )
+    .unwrap();
+    let first_encoded = seen.iter().position(|p| p.encoded > 0).unwrap();
+    assert!(first_encoded > 0, "no check reported: {:?}", &seen[..2]);
+    let checked = &seen[..first_encoded];
+    assert!(checked.iter().all(|p| p.encoded == 0 && p.total == 30));
+    assert_eq!(checked.last().unwrap().checked, 30, "every frame checked");
+    assert!(checked.windows(2).all(|w| w[0].checked <= w[1].checked));
+    assert!(seen[first_encoded..].iter().all(|p| p.checked == 30));
+    assert_eq!(seen.last().unwrap().encoded, 30);
+
+    let path = dir.path().join("cancelled.mp4");
+    let err = write_clip(
+        &store,
+        "front",
+        range.0,
+        range.1,
+        ShareOptions::default(),
+        &path,
+        &software_encoder,
+        &mut |p| p.checked == 0 && p.encoded == 0,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, ShareError::Cancelled { done: 0, .. }),
+        "{err}"
+    );
+    assert!(!path.exists());
 }
 
 #[test]

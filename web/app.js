@@ -1656,7 +1656,9 @@
     $('share-job-clip').textContent = describeShareClip(j);
 
     const total = num(j.frames_total);
-    const doneFrames = num(j.frames_done) || 0;
+    const checking = running && j.phase === 'checking';
+    // While checking, the bar shows the frames read and checked; then the frames encoded.
+    const doneFrames = num(checking ? j.frames_checked : j.frames_done) || 0;
     const progress = $('share-progress');
     progress.hidden = !running;
     if (running && total) {
@@ -1667,7 +1669,9 @@
     }
     const encoder = j.encoder ? 'Encoder: ' + j.encoder : null;
     let text = [];
-    if (running) {
+    if (checking) {
+      text.push(total ? 'Checking footage: ' + doneFrames + ' of ' + total + ' frames read' : 'Checking footage');
+    } else if (running) {
       const eta = num(j.eta_s);
       text.push(total !== null ? doneFrames + ' of ' + total + ' frames' : 'Starting');
       if (eta !== null) text.push('about ' + fmtDuration(Math.max(1, eta) * 1000) + ' left');

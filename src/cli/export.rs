@@ -18,7 +18,9 @@ use argh::FromArgs;
 
 use crate::clock::{format_rfc3339, parse_rfc3339};
 use crate::export::{ExportError, ExportOptions, Mp4Export};
-use crate::share::clip::{best_encoder, write_clip, Quality, ShareError, ShareOptions};
+use crate::share::clip::{
+    best_encoder, write_clip, ClipProgress, Quality, ShareError, ShareOptions,
+};
 use crate::share::encoder::EncoderSettings;
 use crate::share::picture::ShareSize;
 use crate::store::sidecar::{self, Readers};
@@ -200,18 +202,28 @@ fn run_share(
         ),
     };
     let show = std::io::stderr().is_terminal();
-    let started = Instant::now();
+    let mut encoding_since: Option<Instant> = None;
     let mut last_draw: Option<Instant> = None;
-    let mut progress = |done: usize, total: usize| {
+    let mut progress = |p: ClipProgress| {
+        let (done, total) = (p.encoded, p.total);
+        if done > 0 {
+            encoding_since.get_or_insert_with(Instant::now);
+        }
         if show
             && (done == total
                 || last_draw
                     .is_none_or(|t| t.elapsed() >= Duration::from_millis(PROGRESS_INTERVAL_MS)))
         {
-            let secs = started.elapsed().as_secs_f64().max(1e-3);
-            let rate = done as f64 / secs;
-            let left = (total - done) as f64 / rate.max(1e-3);
-            eprint!("\r{done} / {total} frames  {rate:.0} frames/s  {left:.0} s left ");
+            if done == 0 {
+                eprint!("\rchecking {} / {total} frames ", p.checked);
+            } else {
+                let secs = encoding_since
+                    .map_or(0.0, |t| t.elapsed().as_secs_f64())
+                    .max(1e-3);
+                let rate = done as f64 / secs;
+                let left = total.saturating_sub(done) as f64 / rate.max(1e-3);
+                eprint!("\r{done} / {total} frames  {rate:.0} frames/s  {left:.0} s left    ");
+            }
             last_draw = Some(Instant::now());
         }
         true

@@ -15,38 +15,34 @@
 //!   CRCs checked in the same read (a frame that fails is an error naming
 //!   the segment and byte offset; nothing of it is written);
 //! - memory does not grow with the bytes exported: one read buffer of at
-//!   most [`READ_BATCH_BYTES`] (or one frame record, if larger), plus the
-//!   header and the segment indexes: about 50 bytes per frame kept, 85 at
-//!   the peak while the header is built (docs/export.md §10).
+//!   most [`READ_BATCH_BYTES`] (or one frame record, if larger), one
+//!   segment's index, and the header, whose sample tables are the only
+//!   per-frame memory: at most 12 bytes a frame (docs/export.md §10).
+//!   Segments are read one at a time while the header is built, and their
+//!   indexes read again from the files held open while streaming.
 //!
 //! `docs/export.md` explains the box layout, durations and gaps.
 
 pub mod mp4;
+pub mod timeline;
 
 use std::io::Write;
 use std::ops::Range;
+use std::sync::{Arc, Mutex};
 
-use crate::clock::{format_compact, format_overlay, format_rfc3339};
-use crate::store::format::{StreamHeader, FLAG_WALL_ESTIMATED};
-use crate::store::query::{FrameRange, SkippedFrames};
+use crate::clock::{format_compact, format_rfc3339};
+use crate::store::query::{FrameRange, SegmentRuns, SkippedFrames};
+use crate::store::reader::{HeldSegment, SegmentReader};
 use crate::store::{Store, StoreError};
 
-use mp4::{Chunk, Track, TrackMedia, TIMESCALE};
+use mp4::{Chunk, FileHeader, SampleTable, Track, TrackMedia};
+use timeline::{note_skipped, FrameIn, TimeText, TimeTexts, TimedFrame, Timeline};
 
-const NS_PER_S: u64 = 1_000_000_000;
 /// Most bytes read from a segment in one positional read while streaming.
 pub const READ_BATCH_BYTES: usize = 2 << 20;
-/// Capture times closer than this are not believed (a clock glitch); the
-/// frame gets the nominal interval instead.
-const DURATION_NS_MIN: u64 = 1_000_000;
-/// A frame held this much longer than the nominal interval marks a gap in
-/// recording (the text track says so).
-const GAP_SLACK_NS: u64 = 1_000_000_000;
-/// Frame interval when a segment does not state a usable rate.
-const FALLBACK_INTERVAL_NS: u64 = 33_333_333;
-/// Most frames in one export: about 37 hours at 30 fps, and about 340 MB of
-/// index and header in memory at the peak. Keeps every sample table far
-/// below 4 GiB. Checked as segments are opened, before all are read.
+/// Most frames in one export: about 37 hours at 30 fps, and at most 48 MB
+/// of sample tables. Keeps every table far below 4 GiB. Counted from the
+/// segment indexes, one at a time, before any frame is read.
 pub const EXPORT_FRAMES_MAX: usize = 4_000_000;
 /// Chunk offsets above this are written as 64-bit (`co64`).
 const CHUNK_OFFSET_LIMIT_32: u64 = u32::MAX as u64;
@@ -107,75 +103,52 @@ impl From<std::io::Error> for ExportError {
 }
 
 /// What one stretch of the virtual file is.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 enum Part {
     /// `ftyp`, `moov` and the `mdat` header.
     Header,
-    /// One text sample, a range of `text_bytes`.
-    Text(Range<usize>),
-    /// Consecutive frames of one segment (`segments[segment].reader.frames`).
+    /// One text sample (`text_offsets[n]..text_offsets[n + 1]` of
+    /// `text_bytes`).
+    Text(u32),
+    /// `count` consecutive frames of one held segment, from its frame
+    /// `first`.
     Frames {
-        segment: usize,
-        frames: Range<usize>,
+        segment: u32,
+        first: u32,
+        count: u32,
     },
 }
 
-#[derive(Clone, Debug)]
+/// A stretch of the file; it runs until the next one starts. 24 bytes, one
+/// or two a second of footage.
+#[derive(Clone, Copy, Debug)]
 struct Piece {
     /// Offset in the export.
     start: u64,
-    len: u64,
     part: Part,
 }
 
 /// An `.mp4` of stored footage, ready to be written in whole or in ranges.
 pub struct Mp4Export {
+    store: Store,
     camera: String,
     from_ns: i64,
     to_ns: i64,
-    range: FrameRange,
-    header: Vec<u8>,
+    /// The segments the frames come from, open, their indexes let go.
+    segments: Vec<HeldSegment>,
+    /// The index last read again while streaming.
+    current: Mutex<Option<(u32, Arc<SegmentReader>)>>,
+    header: FileHeader,
     text_bytes: Vec<u8>,
+    text_offsets: Vec<u32>,
     pieces: Vec<Piece>,
     len: u64,
     duration_ns: u64,
     frame_count: usize,
+    first_last_wall_ns: (i64, i64),
+    problems: Vec<String>,
+    skipped: Vec<SkippedFrames>,
     etag: String,
-}
-
-/// One frame on the export's timeline. 24 bytes: a day at 30 fps holds
-/// 2.6 million of these while the header is built.
-struct Sample {
-    wall_ns: i64,
-    /// Index into the range's segments, with [`ESTIMATED_BIT`] set when the
-    /// frame's wall time was estimated.
-    segment_flags: u32,
-    size: u32,
-    duration_ticks: u32,
-    /// Part of `duration_ticks` that is a gap in recording (the frame is
-    /// held through it); zero for an ordinary frame.
-    gap_ticks: u32,
-}
-
-/// In [`Sample::segment_flags`]: the wall time was estimated.
-const ESTIMATED_BIT: u32 = 1 << 31;
-
-impl Sample {
-    fn segment(&self) -> usize {
-        (self.segment_flags & !ESTIMATED_BIT) as usize
-    }
-    fn estimated(&self) -> bool {
-        self.segment_flags & ESTIMATED_BIT != 0
-    }
-}
-
-/// A text sample: the capture time of the frames it spans.
-struct TextSample {
-    text: String,
-    duration_ticks: u32,
-    /// Frames shown while this text is (indexes into the samples), empty for
-    /// the text over a gap.
-    frames: Range<usize>,
 }
 
 impl Mp4Export {
@@ -217,49 +190,48 @@ impl Mp4Export {
             });
         }
         // Damaged frames are left out (and named) before the header is
-        // built, so the file never promises a frame it cannot deliver.
-        // Over the limit, segments stop being opened as soon as the count
-        // passes it: a year-long range costs no more than the limit.
-        let range = store.intact_range_at_most(camera, from_ns, to_ns, EXPORT_FRAMES_MAX)?;
-        let frame_count = range.frame_count();
-        if range.over_limit {
+        // built, so the file never promises a frame it cannot deliver. The
+        // frames are counted before any is checked: a year-long range
+        // costs one index at a time.
+        let mut builder = Builder::new(camera, options);
+        let walk =
+            store.walk_intact_range(camera, from_ns, to_ns, EXPORT_FRAMES_MAX, &mut |seg| {
+                builder.add_segment(seg);
+                true
+            })?;
+        if walk.over_limit || builder.frames > EXPORT_FRAMES_MAX {
             return Err(ExportError::TooManyFrames {
                 camera: camera.to_string(),
-                frames: frame_count,
+                frames: walk.frames_found.max(builder.frames),
                 max: EXPORT_FRAMES_MAX,
             });
         }
-        if frame_count == 0 {
+        if builder.frames == 0 {
             return Err(ExportError::NoFootage {
                 camera: camera.to_string(),
                 from: from_ns,
                 to: to_ns,
             });
         }
-        if frame_count > EXPORT_FRAMES_MAX {
-            return Err(ExportError::TooManyFrames {
-                camera: camera.to_string(),
-                frames: frame_count,
-                max: EXPORT_FRAMES_MAX,
-            });
-        }
-        let (samples, duration_ns) = timeline(&range);
-        let mut texts = text_samples(&samples);
-        note_skipped(&mut texts, &samples, &range.skipped);
-        let layout = Layout::build(&range, &samples, &texts, options, limit);
-        let etag = etag(&range, options, layout.len);
+        let built = builder.finish(&walk.skipped, limit);
         Ok(Mp4Export {
+            store: store.clone(),
             camera: camera.to_string(),
             from_ns,
             to_ns,
-            header: layout.header,
-            text_bytes: layout.text_bytes,
-            pieces: layout.pieces,
-            len: layout.len,
-            duration_ns,
-            frame_count,
-            etag,
-            range,
+            segments: built.segments,
+            current: Mutex::new(None),
+            header: built.header,
+            text_bytes: built.text_bytes,
+            text_offsets: built.text_offsets,
+            pieces: built.pieces,
+            len: built.len,
+            duration_ns: built.duration_ns,
+            frame_count: built.frames,
+            first_last_wall_ns: built.first_last_wall_ns,
+            problems: walk.problems,
+            skipped: walk.skipped,
+            etag: built.etag,
         })
     }
 
@@ -282,19 +254,9 @@ impl Mp4Export {
     /// `<camera>_<from>_<to>.mp4` with the requested range in UTC, e.g.
     /// `front_20261120T100000Z_20261120T100500Z.mp4`.
     pub fn file_name(&self) -> String {
-        let camera: String = self
-            .camera
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
         format!(
-            "{camera}_{}_{}.mp4",
+            "{}_{}_{}.mp4",
+            safe_file_part(&self.camera),
             format_compact(self.from_ns),
             format_compact(self.to_ns)
         )
@@ -316,20 +278,18 @@ impl Mp4Export {
 
     /// Wall time of the first and of the last frame included.
     pub fn first_last_wall_ns(&self) -> (i64, i64) {
-        let mut frames = self.range.frames().map(|(_, _, f)| f.wall_ns);
-        let first = frames.next().unwrap_or(self.from_ns);
-        (first, frames.last().unwrap_or(first))
+        self.first_last_wall_ns
     }
 
     /// One line per segment skipped because it could not be read.
     pub fn problems(&self) -> &[String] {
-        &self.range.problems
+        &self.problems
     }
 
     /// Frames left out: damaged, or missing inside a segment. The text
     /// track names each span where it happens.
     pub fn skipped(&self) -> &[SkippedFrames] {
-        &self.range.skipped
+        &self.skipped
     }
 
     /// Writes bytes `[start, end)` of the file to `out`. Payloads are read
@@ -349,37 +309,59 @@ impl Mp4Export {
             });
         }
         let mut buf = Vec::new();
-        let first = self.pieces.partition_point(|p| p.start + p.len <= start);
-        for piece in &self.pieces[first..] {
+        // The piece holding `start` (the first starts at 0).
+        let first = self.pieces.partition_point(|p| p.start <= start).max(1) - 1;
+        for (n, piece) in self.pieces.iter().enumerate().skip(first) {
             if piece.start >= end {
                 break;
             }
+            let piece_end = self.pieces.get(n + 1).map_or(self.len, |p| p.start);
             let lo = start.max(piece.start) - piece.start;
-            let hi = end.min(piece.start + piece.len) - piece.start;
-            match &piece.part {
-                Part::Header => out.write_all(&self.header[lo as usize..hi as usize])?,
-                Part::Text(r) => {
-                    out.write_all(&self.text_bytes[r.start + lo as usize..r.start + hi as usize])?
+            let hi = end.min(piece_end) - piece.start;
+            match piece.part {
+                Part::Header => self.header.write_range(lo, hi, out)?,
+                Part::Text(t) => {
+                    let at = self.text_offsets[t as usize] as usize;
+                    out.write_all(&self.text_bytes[at + lo as usize..at + hi as usize])?
                 }
-                Part::Frames { segment, frames } => {
-                    self.write_frames(*segment, frames.clone(), lo, hi, &mut buf, out)?
+                Part::Frames {
+                    segment,
+                    first,
+                    count,
+                } => {
+                    let frames = first as usize..(first + count) as usize;
+                    self.write_frames(segment, frames, lo, hi, &mut buf, out)?
                 }
             }
         }
         Ok(())
     }
 
+    /// The index of held segment `segment`, read again (the last one is
+    /// kept: a download walks the segments in order).
+    fn reader(&self, segment: u32) -> Result<Arc<SegmentReader>, ExportError> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((s, reader)) = current.as_ref() {
+            if *s == segment {
+                return Ok(reader.clone());
+            }
+        }
+        let reader = Arc::new(self.store.reopen_held(&self.segments[segment as usize])?);
+        *current = Some((segment, reader.clone()));
+        Ok(reader)
+    }
+
     /// Writes bytes `[lo, hi)` of the concatenated payloads of `frames`.
     fn write_frames(
         &self,
-        segment: usize,
+        segment: u32,
         frames: Range<usize>,
         lo: u64,
         hi: u64,
         buf: &mut Vec<u8>,
         out: &mut dyn Write,
     ) -> Result<(), ExportError> {
-        let reader = &self.range.segments[segment].reader;
+        let reader = self.reader(segment)?;
         let size = |i: usize| reader.frames[i].payload_len as u64;
         let mut i = frames.start;
         let mut pos = 0u64; // offset of frame i's payload within this piece
@@ -412,311 +394,288 @@ impl Mp4Export {
     }
 }
 
-/// Frame interval a segment's stream header promises.
-fn nominal_interval_ns(stream: &StreamHeader) -> u64 {
-    if stream.fps_milli == 0 {
-        FALLBACK_INTERVAL_NS
-    } else {
-        (1_000_000_000_000 / stream.fps_milli as u64).max(DURATION_NS_MIN)
-    }
+/// The frames of a run of one segment being gathered into a chunk.
+struct OpenChunk {
+    segment: u32,
+    first: u32,
+    count: u32,
+    bytes: u64,
 }
 
-fn ticks(ns: u64) -> u64 {
-    ((ns as u128 * TIMESCALE as u128 + NS_PER_S as u128 / 2) / NS_PER_S as u128) as u64
+/// Builds an export segment by segment: the sample tables, the texts and
+/// the layout of `mdat`, one stretch per text sample: its text (if there is
+/// a time track), then its frames, one chunk per run of one segment.
+/// Players reading in order thus find each second's text next to its
+/// pictures.
+struct Builder {
+    options: ExportOptions,
+    timeline: Timeline,
+    texts: TimeTexts,
+    video: SampleTable,
+    video_chunks: Vec<Chunk>,
+    chunk: Option<OpenChunk>,
+    /// The body's stretches in order, each `start` holding its length
+    /// until [`finish`](Builder::finish) sets the offsets.
+    pieces: Vec<Piece>,
+    picture_sizes: Vec<(u32, u32)>,
+    /// Per held segment, its sample description (1-based).
+    descriptions: Vec<u32>,
+    segments: Vec<HeldSegment>,
+    /// Frames added (the last one is placed by `finish`).
+    frames: usize,
+    first_last_wall_ns: Option<(i64, i64)>,
+    hash: Fnv64,
 }
 
-/// Each frame's duration and the total, in ns. A frame lasts until the next
-/// one was captured: monotonic times when both come from the same boot
-/// (immune to clock steps), else wall times; the last frame, and any frame
-/// whose next one does not come later, gets the nominal interval.
-fn timeline(range: &FrameRange) -> (Vec<Sample>, u64) {
-    // Frames are walked in place (no list of them is collected): the
-    // tables here are the per-frame memory of an export.
-    let mut frames = range
-        .segments
-        .iter()
-        .enumerate()
-        .flat_map(|(s, seg)| seg.entries().iter().map(move |f| (s, f)))
-        .peekable();
-    let mut samples = Vec::with_capacity(range.frame_count());
-    let mut pts_ns = 0u64;
-    let mut pts_ticks = 0u64;
-    while let Some((s, f)) = frames.next() {
-        let stream = &range.segments[s].reader.stream;
-        let nominal = nominal_interval_ns(stream);
-        let delta = frames.peek().and_then(|(ns, next)| {
-            let next_stream = &range.segments[*ns].reader.stream;
-            let same_boot = next_stream.boot_id == stream.boot_id && stream.boot_id != [0; 16];
-            if same_boot && next.mono_ns > f.mono_ns {
-                Some(next.mono_ns - f.mono_ns)
-            } else if next.wall_ns > f.wall_ns {
-                Some(next.wall_ns.abs_diff(f.wall_ns))
-            } else {
-                None
-            }
-        });
-        let duration_ns = delta.filter(|d| *d >= DURATION_NS_MIN).unwrap_or(nominal);
-        pts_ns += duration_ns;
-        let end_ticks = ticks(pts_ns);
-        let duration_ticks = (end_ticks - pts_ticks).min(u32::MAX as u64) as u32;
-        // A held frame longer than 13 hours is cut to that (32-bit sample
-        // durations); the timeline continues from where it was cut.
-        pts_ticks += duration_ticks as u64;
-        let gap_ticks = if duration_ns > nominal + GAP_SLACK_NS {
-            duration_ticks.saturating_sub(ticks(nominal) as u32)
-        } else {
-            0
-        };
-        let estimated = if f.flags & FLAG_WALL_ESTIMATED != 0 {
-            ESTIMATED_BIT
-        } else {
-            0
-        };
-        samples.push(Sample {
-            wall_ns: f.wall_ns,
-            // Segments number far fewer than 2^31 (one per minute).
-            segment_flags: s as u32 | estimated,
-            size: f.payload_len,
-            duration_ticks,
-            gap_ticks,
-        });
-    }
-    (samples, pts_ns)
-}
-
-/// Text samples: one per wall-clock second of footage, showing the capture
-/// time of the frames under it (as the picture's burned-in time does), and
-/// one over each gap saying how long nothing was recorded.
-fn text_samples(samples: &[Sample]) -> Vec<TextSample> {
-    let mut out: Vec<TextSample> = Vec::new();
-    let mut start = 0;
-    while start < samples.len() {
-        let second = samples[start].wall_ns.div_euclid(NS_PER_S as i64);
-        let estimated = samples[start].estimated();
-        let mut end = start + 1;
-        while end < samples.len()
-            && samples[end - 1].gap_ticks == 0
-            && samples[end].wall_ns.div_euclid(NS_PER_S as i64) == second
-            && samples[end].estimated() == estimated
-        {
-            end += 1;
-        }
-        let last = &samples[end - 1];
-        let duration: u64 = samples[start..end]
-            .iter()
-            .map(|s| s.duration_ticks as u64)
-            .sum::<u64>()
-            - last.gap_ticks as u64;
-        let mut text = format_overlay(second * NS_PER_S as i64);
-        if estimated {
-            text.push_str(" (clock estimated)");
-        }
-        out.push(TextSample {
-            text: text.clone(),
-            duration_ticks: duration.min(u32::MAX as u64) as u32,
-            frames: start..end,
-        });
-        if last.gap_ticks > 0 {
-            let gap_s = (last.gap_ticks as u64 + TIMESCALE as u64 / 2) / TIMESCALE as u64;
-            out.push(TextSample {
-                text: format!("{text}, then nothing recorded for {}", human_seconds(gap_s)),
-                duration_ticks: last.gap_ticks,
-                frames: end..end,
-            });
-        }
-        start = end;
-    }
-    out
-}
-
-/// Adds each skipped span to the text shown at its time: "2 damaged frames
-/// skipped in <segment> at byte <offset>".
-fn note_skipped(texts: &mut [TextSample], samples: &[Sample], skipped: &[SkippedFrames]) {
-    for skip in skipped {
-        let at = texts
-            .iter()
-            .rposition(|t| {
-                samples
-                    .get(t.frames.start)
-                    .is_some_and(|s| !t.frames.is_empty() && s.wall_ns <= skip.wall_ns)
-            })
-            .unwrap_or(0);
-        let what = if skip.reason.starts_with("missing") {
-            "missing"
-        } else {
-            "damaged"
-        };
-        if let Some(t) = texts.get_mut(at) {
-            t.text.push_str(&format!(
-                " [{} {what} frame{} skipped: {} at byte {}]",
-                skip.frames,
-                if skip.frames == 1 { "" } else { "s" },
-                skip.segment,
-                skip.offset
-            ));
-        }
-    }
-}
-
-fn human_seconds(s: u64) -> String {
-    match s {
-        0..=119 => format!("{s} s"),
-        120..=7199 => format!("{} min {} s", s / 60, s % 60),
-        _ => format!("{} h {} min", s / 3600, s % 3600 / 60),
-    }
-}
-
-/// The bytes and pieces of an export.
-struct Layout {
-    header: Vec<u8>,
+/// What a [`Builder`] made.
+struct Built {
+    segments: Vec<HeldSegment>,
+    header: FileHeader,
     text_bytes: Vec<u8>,
+    text_offsets: Vec<u32>,
     pieces: Vec<Piece>,
     len: u64,
+    duration_ns: u64,
+    frames: usize,
+    first_last_wall_ns: (i64, i64),
+    etag: String,
 }
 
-impl Layout {
-    /// Lays out `mdat` as one stretch per text sample: its text (if there is
-    /// a time track), then its frames, one chunk per segment they come from.
-    /// Players reading in order thus find each second's text next to its
-    /// pictures.
-    fn build(
-        range: &FrameRange,
-        samples: &[Sample],
-        texts: &[TextSample],
-        options: ExportOptions,
-        chunk_offset_limit: u64,
-    ) -> Layout {
-        let mut sizes_seen: Vec<(u32, u32)> = Vec::new();
-        let description: Vec<u32> = range
-            .segments
-            .iter()
-            .map(|s| {
-                let size = (s.reader.stream.width, s.reader.stream.height);
-                let i = sizes_seen
-                    .iter()
-                    .position(|x| *x == size)
-                    .unwrap_or_else(|| {
-                        sizes_seen.push(size);
-                        sizes_seen.len() - 1
-                    });
-                i as u32 + 1
-            })
-            .collect();
-        // Sample number of each segment's first frame: with the segment's
-        // own frame range it gives any sample's index into reader.frames,
-        // without a table per frame.
-        let first_sample: Vec<usize> = range
-            .segments
-            .iter()
-            .scan(0, |n, s| {
-                let first = *n;
-                *n += s.frames.len();
-                Some(first)
-            })
-            .collect();
-        let frame_index = |segment: usize, sample: usize| {
-            range.segments[segment].frames.start + sample - first_sample[segment]
-        };
+impl Builder {
+    fn new(camera: &str, options: ExportOptions) -> Builder {
+        // Everything the bytes depend on goes in the hash: layout version,
+        // options, camera, and for every frame its segment, number, place,
+        // size, flags and times.
+        let mut hash = Fnv64::new();
+        hash.write(LAYOUT_VERSION.as_bytes());
+        hash.write(&[options.time_track as u8]);
+        hash.write(camera.as_bytes());
+        hash.write(&[0]);
+        Builder {
+            options,
+            timeline: Timeline::default(),
+            texts: TimeTexts::default(),
+            video: SampleTable::default(),
+            video_chunks: Vec::new(),
+            chunk: None,
+            pieces: Vec::new(),
+            picture_sizes: Vec::new(),
+            descriptions: Vec::new(),
+            segments: Vec::new(),
+            frames: 0,
+            first_last_wall_ns: None,
+            hash,
+        }
+    }
 
-        let mut video = Track {
-            id: 1,
-            media: TrackMedia::Jpeg { sizes: sizes_seen },
-            durations: samples.iter().map(|s| s.duration_ticks).collect(),
-            sizes: samples.iter().map(|s| s.size).collect(),
-            chunks: Vec::new(),
-        };
-        let (width, height) = match &video.media {
-            TrackMedia::Jpeg { sizes } => sizes.first().copied().unwrap_or((0, 0)),
-            _ => (0, 0),
-        };
-        let mut text = Track {
-            id: 2,
-            media: TrackMedia::Text { width, height },
-            durations: Vec::new(),
-            sizes: Vec::new(),
-            chunks: Vec::new(),
-        };
-
-        let mut text_bytes = Vec::new();
-        let mut body: Vec<(u64, Part)> = Vec::new(); // (len, part)
-        let mut body_len = 0u64;
-        for t in texts {
-            if options.time_track {
-                let sample = mp4::text_sample(&t.text);
-                let r = text_bytes.len()..text_bytes.len() + sample.len();
-                text_bytes.extend_from_slice(&sample);
-                text.durations.push(t.duration_ticks);
-                text.sizes.push(sample.len() as u32);
-                text.chunks.push(Chunk {
-                    samples: 1,
-                    description: 1,
-                    body_offset: body_len,
-                });
-                body.push((sample.len() as u64, Part::Text(r)));
-                body_len += sample.len() as u64;
+    fn add_segment(&mut self, seg: SegmentRuns) {
+        if seg.runs.is_empty() {
+            return; // every frame of it damaged
+        }
+        let number = self.segments.len() as u32;
+        let stream = &seg.reader.stream;
+        let size = (stream.width, stream.height);
+        let description = match self.picture_sizes.iter().position(|s| *s == size) {
+            Some(i) => i,
+            None => {
+                self.picture_sizes.push(size);
+                self.picture_sizes.len() - 1
             }
-            let mut i = t.frames.start;
-            while i < t.frames.end {
-                let segment = samples[i].segment();
-                let mut j = i;
-                let mut bytes = 0u64;
-                while j < t.frames.end && samples[j].segment() == segment {
-                    bytes += samples[j].size as u64;
-                    j += 1;
-                }
-                video.chunks.push(Chunk {
-                    samples: (j - i) as u32,
-                    description: description[segment],
-                    body_offset: body_len,
+        };
+        self.descriptions.push(description as u32 + 1);
+        self.hash.write(seg.entry.name.as_bytes());
+        self.hash.write(&stream.width.to_le_bytes());
+        self.hash.write(&stream.height.to_le_bytes());
+        self.hash.write(&stream.fps_milli.to_le_bytes());
+        self.hash.write(&stream.boot_id);
+        for run in &seg.runs {
+            for i in run.clone() {
+                let f = &seg.reader.frames[i];
+                self.hash.write(&f.seq.to_le_bytes());
+                self.hash.write(&f.offset.to_le_bytes());
+                self.hash.write(&f.payload_len.to_le_bytes());
+                self.hash.write(&[f.flags]);
+                self.hash.write(&f.mono_ns.to_le_bytes());
+                self.hash.write(&f.wall_ns.to_le_bytes());
+                self.frames += 1;
+                let placed = self.timeline.push(FrameIn {
+                    segment: number,
+                    // Segment indexes are far below 2^32 entries.
+                    index: i as u32,
+                    entry: f,
+                    stream,
                 });
-                body.push((
-                    bytes,
-                    Part::Frames {
-                        segment,
-                        frames: frame_index(segment, i)..frame_index(segment, j - 1) + 1,
-                    },
-                ));
-                body_len += bytes;
-                i = j;
+                if let Some(t) = placed {
+                    self.place(t);
+                }
             }
         }
+        self.segments.push(seg.reader.hold());
+    }
 
-        let tracks: Vec<Track> = if options.time_track {
-            vec![video, text]
-        } else {
-            vec![video]
-        };
-        let start_wall_ns = samples.first().map_or(0, |s| s.wall_ns);
-        let header = mp4::file_header(&tracks, start_wall_ns, body_len, chunk_offset_limit);
-        let body_start = header.len() as u64;
-
-        let mut pieces = Vec::with_capacity(body.len() + 1);
-        pieces.push(Piece {
-            start: 0,
-            len: body_start,
-            part: Part::Header,
+    /// Puts a frame, its duration known, in the tables and the layout.
+    fn place(&mut self, f: TimedFrame) {
+        self.video.push(f.duration_ticks, f.size);
+        self.first_last_wall_ns = Some(match self.first_last_wall_ns {
+            Some((first, _)) => (first, f.wall_ns),
+            None => (f.wall_ns, f.wall_ns),
         });
-        let mut at = body_start;
-        for (len, part) in body {
-            pieces.push(Piece {
-                start: at,
-                len,
-                part,
+        let begun = self.texts.push(&f);
+        if let Some(t) = begun.with {
+            self.close_chunk();
+            self.text_piece(t);
+        }
+        match &mut self.chunk {
+            Some(c) if c.segment == f.segment && c.first + c.count == f.index => {
+                c.count += 1;
+                c.bytes += f.size as u64;
+            }
+            _ => {
+                self.close_chunk();
+                self.chunk = Some(OpenChunk {
+                    segment: f.segment,
+                    first: f.index,
+                    count: 1,
+                    bytes: f.size as u64,
+                });
+            }
+        }
+        if let Some(t) = begun.after {
+            self.close_chunk();
+            self.text_piece(t);
+        }
+    }
+
+    fn text_piece(&mut self, text: usize) {
+        if self.options.time_track {
+            self.pieces.push(Piece {
+                start: 0, // its length is known once its text is
+                part: Part::Text(text as u32),
             });
+        }
+    }
+
+    fn close_chunk(&mut self) {
+        if let Some(c) = self.chunk.take() {
+            self.video_chunks.push(Chunk {
+                samples: c.count,
+                description: self.descriptions[c.segment as usize],
+                body_offset: 0, // set in finish()
+            });
+            self.pieces.push(Piece {
+                start: c.bytes,
+                part: Part::Frames {
+                    segment: c.segment,
+                    first: c.first,
+                    count: c.count,
+                },
+            });
+        }
+    }
+
+    fn finish(mut self, skipped: &[SkippedFrames], chunk_offset_limit: u64) -> Built {
+        if let Some(t) = self.timeline.finish() {
+            self.place(t);
+        }
+        self.texts.finish();
+        self.close_chunk();
+        let mut texts: Vec<TimeText> = std::mem::take(&mut self.texts.texts);
+        note_skipped(&mut texts, skipped);
+        for skip in skipped {
+            self.hash.write(skip.to_string().as_bytes());
+            self.hash.write(&skip.wall_ns.to_le_bytes());
+        }
+
+        let (width, height) = self.picture_sizes.first().copied().unwrap_or((0, 0));
+        let mut text_bytes = Vec::new();
+        let mut text_offsets = Vec::new();
+        let mut text_table = SampleTable::default();
+        if self.options.time_track {
+            for t in &texts {
+                let sample = mp4::text_sample(&t.text());
+                text_offsets.push(text_bytes.len() as u32);
+                text_bytes.extend_from_slice(&sample);
+                text_table.push(t.duration_ticks, sample.len() as u32);
+            }
+            text_offsets.push(text_bytes.len() as u32);
+        }
+        drop(texts);
+
+        // Lengths to offsets in the body, and each chunk's place.
+        let mut text_chunks = Vec::new();
+        let mut video_chunk = 0;
+        let mut at = 0u64;
+        for piece in &mut self.pieces {
+            let len = match piece.part {
+                Part::Text(t) => {
+                    text_chunks.push(Chunk {
+                        samples: 1,
+                        description: 1,
+                        body_offset: at,
+                    });
+                    (text_offsets[t as usize + 1] - text_offsets[t as usize]) as u64
+                }
+                Part::Frames { .. } => {
+                    self.video_chunks[video_chunk].body_offset = at;
+                    video_chunk += 1;
+                    piece.start
+                }
+                Part::Header => 0,
+            };
+            piece.start = at;
             at += len;
         }
-        Layout {
+        let body_len = at;
+
+        let mut tracks = vec![Track {
+            id: 1,
+            media: TrackMedia::Jpeg {
+                sizes: self.picture_sizes,
+            },
+            samples: self.video,
+            chunks: self.video_chunks,
+        }];
+        if self.options.time_track {
+            tracks.push(Track {
+                id: 2,
+                media: TrackMedia::Text { width, height },
+                samples: text_table,
+                chunks: text_chunks,
+            });
+        }
+        let first_last_wall_ns = self.first_last_wall_ns.unwrap_or((0, 0));
+        let header = FileHeader::new(tracks, first_last_wall_ns.0, body_len, chunk_offset_limit);
+        let header_len = header.len();
+        for piece in &mut self.pieces {
+            piece.start += header_len;
+        }
+        self.pieces.insert(
+            0,
+            Piece {
+                start: 0,
+                part: Part::Header,
+            },
+        );
+        self.pieces.shrink_to_fit();
+        let len = header_len + body_len;
+        Built {
+            segments: self.segments,
             header,
             text_bytes,
-            pieces,
-            len: at,
+            text_offsets,
+            pieces: self.pieces,
+            len,
+            duration_ns: self.timeline.duration_ns(),
+            frames: self.frames,
+            first_last_wall_ns,
+            etag: format!("\"{:016x}-{len:x}\"", self.hash.0),
         }
     }
 }
 
 /// The timing an export of `range` gives its frames, for a file built
 /// elsewhere from the same frames (the share clip): each frame's duration
-/// in ticks of [`TIMESCALE`], and the time track's samples.
+/// in ticks of [`mp4::TIMESCALE`], and the time track's samples.
 pub struct RangeTiming {
     pub durations: Vec<u32>,
     /// Text, duration in ticks, and the frames it is shown over (indexes
@@ -727,17 +686,45 @@ pub struct RangeTiming {
 }
 
 pub fn range_timing(range: &FrameRange) -> RangeTiming {
-    let (samples, duration_ns) = timeline(range);
-    let mut texts = text_samples(&samples);
-    note_skipped(&mut texts, &samples, &range.skipped);
+    let mut timeline = Timeline::default();
+    let mut texts = TimeTexts::default();
+    let mut durations = Vec::with_capacity(range.frame_count());
+    let mut start_wall_ns = None;
+    let mut place = |f: TimedFrame| {
+        start_wall_ns.get_or_insert(f.wall_ns);
+        durations.push(f.duration_ticks);
+        texts.push(&f);
+    };
+    for seg in &range.segments {
+        for i in seg.frames.clone() {
+            let placed = timeline.push(FrameIn {
+                segment: 0,
+                index: i as u32,
+                entry: &seg.reader.frames[i],
+                stream: &seg.reader.stream,
+            });
+            if let Some(f) = placed {
+                place(f);
+            }
+        }
+    }
+    if let Some(f) = timeline.finish() {
+        place(f);
+    }
+    texts.finish();
+    let mut texts = texts.texts;
+    note_skipped(&mut texts, &range.skipped);
     RangeTiming {
-        durations: samples.iter().map(|s| s.duration_ticks).collect(),
+        durations,
         texts: texts
             .into_iter()
-            .map(|t| (t.text, t.duration_ticks, t.frames))
+            .map(|t| {
+                let frames = t.frames.start as usize..t.frames.end as usize;
+                (t.text(), t.duration_ticks, frames)
+            })
             .collect(),
-        duration_ns,
-        start_wall_ns: samples.first().map_or(0, |s| s.wall_ns),
+        duration_ns: timeline.duration_ns(),
+        start_wall_ns: start_wall_ns.unwrap_or(0),
     }
 }
 
@@ -771,91 +758,13 @@ impl Fnv64 {
     }
 }
 
-/// Hashes everything the bytes depend on: layout version, options, camera,
-/// and for every frame its segment, number, place, size, flags and times.
-fn etag(range: &FrameRange, options: ExportOptions, len: u64) -> String {
-    let mut h = Fnv64::new();
-    h.write(LAYOUT_VERSION.as_bytes());
-    h.write(&[options.time_track as u8]);
-    h.write(range.camera.as_bytes());
-    h.write(&[0]);
-    for skip in &range.skipped {
-        h.write(skip.to_string().as_bytes());
-        h.write(&skip.wall_ns.to_le_bytes());
-    }
-    for seg in &range.segments {
-        h.write(seg.entry.name.as_bytes());
-        let s = &seg.reader.stream;
-        h.write(&s.width.to_le_bytes());
-        h.write(&s.height.to_le_bytes());
-        h.write(&s.fps_milli.to_le_bytes());
-        h.write(&s.boot_id);
-        for f in seg.entries() {
-            h.write(&f.seq.to_le_bytes());
-            h.write(&f.offset.to_le_bytes());
-            h.write(&f.payload_len.to_le_bytes());
-            h.write(&[f.flags]);
-            h.write(&f.mono_ns.to_le_bytes());
-            h.write(&f.wall_ns.to_le_bytes());
-        }
-    }
-    format!("\"{:016x}-{len:x}\"", h.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn sample(wall_s: f64, duration_ticks: u32, gap_ticks: u32) -> Sample {
-        Sample {
-            wall_ns: (wall_s * 1e9) as i64,
-            segment_flags: 0,
-            size: 1,
-            duration_ticks,
-            gap_ticks,
-        }
-    }
-
     #[test]
-    fn text_changes_with_the_wall_second_and_marks_gaps() {
-        let samples = vec![
-            sample(100.0, 3000, 0),
-            sample(100.5, 3000, 0),
-            sample(101.0, 3000, 0),
-            sample(101.5, 93000, 90000), // held through a 1 s gap
-            sample(103.0, 3000, 0),
-        ];
-        let t = text_samples(&samples);
-        let texts: Vec<_> = t.iter().map(|t| t.text.as_str()).collect();
-        assert_eq!(
-            texts,
-            vec![
-                "1970-01-01 00:01:40 UTC",
-                "1970-01-01 00:01:41 UTC",
-                "1970-01-01 00:01:41 UTC, then nothing recorded for 1 s",
-                "1970-01-01 00:01:43 UTC",
-            ]
-        );
-        let durations: Vec<_> = t.iter().map(|t| t.duration_ticks).collect();
-        assert_eq!(durations, vec![6000, 6000, 90000, 3000]);
-        // The text track lasts exactly as long as the video.
-        let video: u32 = samples.iter().map(|s| s.duration_ticks).sum();
-        assert_eq!(durations.iter().sum::<u32>(), video);
-        assert_eq!(t[2].frames, 4..4);
-    }
-
-    #[test]
-    fn ticks_round_to_nearest() {
-        assert_eq!(ticks(33_333_333), 3000);
-        assert_eq!(ticks(1_000_000_000), 90_000);
-        assert_eq!(ticks(5_555), 0);
-        assert_eq!(ticks(5_556), 1);
-    }
-
-    #[test]
-    fn gaps_read_well() {
-        assert_eq!(human_seconds(30), "30 s");
-        assert_eq!(human_seconds(600), "10 min 0 s");
-        assert_eq!(human_seconds(7200), "2 h 0 min");
+    fn camera_names_become_safe_file_names() {
+        assert_eq!(safe_file_part("front cam/2"), "front_cam_2");
+        assert_eq!(safe_file_part("rear-1_x"), "rear-1_x");
     }
 }

@@ -7,6 +7,8 @@
 //! ends. Only `mdat` can outgrow 32 bits; it gets the 64-bit `largesize`
 //! form in [`mdat_header`].
 
+use std::io::Write;
+
 /// Ticks per second of the movie and of every track.
 pub const TIMESCALE: u32 = 90_000;
 
@@ -19,16 +21,38 @@ const MATRIX_IDENTITY: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0
 /// `und` (undetermined) packed as three 5-bit letters.
 const LANGUAGE_UND: u16 = 0x55c4;
 
-/// Builds nested boxes in one buffer.
+/// Builds nested boxes in one buffer. A per-sample table is not copied in:
+/// it is spliced (named by track and table, counted in the sizes of the
+/// boxes around it) and stays in its [`SampleTable`], so a day's tables are
+/// in memory once.
 #[derive(Default)]
 pub struct BoxWriter {
     pub buf: Vec<u8>,
-    open: Vec<usize>,
+    /// Start of each open box in `buf`, and the spliced bytes before it.
+    open: Vec<(usize, u64)>,
+    splices: Vec<Splice>,
+    spliced_len: u64,
+}
+
+/// A table left out of [`BoxWriter::buf`], to be read from its track.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Splice {
+    /// Where in `buf` its bytes belong.
+    at: usize,
+    track: usize,
+    table: Table,
+    len: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Table {
+    Stts,
+    Stsz,
 }
 
 impl BoxWriter {
     pub fn begin(&mut self, fourcc: &[u8; 4]) {
-        self.open.push(self.buf.len());
+        self.open.push((self.buf.len(), self.spliced_len));
         self.buf.extend_from_slice(&[0, 0, 0, 0]);
         self.buf.extend_from_slice(fourcc);
     }
@@ -40,8 +64,8 @@ impl BoxWriter {
     }
 
     pub fn end(&mut self) {
-        let start = self.open.pop().expect("end() matches a begin()");
-        let size = self.buf.len() - start;
+        let (start, spliced_before) = self.open.pop().expect("end() matches a begin()");
+        let size = (self.buf.len() - start) as u64 + (self.spliced_len - spliced_before);
         // The caller caps the frame count so that no table reaches 4 GiB.
         let size = u32::try_from(size).expect("box smaller than 4 GiB");
         self.buf[start..start + 4].copy_from_slice(&size.to_be_bytes());
@@ -67,6 +91,30 @@ impl BoxWriter {
     }
     pub fn zeros(&mut self, n: usize) {
         self.buf.resize(self.buf.len() + n, 0);
+    }
+
+    fn splice(&mut self, track: usize, table: Table, len: usize) {
+        self.splices.push(Splice {
+            at: self.buf.len(),
+            track,
+            table,
+            len: len as u64,
+        });
+        self.spliced_len += len as u64;
+    }
+
+    /// Everything written, as one buffer with the tables of `tracks`
+    /// copied in (tests, and files small enough to hold twice).
+    pub fn into_bytes(self, tracks: &[Track]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.buf.len() + self.spliced_len as usize);
+        let mut from = 0;
+        for s in &self.splices {
+            out.extend_from_slice(&self.buf[from..s.at]);
+            out.extend_from_slice(tracks[s.track].samples.table(s.table));
+            from = s.at;
+        }
+        out.extend_from_slice(&self.buf[from..]);
+        out
     }
 }
 
@@ -107,16 +155,101 @@ pub struct AvcMedia {
 pub struct Track {
     pub id: u32,
     pub media: TrackMedia,
-    /// Per sample, in ticks of [`TIMESCALE`].
-    pub durations: Vec<u32>,
-    pub sizes: Vec<u32>,
+    pub samples: SampleTable,
     pub chunks: Vec<Chunk>,
 }
 
 impl Track {
     pub fn duration(&self) -> u64 {
-        self.durations.iter().map(|d| *d as u64).sum()
+        self.samples.duration
     }
+}
+
+/// Each sample's duration and size, kept as the entries of the `stts` and
+/// `stsz` boxes: at most 12 bytes a sample (8 when durations repeat), the
+/// only per-sample memory a file header needs.
+#[derive(Clone, Debug, Default)]
+pub struct SampleTable {
+    /// `stts` entries (count, delta), big-endian.
+    stts: Vec<u8>,
+    /// `stsz` entries, big-endian (left out when every size is the same).
+    stsz: Vec<u8>,
+    count: u32,
+    /// In ticks of [`TIMESCALE`].
+    duration: u64,
+    /// The size every sample so far has, if they all have the same.
+    uniform_size: Option<u32>,
+}
+
+impl SampleTable {
+    pub fn from_parts(durations: &[u32], sizes: &[u32]) -> SampleTable {
+        debug_assert_eq!(durations.len(), sizes.len());
+        let mut t = SampleTable::default();
+        for (d, s) in durations.iter().zip(sizes) {
+            t.push(*d, *s);
+        }
+        t
+    }
+
+    /// Adds a sample of `duration` ticks and `size` bytes.
+    pub fn push(&mut self, duration: u32, size: u32) {
+        let n = self.stts.len();
+        let last_delta = (n >= 8).then(|| be32(&self.stts[n - 4..]));
+        if last_delta == Some(duration) {
+            let count = be32(&self.stts[n - 8..n - 4]) + 1;
+            self.stts[n - 8..n - 4].copy_from_slice(&count.to_be_bytes());
+        } else {
+            self.stts.extend_from_slice(&1u32.to_be_bytes());
+            self.stts.extend_from_slice(&duration.to_be_bytes());
+        }
+        self.stsz.extend_from_slice(&size.to_be_bytes());
+        self.uniform_size = match (self.count, self.uniform_size) {
+            (0, _) => Some(size),
+            (_, Some(u)) if u == size => Some(u),
+            _ => None,
+        };
+        self.count += 1;
+        self.duration += duration as u64;
+    }
+
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Total, in ticks of [`TIMESCALE`].
+    pub fn duration(&self) -> u64 {
+        self.duration
+    }
+
+    /// The size of sample `i` (0-based).
+    pub fn size(&self, i: usize) -> u32 {
+        be32(&self.stsz[i * 4..i * 4 + 4])
+    }
+
+    /// Frees what the tables do not use.
+    pub fn shrink_to_fit(&mut self) {
+        if self.uniform_size.is_some() {
+            self.stsz = Vec::new();
+        }
+        self.stts.shrink_to_fit();
+        self.stsz.shrink_to_fit();
+    }
+
+    fn table(&self, table: Table) -> &[u8] {
+        match table {
+            Table::Stts => &self.stts,
+            Table::Stsz if self.uniform_size.is_some() => &[],
+            Table::Stsz => &self.stsz,
+        }
+    }
+}
+
+fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
 /// The movie as a whole.
@@ -175,8 +308,8 @@ pub fn write_moov(w: &mut BoxWriter, movie: &Movie) {
     w.u32(movie.tracks.iter().map(|t| t.id).max().unwrap_or(0) + 1);
     w.end();
 
-    for track in movie.tracks {
-        write_trak(w, movie, track, created);
+    for (i, track) in movie.tracks.iter().enumerate() {
+        write_trak(w, movie, i, track, created);
     }
     w.end();
 }
@@ -197,7 +330,7 @@ fn times(w: &mut BoxWriter, long: bool, created: u64, timescale: u32, duration: 
     }
 }
 
-fn write_trak(w: &mut BoxWriter, movie: &Movie, track: &Track, created: u64) {
+fn write_trak(w: &mut BoxWriter, movie: &Movie, index: usize, track: &Track, created: u64) {
     let duration = track.duration();
     let long = duration > u32::MAX as u64 || created > u32::MAX as u64;
     let (width, height, layer, text) = match &track.media {
@@ -274,13 +407,13 @@ fn write_trak(w: &mut BoxWriter, movie: &Movie, track: &Track, created: u64) {
     w.end();
     w.end();
 
-    write_stbl(w, movie, track);
+    write_stbl(w, movie, index, track);
     w.end(); // minf
     w.end(); // mdia
     w.end(); // trak
 }
 
-fn write_stbl(w: &mut BoxWriter, movie: &Movie, track: &Track) {
+fn write_stbl(w: &mut BoxWriter, movie: &Movie, index: usize, track: &Track) {
     w.begin(b"stbl");
 
     w.begin_full(b"stsd", 0, 0);
@@ -303,13 +436,10 @@ fn write_stbl(w: &mut BoxWriter, movie: &Movie, track: &Track) {
     w.end();
 
     // Decoding times, run-length coded.
-    let runs = runs(&track.durations);
+    let stts = track.samples.table(Table::Stts);
     w.begin_full(b"stts", 0, 0);
-    w.u32(runs.len() as u32);
-    for (count, delta) in runs {
-        w.u32(count);
-        w.u32(delta);
-    }
+    w.u32((stts.len() / 8) as u32);
+    w.splice(index, Table::Stts, stts.len());
     w.end();
 
     // No `stss` for JPEG: without it every sample is a sync sample.
@@ -342,24 +472,9 @@ fn write_stbl(w: &mut BoxWriter, movie: &Movie, track: &Track) {
     w.end();
 
     w.begin_full(b"stsz", 0, 0);
-    let uniform = track
-        .sizes
-        .first()
-        .copied()
-        .filter(|first| track.sizes.iter().all(|s| s == first));
-    match uniform {
-        Some(size) => {
-            w.u32(size);
-            w.u32(track.sizes.len() as u32);
-        }
-        None => {
-            w.u32(0);
-            w.u32(track.sizes.len() as u32);
-            for s in &track.sizes {
-                w.u32(*s);
-            }
-        }
-    }
+    w.u32(track.samples.uniform_size.unwrap_or(0));
+    w.u32(track.samples.count);
+    w.splice(index, Table::Stsz, track.samples.table(Table::Stsz).len());
     w.end();
 
     if movie.co64 {
@@ -379,18 +494,6 @@ fn write_stbl(w: &mut BoxWriter, movie: &Movie, track: &Track) {
     w.end();
 
     w.end(); // stbl
-}
-
-/// `(count, value)` runs of equal values.
-pub fn runs(values: &[u32]) -> Vec<(u32, u32)> {
-    let mut out: Vec<(u32, u32)> = Vec::new();
-    for v in values {
-        match out.last_mut() {
-            Some((n, last)) if last == v => *n += 1,
-            _ => out.push((1, *v)),
-        }
-    }
-    out
 }
 
 /// Visual sample entry `jpeg` (Photo JPEG): every sample is one complete
@@ -440,57 +543,109 @@ fn avc_sample_entry(w: &mut BoxWriter, avc: &AvcMedia) {
     w.end();
 }
 
-/// `ftyp`, `moov` and the `mdat` header for a body of `body_len` bytes that
-/// follows them. Chunk offsets are 32-bit unless the last chunk would start
-/// past `chunk_offset_limit` (`u32::MAX` outside tests); the moov is written
-/// straight after the ftyp, so the largest table is in memory once.
-pub fn file_header(
-    tracks: &[Track],
-    start_wall_ns: i64,
-    body_len: u64,
-    chunk_offset_limit: u64,
-) -> Vec<u8> {
-    let mut w = BoxWriter::default();
-    write_ftyp(&mut w);
-    let ftyp_len = w.buf.len();
-    let mdat = mdat_header(body_len);
-    let moov_len = |co64: bool| {
-        let mut m = BoxWriter::default();
-        let movie = Movie {
-            tracks,
-            start_wall_ns,
-            body_start: 0,
-            co64,
+/// `ftyp`, `moov` and the `mdat` header of a file, holding its tracks: the
+/// per-sample tables are read from them as the header is written, never
+/// copied (see [`BoxWriter`]).
+pub struct FileHeader {
+    /// Everything but the spliced tables.
+    boxes: BoxWriter,
+    tracks: Vec<Track>,
+    len: u64,
+}
+
+impl FileHeader {
+    /// The header for a body of `body_len` bytes that follows it. Chunk
+    /// offsets are 32-bit unless the last chunk would start past
+    /// `chunk_offset_limit` (`u32::MAX` outside tests).
+    pub fn new(
+        mut tracks: Vec<Track>,
+        start_wall_ns: i64,
+        body_len: u64,
+        chunk_offset_limit: u64,
+    ) -> FileHeader {
+        for t in &mut tracks {
+            t.samples.shrink_to_fit();
+        }
+        let moov = |body_start: u64, co64: bool| {
+            let mut w = BoxWriter::default();
+            write_ftyp(&mut w);
+            write_moov(
+                &mut w,
+                &Movie {
+                    tracks: &tracks,
+                    start_wall_ns,
+                    body_start,
+                    co64,
+                },
+            );
+            w.bytes(&mdat_header(body_len));
+            w
         };
-        write_moov(&mut m, &movie);
-        m.buf.len()
-    };
-    let last_chunk_offset = tracks
-        .iter()
-        .filter_map(|t| t.chunks.last())
-        .map(|c| c.body_offset)
-        .max()
-        .unwrap_or(0);
-    let body_start = |moov_len: usize| (ftyp_len + moov_len + mdat.len()) as u64;
-    let short = body_start(moov_len(false));
-    let co64 = short + last_chunk_offset > chunk_offset_limit;
-    let body_start = if co64 {
-        body_start(moov_len(true))
-    } else {
-        short
-    };
-    let movie = Movie {
-        tracks,
-        start_wall_ns,
-        body_start,
-        co64,
-    };
-    write_moov(&mut w, &movie);
-    let mut header = w.buf;
-    header.extend_from_slice(&mdat);
-    header.shrink_to_fit();
-    debug_assert_eq!(header.len() as u64, body_start);
-    header
+        let last_chunk_offset = tracks
+            .iter()
+            .filter_map(|t| t.chunks.last())
+            .map(|c| c.body_offset)
+            .max()
+            .unwrap_or(0);
+        let header_len = |w: &BoxWriter| w.buf.len() as u64 + w.spliced_len;
+        // Laid out once to learn its length (the tables are not copied).
+        let short = header_len(&moov(0, false));
+        let co64 = short + last_chunk_offset > chunk_offset_limit;
+        let body_start = if co64 {
+            header_len(&moov(0, true))
+        } else {
+            short
+        };
+        let mut boxes = moov(body_start, co64);
+        boxes.buf.shrink_to_fit();
+        debug_assert_eq!(header_len(&boxes), body_start);
+        FileHeader {
+            boxes,
+            tracks,
+            len: body_start,
+        }
+    }
+
+    /// Bytes in the header; the body starts here.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Writes bytes `[lo, hi)` of the header.
+    pub fn write_range(&self, lo: u64, hi: u64, out: &mut dyn Write) -> std::io::Result<()> {
+        // (start in the header, bytes) of each stretch, in order.
+        let mut at = 0u64;
+        let mut from = 0usize;
+        let mut stretches: Vec<&[u8]> = Vec::with_capacity(2 * self.boxes.splices.len() + 1);
+        for s in &self.boxes.splices {
+            stretches.push(&self.boxes.buf[from..s.at]);
+            stretches.push(self.tracks[s.track].samples.table(s.table));
+            from = s.at;
+        }
+        stretches.push(&self.boxes.buf[from..]);
+        for bytes in stretches {
+            let end = at + bytes.len() as u64;
+            if end > lo && at < hi {
+                let a = lo.saturating_sub(at) as usize;
+                let b = (hi.min(end) - at) as usize;
+                out.write_all(&bytes[a..b])?;
+            }
+            at = end;
+        }
+        Ok(())
+    }
+
+    /// The whole header in one buffer.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len as usize);
+        self.write_range(0, self.len, &mut out)
+            .expect("writing to a Vec");
+        out
+    }
 }
 
 /// The NAL units of an Annex B byte stream (start codes removed).
@@ -644,10 +799,6 @@ fn find_in(data: &[u8], base: usize, path: &[&[u8; 4]], out: &mut Vec<std::ops::
 mod tests {
     use super::*;
 
-    fn be32(b: &[u8]) -> u32 {
-        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
-    }
-
     #[test]
     fn boxes_carry_their_own_size() {
         let mut w = BoxWriter::default();
@@ -674,9 +825,59 @@ mod tests {
     }
 
     #[test]
-    fn runs_collapse_equal_neighbours() {
-        assert_eq!(runs(&[3, 3, 3, 4, 3]), vec![(3, 3), (1, 4), (1, 3)]);
-        assert!(runs(&[]).is_empty());
+    fn stts_entries_collapse_equal_neighbours() {
+        let t = SampleTable::from_parts(&[3, 3, 3, 4, 3], &[1, 1, 1, 1, 1]);
+        let entries: Vec<u32> = t.stts.chunks(4).map(be32).collect();
+        assert_eq!(entries, vec![3, 3, 1, 4, 1, 3]);
+        assert_eq!((t.len(), t.duration()), (5, 16));
+        assert!(SampleTable::default().stts.is_empty());
+    }
+
+    #[test]
+    fn header_written_in_ranges_is_the_header_whole() {
+        let track = |id, sizes: &[u32]| Track {
+            id,
+            media: TrackMedia::Jpeg {
+                sizes: vec![(64, 48)],
+            },
+            samples: SampleTable::from_parts(&vec![3000; sizes.len()], sizes),
+            chunks: vec![Chunk {
+                samples: sizes.len() as u32,
+                description: 1,
+                body_offset: 0,
+            }],
+        };
+        let tracks = vec![track(1, &[5, 6, 7, 8]), track(2, &[9; 3])];
+        let header = FileHeader::new(tracks.clone(), 0, 100, u32::MAX as u64);
+        let whole = header.to_vec();
+        assert_eq!(whole.len() as u64, header.len());
+        // The same bytes as a header laid out in one buffer.
+        let mut w = BoxWriter::default();
+        write_ftyp(&mut w);
+        write_moov(
+            &mut w,
+            &Movie {
+                tracks: &tracks,
+                start_wall_ns: 0,
+                body_start: header.len(),
+                co64: false,
+            },
+        );
+        w.bytes(&mdat_header(100));
+        assert_eq!(w.into_bytes(&tracks), whole);
+        for (lo, hi) in [(0, 1), (3, 200), (100, whole.len() as u64), (7, 7)] {
+            let hi = hi.min(whole.len() as u64);
+            let mut part = Vec::new();
+            header.write_range(lo, hi, &mut part).unwrap();
+            assert_eq!(part, &whole[lo as usize..hi as usize], "{lo}..{hi}");
+        }
+        // Uniform sizes leave the stsz table out.
+        let stsz = find_boxes(
+            &whole,
+            &[b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsz"],
+        );
+        assert_eq!(stsz[0].len(), 12 + 16);
+        assert_eq!(stsz[1].len(), 12);
     }
 
     fn movie_bytes(co64: bool, body_start: u64) -> Vec<u8> {
@@ -685,8 +886,7 @@ mod tests {
             media: TrackMedia::Jpeg {
                 sizes: vec![(640, 480)],
             },
-            durations: vec![3000, 3000, 2999],
-            sizes: vec![10, 20, 30],
+            samples: SampleTable::from_parts(&[3000, 3000, 2999], &[10, 20, 30]),
             chunks: vec![
                 Chunk {
                     samples: 2,
@@ -700,17 +900,18 @@ mod tests {
                 },
             ],
         };
+        let tracks = [track];
         let mut w = BoxWriter::default();
         write_moov(
             &mut w,
             &Movie {
-                tracks: &[track],
+                tracks: &tracks,
                 start_wall_ns: 1_800_000_000_000_000_000,
                 body_start,
                 co64,
             },
         );
-        w.buf
+        w.into_bytes(&tracks)
     }
 
     #[test]
@@ -781,30 +982,31 @@ mod tests {
                 config: vec![1, 2, 3],
                 sync_samples: vec![1, 31],
             }),
-            durations: vec![3000; 40],
-            sizes: vec![5; 40],
+            samples: SampleTable::from_parts(&[3000; 40], &[5; 40]),
             chunks: vec![Chunk {
                 samples: 40,
                 description: 1,
                 body_offset: 0,
             }],
         };
+        let tracks = [track];
         let mut w = BoxWriter::default();
         write_moov(
             &mut w,
             &Movie {
-                tracks: &[track],
+                tracks: &tracks,
                 start_wall_ns: 0,
                 body_start: 0,
                 co64: false,
             },
         );
+        let m = w.into_bytes(&tracks);
         let stbl: &[&[u8; 4]] = &[b"moov", b"trak", b"mdia", b"minf", b"stbl"];
-        let stss = &w.buf[find_boxes(&w.buf, &[stbl, &[b"stss"]].concat())[0].clone()];
+        let stss = &m[find_boxes(&m, &[stbl, &[b"stss"]].concat())[0].clone()];
         assert_eq!(&stss[4..], &[0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 31]);
-        let stsd = find_boxes(&w.buf, &[stbl, &[b"stsd"]].concat())[0].clone();
-        let avcc = find_boxes(&w.buf[stsd.start + 8..stsd.end], &[b"avc1"])[0].clone();
-        let body = &w.buf[stsd.start + 8 + avcc.start..stsd.start + 8 + avcc.end];
+        let stsd = find_boxes(&m, &[stbl, &[b"stsd"]].concat())[0].clone();
+        let avcc = find_boxes(&m[stsd.start + 8..stsd.end], &[b"avc1"])[0].clone();
+        let body = &m[stsd.start + 8 + avcc.start..stsd.start + 8 + avcc.end];
         assert_eq!(&body[24..28], &[0, 64, 0, 48]);
         assert_eq!(find_boxes(&body[78..], &[b"avcC"]), vec![8..11]);
     }
@@ -816,27 +1018,28 @@ mod tests {
             media: TrackMedia::Jpeg {
                 sizes: vec![(64, 48)],
             },
-            sizes: vec![1; durations.len()],
+            samples: SampleTable::from_parts(&durations, &vec![1; durations.len()]),
             chunks: vec![Chunk {
                 samples: durations.len() as u32,
                 description: 1,
                 body_offset: 0,
             }],
-            durations,
         };
         let version = |durations: Vec<u32>, path: &[&[u8; 4]]| {
+            let tracks = [track(durations)];
             let mut w = BoxWriter::default();
             write_moov(
                 &mut w,
                 &Movie {
-                    tracks: &[track(durations)],
+                    tracks: &tracks,
                     start_wall_ns: 1_800_000_000_000_000_000,
                     body_start: 0,
                     co64: false,
                 },
             );
-            let body = find_boxes(&w.buf, path)[0].clone();
-            (w.buf[body.start], w.buf[body.clone()].to_vec())
+            let m = w.into_bytes(&tracks);
+            let body = find_boxes(&m, path)[0].clone();
+            (m[body.start], m[body.clone()].to_vec())
         };
         let mvhd: &[&[u8; 4]] = &[b"moov", b"mvhd"];
         let mdhd: &[&[u8; 4]] = &[b"moov", b"trak", b"mdia", b"mdhd"];

@@ -276,7 +276,15 @@ pub struct ShareJobAnswer {
     /// Lines asked for (480, 720, 1080); the clip is never upscaled.
     pub size: Option<u32>,
     pub quality: Option<String>,
+    /// While running: `checking` (every frame of the range is read and its
+    /// CRCs checked first), then `encoding`.
+    pub phase: Option<String>,
+    /// Frames checked so far.
+    pub frames_checked: u64,
+    /// Frames encoded so far.
     pub frames_done: u64,
+    /// Frames in the range: counted from the indexes while checking, then
+    /// the frames the clip holds (damaged ones left out).
     pub frames_total: u64,
     pub elapsed_s: f64,
     /// From the rate so far; null until a few frames are done.

@@ -43,6 +43,8 @@ fn answer(s: Option<&JobSnapshot>) -> ShareJobAnswer {
             to: None,
             size: None,
             quality: None,
+            phase: None,
+            frames_checked: 0,
             frames_done: 0,
             frames_total: 0,
             elapsed_s: 0.0,
@@ -63,6 +65,14 @@ fn answer(s: Option<&JobSnapshot>) -> ShareJobAnswer {
         to: Some(format_rfc3339_ms(s.request.to_ns)),
         size: Some(s.request.options.size.lines()),
         quality: Some(s.request.options.quality.name().into()),
+        phase: (s.state == JobState::Running).then(|| {
+            if s.frames_done == 0 {
+                "checking".into()
+            } else {
+                "encoding".into()
+            }
+        }),
+        frames_checked: s.frames_checked as u64,
         frames_done: s.frames_done as u64,
         frames_total: s.frames_total as u64,
         elapsed_s: s.elapsed.as_secs_f64(),

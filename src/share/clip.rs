@@ -13,9 +13,9 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::export::mp4::{self, AvcMedia, Chunk, Track, TrackMedia};
+use crate::export::mp4::{self, AvcMedia, Chunk, FileHeader, SampleTable, Track, TrackMedia};
 use crate::export::{range_timing, ExportError, READ_BATCH_BYTES};
-use crate::store::query::SkippedFrames;
+use crate::store::query::{collect_runs, FrameRange, SkippedFrames};
 use crate::store::sidecar::{self, Readers};
 use crate::store::{Store, StoreError};
 
@@ -254,9 +254,20 @@ impl Body {
     }
 }
 
+/// How far a clip is. Every frame is first read and checked (its CRCs),
+/// then decoded and encoded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClipProgress {
+    /// Frames in the range: counted from the indexes while checking (damaged
+    /// ones included), then the frames the clip holds.
+    pub total: usize,
+    pub checked: usize,
+    pub encoded: usize,
+}
+
 /// Writes the share clip of `camera` over `[from_ns, to_ns)` to `path`.
-/// `progress(done, total)` is called after every frame; returning false
-/// cancels (nothing is left at `path`).
+/// `progress` is called after every segment checked and every frame
+/// encoded; returning false cancels (nothing is left at `path`).
 #[allow(clippy::too_many_arguments)]
 pub fn write_clip(
     store: &Store,
@@ -266,7 +277,7 @@ pub fn write_clip(
     options: ShareOptions,
     path: &Path,
     make_encoder: &dyn Fn(EncoderSettings) -> Result<Box<dyn H264Encoder>, EncodeError>,
-    progress: &mut dyn FnMut(usize, usize) -> bool,
+    progress: &mut dyn FnMut(ClipProgress) -> bool,
 ) -> Result<ShareReport, ShareError> {
     if to_ns <= from_ns {
         return Err(ExportError::BadTimeRange {
@@ -275,13 +286,43 @@ pub fn write_clip(
         }
         .into());
     }
-    let range =
-        store.intact_range_at_most(camera, from_ns, to_ns, crate::export::EXPORT_FRAMES_MAX)?;
+    // Every frame is checked before the first is encoded, so the clip
+    // never holds a damaged one and its time text can name what was left
+    // out; the check is progress too, and can be cancelled.
+    let mut segments = Vec::new();
+    let mut checked = 0usize;
+    let walk = store.walk_intact_range(
+        camera,
+        from_ns,
+        to_ns,
+        crate::export::EXPORT_FRAMES_MAX,
+        &mut |seg| {
+            checked += seg.checked;
+            let total = seg.range_total;
+            collect_runs(seg, &mut segments);
+            progress(ClipProgress {
+                total,
+                checked,
+                encoded: 0,
+            })
+        },
+    )?;
+    let range = FrameRange {
+        camera: camera.to_string(),
+        segments,
+        problems: walk.problems,
+        skipped: walk.skipped,
+        over_limit: walk.over_limit,
+        frames_found: walk.frames_found,
+    };
     let total = range.frame_count();
-    if range.over_limit {
+    if walk.stopped {
+        return Err(ShareError::Cancelled { done: 0, total });
+    }
+    if range.over_limit || total > crate::export::EXPORT_FRAMES_MAX {
         return Err(ExportError::TooManyFrames {
             camera: camera.to_string(),
-            frames: total,
+            frames: range.frames_found.max(total),
             max: crate::export::EXPORT_FRAMES_MAX,
         }
         .into());
@@ -291,14 +332,6 @@ pub fn write_clip(
             camera: camera.to_string(),
             from: from_ns,
             to: to_ns,
-        }
-        .into());
-    }
-    if total > crate::export::EXPORT_FRAMES_MAX {
-        return Err(ExportError::TooManyFrames {
-            camera: camera.to_string(),
-            frames: total,
-            max: crate::export::EXPORT_FRAMES_MAX,
         }
         .into());
     }
@@ -369,7 +402,12 @@ pub fn write_clip(
                     body.push(&au)?;
                 }
                 done += 1;
-                if !progress(done, total) {
+                let now = ClipProgress {
+                    total,
+                    checked: total,
+                    encoded: done,
+                };
+                if !progress(now) {
                     return Err(ShareError::Cancelled { done, total });
                 }
             }
@@ -401,20 +439,23 @@ pub fn write_clip(
             config: body.config.unwrap_or_default(),
             sync_samples: body.sync,
         }),
-        durations: timing.durations,
-        sizes: body.sizes,
+        samples: SampleTable::from_parts(&timing.durations, &body.sizes),
         chunks: body.chunks,
     };
+    let text_durations: Vec<u32> = body.texts.iter().map(|t| t.1).collect();
     let text = Track {
         id: 2,
         media: TrackMedia::Text { width, height },
-        durations: body.texts.iter().map(|t| t.1).collect(),
-        sizes: body.text_sizes,
+        samples: SampleTable::from_parts(&text_durations, &body.text_sizes),
         chunks: body.text_chunks,
     };
-    let tracks = [video, text];
-    let header = mp4::file_header(&tracks, timing.start_wall_ns, body.len, u32::MAX as u64);
-    let bytes = header.len() as u64 + body.len;
+    let header = FileHeader::new(
+        vec![video, text],
+        timing.start_wall_ns,
+        body.len,
+        u32::MAX as u64,
+    );
+    let bytes = header.len() + body.len;
 
     file.seek(SeekFrom::Start(0)).map_err(io_err)?;
     if path.file_name().is_none() {
@@ -424,7 +465,7 @@ pub fn write_clip(
         });
     }
     sidecar::replace_file(path, Readers::Group, |out| {
-        out.write_all(&header)?;
+        header.write_range(0, header.len(), out)?;
         let mut chunk = vec![0u8; 1 << 20];
         loop {
             let n = file.read(&mut chunk)?;

@@ -17,7 +17,7 @@ use crate::store::query::candidate_segments;
 use crate::store::Store;
 
 use super::cache::ShareCache;
-use super::clip::{write_clip, ShareError, ShareOptions};
+use super::clip::{write_clip, ClipProgress, ShareError, ShareOptions};
 use super::encoder::{EncodeError, EncoderSettings, H264Encoder};
 
 /// Makes the encoder for a job (the best this machine has, in service).
@@ -72,6 +72,9 @@ impl JobState {
 pub struct JobSnapshot {
     pub request: ShareRequest,
     pub state: JobState,
+    /// Frames read and checked before encoding starts.
+    pub frames_checked: usize,
+    /// Frames encoded.
     pub frames_done: usize,
     pub frames_total: usize,
     pub elapsed: Duration,
@@ -107,6 +110,9 @@ pub enum StartError {
 struct Job {
     snapshot: JobSnapshot,
     started: Instant,
+    /// When the first frame was encoded: the time left follows the rate
+    /// since (the check before it reads, it does not encode).
+    encoding_since: Option<Instant>,
     cancel: Arc<AtomicBool>,
 }
 
@@ -181,7 +187,9 @@ impl ShareJobs {
             let mut s = job.snapshot.clone();
             if s.state == JobState::Running {
                 s.elapsed = job.started.elapsed();
-                s.eta = eta(s.elapsed, s.frames_done, s.frames_total);
+                s.eta = job
+                    .encoding_since
+                    .and_then(|t| eta(t.elapsed(), s.frames_done, s.frames_total));
             }
             s
         })
@@ -236,6 +244,7 @@ impl ShareJobs {
         let mut snapshot = JobSnapshot {
             request: request.clone(),
             state: JobState::Running,
+            frames_checked: 0,
             frames_done: 0,
             frames_total: 0,
             elapsed: Duration::ZERO,
@@ -252,6 +261,7 @@ impl ShareJobs {
             *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(Job {
                 snapshot: snapshot.clone(),
                 started: Instant::now(),
+                encoding_since: None,
                 cancel: Arc::default(),
             });
             return Ok(snapshot);
@@ -264,6 +274,7 @@ impl ShareJobs {
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(Job {
             snapshot: snapshot.clone(),
             started: Instant::now(),
+            encoding_since: None,
             cancel: cancel.clone(),
         });
         let worker = Worker {
@@ -462,12 +473,16 @@ impl Worker {
             Ok(encoder)
         };
         let mut out_of_space = None;
-        let mut progress = |done: usize, total: usize| {
+        let mut progress = |p: ClipProgress| {
             if let Some(job) = current.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-                job.snapshot.frames_done = done;
-                job.snapshot.frames_total = total;
+                if job.snapshot.frames_done == 0 && p.encoded > 0 {
+                    job.encoding_since = Some(Instant::now());
+                }
+                job.snapshot.frames_checked = p.checked;
+                job.snapshot.frames_done = p.encoded;
+                job.snapshot.frames_total = p.total;
             }
-            if done % SPACE_CHECK_FRAMES == 0 {
+            if p.encoded > 0 && p.encoded % SPACE_CHECK_FRAMES == 0 {
                 let free = free_bytes(&self.store, self.cache.dir());
                 if free < self.min_free_bytes.saturating_add(SPACE_MARGIN_BYTES) {
                     out_of_space = Some(free);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::catalog::{self, Listing, SegmentEntry};
 use super::io::{RealIo, StorageIo};
 use super::query::{self, FrameRange};
-use super::reader::{SegmentReader, StreamOrigin};
+use super::reader::{HeldSegment, SegmentReader, StreamOrigin};
 use super::retention::{Retention, RetentionPolicy};
 use super::stats::{CameraStoreStats, RecoveryReport, StoreStats};
 use super::verify::VerifyReport;
@@ -245,6 +245,28 @@ impl Store {
         to_ns: i64,
     ) -> Result<FrameRange, StoreError> {
         query::intact_range(self, camera, from_ns, to_ns, usize::MAX)
+    }
+
+    /// The intact frames of `camera` in `[from_ns, to_ns)`, one segment at
+    /// a time, each handed to `visit` (which returns false to stop): what
+    /// [`intact_range`](Store::intact_range) holds all at once. Segments are
+    /// counted first, each index read and let go, and none is visited if
+    /// more than `frames_max` frames are found (`over_limit`).
+    pub fn walk_intact_range(
+        &self,
+        camera: &str,
+        from_ns: i64,
+        to_ns: i64,
+        frames_max: usize,
+        visit: &mut dyn FnMut(query::SegmentRuns) -> bool,
+    ) -> Result<query::RangeWalk, StoreError> {
+        query::walk_intact_range(self, camera, from_ns, to_ns, frames_max, visit)
+    }
+
+    /// A held segment's reader again (see [`HeldSegment`]), with the clock
+    /// anchors applied as [`open_segment`](Store::open_segment) does.
+    pub fn reopen_held(&self, held: &HeldSegment) -> Result<SegmentReader, StoreError> {
+        Ok(held.reopen()?.anchored(self.io_ref()))
     }
 
     /// As [`intact_range`](Store::intact_range), opening segments only

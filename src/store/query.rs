@@ -47,6 +47,37 @@ pub struct FrameRange {
     /// opened only until the count passed it, so the frames here are
     /// not all of the range.
     pub over_limit: bool,
+    /// Frames counted in the range (at least this many when `over_limit`).
+    pub frames_found: usize,
+}
+
+/// One segment's frames in a range, as a walk hands them out: its runs of
+/// intact frames, in order.
+pub struct SegmentRuns {
+    pub entry: SegmentEntry,
+    pub reader: SegmentReader,
+    /// Indexes into `reader.frames`.
+    pub runs: Vec<Range<usize>>,
+    /// Frames of the range in this segment, damaged ones included: what
+    /// was checked.
+    pub checked: usize,
+    /// Frames counted in the whole range before any was checked.
+    pub range_total: usize,
+}
+
+/// What a walk over a range found besides its frames.
+#[derive(Debug, Default)]
+pub struct RangeWalk {
+    /// One line per segment skipped because it could not be read.
+    pub problems: Vec<String>,
+    /// Frames left out: damaged, or lost inside a segment.
+    pub skipped: Vec<SkippedFrames>,
+    /// More than the caller's limit: nothing was visited.
+    pub over_limit: bool,
+    /// The visitor stopped the walk.
+    pub stopped: bool,
+    /// Frames counted in the range (at least this many when `over_limit`).
+    pub frames_found: usize,
 }
 
 /// A run of frames missing from a range, named so that it can be found
@@ -169,9 +200,11 @@ pub(crate) fn open_range(
         problems: Vec::new(),
         skipped: Vec::new(),
         over_limit: false,
+        frames_found: 0,
     };
     let mut found = 0usize;
     for i in candidate_segments(&segments, from_ns, to_ns) {
+        out.frames_found = found;
         if found > frames_max {
             out.over_limit = true;
             return Ok(out);
@@ -187,6 +220,7 @@ pub(crate) fn open_range(
         };
         let frames = frames_in(&reader.frames, from_ns, to_ns);
         found += frames.len();
+        out.frames_found = found;
         if !frames.is_empty() {
             out.segments.push(RangeSegment {
                 entry,
@@ -226,43 +260,137 @@ pub(crate) fn intact_range(
     to_ns: i64,
     frames_max: usize,
 ) -> Result<FrameRange, StoreError> {
-    let mut range = open_range(store, camera, from_ns, to_ns, frames_max)?;
-    if range.over_limit {
-        // Nothing to check: the caller refuses the range.
-        return Ok(range);
-    }
-    let mut out = FrameRange {
-        camera: range.camera,
-        segments: Vec::new(),
-        problems: std::mem::take(&mut range.problems),
-        skipped: Vec::new(),
-        over_limit: false,
-    };
-    for seg in range.segments {
-        let damaged = store.damaged_frames(&seg.reader, CHECK_BATCH_BYTES);
-        split_intact(&seg, &damaged, &mut out);
-    }
-    Ok(out)
+    let mut segments = Vec::new();
+    let walk = walk_intact_range(store, camera, from_ns, to_ns, frames_max, &mut |seg| {
+        collect_runs(seg, &mut segments);
+        true
+    })?;
+    Ok(FrameRange {
+        camera: camera.to_string(),
+        segments,
+        problems: walk.problems,
+        skipped: walk.skipped,
+        over_limit: walk.over_limit,
+        frames_found: walk.frames_found,
+    })
 }
 
-/// Appends the runs of intact frames of `seg` to `out`, and what is left
-/// out of them to `out.skipped`.
-fn split_intact(seg: &RangeSegment, damaged: &[(usize, String)], out: &mut FrameRange) {
-    let frames = &seg.reader.frames;
+/// Adds the runs of `seg` to `out`, sharing its reader.
+pub fn collect_runs(seg: SegmentRuns, out: &mut Vec<RangeSegment>) {
+    let reader = Arc::new(seg.reader);
+    for frames in seg.runs {
+        out.push(RangeSegment {
+            entry: seg.entry.clone(),
+            reader: reader.clone(),
+            frames,
+        });
+    }
+}
+
+/// The walk behind [`intact_range`], one segment in memory at a time (see
+/// `Store::walk_intact_range`). Segments are visited in the order of their
+/// frame numbers, each frame number once, as [`open_range`] orders them.
+pub(crate) fn walk_intact_range(
+    store: &Store,
+    camera: &str,
+    from_ns: i64,
+    to_ns: i64,
+    frames_max: usize,
+    visit: &mut dyn FnMut(SegmentRuns) -> bool,
+) -> Result<RangeWalk, StoreError> {
+    let segments = store.segments(camera)?.segments;
+    let mut walk = RangeWalk::default();
+    // First the count and the order: each index read and let go.
+    let mut planned: Vec<(u64, SegmentEntry)> = Vec::new();
+    for i in candidate_segments(&segments, from_ns, to_ns) {
+        if walk.frames_found > frames_max {
+            break;
+        }
+        let entry = &segments[i];
+        match store.open_segment(entry) {
+            Ok(reader) => {
+                let frames = frames_in(&reader.frames, from_ns, to_ns);
+                walk.frames_found += frames.len();
+                if let Some(first) = reader
+                    .frames
+                    .get(frames.start)
+                    .filter(|_| !frames.is_empty())
+                {
+                    planned.push((first.seq, entry.clone()));
+                }
+            }
+            Err(e) => {
+                log::warn!("[{camera}] skipping unreadable segment: {e}");
+                walk.problems.push(e.to_string());
+            }
+        }
+    }
+    if walk.frames_found > frames_max {
+        walk.over_limit = true;
+        return Ok(walk);
+    }
+    planned.sort_by_key(|(seq, _)| *seq);
+    // Each frame number once: a copied or duplicated file must not replay
+    // footage already served (verify reports the overlap).
+    let mut served_up_to: Option<u64> = None;
+    for (_, entry) in planned {
+        let reader = match store.open_segment(&entry) {
+            Ok(r) => r,
+            Err(e) => {
+                log::warn!("[{camera}] skipping unreadable segment: {e}");
+                walk.problems.push(e.to_string());
+                continue;
+            }
+        };
+        let mut frames = frames_in(&reader.frames, from_ns, to_ns);
+        if let Some(high) = served_up_to {
+            while frames.start < frames.end && reader.frames[frames.start].seq <= high {
+                frames.start += 1;
+            }
+        }
+        let Some(last) = reader.frames[frames.clone()].last() else {
+            continue;
+        };
+        served_up_to = Some(served_up_to.map_or(last.seq, |h| h.max(last.seq)));
+        let damaged = store.damaged_frames(&reader, CHECK_BATCH_BYTES);
+        let checked = frames.len();
+        let runs = split_intact(&entry, &reader, frames, &damaged, &mut walk.skipped);
+        let seg = SegmentRuns {
+            entry,
+            reader,
+            runs,
+            checked,
+            range_total: walk.frames_found,
+        };
+        if !visit(seg) {
+            walk.stopped = true;
+            break;
+        }
+    }
+    Ok(walk)
+}
+
+/// The runs of intact frames among `range` of `reader`, with what is left
+/// out of them added to `skipped`.
+fn split_intact(
+    entry: &SegmentEntry,
+    reader: &SegmentReader,
+    range: Range<usize>,
+    damaged: &[(usize, String)],
+    skipped_out: &mut Vec<SkippedFrames>,
+) -> Vec<Range<usize>> {
+    let frames = &reader.frames;
     let is_damaged = |k: usize| damaged.iter().find(|(d, _)| *d == k).map(|(_, why)| why);
+    let mut runs = Vec::new();
     let mut run_start: Option<usize> = None;
-    let close_run = |start: &mut Option<usize>, end: usize, out: &mut FrameRange| {
+    let close_run = |start: &mut Option<usize>, end: usize, runs: &mut Vec<Range<usize>>| {
         if let Some(a) = start.take() {
-            out.segments.push(RangeSegment {
-                entry: seg.entry.clone(),
-                reader: seg.reader.clone(),
-                frames: a..end,
-            });
+            runs.push(a..end);
         }
     };
     let skipped = |offset: u64, count: u64, wall_ns: i64, reason: String| SkippedFrames {
-        camera: seg.entry.camera.clone(),
-        segment: seg.entry.name.clone(),
+        camera: entry.camera.clone(),
+        segment: entry.name.clone(),
         offset,
         frames: count,
         wall_ns,
@@ -270,14 +398,14 @@ fn split_intact(seg: &RangeSegment, damaged: &[(usize, String)], out: &mut Frame
     };
     // The damaged frame just before, when the last span is its own.
     let mut last_damaged: Option<usize> = None;
-    for k in seg.frames.clone() {
-        if k > seg.frames.start {
+    for k in range.clone() {
+        if k > range.start {
             let missing = frames[k]
                 .seq
                 .saturating_sub(frames[k - 1].seq.saturating_add(1));
             if missing > 0 {
-                close_run(&mut run_start, k, out);
-                out.skipped.push(skipped(
+                close_run(&mut run_start, k, &mut runs);
+                skipped_out.push(skipped(
                     frames[k].offset,
                     missing,
                     frames[k].wall_ns,
@@ -288,11 +416,11 @@ fn split_intact(seg: &RangeSegment, damaged: &[(usize, String)], out: &mut Frame
         }
         match is_damaged(k) {
             Some(why) => {
-                close_run(&mut run_start, k, out);
-                match out.skipped.last_mut() {
+                close_run(&mut run_start, k, &mut runs);
+                match skipped_out.last_mut() {
                     // Damaged frames in a row make one span.
                     Some(last) if k > 0 && last_damaged == Some(k - 1) => last.frames += 1,
-                    _ => out.skipped.push(skipped(
+                    _ => skipped_out.push(skipped(
                         frames[k].offset,
                         1,
                         frames[k].wall_ns,
@@ -307,7 +435,8 @@ fn split_intact(seg: &RangeSegment, damaged: &[(usize, String)], out: &mut Frame
             }
         }
     }
-    close_run(&mut run_start, seg.frames.end, out);
+    close_run(&mut run_start, range.end, &mut runs);
+    runs
 }
 
 /// How many of the newest segments `newest_frame_wall_ns` opens: a renamed

@@ -6,6 +6,7 @@
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::format::{
     decode_index_record, jpeg_dimensions, Codec, IndexEntry, RecordHeader, RecordKind,
@@ -478,14 +479,15 @@ pub struct SegmentReader {
     pub holes: Vec<Hole>,
     /// Wall times were corrected by a clock anchor (`store::anchor`).
     pub relabelled: bool,
-    file: Box<dyn SegmentFile>,
+    file: Arc<dyn SegmentFile>,
 }
 
 impl SegmentReader {
     pub fn open(io: &dyn StorageIo, path: &Path) -> Result<SegmentReader, StoreError> {
-        let file = io
+        let file: Arc<dyn SegmentFile> = io
             .open_read(path)
-            .map_err(|e| StoreError::io(path, "opening segment", e))?;
+            .map_err(|e| StoreError::io(path, "opening segment", e))?
+            .into();
         if let Some(closed) = read_closed_index(file.as_ref(), path)? {
             let (stream, stream_origin) = closed
                 .stream
@@ -531,6 +533,74 @@ impl SegmentReader {
         };
         reader.fill_rebuilt_size();
         Ok(reader.anchored(io))
+    }
+}
+
+/// A segment kept open to read its frames later, without its index in
+/// memory: a closed segment's index (40 bytes a frame) is read again from
+/// the file held open when it is needed, so a day of footage held for an
+/// export costs its open files, not its indexes. A scanned segment (the
+/// one being written) keeps its index: scanning again would read it whole.
+/// Held open, a segment that retention deletes stays readable.
+pub struct HeldSegment {
+    pub path: PathBuf,
+    pub stream: StreamHeader,
+    stream_origin: StreamOrigin,
+    recovered: bool,
+    frame_count: usize,
+    /// The index of a scanned segment.
+    kept: Option<Vec<IndexEntry>>,
+    file: Arc<dyn SegmentFile>,
+}
+
+impl SegmentReader {
+    /// Lets the index go and keeps the file (see [`HeldSegment`]).
+    pub fn hold(self) -> HeldSegment {
+        HeldSegment {
+            path: self.path,
+            stream: self.stream,
+            stream_origin: self.stream_origin,
+            recovered: self.recovered,
+            frame_count: self.frames.len(),
+            kept: (!self.closed).then_some(self.frames),
+            file: self.file,
+        }
+    }
+}
+
+impl HeldSegment {
+    /// The reader again, with its index read from the held file. Wall times
+    /// are as written: the store applies clock anchors.
+    pub(super) fn reopen(&self) -> Result<SegmentReader, StoreError> {
+        let changed = |message: String| StoreError::Invalid {
+            path: self.path.clone(),
+            message,
+        };
+        let (frames, closed) = match &self.kept {
+            Some(frames) => (frames.clone(), false),
+            None => match read_closed_index(self.file.as_ref(), &self.path)? {
+                Some(index) => (index.frames, true),
+                None => return Err(changed("its index no longer reads".into())),
+            },
+        };
+        if frames.len() != self.frame_count {
+            return Err(changed(format!(
+                "its index changed from {} to {} frames while it was held",
+                self.frame_count,
+                frames.len()
+            )));
+        }
+        Ok(SegmentReader {
+            path: self.path.clone(),
+            stream: self.stream.clone(),
+            stream_origin: self.stream_origin,
+            frames,
+            closed,
+            recovered: self.recovered,
+            holes: Vec::new(),
+            relabelled: false,
+            file: self.file.clone(),
+        })
     }
 }
 
@@ -582,7 +652,7 @@ impl SegmentReader {
 
     /// Applies the clock anchor of the recording boot, if the clock was set
     /// after these frames were recorded.
-    fn anchored(mut self, io: &dyn StorageIo) -> SegmentReader {
+    pub(super) fn anchored(mut self, io: &dyn StorageIo) -> SegmentReader {
         if let Some(dir) = self.path.parent() {
             self.relabelled = super::anchor::apply(io, dir, &self.stream.boot_id, &mut self.frames);
         }
