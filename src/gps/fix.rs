@@ -93,7 +93,10 @@ impl GpsFix {
 }
 
 /// 2024-01-01 in days since 1970-01-01: no correct receiver reports a date
-/// before it any more, so an earlier one is a receiver that is wrong.
+/// before it any more, so an earlier one is a receiver that is wrong. One
+/// week-number cycle (1024 weeks) after it is the ceiling: the latest date
+/// this build believes, which also refuses a receiver's 1980 default that
+/// a two-digit year turns into 2080.
 pub const DATE_FLOOR_DAYS: i64 = 19_723;
 
 /// The GPS week number has 10 bits: it wraps every 1024 weeks (about 19.6
@@ -120,6 +123,11 @@ pub enum FixRejection {
     NoFix(FixQuality),
     #[error("date {} is before {}", show_date(*.reported_days), show_date(*.floor_days))]
     BeforeFloor { reported_days: i64, floor_days: i64 },
+    #[error("date {} is after {}, later than any receiver can know", show_date(*.reported_days), show_date(*.ceiling_days))]
+    AfterCeiling {
+        reported_days: i64,
+        ceiling_days: i64,
+    },
     #[error(
         "date {} is {weeks} weeks before {}: the receiver's firmware does not know the GPS week-number rollover",
         show_date(*.reported_days), show_date(*.likely_days)
@@ -144,6 +152,13 @@ pub fn check_for_clock(fix: &GpsFix, floor_days: i64) -> Result<i64, FixRejectio
         return Err(FixRejection::NoFix(fix.quality));
     }
     let reported_days = utc_ns.div_euclid(86_400 * 1_000_000_000);
+    let ceiling_days = floor_days + GPS_WEEK_ROLLOVER_DAYS;
+    if reported_days > ceiling_days {
+        return Err(FixRejection::AfterCeiling {
+            reported_days,
+            ceiling_days,
+        });
+    }
     if reported_days >= floor_days {
         return Ok(utc_ns);
     }
@@ -262,8 +277,8 @@ mod tests {
 
     #[test]
     fn other_old_dates_are_just_before_the_floor() {
-        // 1980-01-06, the GPS epoch, a common default of receivers that lost
-        // their almanac: no multiple of 1024 weeks lands it near the floor.
+        // 1980-01-06 (as a four-digit year would give it; RMC's two digits
+        // make it 2080): no multiple of 1024 weeks lands it near the floor.
         let f = fix(3_657);
         assert!(matches!(
             check_for_clock(&f, DATE_FLOOR_DAYS),
@@ -276,6 +291,20 @@ mod tests {
                 .to_string(),
             "date 2023-12-31 is before 2024-01-01"
         );
+    }
+
+    #[test]
+    fn dates_beyond_one_week_cycle_after_the_floor_are_refused() {
+        // "060180": a receiver's 1980-01-06 default, read as 2080.
+        let f = fix(40_182);
+        assert_eq!(
+            check_for_clock(&f, DATE_FLOOR_DAYS)
+                .unwrap_err()
+                .to_string(),
+            "date 2080-01-06 is after 2043-08-17, later than any receiver can know"
+        );
+        let f = fix(DATE_FLOOR_DAYS + GPS_WEEK_ROLLOVER_DAYS);
+        assert!(check_for_clock(&f, DATE_FLOOR_DAYS).is_ok());
     }
 
     #[test]

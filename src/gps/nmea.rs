@@ -68,8 +68,9 @@ pub struct Gga {
 pub struct Rmc {
     pub talker: Talker,
     pub time_ms: Option<u32>,
-    /// Days since 1970-01-01 of the RMC date field (two-digit years are read
-    /// as 1970..2069 by the `nmea` crate's rule, 2000+ below 70).
+    /// Days since 1970-01-01 of the RMC date field. Its year has two digits;
+    /// the `nmea` crate reads 83..99 as 1983..1999 and 00..82 as 2000..2082
+    /// (so a receiver's 1980 default comes out as 2080).
     pub date_days: Option<i64>,
     /// Status `A` (or `D`); false for `V`.
     pub valid: bool,
@@ -228,7 +229,7 @@ fn decode(text: &str, talker: Talker) -> Result<Sentence, String> {
         ParseResult::GGA(g) => Ok(Sentence::Gga(Gga {
             talker,
             time_ms: g.fix_time.map(time_ms),
-            quality: gga_quality(text),
+            quality: g.fix_type.map_or(0, quality_digit),
             lat: g.latitude,
             lon: g.longitude,
             sats_used: g.fix_satellites,
@@ -272,15 +273,21 @@ fn decode(text: &str, talker: Talker) -> Result<Sentence, String> {
     }
 }
 
-/// The raw GGA quality digit. The crate folds 0..8 into its own enum and
-/// reads unknown digits as invalid; we keep the digit so the state can tell
-/// DGPS from dead reckoning.
-fn gga_quality(text: &str) -> u8 {
-    text.split(',')
-        .nth(6)
-        .and_then(|f| f.parse::<u8>().ok())
-        .filter(|&q| q <= 8)
-        .unwrap_or(0)
+/// Back to GGA's quality digit, which [`super::fix::FixQuality`] maps along
+/// with GSA's mode.
+fn quality_digit(t: ::nmea::sentences::FixType) -> u8 {
+    use ::nmea::sentences::FixType;
+    match t {
+        FixType::Invalid => 0,
+        FixType::Gps => 1,
+        FixType::DGps => 2,
+        FixType::Pps => 3,
+        FixType::Rtk => 4,
+        FixType::FloatRtk => 5,
+        FixType::Estimated => 6,
+        FixType::Manual => 7,
+        FixType::Simulation => 8,
+    }
 }
 
 fn empty_gsv(body: &str, talker: Talker) -> Option<Gsv> {
