@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -127,6 +128,15 @@ fn start(device: &Path) -> (GpsSource, Receiver<GpsFix>) {
     .unwrap();
     wait_for(&source, "connected", |s| s.connected);
     (source, rx)
+}
+
+/// Names of this process's threads, as `top -H` shows them.
+fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim_end().to_string())
+        .collect()
 }
 
 fn drain(rx: &Receiver<GpsFix>) -> Vec<GpsFix> {
@@ -353,10 +363,63 @@ fn unplug_and_replug_through_a_by_id_link() {
     source.stop();
 }
 
+/// On a pty every rate reads correctly, so detection settles on the first
+/// rate it tries; this checks the source's detection path end to end, not the
+/// choice (serial.rs tests that against a scripted receiver).
+#[test]
+fn without_a_configured_rate_the_source_detects_one() {
+    let pty = open_pty();
+    let (tx, rx) = mpsc::channel();
+    let source = GpsSource::start(
+        GpsConfig {
+            device: pty.path.to_str().unwrap().to_string(),
+            baud: None,
+        },
+        Arc::new(SystemClock),
+        Box::new(move |fix| {
+            let _ = tx.send(fix);
+        }),
+    )
+    .unwrap();
+    // Detection listens before the state says connected: keep talking
+    // until told, a line at a time, so no write can block on a full queue
+    // after the reader has gone.
+    let mut master = pty.master.try_clone().unwrap();
+    let quiet = Arc::new(AtomicBool::new(false));
+    let talker = {
+        let quiet = quiet.clone();
+        std::thread::spawn(move || {
+            let data = fixture("first_fix.nmea");
+            let deadline = Instant::now() + WAIT;
+            'talk: while Instant::now() < deadline {
+                for line in data.split_inclusive(|&b| b == b'\n') {
+                    if quiet.load(Ordering::Relaxed) || master.write_all(line).is_err() {
+                        break 'talk;
+                    }
+                    std::thread::sleep(LINE_PAUSE);
+                }
+            }
+        })
+    };
+    let s = wait_for(&source, "connected after detection", |s| s.connected);
+    assert_eq!(s.baud, Some(9600));
+    let s = wait_for(&source, "a fix", |s| s.quality == FixQuality::Fix3d);
+    assert!(close(s.lat, 52.520_008, 1e-6));
+    assert!(rx.recv_timeout(WAIT).is_ok());
+    quiet.store(true, Ordering::Relaxed);
+    talker.join().unwrap();
+    source.stop();
+}
+
 #[test]
 fn stops_promptly_while_reading_and_while_waiting_to_retry() {
     let pty = open_pty();
     let (source, _fixes) = start(&pty.path);
+    assert!(
+        thread_names().iter().any(|n| n == "gps-reader"),
+        "{:?}",
+        thread_names()
+    );
     let t = Instant::now();
     source.stop();
     assert!(

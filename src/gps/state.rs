@@ -268,6 +268,27 @@ $GNGLL,5231.20048,N,01324.42016,E,101510.00,A,A*7D
     }
 
     #[test]
+    fn state_serialises_for_the_status_page() {
+        let mut s = GpsState {
+            device: "/dev/ttyACM0".into(),
+            connected: true,
+            baud: Some(9600),
+            last_fix_mono_ns: Some(7),
+            ..GpsState::default()
+        };
+        s.counters.garbage = 2;
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["device"], "/dev/ttyACM0");
+        assert_eq!(v["quality"], "no_fix");
+        assert_eq!(v["counters"]["garbage"], 2);
+        assert!(v["lat"].is_null());
+        assert!(
+            v.get("last_fix_mono_ns").is_none(),
+            "monotonic time stays inside"
+        );
+    }
+
+    #[test]
     fn lines_without_time_make_no_epoch() {
         let (mut d, mut s) = (NmeaDecoder::new(), GpsState::default());
         let cold = "$GPRMC,,V,,,,,,,,,,N*53\n$GPGGA,,,,,,0,00,99.99,,,,,,*48\n$GPGSV,1,1,00*79\n";
