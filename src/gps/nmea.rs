@@ -348,10 +348,14 @@ impl LineSplitter {
                     }
                     self.buf.clear();
                 }
-                b'$' if !self.buf.is_empty() && !self.overflowed => {
+                b'$' => {
                     // A sentence starts inside another: the first was cut.
-                    line(&self.buf);
+                    // After an overlong run this is where reading resyncs.
+                    if !self.buf.is_empty() && !self.overflowed {
+                        line(&self.buf);
+                    }
                     self.buf.clear();
+                    self.overflowed = false;
                     self.buf.push(b);
                 }
                 _ if self.overflowed => {}
@@ -533,6 +537,12 @@ mod tests {
         s.push(&junk, |l| lines.push(l.to_vec()));
         s.push(b"\n$GPVTG,,,,,,,,,N*30\n", |l| lines.push(l.to_vec()));
         assert_eq!(lines.len(), 2, "one overlong run, then the sentence");
+        assert_eq!(lines[1], b"$GPVTG,,,,,,,,,N*30");
+        // A sentence right after an overlong run, without a newline between.
+        lines.clear();
+        s.push(&junk, |l| lines.push(l.to_vec()));
+        s.push(b"$GPVTG,,,,,,,,,N*30\n", |l| lines.push(l.to_vec()));
+        assert_eq!(lines.len(), 2);
         assert_eq!(lines[1], b"$GPVTG,,,,,,,,,N*30");
     }
 }

@@ -139,7 +139,7 @@ pub fn baud_rate(baud: u32) -> io::Result<BaudRate> {
 }
 
 /// Tries each rate in `bauds` for up to `per_baud` and returns the first at
-/// which [`DETECT_SENTENCES_NEEDED`] lines with a correct checksum arrive.
+/// which `DETECT_SENTENCES_NEEDED` (two) lines with a correct checksum arrive.
 /// `Ok(None)` when none does (or `stop` says to give up); an error when the
 /// port fails.
 pub fn detect_baud(

@@ -4,7 +4,7 @@
 //!
 //! Supervision mirrors the recorder's cameras: a failure marks the state
 //! disconnected with the error, waits with exponential backoff
-//! ([`BACKOFF_MIN_MS`] doubling to [`BACKOFF_MAX_MS`]) and reopens; every
+//! (`BACKOFF_MIN_MS` doubling to `BACKOFF_MAX_MS`) and reopens; every
 //! wait and every read is bounded so the stop flag is honoured within about
 //! [`POLL_MS`].
 
@@ -40,8 +40,9 @@ pub struct GpsSource {
 }
 
 impl GpsSource {
-    /// Starts the `gps-reader` thread. Fails only if the thread cannot be
-    /// created; a missing receiver shows in the state and is retried.
+    /// Starts the `gps-reader` thread. Fails on an invalid `config` or if the
+    /// thread cannot be created; a missing receiver is not an error: it
+    /// shows in the state and is retried.
     pub fn start(
         config: GpsConfig,
         clock: Arc<dyn Clock>,
