@@ -29,6 +29,7 @@ pub mod discovery;
 pub mod encode;
 pub mod export;
 pub mod frame;
+pub mod gps;
 pub mod http;
 pub mod incident;
 pub mod led;
