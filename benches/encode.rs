@@ -10,8 +10,10 @@ use std::fs;
 use std::hint::black_box;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dashvault::encode::caption::Caption;
 use dashvault::encode::{EncoderSettings, JpegEncoder};
 use dashvault::frame::{packed_len, CaptureTime, PixelFormat, VideoFrame};
 
@@ -47,7 +49,12 @@ fn bench_size(w: usize, h: usize) {
     println!("== {w}x{h} ==  (load average: {})", load_average());
     let i420 = photo_like_i420(w, h);
 
-    let cases = [(0, false), (0, true), (90, true)];
+    let cases = [
+        (0, false, false),
+        (0, true, false),
+        (90, true, false),
+        (0, true, true),
+    ];
     let results = run_ours(
         &i420,
         w,
@@ -55,12 +62,13 @@ fn bench_size(w: usize, h: usize) {
         &cases,
         OURS_SECONDS_PER_CASE * cases.len() as f64,
     );
-    let (plain, stamped, rotated) = (&results[0], &results[1], &results[2]);
+    let (plain, stamped, rotated, captioned) = (&results[0], &results[1], &results[2], &results[3]);
     println!("                         mean      median    p10 ms    JPEG size");
     for (name, r) in [
         ("ours", plain),
         ("ours + timestamp", stamped),
         ("ours + ts + rot 90", rotated),
+        ("ours + ts + GPS", captioned),
     ] {
         println!(
             "{name:<20} {:7.1} fps  {:6.2} ms  {:6.2} ms  {:7} B",
@@ -72,6 +80,14 @@ fn bench_size(w: usize, h: usize) {
         "timestamp overlay cost: {:+.1}% of encode time (p10), {:+.1}% (median)",
         pct(stamped.p10_ms, plain.p10_ms),
         pct(stamped.median_ms, plain.median_ms)
+    );
+    println!(
+        "GPS caption (\"{CAPTION}\") after the timestamp: {:+.1}% of encode time (p10), \
+         {:+.1}% (median); time and caption together {:+.1}% (p10) against the timestamp's {:+.1}%",
+        pct(captioned.p10_ms, stamped.p10_ms),
+        pct(captioned.median_ms, stamped.median_ms),
+        pct(captioned.p10_ms, plain.p10_ms),
+        pct(stamped.p10_ms, plain.p10_ms)
     );
 
     let dir = match tempfile::tempdir() {
@@ -119,14 +135,17 @@ struct OursResult {
     bytes: usize,
 }
 
-/// Encodes with each of `cases` (rotation, timestamp) in turn, one frame at
+/// The speed and position caption as the recorder burns it in.
+const CAPTION: &str = "50 km/h 52.52001N 13.40700E";
+
+/// Encodes with each of `cases` (rotation, timestamp, GPS caption) in turn, one frame at
 /// a time, so slow drift of the machine (clock scaling, neighbours on a VM)
 /// hits every case alike and differences between them stay meaningful.
 fn run_ours(
     i420: &[u8],
     w: usize,
     h: usize,
-    cases: &[(u16, bool)],
+    cases: &[(u16, bool, bool)],
     seconds: f64,
 ) -> Vec<OursResult> {
     let frame = VideoFrame::packed(
@@ -141,12 +160,19 @@ fn run_ours(
     );
     let mut encoders: Vec<JpegEncoder> = cases
         .iter()
-        .map(|&(rotation, embed_timestamp)| {
-            JpegEncoder::new(EncoderSettings {
+        .map(|&(rotation, embed_timestamp, gps)| {
+            let enc = JpegEncoder::new(EncoderSettings {
                 quality: QUALITY,
                 rotation,
                 embed_timestamp,
-            })
+            });
+            if gps {
+                let caption = Arc::new(Caption::default());
+                caption.set(0, CAPTION.into());
+                enc.with_caption(caption)
+            } else {
+                enc
+            }
         })
         .collect();
     let encode = |enc: &mut JpegEncoder| match enc.encode(black_box(&frame)) {

@@ -17,20 +17,73 @@ use std::time::Duration;
 use crate::camera::CameraSource;
 use crate::clock::Clock;
 use crate::config::{CameraConfig, Config};
+use crate::config::{GpsConfig, SpeedUnit};
+use crate::encode::caption::Caption;
 use crate::encode::{EncoderSettings, JpegEncoder};
 use crate::frame::VideoFrame;
+use crate::gps::clock::{GpsClockPolicy, RecorderClock};
+use crate::gps::{GpsFix, GpsSource};
 use crate::incident::{IncidentKeeper, RollSettings};
 use crate::led::{LedState, StatusLed};
 use crate::live::{LiveHub, LiveSlot};
 use crate::share::cache::ShareCache;
 use crate::share::clip::{best_encoder, share_encoder_description};
 use crate::share::jobs::ShareJobs;
+use crate::status::GpsStatus;
 use crate::status::{CameraStatus, DropReason, Status};
 use crate::store::retention::{Retention, RetentionPolicy};
 use crate::store::sidecar;
 use crate::store::writer::{EncodedFrame, SegmentWriter, WriterSettings};
 use crate::store::{Store, StoreError};
-use crate::timekeeper::Timekeeper;
+use crate::timekeeper::{TimeAuthority, Timekeeper};
+
+/// What of a GPS fix is burned into the picture after the time.
+#[derive(Clone, Copy, Debug)]
+struct CaptionStyle {
+    speed: bool,
+    position: bool,
+    unit: SpeedUnit,
+}
+
+impl CaptionStyle {
+    fn of(config: &GpsConfig) -> CaptionStyle {
+        CaptionStyle {
+            speed: config.overlay_speed,
+            position: config.overlay_position,
+            unit: config.speed_unit,
+        }
+    }
+
+    /// What shows without a fresh fix (`-- km/h`), if anything is shown.
+    fn placeholder(self) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.speed {
+            parts.push(format!("-- {}", self.unit.label()));
+        }
+        if self.position {
+            parts.push("no position".to_string());
+        }
+        (!parts.is_empty()).then(|| parts.join(" "))
+    }
+
+    /// `50 km/h 52.52001N 13.40700E`; None for a fix without a position.
+    fn text(self, fix: &GpsFix) -> Option<String> {
+        if !(self.speed || self.position) || !fix.has_position() {
+            return None;
+        }
+        let mut parts = Vec::new();
+        if self.speed {
+            let v = fix.speed_mps.map_or(0.0, |v| self.unit.from_mps(v));
+            parts.push(format!("{v:.0} {}", self.unit.label()));
+        }
+        if let (true, Some(lat), Some(lon)) = (self.position, fix.lat, fix.lon) {
+            let ns = if lat < 0.0 { 'S' } else { 'N' };
+            let ew = if lon < 0.0 { 'W' } else { 'E' };
+            parts.push(format!("{:.5}{ns} {:.5}{ew}", lat.abs(), lon.abs()));
+        }
+        Some(parts.join(" "))
+    }
+}
 
 /// Frames waiting for an encoder, per encoder thread.
 const ENCODE_QUEUE_PER_THREAD: usize = 2;
@@ -63,6 +116,7 @@ pub struct Recorder {
     /// Incident locks (dashboard, console, button, G-sensor).
     pub incidents: Arc<IncidentKeeper>,
     timekeeper: Option<Arc<Timekeeper>>,
+    gps: Mutex<Option<GpsSource>>,
 }
 
 /// Everything a recorder needs from outside, so tests can substitute any part.
@@ -116,6 +170,8 @@ struct Pipelines {
     sync_interval_ns: u64,
     want_direct: bool,
     boot_id: [u8; 16],
+    /// Burned in after the time by every camera (GPS speed, when on).
+    caption: Arc<Caption>,
 }
 
 impl Pipelines {
@@ -147,15 +203,7 @@ impl Pipelines {
             boot_id: self.boot_id,
         })?;
         let slot = self.live.add(&cam.id);
-        let threads = spawn_camera(
-            cam,
-            source,
-            (writer, slot),
-            cs,
-            self.clock.clone(),
-            self.stop.clone(),
-            self.retention.clone(),
-        );
+        let threads = spawn_camera(self, cam, source, (writer, slot), cs);
         self.threads
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -223,6 +271,16 @@ impl Recorder {
             retention.set_before_plan(Arc::new(move || keeper.lock_pending()));
         }
         retention.enforce();
+        if let Some(tk) = &timekeeper {
+            // Whoever sets the clock, what holds wall times follows it.
+            let (keeper, status) = (incidents.clone(), status.clone());
+            tk.on_set(Box::new(move |tk, result| {
+                if let Err(e) = keeper.relabel(result.new_wall_minus_mono_ns) {
+                    log::error!("incidents keep their old times: {e}");
+                }
+                *status.clock.lock().unwrap_or_else(|e| e.into_inner()) = Some(tk.report());
+            }));
+        }
         {
             let (r, tk) = (retention.clone(), timekeeper.clone());
             store.before_new_segment(Arc::new(move || {
@@ -246,6 +304,7 @@ impl Recorder {
             sync_interval_ns: config.sync_interval_ms as u64 * 1_000_000,
             want_direct,
             boot_id,
+            caption: Arc::default(),
         });
         let n = sources.len().max(1) as u64;
         for (i, (cam, source)) in sources.into_iter().enumerate() {
@@ -277,7 +336,59 @@ impl Recorder {
             live,
             incidents,
             timekeeper,
+            gps: Mutex::new(None),
         })
+    }
+
+    /// Reads the GPS receiver `config` names: its state goes to status, and
+    /// its trusted fixes set the clock (`gps::clock`). A receiver that is
+    /// missing or unplugged is shown and retried; recording never waits
+    /// for it.
+    pub fn start_gps(&self, config: &GpsConfig) -> std::io::Result<()> {
+        let clock = self.pipelines.clock.clone();
+        let timekeeper = self.timekeeper.clone();
+        let rejection: Arc<Mutex<Option<String>>> = Arc::default();
+        let mut policy = GpsClockPolicy::new(crate::gps::DATE_FLOOR_DAYS);
+        let shown = rejection.clone();
+        let caption = self.pipelines.caption.clone();
+        let show = CaptionStyle::of(config);
+        if let Some(placeholder) = show.placeholder() {
+            caption.set_placeholder(Some(placeholder));
+        }
+        let on_fix = Box::new(move |fix: GpsFix| {
+            if let Some(text) = show.text(&fix) {
+                caption.set(fix.mono_ns, text);
+            }
+            let Some(tk) = &timekeeper else {
+                return;
+            };
+            let c = tk.clock();
+            let now = RecorderClock {
+                wall_minus_mono_ns: c.wall_ns() - c.mono_ns() as i64,
+                estimated: c.wall_estimated(),
+            };
+            let set = policy.on_fix(&fix, now);
+            let why = policy.last_rejection.as_ref().map(|r| r.to_string());
+            let mut shown = shown.lock().unwrap_or_else(|e| e.into_inner());
+            if why.is_some() && *shown != why {
+                log::info!("GPS time not used: {}", why.as_deref().unwrap_or(""));
+            }
+            *shown = why;
+            drop(shown);
+            if let Some(offset) = set {
+                if let Err(e) = tk.set_wall(c.mono_ns() as i64 + offset, TimeAuthority::Gps) {
+                    log::error!("GPS time: could not relabel the recordings: {e}");
+                }
+            }
+        });
+        let source = GpsSource::start(config.clone(), clock, on_fix)?;
+        *self.status.gps.lock().unwrap_or_else(|e| e.into_inner()) = Some(GpsStatus {
+            state: source.state(),
+            speed_unit: config.speed_unit,
+            clock_rejection: rejection,
+        });
+        *self.gps.lock().unwrap_or_else(|e| e.into_inner()) = Some(source);
+        Ok(())
     }
 
     /// Share clips for the dashboard, kept in `share-cache` beside the
@@ -311,6 +422,9 @@ impl Recorder {
 
     /// Stops capture, lets queued frames drain, closes every segment.
     pub fn stop(self) {
+        if let Some(gps) = self.gps.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            gps.stop();
+        }
         self.pipelines.stop.store(true, Ordering::SeqCst);
         // First the watch thread, so no camera starts while the others stop.
         let threads = self.watch.into_iter().chain(std::mem::take(
@@ -431,14 +545,14 @@ fn spawn_named(name: String, f: impl FnOnce() + Send + 'static) -> JoinHandle<()
 }
 
 fn spawn_camera(
+    shared: &Pipelines,
     cam: &CameraConfig,
     source: Box<dyn CameraSource>,
     (writer, live): (SegmentWriter, Arc<LiveSlot>),
     status: Arc<CameraStatus>,
-    clock: Arc<dyn Clock>,
-    stop: Arc<AtomicBool>,
-    retention: Arc<Retention>,
 ) -> Vec<JoinHandle<()>> {
+    let (clock, stop) = (shared.clock.clone(), shared.stop.clone());
+    let (retention, caption) = (shared.retention.clone(), shared.caption.clone());
     let pool = cam.encoder_threads.max(1) as usize;
     let (job_tx, job_rx) = mpsc::sync_channel::<EncodeJob>(pool * ENCODE_QUEUE_PER_THREAD);
     let (enc_tx, enc_rx) = mpsc::sync_channel::<Encoded>(WRITER_QUEUE_FRAMES);
@@ -454,6 +568,7 @@ fn spawn_camera(
     }
     for k in 0..pool {
         let settings = EncoderSettings::from_camera(cam);
+        let encoder = JpegEncoder::new(settings).with_caption(caption.clone());
         let (rx, tx, status, depth) = (
             job_rx.clone(),
             enc_tx.clone(),
@@ -461,7 +576,7 @@ fn spawn_camera(
             writer_depth.clone(),
         );
         threads.push(spawn_named(format!("cam-{id}-enc{k}"), move || {
-            encode_loop(settings, rx, tx, status, depth)
+            encode_loop(encoder, rx, tx, status, depth)
         }));
     }
     drop(enc_tx);
@@ -559,13 +674,12 @@ fn capture_loop(
 }
 
 fn encode_loop(
-    settings: EncoderSettings,
+    mut encoder: JpegEncoder,
     jobs: Arc<Mutex<Receiver<EncodeJob>>>,
     out: SyncSender<Encoded>,
     status: Arc<CameraStatus>,
     writer_depth: Arc<AtomicUsize>,
 ) {
-    let mut encoder = JpegEncoder::new(settings);
     loop {
         let job = {
             let rx = jobs.lock().unwrap_or_else(|e| e.into_inner());
@@ -787,5 +901,48 @@ mod tests {
             next_wait(Some(ms(60_000)), ms(1000)),
             Duration::from_millis(WRITER_POLL_MS)
         );
+    }
+
+    #[test]
+    fn the_gps_caption_shows_speed_in_the_unit_and_the_position_when_asked() {
+        let fix = GpsFix {
+            utc_ns: Some(1_795_168_800_000_000_000),
+            mono_ns: 5,
+            lat: Some(52.520008),
+            lon: Some(-13.407003),
+            alt_m: None,
+            speed_mps: Some(13.89),
+            heading_deg: None,
+            quality: crate::gps::FixQuality::Fix3d,
+            status_valid: true,
+            sats: Some(9),
+            hdop: None,
+        };
+        let style = |speed, position, unit| {
+            CaptionStyle::of(&GpsConfig {
+                overlay_speed: speed,
+                overlay_position: position,
+                speed_unit: unit,
+                ..GpsConfig::default()
+            })
+        };
+        let kmh = style(true, false, SpeedUnit::Kmh);
+        assert_eq!(kmh.text(&fix).as_deref(), Some("50 km/h"));
+        assert_eq!(kmh.placeholder().as_deref(), Some("-- km/h"));
+        let both = style(true, true, SpeedUnit::Mph);
+        assert_eq!(
+            both.text(&fix).as_deref(),
+            Some("31 mph 52.52001N 13.40700W")
+        );
+        assert_eq!(both.placeholder().as_deref(), Some("-- mph no position"));
+        // Off: nothing is added, not even a placeholder.
+        let off = style(false, false, SpeedUnit::Kmh);
+        assert_eq!((off.text(&fix), off.placeholder()), (None, None));
+        // A fix without a position (a tunnel) leaves the placeholder to show.
+        let lost = GpsFix {
+            status_valid: false,
+            ..fix
+        };
+        assert_eq!(kmh.text(&lost), None);
     }
 }

@@ -21,7 +21,8 @@ pub enum DropReason {
     StorageError,
 }
 
-use crate::config::CameraConfig;
+use crate::config::{CameraConfig, SpeedUnit};
+use crate::gps::GpsState;
 pub use crate::store::stats::RecoveryReport;
 use crate::store::stats::{CameraStoreStats, StoreStats};
 use crate::timekeeper::ClockReport;
@@ -164,6 +165,30 @@ pub struct Status {
     pub clock: Mutex<Option<ClockReport>>,
     /// Incident trigger devices and whether they opened.
     pub triggers: Mutex<Vec<String>>,
+    /// The GPS receiver's live state, when one is configured.
+    pub gps: Mutex<Option<GpsStatus>>,
+}
+
+/// Where the GPS reader keeps its state, and how speed is shown.
+#[derive(Clone, Debug)]
+pub struct GpsStatus {
+    pub state: Arc<Mutex<GpsState>>,
+    pub speed_unit: SpeedUnit,
+    /// Why the last fix could not set the clock, if it could not.
+    pub clock_rejection: Arc<Mutex<Option<String>>>,
+}
+
+/// The receiver as status shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GpsSnapshot {
+    #[serde(flatten)]
+    pub state: GpsState,
+    pub speed_unit: SpeedUnit,
+    /// `speed_mps` in `speed_unit`.
+    pub speed: Option<f64>,
+    /// Why the last fix could not set the clock (no date yet, a void fix,
+    /// a week-number rollover...); null once fixes are trusted.
+    pub clock_rejection: Option<String>,
 }
 
 impl Status {
@@ -232,6 +257,25 @@ impl Status {
                     .clone(),
             },
             clock: self.clock.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            gps: self
+                .gps
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map(|g| {
+                    let mut state = g.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    state.refresh_age(now_mono_ns);
+                    GpsSnapshot {
+                        speed: state.speed_mps.map(|v| g.speed_unit.from_mps(v)),
+                        speed_unit: g.speed_unit,
+                        clock_rejection: g
+                            .clock_rejection
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .clone(),
+                        state,
+                    }
+                }),
             triggers: self
                 .triggers
                 .lock()
@@ -290,6 +334,9 @@ pub struct StatusSnapshot<C = CameraSnapshot> {
     pub clock: Option<ClockReport>,
     #[serde(default)]
     pub triggers: Vec<String>,
+    /// The GPS receiver; absent when none is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gps: Option<GpsSnapshot>,
 }
 
 impl<C> StatusSnapshot<C> {
@@ -307,6 +354,7 @@ impl<C> StatusSnapshot<C> {
             config_origin: self.config_origin,
             clock: self.clock,
             triggers: self.triggers,
+            gps: self.gps,
         }
     }
 }

@@ -42,11 +42,28 @@ pub enum ClockSource {
     SetOffset,
 }
 
+/// Who told the recorder the right time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeAuthority {
+    /// A phone on the dashboard.
+    Phone,
+    /// A GPS receiver's fix.
+    Gps,
+}
+
+/// Run after the clock was set (relabelling what holds wall times in
+/// memory, refreshing the status).
+pub type ClockSetHook = Box<dyn Fn(&Timekeeper, &ClockSetResult) + Send + Sync>;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClockReport {
     pub time: String,
     pub estimated: bool,
     pub source: ClockSource,
+    /// Who set the clock this run, if anyone (`source` says how).
+    #[serde(default)]
+    pub set_by: Option<TimeAuthority>,
     /// Recorder wall time minus the system clock, ms (0 unless running from an offset).
     pub offset_ms: i64,
     pub saved_time: Option<String>,
@@ -56,6 +73,7 @@ pub struct ClockReport {
 /// What setting the clock did (`http::answers::ClockSetAnswer` shows it).
 #[derive(Clone, Debug)]
 pub struct ClockSetResult {
+    pub by: TimeAuthority,
     pub previous: String,
     pub time: String,
     pub step_ms: i64,
@@ -69,6 +87,7 @@ pub struct ClockSetResult {
 
 struct State {
     source: ClockSource,
+    set_by: Option<TimeAuthority>,
     saved_ns: Option<i64>,
     last_save_mono_ns: u64,
     last_save_error: Option<String>,
@@ -83,6 +102,7 @@ pub struct Timekeeper {
     /// Per camera, the first segment number this boot can have written.
     boot_first_seq: HashMap<String, u64>,
     state: Mutex<State>,
+    hooks: Mutex<Vec<ClockSetHook>>,
 }
 
 pub fn saved_time_path(data_dir: &Path) -> PathBuf {
@@ -284,10 +304,12 @@ impl Timekeeper {
             boot_first_seq,
             state: Mutex::new(State {
                 source,
+                set_by: None,
                 saved_ns: saved,
                 last_save_mono_ns: 0,
                 last_save_error: None,
             }),
+            hooks: Mutex::new(Vec::new()),
         };
         keeper.save_now();
         keeper
@@ -348,19 +370,28 @@ impl Timekeeper {
             time: format_rfc3339_ms(self.clock.wall_ns()),
             estimated: self.clock.wall_estimated(),
             source: st.source,
+            set_by: st.set_by,
             offset_ms: self.clock.offset_ns() / 1_000_000,
             saved_time: st.saved_ns.map(format_rfc3339_ms),
             last_save_error: st.last_save_error.clone(),
         }
     }
 
-    /// Sets the wall clock to `wall_ns` (a time known to be right) and
-    /// relabels this boot's recordings.
+    /// Runs `hook` after every setting of the clock.
+    pub fn on_set(&self, hook: ClockSetHook) {
+        self.hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(hook);
+    }
+
+    /// Sets the wall clock to `wall_ns` (a time `by` says is right) and
+    /// relabels this boot's recordings, then runs the hooks.
     ///
     /// The anchor is written before the clock moves: if the power is cut in
     /// between, the recordings are already labelled right and the next start
     /// restores from the saved time as usual.
-    pub fn set_wall(&self, wall_ns: i64) -> Result<ClockSetResult, StoreError> {
+    pub fn set_wall(&self, wall_ns: i64, by: TimeAuthority) -> Result<ClockSetResult, StoreError> {
         let mut st = self.state();
         let mono = self.clock.mono_ns() as i64;
         let previous = self.clock.wall_ns();
@@ -389,14 +420,20 @@ impl Timekeeper {
         };
         self.clock.set_estimated(false);
         st.source = source;
+        st.set_by = Some(by);
         drop(st);
         self.save_now();
         log::info!(
-            "clock set to {} (was {}), {relabelled} segments of this boot relabelled",
+            "clock set from {} to {} (was {}), {relabelled} segments of this boot relabelled",
+            match by {
+                TimeAuthority::Phone => "a phone",
+                TimeAuthority::Gps => "GPS",
+            },
             format_rfc3339_ms(wall_ns),
             format_rfc3339_ms(previous)
         );
-        Ok(ClockSetResult {
+        let result = ClockSetResult {
+            by,
             previous: format_rfc3339_ms(previous),
             time: format_rfc3339_ms(self.clock.wall_ns()),
             step_ms: (wall_ns - previous) / 1_000_000,
@@ -404,7 +441,11 @@ impl Timekeeper {
             relabelled_segments: relabelled,
             old_wall_minus_mono_ns: old_offset,
             new_wall_minus_mono_ns: new_offset,
-        })
+        };
+        for hook in self.hooks.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            hook(self, &result);
+        }
+        Ok(result)
     }
 
     pub fn boot_id(&self) -> [u8; 16] {

@@ -25,7 +25,7 @@ use dashvault::store::retention::{Retention, RetentionPolicy};
 use dashvault::store::sim::SimIo;
 use dashvault::store::writer::{EncodedFrame, OpenSegments, SegmentWriter, WriterSettings};
 use dashvault::store::Store;
-use dashvault::timekeeper::{read_saved, ClockSource, Timekeeper};
+use dashvault::timekeeper::{read_saved, ClockSource, TimeAuthority, Timekeeper};
 
 const S: u64 = 1_000_000_000;
 const FRAME_NS: u64 = 100_000_000;
@@ -162,7 +162,7 @@ fn a_restart_within_the_same_boot_resumes_the_phone_set_time_exactly() {
     };
     let clock = Arc::new(AdjustableClock::new(Arc::new(host.clone())));
     let tk = start(&clock);
-    tk.set_wall(TRUE_WALL).unwrap();
+    tk.set_wall(TRUE_WALL, TimeAuthority::Phone).unwrap();
     // 45 s later (no minute save in between) the service restarts; the
     // boot, and its monotonic clock, go on.
     host.advance(Duration::from_secs(45));
@@ -244,7 +244,7 @@ fn setting_the_time_relabels_this_boots_segments_and_nothing_else_and_exports_us
 
     // The phone says the true time is a day later than the clock.
     let phone = host.wall_ns() + 86_400 * S as i64;
-    let result = tk.set_wall(phone).unwrap();
+    let result = tk.set_wall(phone, TimeAuthority::Phone).unwrap();
     assert_eq!(result.relabelled_segments, 3);
     assert_eq!(result.source, ClockSource::SetSystem);
     assert!(!clock.wall_estimated());
@@ -314,7 +314,9 @@ fn setting_the_time_relabels_this_boots_segments_and_nothing_else_and_exports_us
     // Set again (the first phone was 5 s fast): the new anchor replaces the
     // old one for the whole boot, footage from before and after the first
     // setting alike; the older boot is still untouched.
-    let second = tk.set_wall(clock.wall_ns() - 5 * S as i64).unwrap();
+    let second = tk
+        .set_wall(clock.wall_ns() - 5 * S as i64, TimeAuthority::Phone)
+        .unwrap();
     let anchor2 = second.new_wall_minus_mono_ns;
     assert_eq!(anchor2, anchor - 5 * S as i64);
     let all = list_segments(io.as_ref(), &data_dir(), "front")
@@ -610,7 +612,7 @@ fn a_power_cut_while_relabelling_leaves_old_or_new_labels_never_a_mix() {
             }
         })));
     }
-    tk.set_wall(phone).unwrap();
+    tk.set_wall(phone, TimeAuthority::Phone).unwrap();
     sim.on_write(None);
     images
         .lock()

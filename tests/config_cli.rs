@@ -294,6 +294,51 @@ fn init_with_discovery_writes_no_camera_and_never_the_test_pattern() {
     assert_eq!(check.code, 0, "{}", check.stderr);
 }
 
+/// The appliance reads whichever USB GPS receiver is plugged in unless the
+/// boot partition's settings say otherwise (another tty, or none).
+#[test]
+fn init_with_gps_auto_reads_any_receiver_unless_the_settings_choose() {
+    let dir = tempfile::tempdir().unwrap();
+    let from = write(dir.path(), "settings.json", SETTINGS_WITHOUT_CAMERAS);
+    let config = dir.path().join("dashvault.json");
+    let r = dashvault(
+        &config,
+        &init_args(
+            from.to_str().unwrap(),
+            &["--discover-cameras", "--gps", "auto"],
+        ),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(value(&config, "gps.device"), "auto");
+    assert_eq!(value(&config, "gps.speed_unit"), "kmh");
+    let chosen = write(
+        dir.path(),
+        "uart.json",
+        r#"{"gps": {"device": "/dev/ttyAMA0", "baud": 9600, "speed_unit": "mph"}}"#,
+    );
+    let r = dashvault(
+        &config,
+        &init_args(
+            chosen.to_str().unwrap(),
+            &["--discover-cameras", "--gps", "auto", "--replace"],
+        ),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(value(&config, "gps.device"), "/dev/ttyAMA0");
+    assert_eq!(value(&config, "gps.baud"), "9600");
+    let none = write(dir.path(), "none.json", r#"{"gps": null}"#);
+    let r = dashvault(
+        &config,
+        &init_args(
+            none.to_str().unwrap(),
+            &["--discover-cameras", "--gps", "auto", "--replace"],
+        ),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let get = dashvault(&config, &["config", "get", "gps"]);
+    assert_eq!(get.code, 1, "no GPS: {}", get.stdout);
+}
+
 #[test]
 fn applying_boot_settings_without_cameras_keeps_the_configured_cameras() {
     let dir = tempfile::tempdir().unwrap();

@@ -117,6 +117,7 @@ fn start(device: &Path) -> (GpsSource, Receiver<GpsFix>) {
     let config = GpsConfig {
         device: device.to_str().unwrap().to_string(),
         baud: Some(9600),
+        ..GpsConfig::default()
     };
     let source = GpsSource::start(
         config,
@@ -374,6 +375,7 @@ fn without_a_configured_rate_the_source_detects_one() {
         GpsConfig {
             device: pty.path.to_str().unwrap().to_string(),
             baud: None,
+            ..GpsConfig::default()
         },
         Arc::new(SystemClock),
         Box::new(move |fix| {
@@ -434,6 +436,7 @@ fn stops_promptly_while_reading_and_while_waiting_to_retry() {
         GpsConfig {
             device: missing.to_str().unwrap().to_string(),
             baud: None,
+            ..GpsConfig::default()
         },
         Arc::new(SystemClock),
         Box::new(|_| {}),

@@ -58,12 +58,13 @@ fn documented() -> BTreeSet<String> {
 
 #[test]
 fn readme_config_table_names_every_key_the_config_accepts() {
-    let levels: [(&str, Wrap); 5] = [
+    let levels: [(&str, Wrap); 6] = [
         ("", |o| o.to_string()),
         ("cameras[].", |o| format!(r#"{{"cameras": [{o}]}}"#)),
         ("incident.", |o| format!(r#"{{"incident": {o}}}"#)),
         ("triggers.", |o| format!(r#"{{"triggers": {o}}}"#)),
         ("wifi.", |o| format!(r#"{{"wifi": {o}}}"#)),
+        ("gps.", |o| format!(r#"{{"gps": {o}}}"#)),
     ];
     let table = documented();
     let mut missing = Vec::new();
@@ -73,7 +74,8 @@ fn readme_config_table_names_every_key_the_config_accepts() {
         for key in keys {
             let path = format!("{prefix}{key}");
             // An object documented below the table by its own example.
-            let nested = ["cameras", "incident", "triggers", "wifi"].contains(&path.as_str());
+            let nested =
+                ["cameras", "incident", "triggers", "wifi", "gps"].contains(&path.as_str());
             if !nested && !table.contains(&path) {
                 missing.push(path);
             }

@@ -508,6 +508,7 @@
     summary.querySelector('.summary-text').textContent = text;
 
     renderStorage(st);
+    renderGps(s && s.gps, s && s.clock);
     renderCameraHealth(cams);
     renderLiveBadges(cams);
   }
@@ -559,6 +560,35 @@
     if (st.cap_unreachable) parts.push('cap unreachable');
     parts.push('oldest unprotected footage is deleted first when full');
     $('storage-detail').textContent = parts.join(' · ');
+  }
+
+  // The GPS receiver, when one is configured: fix, satellites, HDOP, the
+  // last fix's age, speed, and whether its time set the clock.
+  function renderGps(g, clock) {
+    const box = $('gps');
+    box.hidden = !g;
+    if (!g) return;
+    const fixNames = { no_fix: 'no fix', fix: 'Fix', fix2d: '2D fix', fix3d: '3D fix', dgps: '3D fix (DGPS)',
+      rtk: 'RTK fix', float_rtk: 'float RTK', dead_reckoning: 'dead reckoning', manual: 'manual', simulation: 'simulation' };
+    const age = num(g.last_fix_age_ms);
+    let head;
+    if (!g.connected) head = 'Receiver not connected';
+    else if (g.quality === 'no_fix' || !g.quality) head = 'No fix';
+    else head = (fixNames[g.quality] || String(g.quality)) + (num(g.speed) !== null ? ' · ' + num(g.speed).toFixed(0) + ' ' + (g.speed_unit === 'mph' ? 'mph' : 'km/h') : '');
+    $('gps-text').textContent = head;
+    const parts = [];
+    if (g.device) parts.push(String(g.device) + (num(g.baud) ? ' at ' + g.baud + ' baud' : ''));
+    if (num(g.sats_used) !== null || num(g.sats_in_view) !== null) {
+      parts.push((num(g.sats_used) ?? '–') + ' satellites used' + (num(g.sats_in_view) !== null ? ' of ' + g.sats_in_view + ' in view' : ''));
+    }
+    if (num(g.hdop) !== null) parts.push('HDOP ' + num(g.hdop).toFixed(1));
+    if (num(g.lat) !== null && num(g.lon) !== null) parts.push(num(g.lat).toFixed(5) + ', ' + num(g.lon).toFixed(5));
+    parts.push(age === null ? 'no fix yet' : 'last fix ' + fmtAge(age / 1000));
+    if (clock && clock.set_by === 'gps') parts.push('the clock is set from GPS');
+    else if (g.clock_rejection) parts.push('its time is not used: ' + g.clock_rejection);
+    if (g.last_error && !g.connected) parts.push(String(g.last_error));
+    $('gps-detail').textContent = parts.join(' · ');
+    box.classList.toggle('warn', !g.connected || age === null || age > 5000);
   }
 
   const openRecovery = new Set();

@@ -50,6 +50,10 @@ pub struct InitArgs {
     /// LED showing the recorder's state unless the settings set `status_led`
     #[argh(option)]
     pub status_led: Option<String>,
+    /// GPS receiver (a tty, or `auto` for whichever USB receiver is plugged
+    /// in) unless the settings set `gps` (`"gps": null` for none)
+    #[argh(option)]
+    pub gps: Option<String>,
     /// replace an existing config (it is kept when the new one is invalid)
     #[argh(switch)]
     pub replace: bool,
@@ -116,6 +120,11 @@ fn init(config_path: &Path, args: InitArgs) -> anyhow::Result<i32> {
         fallback("discover_cameras", Some(Value::Bool(true)));
     }
     fallback("status_led", args.status_led.map(Value::from));
+    fallback(
+        "gps",
+        args.gps
+            .map(|device| serde_json::json!({ "device": device })),
+    );
     let legacy_camera = ["camera_device", "video_res_width", "video_fps"]
         .iter()
         .any(|k| settings.contains_key(*k));

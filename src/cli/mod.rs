@@ -4,6 +4,7 @@
 pub mod cameras;
 pub mod config_check;
 pub mod export;
+pub mod gps;
 pub mod lock;
 pub mod run;
 pub mod service;
@@ -43,6 +44,7 @@ pub enum Command {
     Lock(lock::LockArgs),
     Cameras(cameras::CamerasArgs),
     Token(token::TokenArgs),
+    Gps(gps::GpsArgs),
 }
 
 /// Runs a command; returns the process exit code.
@@ -69,6 +71,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Lock(args) => lock::run(&config_path, args),
         Command::Cameras(args) => cameras::run(&config_path, args),
         Command::Token(args) => token::run(&config_path, args),
+        Command::Gps(args) => gps::run(&config_path, args),
     }
 }
 

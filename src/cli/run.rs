@@ -154,6 +154,17 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
         },
     )?;
     let trigger_threads = start_triggers(&config, &recorder);
+    if let Some(gps) = &config.gps {
+        match recorder.start_gps(gps) {
+            Ok(()) => println!(
+                "gps:    reading {} ({}); its time sets the clock once fixes agree",
+                gps.device,
+                gps.baud
+                    .map_or("baud detected".to_string(), |b| format!("{b} baud"))
+            ),
+            Err(e) => log::error!("GPS off: cannot start its reader: {e}; recording goes on"),
+        }
+    }
     *recorder
         .status
         .config_origin

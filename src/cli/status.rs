@@ -76,7 +76,7 @@ pub fn run(config_path: &Path, args: StatusArgs) -> anyhow::Result<i32> {
 const EXIT_NOT_ANSWERING: i32 = 1;
 
 /// The address and token of the local service, from the config.
-fn ask_service(config_path: &Path) -> Result<(SocketAddr, Vec<u8>), String> {
+pub(super) fn ask_service(config_path: &Path) -> Result<(SocketAddr, Vec<u8>), String> {
     let (addr, token) = super::service::address_and_token(config_path)?;
     let (status, body) =
         http_call(addr, "GET", "/api/status", &token, b"").map_err(|e| format!("{addr}: {e}"))?;

@@ -18,8 +18,9 @@ use serde::Deserialize;
 
 use super::rules::{out_of_type, Check, FieldError};
 use super::{
-    AccelerometerConfig, CameraConfig, Config, GpioButtonConfig, IncidentConfig, SourceKind,
-    TriggersConfig, WifiConfig, DEFAULT_DEBOUNCE_MS, DEFAULT_SAMPLE_HZ, DEFAULT_THRESHOLD_G,
+    AccelerometerConfig, CameraConfig, Config, GpioButtonConfig, GpsConfig, IncidentConfig,
+    SourceKind, TriggersConfig, WifiConfig, DEFAULT_DEBOUNCE_MS, DEFAULT_SAMPLE_HZ,
+    DEFAULT_THRESHOLD_G,
 };
 
 /// Id and name of the camera a legacy single-camera config migrates to.
@@ -221,6 +222,7 @@ struct FileConfig {
     wifi: Option<Object<WifiConfig>>,
     incident: Option<Object<FileIncident>>,
     triggers: Option<Object<FileTriggers>>,
+    gps: Option<Object<GpsConfig>>,
     // Dash of Pi's legacy single-camera keys.
     video_res_width: Option<Int>,
     video_res_height: Option<Int>,
@@ -393,6 +395,7 @@ impl FileConfig {
                 .triggers
                 .map(|Object(f)| f.into_config(&mut errs))
                 .unwrap_or(defaults.triggers),
+            gps: self.gps.map(|Object(g)| g),
         };
         if let Err(more) = config.validate() {
             if migrated {

@@ -129,6 +129,97 @@ pub struct Config {
     /// Hardware incident triggers (button, G-sensor); both optional.
     #[serde(default)]
     pub triggers: TriggersConfig,
+    /// A GPS receiver (NMEA 0183 on a serial port): satellite time for the
+    /// clock, position and speed with the footage. None: no receiver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gps: Option<GpsConfig>,
+}
+
+/// Where the GPS receiver is and how its speed is shown. Plain serde with
+/// every field optional.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpsConfig {
+    /// A tty path, or "auto" for the first of /dev/serial/by-id/*,
+    /// /dev/ttyACM0, /dev/ttyUSB0.
+    #[serde(default = "GpsConfig::auto")]
+    pub device: String,
+    /// The line rate (4800, 9600, 19200, 38400, 57600 or 115200); absent to
+    /// detect it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baud: Option<u32>,
+    /// Speed in the picture, on the dashboard and the console: `kmh` or
+    /// `mph`.
+    #[serde(default)]
+    pub speed_unit: SpeedUnit,
+    /// Burn the speed into the picture after the time (cameras with
+    /// `embed_timestamp`).
+    #[serde(default = "GpsConfig::yes")]
+    pub overlay_speed: bool,
+    /// Burn the position too.
+    #[serde(default)]
+    pub overlay_position: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpeedUnit {
+    #[default]
+    Kmh,
+    Mph,
+}
+
+impl SpeedUnit {
+    /// `speed_mps` in this unit.
+    pub fn from_mps(self, speed_mps: f64) -> f64 {
+        match self {
+            SpeedUnit::Kmh => speed_mps * 3.6,
+            SpeedUnit::Mph => speed_mps * 3600.0 / 1609.344,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            SpeedUnit::Kmh => "km/h",
+            SpeedUnit::Mph => "mph",
+        }
+    }
+}
+
+impl Default for GpsConfig {
+    fn default() -> GpsConfig {
+        GpsConfig {
+            device: GpsConfig::auto(),
+            baud: None,
+            speed_unit: SpeedUnit::default(),
+            overlay_speed: true,
+            overlay_position: false,
+        }
+    }
+}
+
+impl GpsConfig {
+    fn auto() -> String {
+        "auto".to_string()
+    }
+
+    fn yes() -> bool {
+        true
+    }
+
+    /// Checks the fields; each message names its field (`gps.baud: ...`).
+    pub fn validate(&self) -> Result<(), String> {
+        let mut errs = Vec::new();
+        rules::check_all(GpsConfig::RULES, self, "gps", &mut errs);
+        match errs.is_empty() {
+            true => Ok(()),
+            false => Err(errs
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")),
+        }
+    }
 }
 
 /// Hotspot settings. Every field is optional: the image generates what is
@@ -210,6 +301,7 @@ impl Default for Config {
             wifi: None,
             incident: IncidentConfig::default(),
             triggers: TriggersConfig::default(),
+            gps: None,
         }
     }
 }

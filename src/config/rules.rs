@@ -13,8 +13,8 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use super::{
-    AccelerometerConfig, CameraConfig, Config, GpioButtonConfig, IncidentConfig, SourceKind,
-    TriggersConfig, WifiConfig,
+    AccelerometerConfig, CameraConfig, Config, GpioButtonConfig, GpsConfig, IncidentConfig,
+    SourceKind, TriggersConfig, WifiConfig,
 };
 use Check::{Field, Integer, OptionalInteger, Within};
 
@@ -95,7 +95,7 @@ pub(super) enum Check<M> {
 
 /// Checks `m`, found at `at` in the file (`""` for the top level), against
 /// its table.
-fn check_all<M>(rules: &[Check<M>], m: &M, at: &str, errs: &mut Vec<FieldError>) {
+pub(super) fn check_all<M>(rules: &[Check<M>], m: &M, at: &str, errs: &mut Vec<FieldError>) {
     for check in rules {
         match check {
             Integer(name, rule, value) => {
@@ -239,9 +239,33 @@ impl Config {
                 check_all(WifiConfig::RULES, wifi, at, errs);
             }
         }),
+        Within("gps", |c, at, errs| {
+            if let Some(gps) = &c.gps {
+                check_all(GpsConfig::RULES, gps, at, errs);
+            }
+        }),
         Field("auth_token", |c| {
             c.auth_token.as_deref().and_then(auth_token_weakness)
         }),
+    ];
+}
+
+impl GpsConfig {
+    pub(super) const RULES: &'static [Check<GpsConfig>] = &[
+        Field("device", |g| {
+            let plain = g.device == "auto" || g.device.starts_with('/');
+            (!plain).then(|| {
+                format!(
+                    "{:?} is not a device path; use \"auto\" or a path such as \"/dev/ttyACM0\" or \"/dev/serial0\"",
+                    g.device
+                )
+            })
+        }),
+        OptionalInteger(
+            "baud",
+            Rule::OneOf(&[4800, 9600, 19200, 38400, 57600, 115200]),
+            |g| g.baud.map(Into::into),
+        ),
     ];
 }
 
@@ -770,6 +794,36 @@ mod tests {
     #[test]
     fn default_config_is_valid() {
         assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn gps_settings_load_with_defaults_and_bad_ones_are_named() {
+        let c = config_or_messages(r#"{"gps": {}}"#).unwrap();
+        assert_eq!(c.gps, Some(GpsConfig::default()));
+        assert_eq!(c.gps.unwrap().device, "auto");
+        let c = config_or_messages(
+            r#"{"gps": {"device": "/dev/ttyAMA0", "baud": 9600, "speed_unit": "mph"}}"#,
+        )
+        .unwrap();
+        let g = c.gps.unwrap();
+        assert_eq!(
+            (g.baud, g.speed_unit),
+            (Some(9600), super::super::SpeedUnit::Mph)
+        );
+        assert!((g.speed_unit.from_mps(10.0) - 22.37).abs() < 0.01);
+        assert_eq!(config_or_messages("{}").unwrap().gps, None);
+        let msg = only_problem(r#"{"gps": {"baud": 1200}}"#);
+        assert!(msg.starts_with("gps.baud: "), "{msg}");
+        assert!(msg.contains("9600"), "{msg}");
+        let msg = only_problem(r#"{"gps": {"device": "ttyUSB0"}}"#);
+        assert!(msg.starts_with("gps.device: "), "{msg}");
+        let msg = only_problem(r#"{"gps": {"bauds": 9600}}"#);
+        assert!(msg.contains("gps") && msg.contains("bauds"), "{msg}");
+        let g = GpsConfig {
+            baud: Some(1),
+            ..GpsConfig::default()
+        };
+        assert!(g.validate().unwrap_err().starts_with("gps.baud"));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! under `catch_unwind` and comes back as an [`EncodeError`], so a bad frame
 //! never takes the recording thread down.
 
+pub mod caption;
 mod overlay;
 mod yuv;
 
@@ -150,6 +151,8 @@ pub struct EncodedImage {
 #[derive(Debug)]
 pub struct JpegEncoder {
     settings: EncoderSettings,
+    /// Shown after the time (GPS speed), when there is one.
+    caption: Option<std::sync::Arc<caption::Caption>>,
     planes: PaddedI420,
     /// Raw planes of a decoded MJPEG frame (Y, Cb, Cr).
     decoded: [Vec<u8>; 3],
@@ -164,6 +167,7 @@ impl JpegEncoder {
                 quality: settings.quality.clamp(1, 100),
                 ..settings
             },
+            caption: None,
             planes: PaddedI420::default(),
             decoded: Default::default(),
             last_jpeg_len: 0,
@@ -172,6 +176,13 @@ impl JpegEncoder {
 
     pub fn settings(&self) -> EncoderSettings {
         self.settings
+    }
+
+    /// Burns `caption`'s text (at each frame's capture time) after the
+    /// time; only with `embed_timestamp`.
+    pub fn with_caption(mut self, caption: std::sync::Arc<caption::Caption>) -> JpegEncoder {
+        self.caption = Some(caption);
+        self
     }
 
     /// Encodes one frame. The overlay shows the frame's capture wall-clock
@@ -202,7 +213,16 @@ impl JpegEncoder {
 
         self.planes.fill(&source, rot);
         if self.settings.embed_timestamp {
-            overlay::draw_text(&mut self.planes, &format_overlay(frame.captured.wall_ns));
+            let mut text = format_overlay(frame.captured.wall_ns);
+            if let Some(extra) = self
+                .caption
+                .as_ref()
+                .and_then(|c| c.text_at(frame.captured.mono_ns))
+            {
+                text.push(' ');
+                text.push_str(&extra);
+            }
+            overlay::draw_text(&mut self.planes, &text);
         }
         let hint = self.last_jpeg_len + self.last_jpeg_len / 4;
         let jpeg = compress(&self.planes, self.settings.quality, hint)?;

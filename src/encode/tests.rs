@@ -584,3 +584,41 @@ fn settings_come_from_the_camera_config() {
     let enc = JpegEncoder::new(EncoderSettings { quality: 0, ..s });
     assert_eq!(enc.settings().quality, 1);
 }
+
+#[test]
+fn a_caption_follows_the_time_while_fresh_then_its_placeholder() {
+    use super::caption::Caption;
+    use std::sync::Arc;
+    let frame = i420_frame(320, 240, 0, |_, _| 128);
+    let caption = Arc::new(Caption::default());
+    let mut enc = JpegEncoder::new(settings(0, true)).with_caption(caption.clone());
+    let time_only = overlay::text_box(320, 240, format_overlay(WALL_NS).len()).unwrap();
+    let with_speed = overlay::text_box(320, 240, format_overlay(WALL_NS).len() + 8).unwrap();
+    // The strip the speed takes, right of the time's box: dark box colour
+    // with a caption, the grey scene without.
+    let strip = |jpeg: &[u8]| {
+        let d = Decoded::of(jpeg);
+        d.mean(
+            0,
+            time_only.x + time_only.w + 2,
+            with_speed.x + with_speed.w - 2,
+            with_speed.y,
+            with_speed.y + 1,
+        )
+    };
+    let none = enc.encode(&frame).unwrap();
+    assert!(strip(&none.jpeg) > 100.0, "no caption set: the scene");
+    caption.set(frame.captured.mono_ns, "50 km/h".into());
+    let fresh = enc.encode(&frame).unwrap();
+    assert!(strip(&fresh.jpeg) < 40.0, "the speed's box is drawn");
+    // Stale: the placeholder, as wide.
+    caption.set(frame.captured.mono_ns + 10_000_000_000, "50 km/h".into());
+    caption.set_placeholder(Some("-- km/h".into()));
+    let stale = enc.encode(&frame).unwrap();
+    assert!(strip(&stale.jpeg) < 40.0, "the placeholder's box is drawn");
+    assert_ne!(stale.jpeg, fresh.jpeg, "another text");
+    // Without the time overlay nothing is drawn at all.
+    let mut plain = JpegEncoder::new(settings(0, false)).with_caption(caption);
+    let out = plain.encode(&frame).unwrap();
+    assert!(strip(&out.jpeg) > 100.0);
+}

@@ -6,11 +6,11 @@
 //! code and the storage code cannot disagree about it.
 
 use chrono::{Datelike, NaiveDate};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How good the position solution is, from GGA's quality digit and GSA's
 /// dimension.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FixQuality {
     #[default]

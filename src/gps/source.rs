@@ -174,7 +174,7 @@ impl Reader {
     /// which is what resets the backoff (a tty that opens but says nothing
     /// is not a working receiver).
     fn session(&mut self, heard: &mut bool) -> Ended {
-        let path = match self.config.resolve_device() {
+        let path = match super::resolve_device(&self.config) {
             Ok(p) => p,
             Err(e) => return Ended::Failed(e),
         };

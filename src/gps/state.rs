@@ -7,14 +7,14 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::fix::{FixQuality, GpsFix};
 use super::nmea::{classify, Gga, Line, Rmc, Sentence, Talker};
 
 /// What was read, by outcome. Nothing here is fatal; each says how noisy the
 /// link is.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GpsCounters {
     /// Sentences read and used.
     pub sentences_ok: u64,
@@ -31,7 +31,7 @@ pub struct GpsCounters {
 }
 
 /// The receiver as the status page shows it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct GpsState {
     /// The tty in use (or last tried).
     pub device: String,

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use crate::clock::{format_rfc3339_ms, parse_rfc3339};
+use crate::timekeeper::TimeAuthority;
 
 use super::answers::{ClockAnswer, ClockSetAnswer};
 use super::context::{ApiContext, ApiError};
@@ -72,12 +73,8 @@ fn requested_time(body: &[u8]) -> Result<i64, ApiError> {
 pub fn set_clock(ctx: &ApiContext, req: &Request) -> Result<Response, ApiError> {
     let tk = keeper(ctx)?;
     let wall_ns = requested_time(&req.body)?;
-    let result = tk.set_wall(wall_ns)?;
-    ctx.forget_summaries();
-    if let Some(keeper) = &ctx.incidents {
-        keeper.relabel(result.new_wall_minus_mono_ns)?;
-    }
-    *ctx.status.clock.lock().unwrap_or_else(|e| e.into_inner()) = Some(tk.report());
+    // The recorder's hooks relabel the incidents and refresh the status.
+    let result = tk.set_wall(wall_ns, TimeAuthority::Phone)?;
     Ok(Response::json(200, &ClockSetAnswer::from(&result)))
 }
 

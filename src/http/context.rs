@@ -36,8 +36,9 @@ pub struct ApiContext {
     pub incidents: Option<Arc<crate::incident::IncidentKeeper>>,
     /// Share clips (`/api/share`); `None` when their folder could not be made.
     pub share: Option<Arc<crate::share::jobs::ShareJobs>>,
-    /// Timeline summaries of segments that no longer change, by path and size.
-    pub(super) summaries: Mutex<HashMap<PathBuf, (u64, SegmentSummary)>>,
+    /// Timeline summaries of segments that no longer change, by path, with
+    /// the size and the store's relabel generation they were made at.
+    pub(super) summaries: Mutex<HashMap<PathBuf, (u64, u64, SegmentSummary)>>,
 }
 
 /// What the timeline shows of one segment.
@@ -176,14 +177,6 @@ impl ApiContext {
             share: None,
             summaries: Mutex::default(),
         }
-    }
-
-    /// Drops cached timeline summaries (their wall times changed).
-    pub fn forget_summaries(&self) {
-        self.summaries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
     }
 
     /// The configured cameras, then those found while running.

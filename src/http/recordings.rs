@@ -108,9 +108,12 @@ fn summarize(
             });
         }
     }
+    // A relabelling (the clock set by a phone or GPS) changes wall times
+    // without changing the file.
+    let generation = ctx.store.relabel_generation();
     let mut cache = ctx.summaries.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((len, s)) = cache.get(&entry.path) {
-        if *len == entry.len {
+    if let Some((len, made_at, s)) = cache.get(&entry.path) {
+        if *len == entry.len && *made_at == generation {
             return Ok(s.clone());
         }
     }
@@ -126,7 +129,7 @@ fn summarize(
     if cache.len() > 20_000 {
         cache.clear();
     }
-    cache.insert(entry.path.clone(), (entry.len, summary.clone()));
+    cache.insert(entry.path.clone(), (entry.len, generation, summary.clone()));
     Ok(summary)
 }
 

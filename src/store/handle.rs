@@ -46,6 +46,9 @@ struct Inner {
     /// Frames already checked per segment: how many, and which failed. A
     /// segment's frames only ever grow at the end, so checks resume there.
     checked: Mutex<HashMap<PathBuf, CheckedFrames>>,
+    /// Bumped by every relabelling: what was read before it may carry old
+    /// wall times.
+    relabels: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Clone, Debug)]
@@ -84,6 +87,7 @@ impl Store {
                 cameras: Mutex::default(),
                 checked: Mutex::default(),
                 before_new_segment: Mutex::default(),
+                relabels: Default::default(),
             }),
         }
     }
@@ -477,7 +481,19 @@ impl Store {
                 s.estimated = false;
             }
         }
+        drop(cameras);
+        self.inner
+            .relabels
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(count)
+    }
+
+    /// How many relabellings there were: a cache of anything holding wall
+    /// times is stale once it changes.
+    pub fn relabel_generation(&self) -> u64 {
+        self.inner
+            .relabels
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Per camera: the oldest segment number of the newest run of segments

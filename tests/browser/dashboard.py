@@ -49,7 +49,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import tty
 import traceback
 import urllib.request
 from datetime import datetime, timezone
@@ -120,10 +122,61 @@ def iso_to_epoch(s):
     return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
 
 
+def nmea(body):
+    """One NMEA sentence with its checksum and line end."""
+    check = 0
+    for b in body.encode():
+        check ^= b
+    return f"${body}*{check:02X}\r\n"
+
+
+class GpsFeed:
+    """A GPS receiver on a pseudo-terminal: RMC and GGA five times a second,
+    in Berlin at 50 km/h with 9 satellites, dated 1024 weeks back as a
+    receiver whose firmware does not know the GPS week-number rollover
+    dates its fixes. Its position is shown; its time must never set the
+    clock. Stops by itself after the whole test's time."""
+
+    ROLLOVER_S = 1024 * 7 * 86400
+
+    def __init__(self):
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        # Nobody may be reading yet: drop what does not fit, never block.
+        os.set_blocking(self.master, False)
+        self.path = os.ttyname(self.slave)
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        until = time.monotonic() + WHOLE_TEST_S
+        while not self.done.is_set() and time.monotonic() < until:
+            t = datetime.fromtimestamp(time.time() - self.ROLLOVER_S, timezone.utc)
+            hms = t.strftime("%H%M%S") + f".{t.microsecond // 10000:02d}"
+            date = t.strftime("%d%m%y")
+            data = (nmea(f"GNRMC,{hms},A,5231.20048,N,01324.42016,E,27.000,87.50,{date},,,A")
+                    + nmea(f"GNGGA,{hms},5231.20048,N,01324.42016,E,1,09,0.92,34.5,M,39.9,M,,"))
+            try:
+                os.write(self.master, data.encode())
+            except OSError:
+                pass
+            self.done.wait(0.2)
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+        for fd in (self.master, self.slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 class Server:
     """`dashvault run` in a temporary folder, stopped on exit."""
 
-    def __init__(self, without_camera=False, cameras=None, broken_config=False):
+    def __init__(self, without_camera=False, cameras=None, broken_config=False, gps=None):
         self.dir = Path(tempfile.mkdtemp(prefix="dashvault-browser-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -144,6 +197,8 @@ class Server:
             config.update(cameras=[], discover_cameras=True)
         if cameras is not None:
             config.update(cameras=cameras)
+        if gps is not None:
+            config["gps"] = {"device": gps.path, "baud": 9600, "speed_unit": "kmh"}
         if broken_config:
             # A config edited wrongly after a good one had run: the recorder
             # records with the last good copy.
@@ -819,7 +874,8 @@ class Checks:
     def second_recorder_starts(self):
         if isinstance(self.server, External):
             raise Skip("a server of our own is needed")
-        self.server2 = Server(broken_config=True, cameras=[
+        self.gps = GpsFeed()
+        self.server2 = Server(broken_config=True, gps=self.gps, cameras=[
             {"id": CAMERA, "name": "Front", "source": "synthetic", "res_width": 320, "res_height": 240, "fps": 10},
             {"id": "rear", "name": "Rear", "source": "synthetic", "res_width": 320, "res_height": 240, "fps": 10},
             {"id": "cabin", "name": "Cabin", "source": "v4l2", "device": "/dev/video99",
@@ -872,6 +928,26 @@ class Checks:
         phone.screenshot(path=str(SHOTS / "phone-missing-camera.png"))
         ctx.close()
 
+    def gps_is_shown_with_its_fix_and_its_time_refused(self):
+        page = self.second()
+        box = page.locator("#gps")
+        wait_until(lambda: box.is_visible() and "km/h" in page.inner_text("#gps-text"),
+                   "no GPS fix with its speed in the health card")
+        head = page.inner_text("#gps-text")
+        assert re.search(r"[Ff]ix · 50 km/h", head), f"GPS headline: {head!r}"
+        detail = page.locator("#gps-detail")
+        wait_until(lambda: "rollover" in detail.inner_text(), "the rollover is not named")
+        text = detail.inner_text()
+        for want in (self.gps.path, "9600 baud", "9 satellites used", "HDOP 0.9", "52.52001, 13.40700", "last fix"):
+            assert want in text, f"{want!r} not in the GPS line: {text!r}"
+        # Its time never set the clock.
+        status = page.evaluate("async () => (await fetch('/api/status')).json()")
+        assert status["clock"]["set_by"] is None, f"clock: {status['clock']}"
+        assert "1024 weeks" in status["gps"]["clock_rejection"], status["gps"]
+        box.scroll_into_view_if_needed()
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.locator("#health").screenshot(path=str(SHOTS / "desktop-gps.png"))
+
     def config_banner_names_the_config_in_use(self):
         alerts = self.second().locator("#alerts")
         wait_until(lambda: "Config problem" in alerts.inner_text(), "no config problem shown")
@@ -917,6 +993,8 @@ class Checks:
     def close(self):
         if getattr(self, "server2", None):
             self.server2.stop()
+        if getattr(self, "gps", None):
+            self.gps.stop()
         if getattr(self, "server3", None):
             self.server3.stop()
 
@@ -1004,6 +1082,7 @@ STEPS = [
     "second_recorder_starts",
     "missing_camera_says_not_found",
     "config_banner_names_the_config_in_use",
+    "gps_is_shown_with_its_fix_and_its_time_refused",
     "incident_exports_line_up",
     "cards_say_when_the_recorder_stops",
     "no_camera_found_is_shown",

@@ -27,6 +27,7 @@ pub struct RunningService {
 /// One 320×240 synthetic camera `front` at `fps`, 2 s segments, a sync
 /// every 200 ms, with the clock and incident routes live. The host's clock
 /// is never set: a phone-set time stays an offset.
+#[allow(dead_code)] // not every test file uses the plain service
 pub fn start_service(fps: u32, boot_id: [u8; 16], limits: Limits) -> RunningService {
     start_service_with(fps, boot_id, limits, |_, _, clock| {
         Auth::new(TOKEN.into(), clock)
@@ -108,6 +109,9 @@ fn start_service_in(
         },
     )
     .unwrap();
+    if let Some(gps) = &config.gps {
+        recorder.start_gps(gps).unwrap();
+    }
     let mut ctx = ApiContext::new(
         config,
         store,

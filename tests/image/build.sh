@@ -33,6 +33,10 @@
 #   vivid delivers YUYV through the V4L2 path; a Pi camera goes through
 #   libcamera (tested against libcamera's virtual camera on the host, not
 #   here) and most USB webcams deliver MJPEG.
+# - GPS: QEMU's usb-serial, an FTDI bridge whose bytes come from a socket
+#   the test writes NMEA into; no real receiver, no real baud rate (the
+#   bridge passes every byte whatever the line is set to), and the host's
+#   time arrives without a receiver's output delay.
 # - Speed: QEMU emulates the Cortex-A53 in software, several times slower
 #   than the Pi: boot times and frame rates measured here are upper bounds.
 # - LED: the device tree's ACT LED through leds-gpio, as on the board, but
@@ -76,9 +80,12 @@ TEST_APPLETS="mdev xargs udhcpc wget nslookup timeout start-stop-daemon"
 # tree enables that Debian builds as modules (coldplug loads them; the Pi
 # kernel builds them in) and the LED timer trigger; the kernel's test
 # camera (vivid), simulated Wi-Fi radios (mac80211_hwsim) and the ciphers
-# WPA2 (CCMP) asks for, which the test loads late.
+# WPA2 (CCMP) asks for, which the test loads late; and the USB serial
+# drivers of GPS receivers (QEMU's usb-serial is an FTDI bridge; u-blox
+# sticks are CDC-ACM), which coldplug loads.
 ROOT_MODULES="$MODULES i2c-bcm2835 bcm2835-rng bcm2835-thermal leds-gpio ledtrig-timer
-	vivid mac80211_hwsim ccm ctr cmac gcm aes-ce-ccm aes-ce-cipher aes-ce-blk"
+	vivid mac80211_hwsim ccm ctr cmac gcm aes-ce-ccm aes-ce-cipher aes-ce-blk
+	usbserial ftdi_sio cdc-acm"
 # Programs from Debian beyond the base: kmod (modprobe, as on the real
 # image), the hotspot's daemons and iw, and the test client's
 # wpa_supplicant and ip (iproute2, for network namespaces).

@@ -177,19 +177,79 @@ def check(cond, what):
         raise AssertionError(what)
 
 
+GPS_FEED_S = 1800
+
+
+def nmea(body):
+    """One NMEA sentence with its checksum and line end."""
+    check_sum = 0
+    for b in body.encode():
+        check_sum ^= b
+    return f"${body}*{check_sum:02X}\r\n"
+
+
+class GpsFeed:
+    """A GPS receiver behind QEMU's usb-serial (an FTDI bridge, which the
+    guest sees as /dev/ttyUSB0): RMC and GGA once a second with the host's
+    time, written into the character device's Unix socket. Stops with
+    stop(), or after GPS_FEED_S."""
+
+    def __init__(self, path):
+        self.path = path
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        deadline = time.monotonic() + GPS_FEED_S
+        sock = None
+        while not self.done.is_set() and time.monotonic() < deadline:
+            if sock is None:
+                try:
+                    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    sock.connect(self.path)
+                except OSError:
+                    sock = None
+                    self.done.wait(0.5)
+                    continue
+            now = time.time()
+            t = time.gmtime(now)
+            hms = time.strftime("%H%M%S", t) + f".{int(now * 100) % 100:02d}"
+            date = time.strftime("%d%m%y", t)
+            data = (nmea(f"GNRMC,{hms},A,5231.20048,N,01324.42016,E,27.000,87.50,{date},,,A")
+                    + nmea(f"GNGGA,{hms},5231.20048,N,01324.42016,E,1,09,0.92,34.5,M,39.9,M,,"))
+            try:
+                sock.sendall(data.encode())
+            except OSError:
+                sock.close()
+                sock = None
+            self.done.wait(1.0)
+        if sock is not None:
+            sock.close()
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+
+
 def cmdline(root):
     with open(os.path.join(OUT, "boot", "cmdline.txt")) as f:
         line = f.read().strip()
     return line.replace("root=/dev/mmcblk0p2", f"root={root}")
 
 
-def boot_raspi(image, port, camera_from_console=False):
+def boot_raspi(image, port, camera_from_console=False, gps_socket=None):
     """camera_from_console: the test loads the camera (vivid) itself, instead
-    of S99testcamera as soon as the recorder answers."""
+    of S99testcamera as soon as the recorder answers. gps_socket: a GPS
+    receiver on USB (QEMU's usb-serial) whose bytes come from that Unix
+    socket."""
     b = os.path.join(OUT, "boot")
     extra = " dashvault_test.camera=console" if camera_from_console else ""
+    gps = ([] if gps_socket is None else
+           ["-chardev", f"socket,id=gps,path={gps_socket},server=on,wait=off",
+            "-device", "usb-serial,chardev=gps"])
     return Vm("raspi3b", [
-        "qemu-system-aarch64", "-M", "raspi3b", "-accel", "tcg,thread=single",
+        "qemu-system-aarch64", *gps, "-M", "raspi3b", "-accel", "tcg,thread=single",
         "-dtb", f"{b}/bcm2837-rpi-zero-2-w-qemu.dtb",
         "-drive", f"file={image},format=raw,if=sd,cache=writeback",
         "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:80", "-device", "usb-net,netdev=n0",
@@ -428,6 +488,40 @@ def report_first_frame(vm, port):
           f"{first - kernel_t0:.1f} s after kernel start ({cam['source']})")
 
 
+def check_gps(vm, port):
+    """The appliance reads a USB GPS receiver without any setting (gps
+    "auto"): the FTDI bridge's driver is coldplugged, the receiver found
+    at /dev/ttyUSB0, and its fixes set the clock, which had started in
+    1970 (no RTC, no saved time on a first boot)."""
+    rc, out = vm.run("dashvault config get gps.device")
+    check(out.strip() == "auto", f"appliance config: gps.device auto ({out.strip()!r})")
+    deadline = time.monotonic() + 120
+    while True:
+        s = status(port)
+        gps = s.get("gps") or {}
+        if (s.get("clock") or {}).get("set_by") == "gps":
+            break
+        if time.monotonic() > deadline:
+            check(False, f"GPS never set the clock: gps {gps}, clock {s.get('clock')}")
+        time.sleep(1)
+    check(gps.get("connected") and gps.get("device") == "/dev/ttyUSB0",
+          f"USB GPS receiver found at {gps.get('device')} and read")
+    off_s = abs(time.time() - dashvault_time(s))
+    check(off_s < 10, f"GPS set the recorder's clock to the host's time ({off_s:.1f} s off, "
+                      f"{gps['counters']['sentences_ok']} sentences read)")
+    rc, out = vm.run("dashvault gps")
+    check(rc == 0 and "satellites 9 used" in out and "set from GPS" in out and "50.0 km/h" in out,
+          "dashvault gps on the console shows the fix, the speed and that it set the clock")
+    rc, out = vm.run("date +%s")
+    check(abs(int(out.split()[-1]) - time.time()) < 10, "the system clock was set from GPS")
+
+
+def dashvault_time(s):
+    """The recorder's time in a status answer, as Unix seconds."""
+    from datetime import datetime
+    return datetime.fromisoformat(s["time"].replace("Z", "+00:00")).timestamp()
+
+
 def check_appliance_config(vm):
     rc, out = vm.run("dashvault config get discover_cameras; dashvault config get status_led")
     check(out.split() == ["true", "ACT"], "appliance config: discover_cameras true, status_led ACT")
@@ -451,8 +545,12 @@ def main():
     shutil.copyfile(os.path.join(OUT, "sdcard.img"), image)
     port = free_port()
 
-    print("-- first boot, raspi3b (Zero 2W device tree)", flush=True)
-    vm = boot_raspi(image, port, camera_from_console=True)
+    print("-- first boot, raspi3b (Zero 2W device tree), a USB GPS receiver", flush=True)
+    gps_socket = os.path.join(OUT, "gps.sock")
+    if os.path.exists(gps_socket):
+        os.unlink(gps_socket)
+    vm = boot_raspi(image, port, camera_from_console=True, gps_socket=gps_socket)
+    feed = GpsFeed(gps_socket)
     try:
         vm.login()
         check(True, f"serial console root login after {time.monotonic() - vm.started:.1f} s")
@@ -484,12 +582,14 @@ def main():
         rc, out = vm.run("dashvault config get segment_length_s; dashvault config get bind")
         check(out.split() == ["20", "0.0.0.0"], "boot partition dashvault.json applied")
         check_appliance_config(vm)
+        check_gps(vm, port)
         rc, out = vm.run("cat /run/hostapd.conf")
         check("ssid=dashvault-test" in out and "wpa_passphrase=test-password-42" in out,
               "hotspot config from the settings file")
         check_log(vm)
         check_clock_file(vm)
     finally:
+        feed.stop()
         vm.kill()
 
     print("-- hotspot, virt: simulated radios, a client in its own network namespace", flush=True)
