@@ -14,7 +14,7 @@ use nix::fcntl::{open, OFlag};
 use nix::poll::{poll, PollFd, PollFlags};
 use nix::sys::stat::Mode;
 use nix::sys::termios::{
-    cfmakeraw, cfsetspeed, tcflush, tcgetattr, tcsetattr, BaudRate, ControlFlags, FlushArg, SetArg,
+    cfmakeraw, tcflush, tcgetattr, tcsetattr, BaudRate, ControlFlags, FlushArg, SetArg,
     SpecialCharacterIndices,
 };
 
@@ -74,7 +74,12 @@ impl TtyPort {
         // Non-blocking reads paced by poll, not by the line discipline.
         t.control_chars[SpecialCharacterIndices::VMIN as usize] = 0;
         t.control_chars[SpecialCharacterIndices::VTIME as usize] = 0;
-        cfsetspeed(&mut t, rate).map_err(io::Error::from)?;
+        // The rate is the CBAUD bits of the control flags, which the kernel
+        // reads (input speed 0: the same). Set there rather than through
+        // cfsetspeed, whose versioned glibc symbol a static build cannot
+        // link.
+        t.control_flags &= !ControlFlags::CBAUD;
+        t.control_flags |= ControlFlags::from_bits_retain(rate as libc::tcflag_t);
         tcsetattr(self.fd.as_fd(), SetArg::TCSANOW, &t).map_err(io::Error::from)?;
         // Bytes that arrived before raw mode (or at another rate) are noise.
         tcflush(self.fd.as_fd(), FlushArg::TCIFLUSH).map_err(io::Error::from)?;
@@ -183,6 +188,26 @@ pub fn detect_baud(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The rate is written into the control flags, not through cfsetspeed
+    /// (whose versioned glibc symbol broke the static aarch64 build): what
+    /// the tty reports back is the rate asked for, at every rate.
+    #[test]
+    fn the_rate_set_without_cfsetspeed_is_the_rate_the_tty_reports() {
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let path = nix::unistd::ttyname(&pty.slave).unwrap();
+        let mut port = TtyPort::open(&path, 9600).unwrap();
+        for baud in [4800, 9600, 19200, 38400, 57600, 115200] {
+            port.set_baud(baud).unwrap();
+            let t = tcgetattr(port.fd.as_fd()).unwrap();
+            assert_eq!(
+                nix::sys::termios::cfgetospeed(&t),
+                baud_rate(baud).unwrap(),
+                "{baud}"
+            );
+            assert_eq!(nix::sys::termios::cfgetispeed(&t), baud_rate(baud).unwrap());
+        }
+    }
 
     /// A receiver talking at `true_baud`: at that rate it reads its NMEA
     /// script, at any other rate noise, as a UART sampling at the wrong rate
