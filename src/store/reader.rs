@@ -1108,6 +1108,30 @@ mod tests {
     }
 
     #[test]
+    fn positions_without_a_segment_wait_for_the_next_one_up_to_a_limit() {
+        use crate::store::writer::PENDING_POSITIONS_MAX;
+        let sim = SimIo::default();
+        let io: Arc<dyn StorageIo> = Arc::new(sim.clone());
+        let mut w =
+            SegmentWriter::new(io, settings(), Default::default(), Default::default()).unwrap();
+        let extra = 100;
+        for k in 0..(PENDING_POSITIONS_MAX + extra) as u64 {
+            w.append_position(&position(k), 0).unwrap();
+        }
+        assert_eq!(w.pending_positions(), PENDING_POSITIONS_MAX);
+        assert!(sim.live_files().is_empty(), "no segment without a frame");
+        w.append(&frame(0, 0), 0).unwrap();
+        w.close().unwrap();
+        let r = SegmentReader::open(&sim, &dvr(&sim)).unwrap();
+        // The oldest were dropped; the rest are there, in order.
+        let want: Vec<PositionSample> = (extra as u64..(PENDING_POSITIONS_MAX + extra) as u64)
+            .map(position)
+            .collect();
+        assert_eq!(r.positions, want);
+        assert_eq!(r.frames.len(), 1);
+    }
+
+    #[test]
     fn a_segment_recorded_without_positions_has_the_index_it_always_had() {
         let (sim, path) = segment(12);
         let bytes = sim.contents(&path).unwrap();

@@ -1,8 +1,9 @@
-//! Appending frames to segments with bounded data at risk.
+//! Appending frames (and GPS positions) to segments with bounded data at risk.
 //!
 //! Order of operations (the argument for each step is in `docs/storage.md`):
 //! 1. create the segment with O_CREAT|O_EXCL, preallocate it, fsync its folder;
-//! 2. append records into a block-aligned memory buffer;
+//! 2. append records (frames, and GPS positions between them, which ride
+//!    the same buffer and syncs) into a block-aligned memory buffer;
 //! 3. every `sync_interval` pad the buffer to a whole block, write it at the
 //!    next block offset (O_DIRECT when allowed) and `fdatasync`;
 //! 4. on close, pad so index + trailer end on a block boundary, write them,
