@@ -998,3 +998,34 @@ fn a_flipped_bit_in_the_position_table_of_an_index_costs_nothing() {
         }
     }
 }
+
+#[test]
+fn verify_names_a_position_record_whose_crcs_check_but_that_we_did_not_write() {
+    let (dir, cam) = copy();
+    let path = path_of(&cam, 2);
+    let victim = positions_of(2)[0];
+    let mut b = std::fs::read(&path).unwrap();
+    let at = victim.offset as usize;
+    let end = at + HEADER_LEN + POSITION_PAYLOAD_LEN;
+    // A latitude beyond the pole, with both CRCs made valid again.
+    b[at + HEADER_LEN + 12..at + HEADER_LEN + 16].copy_from_slice(&i32::MAX.to_le_bytes());
+    let mut h = RecordHeader::decode(&b[at..at + HEADER_LEN]).unwrap();
+    h.payload_crc = crc32fast::hash(&b[at + HEADER_LEN..end]);
+    b[at..at + HEADER_LEN].copy_from_slice(&h.encode());
+    std::fs::write(&path, b).unwrap();
+    let report = check_case(
+        "position payload out of range",
+        dir.path(),
+        &none(),
+        Some((&pristine().segments[2], DamageKind::BadRecord)),
+    );
+    let c = &report.cameras[0];
+    assert_eq!(c.bad_records, 1, "{c:#?}");
+    assert!(
+        c.problems.iter().any(|p| p
+            .problem
+            .contains(&format!("position 0 (byte {})", victim.offset))
+            && p.problem.contains("latitude")),
+        "{c:#?}"
+    );
+}
