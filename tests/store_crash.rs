@@ -1,7 +1,9 @@
 //! Crash harness for the segment store: record through the simulated I/O,
 //! cut the power at every append (before and after each sync, with torn
 //! writes at random byte offsets and with unsynced folder changes kept or
-//! lost), then recover and check what survived.
+//! lost), then recover and check what survived. GPS positions are
+//! recorded between the frames (one after every third frame) and must
+//! survive exactly as frames do.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,6 +11,7 @@ use std::sync::Arc;
 
 use dashvault::frame::CaptureTime;
 use dashvault::store::catalog::list_all;
+use dashvault::store::format::PositionSample;
 use dashvault::store::io::StorageIo;
 use dashvault::store::reader::SegmentReader;
 use dashvault::store::recovery::recover_camera;
@@ -57,6 +60,39 @@ fn frame(n: u64) -> EncodedFrame {
     }
 }
 
+/// Position `k`, received just after frame `3k + 2`; `k` is in its UTC.
+fn position(k: u64) -> PositionSample {
+    let frame = 3 * k + 2;
+    PositionSample {
+        received: CaptureTime {
+            mono_ns: 5_000_000_000 + frame * FRAME_INTERVAL_NS + 1_000_000,
+            wall_ns: 1_800_000_000_000_000_000 + (frame * FRAME_INTERVAL_NS) as i64 + 1_000_000,
+        },
+        flags: 0,
+        utc_ns: Some(1_799_999_000_000_000_000 + k as i64),
+        lat_lon_e7: Some((515_000_000 + k as i32 * 37, -1_270_000 - k as i32 * 11)),
+        altitude_mm: Some(21_000 + k as i32),
+        speed_mm_s: Some(13_900),
+        heading_cdeg: Some((k * 250 % 36_000) as u16),
+        quality: 3,
+        satellites: Some(8),
+        hdop_centi: Some(95),
+    }
+}
+
+/// Every stored position, by `k`, read through the reader.
+fn stored_positions(io: &dyn StorageIo) -> BTreeMap<u64, PositionSample> {
+    let mut out = BTreeMap::new();
+    for seg in list_all(io, &data_dir()).unwrap() {
+        let reader = SegmentReader::open(io, &seg.path).unwrap();
+        for p in reader.positions {
+            let k = (p.utc_ns.unwrap() - 1_799_999_000_000_000_000) as u64;
+            assert!(out.insert(k, p).is_none(), "position {k} stored twice");
+        }
+    }
+    out
+}
+
 /// Every stored frame, by sequence number, read through the CRC-checking reader.
 fn stored_frames(io: &dyn StorageIo) -> BTreeMap<u64, Vec<u8>> {
     let mut out = BTreeMap::new();
@@ -84,10 +120,39 @@ fn file_states(io: &SimIo) -> Vec<(PathBuf, Vec<u8>)> {
         .collect()
 }
 
+/// How many frames and positions were written, and how many of each are
+/// known durable, at one moment.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counts {
+    durable_frames: u64,
+    written_frames: u64,
+    durable_positions: u64,
+    written_positions: u64,
+}
+
 /// Recovers a crash image and checks every promise the store makes.
-fn check_image(image: SimIo, durable_frames: u64, written_frames: u64, what: &str) {
+fn check_image(image: SimIo, n: Counts, what: &str) {
+    let (durable_frames, written_frames) = (n.durable_frames, n.written_frames);
     let reports = recover_camera(&image, &data_dir(), "front").unwrap();
     let frames = stored_frames(&image);
+    let positions = stored_positions(&image);
+    for k in 0..n.durable_positions {
+        assert!(
+            positions.get(&k) == Some(&position(k)),
+            "{what}: synced position {k} lost or changed ({reports:?})"
+        );
+    }
+    for (k, p) in &positions {
+        assert!(
+            *k < n.written_positions,
+            "{what}: position {k} was never written"
+        );
+        assert_eq!(p, &position(*k), "{what}: position {k} changed");
+    }
+    // A cut keeps a prefix of the writes: positions too come back gap-free.
+    if let Some(last) = positions.keys().last() {
+        assert_eq!(positions.len() as u64, last + 1, "{what}: gap in positions");
+    }
     for n in 0..durable_frames {
         assert!(
             frames.get(&n) == Some(&payload(n)),
@@ -144,52 +209,73 @@ fn check_image(image: SimIo, durable_frames: u64, written_frames: u64, what: &st
     let after = stored_frames(&image);
     assert!(after.get(&next) == Some(&payload(next)), "{what}: resume");
     assert_eq!(after.len(), frames.len() + 1, "{what}");
+    assert_eq!(stored_positions(&image), positions, "{what}: resume");
 }
 
 /// Records `total` frames and checks crash images at two kinds of moments:
 /// after each append (`check_after_append`) and in the middle of every sync,
 /// after its write was issued and before `fdatasync` returned
 /// (`check_mid_sync`), where torn and lost writes really exist.
-/// Checks one moment: (live I/O, frames known durable, frames written, phase).
-type MomentCheck = Arc<dyn Fn(&SimIo, u64, u64, &str) + Send + Sync>;
+/// Checks one moment: (live I/O, what is written and durable, phase).
+type MomentCheck = Arc<dyn Fn(&SimIo, Counts, &str) + Send + Sync>;
 
 fn record(total: u64, check: MomentCheck) {
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Mutex;
     let sim = SimIo::default();
-    let durable = Arc::new(AtomicU64::new(0));
-    let written = Arc::new(AtomicU64::new(0));
+    let counts = Arc::new(Mutex::new(Counts::default()));
     {
-        let (durable, written, check) = (durable.clone(), written.clone(), check.clone());
+        let (counts, check) = (counts.clone(), check.clone());
         sim.on_write(Some(Arc::new(move |io: &SimIo| {
-            check(
-                io,
-                durable.load(Ordering::SeqCst),
-                written.load(Ordering::SeqCst),
-                "mid-sync",
-            )
+            let n = *counts.lock().unwrap();
+            check(io, n, "mid-sync")
         })));
     }
     let io: Arc<dyn StorageIo> = Arc::new(sim.clone());
     let mut w =
         SegmentWriter::new(io, settings(0.5), Default::default(), Default::default()).unwrap();
     let mut syncs = sim.sync_count();
+    // After a record was appended: a sync that leaves nothing unsynced
+    // makes everything durable; a sync only from closing the previous
+    // segment covers what was appended before this frame.
+    let settle = |c: &mut Counts, w: &SegmentWriter, syncs: &mut u64, frame_appended: bool| {
+        if w.unsynced_bytes() == 0 && sim.unsynced_bytes() == 0 {
+            c.durable_frames = c.written_frames;
+            c.durable_positions = c.written_positions;
+        } else if frame_appended && sim.sync_count() != *syncs {
+            c.durable_frames = c.written_frames - 1;
+            c.durable_positions = c.written_positions;
+        }
+        *syncs = sim.sync_count();
+    };
     for n in 0..total {
         let f = frame(n);
-        written.store(n + 1, Ordering::SeqCst);
+        counts.lock().unwrap().written_frames = n + 1;
         w.append(&f, f.captured.mono_ns).unwrap();
-        // A sync after this frame was buffered leaves nothing unsynced; a
-        // sync only from closing the previous segment covers earlier frames.
-        if w.unsynced_bytes() == 0 && sim.unsynced_bytes() == 0 {
-            durable.store(n + 1, Ordering::SeqCst);
-        } else if sim.sync_count() != syncs {
-            durable.store(n, Ordering::SeqCst);
+        let now = {
+            let mut c = counts.lock().unwrap();
+            settle(&mut c, &w, &mut syncs, true);
+            *c
+        };
+        check(&sim, now, "after append");
+        if n % 3 == 2 {
+            let k = n / 3;
+            counts.lock().unwrap().written_positions = k + 1;
+            w.append_position(&position(k), position(k).received.mono_ns)
+                .unwrap();
+            let now = {
+                let mut c = counts.lock().unwrap();
+                settle(&mut c, &w, &mut syncs, false);
+                *c
+            };
+            check(&sim, now, "after a position");
         }
-        syncs = sim.sync_count();
-        check(&sim, durable.load(Ordering::SeqCst), n + 1, "after append");
     }
     w.close().unwrap();
     sim.on_write(None);
-    check(&sim, total, total, "after close");
+    let mut c = *counts.lock().unwrap();
+    c.durable_frames = c.written_frames;
+    c.durable_positions = c.written_positions;
+    check(&sim, c, "after close");
 }
 
 /// Crash images per moment: nothing unsynced kept, all of it, a random
@@ -218,18 +304,18 @@ fn crash_states(sim: &SimIo, rng: &mut u64) -> Vec<CrashCut> {
 }
 
 #[test]
-fn every_synced_frame_survives_a_cut_at_every_append_and_inside_every_sync() {
+fn every_synced_frame_and_position_survives_a_cut_at_every_append_and_inside_every_sync() {
     use std::sync::Mutex;
     let counts = Arc::new(Mutex::new((0u64, 0u64, 0x9e37_79b9_7f4a_7c15u64)));
     let c = counts.clone();
     record(
         200,
-        Arc::new(move |sim: &SimIo, durable, written, phase: &str| {
+        Arc::new(move |sim: &SimIo, n: Counts, phase: &str| {
             let mut g = c.lock().unwrap();
             let torn = sim.unsynced_bytes() > 0;
             for cut in crash_states(sim, &mut g.2) {
-                let what = format!("{phase}, frame {written}, {cut:?}");
-                check_image(sim.crash_image(cut), durable, written, &what);
+                let what = format!("{phase}, {n:?}, {cut:?}");
+                check_image(sim.crash_image(cut), n, &what);
                 g.0 += 1;
                 if torn && cut.keep_unsynced_bytes > 0 {
                     g.1 += 1;

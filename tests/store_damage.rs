@@ -13,6 +13,8 @@
 //!
 //! "Intact" is judged from outside the store: a frame is intact when its
 //! record's bytes are still where the writer put them, in a regular file.
+//! The recording carries GPS positions too (5 Hz, between the frames); a
+//! damaged position record must cost that position at most, never a frame.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -24,7 +26,10 @@ use dashvault::clock::SystemClock;
 use dashvault::encode::{EncoderSettings, JpegEncoder};
 use dashvault::export::{ExportOptions, Mp4Export};
 use dashvault::frame::CaptureTime;
-use dashvault::store::format::{BLOCK_BYTES, HEADER_LEN};
+use dashvault::store::format::{
+    PositionSample, RecordHeader, RecordKind, BLOCK_BYTES, HEADER_LEN, INDEX_POSITION_LEN,
+    POSITION_PAYLOAD_LEN,
+};
 use dashvault::store::verify::{DamageKind, VerifyReport};
 use dashvault::store::writer::{EncodedFrame, WriterSettings};
 use dashvault::store::Store;
@@ -47,9 +52,18 @@ struct Placed {
     jpeg: Vec<u8>,
 }
 
+/// One stored position record as the writer put it.
+#[derive(Clone, Debug)]
+struct PlacedPosition {
+    segment: String,
+    offset: u64,
+    sample: PositionSample,
+}
+
 struct Pristine {
     dir: tempfile::TempDir,
     frames: Vec<Placed>,
+    positions: Vec<PlacedPosition>,
     /// Segment names, oldest first.
     segments: Vec<String>,
 }
@@ -84,6 +98,53 @@ fn jpegs(count: u64) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Position `k`, received just after frame `2k + 1`.
+fn position(k: u64) -> PositionSample {
+    let t = (2 * k + 1) * FRAME_NS + 20_000_000;
+    PositionSample {
+        received: CaptureTime {
+            mono_ns: 1_000_000_000 + t,
+            wall_ns: WALL_BASE_NS + t as i64,
+        },
+        flags: 0,
+        utc_ns: Some(WALL_BASE_NS - 2_000_000_000 + t as i64),
+        lat_lon_e7: Some((453_000_000 + k as i32 * 50, 75_000_000 + k as i32 * 80)),
+        altitude_mm: Some(240_000),
+        speed_mm_s: Some(16_000 + k as u32),
+        heading_cdeg: Some(9_000),
+        quality: 3,
+        satellites: Some(12),
+        hdop_centi: Some(70),
+    }
+}
+
+/// The position records of a segment file, found with the record decoder
+/// alone (from offset 0 to the first record that does not check).
+fn position_records(segment: &str, bytes: &[u8]) -> Vec<PlacedPosition> {
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while let Ok(h) = RecordHeader::decode(&bytes[pos..(pos + HEADER_LEN).min(bytes.len())]) {
+        let end = pos + h.record_len() as usize;
+        if end > bytes.len() || h.check_payload(&bytes[pos + HEADER_LEN..end]).is_err() {
+            break;
+        }
+        if h.kind == RecordKind::Position {
+            out.push(PlacedPosition {
+                segment: segment.to_string(),
+                offset: pos as u64,
+                sample: PositionSample::decode_payload(
+                    &bytes[pos + HEADER_LEN..end],
+                    h.time(),
+                    h.flags,
+                )
+                .unwrap(),
+            });
+        }
+        pos = end;
+    }
+    out
+}
+
 /// Records the pristine store once; each case copies it.
 fn pristine() -> &'static Pristine {
     static P: std::sync::OnceLock<Pristine> = std::sync::OnceLock::new();
@@ -104,15 +165,24 @@ fn pristine() -> &'static Pristine {
                 flags: 0,
             };
             w.append(&frame, frame.captured.mono_ns).unwrap();
+            if n % 2 == 1 {
+                let p = position(n as u64 / 2);
+                w.append_position(&p, p.received.mono_ns).unwrap();
+            }
         }
         w.close().unwrap();
         drop(w);
         let mut frames = Vec::new();
+        let mut positions = Vec::new();
         let mut segments = Vec::new();
         for seg in store.segments("front").unwrap().segments {
             let bytes = std::fs::read(&seg.path).unwrap();
             let r = store.open_segment(&seg).unwrap();
             assert!(r.closed);
+            let placed = position_records(&seg.name, &bytes);
+            let samples: Vec<PositionSample> = placed.iter().map(|p| p.sample).collect();
+            assert_eq!(r.positions, samples, "{}", seg.name);
+            positions.extend(placed);
             for (i, e) in r.frames.iter().enumerate() {
                 let at = e.offset as usize;
                 frames.push(Placed {
@@ -126,10 +196,12 @@ fn pristine() -> &'static Pristine {
             segments.push(seg.name.clone());
         }
         assert_eq!(frames.len() as u64, FRAMES);
+        assert_eq!(positions.len() as u64, FRAMES / 2);
         assert_eq!(segments.len(), 4, "{segments:?}");
         Pristine {
             dir,
             frames,
+            positions,
             segments,
         }
     })
@@ -187,6 +259,30 @@ fn frames_of(k: usize) -> Vec<&'static Placed> {
         .iter()
         .filter(|f| &f.segment == name)
         .collect()
+}
+
+/// Positions of `segment` in the pristine recording.
+fn positions_of(k: usize) -> Vec<&'static PlacedPosition> {
+    let name = &pristine().segments[k];
+    pristine()
+        .positions
+        .iter()
+        .filter(|p| &p.segment == name)
+        .collect()
+}
+
+/// The positions a reader of segment `k` of `data` gives.
+fn positions_read(data: &Path, k: usize) -> Vec<PositionSample> {
+    let store = Store::on_disk(data);
+    let seg = store.segments("front").unwrap().segments[k].clone();
+    store.open_segment(&seg).unwrap().positions
+}
+
+/// The file offset of the index record of a closed segment's file.
+fn index_offset(path: &Path) -> u64 {
+    let b = std::fs::read(path).unwrap();
+    let t = &b[b.len() - 32..];
+    u64::from_le_bytes(t[8..16].try_into().unwrap())
 }
 
 /// The frames still intact in `data`, judged from outside: the record's
@@ -619,7 +715,7 @@ fn every_bit_flip_in_the_index_or_trailer_of_an_older_segment_costs_no_frame() {
     let len = std::fs::metadata(camera_dir(pristine().dir.path()).join(name))
         .unwrap()
         .len();
-    let index_len = HEADER_LEN as u64 + 12 + 32 * frames_of(1).len() as u64 + 70;
+    let index_len = len - 32 - index_offset(&camera_dir(pristine().dir.path()).join(name));
     // The trailer, the index record's header, and every 29th byte of its
     // entries and stream-header copy.
     let mut spots: Vec<u64> = (len - 32..len).collect();
@@ -791,7 +887,11 @@ fn torn_padding_before_the_newest_segments_index_is_not_damage() {
     let store = Store::on_disk(dir.path());
     let seg = store.segments("front").unwrap().segments[3].clone();
     let last = *store.open_segment(&seg).unwrap().frames.last().unwrap();
-    let padding_at = last.offset + HEADER_LEN as u64 + last.payload_len as u64;
+    // The padding follows the last frame or a position after it.
+    let position_end = positions_of(3)
+        .last()
+        .map_or(0, |p| p.offset + (HEADER_LEN + POSITION_PAYLOAD_LEN) as u64);
+    let padding_at = (last.offset + HEADER_LEN as u64 + last.payload_len as u64).max(position_end);
     flip(&path_of(&cam, 3), padding_at + 60, 0x01);
     let report = store.verify(true).unwrap();
     assert!(report.ok, "{report:#?}");
@@ -818,4 +918,114 @@ fn recovery_keeps_the_stream_header_copy_of_an_index_whose_trailer_was_lost() {
     );
     assert_eq!(r.stream.boot_id, [5; 16]);
     assert_eq!(r.frames.len(), frames_of(3).len());
+}
+
+#[test]
+fn a_flipped_bit_in_a_position_record_costs_that_record_only() {
+    // An older, closed segment: the index's copy of the position stands in.
+    let (dir, cam) = copy();
+    let victim = positions_of(1)[2];
+    flip(
+        &path_of(&cam, 1),
+        victim.offset + HEADER_LEN as u64 + 14,
+        0x02,
+    );
+    let report = check_case(
+        "position record",
+        dir.path(),
+        &none(),
+        Some((&pristine().segments[1], DamageKind::BadRecord)),
+    );
+    let c = &report.cameras[0];
+    assert_eq!(c.bad_records, 1, "{c:#?}");
+    assert!(
+        c.problems
+            .iter()
+            .any(|p| p.segment == pristine().segments[1]
+                && p.problem.contains("position 2")
+                && p.problem.contains(&format!("byte {}", victim.offset))),
+        "{c:#?}"
+    );
+    let all: Vec<PositionSample> = positions_of(1).iter().map(|p| p.sample).collect();
+    assert_eq!(positions_read(dir.path(), 1), all);
+
+    // The newest segment without its trailer is scanned: the damaged
+    // position is stepped over, every frame and other position is kept,
+    // and recovery closes the segment around it.
+    let (dir, cam) = copy();
+    let victim = positions_of(3)[1];
+    flip(
+        &path_of(&cam, 3),
+        victim.offset + HEADER_LEN as u64 + 3,
+        0x40,
+    );
+    shorten(&path_of(&cam, 3), |len| len - 32);
+    let kept: Vec<PositionSample> = positions_of(3)
+        .iter()
+        .filter(|p| p.offset != victim.offset)
+        .map(|p| p.sample)
+        .collect();
+    assert_eq!(positions_read(dir.path(), 3), kept);
+    check_case(
+        "position record, newest without trailer",
+        dir.path(),
+        &none(),
+        Some((&pristine().segments[3], DamageKind::TrailerRemoved)),
+    );
+    assert_eq!(positions_read(dir.path(), 3), kept);
+    let report = Store::on_disk(dir.path()).verify(true).unwrap();
+    assert!(report.ok, "{report:#?}");
+}
+
+#[test]
+fn a_flipped_bit_in_the_position_table_of_an_index_costs_nothing() {
+    for k in [1, 3] {
+        let (dir, cam) = copy();
+        let path = path_of(&cam, k);
+        // Position 1's latitude in the table after the frame entries.
+        let table = index_offset(&path) + HEADER_LEN as u64 + 12 + 32 * frames_of(k).len() as u64;
+        flip(&path, table + 4 + INDEX_POSITION_LEN as u64 + 28 + 13, 0x01);
+        let all: Vec<PositionSample> = positions_of(k).iter().map(|p| p.sample).collect();
+        // Readers scan instead: every frame and every position.
+        assert_eq!(positions_read(dir.path(), k), all, "segment {k}");
+        let expect = (k == 1).then(|| (pristine().segments[1].as_str(), DamageKind::DamagedIndex));
+        check_case("position table", dir.path(), &none(), expect);
+        // The newest segment's index was written again by recovery.
+        assert_eq!(positions_read(dir.path(), k), all, "segment {k}");
+        if k == 3 {
+            let report = Store::on_disk(dir.path()).verify(true).unwrap();
+            assert!(report.ok && !report.pending_recovery, "{report:#?}");
+        }
+    }
+}
+
+#[test]
+fn verify_names_a_position_record_whose_crcs_check_but_that_we_did_not_write() {
+    let (dir, cam) = copy();
+    let path = path_of(&cam, 2);
+    let victim = positions_of(2)[0];
+    let mut b = std::fs::read(&path).unwrap();
+    let at = victim.offset as usize;
+    let end = at + HEADER_LEN + POSITION_PAYLOAD_LEN;
+    // A latitude beyond the pole, with both CRCs made valid again.
+    b[at + HEADER_LEN + 12..at + HEADER_LEN + 16].copy_from_slice(&i32::MAX.to_le_bytes());
+    let mut h = RecordHeader::decode(&b[at..at + HEADER_LEN]).unwrap();
+    h.payload_crc = crc32fast::hash(&b[at + HEADER_LEN..end]);
+    b[at..at + HEADER_LEN].copy_from_slice(&h.encode());
+    std::fs::write(&path, b).unwrap();
+    let report = check_case(
+        "position payload out of range",
+        dir.path(),
+        &none(),
+        Some((&pristine().segments[2], DamageKind::BadRecord)),
+    );
+    let c = &report.cameras[0];
+    assert_eq!(c.bad_records, 1, "{c:#?}");
+    assert!(
+        c.problems.iter().any(|p| p
+            .problem
+            .contains(&format!("position 0 (byte {})", victim.offset))
+            && p.problem.contains("latitude")),
+        "{c:#?}"
+    );
 }

@@ -5,6 +5,8 @@
 //! leave there (unsynced 4 KiB blocks kept in any subset, torn at a sector,
 //! size changes and folder entries kept or lost). Each image is recovered
 //! and checked through the reader, playback, export and `verify --deep`.
+//! The front camera also records GPS positions (10 Hz, between its
+//! frames); every synced position must survive as frames do.
 //!
 //! `DASHVAULT_TORTURE=full` (what `make torture` sets) records longer and
 //! tries more states per moment.
@@ -19,7 +21,7 @@ use dashvault::frame::CaptureTime;
 use dashvault::status::{CameraStatus, Status};
 use dashvault::store::catalog::{list_all, list_cameras};
 use dashvault::store::crash_states::{CrashChoice, Replay, Unit};
-use dashvault::store::format::{RecordHeader, RecordKind, HEADER_LEN};
+use dashvault::store::format::{PositionSample, RecordHeader, RecordKind, HEADER_LEN};
 use dashvault::store::io::StorageIo;
 use dashvault::store::reader::SegmentReader;
 use dashvault::store::recovery::recover_camera;
@@ -101,6 +103,35 @@ fn frame(camera: &str, seq: u64, tick: u64) -> EncodedFrame {
     }
 }
 
+/// The camera that records positions, and how often (every this many ticks).
+const GPS_CAMERA: &str = "front";
+const GPS_EVERY_TICKS: u64 = 3;
+const UTC_BASE_NS: i64 = 1_799_000_000_000_000_000;
+
+/// Position `k`, received at `tick`; `k` is in its UTC.
+fn position(k: u64, tick: u64) -> PositionSample {
+    PositionSample {
+        received: CaptureTime {
+            mono_ns: 1_000_000_000 + tick * TICK_NS + 5_000_000,
+            wall_ns: WALL_BASE_NS + (tick * TICK_NS) as i64 + 5_000_000,
+        },
+        flags: 0,
+        utc_ns: Some(UTC_BASE_NS + k as i64),
+        lat_lon_e7: Some((480_000_000 + (k * 13) as i32, 110_000_000 - (k * 7) as i32)),
+        altitude_mm: Some(500_000),
+        speed_mm_s: (k % 5 != 0).then_some(k as u32 * 10),
+        heading_cdeg: Some((k * 90 % 36_000) as u16),
+        quality: 3,
+        satellites: Some(10),
+        hdop_centi: Some(120),
+    }
+}
+
+/// The `k` of a stored position.
+fn position_id(p: &PositionSample) -> u64 {
+    (p.utc_ns.unwrap_or(UTC_BASE_NS) - UTC_BASE_NS) as u64
+}
+
 struct Rig {
     writers: Vec<SegmentWriter>,
     next_seq: Vec<u64>,
@@ -172,6 +203,10 @@ fn record_run(ticks: u64) -> dashvault::store::sim::IoLog {
     sim.start_log();
     let io: Arc<dyn StorageIo> = Arc::new(sim.clone());
     let mut rig = start_recording(&io);
+    // Position numbers go on across the restart (the tick says when each
+    // was received, so `check_image` can rebuild it).
+    let mut next_position = 0u64;
+    let gps = camera_index(GPS_CAMERA) as usize;
     for tick in 0..ticks {
         if tick == ticks / 2 {
             // A power cut and a restart in the middle: buffered frames are
@@ -197,6 +232,12 @@ fn record_run(ticks: u64) -> dashvault::store::sim::IoLog {
                 rig.writers[i].tick(now).unwrap();
             }
         }
+        if tick % GPS_EVERY_TICKS == 1 {
+            rig.writers[gps]
+                .append_position(&position(next_position, tick), now)
+                .unwrap();
+            next_position += 1;
+        }
     }
     for w in &mut rig.writers {
         w.close().unwrap();
@@ -204,10 +245,19 @@ fn record_run(ticks: u64) -> dashvault::store::sim::IoLog {
     sim.take_log()
 }
 
-/// Frames in the synced bytes of every file that must survive: the oracle,
-/// read with the record decoder alone (no reader, no recovery).
-fn synced_frames(replay: &Replay) -> BTreeSet<(String, u64)> {
-    let mut out = BTreeSet::new();
+/// What must survive a crash: frames by (camera, number), positions by
+/// (camera, k).
+#[derive(Default)]
+struct MustHave {
+    frames: BTreeSet<(String, u64)>,
+    positions: BTreeSet<(String, u64)>,
+}
+
+/// Frames and positions in the synced bytes of every file that must
+/// survive: the oracle, read with the record decoder alone (no reader, no
+/// recovery).
+fn synced_records(replay: &Replay) -> MustHave {
+    let mut out = MustHave::default();
     for (path, bytes) in replay.synced_files() {
         if path.extension().and_then(|e| e.to_str()) != Some("dvr") {
             continue;
@@ -222,8 +272,17 @@ fn synced_frames(replay: &Replay) -> BTreeSet<(String, u64)> {
             if end > bytes.len() || h.check_payload(&bytes[pos + HEADER_LEN..end]).is_err() {
                 break;
             }
-            if h.kind == RecordKind::Frame {
-                out.insert((camera.clone(), h.seq));
+            let payload = &bytes[pos + HEADER_LEN..end];
+            match h.kind {
+                RecordKind::Frame => {
+                    out.frames.insert((camera.clone(), h.seq));
+                }
+                RecordKind::Position => {
+                    let p = PositionSample::decode_payload(payload, h.time(), h.flags)
+                        .expect("a position record the writer wrote decodes");
+                    out.positions.insert((camera.clone(), position_id(&p)));
+                }
+                _ => {}
             }
             pos = end;
         }
@@ -270,20 +329,32 @@ impl Write for Counter {
 }
 
 /// Recovers one crash image and checks every promise the store makes.
-fn check_image(
-    image: &SimIo,
-    must_have: &BTreeSet<(String, u64)>,
-    check_resume: bool,
-) -> Result<(), String> {
+fn check_image(image: &SimIo, must_have: &MustHave, check_resume: bool) -> Result<(), String> {
     let cameras = list_cameras(image, &data_dir()).map_err(|e| e.to_string())?;
     for camera in &cameras {
         recover_camera(image, &data_dir(), camera).map_err(|e| format!("recovery: {e}"))?;
     }
     // Every frame through the CRC-checking reader.
     let mut stored: BTreeMap<String, BTreeMap<u64, usize>> = BTreeMap::new();
+    let mut positions: BTreeSet<(String, u64)> = BTreeSet::new();
     for seg in list_all(image, &data_dir()).map_err(|e| e.to_string())? {
         let r = SegmentReader::open(image, &seg.path).map_err(|e| format!("reader: {e}"))?;
         ensure!(r.closed, "{} not closed after recovery", seg.name);
+        for p in &r.positions {
+            let k = position_id(p);
+            // Received a few ms after the tick it was appended at.
+            let tick = (p.received.mono_ns - 1_000_000_000 - 5_000_000) / TICK_NS;
+            ensure!(
+                seg.camera == GPS_CAMERA && *p == position(k, tick),
+                "{} position {k} was never written",
+                seg.camera
+            );
+            ensure!(
+                positions.insert((seg.camera.clone(), k)),
+                "{} position {k} stored twice",
+                seg.camera
+            );
+        }
         for (i, e) in r.frames.iter().enumerate() {
             let bytes = r.read_frame(i).map_err(|e| format!("read_frame: {e}"))?;
             ensure!(
@@ -301,10 +372,16 @@ fn check_image(
             );
         }
     }
-    for (camera, seq) in must_have {
+    for (camera, seq) in &must_have.frames {
         ensure!(
             stored.get(camera).is_some_and(|c| c.contains_key(seq)),
             "synced frame {camera}/{seq} lost"
+        );
+    }
+    for (camera, k) in &must_have.positions {
+        ensure!(
+            positions.contains(&(camera.clone(), *k)),
+            "synced position {camera}/{k} lost"
         );
     }
     // Playback and export see exactly the stored frames.
@@ -466,7 +543,7 @@ fn choices(units: &[Unit], scale: &Scale, rng: &mut Rng) -> Vec<CrashChoice> {
 }
 
 #[test]
-fn every_crash_state_of_a_recorded_run_recovers_with_all_synced_frames() {
+fn every_crash_state_of_a_recorded_run_recovers_with_all_synced_frames_and_positions() {
     let scale = scale();
     let log = record_run(scale.ticks);
     let ops = log.ops.len();
@@ -474,9 +551,11 @@ fn every_crash_state_of_a_recorded_run_recovers_with_all_synced_frames() {
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let (mut tried, mut failed, mut torn, mut lost_entries) = (0u64, 0u64, 0u64, 0u64);
     let mut first_failures = Vec::new();
+    let mut synced_positions = BTreeSet::new();
     while replay.step() {
         let units = replay.units();
-        let must_have = synced_frames(&replay);
+        let must_have = synced_records(&replay);
+        synced_positions.extend(must_have.positions.iter().cloned());
         for choice in choices(&units, &scale, &mut rng) {
             let image = replay.image(&units, &choice);
             tried += 1;
@@ -500,10 +579,15 @@ fn every_crash_state_of_a_recorded_run_recovers_with_all_synced_frames() {
             }
         }
     }
+    let synced_positions = synced_positions.len();
     println!(
-        "crash states: {tried} tried, {failed} failed ({ops} logged operations; {torn} with a torn block, {lost_entries} with folder changes lost)"
+        "crash states: {tried} tried, {failed} failed ({ops} logged operations; {torn} with a torn block, {lost_entries} with folder changes lost; {synced_positions} positions synced in all)"
     );
     assert!(first_failures.is_empty(), "{}", first_failures.join("\n"));
+    assert!(
+        synced_positions as u64 >= scale.ticks / GPS_EVERY_TICKS * 3 / 4,
+        "only {synced_positions} positions were ever synced"
+    );
     assert!(
         tried >= scale.min_states,
         "only {tried} crash states, want {}",

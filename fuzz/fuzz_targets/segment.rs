@@ -5,7 +5,8 @@
 //!
 //! The first byte picks how the rest is read: as raw file bytes, or as a
 //! list of records that get valid CRCs (so the fuzzer reaches the code
-//! behind the checksums: index entries, trailers, stream headers).
+//! behind the checksums: index entries and position tables, trailers,
+//! stream headers, GPS position payloads).
 #![no_main]
 
 use std::path::{Path, PathBuf};
@@ -13,8 +14,8 @@ use std::sync::Arc;
 
 use dashvault::frame::CaptureTime;
 use dashvault::store::format::{
-    decode_index, decode_index_record, RecordHeader, RecordKind, StreamHeader, Trailer,
-    HEADER_LEN, TRAILER_LEN,
+    decode_index, decode_index_contents, decode_index_record, PositionSample, RecordHeader,
+    RecordKind, StreamHeader, Trailer, HEADER_LEN, POSITION_PAYLOAD_LEN, TRAILER_LEN,
 };
 use dashvault::store::reader::SegmentReader;
 use dashvault::store::recovery::recover_camera;
@@ -29,6 +30,7 @@ fn build_records(mut data: &[u8]) -> Vec<u8> {
         RecordKind::Frame,
         RecordKind::Padding,
         RecordKind::Index,
+        RecordKind::Position,
     ];
     let mut out = Vec::new();
     let mut seq = 0u64;
@@ -38,10 +40,21 @@ fn build_records(mut data: &[u8]) -> Vec<u8> {
         data = &data[3..];
         let payload = &data[..len.min(data.len())];
         data = &data[payload.len()..];
-        match op % 6 {
-            0..=3 => {
+        // A position record gets its fixed length, and mostly its version,
+        // so its decoder is reached past the length check.
+        let mut position = [0u8; POSITION_PAYLOAD_LEN];
+        let payload = if op % 7 == 4 && op & 0x80 == 0 {
+            position[..payload.len().min(POSITION_PAYLOAD_LEN)]
+                .copy_from_slice(&payload[..payload.len().min(POSITION_PAYLOAD_LEN)]);
+            position[0..2].copy_from_slice(&1u16.to_le_bytes());
+            &position[..]
+        } else {
+            payload
+        };
+        match op % 7 {
+            0..=4 => {
                 let mut h = RecordHeader::new(
-                    kinds[op as usize % 4],
+                    kinds[(op % 7) as usize],
                     payload,
                     seq,
                     CaptureTime {
@@ -49,16 +62,16 @@ fn build_records(mut data: &[u8]) -> Vec<u8> {
                         wall_ns: seq as i64,
                     },
                 );
-                // Index records with and without the stream-header copy and
-                // the recovered flag.
+                // Index records with and without the stream-header copy,
+                // the recovered flag and the position table.
                 if h.kind == RecordKind::Index {
-                    h.flags = (op >> 4) & 3;
+                    h.flags = (op >> 4) & 7;
                 }
                 seq += 1;
                 out.extend_from_slice(&h.encode());
                 out.extend_from_slice(payload);
             }
-            4 => {
+            5 => {
                 // A trailer whose fields come from the payload.
                 let mut f = [0u8; 16];
                 f[..payload.len().min(16)].copy_from_slice(&payload[..payload.len().min(16)]);
@@ -94,6 +107,8 @@ fuzz_target!(|data: &[u8]| {
                 let _ = StreamHeader::decode(body);
                 let _ = decode_index(body);
                 let _ = decode_index_record(h.flags, body);
+                let _ = decode_index_contents(h.flags, body);
+                let _ = PositionSample::decode_payload(body, h.time(), h.flags);
             }
         }
         let _ = Trailer::decode(&tail[..tail.len().min(TRAILER_LEN)]);
@@ -108,6 +123,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(r) = SegmentReader::open(&sim, &path) {
         for i in 0..r.frames.len().min(64) {
             let _ = r.read_frame(i);
+        }
+        // Every position handed out decodes from what its encoder writes.
+        for p in r.positions.iter().take(64) {
+            let again = PositionSample::decode_payload(&p.encode_payload(), p.received, p.flags);
+            assert_eq!(again.as_ref(), Ok(p), "a position does not round-trip");
         }
     }
     let _ = verify(&sim, data_dir, true);

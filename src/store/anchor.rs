@@ -28,7 +28,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::format::{IndexEntry, FLAG_WALL_ESTIMATED};
+use super::format::{IndexEntry, PositionSample, FLAG_WALL_ESTIMATED};
 use super::io::StorageIo;
 use super::{sidecar, StoreError};
 use crate::clock::boot_id_hex;
@@ -128,14 +128,16 @@ pub fn read_anchor(io: &dyn StorageIo, path: &Path) -> Option<BootAnchor> {
     }
 }
 
-/// Rewrites the wall times of `frames` (recorded in boot `boot_id`, in the
-/// folder `camera_dir`) from the boot's anchor, if there is one. Returns
-/// whether it did; relabelled frames are no longer estimated.
+/// Rewrites the wall times of `frames` and the reception times of
+/// `positions` (recorded in boot `boot_id`, in the folder `camera_dir`)
+/// from the boot's anchor, if there is one. Returns whether it did;
+/// relabelled times are no longer estimated.
 pub fn apply(
     io: &dyn StorageIo,
     camera_dir: &Path,
     boot_id: &[u8; 16],
     frames: &mut [IndexEntry],
+    positions: &mut [PositionSample],
 ) -> bool {
     let path = anchor_path(camera_dir, boot_id);
     if !io.exists(&path) {
@@ -158,6 +160,10 @@ pub fn apply(
     for f in frames {
         f.wall_ns = f.mono_ns as i64 + anchor.wall_minus_mono_ns;
         f.flags &= !FLAG_WALL_ESTIMATED;
+    }
+    for p in positions {
+        p.received.wall_ns = p.received.mono_ns as i64 + anchor.wall_minus_mono_ns;
+        p.flags &= !FLAG_WALL_ESTIMATED;
     }
     true
 }

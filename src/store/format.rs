@@ -6,14 +6,14 @@
 //! | offset | size | field |
 //! |-------:|-----:|-------|
 //! | 0 | 4 | magic `DVR1` |
-//! | 4 | 1 | kind (1 stream header, 2 frame, 3 padding, 4 index) |
-//! | 5 | 1 | flags (frame: bit 0 = wall time estimated) |
+//! | 4 | 1 | kind (1 stream header, 2 frame, 3 padding, 4 index, 5 position) |
+//! | 5 | 1 | flags (frame, position: bit 0 = wall time estimated) |
 //! | 6 | 2 | format version (1) |
 //! | 8 | 4 | payload length |
 //! | 12 | 4 | CRC32 of the payload |
-//! | 16 | 8 | frame sequence number (per camera) |
-//! | 24 | 8 | monotonic capture time, ns |
-//! | 32 | 8 | wall-clock capture time, ns since the Unix epoch (UTC) |
+//! | 16 | 8 | frame number (per camera); position: number within the segment |
+//! | 24 | 8 | monotonic capture (position: reception) time, ns |
+//! | 32 | 8 | wall-clock capture (reception) time, ns since the Unix epoch (UTC) |
 //! | 40 | 4 | reserved, zero |
 //! | 44 | 4 | CRC32 of bytes 0..44 |
 //!
@@ -41,6 +41,14 @@ pub const FLAG_WALL_ESTIMATED: u8 = 1;
 pub const INDEX_FLAG_STREAM_COPY: u8 = 1;
 /// Index record flag: written by recovery after a cut, not by a clean close.
 pub const INDEX_FLAG_RECOVERED: u8 = 2;
+/// Index record flag: a position table follows the frame entries (before
+/// the stream-header copy). Absent when the segment holds no position, so a
+/// segment recorded without GPS is byte for byte what it was before.
+pub const INDEX_FLAG_POSITIONS: u8 = 4;
+/// Payload bytes of a position record (format version 1).
+pub const POSITION_PAYLOAD_LEN: usize = 36;
+/// Bytes of one position in the index's position table.
+pub const INDEX_POSITION_LEN: usize = 28 + POSITION_PAYLOAD_LEN;
 /// Most frame numbers one index entry may skip (its 24-bit skip field).
 pub const INDEX_SKIP_MAX: u64 = 0xff_ffff;
 
@@ -50,6 +58,7 @@ pub enum RecordKind {
     Frame = 2,
     Padding = 3,
     Index = 4,
+    Position = 5,
 }
 
 impl RecordKind {
@@ -59,6 +68,7 @@ impl RecordKind {
             2 => Some(RecordKind::Frame),
             3 => Some(RecordKind::Padding),
             4 => Some(RecordKind::Index),
+            5 => Some(RecordKind::Position),
             _ => None,
         }
     }
@@ -291,6 +301,265 @@ impl IndexEntry {
     }
 }
 
+/// One GPS position as the store keeps it: what the receiver said, in
+/// fixed-point units, and when the recorder received it. The store knows
+/// nothing of NMEA; callers convert their fixes into this.
+///
+/// Payload of a position record (36 bytes, little-endian):
+///
+/// | offset | size | field |
+/// |-------:|-----:|-------|
+/// | 0 | 2 | format version `1` |
+/// | 2 | 2 | which fields are known: bit 0 UTC, 1 latitude and longitude, 2 altitude, 3 speed, 4 heading, 5 satellites, 6 HDOP |
+/// | 4 | 8 | UTC of the fix, ns since 1970 (i64), from the receiver |
+/// | 12 | 4 | latitude, 1e-7 degrees (i32) |
+/// | 16 | 4 | longitude, 1e-7 degrees (i32) |
+/// | 20 | 4 | altitude above mean sea level, mm (i32) |
+/// | 24 | 4 | speed over ground, mm/s (u32) |
+/// | 28 | 2 | course over ground, centidegrees from true north (u16, < 36000) |
+/// | 30 | 1 | fix quality (see [`PositionSample::quality`]) |
+/// | 31 | 1 | satellites used |
+/// | 32 | 2 | HDOP, hundredths |
+/// | 34 | 2 | reserved, zero |
+///
+/// A field whose bit is clear is written as zero and read as `None`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PositionSample {
+    /// When the recorder received the fix, on its own clocks (the record
+    /// header's time fields), like a frame's capture time.
+    pub received: CaptureTime,
+    /// Record flags: [`FLAG_WALL_ESTIMATED`] when `received.wall_ns` is an
+    /// estimate, as for frames.
+    pub flags: u8,
+    /// UTC of the fix as the receiver reported it, ns since 1970.
+    pub utc_ns: Option<i64>,
+    /// Latitude and longitude, 1e-7 degrees (±900 000 000, ±1 800 000 000).
+    pub lat_lon_e7: Option<(i32, i32)>,
+    /// Altitude above mean sea level, mm.
+    pub altitude_mm: Option<i32>,
+    /// Speed over ground, mm/s.
+    pub speed_mm_s: Option<u32>,
+    /// Course over ground, centidegrees from true north (0..36000).
+    pub heading_cdeg: Option<u16>,
+    /// Fix quality: 0 no fix, 1 fix of unknown dimension, 2 2D, 3 3D,
+    /// 4 differential, 5 RTK, 6 float RTK, 7 dead reckoning, 8 manual,
+    /// 9 simulation; other values are kept as they are.
+    pub quality: u8,
+    /// Satellites used in the solution.
+    pub satellites: Option<u8>,
+    /// Horizontal dilution of precision, hundredths.
+    pub hdop_centi: Option<u16>,
+}
+
+const POS_UTC: u16 = 1;
+const POS_LAT_LON: u16 = 2;
+const POS_ALTITUDE: u16 = 4;
+const POS_SPEED: u16 = 8;
+const POS_HEADING: u16 = 16;
+const POS_SATELLITES: u16 = 32;
+const POS_HDOP: u16 = 64;
+
+impl PositionSample {
+    /// The record payload ([`POSITION_PAYLOAD_LEN`] bytes).
+    pub fn encode_payload(&self) -> [u8; POSITION_PAYLOAD_LEN] {
+        let mut b = [0u8; POSITION_PAYLOAD_LEN];
+        let mut known = 0u16;
+        b[0..2].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        if let Some(t) = self.utc_ns {
+            known |= POS_UTC;
+            b[4..12].copy_from_slice(&t.to_le_bytes());
+        }
+        if let Some((lat, lon)) = self.lat_lon_e7 {
+            known |= POS_LAT_LON;
+            b[12..16].copy_from_slice(&lat.to_le_bytes());
+            b[16..20].copy_from_slice(&lon.to_le_bytes());
+        }
+        if let Some(a) = self.altitude_mm {
+            known |= POS_ALTITUDE;
+            b[20..24].copy_from_slice(&a.to_le_bytes());
+        }
+        if let Some(v) = self.speed_mm_s {
+            known |= POS_SPEED;
+            b[24..28].copy_from_slice(&v.to_le_bytes());
+        }
+        if let Some(h) = self.heading_cdeg {
+            known |= POS_HEADING;
+            b[28..30].copy_from_slice(&h.to_le_bytes());
+        }
+        b[30] = self.quality;
+        if let Some(n) = self.satellites {
+            known |= POS_SATELLITES;
+            b[31] = n;
+        }
+        if let Some(h) = self.hdop_centi {
+            known |= POS_HDOP;
+            b[32..34].copy_from_slice(&h.to_le_bytes());
+        }
+        b[2..4].copy_from_slice(&known.to_le_bytes());
+        b
+    }
+
+    /// The sample in a position record's payload; `received` and `flags`
+    /// come from the record header. Refuses a payload that is not exactly
+    /// version 1's length, another version, or coordinates and a heading
+    /// out of their ranges (a record whose CRCs check but that we did not
+    /// write).
+    pub fn decode_payload(
+        b: &[u8],
+        received: CaptureTime,
+        flags: u8,
+    ) -> Result<PositionSample, FormatError> {
+        let bad = |why: String| FormatError::Malformed {
+            what: "position",
+            why,
+        };
+        if b.len() != POSITION_PAYLOAD_LEN {
+            return Err(bad(format!(
+                "{} bytes, version 1 has {POSITION_PAYLOAD_LEN}",
+                b.len()
+            )));
+        }
+        let version = u16::from_le_bytes([b[0], b[1]]);
+        if version != FORMAT_VERSION {
+            return Err(bad(format!("unsupported version {version}")));
+        }
+        let known = u16::from_le_bytes([b[2], b[3]]);
+        let has = |bit: u16| known & bit != 0;
+        let lat = le_u32(&b[12..16]) as i32;
+        let lon = le_u32(&b[16..20]) as i32;
+        if has(POS_LAT_LON)
+            && (lat.unsigned_abs() > 900_000_000 || lon.unsigned_abs() > 1_800_000_000)
+        {
+            return Err(bad(format!(
+                "latitude {lat} or longitude {lon} out of range"
+            )));
+        }
+        let heading = u16::from_le_bytes([b[28], b[29]]);
+        if has(POS_HEADING) && heading >= 36_000 {
+            return Err(bad(format!("heading {heading} centidegrees out of range")));
+        }
+        Ok(PositionSample {
+            received,
+            flags,
+            utc_ns: has(POS_UTC).then(|| le_u64(&b[4..12]) as i64),
+            lat_lon_e7: has(POS_LAT_LON).then_some((lat, lon)),
+            altitude_mm: has(POS_ALTITUDE).then(|| le_u32(&b[20..24]) as i32),
+            speed_mm_s: has(POS_SPEED).then(|| le_u32(&b[24..28])),
+            heading_cdeg: has(POS_HEADING).then_some(heading),
+            quality: b[30],
+            satellites: has(POS_SATELLITES).then_some(b[31]),
+            hdop_centi: has(POS_HDOP).then(|| u16::from_le_bytes([b[32], b[33]])),
+        })
+    }
+
+    /// The position record's header for this sample, numbered `seq` within
+    /// its segment.
+    pub fn record_header(&self, payload: &[u8], seq: u64) -> RecordHeader {
+        let mut h = RecordHeader::new(RecordKind::Position, payload, seq, self.received);
+        h.flags = self.flags;
+        h
+    }
+}
+
+/// Where one position record is, and what it says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PositionEntry {
+    /// File offset of the position's record header.
+    pub offset: u64,
+    pub sample: PositionSample,
+}
+
+/// What an index record holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IndexContents {
+    pub frames: Vec<IndexEntry>,
+    /// Empty unless the record has [`INDEX_FLAG_POSITIONS`].
+    pub positions: Vec<PositionEntry>,
+    /// The stream-header copy, with [`INDEX_FLAG_STREAM_COPY`].
+    pub stream: Option<StreamHeader>,
+}
+
+/// An index payload and the record flags that describe it: frame entries,
+/// then the position table if there are positions
+/// ([`INDEX_FLAG_POSITIONS`]), then the stream-header copy if given
+/// ([`INDEX_FLAG_STREAM_COPY`]). Without positions the bytes are exactly
+/// those of [`encode_index`] (+ [`encode_index_with_stream`]).
+pub fn encode_index_contents(
+    frames: &[IndexEntry],
+    positions: &[PositionEntry],
+    stream: Option<&StreamHeader>,
+) -> (Vec<u8>, u8) {
+    let mut b = encode_index(frames);
+    let mut flags = 0;
+    if !positions.is_empty() {
+        flags |= INDEX_FLAG_POSITIONS;
+        b.reserve(4 + positions.len() * INDEX_POSITION_LEN);
+        b.extend_from_slice(&(positions.len() as u32).to_le_bytes());
+        for p in positions {
+            b.extend_from_slice(&p.offset.to_le_bytes());
+            b.extend_from_slice(&p.sample.received.mono_ns.to_le_bytes());
+            b.extend_from_slice(&p.sample.received.wall_ns.to_le_bytes());
+            b.extend_from_slice(&[p.sample.flags, 0, 0, 0]);
+            b.extend_from_slice(&p.sample.encode_payload());
+        }
+    }
+    if let Some(stream) = stream {
+        flags |= INDEX_FLAG_STREAM_COPY;
+        b.extend_from_slice(&stream.encode());
+    }
+    (b, flags)
+}
+
+/// Decodes an index record's payload given the record's flags.
+pub fn decode_index_contents(flags: u8, b: &[u8]) -> Result<IndexContents, FormatError> {
+    let bad = |why: String| FormatError::Malformed {
+        what: "index position table",
+        why,
+    };
+    let (frames, mut rest) = decode_index_entries(b)?;
+    let mut positions = Vec::new();
+    if flags & INDEX_FLAG_POSITIONS != 0 {
+        if rest.len() < 4 {
+            return Err(bad(format!("{} bytes, need at least 4", rest.len())));
+        }
+        let count = le_u32(&rest[0..4]) as usize;
+        let end = count
+            .checked_mul(INDEX_POSITION_LEN)
+            .and_then(|n| n.checked_add(4))
+            .filter(|end| *end <= rest.len())
+            .ok_or_else(|| bad(format!("{count} positions do not fit {} bytes", rest.len())))?;
+        positions.reserve(count);
+        for (i, e) in rest[4..end].chunks_exact(INDEX_POSITION_LEN).enumerate() {
+            let received = CaptureTime {
+                mono_ns: le_u64(&e[8..16]),
+                wall_ns: le_u64(&e[16..24]) as i64,
+            };
+            let sample = PositionSample::decode_payload(&e[28..], received, e[24])
+                .map_err(|err| bad(format!("position {i}: {err}")))?;
+            positions.push(PositionEntry {
+                offset: le_u64(&e[0..8]),
+                sample,
+            });
+        }
+        rest = &rest[end..];
+    }
+    let stream = if flags & INDEX_FLAG_STREAM_COPY != 0 {
+        Some(StreamHeader::decode(rest)?)
+    } else if !rest.is_empty() {
+        return Err(FormatError::Malformed {
+            what: "index",
+            why: format!("{} bytes after the entries", rest.len()),
+        });
+    } else {
+        None
+    };
+    Ok(IndexContents {
+        frames,
+        positions,
+        stream,
+    })
+}
+
 /// Index payload: entry count (u32), the first frame's sequence number (u64),
 /// then per frame 32 bytes: record offset u64, payload length u32, flags u8,
 /// a 24-bit count of frame numbers skipped before this entry (0 unless
@@ -339,16 +608,14 @@ pub fn decode_index(b: &[u8]) -> Result<Vec<IndexEntry>, FormatError> {
 }
 
 /// Decodes an index record's payload given the record's flags: the entries
-/// and, when the flags say one follows, the stream-header copy.
+/// and, when the flags say one follows, the stream-header copy (a position
+/// table, if any, is checked and left out; see [`decode_index_contents`]).
 pub fn decode_index_record(
     flags: u8,
     b: &[u8],
 ) -> Result<(Vec<IndexEntry>, Option<StreamHeader>), FormatError> {
-    if flags & INDEX_FLAG_STREAM_COPY == 0 {
-        return Ok((decode_index(b)?, None));
-    }
-    let (entries, rest) = decode_index_entries(b)?;
-    Ok((entries, Some(StreamHeader::decode(rest)?)))
+    let c = decode_index_contents(flags, b)?;
+    Ok((c.frames, c.stream))
 }
 
 fn decode_index_entries(b: &[u8]) -> Result<(Vec<IndexEntry>, &[u8]), FormatError> {
@@ -559,7 +826,146 @@ mod tests {
             (RecordKind::Frame, b"\xff\xd8jpeg bytes\xff\xd9".to_vec()),
             (RecordKind::Padding, vec![0u8; 100]),
             (RecordKind::Index, encode_index(&entries())),
+            (RecordKind::Position, position(3).encode_payload().to_vec()),
         ]
+    }
+
+    /// A position with every field known (`n` varies it).
+    fn position(n: i32) -> PositionSample {
+        PositionSample {
+            received: CaptureTime {
+                mono_ns: 5_000_000_000 + n as u64,
+                wall_ns: 1_800_000_000_000_000_000 + n as i64,
+            },
+            flags: FLAG_WALL_ESTIMATED,
+            utc_ns: Some(1_799_999_999_000_000_000 + n as i64),
+            lat_lon_e7: Some((-338_688_000 + n, 1_512_093_000 - n)),
+            altitude_mm: Some(-12_345 + n),
+            speed_mm_s: Some(27_780),
+            heading_cdeg: Some(35_999),
+            quality: 3,
+            satellites: Some(11),
+            hdop_centi: Some(87),
+        }
+    }
+
+    fn position_entries() -> Vec<PositionEntry> {
+        (0..3)
+            .map(|i| PositionEntry {
+                offset: 4096 + 5000 + i as u64 * 84,
+                sample: position(i),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn positions_round_trip_with_and_without_their_optional_fields() {
+        let full = position(7);
+        let t = full.received;
+        let decoded =
+            PositionSample::decode_payload(&full.encode_payload(), t, full.flags).unwrap();
+        assert_eq!(decoded, full);
+        let bare = PositionSample {
+            received: t,
+            quality: 0,
+            ..PositionSample::default()
+        };
+        let payload = bare.encode_payload();
+        assert_eq!(payload.len(), POSITION_PAYLOAD_LEN);
+        assert!(
+            payload[2..].iter().all(|b| *b == 0),
+            "unknown fields are zeros"
+        );
+        assert_eq!(
+            PositionSample::decode_payload(&payload, t, 0).unwrap(),
+            bare
+        );
+    }
+
+    #[test]
+    fn a_position_payload_we_did_not_write_is_refused() {
+        let t = CaptureTime::default();
+        let good = position(1).encode_payload();
+        assert!(PositionSample::decode_payload(&good[..35], t, 0).is_err());
+        let mut longer = good.to_vec();
+        longer.push(0);
+        assert!(PositionSample::decode_payload(&longer, t, 0).is_err());
+        let mut version = good;
+        version[0] = 2;
+        assert!(PositionSample::decode_payload(&version, t, 0).is_err());
+        for (lat, lon) in [(900_000_001, 0), (0, -1_800_000_001), (i32::MIN, 0)] {
+            let mut p = position(1);
+            p.lat_lon_e7 = Some((lat, lon));
+            assert!(PositionSample::decode_payload(&p.encode_payload(), t, 0).is_err());
+        }
+        let mut p = position(1);
+        p.heading_cdeg = Some(36_000);
+        assert!(PositionSample::decode_payload(&p.encode_payload(), t, 0).is_err());
+        // Out-of-range values under a clear bit are not looked at.
+        let mut p = position(1);
+        p.heading_cdeg = None;
+        let mut b = p.encode_payload();
+        b[28..30].copy_from_slice(&40_000u16.to_le_bytes());
+        assert!(PositionSample::decode_payload(&b, t, 0).is_ok());
+    }
+
+    #[test]
+    fn an_index_without_positions_is_byte_for_byte_the_old_one() {
+        let (b, flags) = encode_index_contents(&entries(), &[], Some(&stream_header()));
+        assert_eq!(b, encode_index_with_stream(&entries(), &stream_header()));
+        assert_eq!(flags, INDEX_FLAG_STREAM_COPY);
+        let (b, flags) = encode_index_contents(&entries(), &[], None);
+        assert_eq!((b, flags), (encode_index(&entries()), 0));
+        // Old indexes, with and without the copy, decode as before.
+        let old = encode_index_with_stream(&entries(), &stream_header());
+        let c = decode_index_contents(INDEX_FLAG_STREAM_COPY, &old).unwrap();
+        assert_eq!(
+            c,
+            IndexContents {
+                frames: entries(),
+                positions: Vec::new(),
+                stream: Some(stream_header()),
+            }
+        );
+        let c = decode_index_contents(0, &encode_index(&entries())).unwrap();
+        assert!(c.positions.is_empty() && c.stream.is_none());
+    }
+
+    #[test]
+    fn an_index_with_positions_round_trips_and_checks_its_table() {
+        for stream in [None, Some(stream_header())] {
+            let (b, flags) =
+                encode_index_contents(&entries(), &position_entries(), stream.as_ref());
+            assert!(flags & INDEX_FLAG_POSITIONS != 0);
+            let table = 4 + 3 * INDEX_POSITION_LEN;
+            assert_eq!(
+                b.len(),
+                12 + 5 * INDEX_ENTRY_LEN + table + stream.as_ref().map_or(0, |s| s.encode().len())
+            );
+            let c = decode_index_contents(flags, &b).unwrap();
+            assert_eq!(
+                c,
+                IndexContents {
+                    frames: entries(),
+                    positions: position_entries(),
+                    stream: stream.clone(),
+                }
+            );
+            assert_eq!(
+                decode_index_record(flags, &b).unwrap(),
+                (entries(), stream.clone())
+            );
+            // Without the flag, the table is bytes that do not belong.
+            assert!(decode_index_contents(flags & !INDEX_FLAG_POSITIONS, &b).is_err());
+            // A count that does not fit, and a position that does not decode.
+            let count_at = 12 + 5 * INDEX_ENTRY_LEN;
+            let mut more = b.clone();
+            more[count_at..count_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+            assert!(decode_index_contents(flags, &more).is_err());
+            let mut bad = b.clone();
+            bad[count_at + 4 + 28] = 9; // position 0's format version
+            assert!(decode_index_contents(flags, &bad).is_err());
+        }
     }
 
     #[test]

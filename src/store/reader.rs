@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::format::{
-    decode_index_record, jpeg_dimensions, Codec, IndexEntry, RecordHeader, RecordKind,
-    StreamHeader, Trailer, HEADER_LEN, INDEX_FLAG_RECOVERED, INDEX_SKIP_MAX, PAYLOAD_BYTES_MAX,
-    RECORD_MAGIC, TRAILER_LEN,
+    decode_index_contents, jpeg_dimensions, Codec, IndexEntry, PositionEntry, PositionSample,
+    RecordHeader, RecordKind, StreamHeader, Trailer, HEADER_LEN, INDEX_FLAG_RECOVERED,
+    INDEX_SKIP_MAX, PAYLOAD_BYTES_MAX, POSITION_PAYLOAD_LEN, RECORD_MAGIC, TRAILER_LEN,
 };
 use super::io::{SegmentFile, StorageIo};
 use super::StoreError;
@@ -36,9 +36,12 @@ pub struct ScanResult {
     /// Why offset 0 holds no valid stream header, when it does not.
     pub stream_problem: Option<String>,
     pub frames: Vec<IndexEntry>,
+    /// Position records that check, in file order.
+    pub positions: Vec<PositionEntry>,
     /// Damaged stretches with valid records after them, in file order.
     pub holes: Vec<Hole>,
-    /// End of the last valid record (frame, padding or stream header).
+    /// End of the last valid record (frame, position, padding or stream
+    /// header).
     pub valid_end: u64,
     pub file_len: u64,
     /// Why the scan stopped before the end of the file, if it did.
@@ -83,14 +86,16 @@ pub fn scan(file: &dyn SegmentFile, path: &Path) -> Result<ScanResult, StoreErro
     };
     let mut window = Window::new(file, path, file_len);
     let mut pos = 0u64;
-    let mut last_seq: Option<u64> = None;
+    let mut last = Last::default();
     while pos < file_len {
         let refused = match window.record_at(pos)? {
             Err(reason) => reason,
-            Ok((header, payload)) => match accept(&header, payload, pos, last_seq, &mut out) {
+            Ok((header, payload)) => match accept(&header, payload, pos, last, &mut out) {
                 Step::Next => {
-                    if header.kind == RecordKind::Frame {
-                        last_seq = Some(header.seq);
+                    match header.kind {
+                        RecordKind::Frame => last.frame = Some(header.seq),
+                        RecordKind::Position => last.position = Some(header.seq),
+                        _ => {}
                     }
                     pos += header.record_len();
                     out.valid_end = pos;
@@ -106,7 +111,7 @@ pub fn scan(file: &dyn SegmentFile, path: &Path) -> Result<ScanResult, StoreErro
         if pos == 0 && out.stream_problem.is_none() {
             out.stream_problem = Some(refused.clone());
         }
-        match window.next_record(pos + 1, last_seq)? {
+        match window.next_record(pos + 1, last)? {
             Some(next) => {
                 out.holes.push(Hole {
                     offset: pos,
@@ -127,14 +132,32 @@ pub fn scan(file: &dyn SegmentFile, path: &Path) -> Result<ScanResult, StoreErro
     Ok(out)
 }
 
+/// The numbers of the last frame and the last position the scan kept:
+/// a record of either kind is taken only with a number above its kind's
+/// last one. The two counters are apart, so positions never touch frame
+/// numbering.
+#[derive(Clone, Copy, Debug, Default)]
+struct Last {
+    frame: Option<u64>,
+    position: Option<u64>,
+}
+
+impl Last {
+    /// Whether a record numbered `seq` may follow a last one numbered `last`.
+    fn follows(last: Option<u64>, seq: u64) -> bool {
+        last.is_none_or(|l| seq > l && seq - l - 1 <= INDEX_SKIP_MAX)
+    }
+}
+
 /// Takes a record that checks into `out`, or says why it does not belong.
 fn accept(
     header: &RecordHeader,
     payload: &[u8],
     pos: u64,
-    last_seq: Option<u64>,
+    last: Last,
     out: &mut ScanResult,
 ) -> Step {
+    let last_seq = last.frame;
     match header.kind {
         RecordKind::StreamHeader if pos == 0 => match StreamHeader::decode(payload) {
             Ok(s) => {
@@ -165,6 +188,29 @@ fn accept(
                 wall_ns: header.wall_ns,
             });
             Step::Next
+        }
+        RecordKind::Position => {
+            if !Last::follows(last.position, header.seq) {
+                return Step::Refuse(format!(
+                    "position number {} does not follow {}",
+                    header.seq,
+                    last.position.unwrap_or(0)
+                ));
+            }
+            match PositionSample::decode_payload(payload, header.time(), header.flags) {
+                Ok(sample) => {
+                    if pos == 0 {
+                        out.stream_problem =
+                            Some("first record is a position, not a stream header".into());
+                    }
+                    out.positions.push(PositionEntry {
+                        offset: pos,
+                        sample,
+                    });
+                    Step::Next
+                }
+                Err(e) => Step::Refuse(e.to_string()),
+            }
         }
         RecordKind::Padding => Step::Next,
         RecordKind::Index if pos == 0 => Step::Refuse("an index record at offset 0".into()),
@@ -232,9 +278,9 @@ impl<'a> Window<'a> {
     }
 
     /// The first offset at or after `from` holding a record that checks and
-    /// could follow a frame numbered `last_seq`: a frame with a higher
-    /// number, padding, or an index.
-    fn next_record(&mut self, from: u64, last_seq: Option<u64>) -> Result<Option<u64>, StoreError> {
+    /// could follow the last records kept: a frame or a position with a
+    /// higher number than the last of its kind, padding, or an index.
+    fn next_record(&mut self, from: u64, last: Last) -> Result<Option<u64>, StoreError> {
         let mut pos = from;
         while pos + HEADER_LEN as u64 <= self.file_len {
             // Search what is already read first; read ahead only past it.
@@ -256,10 +302,12 @@ impl<'a> Window<'a> {
                 continue;
             };
             let candidate = pos + k as u64;
-            if let Ok((h, _)) = self.record_at(candidate)? {
+            if let Ok((h, payload)) = self.record_at(candidate)? {
                 let fits = match h.kind {
-                    RecordKind::Frame => {
-                        last_seq.is_none_or(|l| h.seq > l && h.seq - l - 1 <= INDEX_SKIP_MAX)
+                    RecordKind::Frame => Last::follows(last.frame, h.seq),
+                    RecordKind::Position => {
+                        Last::follows(last.position, h.seq)
+                            && PositionSample::decode_payload(payload, h.time(), h.flags).is_ok()
                     }
                     RecordKind::Padding | RecordKind::Index => true,
                     RecordKind::StreamHeader => false,
@@ -369,6 +417,8 @@ pub enum StreamOrigin {
 #[derive(Clone, Debug)]
 pub struct ClosedIndex {
     pub frames: Vec<IndexEntry>,
+    /// The index's position table (empty in segments without positions).
+    pub positions: Vec<PositionEntry>,
     /// The stream header at offset 0 if it checks, else the index's copy.
     pub stream: Option<(StreamHeader, StreamOrigin)>,
     pub trailer: Trailer,
@@ -396,18 +446,22 @@ pub fn read_closed_index(
     if h.check_payload(&rec[HEADER_LEN..]).is_err() {
         return Ok(None);
     }
-    let Ok((frames, copy)) = decode_index_record(h.flags, &rec[HEADER_LEN..]) else {
+    let Ok(contents) = decode_index_contents(h.flags, &rec[HEADER_LEN..]) else {
         return Ok(None);
     };
-    if frames.len() != trailer.frame_count as usize || !entries_fit(&frames, trailer.index_offset) {
+    let (frames, positions) = (contents.frames, contents.positions);
+    if frames.len() != trailer.frame_count as usize
+        || !entries_fit(&frames, &positions, trailer.index_offset)
+    {
         return Ok(None);
     }
-    let stream = match copy {
+    let stream = match contents.stream {
         Some(c) => Some((c, StreamOrigin::IndexCopy)),
         None => read_stream_header(file, path)?.map(|s| (s, StreamOrigin::Recorded)),
     };
     Ok(Some(ClosedIndex {
         frames,
+        positions,
         stream,
         trailer,
         index_offset: trailer.index_offset,
@@ -416,20 +470,42 @@ pub fn read_closed_index(
 }
 
 /// Whether index entries describe records that lie in order, one after
-/// another, before the index, each no longer than a record may be. An
-/// index that says otherwise is not believed (its CRC checked, but it was
-/// not written by us); the segment is then scanned.
-fn entries_fit(frames: &[IndexEntry], index_offset: u64) -> bool {
+/// another, before the index, each no longer than a record may be: frames
+/// among themselves, positions among themselves (each exactly a position
+/// record long), and no position overlapping a frame. An index that says
+/// otherwise is not believed (its CRC checked, but it was not written by
+/// us); the segment is then scanned.
+fn entries_fit(frames: &[IndexEntry], positions: &[PositionEntry], index_offset: u64) -> bool {
+    let position_len = (HEADER_LEN + POSITION_PAYLOAD_LEN) as u64;
+    let frame_spans = frames.iter().map(|f| {
+        let len_ok = f.payload_len <= PAYLOAD_BYTES_MAX;
+        (f.offset, len_ok, HEADER_LEN as u64 + f.payload_len as u64)
+    });
+    let position_spans = positions.iter().map(|p| (p.offset, true, position_len));
+    if !spans_in_order(frame_spans.clone(), index_offset)
+        || !spans_in_order(position_spans.clone(), index_offset)
+    {
+        return false;
+    }
+    if positions.is_empty() {
+        return true;
+    }
+    // Each list is in order: merged by offset, they must not overlap.
+    let mut merged: Vec<(u64, bool, u64)> = frame_spans.chain(position_spans).collect();
+    merged.sort_unstable_by_key(|s| s.0);
+    spans_in_order(merged.into_iter(), index_offset)
+}
+
+/// Whether `(offset, length ok, length)` spans lie one after another,
+/// all ending before `end`.
+fn spans_in_order(spans: impl Iterator<Item = (u64, bool, u64)>, end: u64) -> bool {
     // From 0: a segment whose stream header was lost may start with a frame.
     let mut next_free = 0u64;
-    frames.iter().all(|f| {
-        let end = f
-            .offset
-            .checked_add(HEADER_LEN as u64 + f.payload_len as u64);
-        let fits = f.payload_len <= PAYLOAD_BYTES_MAX
-            && f.offset >= next_free
-            && end.is_some_and(|e| e <= index_offset);
-        if let Some(e) = end {
+    let mut spans = spans;
+    spans.all(|(offset, len_ok, len)| {
+        let span_end = offset.checked_add(len);
+        let fits = len_ok && offset >= next_free && span_end.is_some_and(|e| e <= end);
+        if let Some(e) = span_end {
             next_free = e;
         }
         fits
@@ -471,6 +547,10 @@ pub struct SegmentReader {
     pub stream: StreamHeader,
     pub stream_origin: StreamOrigin,
     pub frames: Vec<IndexEntry>,
+    /// GPS positions, in the order they were received, with their reception
+    /// times (wall times corrected by a clock anchor like the frames'): from
+    /// the index's position table, or the position records a scan kept.
+    pub positions: Vec<PositionSample>,
     /// Whether the index came from a valid trailer (false: it was scanned).
     pub closed: bool,
     /// Closed by recovery after a cut.
@@ -497,6 +577,7 @@ impl SegmentReader {
                 stream,
                 stream_origin,
                 frames: closed.frames,
+                positions: samples(closed.positions),
                 closed: true,
                 recovered: closed.recovered,
                 holes: Vec::new(),
@@ -525,6 +606,7 @@ impl SegmentReader {
             stream,
             stream_origin,
             frames: scanned.frames,
+            positions: samples(scanned.positions),
             closed: false,
             recovered: false,
             holes: scanned.holes,
@@ -534,6 +616,10 @@ impl SegmentReader {
         reader.fill_rebuilt_size();
         Ok(reader.anchored(io))
     }
+}
+
+fn samples(positions: Vec<PositionEntry>) -> Vec<PositionSample> {
+    positions.into_iter().map(|p| p.sample).collect()
 }
 
 /// A segment kept open to read its frames later, without its index in
@@ -548,8 +634,8 @@ pub struct HeldSegment {
     stream_origin: StreamOrigin,
     recovered: bool,
     frame_count: usize,
-    /// The index of a scanned segment.
-    kept: Option<Vec<IndexEntry>>,
+    /// The index and positions of a scanned segment.
+    kept: Option<(Vec<IndexEntry>, Vec<PositionSample>)>,
     file: Arc<dyn SegmentFile>,
 }
 
@@ -562,7 +648,7 @@ impl SegmentReader {
             stream_origin: self.stream_origin,
             recovered: self.recovered,
             frame_count: self.frames.len(),
-            kept: (!self.closed).then_some(self.frames),
+            kept: (!self.closed).then_some((self.frames, self.positions)),
             file: self.file,
         }
     }
@@ -576,10 +662,10 @@ impl HeldSegment {
             path: self.path.clone(),
             message,
         };
-        let (frames, closed) = match &self.kept {
-            Some(frames) => (frames.clone(), false),
+        let (frames, positions, closed) = match &self.kept {
+            Some((frames, positions)) => (frames.clone(), positions.clone(), false),
             None => match read_closed_index(self.file.as_ref(), &self.path)? {
-                Some(index) => (index.frames, true),
+                Some(index) => (index.frames, samples(index.positions), true),
                 None => return Err(changed("its index no longer reads".into())),
             },
         };
@@ -595,6 +681,7 @@ impl HeldSegment {
             stream: self.stream.clone(),
             stream_origin: self.stream_origin,
             frames,
+            positions,
             closed,
             recovered: self.recovered,
             holes: Vec::new(),
@@ -645,8 +732,13 @@ impl SegmentReader {
     /// of a rebuilt stream header was learned.
     pub(crate) fn reapply_anchor(&mut self, io: &dyn StorageIo) {
         if let Some(dir) = self.path.parent() {
-            self.relabelled |=
-                super::anchor::apply(io, dir, &self.stream.boot_id, &mut self.frames);
+            self.relabelled |= super::anchor::apply(
+                io,
+                dir,
+                &self.stream.boot_id,
+                &mut self.frames,
+                &mut self.positions,
+            );
         }
     }
 
@@ -654,7 +746,13 @@ impl SegmentReader {
     /// after these frames were recorded.
     pub(super) fn anchored(mut self, io: &dyn StorageIo) -> SegmentReader {
         if let Some(dir) = self.path.parent() {
-            self.relabelled = super::anchor::apply(io, dir, &self.stream.boot_id, &mut self.frames);
+            self.relabelled = super::anchor::apply(
+                io,
+                dir,
+                &self.stream.boot_id,
+                &mut self.frames,
+                &mut self.positions,
+            );
         }
         self
     }
@@ -900,6 +998,168 @@ mod tests {
         (sim, path)
     }
 
+    fn position(n: u64) -> PositionSample {
+        PositionSample {
+            received: CaptureTime {
+                mono_ns: n * 100_000_000 + 7,
+                wall_ns: 1_800_000_000_000_000_000 + n as i64,
+            },
+            flags: 0,
+            utc_ns: Some(1_799_000_000_000_000_000 + n as i64 * 100_000_000),
+            lat_lon_e7: Some((485_000_000 + n as i32, 23_000_000 - n as i32)),
+            altitude_mm: Some(35_000),
+            speed_mm_s: (n % 4 != 0).then_some(n as u32 * 100),
+            heading_cdeg: Some((n * 100 % 36_000) as u16),
+            quality: 3,
+            satellites: Some(9),
+            hdop_centi: Some(110),
+        }
+    }
+
+    /// A closed segment of `frames` frames with a position appended after
+    /// every third frame, and the positions written.
+    fn segment_with_positions(frames: u64) -> (SimIo, PathBuf, Vec<PositionSample>) {
+        let sim = SimIo::default();
+        let io: Arc<dyn StorageIo> = Arc::new(sim.clone());
+        let mut w =
+            SegmentWriter::new(io, settings(), Default::default(), Default::default()).unwrap();
+        let mut written = Vec::new();
+        // One before the first frame waits for the segment.
+        w.append_position(&position(0), 0).unwrap();
+        written.push(position(0));
+        assert_eq!(w.pending_positions(), 1);
+        for n in 0..frames {
+            let t = n * INTERVAL_NS;
+            w.append(&frame(n, t), t).unwrap();
+            if n % 3 == 2 {
+                let p = position(written.len() as u64);
+                w.append_position(&p, t).unwrap();
+                written.push(p);
+            }
+        }
+        assert_eq!(w.pending_positions(), 0);
+        w.close().unwrap();
+        let path = dvr(&sim);
+        (sim, path, written)
+    }
+
+    fn settings() -> WriterSettings {
+        WriterSettings {
+            camera_id: "c".into(),
+            camera_dir: PathBuf::from("/d/recordings/c"),
+            fps_milli: 30_000,
+            segment_length_ns: 60_000_000_000,
+            first_segment_length_ns: 60_000_000_000,
+            sync_interval_ns: 100_000_000,
+            want_direct: true,
+            boot_id: [1; 16],
+        }
+    }
+
+    fn frame(n: u64, t: u64) -> EncodedFrame {
+        EncodedFrame {
+            jpeg: payload(n).into(),
+            width: 8,
+            height: 8,
+            captured: CaptureTime {
+                mono_ns: t,
+                wall_ns: t as i64,
+            },
+            flags: 0,
+        }
+    }
+
+    fn dvr(sim: &SimIo) -> PathBuf {
+        sim.live_files()
+            .into_iter()
+            .find(|p| p.extension().is_some_and(|e| e == "dvr"))
+            .unwrap()
+    }
+
+    #[test]
+    fn positions_between_frames_read_from_the_index_and_from_a_scan() {
+        let (sim, path, written) = segment_with_positions(40);
+        assert_eq!(written.len(), 14);
+        let closed = SegmentReader::open(&sim, &path).unwrap();
+        assert!(closed.closed);
+        assert_eq!(closed.positions, written);
+        let seqs: Vec<u64> = closed.frames.iter().map(|f| f.seq).collect();
+        assert_eq!(seqs, (0..40).collect::<Vec<_>>(), "frame numbers disturbed");
+        for i in 0..40 {
+            assert_eq!(closed.read_frame(i).unwrap(), payload(i as u64));
+        }
+        // Held and opened again: the same positions, from the index again.
+        let held = closed.hold();
+        assert_eq!(held.reopen().unwrap().positions, written);
+        // Without its trailer the segment is scanned: the same again.
+        let mut bytes = sim.contents(&path).unwrap();
+        bytes.truncate(bytes.len() - TRAILER_LEN);
+        sim.put_durable(&path, bytes);
+        let scanned = SegmentReader::open(&sim, &path).unwrap();
+        assert!(!scanned.closed && scanned.holes.is_empty());
+        assert_eq!(scanned.positions, written);
+        assert_eq!(
+            scanned.frames,
+            SegmentReader::open(&sim, &path).unwrap().frames
+        );
+        assert_eq!(scanned.frames.len(), 40);
+        let held = scanned.hold();
+        assert_eq!(held.reopen().unwrap().positions, written);
+    }
+
+    #[test]
+    fn positions_without_a_segment_wait_for_the_next_one_up_to_a_limit() {
+        use crate::store::writer::PENDING_POSITIONS_MAX;
+        let sim = SimIo::default();
+        let io: Arc<dyn StorageIo> = Arc::new(sim.clone());
+        let mut w =
+            SegmentWriter::new(io, settings(), Default::default(), Default::default()).unwrap();
+        let extra = 100;
+        for k in 0..(PENDING_POSITIONS_MAX + extra) as u64 {
+            w.append_position(&position(k), 0).unwrap();
+        }
+        assert_eq!(w.pending_positions(), PENDING_POSITIONS_MAX);
+        assert!(sim.live_files().is_empty(), "no segment without a frame");
+        w.append(&frame(0, 0), 0).unwrap();
+        w.close().unwrap();
+        let r = SegmentReader::open(&sim, &dvr(&sim)).unwrap();
+        // The oldest were dropped; the rest are there, in order.
+        let want: Vec<PositionSample> = (extra as u64..(PENDING_POSITIONS_MAX + extra) as u64)
+            .map(position)
+            .collect();
+        assert_eq!(r.positions, want);
+        assert_eq!(r.frames.len(), 1);
+    }
+
+    #[test]
+    fn a_segment_recorded_without_positions_has_the_index_it_always_had() {
+        let (sim, path) = segment(12);
+        let bytes = sim.contents(&path).unwrap();
+        let file = sim.open_read(&path).unwrap();
+        let t = read_trailer(file.as_ref(), &path).unwrap().unwrap();
+        assert_eq!(
+            t.index_header.flags,
+            crate::store::format::INDEX_FLAG_STREAM_COPY
+        );
+        let stream_len = read_stream_header(file.as_ref(), &path)
+            .unwrap()
+            .unwrap()
+            .encode()
+            .len();
+        assert_eq!(
+            t.index_header.payload_len as usize,
+            12 + 32 * 12 + stream_len
+        );
+        // No record of the new kind anywhere: a scan finds none.
+        let s = scan(file.as_ref(), &path).unwrap();
+        assert!(s.positions.is_empty());
+        assert!(!bytes
+            .windows(5)
+            .any(|w| w[..4] == RECORD_MAGIC && w[4] == RecordKind::Position as u8));
+        let r = SegmentReader::open(&sim, &path).unwrap();
+        assert!(r.closed && r.positions.is_empty());
+    }
+
     #[test]
     fn a_run_reads_the_same_payloads_as_single_frames() {
         let (sim, path) = segment(40);
@@ -961,6 +1221,22 @@ mod scan_tests {
         out
     }
 
+    fn position_record(n: u64) -> Vec<u8> {
+        let p = PositionSample {
+            received: crate::frame::CaptureTime {
+                mono_ns: n * 1000 + 500,
+                wall_ns: n as i64,
+            },
+            lat_lon_e7: Some((n as i32, -(n as i32))),
+            quality: 1,
+            ..PositionSample::default()
+        };
+        let payload = p.encode_payload();
+        let mut out = p.record_header(&payload, n).encode().to_vec();
+        out.extend_from_slice(&payload);
+        out
+    }
+
     fn stream() -> Vec<u8> {
         StreamHeader {
             codec: Codec::Jpeg,
@@ -1007,6 +1283,71 @@ mod scan_tests {
             (offsets[4], offsets[5] - offsets[4])
         );
         assert!(s.tail_is_zero && s.stream.is_some());
+    }
+
+    /// A stream header, then frames 0..n each followed by position n.
+    fn file_with_positions(n: u64) -> (Vec<u8>, Vec<u64>, Vec<u64>) {
+        let mut b = record(RecordKind::StreamHeader, &stream(), 0);
+        let (mut frames, mut positions) = (Vec::new(), Vec::new());
+        for seq in 0..n {
+            frames.push(b.len() as u64);
+            b.extend(record(RecordKind::Frame, &[seq as u8 + 1; 150], seq));
+            positions.push(b.len() as u64);
+            b.extend(position_record(seq));
+        }
+        (b, frames, positions)
+    }
+
+    #[test]
+    fn the_scan_steps_over_positions_and_a_damaged_one_costs_only_itself() {
+        let (b, frames, positions) = file_with_positions(8);
+        let s = scan_bytes(b.clone());
+        assert_eq!(s.frames.len(), 8);
+        assert_eq!(
+            s.positions.iter().map(|p| p.offset).collect::<Vec<_>>(),
+            positions
+        );
+        assert!(s.holes.is_empty() && s.stop.is_none());
+        assert_eq!(s.valid_end, b.len() as u64);
+        // A flipped bit in position 3's payload.
+        let mut d = b.clone();
+        d[positions[3] as usize + HEADER_LEN + 14] ^= 0x20;
+        let s = scan_bytes(d);
+        assert_eq!(s.frames.len(), 8, "a damaged position cost a frame");
+        assert_eq!(s.positions.len(), 7);
+        assert!(s.positions.iter().all(|p| p.offset != positions[3]));
+        assert_eq!(s.holes.len(), 1);
+        assert_eq!(
+            (s.holes[0].offset, s.holes[0].len),
+            (positions[3], frames[4] - positions[3])
+        );
+        // A stale position with a lower number after damage is not taken.
+        let mut d = b.clone();
+        d[frames[5] as usize + 60] ^= 0x01;
+        let stale = position_record(1);
+        let at = positions[5] as usize;
+        d[at..at + stale.len()].copy_from_slice(&stale);
+        let s = scan_bytes(d);
+        assert_eq!(s.frames.len(), 7);
+        assert!(s.positions.iter().all(|p| p.offset != positions[5]));
+        assert_eq!(s.positions.len(), 7);
+    }
+
+    #[test]
+    fn a_position_record_with_a_payload_we_did_not_write_is_a_hole() {
+        let (mut b, frames, positions) = file_with_positions(4);
+        // Valid CRCs around a latitude out of range.
+        let at = positions[1] as usize;
+        let mut payload = b[at + HEADER_LEN..at + HEADER_LEN + POSITION_PAYLOAD_LEN].to_vec();
+        payload[12..16].copy_from_slice(&i32::MAX.to_le_bytes());
+        let mut h = RecordHeader::decode(&b[at..at + HEADER_LEN]).unwrap();
+        h.payload_crc = crc32fast::hash(&payload);
+        b[at..at + HEADER_LEN].copy_from_slice(&h.encode());
+        b[at + HEADER_LEN..at + HEADER_LEN + POSITION_PAYLOAD_LEN].copy_from_slice(&payload);
+        let s = scan_bytes(b);
+        assert_eq!((s.frames.len(), s.positions.len()), (4, 3));
+        assert_eq!(s.holes[0].offset, positions[1]);
+        assert_eq!(s.holes[0].len, frames[2] - positions[1]);
     }
 
     #[test]
@@ -1102,6 +1443,106 @@ mod scan_tests {
         }
         sim.put_durable(&path, closed_with(true_entries(), |_| {}));
         assert!(SegmentReader::open(&sim, &path).unwrap().closed);
+    }
+
+    #[test]
+    fn old_indexes_without_the_position_flag_read_as_before() {
+        let sim = SimIo::default();
+        let path = PathBuf::from("/d/recordings/c/000000000000_x.dvr");
+        // With the stream-header copy (flag bit 0 only), as the writer has
+        // always closed segments.
+        sim.put_durable(&path, closed_with(true_entries(), |_| {}));
+        let r = SegmentReader::open(&sim, &path).unwrap();
+        assert!(r.closed && r.positions.is_empty());
+        assert_eq!(r.frames, true_entries());
+        assert_eq!(r.stream_origin, StreamOrigin::IndexCopy);
+        // Without the copy (flags 0): the stream header from offset 0.
+        let (mut b, _) = file(3, 100);
+        let index = encode_index(&true_entries());
+        let h = RecordHeader::new(
+            RecordKind::Index,
+            &index,
+            3,
+            crate::frame::CaptureTime::default(),
+        );
+        let index_offset = b.len() as u64;
+        b.extend(h.encode());
+        b.extend(&index);
+        b.extend(
+            Trailer {
+                index_offset,
+                index_record_len: (HEADER_LEN + index.len()) as u32,
+                frame_count: 3,
+            }
+            .encode(),
+        );
+        sim.put_durable(&path, b);
+        let r = SegmentReader::open(&sim, &path).unwrap();
+        assert!(r.closed && r.positions.is_empty());
+        assert_eq!(r.frames, true_entries());
+        assert_eq!(r.stream_origin, StreamOrigin::Recorded);
+    }
+
+    #[test]
+    fn an_index_whose_positions_overlap_a_frame_is_not_believed() {
+        use crate::store::format::{encode_index_contents, PositionEntry};
+        let (b, frames, _) = file_with_positions(3);
+        let entries: Vec<IndexEntry> = frames
+            .iter()
+            .enumerate()
+            .map(|(i, o)| IndexEntry {
+                offset: *o,
+                payload_len: 150,
+                flags: 0,
+                seq: i as u64,
+                mono_ns: i as u64 * 1000,
+                wall_ns: i as i64,
+            })
+            .collect();
+        let sim = SimIo::default();
+        let path = PathBuf::from("/d/recordings/c/000000000000_x.dvr");
+        let scanned = scan_bytes(b.clone()).positions;
+        assert_eq!(scanned.len(), 3);
+        let index_offset = b.len() as u64;
+        let closed = |pos: Vec<PositionEntry>| {
+            let (index, flags) = encode_index_contents(&entries, &pos, None);
+            let mut h = RecordHeader::new(
+                RecordKind::Index,
+                &index,
+                3,
+                crate::frame::CaptureTime::default(),
+            );
+            h.flags = flags;
+            let mut out = b.clone();
+            out.extend(h.encode());
+            out.extend(&index);
+            out.extend(
+                Trailer {
+                    index_offset,
+                    index_record_len: (HEADER_LEN + index.len()) as u32,
+                    frame_count: 3,
+                }
+                .encode(),
+            );
+            out
+        };
+        sim.put_durable(&path, closed(scanned.clone()));
+        let r = SegmentReader::open(&sim, &path).unwrap();
+        assert!(r.closed);
+        assert_eq!(r.positions.len(), 3);
+        let mut lie = scanned.clone();
+        lie[1].offset = frames[1] + 10; // inside frame 1
+        sim.put_durable(&path, closed(lie));
+        let r = SegmentReader::open(&sim, &path).unwrap();
+        assert!(
+            !r.closed,
+            "an index with a position inside a frame was believed"
+        );
+        assert_eq!((r.frames.len(), r.positions.len()), (3, 3));
+        let mut lie = scanned;
+        lie[2].offset = index_offset - 10; // runs into the index
+        sim.put_durable(&path, closed(lie));
+        assert!(!SegmentReader::open(&sim, &path).unwrap().closed);
     }
 
     #[test]

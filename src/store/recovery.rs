@@ -15,9 +15,9 @@ use std::path::Path;
 
 use super::catalog::{list_segments, SegmentEntry};
 use super::format::{
-    decode_index_record, encode_index, encode_index_with_stream, padding_record, RecordHeader,
-    RecordKind, StreamHeader, Trailer, BLOCK_BYTES, HEADER_LEN, INDEX_FLAG_RECOVERED,
-    INDEX_FLAG_STREAM_COPY, RECORD_MAGIC, TRAILER_LEN,
+    decode_index_record, encode_index_contents, padding_record, RecordHeader, RecordKind,
+    StreamHeader, Trailer, BLOCK_BYTES, HEADER_LEN, INDEX_FLAG_RECOVERED, RECORD_MAGIC,
+    TRAILER_LEN,
 };
 use super::io::{SegmentFile, StorageIo};
 use super::reader::{read_closed_index, read_trailer, scan, ScanResult};
@@ -196,13 +196,10 @@ pub fn recover_segment(
             None => None,
         },
     };
-    let (index, mut flags) = match &stream {
-        Some(stream) => (
-            encode_index_with_stream(&scanned.frames, stream),
-            INDEX_FLAG_STREAM_COPY,
-        ),
-        None => (encode_index(&scanned.frames), 0),
-    };
+    // The position records the scan kept become the index's position table,
+    // as the writer's close would have made it.
+    let (index, mut flags) =
+        encode_index_contents(&scanned.frames, &scanned.positions, stream.as_ref());
     flags |= INDEX_FLAG_RECOVERED;
     let mut index_header = RecordHeader::new(
         RecordKind::Index,

@@ -5,8 +5,9 @@
 //! segment is closed (valid trailer and index) or, if it is among the
 //! newest of its camera, in a state a cut explains; names agree with the
 //! stream header inside; frame numbers rise from segment to segment.
-//! Deep: additionally every record's CRCs, and that a closed segment's
-//! index agrees with a scan of its records.
+//! Deep: additionally every record's CRCs (frames and GPS positions, whose
+//! payloads must decode too), and that a closed segment's index agrees
+//! with a scan of its records.
 //!
 //! A cut leaves at most the newest segments of a camera unclosed, with a
 //! length that is a whole number of 4 KiB blocks (every write is), so
@@ -18,7 +19,10 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::catalog::{list_cameras, list_segments, SegmentEntry};
-use super::format::{IndexEntry, RecordHeader, RecordKind, Trailer, BLOCK_BYTES, HEADER_LEN};
+use super::format::{
+    IndexEntry, PositionEntry, PositionSample, RecordHeader, RecordKind, Trailer, BLOCK_BYTES,
+    HEADER_LEN, POSITION_PAYLOAD_LEN,
+};
 use super::io::{SegmentFile, StorageIo};
 use super::reader::{read_closed_index, scan, ClosedIndex, ScanResult, SegmentReader};
 use super::StoreError;
@@ -39,7 +43,7 @@ pub struct CameraReport {
     pub segments: u64,
     pub frames: u64,
     pub bytes: u64,
-    /// Frame records that fail their checks (deep only).
+    /// Frame and position records that fail their checks (deep only).
     pub bad_records: u64,
     pub first_time: Option<String>,
     pub last_time: Option<String>,
@@ -79,7 +83,8 @@ pub enum DamageKind {
     Unreadable,
     /// No valid record at all, not the newest segment.
     NoValidRecord,
-    /// A frame record fails its CRCs or does not match its index entry.
+    /// A frame or position record fails its CRCs, does not decode, or
+    /// does not match its index entry.
     BadRecord,
     /// The stream header at offset 0 is damaged (a copy or the frames stand in).
     StreamHeader,
@@ -327,7 +332,7 @@ fn inspect_closed(
                 );
             }
         }
-        check_holes(seg, &scanned, &closed.frames, closed.recovered, newest, r);
+        check_holes(seg, &scanned, &closed, newest, r);
         if scanned.index_offset != Some(closed.index_offset) {
             r.problem(
                 &seg.name,
@@ -344,8 +349,15 @@ fn inspect_closed(
                 DamageKind::IndexMismatch,
                 "the index does not match the frame records found by a scan",
             );
+        } else if !same_positions(&scanned.positions, &closed.positions) {
+            r.problem(
+                &seg.name,
+                DamageKind::IndexMismatch,
+                "the index's position table does not match the position records found by a scan",
+            );
         }
         check_frames(io, seg, r)?;
+        check_positions(file, seg, &closed.positions, r);
     }
     if closed.recovered {
         r.recovered.push(SegmentNote {
@@ -369,25 +381,87 @@ fn same_frames(scanned: &[IndexEntry], index: &[IndexEntry]) -> bool {
     scanned.iter().all(|s| it.any(|i| i == s))
 }
 
+/// Positions the scan found that checked, against the index's table, as
+/// [`same_frames`] does for frames.
+fn same_positions(scanned: &[PositionEntry], index: &[PositionEntry]) -> bool {
+    let mut it = index.iter();
+    scanned.iter().all(|s| it.any(|i| i == s))
+}
+
+/// Reads every position record the index lists and checks it: header and
+/// payload CRCs, kind, that the payload decodes, and that it says what the
+/// index's copy says. A damaged one is named with its byte offset; readers
+/// still have the index's copy, so it costs nothing else.
+fn check_positions(
+    file: &dyn SegmentFile,
+    seg: &SegmentEntry,
+    positions: &[PositionEntry],
+    r: &mut CameraReport,
+) {
+    let mut rec = [0u8; HEADER_LEN + POSITION_PAYLOAD_LEN];
+    for (n, p) in positions.iter().enumerate() {
+        let problem = match file.read_exact_at(&mut rec, p.offset) {
+            Err(e) => Some(format!("cannot be read: {e}")),
+            Ok(()) => position_problem(&rec, p),
+        };
+        if let Some(why) = problem {
+            r.bad_records += 1;
+            r.problem(
+                &seg.name,
+                DamageKind::BadRecord,
+                format!("position {n} (byte {}): {why}", p.offset),
+            );
+        }
+    }
+}
+
+/// Why the position record `rec` does not check or disagrees with `entry`.
+fn position_problem(rec: &[u8], entry: &PositionEntry) -> Option<String> {
+    let h = match RecordHeader::decode(&rec[..HEADER_LEN]) {
+        Ok(h) => h,
+        Err(e) => return Some(e.to_string()),
+    };
+    if h.kind != RecordKind::Position || h.payload_len as usize != POSITION_PAYLOAD_LEN {
+        return Some(format!(
+            "a {:?} record of {} bytes, not a position",
+            h.kind, h.payload_len
+        ));
+    }
+    let payload = &rec[HEADER_LEN..];
+    if let Err(e) = h.check_payload(payload) {
+        return Some(e.to_string());
+    }
+    match PositionSample::decode_payload(payload, h.time(), h.flags) {
+        Err(e) => Some(e.to_string()),
+        Ok(sample) if sample != entry.sample => {
+            Some("the record differs from its copy in the index".into())
+        }
+        Ok(_) => None,
+    }
+}
+
 /// Reports the damaged stretches a scan stepped over. Those holding an
-/// indexed frame are reported by the frame's own read; the rest are damage
+/// indexed frame or position are reported by its own read; the rest are damage
 /// in a segment the writer closed, and the gaps recovery closed around in a
 /// recovered one. In the newest segment, torn padding is what a cut during
 /// its close leaves (padding, index and trailer go out in one write).
 fn check_holes(
     seg: &SegmentEntry,
     scanned: &ScanResult,
-    frames: &[IndexEntry],
-    recovered: bool,
+    closed: &ClosedIndex,
     newest: bool,
     r: &mut CameraReport,
 ) {
+    let recovered = closed.recovered;
     for hole in &scanned.holes {
         let end = hole.offset + hole.len;
-        let holds_frame = frames.iter().any(|f| {
+        let holds_frame = closed.frames.iter().any(|f| {
             f.offset < end && f.offset + HEADER_LEN as u64 + f.payload_len as u64 > hole.offset
         });
-        if holds_frame || (hole.offset == 0 && scanned.stream_problem.is_some()) {
+        let holds_position = closed.positions.iter().any(|p| {
+            p.offset < end && p.offset + (HEADER_LEN + POSITION_PAYLOAD_LEN) as u64 > hole.offset
+        });
+        if holds_frame || holds_position || (hole.offset == 0 && scanned.stream_problem.is_some()) {
             continue;
         }
         if recovered {

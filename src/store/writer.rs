@@ -1,8 +1,9 @@
-//! Appending frames to segments with bounded data at risk.
+//! Appending frames (and GPS positions) to segments with bounded data at risk.
 //!
 //! Order of operations (the argument for each step is in `docs/storage.md`):
 //! 1. create the segment with O_CREAT|O_EXCL, preallocate it, fsync its folder;
-//! 2. append records into a block-aligned memory buffer;
+//! 2. append records (frames, and GPS positions between them, which ride
+//!    the same buffer and syncs) into a block-aligned memory buffer;
 //! 3. every `sync_interval` pad the buffer to a whole block, write it at the
 //!    next block offset (O_DIRECT when allowed) and `fdatasync`;
 //! 4. on close, pad so index + trailer end on a block boundary, write them,
@@ -16,8 +17,8 @@ use std::sync::{Arc, Mutex};
 
 use super::catalog::Listing;
 use super::format::{
-    encode_index_with_stream, padding_record, Codec, IndexEntry, RecordHeader, RecordKind,
-    StreamHeader, Trailer, BLOCK_BYTES, HEADER_LEN, INDEX_FLAG_STREAM_COPY, TRAILER_LEN,
+    encode_index_contents, padding_record, Codec, IndexEntry, PositionEntry, PositionSample,
+    RecordHeader, RecordKind, StreamHeader, Trailer, BLOCK_BYTES, HEADER_LEN, TRAILER_LEN,
 };
 use super::io::{SegmentFile, StorageIo};
 use super::reader::{read_trailer, SegmentReader};
@@ -30,6 +31,9 @@ pub const BUFFER_BYTES_MAX: usize = 16 << 20;
 /// Preallocation bounds for a new segment.
 const PREALLOCATE_BYTES_MIN: u64 = 1 << 20;
 const PREALLOCATE_BYTES_MAX: u64 = 1 << 30;
+/// Positions kept while no segment is open (before the first frame, between
+/// a close and the next frame): a minute at 10 Hz. Older ones are dropped.
+pub const PENDING_POSITIONS_MAX: usize = 600;
 
 /// One encoded picture on its way to disk.
 #[derive(Clone, Debug)]
@@ -122,6 +126,9 @@ struct OpenSegment {
     /// File offset of `buf[0]`; always a multiple of BLOCK_BYTES.
     buf_start: u64,
     frames: Vec<IndexEntry>,
+    /// Position records, in file order; their header numbers are 0, 1, …
+    /// within the segment (their index here).
+    positions: Vec<PositionEntry>,
     width: u32,
     height: u32,
     first_mono_ns: u64,
@@ -146,6 +153,9 @@ pub struct SegmentWriter {
     warned_no_prealloc: bool,
     /// Segments dropped after an I/O error, to be closed when I/O works.
     abandoned: Vec<PathBuf>,
+    /// Positions received while no segment was open, oldest first; they go
+    /// into the next segment right after its stream header.
+    pending_positions: std::collections::VecDeque<PositionSample>,
 }
 
 impl SegmentWriter {
@@ -170,6 +180,7 @@ impl SegmentWriter {
             last_segment_bytes: None,
             warned_no_prealloc: false,
             abandoned: Vec::new(),
+            pending_positions: Default::default(),
         };
         // A folder that cannot be made or listed yet (a card mounted
         // read-only) is retried before the first segment: the writer exists,
@@ -254,6 +265,46 @@ impl SegmentWriter {
             open.bytes = seg.buf_start + self.buf.len as u64;
         }
         self.tick(now_mono_ns)
+    }
+
+    /// Appends one GPS position to the segment being written, in the same
+    /// buffer as the frames, so it is written and synced on their cadence
+    /// (and with their guarantees). With no segment open (no frame yet, or
+    /// between a close and the next frame) it waits, with at most
+    /// [`PENDING_POSITIONS_MAX`] others, for the next segment.
+    pub fn append_position(
+        &mut self,
+        position: &PositionSample,
+        now_mono_ns: u64,
+    ) -> Result<(), StoreError> {
+        if self.current.is_none() {
+            if self.pending_positions.len() == PENDING_POSITIONS_MAX {
+                self.pending_positions.pop_front();
+            }
+            self.pending_positions.push_back(*position);
+            return Ok(());
+        }
+        self.buffer_position(position);
+        self.tick(now_mono_ns)
+    }
+
+    /// Positions waiting for a segment to be opened.
+    pub fn pending_positions(&self) -> usize {
+        self.pending_positions.len()
+    }
+
+    fn buffer_position(&mut self, position: &PositionSample) {
+        let seg = self.current.as_mut().expect("a segment is open");
+        let offset = seg.buf_start + self.buf.len as u64;
+        let payload = position.encode_payload();
+        let header = position.record_header(&payload, seg.positions.len() as u64);
+        self.buf.extend(&header.encode());
+        self.buf.extend(&payload);
+        seg.positions.push(PositionEntry {
+            offset,
+            sample: *position,
+        });
+        self.stats.open_segment().bytes = seg.buf_start + self.buf.len as u64;
     }
 
     /// When the buffered frames must be synced (monotonic ns), if any are
@@ -385,14 +436,14 @@ impl SegmentWriter {
         if self.buf.len > 0 {
             sync_buffer(seg, &mut self.buf)?;
         }
-        let index = encode_index_with_stream(&seg.frames, &seg.stream);
+        let (index, flags) = encode_index_contents(&seg.frames, &seg.positions, Some(&seg.stream));
         let mut index_header = RecordHeader::new(
             RecordKind::Index,
             &index,
             self.next_frame_seq,
             CaptureTime::default(),
         );
-        index_header.flags = INDEX_FLAG_STREAM_COPY;
+        index_header.flags = flags;
         let index_record_len = HEADER_LEN + index.len();
         let pos = seg.buf_start + self.buf.len as u64;
         let pad = padding_record(pos, BLOCK_BYTES, index_record_len + TRAILER_LEN);
@@ -536,12 +587,16 @@ impl SegmentWriter {
             stream,
             buf_start: 0,
             frames: Vec::new(),
+            positions: Vec::new(),
             width: frame.width,
             height: frame.height,
             first_mono_ns: frame.captured.mono_ns,
             target_length_ns,
             last_sync_mono_ns: now_mono_ns,
         });
+        for p in std::mem::take(&mut self.pending_positions) {
+            self.buffer_position(&p);
+        }
         Ok(())
     }
 
