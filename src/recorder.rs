@@ -6,7 +6,7 @@
 //! thread drops frames (counted by reason) instead of queueing them. Memory
 //! never grows with a slow disk or a slow encoder.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -20,6 +20,7 @@ use crate::config::{CameraConfig, Config};
 use crate::config::{GpsConfig, SpeedUnit};
 use crate::encode::caption::Caption;
 use crate::encode::{EncoderSettings, JpegEncoder};
+use crate::frame::CaptureTime;
 use crate::frame::VideoFrame;
 use crate::gps::clock::{GpsClockPolicy, RecorderClock};
 use crate::gps::{GpsFix, GpsSource};
@@ -31,6 +32,7 @@ use crate::share::clip::{best_encoder, share_encoder_description};
 use crate::share::jobs::ShareJobs;
 use crate::status::GpsStatus;
 use crate::status::{CameraStatus, DropReason, Status};
+use crate::store::format::PositionSample;
 use crate::store::retention::{Retention, RetentionPolicy};
 use crate::store::sidecar;
 use crate::store::writer::{EncodedFrame, SegmentWriter, WriterSettings};
@@ -172,6 +174,41 @@ struct Pipelines {
     boot_id: [u8; 16],
     /// Burned in after the time by every camera (GPS speed, when on).
     caption: Arc<Caption>,
+    /// GPS positions on their way to every camera's segments.
+    positions: Arc<PositionFeed>,
+}
+
+/// Positions waiting for one camera's writer, at most (a minute at 10 Hz):
+/// a writer that cannot keep up loses the oldest.
+const POSITIONS_QUEUED_MAX: usize = 600;
+
+/// GPS positions handed to every camera's writer thread, which stores them
+/// between its frames.
+#[derive(Default)]
+struct PositionFeed {
+    queues: Mutex<Vec<Arc<Mutex<VecDeque<PositionSample>>>>>,
+}
+
+impl PositionFeed {
+    /// A queue of its own for one writer.
+    fn subscribe(&self) -> Arc<Mutex<VecDeque<PositionSample>>> {
+        let q = Arc::new(Mutex::new(VecDeque::new()));
+        self.queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(q.clone());
+        q
+    }
+
+    fn publish(&self, position: PositionSample) {
+        for q in self.queues.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let mut q = q.lock().unwrap_or_else(|e| e.into_inner());
+            if q.len() == POSITIONS_QUEUED_MAX {
+                q.pop_front();
+            }
+            q.push_back(position);
+        }
+    }
 }
 
 impl Pipelines {
@@ -305,6 +342,7 @@ impl Recorder {
             want_direct,
             boot_id,
             caption: Arc::default(),
+            positions: Arc::default(),
         });
         let n = sources.len().max(1) as u64;
         for (i, (cam, source)) in sources.into_iter().enumerate() {
@@ -355,10 +393,20 @@ impl Recorder {
         if let Some(placeholder) = show.placeholder() {
             caption.set_placeholder(Some(placeholder));
         }
+        let positions = self.pipelines.positions.clone();
+        let recorder_clock = self.pipelines.clock.clone();
         let on_fix = Box::new(move |fix: GpsFix| {
             if let Some(text) = show.text(&fix) {
                 caption.set(fix.mono_ns, text);
             }
+            // Stored with the recorder's time of reception, like a frame's
+            // capture time (relabelled with the frames if the clock is set).
+            let (mono, wall) = (recorder_clock.mono_ns(), recorder_clock.wall_ns());
+            let received = CaptureTime {
+                mono_ns: fix.mono_ns,
+                wall_ns: wall - mono.saturating_sub(fix.mono_ns) as i64,
+            };
+            positions.publish(fix.to_position(received, recorder_clock.wall_estimated()));
             let Some(tk) = &timekeeper else {
                 return;
             };
@@ -553,6 +601,7 @@ fn spawn_camera(
 ) -> Vec<JoinHandle<()>> {
     let (clock, stop) = (shared.clock.clone(), shared.stop.clone());
     let (retention, caption) = (shared.retention.clone(), shared.caption.clone());
+    let positions = shared.positions.subscribe();
     let pool = cam.encoder_threads.max(1) as usize;
     let (job_tx, job_rx) = mpsc::sync_channel::<EncodeJob>(pool * ENCODE_QUEUE_PER_THREAD);
     let (enc_tx, enc_rx) = mpsc::sync_channel::<Encoded>(WRITER_QUEUE_FRAMES);
@@ -581,7 +630,15 @@ fn spawn_camera(
     }
     drop(enc_tx);
     threads.push(spawn_named(format!("cam-{id}-writer"), move || {
-        write_loop(writer, live, enc_rx, status, clock, retention, writer_depth)
+        write_loop(
+            writer,
+            live,
+            (enc_rx, positions),
+            status,
+            clock,
+            retention,
+            writer_depth,
+        )
     }));
     threads
 }
@@ -723,7 +780,7 @@ fn encode_loop(
 fn write_loop(
     mut writer: SegmentWriter,
     live: Arc<LiveSlot>,
-    input: Receiver<Encoded>,
+    (input, positions): (Receiver<Encoded>, Arc<Mutex<VecDeque<PositionSample>>>),
     status: Arc<CameraStatus>,
     clock: Arc<dyn Clock>,
     retention: Arc<Retention>,
@@ -790,6 +847,20 @@ fn write_loop(
                     status.count_drop(DropReason::StorageError);
                     retry_at_ns = store_error(e, &mut writer, now, &mut backoff_ms);
                 }
+            }
+        }
+        // GPS positions go between the frames, synced with them.
+        let arrived: Vec<PositionSample> = positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        for p in arrived {
+            if now < retry_at_ns {
+                break;
+            }
+            if let Err(e) = writer.append_position(&p, now) {
+                retry_at_ns = store_error(e, &mut writer, now, &mut backoff_ms);
             }
         }
         if let Err(e) = writer.tick(now) {

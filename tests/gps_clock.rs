@@ -177,6 +177,36 @@ fn gps_fixes_set_the_clock_and_relabel_this_boots_footage() {
     );
     let reader = store.open_segment(first).unwrap();
     assert!(reader.relabelled);
+
+    // Every fix was stored with the footage: the segments now hold the
+    // positions the receiver gave, between their frames.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stored = loop {
+        let listing = store.segments("front").unwrap();
+        let positions: Vec<_> = listing
+            .segments
+            .iter()
+            .filter_map(|seg| store.open_segment(seg).ok())
+            .flat_map(|r| r.positions)
+            .collect();
+        if positions.len() >= 5 || Instant::now() > deadline {
+            break positions;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(stored.len() >= 5, "{} positions stored", stored.len());
+    for p in &stored {
+        let (lat, lon) = p.lat_lon_e7.expect("a position");
+        assert_eq!((lat, lon), (525_200_080, 134_070_027), "{p:?}");
+        let speed = p.speed_mm_s.unwrap();
+        assert!((13_880..=13_900).contains(&speed), "{speed} mm/s");
+        assert_eq!(
+            (p.quality, p.satellites, p.hdop_centi),
+            (1, Some(9), Some(92))
+        );
+        assert_eq!(p.heading_cdeg, Some(8750));
+        assert_eq!(p.altitude_mm, Some(34_500));
+    }
     let wall = reader.frames[0].wall_ns;
     assert!(
         (wall - (named + HOUR_NS)).abs() < 2_000_000_000,

@@ -8,6 +8,9 @@
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
+use crate::frame::CaptureTime;
+use crate::store::format::{PositionSample, FLAG_WALL_ESTIMATED};
+
 /// How good the position solution is, from GGA's quality digit and GSA's
 /// dimension.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,7 +88,62 @@ pub struct GpsFix {
     pub hdop: Option<f32>,
 }
 
+impl FixQuality {
+    /// The number a stored position carries (`store::format::PositionSample`).
+    pub fn code(self) -> u8 {
+        match self {
+            FixQuality::NoFix => 0,
+            FixQuality::Fix => 1,
+            FixQuality::Fix2d => 2,
+            FixQuality::Fix3d => 3,
+            FixQuality::Dgps => 4,
+            FixQuality::Rtk => 5,
+            FixQuality::FloatRtk => 6,
+            FixQuality::DeadReckoning => 7,
+            FixQuality::Manual => 8,
+            FixQuality::Simulation => 9,
+        }
+    }
+}
+
 impl GpsFix {
+    /// The fix as the segments store it, received at `received` on the
+    /// recorder's clocks (`estimated`: its wall time is an estimate).
+    /// Fields out of their stored range are left out, not clamped.
+    pub fn to_position(&self, received: CaptureTime, estimated: bool) -> PositionSample {
+        let e7 = |deg: f64, max: f64| {
+            (deg.is_finite() && deg.abs() <= max).then(|| (deg * 1e7).round() as i32)
+        };
+        let lat_lon = match (self.lat, self.lon) {
+            (Some(lat), Some(lon)) if self.status_valid => e7(lat, 90.0).zip(e7(lon, 180.0)),
+            _ => None,
+        };
+        PositionSample {
+            received,
+            flags: if estimated { FLAG_WALL_ESTIMATED } else { 0 },
+            utc_ns: self.utc_ns,
+            lat_lon_e7: lat_lon,
+            altitude_mm: self
+                .alt_m
+                .filter(|a| a.is_finite() && a.abs() < 2_000_000.0)
+                .map(|a| (a * 1000.0).round() as i32),
+            speed_mm_s: self
+                .speed_mps
+                .filter(|v| v.is_finite() && (0.0..4_000_000.0).contains(v))
+                .map(|v| (v * 1000.0).round() as u32),
+            heading_cdeg: self
+                .heading_deg
+                .filter(|h| h.is_finite() && (0.0..360.0).contains(h))
+                .map(|h| ((h * 100.0).round() as u16).min(35_999)),
+            quality: self.quality.code(),
+            satellites: self.sats.map(|n| n.min(u8::MAX as u32) as u8),
+            hdop_centi: self
+                .hdop
+                .filter(|h| h.is_finite() && *h >= 0.0)
+                .map(|h| (h * 100.0).round().min(u16::MAX as f32) as u16),
+        }
+    }
+
     /// Whether this epoch has a position worth showing or storing.
     pub fn has_position(&self) -> bool {
         self.status_valid && self.quality.has_fix() && self.lat.is_some() && self.lon.is_some()
@@ -212,6 +270,48 @@ mod tests {
 
     /// 2026-12-04
     const TODAY_DAYS: i64 = 20_791;
+
+    #[test]
+    fn a_fix_becomes_the_stored_position_and_odd_fields_are_left_out() {
+        let at = CaptureTime {
+            mono_ns: 7,
+            wall_ns: 9,
+        };
+        let p = fix(TODAY_DAYS).to_position(at, true);
+        assert_eq!(p.received, at);
+        assert_eq!(p.flags, FLAG_WALL_ESTIMATED);
+        assert_eq!(p.lat_lon_e7, Some((525_200_000, 134_000_000)));
+        assert_eq!(
+            (p.altitude_mm, p.speed_mm_s, p.heading_cdeg),
+            (Some(34_500), Some(13_900), Some(8_750))
+        );
+        assert_eq!(
+            (p.quality, p.satellites, p.hdop_centi),
+            (3, Some(9), Some(92))
+        );
+        let odd = GpsFix {
+            lat: Some(91.0),
+            speed_mps: Some(-1.0),
+            heading_deg: Some(360.0),
+            hdop: Some(f32::NAN),
+            ..fix(TODAY_DAYS)
+        };
+        let p = odd.to_position(at, false);
+        assert_eq!(p.flags, 0);
+        assert_eq!(
+            (p.lat_lon_e7, p.speed_mm_s, p.heading_cdeg, p.hdop_centi),
+            (None, None, None, None)
+        );
+        // A void fix stores no position, only its quality and time.
+        let void = GpsFix {
+            status_valid: false,
+            quality: FixQuality::NoFix,
+            ..fix(TODAY_DAYS)
+        };
+        let p = void.to_position(at, false);
+        assert_eq!((p.lat_lon_e7, p.quality), (None, 0));
+        assert!(p.utc_ns.is_some());
+    }
 
     #[test]
     fn dates_print() {
