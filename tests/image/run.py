@@ -49,7 +49,7 @@ CUTS = 5
 TOKEN = None
 # Lines the system writes to the console on its own (the hotspot loop's
 # warnings, kernel messages): they can land between a command's output lines.
-UNSOLICITED = re.compile(r"^(hotspot: .*|\[\s*\d+\.\d+\] .*)\n?", re.M)
+UNSOLICITED = re.compile(r"^(hotspot: .*|testcamera: .*|\[\s*\d+\.\d+\] .*)\n?", re.M)
 
 
 def free_port():
