@@ -191,12 +191,15 @@ def nmea(body):
 class GpsFeed:
     """A GPS receiver behind QEMU's usb-serial (an FTDI bridge, which the
     guest sees as /dev/ttyUSB0): RMC and GGA once a second with the host's
-    time, written into the character device's Unix socket. Stops with
-    stop(), or after GPS_FEED_S."""
+    time, written into the character device's Unix socket. quiet() stops
+    the sentences but keeps the socket open (QEMU's usb-serial asserts when
+    its socket closes under a running guest); stop() closes it, after the
+    VM is gone. Ends by itself after GPS_FEED_S."""
 
     def __init__(self, path):
         self.path = path
         self.done = threading.Event()
+        self.silent = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
@@ -219,13 +222,17 @@ class GpsFeed:
             data = (nmea(f"GNRMC,{hms},A,5231.20048,N,01324.42016,E,27.000,87.50,{date},,,A")
                     + nmea(f"GNGGA,{hms},5231.20048,N,01324.42016,E,1,09,0.92,34.5,M,39.9,M,,"))
             try:
-                sock.sendall(data.encode())
+                if not self.silent.is_set():
+                    sock.sendall(data.encode())
             except OSError:
                 sock.close()
                 sock = None
             self.done.wait(1.0)
         if sock is not None:
             sock.close()
+
+    def quiet(self):
+        self.silent.set()
 
     def stop(self):
         self.done.set()
@@ -586,15 +593,15 @@ def main():
         # The clock checks below move the system clock on purpose; a
         # receiver still talking would set it right again mid-check, as it
         # should on the road.
-        feed.stop()
+        feed.quiet()
         rc, out = vm.run("cat /run/hostapd.conf")
         check("ssid=dashvault-test" in out and "wpa_passphrase=test-password-42" in out,
               "hotspot config from the settings file")
         check_log(vm)
         check_clock_file(vm)
     finally:
-        feed.stop()
         vm.kill()
+        feed.stop()
 
     print("-- hotspot, virt: simulated radios, a client in its own network namespace", flush=True)
     run_hotspot(image, port)
