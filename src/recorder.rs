@@ -20,6 +20,7 @@ use crate::config::{CameraConfig, Config};
 use crate::config::{GpsConfig, SpeedUnit};
 use crate::encode::caption::Caption;
 use crate::encode::{EncoderSettings, JpegEncoder};
+use crate::export::timeline::lat_lon_text;
 use crate::frame::CaptureTime;
 use crate::frame::VideoFrame;
 use crate::gps::clock::{GpsClockPolicy, RecorderClock};
@@ -79,9 +80,7 @@ impl CaptionStyle {
             parts.push(format!("{v:.0} {}", self.unit.label()));
         }
         if let (true, Some(lat), Some(lon)) = (self.position, fix.lat, fix.lon) {
-            let ns = if lat < 0.0 { 'S' } else { 'N' };
-            let ew = if lon < 0.0 { 'W' } else { 'E' };
-            parts.push(format!("{:.5}{ns} {:.5}{ew}", lat.abs(), lon.abs()));
+            parts.push(lat_lon_text(lat, lon));
         }
         Some(parts.join(" "))
     }

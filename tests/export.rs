@@ -387,7 +387,13 @@ fn time_track_shows_capture_time_and_says_when_nothing_was_recorded() {
     assert!(srt.contains(", then nothing recorded for 2 s\n"), "{srt}");
 
     // Without the time track: one stream, same video samples.
-    let (e, plain) = export_all(&footage, ExportOptions { time_track: false });
+    let (e, plain) = export_all(
+        &footage,
+        ExportOptions {
+            time_track: false,
+            ..ExportOptions::default()
+        },
+    );
     let path = write_file(out.path(), "plain.mp4", &plain);
     let probe = ffprobe(&path, &["-show_entries", "stream=codec_type"]);
     assert_eq!(probe["streams"].as_array().unwrap().len(), 1);

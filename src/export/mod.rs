@@ -23,14 +23,17 @@
 //!
 //! `docs/export.md` explains the box layout, durations and gaps.
 
+pub mod gpx;
 pub mod mp4;
 pub mod timeline;
+pub mod track;
 
 use std::io::Write;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use crate::clock::{format_compact, format_rfc3339};
+use crate::config::SpeedUnit;
 use crate::store::query::{FrameRange, SegmentRuns, SkippedFrames};
 use crate::store::reader::{HeldSegment, SegmentReader};
 use crate::store::{Store, StoreError};
@@ -53,13 +56,19 @@ const LAYOUT_VERSION: &str = "dashvault-mp4-1";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExportOptions {
     /// Add a text track with the capture time (UTC), once per second of
-    /// footage, that players can show as subtitles.
+    /// footage, that players can show as subtitles; with the GPS speed and
+    /// position where they were recorded.
     pub time_track: bool,
+    /// The unit of the text track's speeds.
+    pub speed_unit: SpeedUnit,
 }
 
 impl Default for ExportOptions {
     fn default() -> ExportOptions {
-        ExportOptions { time_track: true }
+        ExportOptions {
+            time_track: true,
+            speed_unit: SpeedUnit::default(),
+        }
     }
 }
 
@@ -71,6 +80,12 @@ pub enum ExportError {
         format_rfc3339(*to)
     )]
     NoFootage { camera: String, from: i64, to: i64 },
+    #[error(
+        "no GPS positions of camera '{camera}' between {} and {}",
+        format_rfc3339(*from),
+        format_rfc3339(*to)
+    )]
+    NoPositions { camera: String, from: i64, to: i64 },
     #[error(
         "the range starts at {} but ends at {}: the end must come after the start",
         format_rfc3339(*from),
@@ -454,7 +469,7 @@ impl Builder {
         Builder {
             options,
             timeline: Timeline::default(),
-            texts: TimeTexts::default(),
+            texts: TimeTexts::in_unit(options.speed_unit),
             video: SampleTable::default(),
             video_chunks: Vec::new(),
             chunk: None,
@@ -488,6 +503,7 @@ impl Builder {
         self.hash.write(&stream.height.to_le_bytes());
         self.hash.write(&stream.fps_milli.to_le_bytes());
         self.hash.write(&stream.boot_id);
+        self.texts.add_positions(&seg.reader.positions);
         for run in &seg.runs {
             for i in run.clone() {
                 let f = &seg.reader.frames[i];
@@ -600,6 +616,8 @@ impl Builder {
             text_offsets.push(text_bytes.len() as u32);
         }
         drop(texts);
+        // The texts carry positions too, which the frames do not tell.
+        self.hash.write(&text_bytes);
 
         // Lengths to offsets in the body, and each chunk's place.
         let mut text_chunks = Vec::new();
@@ -685,17 +703,23 @@ pub struct RangeTiming {
     pub start_wall_ns: i64,
 }
 
-pub fn range_timing(range: &FrameRange) -> RangeTiming {
+pub fn range_timing(range: &FrameRange, speed_unit: SpeedUnit) -> RangeTiming {
     let mut timeline = Timeline::default();
-    let mut texts = TimeTexts::default();
+    let mut texts = TimeTexts::in_unit(speed_unit);
     let mut durations = Vec::with_capacity(range.frame_count());
     let mut start_wall_ns = None;
-    let mut place = |f: TimedFrame| {
+    let mut place = |f: TimedFrame, texts: &mut TimeTexts| {
         start_wall_ns.get_or_insert(f.wall_ns);
         durations.push(f.duration_ticks);
         texts.push(&f);
     };
+    let mut positions_of: Option<&Arc<SegmentReader>> = None;
     for seg in &range.segments {
+        // A segment's runs share its reader, and its positions.
+        if !positions_of.is_some_and(|r| Arc::ptr_eq(r, &seg.reader)) {
+            texts.add_positions(&seg.reader.positions);
+            positions_of = Some(&seg.reader);
+        }
         for i in seg.frames.clone() {
             let placed = timeline.push(FrameIn {
                 segment: 0,
@@ -704,12 +728,12 @@ pub fn range_timing(range: &FrameRange) -> RangeTiming {
                 stream: &seg.reader.stream,
             });
             if let Some(f) = placed {
-                place(f);
+                place(f, &mut texts);
             }
         }
     }
     if let Some(f) = timeline.finish() {
-        place(f);
+        place(f, &mut texts);
     }
     texts.finish();
     let mut texts = texts.texts;

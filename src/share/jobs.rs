@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::clock::{format_compact, format_rfc3339_ms};
+use crate::config::SpeedUnit;
 use crate::export::{safe_file_part, ExportError};
 use crate::store::query::candidate_segments;
 use crate::store::Store;
@@ -35,15 +36,20 @@ pub struct ShareRequest {
 
 impl ShareRequest {
     /// The clip's file name, the same for the same request:
-    /// `front_20261204T101500Z_20261204T102000Z_720p_standard.mp4`.
+    /// `front_20261204T101500Z_20261204T102000Z_720p_standard.mp4`, with
+    /// `_mph` before `.mp4` when its text track shows miles per hour.
     pub fn clip_name(&self) -> String {
         format!(
-            "{}_{}_{}_{}p_{}.mp4",
+            "{}_{}_{}_{}p_{}{}.mp4",
             safe_file_part(&self.camera),
             compact_time(self.from_ns),
             compact_time(self.to_ns),
             self.options.size.lines(),
-            self.options.quality.name()
+            self.options.quality.name(),
+            match self.options.speed_unit {
+                SpeedUnit::Kmh => "",
+                SpeedUnit::Mph => "_mph",
+            }
         )
     }
 }
