@@ -15,7 +15,7 @@ use dashvault::clock::SystemClock;
 use dashvault::config::SpeedUnit;
 use dashvault::encode::{EncoderSettings, JpegEncoder};
 use dashvault::export::gpx::GpxExport;
-use dashvault::export::{ExportError, ExportOptions, Mp4Export};
+use dashvault::export::{range_timing, ExportError, ExportOptions, Mp4Export};
 use dashvault::frame::CaptureTime;
 use dashvault::http::server::{Body, Handler, Request};
 use dashvault::http::testutil::api_context;
@@ -253,6 +253,25 @@ fn an_exports_text_track_carries_the_speeds_that_were_fed_in() {
         };
         assert!(seconds[1].ends_with(second), "{}", seconds[1]);
     }
+}
+
+#[test]
+fn a_share_clips_text_track_carries_the_same_speeds() {
+    let drive = record_drive();
+    let (from, to) = drive.range();
+    let range = drive.store().intact_range(CAMERA, from, to).unwrap();
+    let timing = range_timing(&range, SpeedUnit::Kmh);
+    let seconds: Vec<String> = timing
+        .texts
+        .iter()
+        .filter(|(_, _, frames)| !frames.is_empty())
+        .map(|(text, _, _)| text.clone())
+        .collect();
+    let want: Vec<String> = first_frames_of_seconds(&drive)
+        .iter()
+        .map(|&w| expected_text(&drive, w, SpeedUnit::Kmh))
+        .collect();
+    assert_eq!(seconds, want);
 }
 
 #[test]
