@@ -503,7 +503,10 @@ fn part_of_the_footage_starts_and_ends_at_the_requested_times() {
         .filter(|f| f.wall_ns >= from && f.wall_ns < to)
         .collect();
     assert_eq!(e.frame_count(), inside.len());
-    assert_eq!(e.file_name(), "front_20261120T100001Z_20261120T100003Z.mp4");
+    assert_eq!(
+        e.file_name(),
+        "front_20261120T100001.500Z_20261120T100003.200Z.mp4"
+    );
     let mut body = Vec::new();
     e.write_range(0, e.len(), &mut body).unwrap();
     let out = tempfile::tempdir().unwrap();

@@ -286,7 +286,7 @@ fn gpx_of_a_range_is_gpx_1_1_and_holds_every_position() {
     let path = drive.dir.path().join(gpx.file_name());
     assert_eq!(
         gpx.file_name(),
-        "front_20261120T100000Z_20261120T100027Z.gpx"
+        "front_20261120T100000Z_20261120T100027.999Z.gpx"
     );
     std::fs::write(&path, &body).unwrap();
 

@@ -19,7 +19,7 @@ use argh::FromArgs;
 use crate::clock::{format_rfc3339, parse_rfc3339};
 use crate::config::SpeedUnit;
 use crate::export::gpx::GpxExport;
-use crate::export::{ExportError, ExportOptions, Mp4Export};
+use crate::export::{range_file_name, ExportError, ExportOptions, Mp4Export};
 use crate::share::clip::{
     best_encoder, write_clip, ClipProgress, Quality, ShareError, ShareOptions,
 };
@@ -268,13 +268,7 @@ fn run_share(
     let output = match &args.output {
         Some(o) if o == "-" => bail!("a share clip is written to a file: give -o FILE"),
         Some(o) => o.clone(),
-        None => format!(
-            "{}_{}_{}_{}p.mp4",
-            crate::export::safe_file_part(camera),
-            crate::clock::format_compact(from_ns),
-            crate::clock::format_compact(to_ns),
-            size.lines()
-        ),
+        None => range_file_name(camera, from_ns, to_ns, &format!("_{}p.mp4", size.lines())),
     };
     let show = std::io::stderr().is_terminal();
     let mut encoding_since: Option<Instant> = None;

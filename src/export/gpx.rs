@@ -15,11 +15,11 @@
 
 use std::io::{self, Write};
 
-use crate::clock::{format_compact, format_rfc3339, format_rfc3339_ms};
+use crate::clock::{format_rfc3339, format_rfc3339_ms};
 use crate::store::format::PositionSample;
 use crate::store::Store;
 
-use super::{safe_file_part, ExportError};
+use super::{range_file_name, ExportError};
 
 /// Positions further apart than this are in separate track segments.
 pub const SEGMENT_GAP_NS: i64 = 10_000_000_000;
@@ -101,12 +101,7 @@ impl GpxExport {
 
     /// `<camera>_<from>_<to>.gpx`, as the video export names its file.
     pub fn file_name(&self) -> String {
-        format!(
-            "{}_{}_{}.gpx",
-            safe_file_part(&self.camera),
-            format_compact(self.from_ns),
-            format_compact(self.to_ns)
-        )
+        range_file_name(&self.camera, self.from_ns, self.to_ns, ".gpx")
     }
 
     /// Writes the whole file. Fails, after writing what it has, if the

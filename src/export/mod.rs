@@ -32,7 +32,7 @@ use std::io::Write;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-use crate::clock::{format_compact, format_rfc3339};
+use crate::clock::{format_compact, format_rfc3339, format_rfc3339_ms};
 use crate::config::SpeedUnit;
 use crate::store::query::{FrameRange, SegmentRuns, SkippedFrames};
 use crate::store::reader::{HeldSegment, SegmentReader};
@@ -269,12 +269,7 @@ impl Mp4Export {
     /// `<camera>_<from>_<to>.mp4` with the requested range in UTC, e.g.
     /// `front_20261120T100000Z_20261120T100500Z.mp4`.
     pub fn file_name(&self) -> String {
-        format!(
-            "{}_{}_{}.mp4",
-            safe_file_part(&self.camera),
-            format_compact(self.from_ns),
-            format_compact(self.to_ns)
-        )
+        range_file_name(&self.camera, self.from_ns, self.to_ns, ".mp4")
     }
 
     pub fn camera(&self) -> &str {
@@ -752,6 +747,26 @@ pub fn range_timing(range: &FrameRange, speed_unit: SpeedUnit) -> RangeTiming {
     }
 }
 
+/// The name of a file of `camera`'s footage over `[from_ns, to_ns)`:
+/// `<camera>_<from>_<to><rest>`, times in compact UTC, to the millisecond
+/// when a bound is not a whole second: `front_20261120T100000Z_20261120T100500Z.mp4`.
+pub fn range_file_name(camera: &str, from_ns: i64, to_ns: i64, rest: &str) -> String {
+    format!(
+        "{}_{}_{}{rest}",
+        safe_file_part(camera),
+        compact_time(from_ns),
+        compact_time(to_ns)
+    )
+}
+
+fn compact_time(wall_ns: i64) -> String {
+    if wall_ns % 1_000_000_000 == 0 {
+        format_compact(wall_ns)
+    } else {
+        format_rfc3339_ms(wall_ns).replace(['-', ':'], "")
+    }
+}
+
 /// A camera id as it may appear in a file name (as in
 /// [`Mp4Export::file_name`]).
 pub fn safe_file_part(camera: &str) -> String {
@@ -785,6 +800,19 @@ impl Fnv64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_names_name_the_range_to_the_millisecond_when_needed() {
+        let at = 1_795_168_800_000_000_000; // 2026-11-20T10:00:00Z
+        assert_eq!(
+            range_file_name("front cam", at, at + 300_000_000_000, ".mp4"),
+            "front_cam_20261120T100000Z_20261120T100500Z.mp4"
+        );
+        assert_eq!(
+            range_file_name("front", at + 250_000_000, at + 1_000_000_000, ".gpx"),
+            "front_20261120T100000.250Z_20261120T100001Z.gpx"
+        );
+    }
 
     #[test]
     fn camera_names_become_safe_file_names() {
