@@ -66,6 +66,12 @@ fn position(k: u64, mono_ns: u64, wall_ns: i64) -> PositionSample {
 
 /// 6 s of driving, a 20 s stop with nothing recorded, 2 s more.
 fn record_drive() -> Drive {
+    record_drive_then(true)
+}
+
+/// As [`record_drive`]; without `close`, the power goes at the end (the
+/// last segment is left as a cut leaves it, synced to its last cadence).
+fn record_drive_then(close: bool) -> Drive {
     let dir = tempfile::tempdir().unwrap();
     let mut cam = SyntheticCamera::new(64, 48, 1_000_000, Arc::new(SystemClock));
     cam.open().unwrap();
@@ -128,7 +134,12 @@ fn record_drive() -> Drive {
             t += FRAME_NS;
         }
     }
-    writer.close().unwrap();
+    if close {
+        writer.close().unwrap();
+    } else {
+        writer.sync(u64::MAX / 2).unwrap();
+        writer.abandon();
+    }
     drive
 }
 
@@ -338,6 +349,20 @@ fn gpx_of_a_range_is_gpx_1_1_and_holds_every_position() {
         xpath(&format!("string({point}/*[local-name()='ele'])")),
         "34.500"
     );
+}
+
+#[test]
+fn verify_and_recovery_count_the_positions() {
+    let drive = record_drive_then(false);
+    let store = drive.store();
+    let reports = store.recover().unwrap();
+    let recovered = &reports[CAMERA];
+    assert_eq!(recovered.len(), 1, "{recovered:?}");
+    // The last segment: 2 s of the second stretch, at 5 Hz.
+    assert_eq!(recovered[0].positions, 10, "{recovered:?}");
+    let report = store.verify(true).unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.cameras[0].positions, drive.positions.len() as u64);
 }
 
 #[test]
