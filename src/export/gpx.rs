@@ -174,7 +174,7 @@ impl TrackWriter<'_> {
                 " xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"",
                 " xsi:schemaLocation=\"http://www.topografix.com/GPX/1/1 http://www.topografix.com/GPX/1/1/gpx.xsd",
                 " http://www.garmin.com/xmlschemas/TrackPointExtension/v2 https://www8.garmin.com/xmlschemas/TrackPointExtensionv2.xsd\">\n",
-                "<metadata><name>{camera} {from} to {to}</name><time>{from}</time></metadata>\n",
+                "<metadata><name>{camera} {from} to {to}</name></metadata>\n",
                 "<trk><name>{camera}</name><src>dashvault</src>\n<trkseg>\n"
             ),
             version = env!("CARGO_PKG_VERSION"),

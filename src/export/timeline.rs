@@ -288,9 +288,14 @@ impl TimeTexts {
     }
 
     /// Positions to show with the frames, in the order received; added
-    /// before the frames they belong to (a segment's at a time).
+    /// before the frames they belong to (a segment's at a time). One not
+    /// later than the last added is left out (a copied segment's again).
     pub fn add_positions(&mut self, positions: &[PositionSample]) {
         for p in positions {
+            let last = self.pending.back().or(self.latest.as_ref());
+            if last.is_some_and(|l| p.received.wall_ns <= l.received.wall_ns) {
+                continue;
+            }
             if self.pending.len() == PENDING_POSITIONS_MAX {
                 self.pending.pop_front();
             }
@@ -459,6 +464,48 @@ mod tests {
         let with: Vec<_> = begun.iter().map(|b| b.with).collect();
         assert_eq!(with, vec![Some(0), None, Some(1), None, Some(3)]);
         assert_eq!(begun[3].after, Some(2));
+    }
+
+    fn position(wall_s: f64, speed_m_s: u32) -> PositionSample {
+        PositionSample {
+            received: crate::frame::CaptureTime {
+                mono_ns: 0,
+                wall_ns: (wall_s * 1e9) as i64,
+            },
+            lat_lon_e7: Some((525_000_000, -1_000_000)),
+            speed_mm_s: Some(speed_m_s * 1000),
+            ..PositionSample::default()
+        }
+    }
+
+    #[test]
+    fn texts_show_the_last_fresh_position_and_a_copied_segments_positions_do_not_go_back() {
+        let mut t = TimeTexts::in_unit(SpeedUnit::Kmh);
+        let positions = [position(100.5, 10), position(101.5, 20)];
+        t.add_positions(&positions);
+        // The same segment's positions again (a copied file): left out.
+        t.add_positions(&positions);
+        t.add_positions(&[position(101.2, 30)]);
+        for f in [
+            frame(100.0, 3000, 0),
+            frame(101.0, 3000, 0),
+            frame(102.0, 3000, 0),
+        ] {
+            t.push(&f);
+        }
+        t.push(&frame(105.0, 3000, 0));
+        t.finish();
+        let texts: Vec<_> = t.texts.iter().map(|t| t.text()).collect();
+        assert_eq!(
+            texts,
+            vec![
+                "1970-01-01 00:01:40 UTC",
+                "1970-01-01 00:01:41 UTC 36 km/h 52.50000N 0.10000W",
+                "1970-01-01 00:01:42 UTC 72 km/h 52.50000N 0.10000W",
+                // 3.5 s after the last fix: stale, not shown.
+                "1970-01-01 00:01:45 UTC",
+            ]
+        );
     }
 
     #[test]
