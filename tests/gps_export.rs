@@ -15,6 +15,7 @@ use dashvault::clock::SystemClock;
 use dashvault::config::SpeedUnit;
 use dashvault::encode::{EncoderSettings, JpegEncoder};
 use dashvault::export::gpx::GpxExport;
+use dashvault::export::track::{self, TrackCache};
 use dashvault::export::{range_timing, ExportError, ExportOptions, Mp4Export};
 use dashvault::frame::CaptureTime;
 use dashvault::http::server::{Body, Handler, Request};
@@ -363,6 +364,94 @@ fn verify_and_recovery_count_the_positions() {
     let report = store.verify(true).unwrap();
     assert!(report.ok, "{report:?}");
     assert_eq!(report.cameras[0].positions, drive.positions.len() as u64);
+}
+
+#[test]
+fn the_track_of_closed_segments_is_read_once() {
+    let drive = record_drive();
+    let store = drive.store();
+    let cache = TrackCache::default();
+    let (from, to) = (
+        START_WALL_NS - 60_000_000_000,
+        START_WALL_NS + 60_000_000_000,
+    );
+    let first = track::summarize(&store, CAMERA, from, to, 1000, Some(&cache)).unwrap();
+    assert_eq!(first.positions, drive.positions.len());
+    let segments = store.segments(CAMERA).unwrap().segments;
+    assert_eq!(cache.len(), segments.len());
+    // Spoil every segment without changing its length: the cached tracks
+    // still answer, a reader without the cache finds no position.
+    for s in &segments {
+        let len = std::fs::metadata(&s.path).unwrap().len();
+        std::fs::write(&s.path, vec![0x5a; len as usize]).unwrap();
+    }
+    let again = track::summarize(&store, CAMERA, from, to, 1000, Some(&cache)).unwrap();
+    assert_eq!(again.positions, first.positions);
+    assert_eq!(again.points, first.points);
+    assert_eq!(again.distance_m, first.distance_m);
+    let uncached = track::summarize(&store, CAMERA, from, to, 1000, None).unwrap();
+    assert_eq!(uncached.positions, 0);
+    assert_eq!(uncached.problems.len(), segments.len());
+}
+
+#[test]
+fn the_segment_being_written_shows_its_positions_before_they_reach_the_card() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::on_disk(dir.path());
+    let mut writer = store
+        .writer(WriterSettings {
+            camera_id: CAMERA.into(),
+            camera_dir: Default::default(),
+            fps_milli: 30_000,
+            segment_length_ns: 60_000_000_000,
+            first_segment_length_ns: 60_000_000_000,
+            // Nothing is synced while the test looks.
+            sync_interval_ns: 3_600_000_000_000,
+            want_direct: false,
+            boot_id: [4; 16],
+        })
+        .unwrap();
+    let mut cam = SyntheticCamera::new(64, 48, 1_000_000, Arc::new(SystemClock));
+    cam.open().unwrap();
+    let mut enc = JpegEncoder::new(EncoderSettings {
+        quality: 50,
+        rotation: 0,
+        embed_timestamp: false,
+    });
+    let jpeg: Arc<[u8]> = enc.encode(&cam.next_frame().unwrap()).unwrap().jpeg.into();
+    for k in 0..30u64 {
+        let t = k * 100_000_000;
+        let wall = START_WALL_NS + t as i64;
+        writer
+            .append(
+                &EncodedFrame {
+                    jpeg: jpeg.clone(),
+                    width: 64,
+                    height: 48,
+                    captured: CaptureTime {
+                        mono_ns: t,
+                        wall_ns: wall,
+                    },
+                    flags: 0,
+                },
+                t,
+            )
+            .unwrap();
+        writer
+            .append_position(&position(k, t, wall + 1), t)
+            .unwrap();
+    }
+    let cache = TrackCache::default();
+    let range = (START_WALL_NS, START_WALL_NS + 60_000_000_000);
+    let t = track::summarize(&store, CAMERA, range.0, range.1, 1000, Some(&cache)).unwrap();
+    assert_eq!(t.positions, 30, "{:?}", t.problems);
+    assert_eq!(t.max_speed_mps, Some(10.0 + 0.5 * 29.0));
+    // The segment is still open: nothing of it is cached.
+    assert!(cache.is_empty());
+    // The GPX export reads the same positions.
+    let gpx = GpxExport::open(&store, CAMERA, range.0, range.1).unwrap();
+    assert_eq!(gpx.points(), 30);
+    writer.close().unwrap();
 }
 
 #[test]

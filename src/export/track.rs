@@ -1,16 +1,31 @@
 //! The GPS track of a range in a few points, for the dashboard to draw its
 //! shape and a speed graph: every position counts towards the distance and
-//! the top speed, and at most `points_max` of them, spread evenly over the
-//! track, are kept. Two passes over the segment indexes (count, then pick),
-//! so a day at 10 Hz costs the points kept, not the positions.
+//! the top speed, and at most `points_max` points, spread evenly over the
+//! track, are kept.
+//!
+//! The dashboard asks again every few seconds over a whole day, so each
+//! segment is boiled down to a [`SegmentTrack`] (one point a second, its
+//! distance and top speed), and those of closed segments are kept in a
+//! [`TrackCache`]: a day's segment indexes (some 100 MB at 720p30) are read
+//! once, not on every refresh. The segment being written is read from what
+//! the writer keeps of it, never scanned.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use crate::store::catalog::SegmentEntry;
 use crate::store::format::PositionSample;
+use crate::store::query::candidate_segments;
 use crate::store::Store;
 
 use super::ExportError;
 
 /// Mean Earth radius (IUGG), metres.
 const EARTH_RADIUS_M: f64 = 6_371_008.8;
+/// Points the cache holds at most (24 bytes each) before it starts over:
+/// about two days of driving at one point a second.
+const CACHE_POINTS_MAX: usize = 200_000;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TrackPoint {
@@ -22,16 +37,155 @@ pub struct TrackPoint {
     pub altitude_m: Option<f64>,
 }
 
-impl TrackPoint {
-    fn of(p: &PositionSample) -> Option<TrackPoint> {
-        let (lat, lon) = p.lat_lon_e7?;
-        Some(TrackPoint {
-            wall_ms: p.received.wall_ns.div_euclid(1_000_000),
-            lat: lat as f64 / 1e7,
-            lon: lon as f64 / 1e7,
-            speed_mps: p.speed_mm_s.map(|v| v as f64 / 1000.0),
-            altitude_m: p.altitude_mm.map(|a| a as f64 / 1000.0),
+/// A position as a segment's track keeps it (24 bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Point {
+    wall_ns: i64,
+    lat_e7: i32,
+    lon_e7: i32,
+    /// `u32::MAX`: unknown.
+    speed_mm_s: u32,
+    /// `i32::MIN`: unknown.
+    altitude_mm: i32,
+}
+
+impl Point {
+    fn of(p: &PositionSample) -> Option<Point> {
+        let (lat_e7, lon_e7) = p.lat_lon_e7?;
+        Some(Point {
+            wall_ns: p.received.wall_ns,
+            lat_e7,
+            lon_e7,
+            speed_mm_s: p.speed_mm_s.unwrap_or(u32::MAX),
+            altitude_mm: p.altitude_mm.unwrap_or(i32::MIN),
         })
+    }
+
+    fn speed_mps(&self) -> Option<f64> {
+        (self.speed_mm_s != u32::MAX).then(|| self.speed_mm_s as f64 / 1000.0)
+    }
+
+    fn track_point(&self) -> TrackPoint {
+        TrackPoint {
+            wall_ms: self.wall_ns.div_euclid(1_000_000),
+            lat: self.lat_e7 as f64 / 1e7,
+            lon: self.lon_e7 as f64 / 1e7,
+            speed_mps: self.speed_mps(),
+            altitude_m: (self.altitude_mm != i32::MIN).then(|| self.altitude_mm as f64 / 1000.0),
+        }
+    }
+
+    fn distance_m(&self, to: &Point) -> f64 {
+        distance_m(&self.track_point(), &to.track_point())
+    }
+}
+
+/// One segment's positions, boiled down: the first of each wall-clock
+/// second and the last, with the distance along all of them and the top
+/// speed.
+#[derive(Clone, Debug, Default)]
+pub struct SegmentTrack {
+    /// Positions with coordinates.
+    positions: usize,
+    points: Vec<Point>,
+    distance_m: f64,
+    max_speed_mps: Option<f64>,
+}
+
+impl SegmentTrack {
+    /// The track of `positions` (in the order received) received in
+    /// `[from_ns, to_ns)`, each later than `after_ns`.
+    fn of(positions: &[PositionSample], from_ns: i64, to_ns: i64, after_ns: i64) -> SegmentTrack {
+        let mut t = SegmentTrack::default();
+        let mut previous: Option<Point> = None;
+        for p in positions.iter().filter_map(Point::of) {
+            let after = previous.map_or(after_ns, |q| q.wall_ns);
+            if p.wall_ns < from_ns || p.wall_ns >= to_ns || p.wall_ns <= after {
+                continue;
+            }
+            t.positions += 1;
+            if let Some(q) = previous {
+                t.distance_m += q.distance_m(&p);
+            }
+            if let Some(v) = p.speed_mps() {
+                t.max_speed_mps = Some(t.max_speed_mps.map_or(v, |m: f64| m.max(v)));
+            }
+            let second = |q: &Point| q.wall_ns.div_euclid(1_000_000_000);
+            // Within a second the first stays; the last overall is added
+            // below.
+            if t.points.last().is_none_or(|q| second(q) != second(&p)) {
+                t.points.push(p);
+            }
+            previous = Some(p);
+        }
+        if let (Some(last), Some(kept)) = (previous, t.points.last()) {
+            if *kept != last {
+                t.points.push(last);
+            }
+        }
+        t.points.shrink_to_fit();
+        t
+    }
+
+    fn first_ns(&self) -> Option<i64> {
+        self.points.first().map(|p| p.wall_ns)
+    }
+
+    fn last_ns(&self) -> Option<i64> {
+        self.points.last().map(|p| p.wall_ns)
+    }
+}
+
+/// The tracks of closed segments, whole, by path; a segment's file length
+/// and the store's relabel generation say whether one still holds.
+#[derive(Default)]
+pub struct TrackCache {
+    tracks: Mutex<CacheMap>,
+}
+
+#[derive(Default)]
+struct CacheMap {
+    by_path: HashMap<PathBuf, (u64, u64, Arc<SegmentTrack>)>,
+    points: usize,
+}
+
+impl TrackCache {
+    fn get(&self, entry: &SegmentEntry, generation: u64) -> Option<Arc<SegmentTrack>> {
+        let map = self.tracks.lock().unwrap_or_else(|e| e.into_inner());
+        match map.by_path.get(&entry.path) {
+            Some((len, made_at, t)) if *len == entry.len && *made_at == generation => {
+                Some(t.clone())
+            }
+            _ => None,
+        }
+    }
+
+    fn put(&self, entry: &SegmentEntry, generation: u64, track: Arc<SegmentTrack>) {
+        let mut map = self.tracks.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded: deleted segments are forgotten when it starts over.
+        if map.points + track.points.len() > CACHE_POINTS_MAX {
+            *map = CacheMap::default();
+        }
+        map.points += track.points.len();
+        if let Some((_, _, old)) = map
+            .by_path
+            .insert(entry.path.clone(), (entry.len, generation, track))
+        {
+            map.points -= old.points.len();
+        }
+    }
+
+    /// Segments held.
+    pub fn len(&self) -> usize {
+        self.tracks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_path
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -50,13 +204,15 @@ pub struct TrackSummary {
 }
 
 /// The track of `camera` over `[from_ns, to_ns)`; an empty summary when it
-/// has no positions.
+/// has no positions. With a cache, closed segments wholly inside the range
+/// are read once.
 pub fn summarize(
     store: &Store,
     camera: &str,
     from_ns: i64,
     to_ns: i64,
     points_max: usize,
+    cache: Option<&TrackCache>,
 ) -> Result<TrackSummary, ExportError> {
     if to_ns <= from_ns {
         return Err(ExportError::BadTimeRange {
@@ -64,45 +220,79 @@ pub fn summarize(
             to: to_ns,
         });
     }
-    let points_max = points_max.max(2);
-    let mut count = 0usize;
-    let mut through_ns = from_ns;
-    store.walk_positions(camera, from_ns, to_ns, &mut |batch| {
-        for p in batch.iter().filter(|p| p.lat_lon_e7.is_some()) {
-            count += 1;
-            through_ns = p.received.wall_ns;
-        }
-    })?;
-    if count == 0 {
-        return Ok(TrackSummary::default());
-    }
-    // Keep position k when it starts a new one of `points_max - 1` equal
-    // steps through the count; the last is always kept.
+    let segments = store.segments(camera)?.segments;
+    let generation = store.relabel_generation();
     let mut summary = TrackSummary::default();
-    let mut previous: Option<TrackPoint> = None;
-    let mut last_kept_step = None;
-    // Positions received since the count are left for the next look.
-    let walk = store.walk_positions(camera, from_ns, through_ns + 1, &mut |batch| {
-        for point in batch.iter().filter_map(TrackPoint::of) {
-            let k = summary.positions;
-            summary.positions += 1;
-            if let Some(prev) = previous {
-                summary.distance_m += distance_m(&prev, &point);
+    let mut parts: Vec<Arc<SegmentTrack>> = Vec::new();
+    let mut last_ns = i64::MIN;
+    for i in candidate_segments(&segments, from_ns, to_ns) {
+        let entry = &segments[i];
+        let inside = |t: &SegmentTrack| {
+            t.first_ns().is_none_or(|f| f >= from_ns && f > last_ns)
+                && t.last_ns().is_none_or(|l| l < to_ns)
+        };
+        let part = match cache.and_then(|c| c.get(entry, generation)) {
+            Some(whole) if inside(&whole) => whole,
+            _ => {
+                let (positions, closed) = match store.segment_positions(entry) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        log::warn!("[{camera}] skipping unreadable segment: {e}");
+                        summary.problems.push(e.to_string());
+                        continue;
+                    }
+                };
+                let whole = Arc::new(SegmentTrack::of(&positions, i64::MIN, i64::MAX, i64::MIN));
+                if let (Some(c), true) = (cache, closed) {
+                    c.put(entry, generation, whole.clone());
+                }
+                if inside(&whole) {
+                    whole
+                } else {
+                    Arc::new(SegmentTrack::of(&positions, from_ns, to_ns, last_ns))
+                }
             }
-            if let Some(v) = point.speed_mps {
-                summary.max_speed_mps = Some(summary.max_speed_mps.map_or(v, |m: f64| m.max(v)));
-            }
-            let step = k * (points_max - 1) / count;
-            let last = k + 1 == count;
-            if (last_kept_step != Some(step) || last) && summary.points.len() < points_max {
-                summary.points.push(point);
-                last_kept_step = Some(step);
-            }
-            previous = Some(point);
+        };
+        if let Some(l) = part.last_ns() {
+            last_ns = l;
         }
-    })?;
-    summary.problems = walk.problems;
+        if part.positions > 0 {
+            parts.push(part);
+        }
+    }
+    let mut previous: Option<&Point> = None;
+    for part in &parts {
+        summary.positions += part.positions;
+        summary.distance_m += part.distance_m;
+        if let (Some(p), Some(first)) = (previous, part.points.first()) {
+            summary.distance_m += p.distance_m(first);
+        }
+        previous = part.points.last();
+        if let Some(v) = part.max_speed_mps {
+            summary.max_speed_mps = Some(summary.max_speed_mps.map_or(v, |m: f64| m.max(v)));
+        }
+    }
+    summary.points = spread(&parts, points_max.max(2));
     Ok(summary)
+}
+
+/// At most `max` of the parts' points, evenly spaced, the first and the
+/// last among them.
+fn spread(parts: &[Arc<SegmentTrack>], max: usize) -> Vec<TrackPoint> {
+    let total: usize = parts.iter().map(|p| p.points.len()).sum();
+    let mut out = Vec::with_capacity(total.min(max));
+    let mut last_step = None;
+    for (k, point) in parts.iter().flat_map(|p| p.points.iter()).enumerate() {
+        // Point k starts the step k * (max - 1) / total of max - 1 equal
+        // steps; the last point is always kept.
+        let step = k * (max - 1) / total;
+        let last = k + 1 == total;
+        if last_step != Some(step) || last {
+            out.push(point.track_point());
+            last_step = Some(step);
+        }
+    }
+    out
 }
 
 /// Great-circle distance (haversine).
@@ -117,6 +307,7 @@ pub fn distance_m(a: &TrackPoint, b: &TrackPoint) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::CaptureTime;
 
     fn at(lat: f64, lon: f64) -> TrackPoint {
         TrackPoint {
@@ -128,6 +319,18 @@ mod tests {
         }
     }
 
+    fn sample(wall_ms: i64, speed_mm_s: u32) -> PositionSample {
+        PositionSample {
+            received: CaptureTime {
+                mono_ns: 0,
+                wall_ns: wall_ms * 1_000_000,
+            },
+            lat_lon_e7: Some((525_000_000 + wall_ms as i32, 134_000_000)),
+            speed_mm_s: Some(speed_mm_s),
+            ..PositionSample::default()
+        }
+    }
+
     #[test]
     fn a_degree_of_latitude_is_about_111_km() {
         let d = distance_m(&at(52.0, 13.0), &at(53.0, 13.0));
@@ -135,5 +338,36 @@ mod tests {
         // Along a parallel it shrinks with the cosine of the latitude.
         let d = distance_m(&at(60.0, 0.0), &at(60.0, 1.0));
         assert!((d - 55_597.0).abs() < 10.0, "{d}");
+    }
+
+    #[test]
+    fn a_segment_keeps_one_point_a_second_and_its_last_but_counts_all() {
+        // 10 Hz for 2.5 s.
+        let positions: Vec<_> = (0..25).map(|k| sample(100 * k, 1000 * k as u32)).collect();
+        let t = SegmentTrack::of(&positions, i64::MIN, i64::MAX, i64::MIN);
+        assert_eq!(t.positions, 25);
+        let kept: Vec<i64> = t.points.iter().map(|p| p.wall_ns / 1_000_000).collect();
+        assert_eq!(kept, vec![0, 1000, 2000, 2400]);
+        assert_eq!(t.max_speed_mps, Some(24.0));
+        // 24 steps of 1e-5 degrees of latitude, about 1.112 m each.
+        assert!(
+            (t.distance_m - 24.0 * 1.112).abs() < 0.01,
+            "{}",
+            t.distance_m
+        );
+        // A range, and positions not after `after_ns`, are left out.
+        let t = SegmentTrack::of(&positions, 500_000_000, 2_000_000_000, 700_000_000);
+        assert_eq!(t.positions, 12); // 800 ms to 1900 ms
+    }
+
+    #[test]
+    fn spreading_keeps_the_first_and_the_last() {
+        let positions: Vec<_> = (0..100).map(|k| sample(1000 * k, 0)).collect();
+        let part = Arc::new(SegmentTrack::of(&positions, i64::MIN, i64::MAX, i64::MIN));
+        let points = spread(&[part.clone(), part.clone()], 5);
+        assert_eq!(points.len(), 5);
+        assert_eq!(points[0].wall_ms, 0);
+        assert_eq!(points[4].wall_ms, 99_000);
+        assert_eq!(spread(&[part], 1000).len(), 100);
     }
 }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::clock::{parse_rfc3339, Clock};
 use crate::config::{CameraConfig, Config, SpeedUnit};
+use crate::export::track::TrackCache;
 use crate::live::LiveHub;
 use crate::status::Status;
 use crate::store::query::Span;
@@ -39,6 +40,8 @@ pub struct ApiContext {
     /// Timeline summaries of segments that no longer change, by path, with
     /// the size and the store's relabel generation they were made at.
     pub(super) summaries: Mutex<HashMap<PathBuf, (u64, u64, SegmentSummary)>>,
+    /// GPS tracks of segments that no longer change, for `/api/track`.
+    pub(super) tracks: TrackCache,
 }
 
 /// What the timeline shows of one segment.
@@ -176,6 +179,7 @@ impl ApiContext {
             incidents: None,
             share: None,
             summaries: Mutex::default(),
+            tracks: TrackCache::default(),
         }
     }
 

@@ -52,8 +52,8 @@ pub fn track(ctx: &ApiContext, req: &Request) -> ApiResult {
             }
         },
     };
-    let summary =
-        track::summarize(&ctx.store, &camera, from, to, points_max).map_err(track_error)?;
+    let summary = track::summarize(&ctx.store, &camera, from, to, points_max, Some(&ctx.tracks))
+        .map_err(track_error)?;
     let answer = TrackAnswer {
         camera,
         from: format_rfc3339(from),

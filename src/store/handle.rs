@@ -181,6 +181,24 @@ impl Store {
         }
     }
 
+    /// The GPS positions of a listed segment, and whether it is closed: for
+    /// the segment being written, those written into it so far (without
+    /// scanning its file), else from its index or a scan.
+    pub fn segment_positions(
+        &self,
+        entry: &SegmentEntry,
+    ) -> Result<(Vec<PositionSample>, bool), StoreError> {
+        {
+            let stats = self.camera_stats(&entry.camera);
+            let open = stats.open_segment();
+            if open.name.as_deref() == Some(entry.name.as_str()) {
+                return Ok((open.positions.clone(), false));
+            }
+        }
+        let reader = self.open_segment(entry)?;
+        Ok((reader.positions, reader.closed))
+    }
+
     /// Every camera's segments.
     pub fn all_segments(&self) -> Result<Vec<SegmentEntry>, StoreError> {
         catalog::list_all(self.io_ref(), self.data_dir())
@@ -489,10 +507,15 @@ impl Store {
         let shift = relabel.wall_minus_mono_ns - relabel.current_offset_ns;
         let cameras = self.inner.cameras.lock().unwrap_or_else(|e| e.into_inner());
         for stats in cameras.values() {
-            for s in stats.open_segment().spans.spans.iter_mut() {
+            let mut open = stats.open_segment();
+            for s in open.spans.spans.iter_mut() {
                 s.start_ns += shift;
                 s.end_ns += shift;
                 s.estimated = false;
+            }
+            for p in open.positions.iter_mut() {
+                p.received.wall_ns += shift;
+                p.flags &= !super::format::FLAG_WALL_ESTIMATED;
             }
         }
         drop(cameras);

@@ -466,8 +466,8 @@ pub(crate) fn walk_positions(
     let mut last_wall_ns = i64::MIN;
     let mut batch = Vec::new();
     for i in candidate_segments(&segments, from_ns, to_ns) {
-        let reader = match store.open_segment(&segments[i]) {
-            Ok(r) => r,
+        let positions = match store.segment_positions(&segments[i]) {
+            Ok((positions, _)) => positions,
             Err(e) => {
                 log::warn!("[{camera}] skipping unreadable segment: {e}");
                 walk.problems.push(e.to_string());
@@ -475,7 +475,7 @@ pub(crate) fn walk_positions(
             }
         };
         batch.clear();
-        for p in reader.positions {
+        for p in positions {
             let wall = p.received.wall_ns;
             if wall >= from_ns && wall < to_ns && wall > last_wall_ns {
                 last_wall_ns = wall;

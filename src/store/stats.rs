@@ -6,6 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
+use super::format::PositionSample;
 use super::spans::SpanBuilder;
 
 /// What start-up recovery did to one segment that was not closed cleanly.
@@ -80,6 +81,9 @@ pub struct OpenSegmentStats {
     /// file is preallocated, so the file's length says nothing until it
     /// is closed and trimmed.
     pub bytes: u64,
+    /// Its GPS positions (buffered ones included), so that a track need not
+    /// scan a file that is still growing. At most a segment's worth.
+    pub positions: Vec<PositionSample>,
 }
 
 impl CameraStoreStats {

@@ -304,7 +304,9 @@ impl SegmentWriter {
             offset,
             sample: *position,
         });
-        self.stats.open_segment().bytes = seg.buf_start + self.buf.len as u64;
+        let mut open = self.stats.open_segment();
+        open.bytes = seg.buf_start + self.buf.len as u64;
+        open.positions.push(*position);
     }
 
     /// When the buffered frames must be synced (monotonic ns), if any are
@@ -578,8 +580,8 @@ impl SegmentWriter {
         self.segments_started += 1;
         *self.stats.open_segment() = OpenSegmentStats {
             name: Some(name),
-            spans: Default::default(),
             bytes: self.buf.len as u64,
+            ..OpenSegmentStats::default()
         };
         self.current = Some(OpenSegment {
             path,
