@@ -1627,7 +1627,8 @@
   }
 
   function drawTrackSpeed(d) {
-    const c = canvasContext($('track-speed'));
+    const canvas = $('track-speed');
+    const c = canvasContext(canvas);
     if (!c) return;
     const { g, w, h } = c;
     const m = SPEED_MARGIN_PX;
@@ -1708,6 +1709,8 @@
       g.fillStyle = cssVar('--warn', '#f0b429');
       g.fill();
     }
+    canvas.setAttribute('aria-label', 'Speed in ' + speedUnitText(d.unit) + ' against time, ' + fmtHMS(t0) + ' to '
+      + fmtHMS(t1) + ' UTC, on a scale of 0 to ' + fmtRound(yMax) + ' ' + speedUnitText(d.unit) + '.');
   }
 
   // The player's moment on the speed graph, when it is in the graph.
