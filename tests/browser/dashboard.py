@@ -203,20 +203,20 @@ def nmea_lat_lon(lat, lon):
 
 
 class MovingGpsFeed(GpsFeed):
-    """A receiver in a car driving a curve through Berlin: five fixes a
+    """A receiver in a car winding north-east through Berlin: five fixes a
     second, the speed swinging between 10 and 35 knots (18.5 and 64.8 km/h)
-    every six seconds and the heading turning 5° a second, a few hundred
-    metres in the time the checks take. Its fixes are dated 1024 weeks back
-    like GpsFeed's, so its time never sets the clock and the track is stored
-    at the times the recorder received it."""
+    every six seconds and the heading between 5° and 85° every thirty, a few
+    hundred metres in the time the checks take, never crossing itself. Its
+    fixes are dated 1024 weeks back like GpsFeed's, so its time never sets
+    the clock and the track is stored at the times the recorder received it."""
 
     MIN_KN, MAX_KN = 10.0, 35.0
     PERIOD_FIXES = 30  # 6 s; an even number, so a fix falls on the peak
-    TURN_DEG_PER_FIX = 1.0
+    TURN_PERIOD_FIXES = 150
     KNOT_MPS = 1852 / 3600
 
     def __init__(self):
-        self.lat, self.lon, self.heading = 52.52, 13.405, 30.0
+        self.lat, self.lon, self.heading = 52.52, 13.405, 45.0
         self.fixes = 0
         self.max_kn = None
         super().__init__()
@@ -228,7 +228,7 @@ class MovingGpsFeed(GpsFeed):
     def epoch(self, k, hms, date):
         kn = self.speed_kn(k)
         step_m = kn * self.KNOT_MPS * self.INTERVAL_S
-        self.heading = (self.heading + self.TURN_DEG_PER_FIX) % 360
+        self.heading = 45 + 40 * math.sin(2 * math.pi * k / self.TURN_PERIOD_FIXES)
         self.lat += step_m * math.cos(math.radians(self.heading)) / 111_195
         self.lon += step_m * math.sin(math.radians(self.heading)) / (111_195 * math.cos(math.radians(self.lat)))
         where = nmea_lat_lon(self.lat, self.lon)
