@@ -1415,10 +1415,10 @@
   // and to that the timeline asks /api/recordings for, drawn as the route's
   // shape and as speed against time. No map tiles: the hotspot has no
   // Internet. The map is an equirectangular projection around the track's
-  // mean latitude (off by well under a percent across the few kilometres a
-  // window holds), north up, fitted to the canvas with margins, with a scale
-  // bar of a round length over it. Canvases are drawn at the device's pixel
-  // ratio so lines stay sharp on phones.
+  // mean latitude, north up, fitted to the canvas with margins, with a scale
+  // bar of a round length over it; east-west lengths are off by 0.1 % at the
+  // north and south ends of a 5 km drive, a few percent of a 300 km one.
+  // Canvases are drawn at the device's pixel ratio so lines stay sharp.
 
   const TRACK_POINTS = 1000;
   const EARTH_RADIUS_M = 6371008.8;
