@@ -6,7 +6,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # Building needs only these; tests and benchmarks add TEST_APT_PACKAGES.
 APT_PACKAGES := build-essential pkg-config nasm
-TEST_APT_PACKAGES := ffmpeg libjpeg-turbo-progs chromium python3-venv
+TEST_APT_PACKAGES := ffmpeg libjpeg-turbo-progs chromium python3-venv libxml2-utils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test bench deps test-deps rust lint clean browser-deps browser-test
@@ -56,7 +56,8 @@ browser-deps: deps
 
 # Debian packages (nasm: mozjpeg's SIMD; ffmpeg and libjpeg-turbo-progs:
 # reference encoders in benchmarks and judges in tests; chromium and
-# python3-venv: the browser test). Only missing ones are installed.
+# python3-venv: the browser test; libxml2-utils: xmllint judges GPX files).
+# Only missing ones are installed.
 install_missing = missing=""; for p in $(1); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

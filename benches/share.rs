@@ -143,6 +143,7 @@ fn main() {
             ShareOptions {
                 size,
                 quality: Quality::Standard,
+                ..ShareOptions::default()
             },
             &out,
             &software_encoder,

@@ -8,7 +8,9 @@
 //! - peak RSS of `dashvault run` recording 720p30, against ffmpeg encoding
 //!   the same size and rate to MJPEG;
 //! - listing and opening a day of one-minute segments after the clock was
-//!   set (a clock anchor to apply to each), against the same without one.
+//!   set (a clock anchor to apply to each), against the same without one;
+//! - writing 720p30 with GPS positions at 10 Hz (bytes and time), against
+//!   the same frames without positions.
 
 #[allow(dead_code)] // not every helper is for this bench
 mod common;
@@ -26,6 +28,7 @@ use dashvault::clock::SystemClock;
 use dashvault::config::CameraConfig;
 use dashvault::encode::{EncoderSettings, JpegEncoder};
 use dashvault::frame::CaptureTime;
+use dashvault::store::format::PositionSample;
 use dashvault::store::io::{RealIo, StorageIo};
 use dashvault::store::recovery::recover_segment;
 use dashvault::store::writer::{EncodedFrame, SegmentWriter, WriterSettings};
@@ -211,6 +214,56 @@ fn anchored_open_vs_plain(jpegs: &[Arc<[u8]>]) -> (Duration, Duration, usize) {
     (anchored, plain, n)
 }
 
+/// 120 s of 720p30 written with a GPS position every third frame (10 Hz)
+/// and without: (bytes written, time) for each.
+fn positions_vs_none(jpegs: &[Arc<[u8]>]) -> ((u64, Duration), (u64, Duration), u64) {
+    let run = |positions: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let io = Arc::new(RealIo::new());
+        let mut w = writer(dir.path(), io.clone(), 60);
+        let mut stored = 0;
+        let start = Instant::now();
+        for n in 0..3600u64 {
+            let t = n * 33_333_333;
+            if positions && n % 3 == 0 {
+                let p = PositionSample {
+                    received: CaptureTime {
+                        mono_ns: t,
+                        wall_ns: t as i64,
+                    },
+                    utc_ns: Some(t as i64),
+                    lat_lon_e7: Some((525_000_000 + n as i32, 134_000_000)),
+                    altitude_mm: Some(34_500),
+                    speed_mm_s: Some(13_900),
+                    heading_cdeg: Some(9_000),
+                    quality: 3,
+                    satellites: Some(9),
+                    hdop_centi: Some(90),
+                    ..PositionSample::default()
+                };
+                w.append_position(&p, t).unwrap();
+                stored += 1;
+            }
+            let f = EncodedFrame {
+                jpeg: jpegs[n as usize % jpegs.len()].clone(),
+                width: W,
+                height: H,
+                captured: CaptureTime {
+                    mono_ns: t,
+                    wall_ns: t as i64,
+                },
+                flags: 0,
+            };
+            w.append(&f, t).unwrap();
+        }
+        w.close().unwrap();
+        (io.counters().bytes_written(), start.elapsed(), stored)
+    };
+    let (none_bytes, none_time, _) = run(false);
+    let (with_bytes, with_time, stored) = run(true);
+    ((with_bytes, with_time), (none_bytes, none_time), stored)
+}
+
 fn main() {
     println!("dashvault storage and pipeline benchmark ({W}x{H})");
     let jpegs = synthetic_jpegs(30, W, H);
@@ -248,6 +301,18 @@ fn main() {
         anchored.as_secs_f64() * 1e3 / 3.0,
         plain.as_secs_f64() * 1e3 / 3.0,
         anchored.as_secs_f64() / plain.as_secs_f64()
+    );
+
+    let ((with_bytes, with_time), (none_bytes, none_time), stored) = positions_vs_none(&jpegs);
+    println!(
+        "writing 120 s of 720p30 with {stored} GPS positions (10 Hz): {:.1} MB in {:.0} ms; \
+         without positions: {:.1} MB in {:.0} ms; ratio {:.4} bytes, {:.2} time",
+        with_bytes as f64 / 1e6,
+        with_time.as_secs_f64() * 1e3,
+        none_bytes as f64 / 1e6,
+        none_time.as_secs_f64() * 1e3,
+        with_bytes as f64 / none_bytes as f64,
+        with_time.as_secs_f64() / none_time.as_secs_f64()
     );
 
     let dir = tempfile::tempdir().unwrap();

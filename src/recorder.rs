@@ -20,6 +20,7 @@ use crate::config::{CameraConfig, Config};
 use crate::config::{GpsConfig, SpeedUnit};
 use crate::encode::caption::Caption;
 use crate::encode::{EncoderSettings, JpegEncoder};
+use crate::export::timeline::lat_lon_text;
 use crate::frame::CaptureTime;
 use crate::frame::VideoFrame;
 use crate::gps::clock::{GpsClockPolicy, RecorderClock};
@@ -79,11 +80,68 @@ impl CaptionStyle {
             parts.push(format!("{v:.0} {}", self.unit.label()));
         }
         if let (true, Some(lat), Some(lon)) = (self.position, fix.lat, fix.lon) {
-            let ns = if lat < 0.0 { 'S' } else { 'N' };
-            let ew = if lon < 0.0 { 'W' } else { 'E' };
-            parts.push(format!("{:.5}{ns} {:.5}{ew}", lat.abs(), lon.abs()));
+            parts.push(lat_lon_text(lat, lon));
         }
         Some(parts.join(" "))
+    }
+}
+
+/// What each GPS fix does, on the receiver's reader thread: the caption,
+/// the stored position, and the clock.
+struct FixHandler {
+    show: CaptionStyle,
+    caption: Arc<Caption>,
+    positions: Arc<PositionFeed>,
+    clock: Arc<dyn Clock>,
+    timekeeper: Option<Arc<Timekeeper>>,
+    policy: GpsClockPolicy,
+    /// Why the last fix's time was not used, for status.
+    rejection: Arc<Mutex<Option<String>>>,
+}
+
+impl FixHandler {
+    fn on_fix(&mut self, fix: GpsFix) {
+        if let Some(text) = self.show.text(&fix) {
+            self.caption.set(fix.mono_ns, text);
+        }
+        self.store_position(&fix);
+        self.set_clock(&fix);
+    }
+
+    /// Stored with the recorder's time of reception, like a frame's capture
+    /// time (relabelled with the frames if the clock is set).
+    fn store_position(&self, fix: &GpsFix) {
+        let (mono, wall) = (self.clock.mono_ns(), self.clock.wall_ns());
+        let received = CaptureTime {
+            mono_ns: fix.mono_ns,
+            wall_ns: wall - mono.saturating_sub(fix.mono_ns) as i64,
+        };
+        self.positions
+            .publish(fix.to_position(received, self.clock.wall_estimated()));
+    }
+
+    fn set_clock(&mut self, fix: &GpsFix) {
+        let Some(tk) = &self.timekeeper else {
+            return;
+        };
+        let c = tk.clock();
+        let now = RecorderClock {
+            wall_minus_mono_ns: c.wall_ns() - c.mono_ns() as i64,
+            estimated: c.wall_estimated(),
+        };
+        let set = self.policy.on_fix(fix, now);
+        let why = self.policy.last_rejection.as_ref().map(|r| r.to_string());
+        let mut shown = self.rejection.lock().unwrap_or_else(|e| e.into_inner());
+        if why.is_some() && *shown != why {
+            log::info!("GPS time not used: {}", why.as_deref().unwrap_or(""));
+        }
+        *shown = why;
+        drop(shown);
+        if let Some(offset) = set {
+            if let Err(e) = tk.set_wall(c.mono_ns() as i64 + offset, TimeAuthority::Gps) {
+                log::error!("GPS time: could not relabel the recordings: {e}");
+            }
+        }
     }
 }
 
@@ -383,53 +441,23 @@ impl Recorder {
     /// missing or unplugged is shown and retried; recording never waits
     /// for it.
     pub fn start_gps(&self, config: &GpsConfig) -> std::io::Result<()> {
-        let clock = self.pipelines.clock.clone();
-        let timekeeper = self.timekeeper.clone();
-        let rejection: Arc<Mutex<Option<String>>> = Arc::default();
-        let mut policy = GpsClockPolicy::new(crate::gps::DATE_FLOOR_DAYS);
-        let shown = rejection.clone();
-        let caption = self.pipelines.caption.clone();
         let show = CaptionStyle::of(config);
+        let caption = self.pipelines.caption.clone();
         if let Some(placeholder) = show.placeholder() {
             caption.set_placeholder(Some(placeholder));
         }
-        let positions = self.pipelines.positions.clone();
-        let recorder_clock = self.pipelines.clock.clone();
-        let on_fix = Box::new(move |fix: GpsFix| {
-            if let Some(text) = show.text(&fix) {
-                caption.set(fix.mono_ns, text);
-            }
-            // Stored with the recorder's time of reception, like a frame's
-            // capture time (relabelled with the frames if the clock is set).
-            let (mono, wall) = (recorder_clock.mono_ns(), recorder_clock.wall_ns());
-            let received = CaptureTime {
-                mono_ns: fix.mono_ns,
-                wall_ns: wall - mono.saturating_sub(fix.mono_ns) as i64,
-            };
-            positions.publish(fix.to_position(received, recorder_clock.wall_estimated()));
-            let Some(tk) = &timekeeper else {
-                return;
-            };
-            let c = tk.clock();
-            let now = RecorderClock {
-                wall_minus_mono_ns: c.wall_ns() - c.mono_ns() as i64,
-                estimated: c.wall_estimated(),
-            };
-            let set = policy.on_fix(&fix, now);
-            let why = policy.last_rejection.as_ref().map(|r| r.to_string());
-            let mut shown = shown.lock().unwrap_or_else(|e| e.into_inner());
-            if why.is_some() && *shown != why {
-                log::info!("GPS time not used: {}", why.as_deref().unwrap_or(""));
-            }
-            *shown = why;
-            drop(shown);
-            if let Some(offset) = set {
-                if let Err(e) = tk.set_wall(c.mono_ns() as i64 + offset, TimeAuthority::Gps) {
-                    log::error!("GPS time: could not relabel the recordings: {e}");
-                }
-            }
-        });
-        let source = GpsSource::start(config.clone(), clock, on_fix)?;
+        let rejection: Arc<Mutex<Option<String>>> = Arc::default();
+        let mut handler = FixHandler {
+            show,
+            caption,
+            positions: self.pipelines.positions.clone(),
+            clock: self.pipelines.clock.clone(),
+            timekeeper: self.timekeeper.clone(),
+            policy: GpsClockPolicy::new(crate::gps::DATE_FLOOR_DAYS),
+            rejection: rejection.clone(),
+        };
+        let on_fix = Box::new(move |fix: GpsFix| handler.on_fix(fix));
+        let source = GpsSource::start(config.clone(), self.pipelines.clock.clone(), on_fix)?;
         *self.status.gps.lock().unwrap_or_else(|e| e.into_inner()) = Some(GpsStatus {
             state: source.state(),
             speed_unit: config.speed_unit,

@@ -387,7 +387,13 @@ fn time_track_shows_capture_time_and_says_when_nothing_was_recorded() {
     assert!(srt.contains(", then nothing recorded for 2 s\n"), "{srt}");
 
     // Without the time track: one stream, same video samples.
-    let (e, plain) = export_all(&footage, ExportOptions { time_track: false });
+    let (e, plain) = export_all(
+        &footage,
+        ExportOptions {
+            time_track: false,
+            ..ExportOptions::default()
+        },
+    );
     let path = write_file(out.path(), "plain.mp4", &plain);
     let probe = ffprobe(&path, &["-show_entries", "stream=codec_type"]);
     assert_eq!(probe["streams"].as_array().unwrap().len(), 1);
@@ -497,7 +503,10 @@ fn part_of_the_footage_starts_and_ends_at_the_requested_times() {
         .filter(|f| f.wall_ns >= from && f.wall_ns < to)
         .collect();
     assert_eq!(e.frame_count(), inside.len());
-    assert_eq!(e.file_name(), "front_20261120T100001Z_20261120T100003Z.mp4");
+    assert_eq!(
+        e.file_name(),
+        "front_20261120T100001.500Z_20261120T100003.200Z.mp4"
+    );
     let mut body = Vec::new();
     e.write_range(0, e.len(), &mut body).unwrap();
     let out = tempfile::tempdir().unwrap();

@@ -8,8 +8,8 @@
 //! at a real baud rate, after its own output delay.
 
 mod common;
+mod gps_pty;
 
-use std::fs::File;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use dashvault::http::auth::Auth;
 use dashvault::http::server::Limits;
 use dashvault::status::StatusSnapshot;
 use dashvault::timekeeper::TimeAuthority;
-use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+use gps_pty::open_pty;
 
 const HOUR_NS: i64 = 3_600_000_000_000;
 
@@ -85,11 +85,8 @@ fn status(addr: std::net::SocketAddr) -> StatusSnapshot {
 
 #[test]
 fn gps_fixes_set_the_clock_and_relabel_this_boots_footage() {
-    let pty = nix::pty::openpty(None, None).unwrap();
-    let mut t = tcgetattr(&pty.slave).unwrap();
-    cfmakeraw(&mut t);
-    tcsetattr(&pty.slave, SetArg::TCSANOW, &t).unwrap();
-    let path = nix::unistd::ttyname(&pty.slave).unwrap();
+    let pty = open_pty();
+    let path = pty.path.clone();
     let service = start_service_with(10, [0x6a; 16], Limits::default(), |config, _, clock| {
         config.gps = Some(GpsConfig {
             device: path.to_str().unwrap().into(),
@@ -118,7 +115,7 @@ fn gps_fixes_set_the_clock_and_relabel_this_boots_footage() {
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let stop = stop.clone();
-        let mut master = File::from(pty.master);
+        let mut master = pty.master;
         std::thread::spawn(move || {
             let until = Instant::now() + Duration::from_secs(20);
             while !stop.load(Ordering::Relaxed) && Instant::now() < until {

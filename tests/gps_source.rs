@@ -5,10 +5,10 @@
 //! Each replay waits until every line written has been counted before it
 //! looks at the state, so the assertions never race the reader.
 
-use std::fs::File;
+mod gps_pty;
+
 use std::io::Write;
-use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use dashvault::gps::{
     check_for_clock, FixQuality, FixRejection, GpsConfig, GpsFix, GpsSource, GpsState,
     DATE_FLOOR_DAYS,
 };
-use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+use gps_pty::{open_pty, Pty};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/nmea");
 const WAIT: Duration = Duration::from_secs(10);
@@ -37,29 +37,6 @@ fn fixture(name: &str) -> Vec<u8> {
 
 fn line_count(data: &[u8]) -> u64 {
     data.iter().filter(|&&b| b == b'\n').count() as u64
-}
-
-/// One pseudo-terminal: the test holds the master (the "receiver") and a
-/// slave fd (so the slave stays put until the test unplugs it).
-struct Pty {
-    master: File,
-    slave: OwnedFd,
-    path: PathBuf,
-}
-
-fn open_pty() -> Pty {
-    let pty = nix::pty::openpty(None, None).expect("openpty");
-    // Raw from the start: no echo back into the master, no line editing
-    // before the source sets the same mode.
-    let mut t = tcgetattr(&pty.slave).unwrap();
-    cfmakeraw(&mut t);
-    tcsetattr(&pty.slave, SetArg::TCSANOW, &t).unwrap();
-    let path = nix::unistd::ttyname(&pty.slave).expect("ttyname");
-    Pty {
-        master: File::from(pty.master),
-        slave: pty.slave,
-        path,
-    }
 }
 
 /// Points `link` at `target` atomically, as udev does for

@@ -118,6 +118,7 @@ fn clip(dir: &Path, range: (i64, i64), size: ShareSize, name: &str) -> (ShareRep
         ShareOptions {
             size,
             quality: Quality::Standard,
+            ..ShareOptions::default()
         },
         &path,
         &software_encoder,

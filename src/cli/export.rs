@@ -17,7 +17,9 @@ use anyhow::{anyhow, bail, Context};
 use argh::FromArgs;
 
 use crate::clock::{format_rfc3339, parse_rfc3339};
-use crate::export::{ExportError, ExportOptions, Mp4Export};
+use crate::config::SpeedUnit;
+use crate::export::gpx::GpxExport;
+use crate::export::{range_file_name, ExportError, ExportOptions, Mp4Export};
 use crate::share::clip::{
     best_encoder, write_clip, ClipProgress, Quality, ShareError, ShareOptions,
 };
@@ -74,6 +76,10 @@ pub struct ExportArgs {
     /// share clip quality: small, standard (default) or high
     #[argh(option)]
     pub quality: Option<String>,
+    /// write the GPS track of the range as GPX 1.1 instead (exit status 1
+    /// when the range has no positions)
+    #[argh(switch)]
+    pub gpx: bool,
 }
 
 pub fn run(config_path: &Path, args: ExportArgs) -> anyhow::Result<i32> {
@@ -107,14 +113,22 @@ pub fn run(config_path: &Path, args: ExportArgs) -> anyhow::Result<i32> {
         eprintln!("no footage of camera '{camera}' in {}", data_dir.display());
         return Ok(1);
     };
+    if args.gpx {
+        if args.share || args.size.is_some() || args.quality.is_some() || args.no_time_track {
+            bail!("--gpx writes the GPS track only: leave out --share, --size, --quality and --no-time-track");
+        }
+        return run_gpx(&store, &camera, from_ns, to_ns, args.output);
+    }
     if args.share {
-        return run_share(&store, &camera, from_ns, to_ns, &args);
+        let speed_unit = super::service::speed_unit(config_path);
+        return run_share(&store, &camera, from_ns, to_ns, speed_unit, &args);
     }
     if args.size.is_some() || args.quality.is_some() {
         bail!("--size and --quality are for share clips: add --share");
     }
     let options = ExportOptions {
         time_track: !args.no_time_track,
+        speed_unit: super::service::speed_unit(config_path),
     };
     let export = match Mp4Export::open(&store, &camera, from_ns, to_ns, options) {
         Ok(e) => e,
@@ -161,12 +175,73 @@ pub fn run(config_path: &Path, args: ExportArgs) -> anyhow::Result<i32> {
     Ok(report_left_out(&export))
 }
 
+/// `--gpx`: the range's GPS track as GPX 1.1.
+fn run_gpx(
+    store: &Store,
+    camera: &str,
+    from_ns: i64,
+    to_ns: i64,
+    output: Option<String>,
+) -> anyhow::Result<i32> {
+    let gpx = match GpxExport::open(store, camera, from_ns, to_ns) {
+        Ok(g) => g,
+        Err(e @ ExportError::NoPositions { .. }) => {
+            eprintln!("{e}");
+            return Ok(1);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for problem in gpx.problems() {
+        eprintln!("left out: {problem}");
+    }
+    let output = output.unwrap_or_else(|| gpx.file_name());
+    if output == "-" {
+        let mut out = BufWriter::new(std::io::stdout().lock());
+        let written = gpx
+            .write(&mut out)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| out.flush().map_err(anyhow::Error::from));
+        match written {
+            Err(e) if is_broken_pipe(&e) => return Ok(0),
+            other => other?,
+        }
+    } else {
+        let path = Path::new(&output);
+        if path.file_name().is_none() {
+            bail!("{} is not a file name", path.display());
+        }
+        sidecar::replace_file(path, Readers::Group, |out| {
+            let mut w = BufWriter::new(out);
+            gpx.write(&mut w).map_err(std::io::Error::other)?;
+            w.into_inner().map_err(|e| e.into_error())?;
+            Ok(())
+        })
+        .with_context(|| format!("writing {}", path.display()))?;
+    }
+    eprintln!(
+        "wrote {} GPS positions of '{camera}', {:.1} kB, to {}",
+        gpx.points(),
+        gpx.len() as f64 / 1e3,
+        if output == "-" {
+            "standard output"
+        } else {
+            &output
+        }
+    );
+    Ok(if gpx.problems().is_empty() {
+        0
+    } else {
+        EXIT_LEFT_OUT
+    })
+}
+
 /// `--share`: encodes the range as an H.264 share clip into a file.
 fn run_share(
     store: &Store,
     camera: &str,
     from_ns: i64,
     to_ns: i64,
+    speed_unit: SpeedUnit,
     args: &ExportArgs,
 ) -> anyhow::Result<i32> {
     let size = match &args.size {
@@ -193,13 +268,7 @@ fn run_share(
     let output = match &args.output {
         Some(o) if o == "-" => bail!("a share clip is written to a file: give -o FILE"),
         Some(o) => o.clone(),
-        None => format!(
-            "{}_{}_{}_{}p.mp4",
-            crate::export::safe_file_part(camera),
-            crate::clock::format_compact(from_ns),
-            crate::clock::format_compact(to_ns),
-            size.lines()
-        ),
+        None => range_file_name(camera, from_ns, to_ns, &format!("_{}p.mp4", size.lines())),
     };
     let show = std::io::stderr().is_terminal();
     let mut encoding_since: Option<Instant> = None;
@@ -244,7 +313,11 @@ fn run_share(
         camera,
         from_ns,
         to_ns,
-        ShareOptions { size, quality },
+        ShareOptions {
+            size,
+            quality,
+            speed_unit,
+        },
         Path::new(&output),
         &make_encoder,
         &mut progress,

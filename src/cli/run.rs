@@ -188,8 +188,8 @@ pub fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<i32> {
     for cam in &recorder.status.cameras() {
         for r in &cam.storage.recovery() {
             println!(
-                "recovered {}/{}: {} frames ({:.1} s), {} torn bytes cut: {}",
-                cam.id, r.segment, r.frames, r.seconds, r.torn_bytes, r.action
+                "recovered {}/{}: {} frames ({:.1} s), {} GPS positions, {} torn bytes cut: {}",
+                cam.id, r.segment, r.frames, r.seconds, r.positions, r.torn_bytes, r.action
             );
         }
     }

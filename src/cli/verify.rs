@@ -57,8 +57,13 @@ pub fn run(config_path: &Path, args: VerifyArgs) -> anyhow::Result<i32> {
             if report.ok { "OK" } else { "PROBLEMS FOUND" }
         );
         for c in &report.cameras {
+            let positions = if c.positions > 0 {
+                format!(", {} GPS positions", c.positions)
+            } else {
+                String::new()
+            };
             println!(
-                "  {}: {} segments, {} frames, {} bytes, {} bad records, {} .. {}",
+                "  {}: {} segments, {} frames{positions}, {} bytes, {} bad records, {} .. {}",
                 c.camera,
                 c.segments,
                 c.frames,

@@ -23,14 +23,17 @@
 //!
 //! `docs/export.md` explains the box layout, durations and gaps.
 
+pub mod gpx;
 pub mod mp4;
 pub mod timeline;
+pub mod track;
 
 use std::io::Write;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-use crate::clock::{format_compact, format_rfc3339};
+use crate::clock::{format_compact, format_rfc3339, format_rfc3339_ms};
+use crate::config::SpeedUnit;
 use crate::store::query::{FrameRange, SegmentRuns, SkippedFrames};
 use crate::store::reader::{HeldSegment, SegmentReader};
 use crate::store::{Store, StoreError};
@@ -53,13 +56,19 @@ const LAYOUT_VERSION: &str = "dashvault-mp4-1";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExportOptions {
     /// Add a text track with the capture time (UTC), once per second of
-    /// footage, that players can show as subtitles.
+    /// footage, that players can show as subtitles; with the GPS speed and
+    /// position where they were recorded.
     pub time_track: bool,
+    /// The unit of the text track's speeds.
+    pub speed_unit: SpeedUnit,
 }
 
 impl Default for ExportOptions {
     fn default() -> ExportOptions {
-        ExportOptions { time_track: true }
+        ExportOptions {
+            time_track: true,
+            speed_unit: SpeedUnit::default(),
+        }
     }
 }
 
@@ -71,6 +80,12 @@ pub enum ExportError {
         format_rfc3339(*to)
     )]
     NoFootage { camera: String, from: i64, to: i64 },
+    #[error(
+        "no GPS positions of camera '{camera}' between {} and {}",
+        format_rfc3339(*from),
+        format_rfc3339(*to)
+    )]
+    NoPositions { camera: String, from: i64, to: i64 },
     #[error(
         "the range starts at {} but ends at {}: the end must come after the start",
         format_rfc3339(*from),
@@ -254,12 +269,7 @@ impl Mp4Export {
     /// `<camera>_<from>_<to>.mp4` with the requested range in UTC, e.g.
     /// `front_20261120T100000Z_20261120T100500Z.mp4`.
     pub fn file_name(&self) -> String {
-        format!(
-            "{}_{}_{}.mp4",
-            safe_file_part(&self.camera),
-            format_compact(self.from_ns),
-            format_compact(self.to_ns)
-        )
+        range_file_name(&self.camera, self.from_ns, self.to_ns, ".mp4")
     }
 
     pub fn camera(&self) -> &str {
@@ -454,7 +464,7 @@ impl Builder {
         Builder {
             options,
             timeline: Timeline::default(),
-            texts: TimeTexts::default(),
+            texts: TimeTexts::in_unit(options.speed_unit),
             video: SampleTable::default(),
             video_chunks: Vec::new(),
             chunk: None,
@@ -488,6 +498,7 @@ impl Builder {
         self.hash.write(&stream.height.to_le_bytes());
         self.hash.write(&stream.fps_milli.to_le_bytes());
         self.hash.write(&stream.boot_id);
+        self.texts.add_positions(&seg.reader.positions);
         for run in &seg.runs {
             for i in run.clone() {
                 let f = &seg.reader.frames[i];
@@ -600,6 +611,8 @@ impl Builder {
             text_offsets.push(text_bytes.len() as u32);
         }
         drop(texts);
+        // The texts carry positions too, which the frames do not tell.
+        self.hash.write(&text_bytes);
 
         // Lengths to offsets in the body, and each chunk's place.
         let mut text_chunks = Vec::new();
@@ -685,17 +698,23 @@ pub struct RangeTiming {
     pub start_wall_ns: i64,
 }
 
-pub fn range_timing(range: &FrameRange) -> RangeTiming {
+pub fn range_timing(range: &FrameRange, speed_unit: SpeedUnit) -> RangeTiming {
     let mut timeline = Timeline::default();
-    let mut texts = TimeTexts::default();
+    let mut texts = TimeTexts::in_unit(speed_unit);
     let mut durations = Vec::with_capacity(range.frame_count());
     let mut start_wall_ns = None;
-    let mut place = |f: TimedFrame| {
+    let mut place = |f: TimedFrame, texts: &mut TimeTexts| {
         start_wall_ns.get_or_insert(f.wall_ns);
         durations.push(f.duration_ticks);
         texts.push(&f);
     };
+    let mut positions_of: Option<&Arc<SegmentReader>> = None;
     for seg in &range.segments {
+        // A segment's runs share its reader, and its positions.
+        if !positions_of.is_some_and(|r| Arc::ptr_eq(r, &seg.reader)) {
+            texts.add_positions(&seg.reader.positions);
+            positions_of = Some(&seg.reader);
+        }
         for i in seg.frames.clone() {
             let placed = timeline.push(FrameIn {
                 segment: 0,
@@ -704,12 +723,12 @@ pub fn range_timing(range: &FrameRange) -> RangeTiming {
                 stream: &seg.reader.stream,
             });
             if let Some(f) = placed {
-                place(f);
+                place(f, &mut texts);
             }
         }
     }
     if let Some(f) = timeline.finish() {
-        place(f);
+        place(f, &mut texts);
     }
     texts.finish();
     let mut texts = texts.texts;
@@ -725,6 +744,26 @@ pub fn range_timing(range: &FrameRange) -> RangeTiming {
             .collect(),
         duration_ns: timeline.duration_ns(),
         start_wall_ns: start_wall_ns.unwrap_or(0),
+    }
+}
+
+/// The name of a file of `camera`'s footage over `[from_ns, to_ns)`:
+/// `<camera>_<from>_<to><rest>`, times in compact UTC, to the millisecond
+/// when a bound is not a whole second: `front_20261120T100000Z_20261120T100500Z.mp4`.
+pub fn range_file_name(camera: &str, from_ns: i64, to_ns: i64, rest: &str) -> String {
+    format!(
+        "{}_{}_{}{rest}",
+        safe_file_part(camera),
+        compact_time(from_ns),
+        compact_time(to_ns)
+    )
+}
+
+fn compact_time(wall_ns: i64) -> String {
+    if wall_ns % 1_000_000_000 == 0 {
+        format_compact(wall_ns)
+    } else {
+        format_rfc3339_ms(wall_ns).replace(['-', ':'], "")
     }
 }
 
@@ -761,6 +800,19 @@ impl Fnv64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_names_name_the_range_to_the_millisecond_when_needed() {
+        let at = 1_795_168_800_000_000_000; // 2026-11-20T10:00:00Z
+        assert_eq!(
+            range_file_name("front cam", at, at + 300_000_000_000, ".mp4"),
+            "front_cam_20261120T100000Z_20261120T100500Z.mp4"
+        );
+        assert_eq!(
+            range_file_name("front", at + 250_000_000, at + 1_000_000_000, ".gpx"),
+            "front_20261120T100000.250Z_20261120T100001Z.gpx"
+        );
+    }
 
     #[test]
     fn camera_names_become_safe_file_names() {

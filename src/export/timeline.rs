@@ -2,12 +2,15 @@
 //! worked out one frame at a time: a frame's duration is known once the
 //! next frame arrives, and a text once its wall-clock second ends. Nothing
 //! here holds a table per frame, so a day of footage costs no more than
-//! the texts (one per second).
+//! the texts (one per second). A text also shows the GPS speed and
+//! position received last before its first frame, while fresh.
 
+use std::collections::VecDeque;
 use std::ops::Range;
 
 use crate::clock::format_overlay;
-use crate::store::format::{IndexEntry, StreamHeader, FLAG_WALL_ESTIMATED};
+use crate::config::SpeedUnit;
+use crate::store::format::{IndexEntry, PositionSample, StreamHeader, FLAG_WALL_ESTIMATED};
 use crate::store::query::SkippedFrames;
 
 use super::mp4::TIMESCALE;
@@ -21,6 +24,12 @@ const DURATION_NS_MIN: u64 = 1_000_000;
 const GAP_SLACK_NS: u64 = 1_000_000_000;
 /// Frame interval when a segment does not state a usable rate.
 const FALLBACK_INTERVAL_NS: u64 = 33_333_333;
+/// A position older than this is not shown with a frame (as the burned-in
+/// speed falls back to `-- km/h`).
+const PLACE_FRESH_NS: i64 = 3_000_000_000;
+/// Positions waiting for their frames; more means the positions run far
+/// ahead of the frames (a clock step), and the oldest are let go.
+const PENDING_POSITIONS_MAX: usize = 10_000;
 
 /// A stored frame, fed to a [`Timeline`] in the order it is exported.
 pub struct FrameIn<'a> {
@@ -173,6 +182,8 @@ pub struct TimeText {
     pub gap_s: Option<u64>,
     /// Skipped frames named here.
     pub note: String,
+    /// Speed and position at its first frame.
+    pub place: Option<Place>,
 }
 
 impl TimeText {
@@ -180,6 +191,10 @@ impl TimeText {
         let mut text = format_overlay(self.second * NS_PER_S as i64);
         if self.estimated {
             text.push_str(" (clock estimated)");
+        }
+        if let Some(place) = &self.place {
+            text.push(' ');
+            text.push_str(&place.text());
         }
         if let Some(gap_s) = self.gap_s {
             text.push_str(&format!(
@@ -190,6 +205,44 @@ impl TimeText {
         text.push_str(&self.note);
         text
     }
+}
+
+/// The GPS speed and position shown in a text, as stored (fixed point).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Place {
+    pub speed_mm_s: Option<u32>,
+    pub lat_lon_e7: Option<(i32, i32)>,
+    pub unit: SpeedUnit,
+}
+
+impl Place {
+    fn of(p: &PositionSample, unit: SpeedUnit) -> Option<Place> {
+        (p.speed_mm_s.is_some() || p.lat_lon_e7.is_some()).then_some(Place {
+            speed_mm_s: p.speed_mm_s,
+            lat_lon_e7: p.lat_lon_e7,
+            unit,
+        })
+    }
+
+    /// `50 km/h 52.52001N 13.40700E`, as the burned-in caption reads.
+    pub fn text(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(v) = self.speed_mm_s {
+            let speed = self.unit.from_mps(v as f64 / 1000.0);
+            parts.push(format!("{speed:.0} {}", self.unit.label()));
+        }
+        if let Some((lat, lon)) = self.lat_lon_e7 {
+            parts.push(lat_lon_text(lat as f64 / 1e7, lon as f64 / 1e7));
+        }
+        parts.join(" ")
+    }
+}
+
+/// `52.52001N 13.40700E`: five decimals, about a metre.
+pub fn lat_lon_text(lat: f64, lon: f64) -> String {
+    let ns = if lat < 0.0 { 'S' } else { 'N' };
+    let ew = if lon < 0.0 { 'W' } else { 'E' };
+    format!("{:.5}{ns} {:.5}{ew}", lat.abs(), lon.abs())
 }
 
 /// Where a frame put a new text.
@@ -207,6 +260,7 @@ struct OpenText {
     first: u32,
     first_wall_ns: i64,
     ticks: u64,
+    place: Option<Place>,
 }
 
 /// Texts: one per wall-clock second of footage, showing the capture time of
@@ -217,9 +271,54 @@ pub struct TimeTexts {
     pub texts: Vec<TimeText>,
     open: Option<OpenText>,
     frames: u32,
+    unit: SpeedUnit,
+    /// Positions not yet reached by the frames, oldest first.
+    pending: VecDeque<PositionSample>,
+    /// The position received last before the latest frame.
+    latest: Option<PositionSample>,
 }
 
 impl TimeTexts {
+    /// Texts that show speeds in `unit`.
+    pub fn in_unit(unit: SpeedUnit) -> TimeTexts {
+        TimeTexts {
+            unit,
+            ..TimeTexts::default()
+        }
+    }
+
+    /// Positions to show with the frames, in the order received; added
+    /// before the frames they belong to (a segment's at a time). One not
+    /// later than the last added is left out (a copied segment's again).
+    pub fn add_positions(&mut self, positions: &[PositionSample]) {
+        for p in positions {
+            let last = self.pending.back().or(self.latest.as_ref());
+            if last.is_some_and(|l| p.received.wall_ns <= l.received.wall_ns) {
+                continue;
+            }
+            if self.pending.len() == PENDING_POSITIONS_MAX {
+                self.pending.pop_front();
+            }
+            self.pending.push_back(*p);
+        }
+    }
+
+    /// The fresh position at `wall_ns`.
+    fn place_at(&mut self, wall_ns: i64) -> Option<Place> {
+        while self
+            .pending
+            .front()
+            .is_some_and(|p| p.received.wall_ns <= wall_ns)
+        {
+            self.latest = self.pending.pop_front();
+        }
+        let p = self.latest.as_ref()?;
+        if wall_ns - p.received.wall_ns > PLACE_FRESH_NS {
+            return None;
+        }
+        Place::of(p, self.unit)
+    }
+
     pub fn push(&mut self, f: &TimedFrame) -> TextsBegun {
         let second = f.wall_ns.div_euclid(NS_PER_S as i64);
         let mut begun = TextsBegun::default();
@@ -230,16 +329,18 @@ impl TimeTexts {
         {
             self.close(0);
         }
-        let open = self.open.get_or_insert_with(|| {
+        if self.open.is_none() {
             begun.with = Some(self.texts.len());
-            OpenText {
+            self.open = Some(OpenText {
                 second,
                 estimated: f.estimated,
                 first: self.frames,
                 first_wall_ns: f.wall_ns,
                 ticks: 0,
-            }
-        });
+                place: self.place_at(f.wall_ns),
+            });
+        }
+        let open = self.open.as_mut().expect("opened above");
         open.ticks += f.duration_ticks as u64;
         self.frames += 1;
         if f.gap_ticks > 0 {
@@ -255,6 +356,7 @@ impl TimeTexts {
                 first_wall_ns: f.wall_ns,
                 gap_s: Some(gap_s),
                 note: String::new(),
+                place: None,
             });
         }
         begun
@@ -275,6 +377,7 @@ impl TimeTexts {
                 first_wall_ns: o.first_wall_ns,
                 gap_s: None,
                 note: String::new(),
+                place: o.place,
             });
         }
     }
@@ -361,6 +464,48 @@ mod tests {
         let with: Vec<_> = begun.iter().map(|b| b.with).collect();
         assert_eq!(with, vec![Some(0), None, Some(1), None, Some(3)]);
         assert_eq!(begun[3].after, Some(2));
+    }
+
+    fn position(wall_s: f64, speed_m_s: u32) -> PositionSample {
+        PositionSample {
+            received: crate::frame::CaptureTime {
+                mono_ns: 0,
+                wall_ns: (wall_s * 1e9) as i64,
+            },
+            lat_lon_e7: Some((525_000_000, -1_000_000)),
+            speed_mm_s: Some(speed_m_s * 1000),
+            ..PositionSample::default()
+        }
+    }
+
+    #[test]
+    fn texts_show_the_last_fresh_position_and_a_copied_segments_positions_do_not_go_back() {
+        let mut t = TimeTexts::in_unit(SpeedUnit::Kmh);
+        let positions = [position(100.5, 10), position(101.5, 20)];
+        t.add_positions(&positions);
+        // The same segment's positions again (a copied file): left out.
+        t.add_positions(&positions);
+        t.add_positions(&[position(101.2, 30)]);
+        for f in [
+            frame(100.0, 3000, 0),
+            frame(101.0, 3000, 0),
+            frame(102.0, 3000, 0),
+        ] {
+            t.push(&f);
+        }
+        t.push(&frame(105.0, 3000, 0));
+        t.finish();
+        let texts: Vec<_> = t.texts.iter().map(|t| t.text()).collect();
+        assert_eq!(
+            texts,
+            vec![
+                "1970-01-01 00:01:40 UTC",
+                "1970-01-01 00:01:41 UTC 36 km/h 52.50000N 0.10000W",
+                "1970-01-01 00:01:42 UTC 72 km/h 52.50000N 0.10000W",
+                // 3.5 s after the last fix: stale, not shown.
+                "1970-01-01 00:01:45 UTC",
+            ]
+        );
     }
 
     #[test]

@@ -317,6 +317,37 @@ pub struct ExportEstimateAnswer {
     pub share_height: u32,
 }
 
+/// `GET /api/track`: the GPS track of a range, thinned for drawing.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrackAnswer {
+    pub camera: String,
+    pub from: String,
+    pub to: String,
+    /// `kmh` or `mph`: the config's `gps.speed_unit`.
+    pub speed_unit: String,
+    /// The recorder has a GPS receiver configured.
+    pub gps_configured: bool,
+    /// Positions with coordinates stored in the range.
+    pub positions: u64,
+    /// At most `points` of them, spread evenly, oldest first.
+    pub points: Vec<TrackPointAnswer>,
+    /// Along every position of the range, metres.
+    pub distance_m: f64,
+    pub max_speed_mps: Option<f64>,
+    /// Segments left out because they could not be read.
+    pub problems: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrackPointAnswer {
+    /// When the recorder received the fix, ms since 1970 UTC.
+    pub t_ms: i64,
+    pub lat: f64,
+    pub lon: f64,
+    pub speed_mps: Option<f64>,
+    pub alt_m: Option<f64>,
+}
+
 /// One camera in `/api/status`: its counters, then what its config asks for.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CameraStatusAnswer {

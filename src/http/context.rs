@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use crate::clock::{parse_rfc3339, Clock};
-use crate::config::{CameraConfig, Config};
+use crate::config::{CameraConfig, Config, SpeedUnit};
 use crate::live::LiveHub;
 use crate::status::Status;
 use crate::store::query::Span;
@@ -177,6 +177,15 @@ impl ApiContext {
             share: None,
             summaries: Mutex::default(),
         }
+    }
+
+    /// The unit speeds are shown in (`gps.speed_unit`).
+    pub fn speed_unit(&self) -> SpeedUnit {
+        self.config
+            .gps
+            .as_ref()
+            .map(|g| g.speed_unit)
+            .unwrap_or_default()
     }
 
     /// The configured cameras, then those found while running.

@@ -80,6 +80,7 @@ pub fn export_mp4(ctx: &ApiContext, req: &Request) -> Result<Response, ApiError>
     let to = time_param(req, "to")?.ok_or_else(|| ApiError::BadRequest("to: missing".into()))?;
     let options = ExportOptions {
         time_track: req.param("time_track") != Some("0"),
+        speed_unit: ctx.speed_unit(),
     };
     let export = Mp4Export::open(&ctx.store, &camera, from, to, options).map_err(export_error)?;
     let len = export.len();

@@ -37,6 +37,7 @@ pub mod system;
 /// fuzz targets. Not part of the API's surface.
 #[doc(hidden)]
 pub mod testutil;
+pub mod track;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;

@@ -8,12 +8,12 @@ use super::answers::Answer::{self, NotJson};
 use super::answers::{
     json, CameraAnswer, ClockAnswer, ClockSetAnswer, ConfigAnswer, ExportEstimateAnswer,
     HealthAnswer, IncidentsAnswer, LinkAnswer, LockAnswer, OkAnswer, RecordingsAnswer,
-    RotateAnswer, SessionAnswer, ShareJobAnswer, StatusAnswer, VideosAnswer,
+    RotateAnswer, SessionAnswer, ShareJobAnswer, StatusAnswer, TrackAnswer, VideosAnswer,
 };
 use super::auth::Verdict;
 use super::context::{ApiContext, ApiError, ApiResult};
 use super::server::{Body, Handler, Request, Response};
-use super::{account, assets, clock, export, incidents, recordings, share, stream, system};
+use super::{account, assets, clock, export, incidents, recordings, share, stream, system, track};
 
 use Access::{Link, Public, Token};
 
@@ -60,7 +60,9 @@ pub const ROUTES: &[Route] = &[
     route("GET",  "/api/stream/mjpeg",   Link,   NotJson,                     stream::live_mjpeg),
     route("GET",  "/api/frame",          Link,   NotJson,                     stream::recorded_frame),
     route("GET",  "/api/playback",       Link,   NotJson,                     stream::playback),
+    route("GET",  "/api/track",          Token,  json::<TrackAnswer>(),       track::track),
     route("GET",  "/api/export.mp4",     Link,   NotJson,                     export_mp4),
+    route("GET",  "/api/export.gpx",     Link,   NotJson,                     track::export_gpx),
     route("GET",  "/api/export/estimate", Token, json::<ExportEstimateAnswer>(), share::estimate),
     route("POST", "/api/share",          Token,  json::<ShareJobAnswer>(),    share::start),
     route("GET",  "/api/share",          Token,  json::<ShareJobAnswer>(),    share::progress),
@@ -229,6 +231,7 @@ mod tests {
                 "/api/frame",
                 "/api/playback",
                 "/api/export.mp4",
+                "/api/export.gpx",
                 "/api/share/clip/*"
             ]
         );

@@ -154,6 +154,7 @@ fn request_from_query(ctx: &ApiContext, req: &Request) -> Result<ShareRequest, A
         options: ShareOptions {
             size: size(req.param("size").map(str::to_string))?,
             quality: quality(req.param("quality").map(str::to_string))?,
+            speed_unit: ctx.speed_unit(),
         },
     })
 }
@@ -187,6 +188,7 @@ pub fn start(ctx: &ApiContext, req: &Request) -> ApiResult {
         options: ShareOptions {
             size: size(text("size")?)?,
             quality: quality(text("quality")?)?,
+            speed_unit: ctx.speed_unit(),
         },
     };
     let snapshot = jobs.start(request).map_err(start_error)?;

@@ -13,6 +13,7 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use crate::config::SpeedUnit;
 use crate::export::mp4::{self, AvcMedia, Chunk, FileHeader, SampleTable, Track, TrackMedia};
 use crate::export::{range_timing, ExportError, READ_BATCH_BYTES};
 use crate::store::query::{collect_runs, FrameRange, SkippedFrames};
@@ -80,6 +81,8 @@ impl Quality {
 pub struct ShareOptions {
     pub size: ShareSize,
     pub quality: Quality,
+    /// The unit of the text track's speeds.
+    pub speed_unit: SpeedUnit,
 }
 
 impl Default for ShareOptions {
@@ -87,6 +90,7 @@ impl Default for ShareOptions {
         ShareOptions {
             size: ShareSize::P720,
             quality: Quality::Standard,
+            speed_unit: SpeedUnit::default(),
         }
     }
 }
@@ -346,7 +350,7 @@ pub fn write_clip(
         keyframe_interval: fps * KEYFRAME_INTERVAL_S,
     };
     let mut encoder = make_encoder(settings)?;
-    let timing = range_timing(&range);
+    let timing = range_timing(&range, options.speed_unit);
 
     let body_path = temporary_path(path, "body");
     let io_err = |error| ShareError::Io {

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::clock::{format_compact, format_rfc3339_ms};
-use crate::export::{safe_file_part, ExportError};
+use crate::config::SpeedUnit;
+use crate::export::{range_file_name, ExportError};
 use crate::store::query::candidate_segments;
 use crate::store::Store;
 
@@ -35,16 +35,19 @@ pub struct ShareRequest {
 
 impl ShareRequest {
     /// The clip's file name, the same for the same request:
-    /// `front_20261204T101500Z_20261204T102000Z_720p_standard.mp4`.
+    /// `front_20261204T101500Z_20261204T102000Z_720p_standard.mp4`, with
+    /// `_mph` before `.mp4` when its text track shows miles per hour.
     pub fn clip_name(&self) -> String {
-        format!(
-            "{}_{}_{}_{}p_{}.mp4",
-            safe_file_part(&self.camera),
-            compact_time(self.from_ns),
-            compact_time(self.to_ns),
+        let unit = match self.options.speed_unit {
+            SpeedUnit::Kmh => "",
+            SpeedUnit::Mph => "_mph",
+        };
+        let rest = format!(
+            "_{}p_{}{unit}.mp4",
             self.options.size.lines(),
             self.options.quality.name()
-        )
+        );
+        range_file_name(&self.camera, self.from_ns, self.to_ns, &rest)
     }
 }
 
@@ -403,14 +406,6 @@ pub fn estimate(store: &Store, request: &ShareRequest) -> Result<ShareEstimate, 
 
 /// `20261204T101500Z`, with milliseconds when the time has them, so two
 /// ranges that differ by less than a second are two clips.
-fn compact_time(wall_ns: i64) -> String {
-    if wall_ns % 1_000_000_000 == 0 {
-        format_compact(wall_ns)
-    } else {
-        format_rfc3339_ms(wall_ns).replace(['-', ':'], "")
-    }
-}
-
 fn eta(elapsed: Duration, done: usize, total: usize) -> Option<Duration> {
     if done < 8 || elapsed.is_zero() {
         return None;

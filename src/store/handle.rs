@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::catalog::{self, Listing, SegmentEntry};
+use super::format::PositionSample;
 use super::io::{RealIo, StorageIo};
 use super::query::{self, FrameRange};
 use super::reader::{HeldSegment, SegmentReader, StreamOrigin};
@@ -265,6 +266,19 @@ impl Store {
         visit: &mut dyn FnMut(query::SegmentRuns) -> bool,
     ) -> Result<query::RangeWalk, StoreError> {
         query::walk_intact_range(self, camera, from_ns, to_ns, frames_max, visit)
+    }
+
+    /// The GPS positions of `camera` received in `[from_ns, to_ns)`, oldest
+    /// first, handed to `visit` a segment's worth at a time (see
+    /// `query::walk_positions`).
+    pub fn walk_positions(
+        &self,
+        camera: &str,
+        from_ns: i64,
+        to_ns: i64,
+        visit: &mut dyn FnMut(&[PositionSample]),
+    ) -> Result<query::PositionWalk, StoreError> {
+        query::walk_positions(self, camera, from_ns, to_ns, visit)
     }
 
     /// A held segment's reader again (see [`HeldSegment`]), with the clock

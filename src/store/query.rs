@@ -11,7 +11,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use super::catalog::SegmentEntry;
-use super::format::IndexEntry;
+use super::format::{IndexEntry, PositionSample};
 use super::reader::SegmentReader;
 pub use super::spans::{spans_of, Span, SpanBuilder, GAP_NS};
 use super::{Store, StoreError, StoredFrame};
@@ -437,6 +437,57 @@ fn split_intact(
     }
     close_run(&mut run_start, range.end, &mut runs);
     runs
+}
+
+/// What a walk over a range's GPS positions found besides them.
+#[derive(Debug, Default)]
+pub struct PositionWalk {
+    /// One line per segment skipped because it could not be read.
+    pub problems: Vec<String>,
+    /// Positions handed out.
+    pub positions: usize,
+}
+
+/// The GPS positions of `camera` received with wall time in
+/// `[from_ns, to_ns)`, oldest first, one segment's worth at a time. They
+/// come from the segment indexes (or the records a scan checked), so no
+/// frame is read. A position not later than the one before is left out:
+/// a copied segment file must not replay a stretch of the track, and a
+/// track's times only go forward.
+pub(crate) fn walk_positions(
+    store: &Store,
+    camera: &str,
+    from_ns: i64,
+    to_ns: i64,
+    visit: &mut dyn FnMut(&[PositionSample]),
+) -> Result<PositionWalk, StoreError> {
+    let segments = store.segments(camera)?.segments;
+    let mut walk = PositionWalk::default();
+    let mut last_wall_ns = i64::MIN;
+    let mut batch = Vec::new();
+    for i in candidate_segments(&segments, from_ns, to_ns) {
+        let reader = match store.open_segment(&segments[i]) {
+            Ok(r) => r,
+            Err(e) => {
+                log::warn!("[{camera}] skipping unreadable segment: {e}");
+                walk.problems.push(e.to_string());
+                continue;
+            }
+        };
+        batch.clear();
+        for p in reader.positions {
+            let wall = p.received.wall_ns;
+            if wall >= from_ns && wall < to_ns && wall > last_wall_ns {
+                last_wall_ns = wall;
+                batch.push(p);
+            }
+        }
+        if !batch.is_empty() {
+            walk.positions += batch.len();
+            visit(&batch);
+        }
+    }
+    Ok(walk)
 }
 
 /// How many of the newest segments `newest_frame_wall_ns` opens: a renamed

@@ -277,6 +277,7 @@ fn report_of(name: &str, scanned: &ScanResult) -> RecoveryReport {
     RecoveryReport {
         segment: name.to_string(),
         frames: scanned.frames.len() as u64,
+        positions: scanned.positions.len() as u64,
         seconds: match (scanned.frames.first(), scanned.frames.last()) {
             (Some(a), Some(b)) => (b.mono_ns.saturating_sub(a.mono_ns)) as f64 / 1e9,
             _ => 0.0,

@@ -13,6 +13,9 @@ use super::spans::SpanBuilder;
 pub struct RecoveryReport {
     pub segment: String,
     pub frames: u64,
+    /// GPS positions kept.
+    #[serde(default)]
+    pub positions: u64,
     pub seconds: f64,
     /// Bytes after the last valid record that were not zero (a torn write).
     pub torn_bytes: u64,

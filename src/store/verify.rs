@@ -42,6 +42,8 @@ pub struct CameraReport {
     pub camera: String,
     pub segments: u64,
     pub frames: u64,
+    /// GPS positions stored with the frames.
+    pub positions: u64,
     pub bytes: u64,
     /// Frame and position records that fail their checks (deep only).
     pub bad_records: u64,
@@ -136,6 +138,7 @@ struct Inspected {
     /// Unclosed, but with a valid trailer: its index is damaged.
     trailer_ok: bool,
     frames: Vec<IndexEntry>,
+    positions: usize,
     /// Stream header's segment number and camera, when one is known.
     stream: Option<(u64, String)>,
 }
@@ -152,6 +155,7 @@ fn verify_camera(
         camera: camera.to_string(),
         segments: segments.len() as u64,
         frames: 0,
+        positions: 0,
         bytes: 0,
         bad_records: 0,
         first_time: None,
@@ -233,6 +237,7 @@ fn verify_camera(
     let mut last_wall: Option<i64> = None;
     for ins in inspected.iter().flatten() {
         r.frames += ins.frames.len() as u64;
+        r.positions += ins.positions as u64;
         if let (Some(a), Some(b)) = (ins.frames.first(), ins.frames.last()) {
             first_wall = Some(first_wall.map_or(a.wall_ns, |w| w.min(a.wall_ns)));
             last_wall = Some(last_wall.map_or(b.wall_ns, |w| w.max(b.wall_ns)));
@@ -369,6 +374,7 @@ fn inspect_closed(
         closed: true,
         trailer_ok: true,
         frames: closed.frames,
+        positions: closed.positions.len(),
         stream,
     })
 }
@@ -543,6 +549,7 @@ fn inspect_unclosed(
         closed: false,
         trailer_ok,
         frames: scanned.frames.clone(),
+        positions: scanned.positions.len(),
         stream,
     };
     if trailer_ok {

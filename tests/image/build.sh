@@ -246,6 +246,9 @@ for f in "$PKG"/files/*; do
 	*) install -D -m 0755 "$f" "$R/usr/libexec/dashvault/$(basename "$f")" ;;
 	esac
 done
+# Buildroot runs the board's post-build script over the target folder once
+# every package is in (it adds the device rules to mdev.conf).
+"$BOARD/post-build.sh" "$R"
 # What Buildroot's skeleton provides for a read-only root.
 ln -s ../tmp "$R/var/log"
 ln -s ../tmp "$R/var/tmp"

@@ -497,9 +497,10 @@ def report_first_frame(vm, port):
 
 def check_gps(vm, port):
     """The appliance reads a USB GPS receiver without any setting (gps
-    "auto"): the FTDI bridge's driver is coldplugged, the receiver found
-    at /dev/ttyUSB0, and its fixes set the clock, which had started in
-    1970 (no RTC, no saved time on a first boot)."""
+    "auto"): the FTDI bridge's driver is coldplugged, mdev gives the
+    receiver (/dev/ttyUSB0) a stable name in /dev/serial/by-id, the
+    recorder finds it there, and its fixes set the clock, which had started
+    in 1970 (no RTC, no saved time on a first boot)."""
     rc, out = vm.run("dashvault config get gps.device")
     check(out.strip() == "auto", f"appliance config: gps.device auto ({out.strip()!r})")
     deadline = time.monotonic() + 120
@@ -511,8 +512,14 @@ def check_gps(vm, port):
         if time.monotonic() > deadline:
             check(False, f"GPS never set the clock: gps {gps}, clock {s.get('clock')}")
         time.sleep(1)
-    check(gps.get("connected") and gps.get("device") == "/dev/ttyUSB0",
-          f"USB GPS receiver found at {gps.get('device')} and read")
+    rc, out = vm.run("cd /dev/serial/by-id && for l in *; do echo \"$l -> $(readlink $l)\"; done")
+    links = [line.split(" -> ") for line in out.splitlines() if " -> " in line]
+    check(len(links) == 1 and links[0][1] == "../../ttyUSB0" and links[0][0].startswith("usb-")
+          and links[0][0].endswith("-if00-port0"),
+          f"mdev named the receiver in /dev/serial/by-id as udev would ({out.strip()!r})")
+    by_id = "/dev/serial/by-id/" + links[0][0] if links else None
+    check(gps.get("connected") and gps.get("device") == by_id,
+          f"USB GPS receiver found at {gps.get('device')} (auto takes the stable name) and read")
     off_s = abs(time.time() - dashvault_time(s))
     check(off_s < 10, f"GPS set the recorder's clock to the host's time ({off_s:.1f} s off, "
                       f"{gps['counters']['sentences_ok']} sentences read)")
@@ -521,6 +528,11 @@ def check_gps(vm, port):
           "dashvault gps on the console shows the fix, the speed and that it set the clock")
     rc, out = vm.run("date +%s")
     check(abs(int(out.split()[-1]) - time.time()) < 10, "the system clock was set from GPS")
+    # What mdev runs when the receiver goes and comes back.
+    rc, out = vm.run("ACTION=remove MDEV=ttyUSB0 /usr/libexec/dashvault/serial-by-id; ls /dev/serial/by-id | wc -l;"
+                     " ACTION=add MDEV=ttyUSB0 /usr/libexec/dashvault/serial-by-id; ls /dev/serial/by-id")
+    check(out.split()[0] == "0" and links and out.split()[1:] == [links[0][0]],
+          f"the link goes with the device and comes back with it ({out.strip()!r})")
 
 
 def dashvault_time(s):

@@ -2,6 +2,7 @@
 
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
 use std::ptr::NonNull;
 
 use libc::c_int;
@@ -181,8 +182,39 @@ impl RealV4l2Device {
     }
 }
 
+/// Opens a V4L2 node, non-blocking so DQBUF never hangs (readiness comes
+/// from poll()). Shared with the encoder's memory-to-memory device.
+pub(crate) fn open_node(path: &Path) -> Result<OwnedFd, DeviceError> {
+    nix::fcntl::open(
+        path,
+        OFlag::O_RDWR | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| DeviceError::new("open", e))
+}
+
+/// `VIDIOC_QUERYCAP`: the node's driver, card, bus and capabilities (its
+/// own, where the driver says them apart from the whole device's).
+pub(crate) fn query_capabilities(fd: c_int) -> Result<DeviceCaps, DeviceError> {
+    let mut cap = V4l2Capability::default();
+    // SAFETY: `cap` is a valid, correctly sized v4l2_capability.
+    retry(|| unsafe { vidioc_querycap(fd, &mut cap) })
+        .map_err(|e| DeviceError::new("VIDIOC_QUERYCAP", e))?;
+    let caps = if cap.capabilities & V4L2_CAP_DEVICE_CAPS != 0 {
+        cap.device_caps
+    } else {
+        cap.capabilities
+    };
+    Ok(DeviceCaps {
+        driver: c_string(&cap.driver),
+        card: c_string(&cap.card),
+        bus_info: c_string(&cap.bus_info),
+        caps,
+    })
+}
+
 /// Runs an ioctl again when a signal interrupted it.
-fn retry(mut f: impl FnMut() -> nix::Result<c_int>) -> nix::Result<c_int> {
+pub(crate) fn retry(mut f: impl FnMut() -> nix::Result<c_int>) -> nix::Result<c_int> {
     loop {
         match f() {
             Err(Errno::EINTR) => continue,
@@ -200,34 +232,12 @@ fn c_string(bytes: &[u8]) -> String {
 impl V4l2Device for RealV4l2Device {
     fn open(&mut self, path: &str) -> Result<(), DeviceError> {
         self.close();
-        // Non-blocking so DQBUF never hangs; readiness comes from poll().
-        let fd = nix::fcntl::open(
-            path,
-            OFlag::O_RDWR | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| DeviceError::new("open", e))?;
-        self.fd = Some(fd);
+        self.fd = Some(open_node(Path::new(path))?);
         Ok(())
     }
 
     fn capabilities(&mut self) -> Result<DeviceCaps, DeviceError> {
-        let fd = self.fd("VIDIOC_QUERYCAP")?;
-        let mut cap = V4l2Capability::default();
-        // SAFETY: `cap` is a valid, correctly sized v4l2_capability.
-        retry(|| unsafe { vidioc_querycap(fd, &mut cap) })
-            .map_err(|e| DeviceError::new("VIDIOC_QUERYCAP", e))?;
-        let caps = if cap.capabilities & V4L2_CAP_DEVICE_CAPS != 0 {
-            cap.device_caps
-        } else {
-            cap.capabilities
-        };
-        Ok(DeviceCaps {
-            driver: c_string(&cap.driver),
-            card: c_string(&cap.card),
-            bus_info: c_string(&cap.bus_info),
-            caps,
-        })
+        query_capabilities(self.fd("VIDIOC_QUERYCAP")?)
     }
 
     fn formats(&mut self) -> Result<Vec<FormatDesc>, DeviceError> {

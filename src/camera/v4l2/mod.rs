@@ -16,7 +16,7 @@
 //! Multi-planar devices (`VIDEO_CAPTURE_MPLANE`, typical of SoC camera
 //! interfaces) are not handled here; the Pi camera goes through libcamera.
 
-mod device;
+pub(crate) mod device;
 pub mod ioctl;
 pub mod mjpeg;
 

@@ -7,12 +7,11 @@ use std::ptr::NonNull;
 
 use libc::c_int;
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
 use nix::sys::mman::{MapFlags, ProtFlags};
-use nix::sys::stat::Mode;
 
 use super::ioctl::*;
 use super::{DequeuedBuffer, M2mDevice, Queue, QueueFormat};
+use crate::camera::v4l2::device::{open_node, query_capabilities, retry};
 use crate::camera::v4l2::{DeviceCaps, DeviceError, FourCc};
 
 /// One driver buffer mapped into our address space.
@@ -40,21 +39,6 @@ pub struct RealM2mDevice {
     fd: Option<OwnedFd>,
     output: Vec<MappedBuffer>,
     capture: Vec<MappedBuffer>,
-}
-
-/// Runs an ioctl again when a signal interrupted it.
-fn retry(mut f: impl FnMut() -> nix::Result<c_int>) -> nix::Result<c_int> {
-    loop {
-        match f() {
-            Err(Errno::EINTR) => continue,
-            other => return other,
-        }
-    }
-}
-
-fn c_string(bytes: &[u8]) -> String {
-    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).trim().to_string()
 }
 
 /// A `v4l2_buffer` for one MMAP buffer of `queue` with a one-plane array.
@@ -107,34 +91,12 @@ impl RealM2mDevice {
 impl M2mDevice for RealM2mDevice {
     fn open(&mut self, path: &Path) -> Result<(), DeviceError> {
         self.close();
-        // Non-blocking so DQBUF never hangs; readiness comes from poll().
-        let fd = nix::fcntl::open(
-            path,
-            OFlag::O_RDWR | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| DeviceError::new("open", e))?;
-        self.fd = Some(fd);
+        self.fd = Some(open_node(path)?);
         Ok(())
     }
 
     fn capabilities(&mut self) -> Result<DeviceCaps, DeviceError> {
-        let fd = self.fd("VIDIOC_QUERYCAP")?;
-        let mut cap = V4l2Capability::default();
-        // SAFETY: `cap` is a valid, correctly sized v4l2_capability.
-        retry(|| unsafe { vidioc_querycap(fd, &mut cap) })
-            .map_err(|e| DeviceError::new("VIDIOC_QUERYCAP", e))?;
-        let caps = if cap.capabilities & V4L2_CAP_DEVICE_CAPS != 0 {
-            cap.device_caps
-        } else {
-            cap.capabilities
-        };
-        Ok(DeviceCaps {
-            driver: c_string(&cap.driver),
-            card: c_string(&cap.card),
-            bus_info: c_string(&cap.bus_info),
-            caps,
-        })
+        query_capabilities(self.fd("VIDIOC_QUERYCAP")?)
     }
 
     fn set_format(&mut self, queue: Queue, want: QueueFormat) -> Result<QueueFormat, DeviceError> {
