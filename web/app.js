@@ -1430,7 +1430,8 @@
   const TRACK_EXTENT_MIN_M = 50;
   // Positions further apart than this (and than four times their usual
   // spacing) are a gap: drawn dashed on the map, left empty on the graph.
-  const TRACK_GAP_MIN_MS = 5000;
+  // The GPX export starts a new track segment after the same 10 s.
+  const TRACK_GAP_MIN_MS = 10000;
   // Room around the route for the north mark (top) and the scale bar (bottom).
   const MAP_MARGIN_PX = { left: 16, right: 16, top: 26, bottom: 36 };
   // Room around the graph for the speed labels (left), the unit (top) and
@@ -1474,6 +1475,7 @@
       distanceM: num(j.distance_m),
       maxSpeedMps: maxSpeed,
       gapMs: gapThreshold(points),
+      problems: Array.isArray(j.problems) ? j.problems.map(String) : [],
     };
   }
 
@@ -1771,6 +1773,8 @@
     const last = d.points[d.points.length - 1].t;
     $('track-span').textContent = fmtHMS(first) + '–' + fmtHMS(last) + ' UTC · '
       + d.positions + (d.positions === 1 ? ' position' : ' positions');
+    $('track-problems').textContent = d.problems.length ? 'Left out, unreadable: ' + d.problems.join('; ') : '';
+    $('track-problems').hidden = !d.problems.length;
     $('track-gpx').href = gpxHref(track.camera, track.from, track.to);
     drawTrack();
   }

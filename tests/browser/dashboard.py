@@ -997,6 +997,8 @@ class Checks:
 
         widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
         assert widths[0] <= widths[1], f"page is {widths[0]} px wide in a {widths[1]} px window"
+        # The export card's range: the last five minutes, from now.
+        page.click('[data-preset="last5"]')
         for href in (t["gpx"], page.get_attribute("#export-gpx", "href")):
             assert href and href.startswith(f"/api/export.gpx?camera={CAMERA}&from="), f"GPX link: {href!r}"
             gpx = page.evaluate(FETCH_GPX_JS, href)
