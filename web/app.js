@@ -871,6 +871,7 @@
     else setCardState('timeline', null);
     renderTimeline();
     renderSegments();
+    loadTrack(from, to);
     if ((state.win.endMs === null || failed.length) && !document.hidden) {
       timelineTimer = setTimeout(loadTimeline, TIMELINE_REFRESH_MS);
     }
@@ -1142,6 +1143,7 @@
 
   // Moves only the playhead; the timeline is rebuilt on the next poll.
   function updateHead() {
+    updateTrackCursor();
     const { from, to } = windowRange();
     for (const bar of document.querySelectorAll('.tl-bar')) {
       let head = bar.querySelector('.tl-head');
@@ -1407,6 +1409,416 @@
     }
   }
 
+  // ------------------------------------------------------------------ track
+
+  // The GPS track of the timeline's window: /api/track for the camera, from
+  // and to that the timeline asks /api/recordings for, drawn as the route's
+  // shape and as speed against time. No map tiles: the hotspot has no
+  // Internet. The map is an equirectangular projection around the track's
+  // mean latitude, north up, fitted to the canvas with margins, with a scale
+  // bar of a round length over it; east-west lengths are off by 0.1 % at the
+  // north and south ends of a 5 km drive, a few percent of a 300 km one.
+  // Canvases are drawn at the device's pixel ratio so lines stay sharp.
+
+  const TRACK_POINTS = 1000;
+  const EARTH_RADIUS_M = 6371008.8;
+  const METRES_PER_MILE = 1609.344;
+  const METRES_PER_FOOT = 0.3048;
+  const FEET_PER_MILE = 5280;
+  // A parked car or a single fix is shown with this much around it, not
+  // blown up to the whole canvas.
+  const TRACK_EXTENT_MIN_M = 50;
+  // Positions further apart than this (and than four times their usual
+  // spacing) are a gap: drawn dashed on the map, left empty on the graph.
+  // The GPX export starts a new track segment after the same 10 s.
+  const TRACK_GAP_MIN_MS = 10000;
+  // Room around the route for the north mark (top) and the scale bar (bottom).
+  const MAP_MARGIN_PX = { left: 16, right: 16, top: 26, bottom: 36 };
+  // Room around the graph for the speed labels (left), the unit (top) and
+  // the times (bottom).
+  const SPEED_MARGIN_PX = { left: 34, right: 10, top: 20, bottom: 20 };
+
+  const track = {
+    data: null, // the last answer, parsed (parseTrack)
+    camera: null, // whose footage it came from
+    from: null, // ms, the window it was asked for
+    to: null,
+    error: null, // why the last request failed
+    shown: false, // the card is on the page
+    seq: 0, // answers to older requests are dropped
+  };
+
+  // The camera the track is read from: the player's, else the first. Every
+  // camera stores every fix, so any camera with footage in the window will do.
+  function trackCamera() {
+    if (player.camera && state.cameras.some((c) => c.id === player.camera)) return player.camera;
+    return state.cameras.length ? state.cameras[0].id : null;
+  }
+
+  const speedIn = (mps, unit) => (unit === 'mph' ? (mps * 3600) / METRES_PER_MILE : mps * 3.6);
+  const speedUnitText = (unit) => (unit === 'mph' ? 'mph' : 'km/h');
+
+  function parseTrack(j) {
+    const points = (Array.isArray(j.points) ? j.points : [])
+      .map((p) => ({ t: num(p && p.t_ms), lat: num(p && p.lat), lon: num(p && p.lon), speed: num(p && p.speed_mps) }))
+      .filter((p) => p.t !== null && p.lat !== null && p.lon !== null && Math.abs(p.lat) <= 90 && Math.abs(p.lon) <= 180)
+      .sort((a, b) => a.t - b.t);
+    let maxSpeed = num(j.max_speed_mps);
+    if (maxSpeed === null) {
+      for (const p of points) if (p.speed !== null && (maxSpeed === null || p.speed > maxSpeed)) maxSpeed = p.speed;
+    }
+    return {
+      unit: j.speed_unit === 'mph' ? 'mph' : 'kmh',
+      gpsConfigured: j.gps_configured === true,
+      positions: num(j.positions) ?? points.length,
+      points,
+      distanceM: num(j.distance_m),
+      maxSpeedMps: maxSpeed,
+      gapMs: gapThreshold(points),
+      problems: Array.isArray(j.problems) ? j.problems.map(String) : [],
+    };
+  }
+
+  function gapThreshold(points) {
+    const dts = [];
+    for (let i = 1; i < points.length; i++) dts.push(points[i].t - points[i - 1].t);
+    dts.sort((a, b) => a - b);
+    return Math.max(TRACK_GAP_MIN_MS, 4 * (dts.length ? dts[dts.length >> 1] : 0));
+  }
+
+  // The largest 1, 2 or 5 × 10^n not above x, and the smallest not below.
+  function roundDown125(x) {
+    const p = Math.pow(10, Math.floor(Math.log10(x)));
+    const m = x / p;
+    return (m >= 5 ? 5 : m >= 2 ? 2 : 1) * p;
+  }
+  function roundUp125(x) {
+    const p = Math.pow(10, Math.floor(Math.log10(x)));
+    const m = x / p;
+    return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
+  }
+  // 0.30000000000000004 as 0.3.
+  const fmtRound = (x) => String(Number(x.toPrecision(6)));
+
+  // A round length about a fifth of `metresAcross`, in the units that go
+  // with the speed unit: [metres, text].
+  function scaleBarLength(metresAcross, unit) {
+    const target = metresAcross / 5;
+    if (unit === 'mph') {
+      const feet = target / METRES_PER_FOOT;
+      if (feet > FEET_PER_MILE) {
+        const mi = roundDown125(feet / FEET_PER_MILE);
+        return [mi * METRES_PER_MILE, fmtRound(mi) + ' mi'];
+      }
+      const ft = roundDown125(feet);
+      return [ft * METRES_PER_FOOT, fmtRound(ft) + ' ft'];
+    }
+    if (target >= 1000) {
+      const km = roundDown125(target / 1000);
+      return [km * 1000, fmtRound(km) + ' km'];
+    }
+    const m = roundDown125(target);
+    return [m, fmtRound(m) + ' m'];
+  }
+
+  function fmtDistance(m, unit) {
+    if (unit === 'mph') {
+      const mi = m / METRES_PER_MILE;
+      return mi < 0.1 ? Math.round(m / METRES_PER_FOOT) + ' ft' : mi.toFixed(mi < 10 ? 2 : 1) + ' mi';
+    }
+    return m < 1000 ? Math.round(m) + ' m' : (m / 1000).toFixed(m < 10000 ? 2 : 1) + ' km';
+  }
+
+  const gpxHref = (camera, from, to) => '/api/export.gpx?camera=' + enc(camera) + '&from=' + enc(iso(from)) + '&to=' + enc(iso(to));
+
+  // Sizes a canvas's pixels to its box at the device's pixel ratio; the
+  // context draws in CSS pixels. Null while the canvas is not laid out.
+  function canvasContext(canvas) {
+    const w = canvas.clientWidth;
+    const h = canvas.clientHeight;
+    if (!w || !h) return null;
+    const dpr = window.devicePixelRatio || 1;
+    const pw = Math.round(w * dpr);
+    const ph = Math.round(h * dpr);
+    if (canvas.width !== pw) canvas.width = pw;
+    if (canvas.height !== ph) canvas.height = ph;
+    const g = canvas.getContext('2d');
+    g.setTransform(pw / w, 0, 0, ph / h, 0, 0);
+    g.clearRect(0, 0, w, h);
+    return { g, w, h };
+  }
+
+  const cssVar = (name, fallback) => getComputedStyle(document.documentElement).getPropertyValue(name).trim() || fallback;
+
+  function drawTrackMap(d) {
+    const canvas = $('track-map');
+    const c = canvasContext(canvas);
+    if (!c) return;
+    const { g, w, h } = c;
+    const pts = d.points;
+    // Across the antimeridian, west longitudes continue east of 180°.
+    let lonMin = Infinity;
+    let lonMax = -Infinity;
+    for (const p of pts) { lonMin = Math.min(lonMin, p.lon); lonMax = Math.max(lonMax, p.lon); }
+    const wrap = lonMax - lonMin > 180;
+    const rad = Math.PI / 180;
+    const lat0 = (pts.reduce((a, p) => a + p.lat, 0) / pts.length) * rad;
+    const kx = Math.cos(lat0) * rad * EARTH_RADIUS_M;
+    const ky = rad * EARTH_RADIUS_M;
+    const xy = pts.map((p) => [(wrap && p.lon < 0 ? p.lon + 360 : p.lon) * kx, p.lat * ky]);
+    let minX = Infinity; let maxX = -Infinity; let minY = Infinity; let maxY = -Infinity;
+    for (const [x, y] of xy) {
+      minX = Math.min(minX, x); maxX = Math.max(maxX, x);
+      minY = Math.min(minY, y); maxY = Math.max(maxY, y);
+    }
+    const m = MAP_MARGIN_PX;
+    const innerW = Math.max(10, w - m.left - m.right);
+    const innerH = Math.max(10, h - m.top - m.bottom);
+    const pxPerM = Math.min(innerW / Math.max(maxX - minX, TRACK_EXTENT_MIN_M),
+      innerH / Math.max(maxY - minY, TRACK_EXTENT_MIN_M));
+    const cx = (minX + maxX) / 2;
+    const cy = (minY + maxY) / 2;
+    const at = ([x, y]) => [m.left + innerW / 2 + (x - cx) * pxPerM, m.top + innerH / 2 - (y - cy) * pxPerM];
+    const screen = xy.map(at);
+
+    g.lineJoin = 'round';
+    g.lineCap = 'round';
+    // Gaps: where the positions stop and where they resume, dashed.
+    g.setLineDash([4, 5]);
+    g.lineWidth = 1.5;
+    g.strokeStyle = cssVar('--muted', '#9aa4af');
+    g.beginPath();
+    for (let i = 1; i < pts.length; i++) {
+      if (pts[i].t - pts[i - 1].t <= d.gapMs) continue;
+      g.moveTo(...screen[i - 1]);
+      g.lineTo(...screen[i]);
+    }
+    g.stroke();
+    g.setLineDash([]);
+    g.lineWidth = 3;
+    g.strokeStyle = cssVar('--accent', '#4da3ff');
+    g.beginPath();
+    for (let i = 0; i < pts.length; i++) {
+      if (i === 0 || pts[i].t - pts[i - 1].t > d.gapMs) g.moveTo(...screen[i]);
+      else g.lineTo(...screen[i]);
+    }
+    g.stroke();
+    const marker = (p, color) => {
+      g.beginPath();
+      g.arc(p[0], p[1], 6, 0, 2 * Math.PI);
+      g.fillStyle = color;
+      g.fill();
+      g.lineWidth = 2;
+      g.strokeStyle = cssVar('--card-2', '#1f242c');
+      g.stroke();
+    };
+    marker(screen[screen.length - 1], cssVar('--bad', '#ff5a52'));
+    marker(screen[0], cssVar('--ok', '#3ecf6e'));
+
+    const [lengthM, text] = scaleBarLength(w / pxPerM, d.unit);
+    $('track-scale-bar').style.width = (lengthM * pxPerM).toFixed(1) + 'px';
+    $('track-scale-text').textContent = text;
+    canvas.setAttribute('aria-label', 'Shape of the GPS track, north up, from the green start to the red end; the scale bar is ' + text + '.');
+  }
+
+  // The speed graph's time axis: the positions' own span, so that a short
+  // drive in a 24-hour window is not a sliver.
+  function speedAxis(d) {
+    const t0 = d.points[0].t;
+    return { t0, t1: Math.max(d.points[d.points.length - 1].t, t0 + 1000) };
+  }
+
+  function drawTrackSpeed(d) {
+    const canvas = $('track-speed');
+    const c = canvasContext(canvas);
+    if (!c) return;
+    const { g, w, h } = c;
+    const m = SPEED_MARGIN_PX;
+    const pts = d.points;
+    const { t0, t1 } = speedAxis(d);
+    const speeds = pts.map((p) => (p.speed === null ? null : speedIn(Math.max(0, p.speed), d.unit)));
+    let top = 0;
+    let topAt = -1;
+    speeds.forEach((v, i) => { if (v !== null && v > top) { top = v; topAt = i; } });
+    const want = Math.max(top * 1.05, 10);
+    const step = roundUp125(want / 4);
+    const yMax = step * Math.ceil(want / step);
+    const pw = Math.max(10, w - m.left - m.right);
+    const ph = Math.max(10, h - m.top - m.bottom);
+    const X = (t) => m.left + ((t - t0) / (t1 - t0)) * pw;
+    const Y = (v) => m.top + ph - (v / yMax) * ph;
+    const muted = cssVar('--muted', '#9aa4af');
+    const accent = cssVar('--accent', '#4da3ff');
+
+    g.font = '11px system-ui, sans-serif';
+    g.fillStyle = muted;
+    g.textAlign = 'right';
+    g.textBaseline = 'middle';
+    g.lineWidth = 1;
+    g.strokeStyle = 'rgba(255, 255, 255, .10)';
+    g.beginPath();
+    for (let v = 0; v <= yMax + step / 2; v += step) {
+      const y = Math.round(Y(v)) + 0.5;
+      g.moveTo(m.left, y);
+      g.lineTo(m.left + pw, y);
+      g.fillText(fmtRound(v), m.left - 5, y);
+    }
+    g.stroke();
+    g.textAlign = 'left';
+    g.textBaseline = 'top';
+    g.fillText(speedUnitText(d.unit), m.left + 4, 3);
+    g.textBaseline = 'bottom';
+    const long = t1 - t0 > 3600e3;
+    const label = (t) => (long ? fmtHM(t) : fmtHMS(t));
+    g.fillText(label(t0), m.left, h - 2);
+    g.textAlign = 'right';
+    g.fillText(label(t1) + ' UTC', m.left + pw, h - 2);
+
+    // Runs of speeds without a gap: each filled down to zero, then outlined.
+    const runs = [];
+    let run = [];
+    pts.forEach((p, i) => {
+      const broken = i > 0 && p.t - pts[i - 1].t > d.gapMs;
+      if ((broken || speeds[i] === null) && run.length) { runs.push(run); run = []; }
+      if (speeds[i] !== null) run.push([X(p.t), Y(speeds[i])]);
+    });
+    if (run.length) runs.push(run);
+    g.fillStyle = accent;
+    g.globalAlpha = 0.18;
+    for (const r of runs) {
+      g.beginPath();
+      g.moveTo(r[0][0], Y(0));
+      for (const q of r) g.lineTo(...q);
+      g.lineTo(r[r.length - 1][0], Y(0));
+      g.closePath();
+      g.fill();
+    }
+    g.globalAlpha = 1;
+    g.lineJoin = 'round';
+    g.lineWidth = 2;
+    g.strokeStyle = accent;
+    for (const r of runs) {
+      g.beginPath();
+      g.moveTo(...r[0]);
+      // A run of one position is a dot's width of line.
+      if (r.length === 1) g.lineTo(r[0][0] + 1, r[0][1]);
+      for (const q of r.slice(1)) g.lineTo(...q);
+      g.stroke();
+    }
+    if (topAt >= 0) {
+      g.beginPath();
+      g.arc(X(pts[topAt].t), Y(top), 3.5, 0, 2 * Math.PI);
+      g.fillStyle = cssVar('--warn', '#f0b429');
+      g.fill();
+    }
+    canvas.setAttribute('aria-label', 'Speed in ' + speedUnitText(d.unit) + ' against time, ' + fmtHMS(t0) + ' to '
+      + fmtHMS(t1) + ' UTC, on a scale of 0 to ' + fmtRound(yMax) + ' ' + speedUnitText(d.unit) + '.');
+  }
+
+  // The player's moment on the speed graph, when it is in the graph.
+  function updateTrackCursor() {
+    const cur = $('track-cursor');
+    const d = track.data;
+    const canvas = $('track-speed');
+    const axis = d && d.points.length ? speedAxis(d) : null;
+    const show = axis && !$('track-body').hidden && !$('track').hidden && player.camera === track.camera
+      && player.t !== null && player.t >= axis.t0 && player.t <= axis.t1 && canvas.clientWidth > 0;
+    cur.hidden = !show;
+    if (!show) return;
+    const m = SPEED_MARGIN_PX;
+    const pw = Math.max(10, canvas.clientWidth - m.left - m.right);
+    const ph = Math.max(10, canvas.clientHeight - m.top - m.bottom);
+    cur.style.left = (canvas.offsetLeft + canvas.clientLeft + m.left + ((player.t - axis.t0) / (axis.t1 - axis.t0)) * pw) + 'px';
+    cur.style.top = (canvas.offsetTop + canvas.clientTop + m.top) + 'px';
+    cur.style.height = ph + 'px';
+    cur.style.bottom = 'auto';
+  }
+
+  function drawTrack() {
+    const d = track.data;
+    if (!d || !d.points.length || $('track').hidden || $('track-body').hidden) return;
+    drawTrackMap(d);
+    drawTrackSpeed(d);
+    updateTrackCursor();
+  }
+
+  function renderTrack() {
+    const d = track.data;
+    const card = $('track');
+    if (track.error && track.shown) {
+      setCardState('track', 'error', 'Could not load: ' + track.error + ' — retrying every ' + TIMELINE_REFRESH_MS / 1000 + ' s.');
+      return;
+    }
+    // Hidden on a recorder without a receiver, unless the window holds
+    // positions it stored with one before.
+    const visible = !!d && (d.gpsConfigured || d.positions > 0 || d.points.length > 0);
+    card.hidden = !visible;
+    track.shown = visible;
+    $('export-gpx').hidden = !visible;
+    if (!visible) return;
+    $('track-which').textContent = 'in the timeline window'
+      + (state.cameras.length > 1 ? ' · ' + cameraName(track.camera) : '');
+    if (!d.points.length) {
+      setCardState('track', 'empty', 'No GPS positions in this range.');
+      $('track-body').hidden = true;
+      return;
+    }
+    setCardState('track', null);
+    $('track-body').hidden = false;
+    const unit = speedUnitText(d.unit);
+    $('track-max').textContent = d.maxSpeedMps === null ? 'not recorded'
+      : Math.round(speedIn(d.maxSpeedMps, d.unit)) + ' ' + unit;
+    $('track-distance').textContent = d.distanceM === null ? '' : fmtDistance(d.distanceM, d.unit) + ' driven';
+    const first = d.points[0].t;
+    const last = d.points[d.points.length - 1].t;
+    $('track-span').textContent = fmtHMS(first) + '–' + fmtHMS(last) + ' UTC · '
+      + d.positions + (d.positions === 1 ? ' position' : ' positions');
+    $('track-problems').textContent = d.problems.length ? 'Left out, unreadable: ' + d.problems.join('; ') : '';
+    $('track-problems').hidden = !d.problems.length;
+    $('track-gpx').href = gpxHref(track.camera, track.from, track.to);
+    drawTrack();
+  }
+
+  async function loadTrack(from, to) {
+    const seq = ++track.seq;
+    const camera = trackCamera();
+    if (!camera) {
+      track.data = null;
+      track.error = null;
+      renderTrack();
+      return;
+    }
+    try {
+      const j = await apiJson('/api/track?camera=' + enc(camera) + '&from=' + enc(iso(from)) + '&to=' + enc(iso(to))
+        + '&points=' + TRACK_POINTS);
+      if (seq !== track.seq) return;
+      Object.assign(track, { data: parseTrack(j), camera, from, to, error: null });
+    } catch (e) {
+      if (seq !== track.seq || e.status === 401) return;
+      // A recorder without /api/track (or a camera it does not know): no card.
+      if (e.status === 404) Object.assign(track, { data: null, error: null });
+      else track.error = e.message || String(e);
+    }
+    renderTrack();
+  }
+
+  $('track-speed').addEventListener('click', (e) => {
+    const d = track.data;
+    if (!d || !d.points.length || !track.camera) return;
+    const { t0, t1 } = speedAxis(d);
+    const m = SPEED_MARGIN_PX;
+    const pw = Math.max(10, e.currentTarget.clientWidth - m.left - m.right);
+    const frac = Math.min(1, Math.max(0, (e.offsetX - m.left) / pw));
+    playFromTimeline(track.camera, t0 + frac * (t1 - t0));
+  });
+  if (window.ResizeObserver) new ResizeObserver(() => drawTrack()).observe($('track-body'));
+  // Moving to a screen of another pixel ratio (or zooming) redraws sharp.
+  (function watchPixelRatio() {
+    if (!window.matchMedia) return;
+    matchMedia('(resolution: ' + (window.devicePixelRatio || 1) + 'dppx)')
+      .addEventListener('change', () => { drawTrack(); watchPixelRatio(); }, { once: true });
+  })();
+
   // ----------------------------------------------------------------- export
 
   const exp = { preset: null };
@@ -1484,6 +1896,8 @@
     if (problem) {
       link.removeAttribute('href');
       link.setAttribute('aria-disabled', 'true');
+      $('export-gpx').removeAttribute('href');
+      $('export-gpx').setAttribute('aria-disabled', 'true');
       $('share-start').setAttribute('aria-disabled', 'true');
       $('export-summary').textContent = camera ? '' : 'No camera.';
       scheduleEstimate(null);
@@ -1491,6 +1905,8 @@
     }
     link.href = '/api/export.mp4?camera=' + enc(camera) + '&from=' + enc(iso(from)) + '&to=' + enc(iso(to));
     link.setAttribute('aria-disabled', 'false');
+    $('export-gpx').href = gpxHref(camera, from, to);
+    $('export-gpx').setAttribute('aria-disabled', 'false');
     $('share-start').setAttribute('aria-disabled', 'false');
     $('export-summary').textContent = cameraName(camera) + ': ' + fmtDateTime(from) + ' to '
       + (fmtDate(to) === fmtDate(from) ? fmtHMS(to) + ' UTC' : fmtDateTime(to)) + ' (' + fmtDuration(to - from) + ')';
@@ -1510,9 +1926,11 @@
   $('export-camera').addEventListener('change', updateExportLink);
   $('export-form').addEventListener('submit', (e) => e.preventDefault());
   // "Last 5 minutes" means the five minutes before the tap on Download.
-  $('export-link').addEventListener('click', () => {
-    if (exp.preset === 'last5') applyPreset('last5');
-  });
+  for (const id of ['export-link', 'export-gpx']) {
+    $(id).addEventListener('click', () => {
+      if (exp.preset === 'last5') applyPreset('last5');
+    });
+  }
   $('export-player-link').addEventListener('click', () => {
     if (exp.preset === 'last5') applyPreset('last5');
     const href = $('export-link').getAttribute('href');

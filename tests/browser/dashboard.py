@@ -17,6 +17,13 @@ with a 1280x720 camera a long share job still shows after a reload,
 refuses a second one with the recorder's reason and stops on Cancel, and
 a 480-line clip plays scaled down; nothing scrolls sideways, the Lock button adds an incident whose export
 downloads, which the timeline marks and whose size the list states once.
+Without a GPS receiver there is no Track card; on a recorder whose receiver
+drives a curve at a changing speed (a phone at two device pixels per CSS
+pixel), a window before it started says it has no positions, and the
+current one draws the route and the speed graph at the pixel ratio, the
+route north up at the scale its round scale bar states, states the maximum
+speed fed, offers GPX files that download, and a tap on the graph plays
+from that moment.
 Then the same at desktop size (1280x800). A phone whose clock is an hour
 ahead is offered to set the camera's clock, and doing so moves the
 recorder's clock and its timeline; after the recorder restarts, as on the
@@ -41,6 +48,7 @@ so `make test` counts it with the Rust tests; exits non-zero on failure.
 import argparse
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -53,6 +61,7 @@ import threading
 import time
 import tty
 import traceback
+import urllib.parse
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
@@ -146,22 +155,34 @@ class GpsFeed:
         os.set_blocking(self.master, False)
         self.path = os.ttyname(self.slave)
         self.done = threading.Event()
+        # Set: the receiver falls quiet (no fix, the port stays open).
+        self.quiet = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
+    INTERVAL_S = 0.2
+
     def run(self):
         until = time.monotonic() + WHOLE_TEST_S
+        k = 0
         while not self.done.is_set() and time.monotonic() < until:
             t = datetime.fromtimestamp(time.time() - self.ROLLOVER_S, timezone.utc)
             hms = t.strftime("%H%M%S") + f".{t.microsecond // 10000:02d}"
             date = t.strftime("%d%m%y")
-            data = (nmea(f"GNRMC,{hms},A,5231.20048,N,01324.42016,E,27.000,87.50,{date},,,A")
-                    + nmea(f"GNGGA,{hms},5231.20048,N,01324.42016,E,1,09,0.92,34.5,M,39.9,M,,"))
+            if self.quiet.is_set():
+                self.done.wait(self.INTERVAL_S)
+                continue
             try:
-                os.write(self.master, data.encode())
+                os.write(self.master, self.epoch(k, hms, date).encode())
             except OSError:
                 pass
-            self.done.wait(0.2)
+            k += 1
+            self.done.wait(self.INTERVAL_S)
+
+    def epoch(self, k, hms, date):
+        """The RMC and GGA of the k-th fix."""
+        return (nmea(f"GNRMC,{hms},A,5231.20048,N,01324.42016,E,27.000,87.50,{date},,,A")
+                + nmea(f"GNGGA,{hms},5231.20048,N,01324.42016,E,1,09,0.92,34.5,M,39.9,M,,"))
 
     def stop(self):
         self.done.set()
@@ -171,6 +192,50 @@ class GpsFeed:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def nmea_lat_lon(lat, lon):
+    """Degrees as NMEA's ddmm.mmmmm,N,dddmm.mmmmm,E."""
+    def field(deg, width, hemispheres):
+        d = int(abs(deg))
+        return f"{d:0{width}d}{(abs(deg) - d) * 60:08.5f},{hemispheres[deg < 0]}"
+    return field(lat, 2, "NS") + "," + field(lon, 3, "EW")
+
+
+class MovingGpsFeed(GpsFeed):
+    """A receiver in a car winding north-east through Berlin: five fixes a
+    second, the speed swinging between 10 and 35 knots (18.5 and 64.8 km/h)
+    every six seconds and the heading between 5° and 85° every thirty, a few
+    hundred metres in the time the checks take, never crossing itself. Its
+    fixes are dated 1024 weeks back like GpsFeed's, so its time never sets
+    the clock and the track is stored at the times the recorder received it."""
+
+    MIN_KN, MAX_KN = 10.0, 35.0
+    PERIOD_FIXES = 30  # 6 s; an even number, so a fix falls on the peak
+    TURN_PERIOD_FIXES = 150
+    KNOT_MPS = 1852 / 3600
+
+    def __init__(self):
+        self.lat, self.lon, self.heading = 52.52, 13.405, 45.0
+        self.fixes = 0
+        self.max_kn = None
+        super().__init__()
+
+    def speed_kn(self, k):
+        swing = (1 - math.cos(2 * math.pi * k / self.PERIOD_FIXES)) / 2
+        return self.MIN_KN + (self.MAX_KN - self.MIN_KN) * swing
+
+    def epoch(self, k, hms, date):
+        kn = self.speed_kn(k)
+        step_m = kn * self.KNOT_MPS * self.INTERVAL_S
+        self.heading = 45 + 40 * math.sin(2 * math.pi * k / self.TURN_PERIOD_FIXES)
+        self.lat += step_m * math.cos(math.radians(self.heading)) / 111_195
+        self.lon += step_m * math.sin(math.radians(self.heading)) / (111_195 * math.cos(math.radians(self.lat)))
+        where = nmea_lat_lon(self.lat, self.lon)
+        self.max_kn = kn if self.max_kn is None else max(self.max_kn, kn)
+        self.fixes = k + 1
+        return (nmea(f"GNRMC,{hms},A,{where},{kn:.3f},{self.heading:.2f},{date},,,A")
+                + nmea(f"GNGGA,{hms},{where},1,09,0.92,34.5,M,39.9,M,,"))
 
 
 class Server:
@@ -371,6 +436,66 @@ PLAYS_JS = """async (timeoutMs) => {
 }"""
 
 TIME_FIELD = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d")
+
+# The Track card at one moment (the page draws again on every timeline
+# refresh): for each canvas its size in CSS and device pixels, how many
+# pixels are painted at all (the background is transparent), and where the
+# pixels of the route's colour (--accent) and of the start (--ok) and end
+# (--bad) marks are; the scale bar; the GPX link.
+TRACK_PIXELS_JS = """() => {
+  const rgb = (name) => {
+    const g = document.createElement('canvas').getContext('2d');
+    g.fillStyle = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+    g.fillRect(0, 0, 1, 1);
+    return [...g.getImageData(0, 0, 1, 1).data.slice(0, 3)];
+  };
+  const colours = { stroke: rgb('--accent'), start: rgb('--ok'), end: rgb('--bad') };
+  const near = (d, i, c) => d[i + 3] > 200 && Math.abs(d[i] - c[0]) + Math.abs(d[i + 1] - c[1]) + Math.abs(d[i + 2] - c[2]) < 40;
+  const read = (id) => {
+    const c = document.getElementById(id);
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    const out = { width: c.width, height: c.height, cssWidth: c.clientWidth, cssHeight: c.clientHeight,
+      label: c.getAttribute('aria-label'), painted: 0 };
+    for (const k of Object.keys(colours)) out[k] = { n: 0, x0: Infinity, x1: -1, y0: Infinity, y1: -1 };
+    for (let i = 0; i < d.length; i += 4) {
+      if (d[i + 3] === 0) continue;
+      out.painted++;
+      for (const [k, col] of Object.entries(colours)) {
+        if (!near(d, i, col)) continue;
+        const b = out[k];
+        const x = (i / 4) % c.width;
+        const y = Math.floor(i / 4 / c.width);
+        b.n++; b.x0 = Math.min(b.x0, x); b.x1 = Math.max(b.x1, x); b.y0 = Math.min(b.y0, y); b.y1 = Math.max(b.y1, y);
+      }
+    }
+    return out;
+  };
+  return {
+    dpr: devicePixelRatio, map: read('track-map'), speed: read('track-speed'),
+    scaleText: document.getElementById('track-scale-text').textContent,
+    scaleBarPx: document.getElementById('track-scale-bar').getBoundingClientRect().width,
+    gpx: document.getElementById('track-gpx').getAttribute('href'),
+  };
+}"""
+
+# A GPX link's answer as the page gets it.
+FETCH_GPX_JS = """async (href) => {
+  const r = await fetch(href);
+  return { status: r.status, type: r.headers.get('Content-Type'), disposition: r.headers.get('Content-Disposition'),
+    body: await r.text() };
+}"""
+
+SCALE_TEXT = re.compile(r"^[125]0* (m|km)$")
+
+
+def track_extent_m(points):
+    """East-west and north-south extent of positions in metres, on the
+    local flat projection the map uses."""
+    lat0 = math.radians(sum(p["lat"] for p in points) / len(points))
+    k = math.pi / 180 * 6_371_008.8
+    xs = [p["lon"] * math.cos(lat0) * k for p in points]
+    ys = [p["lat"] * k for p in points]
+    return max(xs) - min(xs), max(ys) - min(ys)
 
 
 def input_time(epoch_s):
@@ -743,6 +868,169 @@ class Checks:
         self.page3 = None
         self.server3.stop()
 
+    def track_card_is_hidden_without_gps(self):
+        page = self.page
+        # "Now" loads the timeline's window again, and its track with it.
+        with page.expect_response(lambda r: "/api/track?" in r.url) as answered:
+            page.click("#tl-now")
+        assert answered.value.status == 200, f"/api/track answered {answered.value.status}"
+        j = answered.value.json()
+        assert j["gps_configured"] is False and j["positions"] == 0 and j["points"] == [], \
+            f"a recorder without a receiver: {j}"
+        page.wait_for_timeout(300)
+        assert page.locator("#track").is_hidden(), "a recorder without GPS shows a Track card"
+        assert page.locator("#export-gpx").is_hidden(), "a recorder without GPS offers a GPX export"
+
+    # A recorder whose receiver drives a curve at a changing speed, seen on
+    # a phone whose screen has two device pixels per CSS pixel.
+    def track_recorder_starts(self):
+        if isinstance(self.server, External):
+            raise Skip("a server of our own is needed")
+        feed = self.track_feed = MovingGpsFeed()
+        self.track_server = Server(gps=feed)
+        self.track_fixes0 = feed.fixes
+        ctx = self.track_ctx = self.browser.new_context(viewport=PHONE, device_scale_factor=2)
+        ctx.set_default_timeout(STEP_TIMEOUT_MS)
+        page = self.track_page = self.new_page(ctx)
+        page.goto(self.track_server.url + "/login")
+        page.fill("#token", self.track_server.token)
+        page.click("button[type=submit]")
+        page.wait_for_url(self.track_server.url + "/")
+        page.locator(f'#live-grid img[data-camera="{CAMERA}"]').wait_for()
+
+    def moving(self):
+        if not getattr(self, "track_page", None):
+            raise Skip("no recorder with a moving GPS receiver")
+        return self.track_page
+
+    def track_card_says_when_a_range_has_no_positions(self):
+        page = self.moving()
+        # An hour that ended half an hour ago: before this recorder started.
+        page.click('[data-window="3600000"]')
+        page.click("#tl-earlier")
+        line = page.locator("#track > .card-state")
+        wait_until(lambda: line.is_visible() and "No GPS positions in this range" in line.inner_text(),
+                   "the Track card does not say the range has no positions")
+        assert page.locator("#track").is_visible(), "a recorder with a receiver hides the Track card"
+        assert page.locator("#track-body").is_hidden(), "canvases are shown for a range without positions"
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.locator("#track").screenshot(path=str(SHOTS / "phone-track-empty.png"))
+        page.click("#tl-now")
+
+    def track_card_draws_the_route(self):
+        page = self.moving()
+        feed = self.track_feed
+        # Two swings of the speed since the recorder started: a peak is stored.
+        wait_until(lambda: feed.fixes >= self.track_fixes0 + 2 * feed.PERIOD_FIXES,
+                   "the GPS feed fell behind", timeout_s=20)
+        fed_max_kmh = feed.max_kn * 1.852
+        want = f"{round(fed_max_kmh)} km/h"
+        seen = []
+
+        def states_the_max():
+            seen.append(page.inner_text("#track-max") if page.locator("#track-body").is_visible() else None)
+            return seen[-1] == want
+        wait_until(states_the_max, f"the Track card does not state the fed maximum, {fed_max_kmh:.2f} km/h, "
+                   f"as {want!r} (said {seen[-1:]})", timeout_s=12)
+        # The receiver falls quiet and its last fixes are stored (synced
+        # within a second): the page draws the same positions as the answer
+        # the check compares with.
+        feed.quiet.set()
+        quiet_at = time.time()
+        time.sleep(2)
+        page.click("#tl-now")
+
+        def drawn_after_quiet():
+            t = page.evaluate(TRACK_PIXELS_JS)
+            to = urllib.parse.parse_qs(urllib.parse.urlsplit(t["gpx"] or "").query).get("to")
+            return t if to and iso_to_epoch(to[0]) >= quiet_at + 2 else None
+        t = wait_until(drawn_after_quiet, "the Track card was not drawn again after the receiver fell quiet")
+        query = urllib.parse.urlsplit(t["gpx"]).query
+        j = page.evaluate("async (q) => (await fetch('/api/track?' + q + '&points=1000')).json()", query)
+        assert f"· {j['positions']} positions" in page.inner_text("#track-span"), \
+            f"the Track card does not show the {j['positions']} positions of its range"
+        assert page.inner_text("#track-max") == want, f"max after the last fix: {page.inner_text('#track-max')!r}"
+        for name in ("map", "speed"):
+            c = t[name]
+            assert c["width"] == round(c["cssWidth"] * t["dpr"]) and c["height"] == round(c["cssHeight"] * t["dpr"]), \
+                f"the {name} canvas is {c['width']}x{c['height']} px for {c['cssWidth']}x{c['cssHeight']} CSS px at {t['dpr']}x"
+            assert c["painted"] > 0 and c["stroke"]["n"] >= 200, f"nothing is drawn on the {name} canvas: {c}"
+        assert t["dpr"] == 2, f"device pixel ratio {t['dpr']}"
+        mp, sp = t["map"], t["speed"]
+        assert mp["start"]["n"] > 20 and mp["end"]["n"] > 20, f"no start and end marks on the map: {mp}"
+        assert sp["stroke"]["x1"] - sp["stroke"]["x0"] >= 0.7 * sp["width"], f"the speed line does not span the graph: {sp}"
+        assert "km/h" in sp["label"], f"the speed graph's unit: {sp['label']!r}"
+
+        # The route and its scale against the positions of the same range.
+        assert urllib.parse.parse_qs(query)["camera"] == [CAMERA], f"GPX link: {t['gpx']!r}"
+        assert abs(j["max_speed_mps"] - feed.max_kn * feed.KNOT_MPS) < 0.01, \
+            f"max speed {j['max_speed_mps']} m/s stored, {feed.max_kn} kn fed"
+        text = t["scaleText"]
+        match = SCALE_TEXT.match(text)
+        assert match, f"the scale bar says {text!r}, not a round length"
+        bar_m = float(text.split()[0]) * (1000 if match.group(1) == "km" else 1)
+        css_w = mp["cssWidth"]
+        assert css_w / 12.5 - 1 <= t["scaleBarPx"] <= css_w / 5 + 1, \
+            f"the scale bar is {t['scaleBarPx']:.0f} px of a {css_w} px map"
+        m_per_px = bar_m / t["scaleBarPx"]
+        dpr = t["dpr"]
+        boxes = [mp[k] for k in ("stroke", "start", "end")]
+        drawn_w = (max(b["x1"] for b in boxes) - min(b["x0"] for b in boxes) + 1) / dpr
+        drawn_h = (max(b["y1"] for b in boxes) - min(b["y0"] for b in boxes) + 1) / dpr
+        ex, ey = track_extent_m(j["points"])
+        # Drawn wider than the positions by the line's width and the marks.
+        for axis, drawn, extent in (("east-west", drawn_w, ex), ("north-south", drawn_h, ey)):
+            assert 0 <= drawn - extent / m_per_px <= 20, \
+                f"{axis}: {extent:.0f} m drawn {drawn:.0f} px wide at {text} per {t['scaleBarPx']:.0f} px"
+        assert max(drawn_w / css_w, drawn_h / mp["cssHeight"]) >= 0.6, \
+            f"the route ({drawn_w:.0f}x{drawn_h:.0f} px) does not fill the {css_w}x{mp['cssHeight']} px map"
+        # North up: the end mark sits where the last position is from the first.
+        first, last = j["points"][0], j["points"][-1]
+        lat0 = math.radians((first["lat"] + last["lat"]) / 2)
+        east_m = (last["lon"] - first["lon"]) * math.cos(lat0) * math.pi / 180 * 6_371_008.8
+        north_m = (last["lat"] - first["lat"]) * math.pi / 180 * 6_371_008.8
+        centre = lambda b: ((b["x0"] + b["x1"]) / 2 / dpr, (b["y0"] + b["y1"]) / 2 / dpr)  # noqa: E731
+        (sx, sy), (ex_, ey_) = centre(mp["start"]), centre(mp["end"])
+        assert abs((ex_ - sx) - east_m / m_per_px) <= 4 and abs((sy - ey_) - north_m / m_per_px) <= 4, \
+            f"the end mark is {ex_ - sx:.0f} px right and {sy - ey_:.0f} px up of the start; the last position is " \
+            f"{east_m:.0f} m east and {north_m:.0f} m north of the first"
+
+        widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert widths[0] <= widths[1], f"page is {widths[0]} px wide in a {widths[1]} px window"
+        # The export card's range: the last five minutes, from now.
+        page.click('[data-preset="last5"]')
+        for href in (t["gpx"], page.get_attribute("#export-gpx", "href")):
+            assert href and href.startswith(f"/api/export.gpx?camera={CAMERA}&from="), f"GPX link: {href!r}"
+            gpx = page.evaluate(FETCH_GPX_JS, href)
+            assert gpx["status"] == 200 and gpx["body"].startswith("<?xml"), \
+                f"{href} answered {gpx['status']}: {gpx['body'][:200]!r}"
+            assert "<trkpt" in gpx["body"] and "attachment" in (gpx["disposition"] or ""), \
+                f"{href}: {gpx['disposition']!r}, {gpx['body'][:300]!r}"
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.locator("#track").screenshot(path=str(SHOTS / "phone-track.png"))
+
+        # A tap on the speed graph plays from that moment.
+        t0, t1 = j["points"][0]["t_ms"] / 1000, j["points"][-1]["t_ms"] / 1000
+        graph = page.locator("#track-speed")
+        graph.scroll_into_view_if_needed()
+        # Left and right of the plot: 34 and 10 px (SPEED_MARGIN_PX in app.js).
+        graph.click(position={"x": 34 + 0.4 * (sp["cssWidth"] - 44), "y": sp["cssHeight"] / 2})
+        page.locator("#player-body").wait_for(state="visible")
+        shown = wait_until(lambda: re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", page.inner_text("#player-time")),
+                           "the player shows no time after a tap on the speed graph")
+        at = datetime.strptime(shown.group(0), "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+        tapped = t0 + 0.4 * (t1 - t0)
+        assert tapped - 1.5 <= at <= tapped + 3, f"tapped {iso_utc(tapped)} on the graph, the player is at {shown.group(0)}"
+        page.locator("#track-cursor").wait_for(state="visible")
+        page.click("#play")
+
+    def track_recorder_stops(self):
+        self.moving()
+        self.track_ctx.close()
+        self.track_page = None
+        self.track_server.stop()
+        self.track_feed.stop()
+
     def phone_has_no_sideways_scroll(self):
         self.page.evaluate("window.scrollTo(0, 0)")
         widths = self.page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
@@ -991,6 +1279,10 @@ class Checks:
         page.screenshot(path=str(SHOTS / "desktop-recorder-stopped.png"), full_page=True)
 
     def close(self):
+        if getattr(self, "track_server", None):
+            self.track_server.stop()
+        if getattr(self, "track_feed", None):
+            self.track_feed.stop()
         if getattr(self, "server2", None):
             self.server2.stop()
         if getattr(self, "gps", None):
@@ -1060,6 +1352,7 @@ STEPS = [
     "header_clock_keeps_the_recorder_time",
     "health_panel_reports_recording",
     "export_sizes_are_estimated_before_any_tap",
+    "track_card_is_hidden_without_gps",
     "timeline_shows_recorded_span",
     "tap_timeline_plays_back",
     "playback_clears_the_header_and_keeps_the_window_buttons",
@@ -1067,6 +1360,9 @@ STEPS = [
     "export_link_is_built",
     "export_range_is_24_hour_utc_text",
     "segment_download_link_works",
+    # Its receiver drives while the share checks run.
+    "track_recorder_starts",
+    "track_card_says_when_a_range_has_no_positions",
     "share_clip_is_made_and_plays",
     "share_recorder_starts",
     "share_cancel_stops_a_running_job",
@@ -1077,6 +1373,8 @@ STEPS = [
     "incident_is_marked_on_the_timeline",
     "incident_size_is_stated_once",
     "desktop_layout",
+    "track_card_draws_the_route",
+    "track_recorder_stops",
     "clock_offer_sets_the_camera_clock",
     "session_outlasts_a_restart",
     "second_recorder_starts",
