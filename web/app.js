@@ -1529,6 +1529,7 @@
     return m < 1000 ? Math.round(m) + ' m' : (m / 1000).toFixed(m < 10000 ? 2 : 1) + ' km';
   }
 
+  const GPX_LINK_TITLE = 'The GPS track of this range (GPX 1.1): for maps and route planners';
   const gpxHref = (camera, from, to) => '/api/export.gpx?camera=' + enc(camera) + '&from=' + enc(iso(from)) + '&to=' + enc(iso(to));
 
   // Sizes a canvas's pixels to its box at the device's pixel ratio; the
@@ -2000,6 +2001,7 @@
     const seq = ++share.estimateSeq;
     setEstimate('loading', 'Estimating sizes…');
     share.estimateTimer = setTimeout(async () => {
+      checkExportGpx(range, seq);
       try {
         const j = await apiJson('/api/export/estimate?' + query);
         if (seq !== share.estimateSeq) return;
@@ -2015,6 +2017,25 @@
         setEstimate('error', 'No size estimate: ' + (e.message || e));
       }
     }, ESTIMATE_DEBOUNCE_MS);
+  }
+
+  // The export card's GPX link is for a range with GPS positions: without,
+  // it is greyed and says why (a tap would only fetch an error).
+  async function checkExportGpx(range, seq) {
+    const link = $('export-gpx');
+    if (link.hidden) return;
+    try {
+      const j = await apiJson('/api/track?camera=' + enc(range.camera) + '&from=' + enc(iso(range.from))
+        + '&to=' + enc(iso(range.to)) + '&points=2');
+      if (seq !== share.estimateSeq) return;
+      const none = !(num(j.positions) > 0);
+      if (none) link.removeAttribute('href');
+      else link.href = gpxHref(range.camera, range.from, range.to);
+      link.setAttribute('aria-disabled', String(none));
+      link.title = none ? 'No GPS positions in this range' : GPX_LINK_TITLE;
+    } catch (e) {
+      // The link stays as it was; a download then names the problem.
+    }
   }
 
   // Starts a share job for camera and [from, to] (ms) with the options of

@@ -913,6 +913,16 @@ class Checks:
                    "the Track card does not say the range has no positions")
         assert page.locator("#track").is_visible(), "a recorder with a receiver hides the Track card"
         assert page.locator("#track-body").is_hidden(), "canvases are shown for a range without positions"
+        # The export card's GPX link for a range before the receiver spoke:
+        # greyed, saying why, instead of a download of an error.
+        before = time.time() - 7200
+        page.fill("#export-from", input_time(before))
+        page.fill("#export-to", input_time(before + 300))
+        gpx_link = page.locator("#export-gpx")
+        wait_until(lambda: gpx_link.get_attribute("aria-disabled") == "true"
+                   and gpx_link.get_attribute("title") == "No GPS positions in this range"
+                   and gpx_link.get_attribute("href") is None,
+                   "the export card's GPX link is offered for a range without positions")
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.locator("#track").screenshot(path=str(SHOTS / "phone-track-empty.png"))
         page.click("#tl-now")
