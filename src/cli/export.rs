@@ -7,7 +7,8 @@
 //! track).
 //!
 //! With `--share` it writes a share clip instead: H.264 at a chosen size
-//! and quality (`share::clip`), same range options and exit statuses.
+//! and quality (`share::clip`), same range options and exit statuses; with
+//! `--gpx`, the range's GPS track as GPX 1.1 (`export::gpx`).
 
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -37,10 +38,10 @@ const PROGRESS_INTERVAL_MS: u64 = 200;
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "export")]
-/// write stored footage of one camera as an .mp4 (nothing is re-encoded).
-/// Exit status: 0 written whole, 1 no footage in the range, 2 error (an
-/// unknown camera included), 3 written with damaged footage left out (named
-/// on stderr)
+/// write stored footage of one camera as an .mp4 (nothing is re-encoded),
+/// or its GPS track as GPX (--gpx). Exit status: 0 written whole, 1 no
+/// footage (or no GPS position) in the range, 2 error (an unknown camera
+/// included), 3 written with damaged footage left out (named on stderr)
 pub struct ExportArgs {
     /// camera id (default: the first camera with recordings)
     #[argh(option)]
@@ -59,7 +60,8 @@ pub struct ExportArgs {
     /// <camera>_<from>_<to>.mp4 in the working folder)
     #[argh(option, short = 'o')]
     pub output: Option<String>,
-    /// leave out the text track that shows the capture time
+    /// leave out the text track that shows the capture time (and the GPS
+    /// speed and position)
     #[argh(switch)]
     pub no_time_track: bool,
     /// data folder (default: the config's data_dir)
