@@ -1070,12 +1070,13 @@ fn the_open_segment_reports_the_bytes_written_not_its_preallocation() {
     // Once closed, the segment's frames say what had been written: at least
     // the first `frames` records, at most a few more (the counts were read
     // a moment apart) and the padding of a sync.
+    // Until the next segment is open: between the two (one frame's close
+    // and open) there is none.
     let until = Instant::now() + Duration::from_secs(20);
     while f.recorder.as_ref().unwrap().status.cameras()[0]
         .storage
         .current_segment()
-        .as_deref()
-        == Some(name.as_str())
+        .is_none_or(|current| current == name)
     {
         assert!(Instant::now() < until, "{name} was never closed");
         std::thread::sleep(Duration::from_millis(50));
