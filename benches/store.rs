@@ -70,22 +70,26 @@ fn append_frames_every(
 ) -> u64 {
     let mut payload = 0;
     for n in 0..count {
-        let jpeg = jpegs[n as usize % jpegs.len()].clone();
-        payload += jpeg.len() as u64;
         let t = n * interval_ns;
-        let f = EncodedFrame {
-            jpeg,
-            width: W,
-            height: H,
-            captured: CaptureTime {
-                mono_ns: t,
-                wall_ns: t as i64,
-            },
-            flags: 0,
-        };
+        let f = frame_at(jpegs, n, t);
+        payload += f.jpeg.len() as u64;
         w.append(&f, t).unwrap();
     }
     payload
+}
+
+/// Frame `n` of the bench, captured at `t` ns on both clocks.
+fn frame_at(jpegs: &[Arc<[u8]>], n: u64, t: u64) -> EncodedFrame {
+    EncodedFrame {
+        jpeg: jpegs[n as usize % jpegs.len()].clone(),
+        width: W,
+        height: H,
+        captured: CaptureTime {
+            mono_ns: t,
+            wall_ns: t as i64,
+        },
+        flags: 0,
+    }
 }
 
 fn pipeline_fps(threads: u8) -> f64 {
@@ -244,17 +248,7 @@ fn positions_vs_none(jpegs: &[Arc<[u8]>]) -> ((u64, Duration), (u64, Duration), 
                 w.append_position(&p, t).unwrap();
                 stored += 1;
             }
-            let f = EncodedFrame {
-                jpeg: jpegs[n as usize % jpegs.len()].clone(),
-                width: W,
-                height: H,
-                captured: CaptureTime {
-                    mono_ns: t,
-                    wall_ns: t as i64,
-                },
-                flags: 0,
-            };
-            w.append(&f, t).unwrap();
+            w.append(&frame_at(jpegs, n, t), t).unwrap();
         }
         w.close().unwrap();
         (io.counters().bytes_written(), start.elapsed(), stored)

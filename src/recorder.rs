@@ -76,8 +76,7 @@ impl CaptionStyle {
         }
         let mut parts = Vec::new();
         if self.speed {
-            let v = fix.speed_mps.map_or(0.0, |v| self.unit.from_mps(v));
-            parts.push(format!("{v:.0} {}", self.unit.label()));
+            parts.push(self.unit.text(fix.speed_mps.unwrap_or(0.0)));
         }
         if let (true, Some(lat), Some(lon)) = (self.position, fix.lat, fix.lon) {
             parts.push(lat_lon_text(lat, lon));

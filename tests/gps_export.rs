@@ -324,32 +324,19 @@ fn gpx_of_a_range_is_gpx_1_1_and_holds_every_position() {
     assert_eq!(count("trkseg"), "2");
     let p = &drive.positions[7];
     let point = "(//*[local-name()='trkpt'])[8]";
-    assert_eq!(xpath(&format!("string({point}/@lat)")), "52.5000700");
-    assert_eq!(xpath(&format!("string({point}/@lon)")), "13.4000000");
-    assert_eq!(
-        xpath(&format!("string({point}/*[local-name()='time'])")),
-        dashvault::clock::format_rfc3339_ms(p.received.wall_ns)
-    );
-    assert_eq!(
-        xpath(&format!("string({point}//*[local-name()='speed'])")),
-        "13.500"
-    );
-    assert_eq!(
-        xpath(&format!("string({point}//*[local-name()='course'])")),
-        "90.00"
-    );
-    assert_eq!(
-        xpath(&format!("string({point}/*[local-name()='fix'])")),
-        "3d"
-    );
-    assert_eq!(
-        xpath(&format!("string({point}/*[local-name()='hdop'])")),
-        "0.90"
-    );
-    assert_eq!(
-        xpath(&format!("string({point}/*[local-name()='ele'])")),
-        "34.500"
-    );
+    let time = dashvault::clock::format_rfc3339_ms(p.received.wall_ns);
+    for (what, want) in [
+        ("/@lat", "52.5000700"),
+        ("/@lon", "13.4000000"),
+        ("/*[local-name()='time']", time.as_str()),
+        ("//*[local-name()='speed']", "13.500"),
+        ("//*[local-name()='course']", "90.00"),
+        ("/*[local-name()='fix']", "3d"),
+        ("/*[local-name()='hdop']", "0.90"),
+        ("/*[local-name()='ele']", "34.500"),
+    ] {
+        assert_eq!(xpath(&format!("string({point}{what})")), want, "{what}");
+    }
 }
 
 #[test]

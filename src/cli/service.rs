@@ -176,10 +176,7 @@ pub fn data_dir(config_path: &Path, explicit: Option<PathBuf>) -> PathBuf {
 /// The unit speeds are shown in: the config's `gps.speed_unit`, km/h
 /// without one.
 pub fn speed_unit(config_path: &Path) -> config::SpeedUnit {
-    config_in_use(config_path)
-        .gps
-        .map(|g| g.speed_unit)
-        .unwrap_or_default()
+    config_in_use(config_path).speed_unit()
 }
 
 #[cfg(test)]

@@ -178,6 +178,11 @@ impl SpeedUnit {
         }
     }
 
+    /// `speed_mps` rounded to whole units, with the unit: `50 km/h`.
+    pub fn text(self, speed_mps: f64) -> String {
+        format!("{:.0} {}", self.from_mps(speed_mps), self.label())
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             SpeedUnit::Kmh => "km/h",
@@ -330,6 +335,11 @@ impl CameraConfig {
 }
 
 impl Config {
+    /// The unit speeds are shown in: `gps.speed_unit`, km/h without a GPS.
+    pub fn speed_unit(&self) -> SpeedUnit {
+        self.gps.as_ref().map(|g| g.speed_unit).unwrap_or_default()
+    }
+
     /// Where recordings live. A relative `data_dir` is taken relative to the
     /// folder holding the config file, so the service does not depend on the
     /// working directory it was started from.

@@ -228,8 +228,7 @@ impl Place {
     pub fn text(&self) -> String {
         let mut parts = Vec::new();
         if let Some(v) = self.speed_mm_s {
-            let speed = self.unit.from_mps(v as f64 / 1000.0);
-            parts.push(format!("{speed:.0} {}", self.unit.label()));
+            parts.push(self.unit.text(v as f64 / 1000.0));
         }
         if let Some((lat, lon)) = self.lat_lon_e7 {
             parts.push(lat_lon_text(lat as f64 / 1e7, lon as f64 / 1e7));

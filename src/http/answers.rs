@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::SourceKind;
+use crate::config::{SourceKind, SpeedUnit};
 use crate::status::{CameraSnapshot, StatusSnapshot};
 use crate::timekeeper::{ClockReport, ClockSetResult, ClockSource};
 
@@ -324,7 +324,7 @@ pub struct TrackAnswer {
     pub from: String,
     pub to: String,
     /// `kmh` or `mph`: the config's `gps.speed_unit`.
-    pub speed_unit: String,
+    pub speed_unit: SpeedUnit,
     /// The recorder has a GPS receiver configured.
     pub gps_configured: bool,
     /// Positions with coordinates stored in the range.

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use crate::clock::{parse_rfc3339, Clock};
-use crate::config::{CameraConfig, Config, SpeedUnit};
+use crate::config::{CameraConfig, Config};
 use crate::export::track::TrackCache;
 use crate::live::LiveHub;
 use crate::status::Status;
@@ -183,15 +183,6 @@ impl ApiContext {
         }
     }
 
-    /// The unit speeds are shown in (`gps.speed_unit`).
-    pub fn speed_unit(&self) -> SpeedUnit {
-        self.config
-            .gps
-            .as_ref()
-            .map(|g| g.speed_unit)
-            .unwrap_or_default()
-    }
-
     /// The configured cameras, then those found while running.
     pub fn cameras(&self) -> Vec<CameraConfig> {
         let mut cameras = self.config.cameras.clone();
@@ -231,6 +222,11 @@ impl ApiContext {
             Err(ApiError::NotFound(format!("camera: no camera '{id}'")))
         }
     }
+}
+
+/// A time parameter the request must carry, RFC 3339.
+pub fn required_time_param(req: &Request, name: &str) -> Result<i64, ApiError> {
+    time_param(req, name)?.ok_or_else(|| ApiError::BadRequest(format!("{name}: missing")))
 }
 
 /// A time parameter, RFC 3339.

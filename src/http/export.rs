@@ -6,7 +6,7 @@ use std::io::Write;
 
 use crate::export::{ExportError, ExportOptions, Mp4Export};
 
-use super::context::{time_param, ApiContext, ApiError};
+use super::context::{required_time_param, ApiContext, ApiError};
 use super::names;
 use super::server::{Body, Request, Response};
 
@@ -75,12 +75,11 @@ fn export_error(e: ExportError) -> ApiError {
 
 pub fn export_mp4(ctx: &ApiContext, req: &Request) -> Result<Response, ApiError> {
     let camera = ctx.camera_param(req, false)?;
-    let from =
-        time_param(req, "from")?.ok_or_else(|| ApiError::BadRequest("from: missing".into()))?;
-    let to = time_param(req, "to")?.ok_or_else(|| ApiError::BadRequest("to: missing".into()))?;
+    let from = required_time_param(req, "from")?;
+    let to = required_time_param(req, "to")?;
     let options = ExportOptions {
         time_track: req.param("time_track") != Some("0"),
-        speed_unit: ctx.speed_unit(),
+        speed_unit: ctx.config.speed_unit(),
     };
     let export = Mp4Export::open(&ctx.store, &camera, from, to, options).map_err(export_error)?;
     let len = export.len();

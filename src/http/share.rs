@@ -17,7 +17,7 @@ use crate::share::jobs::{JobSnapshot, JobState, ShareJobs, ShareRequest, StartEr
 use crate::share::picture::ShareSize;
 
 use super::answers::{ExportEstimateAnswer, ShareJobAnswer};
-use super::context::{time_param, ApiContext, ApiError, ApiResult};
+use super::context::{required_time_param, ApiContext, ApiError, ApiResult};
 use super::export::mp4_answer;
 use super::names;
 use super::server::{Request, Response};
@@ -144,9 +144,8 @@ fn quality(value: Option<String>) -> Result<Quality, ApiError> {
 /// The request named by query parameters (estimate, `format=h264`).
 fn request_from_query(ctx: &ApiContext, req: &Request) -> Result<ShareRequest, ApiError> {
     let camera = ctx.camera_param(req, false)?;
-    let from =
-        time_param(req, "from")?.ok_or_else(|| ApiError::BadRequest("from: missing".into()))?;
-    let to = time_param(req, "to")?.ok_or_else(|| ApiError::BadRequest("to: missing".into()))?;
+    let from = required_time_param(req, "from")?;
+    let to = required_time_param(req, "to")?;
     Ok(ShareRequest {
         camera,
         from_ns: from,
@@ -154,7 +153,7 @@ fn request_from_query(ctx: &ApiContext, req: &Request) -> Result<ShareRequest, A
         options: ShareOptions {
             size: size(req.param("size").map(str::to_string))?,
             quality: quality(req.param("quality").map(str::to_string))?,
-            speed_unit: ctx.speed_unit(),
+            speed_unit: ctx.config.speed_unit(),
         },
     })
 }
@@ -188,7 +187,7 @@ pub fn start(ctx: &ApiContext, req: &Request) -> ApiResult {
         options: ShareOptions {
             size: size(text("size")?)?,
             quality: quality(text("quality")?)?,
-            speed_unit: ctx.speed_unit(),
+            speed_unit: ctx.config.speed_unit(),
         },
     };
     let snapshot = jobs.start(request).map_err(start_error)?;

@@ -15,7 +15,7 @@ use crate::store::StoredFrame;
 
 use crate::clock::format_rfc3339_ms;
 
-use super::context::{time_param, ApiContext, ApiError};
+use super::context::{required_time_param, time_param, ApiContext, ApiError};
 use super::names;
 use super::server::{Body, Request, Response};
 
@@ -175,8 +175,7 @@ pub fn recorded_frame(ctx: &ApiContext, req: &Request) -> ApiResult {
 /// paced by their capture times divided by `speed`.
 pub fn playback(ctx: &ApiContext, req: &Request) -> ApiResult {
     let camera = ctx.camera_param(req, true)?;
-    let from =
-        time_param(req, "from")?.ok_or_else(|| ApiError::BadRequest("from: missing".into()))?;
+    let from = required_time_param(req, "from")?;
     let to = time_param(req, "to")?.unwrap_or(i64::MAX);
     let speed = match req.param("speed") {
         None | Some("") => 1.0,

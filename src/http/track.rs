@@ -3,13 +3,12 @@
 //! `GET /api/export.gpx` (every position of a range as GPX 1.1).
 
 use crate::clock::format_rfc3339;
-use crate::config::SpeedUnit;
 use crate::export::gpx::GpxExport;
 use crate::export::track;
 use crate::export::ExportError;
 
 use super::answers::{TrackAnswer, TrackPointAnswer};
-use super::context::{time_param, ApiContext, ApiError, ApiResult};
+use super::context::{required_time_param, ApiContext, ApiError, ApiResult};
 use super::names;
 use super::server::{Body, Request, Response};
 
@@ -18,9 +17,8 @@ const TRACK_POINTS_DEFAULT: usize = 1000;
 const TRACK_POINTS_MAX: usize = 5000;
 
 fn range(req: &Request) -> Result<(i64, i64), ApiError> {
-    let from =
-        time_param(req, "from")?.ok_or_else(|| ApiError::BadRequest("from: missing".into()))?;
-    let to = time_param(req, "to")?.ok_or_else(|| ApiError::BadRequest("to: missing".into()))?;
+    let from = required_time_param(req, "from")?;
+    let to = required_time_param(req, "to")?;
     if from >= to {
         return Err(ApiError::BadRequest("from: must be before to".into()));
     }
@@ -58,11 +56,7 @@ pub fn track(ctx: &ApiContext, req: &Request) -> ApiResult {
         camera,
         from: format_rfc3339(from),
         to: format_rfc3339(to),
-        speed_unit: match ctx.speed_unit() {
-            SpeedUnit::Kmh => "kmh",
-            SpeedUnit::Mph => "mph",
-        }
-        .to_string(),
+        speed_unit: ctx.config.speed_unit(),
         gps_configured: ctx.config.gps.is_some(),
         positions: summary.positions as u64,
         points: summary
